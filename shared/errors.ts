@@ -1,0 +1,139 @@
+// Typed errors with a stable `code` and their gRPC status, converted at the RPC edge in one
+// place (toGrpcError / fromGrpcError) so domain code throws meaning, not transport details.
+import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+
+export const LEADER_METADATA_KEY = 'mlfleet-leader';
+
+const MARK = Symbol.for('mlfleet.error');
+
+export class MlfleetError extends Error {
+  readonly [MARK] = true;
+  constructor(
+    readonly code: string,
+    readonly grpcStatus: Status,
+    message: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+
+  /** Works across duplicate copies of this module, unlike instanceof. */
+  static is(value: unknown): value is MlfleetError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[MARK] === true;
+  }
+}
+
+export class InvalidArgumentError extends MlfleetError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', Status.INVALID_ARGUMENT, message);
+  }
+}
+
+export class NotFoundError extends MlfleetError {
+  constructor(message: string) {
+    super('NOT_FOUND', Status.NOT_FOUND, message);
+  }
+}
+
+export class AlreadyExistsError extends MlfleetError {
+  constructor(message: string) {
+    super('ALREADY_EXISTS', Status.ALREADY_EXISTS, message);
+  }
+}
+
+export class FailedPreconditionError extends MlfleetError {
+  constructor(message: string) {
+    super('FAILED_PRECONDITION', Status.FAILED_PRECONDITION, message);
+  }
+}
+
+/** A compare-and-swap lost to a concurrent writer; the caller re-reads and retries. */
+export class ConflictError extends MlfleetError {
+  constructor(message: string) {
+    super('CONFLICT', Status.ABORTED, message);
+  }
+}
+
+export class ResourceExhaustedError extends MlfleetError {
+  constructor(message: string) {
+    super('RESOURCE_EXHAUSTED', Status.RESOURCE_EXHAUSTED, message);
+  }
+}
+
+export class PermissionDeniedError extends MlfleetError {
+  constructor(message: string) {
+    super('PERMISSION_DENIED', Status.PERMISSION_DENIED, message);
+  }
+}
+
+export class UnauthenticatedError extends MlfleetError {
+  constructor(message: string) {
+    super('UNAUTHENTICATED', Status.UNAUTHENTICATED, message);
+  }
+}
+
+/** This coordinator does not lead; `leader` is the address to ask instead ('' while unknown). */
+export class NotLeaderError extends MlfleetError {
+  constructor(readonly leader: string) {
+    super(
+      'NOT_LEADER',
+      Status.UNAVAILABLE,
+      leader ? `this coordinator is not the leader; the leader is ${leader}` : 'no leader is elected yet; retry shortly',
+    );
+  }
+}
+
+export class UnavailableError extends MlfleetError {
+  constructor(message: string) {
+    super('UNAVAILABLE', Status.UNAVAILABLE, message);
+  }
+}
+
+export class InternalError extends MlfleetError {
+  constructor(message: string) {
+    super('INTERNAL', Status.INTERNAL, message);
+  }
+}
+
+/** The RPC edge: any thrown value becomes a gRPC error with the right status. */
+export function toGrpcError(err: unknown): Partial<ServiceError> {
+  const metadata = new Metadata();
+  if (MlfleetError.is(err)) {
+    if (err instanceof NotLeaderError || err.code === 'NOT_LEADER') {
+      metadata.set(LEADER_METADATA_KEY, (err as NotLeaderError).leader ?? '');
+    }
+    return { code: err.grpcStatus, details: err.message, metadata };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: Status.INTERNAL, details: `internal error: ${message}`, metadata };
+}
+
+/** The client edge: a gRPC error becomes the matching typed error. */
+export function fromGrpcError(err: ServiceError): MlfleetError {
+  const details = err.details || err.message;
+  switch (err.code) {
+    case Status.INVALID_ARGUMENT:
+      return new InvalidArgumentError(details);
+    case Status.NOT_FOUND:
+      return new NotFoundError(details);
+    case Status.ALREADY_EXISTS:
+      return new AlreadyExistsError(details);
+    case Status.FAILED_PRECONDITION:
+      return new FailedPreconditionError(details);
+    case Status.ABORTED:
+      return new ConflictError(details);
+    case Status.RESOURCE_EXHAUSTED:
+      return new ResourceExhaustedError(details);
+    case Status.PERMISSION_DENIED:
+      return new PermissionDeniedError(details);
+    case Status.UNAUTHENTICATED:
+      return new UnauthenticatedError(details);
+    case Status.UNAVAILABLE: {
+      const leader = err.metadata?.get(LEADER_METADATA_KEY);
+      if (leader && leader.length > 0) return new NotLeaderError(String(leader[0]));
+      return new UnavailableError(details);
+    }
+    default:
+      return new InternalError(details);
+  }
+}

@@ -1,0 +1,51 @@
+// Loads proto/mlfleet/v1 at run time (one set of loader options for every process) and
+// re-exports the generated message types under short names.
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { ProtoGrpcType as AgentProto } from './gen/agent.js';
+import type { ProtoGrpcType as ClusterProto } from './gen/cluster.js';
+import type { ProtoGrpcType as NodesProto } from './gen/nodes.js';
+
+export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
+export const PROTO_FILES = ['mlfleet/v1/agent.proto', 'mlfleet/v1/cluster.proto', 'mlfleet/v1/nodes.proto'];
+
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_ROOT],
+};
+
+type Proto = AgentProto & ClusterProto & NodesProto;
+
+let cached: Proto['mlfleet']['v1'] | undefined;
+
+export function mlfleetV1(): Proto['mlfleet']['v1'] {
+  if (!cached) {
+    const definition = protoLoader.loadSync(PROTO_FILES, LOADER_OPTIONS);
+    cached = (grpc.loadPackageDefinition(definition) as unknown as Proto).mlfleet.v1;
+  }
+  return cached;
+}
+
+export type { AgentMessage__Output as AgentMessage } from './gen/mlfleet/v1/AgentMessage.js';
+export type { CoordinatorMessage } from './gen/mlfleet/v1/CoordinatorMessage.js';
+export type { CoordinatorMessage__Output as CoordinatorMessageOut } from './gen/mlfleet/v1/CoordinatorMessage.js';
+export type { AgentMessage as AgentMessageIn } from './gen/mlfleet/v1/AgentMessage.js';
+export type { Hello__Output as Hello } from './gen/mlfleet/v1/Hello.js';
+export type { Heartbeat__Output as Heartbeat } from './gen/mlfleet/v1/Heartbeat.js';
+export type { Capacity__Output as Capacity } from './gen/mlfleet/v1/Capacity.js';
+export type { GpuDevice__Output as GpuDevice } from './gen/mlfleet/v1/GpuDevice.js';
+export type { Nic__Output as Nic } from './gen/mlfleet/v1/Nic.js';
+export type { Disk__Output as Disk } from './gen/mlfleet/v1/Disk.js';
+export type { Resources__Output as Resources } from './gen/mlfleet/v1/Resources.js';
+export type { Usage__Output as Usage } from './gen/mlfleet/v1/Usage.js';
+export type { Node__Output as Node } from './gen/mlfleet/v1/Node.js';
+export type { ClusterStatus__Output as ClusterStatus } from './gen/mlfleet/v1/ClusterStatus.js';
+export type { AgentServiceClient } from './gen/mlfleet/v1/AgentService.js';
+export type { ClusterServiceClient } from './gen/mlfleet/v1/ClusterService.js';
+export type { NodeServiceClient } from './gen/mlfleet/v1/NodeService.js';
