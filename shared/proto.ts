@@ -44,6 +44,7 @@ export type { Nic__Output as Nic } from './gen/mlfleet/v1/Nic.js';
 export type { Disk__Output as Disk } from './gen/mlfleet/v1/Disk.js';
 export type { Resources__Output as Resources } from './gen/mlfleet/v1/Resources.js';
 export type { Usage__Output as Usage } from './gen/mlfleet/v1/Usage.js';
+export type { CacheEntry__Output as CacheEntry } from './gen/mlfleet/v1/CacheEntry.js';
 export type { Node__Output as Node } from './gen/mlfleet/v1/Node.js';
 export type { ClusterStatus__Output as ClusterStatus } from './gen/mlfleet/v1/ClusterStatus.js';
 export type { AgentServiceClient } from './gen/mlfleet/v1/AgentService.js';

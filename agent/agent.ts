@@ -1,0 +1,134 @@
+// The agent: one per host. Reports the host's capacity and health to the leader over one
+// session, keeps the desired allocation set it is sent (persisted, so it outlives the
+// control plane), and serves /healthz and /metrics. Drivers, the model cache and the
+// gateway join it in later issues.
+import { randomUUID } from 'node:crypto';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { systemClock, type Clock, type Random } from '../shared/clock.js';
+import { startOpsServer, type OpsServer } from '../shared/http-server.js';
+import { silentLogger, type Logger } from '../shared/log.js';
+import type { Capacity } from '../shared/proto.js';
+import { detectInventory, loadInventoryFile } from './inventory.js';
+import { LocalState } from './local-state.js';
+import { CoordinatorSession } from './session.js';
+import { UsageSampler } from './usage.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface AgentOptions {
+  coordinators: string[];
+  name: string;
+  dataDir: string;
+  labels: Record<string, string>;
+  driver: 'docker' | 'process';
+  gatewayListen: string;
+  httpListen: string;
+  /** Where other hosts reach this agent; defaults to the gateway address. */
+  advertise: string | undefined;
+  cacheMaxBytes: number;
+  inventoryFile: string | undefined;
+}
+
+export interface AgentDeps {
+  clock?: Clock;
+  random?: Random;
+  log?: Logger;
+}
+
+export class Agent {
+  private readonly abort = new AbortController();
+  private running: Promise<void> | undefined;
+  private closed = false;
+
+  private constructor(
+    readonly options: AgentOptions,
+    readonly capacity: Capacity,
+    readonly labels: Record<string, string>,
+    readonly session: CoordinatorSession,
+    private readonly state: LocalState,
+    private readonly ops: OpsServer,
+    private readonly log: Logger,
+  ) {}
+
+  static async create(options: AgentOptions, deps: AgentDeps = {}): Promise<Agent> {
+    const clock = deps.clock ?? systemClock;
+    const random = deps.random ?? Math.random;
+    const log = (deps.log ?? silentLogger()).child({ component: 'agent', node: options.name });
+
+    const inventory = options.inventoryFile
+      ? await loadInventoryFile(options.inventoryFile)
+      : { ...(await detectInventory({ log })), labels: {} as Record<string, string> };
+    const labels = { ...(inventory.labels ?? {}), ...options.labels };
+    const state = LocalState.open(options.dataDir);
+
+    const metrics = new Registry();
+    collectDefaultMetrics({ register: metrics, prefix: 'mlfleet_agent_' });
+    const sessionId = randomUUID();
+    const sampler = new UsageSampler();
+    const session = new CoordinatorSession({
+      coordinators: options.coordinators,
+      clock,
+      random,
+      log,
+      usage: () => sampler.sample(),
+      hello: () => ({
+        nodeName: options.name,
+        agentVersion: AGENT_VERSION,
+        address: options.advertise ?? options.gatewayListen,
+        labels,
+        capacity: inventory.capacity,
+        appliedRevision: state.desired().revision,
+        allocations: [],
+        cache: [],
+        sessionId,
+      }),
+      onDesired: (desired) => {
+        if (state.saveDesired({ revision: desired.revision, allocations: desired.allocations })) {
+          log.debug({ revision: desired.revision, allocations: desired.allocations.length }, 'desired allocations updated');
+        }
+      },
+    });
+    new Gauge({
+      name: 'mlfleet_agent_connected',
+      help: '1 while the agent has a session with the leader',
+      registers: [metrics],
+      collect() {
+        this.set(session.state === 'connected' ? 1 : 0);
+      },
+    });
+
+    let ops: OpsServer;
+    try {
+      ops = await startOpsServer(
+        options.httpListen,
+        () => ({ ok: true, node: options.name, session: session.state, coordinator: session.connectedTo ?? null }),
+        metrics,
+      );
+    } catch (err) {
+      state.close();
+      throw err;
+    }
+    return new Agent(options, inventory.capacity, labels, session, state, ops, log);
+  }
+
+  get httpAddress(): string {
+    return this.ops.address;
+  }
+
+  /** Runs until close(); resolves once the session has stopped. */
+  run(): Promise<void> {
+    this.running ??= this.session.run(this.abort.signal);
+    return this.running;
+  }
+
+  /** Stops the session and servers. Workloads keep running: they belong to the host, not this process. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort(new Error('agent closing'));
+    await this.running;
+    await this.ops.close();
+    this.state.close();
+    this.log.info('agent stopped');
+  }
+}

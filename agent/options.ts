@@ -1,0 +1,47 @@
+// The agent's options: the flag table and its compilation into typed, validated AgentOptions.
+import { compile, compileOptional, parseAddressList, parseArgs, parseBytes, parseHostPort, parseLabels, type OptionSpec } from '../shared/config.js';
+import { InvalidArgumentError } from '../shared/errors.js';
+import { nodeName } from '../shared/validation.js';
+import type { AgentOptions } from './agent.js';
+import { defaultNodeName } from './node-name.js';
+import { detectDriver } from './driver-detect.js';
+
+const OPTIONS: OptionSpec[] = [
+  { key: 'coordinator', flag: '--coordinator <addrs>', description: 'coordinator addresses, comma-separated', default: '127.0.0.1:7700' },
+  { key: 'name', flag: '--name <name>', description: 'node name (default: the host name)' },
+  { key: 'dataDir', flag: '--data-dir <path>', description: 'local state and model cache', default: './.mlfleet/agent' },
+  { key: 'labels', flag: '--labels <k=v,...>', description: 'node labels for placement constraints', default: '' },
+  { key: 'driver', flag: '--driver <driver>', description: 'docker | process (default: docker when a Docker engine answers)' },
+  { key: 'gatewayListen', flag: '--gateway-listen <addr>', description: 'inference gateway address', default: '127.0.0.1:7780' },
+  { key: 'httpListen', flag: '--http-listen <addr>', description: '/healthz and /metrics address', default: '127.0.0.1:7781' },
+  { key: 'advertise', flag: '--advertise <addr>', description: 'address other hosts reach this agent at (default: the gateway address)' },
+  { key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', description: 'model cache budget, e.g. 100Gi', default: '50Gi' },
+  { key: 'inventoryFile', flag: '--inventory-file <path>', description: 'JSON capacity that replaces what is detected' },
+  { key: 'logLevel', flag: '--log-level <level>', description: 'trace | debug | info | warn | error', default: 'info' },
+];
+
+export async function compileAgentOptions(argv: string[]): Promise<AgentOptions & { logLevel: string }> {
+  const args = parseArgs('mlfleet-agent', 'The mlfleet agent: runs workloads on this host', OPTIONS, argv);
+  const driver = args.values.driver;
+  if (driver !== undefined && driver !== 'docker' && driver !== 'process') {
+    throw new InvalidArgumentError(`${args.sources.driver}: driver must be docker or process, not "${driver}"`);
+  }
+  const name = args.values.name ?? defaultNodeName();
+  const parsedName = nodeName.safeParse(name);
+  if (!parsedName.success) throw new InvalidArgumentError(`${args.sources.name}: node name "${name}" ${parsedName.error.issues[0]!.message}`);
+  const hostPort = (text: string) => (parseHostPort(text), text);
+  return {
+    coordinators: compile(args, 'coordinator', parseAddressList),
+    name,
+    dataDir: compile(args, 'dataDir', (t) => t),
+    labels: compile(args, 'labels', parseLabels),
+    driver: (driver as 'docker' | 'process' | undefined) ?? (await detectDriver()),
+    gatewayListen: compile(args, 'gatewayListen', hostPort),
+    httpListen: compile(args, 'httpListen', hostPort),
+    advertise: compileOptional(args, 'advertise', hostPort),
+    cacheMaxBytes: compile(args, 'cacheMaxBytes', (t) => parseBytes(t, 'cache size')),
+    inventoryFile: compileOptional(args, 'inventoryFile', (t) => t),
+    logLevel: compile(args, 'logLevel', (t) => t),
+  };
+}
+

@@ -1,0 +1,117 @@
+// The agent's side of the session: connect to any listed coordinator, follow redirects to the
+// leader, say hello, heartbeat at the interval the leader asks for, hand desired allocation
+// sets to the agent. Any failure ends the attempt; the next one starts after a jittered
+// backoff (a redirect is followed at once) and says hello again.
+import * as grpc from '@grpc/grpc-js';
+import { backoffDelay, sleep, type Clock, type Random, type Timer } from '../shared/clock.js';
+import { MlfleetError, NotLeaderError, UnavailableError, fromGrpcError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import { mlfleetV1, type AgentMessageIn, type CoordinatorMessageOut, type Usage } from '../shared/proto.js';
+import type { Hello } from '../shared/gen/mlfleet/v1/Hello.js';
+import type { DesiredAllocations__Output } from '../shared/gen/mlfleet/v1/DesiredAllocations.js';
+import type { Welcome__Output } from '../shared/gen/mlfleet/v1/Welcome.js';
+
+export type SessionState = 'connecting' | 'connected' | 'stopped';
+
+export interface SessionOptions {
+  coordinators: string[];
+  hello: () => Hello;
+  usage: () => Usage;
+  onDesired: (desired: DesiredAllocations__Output) => void;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  /** Redirects followed in a row before backing off (guards against a redirect loop). */
+  maxRedirects?: number;
+  /** Extra gRPC channel options (the fleet benchmark gives each simulated agent its own connection). */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': 15_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.max_reconnect_backoff_ms': 1_000,
+};
+
+export class CoordinatorSession {
+  state: SessionState = 'connecting';
+  /** The coordinator this session talks to while connected. */
+  connectedTo: string | undefined;
+  welcome: Welcome__Output | undefined;
+
+  constructor(private readonly options: SessionOptions) {}
+
+  /** Keeps a session open until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { coordinators, clock, random, log } = this.options;
+    const maxRedirects = this.options.maxRedirects ?? 3;
+    let failures = 0;
+    let redirects = 0;
+    let next = 0;
+    let redirect: string | undefined;
+    while (!signal.aborted) {
+      const address = redirect ?? coordinators[next++ % coordinators.length]!;
+      redirect = undefined;
+      try {
+        await this.attempt(address, signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        const error = MlfleetError.is(err) ? err : new UnavailableError(String(err));
+        if (error instanceof NotLeaderError && error.leader && error.leader !== address && redirects < maxRedirects) {
+          redirects += 1;
+          redirect = error.leader;
+          log.info({ from: address, to: error.leader }, 'following redirect to the leader');
+          continue;
+        }
+        log.warn({ coordinator: address, err: error.message }, 'coordinator session failed');
+      }
+      if (this.welcome) failures = 0;
+      this.welcome = undefined;
+      this.connectedTo = undefined;
+      this.state = 'connecting';
+      redirects = 0;
+      const delay = backoffDelay(failures++, random, 250, 5_000);
+      await sleep(clock, delay, signal).catch(() => undefined);
+    }
+    this.state = 'stopped';
+  }
+
+  /** One session with one coordinator; resolves when the coordinator ends it, rejects on error. */
+  private attempt(address: string, signal: AbortSignal): Promise<void> {
+    const { clock, log } = this.options;
+    const client = new (mlfleetV1().AgentService)(address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...this.options.channelOptions });
+    const call = client.Session();
+    let heartbeat: Timer | undefined;
+    let seq = 0;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => call.cancel();
+      signal.addEventListener('abort', onAbort, { once: true });
+      const done = (err?: Error) => {
+        heartbeat?.cancel();
+        signal.removeEventListener('abort', onAbort);
+        client.close();
+        if (err) reject(err);
+        else resolve();
+      };
+      call.on('data', (message: CoordinatorMessageOut) => {
+        if (message.msg === 'welcome' && message.welcome) {
+          this.welcome = message.welcome;
+          this.state = 'connected';
+          this.connectedTo = address;
+          log.info({ coordinator: address, leader: message.welcome.leaderAddress }, 'connected to the leader');
+          const send = () => {
+            const beat: AgentMessageIn = { heartbeat: { seq: ++seq, sentAtMs: clock.now(), usage: this.options.usage() } };
+            call.write(beat);
+          };
+          heartbeat?.cancel();
+          heartbeat = clock.setInterval(send, Math.max(100, message.welcome.heartbeatIntervalMs));
+        } else if (message.msg === 'desired' && message.desired) {
+          this.options.onDesired(message.desired);
+        }
+      });
+      call.on('error', (err: grpc.ServiceError) => done(fromGrpcError(err)));
+      call.on('end', () => done());
+      call.write({ hello: this.options.hello() });
+    });
+  }
+}

@@ -1,0 +1,132 @@
+// AgentService.Session: one bidirectional stream per agent. The agent says hello (identity and
+// capacity), then heartbeats; the leader answers welcome and the agent's full desired
+// allocation set. A follower ends the stream at once with a redirect to the leader.
+import { randomUUID } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import type { Clock } from '../../shared/clock.js';
+import { FailedPreconditionError, InvalidArgumentError, MlfleetError, UnavailableError, toGrpcError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import type { AgentMessage, CoordinatorMessage, Hello } from '../../shared/proto.js';
+import { validate } from '../../shared/validation.js';
+import type { CoordinatorMetrics } from '../metrics.js';
+import type { NodeRegistry, SessionHandle } from '../node-registry.js';
+import { heartbeatSchema, helloSchema } from './schemas.js';
+
+export interface AgentSessionDeps {
+  /** The registry while this coordinator leads; throws NotLeaderError otherwise. */
+  registry(): NodeRegistry;
+  /** Revision of the desired allocation set sent after welcome. */
+  revision(): Promise<number>;
+  coordinatorId: string;
+  leaderAddress(): string;
+  heartbeatIntervalMs: number;
+  nodeTtlMs: number;
+  helloTimeoutMs: number;
+  clock: Clock;
+  log: Logger;
+  metrics: CoordinatorMetrics;
+}
+
+type SessionCall = grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>;
+
+export function agentSessionHandler(deps: AgentSessionDeps): grpc.handleBidiStreamingCall<AgentMessage, CoordinatorMessage> {
+  return (call: SessionCall) => {
+    let registry: NodeRegistry;
+    try {
+      registry = deps.registry();
+    } catch (err) {
+      call.emit('error', toGrpcError(err));
+      return;
+    }
+    new AgentSession(call, registry, deps).start();
+  };
+}
+
+class AgentSession implements SessionHandle {
+  readonly id = randomUUID();
+  private nodeName: string | undefined;
+  private ended = false;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly call: SessionCall,
+    private readonly registry: NodeRegistry,
+    private readonly deps: AgentSessionDeps,
+  ) {
+    this.log = deps.log.child({ session: this.id, peer: call.getPeer() });
+  }
+
+  start(): void {
+    this.deps.metrics.sessions.inc();
+    const helloTimer = this.deps.clock.setTimeout(
+      () => this.fail(new InvalidArgumentError(`no hello within ${this.deps.helloTimeoutMs} ms of opening the session`)),
+      this.deps.helloTimeoutMs,
+    );
+    this.call.on('data', (message: AgentMessage) => {
+      try {
+        this.receive(message, helloTimer.cancel);
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+    this.call.on('end', () => this.finish(() => this.call.end()));
+    this.call.on('cancelled', () => this.finish(() => undefined));
+    this.call.on('error', () => this.finish(() => undefined));
+    this.call.on('close', () => helloTimer.cancel());
+  }
+
+  close(reason: string): void {
+    this.fail(new UnavailableError(reason));
+  }
+
+  private receive(message: AgentMessage, helloReceived: () => void): void {
+    if (message.msg === 'hello') {
+      if (this.nodeName) throw new FailedPreconditionError('hello may only be sent once per session');
+      const hello = validate(helloSchema, message.hello, 'hello') as Hello;
+      helloReceived();
+      this.nodeName = hello.nodeName;
+      this.log.info({ node: hello.nodeName, version: hello.agentVersion }, 'agent connected');
+      this.registry.hello(hello, this).then(() => this.welcome(hello), (err: unknown) => this.fail(err));
+      return;
+    }
+    if (!this.nodeName) throw new FailedPreconditionError('the first message of a session must be hello');
+    if (message.msg === 'heartbeat') {
+      validate(heartbeatSchema, message.heartbeat, 'heartbeat');
+      this.registry.heartbeat(this.nodeName, this, message.heartbeat!);
+    } else if (message.msg === 'status') {
+      this.registry.reportCache(this.nodeName, this, message.status!.cache);
+    } else {
+      throw new InvalidArgumentError('agent message carries none of hello, heartbeat or status');
+    }
+  }
+
+  private async welcome(hello: Hello): Promise<void> {
+    if (this.ended) return;
+    this.call.write({
+      welcome: {
+        nodeName: hello.nodeName,
+        coordinatorId: this.deps.coordinatorId,
+        leaderAddress: this.deps.leaderAddress(),
+        heartbeatIntervalMs: this.deps.heartbeatIntervalMs,
+        nodeTtlMs: this.deps.nodeTtlMs,
+      },
+    });
+    // Allocations arrive with the workloads issue; until then the desired set is empty.
+    this.call.write({ desired: { revision: await this.deps.revision(), allocations: [] } });
+  }
+
+  private fail(err: unknown): void {
+    if (this.ended) return;
+    if (!MlfleetError.is(err)) this.log.error({ err }, 'agent session failed');
+    else this.log.info({ node: this.nodeName, reason: err.message }, 'ending agent session');
+    this.finish(() => this.call.emit('error', toGrpcError(err)));
+  }
+
+  private finish(end: () => void): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.deps.metrics.sessions.dec();
+    if (this.nodeName) this.registry.disconnected(this.nodeName, this);
+    end();
+  }
+}

@@ -1,0 +1,44 @@
+// NodeService: the leader's node view, and the operator actions on nodes.
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../../shared/log.js';
+import type { Node } from '../../shared/proto.js';
+import { displayStatus, toProtoNode } from '../node-record.js';
+import type { NodeRegistry } from '../node-registry.js';
+import { unary } from './rpc.js';
+import { listNodesSchema, nodeNameRequestSchema } from './schemas.js';
+
+export interface NodeServiceDeps {
+  /** The registry while this coordinator leads; throws NotLeaderError otherwise. */
+  registry(): NodeRegistry;
+  revision(): Promise<number>;
+  log: Logger;
+}
+
+export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
+  const { log } = deps;
+  const action = (method: string, act: (registry: NodeRegistry, name: string) => Promise<unknown>) =>
+    unary(method, nodeNameRequestSchema, async ({ name }): Promise<Node> => {
+      const registry = deps.registry();
+      registry.get(name);
+      await act(registry, name);
+      log.info({ node: name, action: method }, 'node action');
+      return toProtoNode(registry.get(name));
+    }, log);
+
+  return {
+    ListNodes: unary('ListNodes', listNodesSchema, async ({ status, selector }) => {
+      const registry = deps.registry();
+      const revision = await deps.revision();
+      const nodes = registry
+        .list()
+        .filter((view) => !status || displayStatus(view.record) === status)
+        .filter((view) => Object.entries(selector).every(([k, v]) => view.record.labels[k] === v))
+        .map(toProtoNode);
+      return { nodes, revision };
+    }, log),
+    GetNode: unary('GetNode', nodeNameRequestSchema, async ({ name }) => toProtoNode(deps.registry().get(name)), log),
+    CordonNode: action('CordonNode', (registry, name) => registry.cordon(name)),
+    UncordonNode: action('UncordonNode', (registry, name) => registry.uncordon(name)),
+    DrainNode: action('DrainNode', (registry, name) => registry.drain(name)),
+  };
+}

@@ -1,0 +1,278 @@
+// The coordinator process: the gRPC API, the ops HTTP server, and the campaign for
+// leadership. Everything only the leader runs is switched on in establishLeadership and off
+// in revokeLeadership (Nomad's leader.go), the moment the election lease is lost.
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { backoffDelay, sleep, systemClock, type Clock, type Random } from '../shared/clock.js';
+import { parseHostPort } from '../shared/config.js';
+import { NotLeaderError } from '../shared/errors.js';
+import { startOpsServer, type OpsServer } from '../shared/http-server.js';
+import { keys } from '../shared/keys.js';
+import { silentLogger, type Logger } from '../shared/log.js';
+import { mlfleetV1, type ClusterStatus } from '../shared/proto.js';
+import { Election, fencedTxn, type Leadership } from '../shared/store/election.js';
+import { Lease } from '../shared/store/lease.js';
+import { openStore } from '../shared/store/open-store.js';
+import type { Store } from '../shared/store/store.js';
+import { agentSessionHandler } from './api/agent-session.js';
+import { clusterService } from './api/cluster-service.js';
+import { nodeService } from './api/node-service.js';
+import { withMalformedRequests } from './api/rpc.js';
+import { CoordinatorMetrics } from './metrics.js';
+import { NodeRegistry } from './node-registry.js';
+
+export interface CoordinatorOptions {
+  listen: string;
+  httpListen: string;
+  /** sqlite:PATH or etcd:URL[,URL…] */
+  store: string;
+  dataDir: string;
+  /** The address agents and the CLI are redirected to; default: the bound gRPC address. */
+  advertise: string | undefined;
+  nodeTtlMs: number;
+  /** TTL of the election lease: how long a dead leader holds leadership at most. */
+  electionTtlMs: number;
+  /** Stable identity among coordinators; default: host name plus a random suffix. */
+  id: string | undefined;
+}
+
+export interface CoordinatorDeps {
+  clock?: Clock;
+  random?: Random;
+  log?: Logger;
+}
+
+interface LeaderMember {
+  id: string;
+  address: string;
+}
+
+type Role =
+  | { kind: 'follower' }
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry };
+
+export class Coordinator {
+  private role: Role = { kind: 'follower' };
+  private leader: LeaderMember | undefined;
+  private readonly abort = new AbortController();
+  private loops: Promise<unknown> | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly id: string,
+    readonly address: string,
+    readonly options: CoordinatorOptions,
+    readonly store: Store,
+    readonly metrics: CoordinatorMetrics,
+    private readonly server: grpc.Server,
+    private readonly ops: OpsServer,
+    private readonly election: Election,
+    private readonly clock: Clock,
+    private readonly random: Random,
+    private readonly log: Logger,
+  ) {}
+
+  static async create(options: CoordinatorOptions, deps: CoordinatorDeps = {}): Promise<Coordinator> {
+    const clock = deps.clock ?? systemClock;
+    const random = deps.random ?? Math.random;
+    const id = options.id ?? `${os.hostname().toLowerCase()}-${randomBytes(3).toString('hex')}`;
+    const log = (deps.log ?? silentLogger()).child({ component: 'coordinator', coordinator: id });
+    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    const store = await openStore(options.store, { clock, log });
+    const metrics = new CoordinatorMetrics();
+    const server = new grpc.Server({
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+      'grpc.max_concurrent_streams': 1_000_000,
+    } as grpc.ServerOptions);
+    let ops: OpsServer | undefined;
+    try {
+      const port = await bind(server, options.listen);
+      const { host } = parseHostPort(options.listen);
+      const wildcard = host === '0.0.0.0' || host === '::';
+      const address = options.advertise ?? `${wildcard ? os.hostname() : host.includes(':') ? `[${host}]` : host}:${port}`;
+      let self: Coordinator | undefined;
+      ops = await startOpsServer(options.httpListen, () => self!.health(), metrics.registry);
+      const election = new Election(store, keys.electionPrefix, { clock, log });
+      self = new Coordinator(id, address, options, store, metrics, server, ops, election, clock, random, log);
+      self.register();
+      return self;
+    } catch (err) {
+      server.forceShutdown();
+      await ops?.close();
+      await store.close();
+      throw err;
+    }
+  }
+
+  get httpAddress(): string {
+    return this.ops.address;
+  }
+
+  get isLeader(): boolean {
+    return this.role.kind === 'leader';
+  }
+
+  /** The leader's advertised address as this coordinator last saw it ('' while unknown). */
+  get leaderAddress(): string {
+    return this.leader?.address ?? '';
+  }
+
+  /** Starts campaigning and serving; resolves when the coordinator has closed. */
+  run(): Promise<void> {
+    const signal = this.abort.signal;
+    this.loops ??= Promise.all([this.campaignLoop(signal), this.observeLoop(signal)]);
+    return this.loops.then(() => undefined);
+  }
+
+  /** Steps down (if leading), ends every stream and closes the store. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.abort.abort(new Error('coordinator closing'));
+      await this.loops;
+      this.revokeLeadership();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => this.server.forceShutdown(), 2_000);
+        this.server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await this.ops.close();
+      await this.store.close();
+      this.log.info('coordinator stopped');
+    })();
+    return this.closing;
+  }
+
+  private register(): void {
+    const v1 = mlfleetV1();
+    const registry = () => this.registry();
+    const revision = () => this.store.revision();
+    this.server.addService(
+      withMalformedRequests(v1.AgentService.service),
+      {
+        Session: agentSessionHandler({
+          registry,
+          revision,
+          coordinatorId: this.id,
+          leaderAddress: () => this.address,
+          heartbeatIntervalMs: Math.max(100, Math.floor(this.options.nodeTtlMs / 3)),
+          nodeTtlMs: this.options.nodeTtlMs,
+          helloTimeoutMs: 10_000,
+          clock: this.clock,
+          log: this.log,
+          metrics: this.metrics,
+        }),
+      } as grpc.UntypedServiceImplementation,
+    );
+    this.server.addService(withMalformedRequests(v1.ClusterService.service), clusterService({ status: () => this.status(), log: this.log }));
+    this.server.addService(withMalformedRequests(v1.NodeService.service), nodeService({ registry, revision, log: this.log }));
+  }
+
+  /** The node registry while leading; NotLeaderError (a redirect) otherwise. */
+  private registry(): NodeRegistry {
+    if (this.role.kind === 'leader') return this.role.registry;
+    throw new NotLeaderError(this.leaderAddress);
+  }
+
+  private async status(): Promise<ClusterStatus> {
+    const [{ kvs, revision }] = await Promise.all([this.store.range(keys.coordinatorsPrefix)]);
+    const leaderId = this.leader?.id;
+    return {
+      leader: this.leaderAddress,
+      coordinators: kvs
+        .map((kv) => JSON.parse(kv.value) as LeaderMember)
+        .map((member) => ({ id: member.id, address: member.address, role: member.id === leaderId ? 'leader' : 'follower' })),
+      store: this.store.kind,
+      revision,
+    };
+  }
+
+  private health() {
+    return { ok: true, id: this.id, role: this.role.kind, leader: this.leaderAddress || null, store: this.store.kind };
+  }
+
+  /**
+   * Holds a lease (which also keeps this coordinator's membership key), campaigns, leads until
+   * the lease or the leader key is lost, and starts over. Closing resigns, so a clean
+   * shutdown hands leadership over at once instead of after the lease TTL.
+   */
+  private async campaignLoop(signal: AbortSignal): Promise<void> {
+    const member: LeaderMember = { id: this.id, address: this.address };
+    let failures = 0;
+    while (!signal.aborted) {
+      let lease: Lease | undefined;
+      try {
+        lease = await Lease.create(this.store, this.options.electionTtlMs, { clock: this.clock, log: this.log });
+        await this.store.put(keys.coordinator(this.id), JSON.stringify(member), { lease: lease.id });
+        const leadership = await this.election.campaign(JSON.stringify(member), lease, AbortSignal.any([signal, lease.lost]));
+        await this.establishLeadership(leadership);
+        failures = 0;
+        await aborted(AbortSignal.any([signal, leadership.lost]));
+        if (!signal.aborted) this.log.warn('leadership lost');
+      } catch (err) {
+        if (!signal.aborted) this.log.warn({ err: (err as Error).message }, 'campaign failed');
+      } finally {
+        this.revokeLeadership();
+        await lease?.revoke().catch(() => undefined);
+      }
+      if (!signal.aborted) await sleep(this.clock, backoffDelay(failures++, this.random, 100, 2_000), signal).catch(() => undefined);
+    }
+  }
+
+  /** Follows who leads, for redirects and cluster status. */
+  private async observeLoop(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        for await (const value of this.election.observe(signal)) {
+          this.leader = value ? (JSON.parse(value) as LeaderMember) : undefined;
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        this.log.warn({ err: (err as Error).message }, 'observing the election failed; retrying');
+        await sleep(this.clock, 500, signal).catch(() => undefined);
+      }
+    }
+  }
+
+  private async establishLeadership(leadership: Leadership): Promise<void> {
+    const registry = await NodeRegistry.load({
+      store: this.store,
+      writer: { txn: (compares, success, failure) => fencedTxn(this.store, leadership, compares, success, failure) },
+      clock: this.clock,
+      log: this.log.child({ component: 'node-registry' }),
+      metrics: this.metrics,
+      nodeTtlMs: this.options.nodeTtlMs,
+    });
+    this.role = { kind: 'leader', leadership, registry };
+    this.leader = { id: this.id, address: this.address };
+    this.metrics.isLeader.set(1);
+    this.log.info({ address: this.address }, 'elected leader');
+  }
+
+  private revokeLeadership(): void {
+    if (this.role.kind !== 'leader') return;
+    this.role.registry.close();
+    this.role = { kind: 'follower' };
+    if (this.leader?.id === this.id) this.leader = undefined;
+    this.metrics.isLeader.set(0);
+    this.log.info('stepped down');
+  }
+}
+
+function bind(server: grpc.Server, listen: string): Promise<number> {
+  const { host, port } = parseHostPort(listen);
+  const target = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return new Promise((resolve, reject) =>
+    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(new Error(`cannot listen on ${listen} for gRPC: ${err.message}`)) : resolve(bound),
+    ),
+  );
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return signal.aborted ? Promise.resolve() : new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}

@@ -1,0 +1,59 @@
+// The coordinator's Prometheus metrics, served on --http-listen /metrics.
+import { Counter, Gauge, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+
+export class CoordinatorMetrics {
+  readonly registry = new Registry();
+
+  /** Time from an agent stamping a heartbeat to the leader's view holding it. */
+  readonly heartbeatLag = new Summary({
+    name: 'mlfleet_heartbeat_lag_seconds',
+    help: 'Delay between an agent sending a heartbeat and the leader applying it to its view',
+    percentiles: [0.5, 0.9, 0.99],
+    maxAgeSeconds: 60,
+    ageBuckets: 6,
+    registers: [this.registry],
+  });
+
+  readonly heartbeats = new Counter({
+    name: 'mlfleet_heartbeats_total',
+    help: 'Heartbeats applied by this leader',
+    registers: [this.registry],
+  });
+
+  readonly sessions = new Gauge({
+    name: 'mlfleet_agent_sessions',
+    help: 'Agent sessions connected to this coordinator',
+    registers: [this.registry],
+  });
+
+  readonly isLeader = new Gauge({
+    name: 'mlfleet_coordinator_is_leader',
+    help: '1 while this coordinator leads',
+    registers: [this.registry],
+  });
+
+  /** Set by the leader's node registry; counted only when /metrics is scraped. */
+  nodeCounts: (() => Record<string, number>) | undefined;
+
+  readonly nodes = new Gauge({
+    name: 'mlfleet_nodes',
+    help: 'Nodes known to the leader, by status',
+    labelNames: ['status'],
+    registers: [this.registry],
+    collect: () => {
+      this.nodes.reset();
+      for (const [status, count] of Object.entries(this.nodeCounts?.() ?? {})) this.nodes.set({ status }, count);
+    },
+  });
+
+  readonly nodeTransitions = new Counter({
+    name: 'mlfleet_node_transitions_total',
+    help: 'Node status transitions written by this leader',
+    labelNames: ['to'],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'mlfleet_coordinator_' });
+  }
+}

@@ -1,0 +1,232 @@
+// The leader's node registry: the live view of every node, fed by agent sessions. A node is
+// `ready` while heartbeats arrive and `down` once --node-ttl passes without one. Heartbeats
+// only touch memory; the store sees registrations and transitions, each a fenced
+// compare-and-swap on the node's record. Exists only while this coordinator leads: built from
+// the store when leadership is won (every node gets one TTL of grace to reconnect), dropped
+// when it is lost.
+import { isDeepStrictEqual } from 'node:util';
+import type { Clock, Timer } from '../shared/clock.js';
+import { ConflictError, NotFoundError } from '../shared/errors.js';
+import { keys } from '../shared/keys.js';
+import type { Logger } from '../shared/log.js';
+import type { Hello, Heartbeat, CacheEntry } from '../shared/proto.js';
+import type { Compare, Op, Store, TxnResult } from '../shared/store/store.js';
+import type { CoordinatorMetrics } from './metrics.js';
+import { displayStatus, type NodeRecord, type NodeView } from './node-record.js';
+
+/** Leader-only writes: each carries the leadership fence; throws NotLeaderError once deposed. */
+export interface FencedWriter {
+  txn(compares: Compare[], success: Op[], failure?: Op[]): Promise<TxnResult>;
+}
+
+/** What the registry needs of an agent's session: to end it when a newer one replaces it. */
+export interface SessionHandle {
+  readonly id: string;
+  close(reason: string): void;
+}
+
+export interface NodeRegistryDeps {
+  store: Store;
+  writer: FencedWriter;
+  clock: Clock;
+  log: Logger;
+  metrics: CoordinatorMetrics;
+  nodeTtlMs: number;
+}
+
+const MAX_CAS_ATTEMPTS = 5;
+
+export class NodeRegistry {
+  private readonly nodes = new Map<string, NodeView>();
+  private readonly sessions = new Map<string, SessionHandle>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly sweeper: Timer;
+  private closed = false;
+
+  private constructor(private readonly deps: NodeRegistryDeps) {
+    const interval = Math.min(1000, Math.max(50, Math.floor(deps.nodeTtlMs / 10)));
+    this.sweeper = deps.clock.setInterval(() => this.sweep(), interval);
+  }
+
+  /** Rebuilds the view from the store; every node gets one TTL from now to show up. */
+  static async load(deps: NodeRegistryDeps): Promise<NodeRegistry> {
+    const registry = new NodeRegistry(deps);
+    const { kvs } = await deps.store.range(keys.nodesPrefix);
+    const now = deps.clock.now();
+    for (const kv of kvs) {
+      const record = JSON.parse(kv.value) as NodeRecord;
+      registry.nodes.set(record.name, {
+        record,
+        modRevision: kv.modRevision,
+        lastHeartbeatMs: 0,
+        lastSeenMs: now,
+        usage: undefined,
+        cache: [],
+      });
+    }
+    deps.metrics.nodeCounts = () => registry.countByStatus();
+    deps.log.info({ nodes: kvs.length }, 'node registry loaded');
+    return registry;
+  }
+
+  list(): NodeView[] {
+    return [...this.nodes.values()].sort((a, b) => a.record.name.localeCompare(b.record.name));
+  }
+
+  get(name: string): NodeView {
+    const view = this.nodes.get(name);
+    if (!view) throw new NotFoundError(`node "${name}" not found; \`mlfleetctl nodes ls\` lists the nodes`);
+    return view;
+  }
+
+  /** A session said hello: register or refresh the node, mark it ready, adopt the session. */
+  async hello(hello: Hello, session: SessionHandle): Promise<NodeView> {
+    const previous = this.sessions.get(hello.nodeName);
+    if (previous && previous.id !== session.id) previous.close(`replaced by a newer session of node ${hello.nodeName}`);
+    this.sessions.set(hello.nodeName, session);
+    const now = this.deps.clock.now();
+    const view = await this.update(hello.nodeName, (current) => {
+      const next: NodeRecord = {
+        name: hello.nodeName,
+        status: 'ready',
+        cordoned: current?.cordoned ?? false,
+        draining: current?.draining ?? false,
+        address: hello.address,
+        labels: hello.labels,
+        capacity: hello.capacity!,
+        agentVersion: hello.agentVersion,
+        registeredAtMs: current?.registeredAtMs ?? now,
+        statusChangedAtMs: current?.status === 'ready' ? current.statusChangedAtMs : now,
+      };
+      return current && isDeepStrictEqual(current, next) ? undefined : next;
+    });
+    view.lastHeartbeatMs = now;
+    view.lastSeenMs = now;
+    view.cache = hello.cache;
+    return view;
+  }
+
+  heartbeat(name: string, session: SessionHandle, heartbeat: Heartbeat): void {
+    if (this.sessions.get(name) !== session) return;
+    const view = this.nodes.get(name);
+    if (!view) return;
+    const now = this.deps.clock.now();
+    view.lastHeartbeatMs = now;
+    view.lastSeenMs = now;
+    view.usage = heartbeat.usage ?? undefined;
+    this.deps.metrics.heartbeats.inc();
+    if (heartbeat.sentAtMs > 0) this.deps.metrics.heartbeatLag.observe(Math.max(0, now - heartbeat.sentAtMs) / 1000);
+    if (view.record.status === 'down') this.markReady(name);
+  }
+
+  reportCache(name: string, session: SessionHandle, cache: CacheEntry[]): void {
+    const view = this.sessions.get(name) === session ? this.nodes.get(name) : undefined;
+    if (view) view.cache = cache;
+  }
+
+  /** The session ended. The node stays ready until its TTL runs out: it may just be reconnecting. */
+  disconnected(name: string, session: SessionHandle): void {
+    if (this.sessions.get(name) === session) this.sessions.delete(name);
+  }
+
+  cordon(name: string): Promise<NodeView> {
+    this.get(name);
+    return this.update(name, (r) => (r!.cordoned ? undefined : { ...r!, cordoned: true }));
+  }
+
+  uncordon(name: string): Promise<NodeView> {
+    this.get(name);
+    return this.update(name, (r) => (!r!.cordoned && !r!.draining ? undefined : { ...r!, cordoned: false, draining: false }));
+  }
+
+  /** Cordons the node and marks it draining; the controllers of later issues move its work. */
+  drain(name: string): Promise<NodeView> {
+    this.get(name);
+    return this.update(name, (r) => (r!.cordoned && r!.draining ? undefined : { ...r!, cordoned: true, draining: true }));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.sweeper.cancel();
+    this.deps.metrics.nodeCounts = undefined;
+    for (const session of this.sessions.values()) session.close('this coordinator no longer leads');
+    this.sessions.clear();
+  }
+
+  private markReady(name: string): void {
+    const now = this.deps.clock.now();
+    this.update(name, (r) => (r && r.status === 'down' ? { ...r, status: 'ready', statusChangedAtMs: now } : undefined))
+      .catch((err: unknown) => this.deps.log.warn({ err, node: name }, 'could not mark node ready'));
+  }
+
+  private sweep(): void {
+    if (this.closed) return;
+    const now = this.deps.clock.now();
+    for (const view of this.nodes.values()) {
+      if (view.record.status !== 'ready' || now - view.lastSeenMs < this.deps.nodeTtlMs) continue;
+      const name = view.record.name;
+      this.update(name, (r) => {
+        const stillSilent = this.deps.clock.now() - this.nodes.get(name)!.lastSeenMs >= this.deps.nodeTtlMs;
+        return r && r.status === 'ready' && stillSilent ? { ...r, status: 'down', statusChangedAtMs: now } : undefined;
+      }).catch((err: unknown) => this.deps.log.warn({ err, node: name }, 'could not mark node down'));
+    }
+  }
+
+  /**
+   * Applies `mutate` to a node's record and writes the result with a compare on the record's
+   * modRevision plus the leadership fence. One update per node at a time; a lost compare
+   * re-reads the record and tries again. `mutate` returns undefined when nothing changes.
+   */
+  private update(name: string, mutate: (current: NodeRecord | undefined) => NodeRecord | undefined): Promise<NodeView> {
+    const run = async (): Promise<NodeView> => {
+      const key = keys.node(name);
+      for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+        const view = this.nodes.get(name);
+        const next = mutate(view?.record);
+        if (!next) return view!;
+        const result = await this.deps.writer.txn(
+          [{ key, target: 'modRevision', op: '=', value: view?.modRevision ?? 0 }],
+          [{ type: 'put', key, value: JSON.stringify(next) }],
+          [{ type: 'get', key }],
+        );
+        if (result.succeeded) {
+          this.apply(name, next, result.revision, view);
+          return this.nodes.get(name)!;
+        }
+        const latest = result.results[0];
+        if (latest?.type === 'get' && latest.kv) this.apply(name, JSON.parse(latest.kv.value) as NodeRecord, latest.kv.modRevision, view);
+        else this.nodes.delete(name);
+      }
+      throw new ConflictError(`node "${name}" kept changing while being updated; try again`);
+    };
+    const queued = (this.queues.get(name) ?? Promise.resolve()).then(run, run);
+    const settled = queued.catch(() => undefined);
+    this.queues.set(name, settled);
+    void settled.then(() => {
+      if (this.queues.get(name) === settled) this.queues.delete(name);
+    });
+    return queued;
+  }
+
+  private apply(name: string, record: NodeRecord, modRevision: number, previous: NodeView | undefined): void {
+    if (previous && previous.record.status !== record.status) {
+      this.deps.metrics.nodeTransitions.inc({ to: record.status });
+      this.deps.log.info({ node: name, from: displayStatus(previous.record), to: displayStatus(record) }, 'node status changed');
+    }
+    const now = this.deps.clock.now();
+    this.nodes.set(name, {
+      record,
+      modRevision,
+      lastHeartbeatMs: previous?.lastHeartbeatMs ?? 0,
+      lastSeenMs: previous?.lastSeenMs ?? now,
+      usage: previous?.usage,
+      cache: previous?.cache ?? [],
+    });
+  }
+
+  private countByStatus(): Record<string, number> {
+    const counts = { ready: 0, down: 0, draining: 0 };
+    for (const view of this.nodes.values()) counts[displayStatus(view.record)] += 1;
+    return counts;
+  }
+}

@@ -1,0 +1,41 @@
+// The coordinator's options: the flag table and its compilation into typed, validated CoordinatorOptions.
+import { compile, compileOptional, parseArgs, parseDuration, parseHostPort, type OptionSpec } from '../shared/config.js';
+import { InvalidArgumentError } from '../shared/errors.js';
+import type { CoordinatorOptions } from './coordinator.js';
+
+const OPTIONS: OptionSpec[] = [
+  { key: 'listen', flag: '--listen <addr>', description: 'gRPC address', default: '127.0.0.1:7700' },
+  { key: 'httpListen', flag: '--http-listen <addr>', description: '/healthz and /metrics address', default: '127.0.0.1:7701' },
+  { key: 'store', flag: '--store <spec>', description: 'sqlite:PATH or etcd:http://h1:2379,http://h2:2379', default: 'sqlite:./.mlfleet/coordinator.db' },
+  { key: 'dataDir', flag: '--data-dir <path>', description: 'blobs and bootstrap files', default: './.mlfleet' },
+  { key: 'advertise', flag: '--advertise <addr>', description: 'address agents and clients are redirected to (default: the listen address)' },
+  { key: 'nodeTtl', flag: '--node-ttl <duration>', description: 'a node without heartbeats for this long is down', default: '15s' },
+  { key: 'electionTtl', flag: '--election-ttl <duration>', description: 'lease of the leader: a dead leader is replaced within about this long', default: '2s' },
+  { key: 'id', flag: '--id <id>', description: 'coordinator identity (default: host name and a random suffix)' },
+  { key: 'logLevel', flag: '--log-level <level>', description: 'trace | debug | info | warn | error', default: 'info' },
+];
+
+function positive(what: string, min: number) {
+  return (text: string) => {
+    const ms = parseDuration(text, what);
+    if (ms < min) throw new InvalidArgumentError(`${what} must be at least ${min} ms`);
+    return ms;
+  };
+}
+
+export function compileCoordinatorOptions(argv: string[]): CoordinatorOptions & { logLevel: string } {
+  const args = parseArgs('mlfleet-coordinator', 'The mlfleet coordinator: the control plane', OPTIONS, argv);
+  const hostPort = (text: string) => (parseHostPort(text), text);
+  return {
+    listen: compile(args, 'listen', hostPort),
+    httpListen: compile(args, 'httpListen', hostPort),
+    store: compile(args, 'store', (t) => t),
+    dataDir: compile(args, 'dataDir', (t) => t),
+    advertise: compileOptional(args, 'advertise', hostPort),
+    nodeTtlMs: compile(args, 'nodeTtl', positive('node TTL', 300)),
+    electionTtlMs: compile(args, 'electionTtl', positive('election TTL', 1000)),
+    id: compileOptional(args, 'id', (t) => t),
+    logLevel: compile(args, 'logLevel', (t) => t),
+  };
+}
+

@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// `npm start`: a working single-machine cluster on the embedded defaults — a coordinator on
+// SQLite and one agent for this host, in one process. State lives under ./.mlfleet (or
+// MLFLEET_DATA_DIR); Ctrl-C stops both cleanly, and running it again picks the state up.
+import path from 'node:path';
+import { Agent } from '../agent/agent.js';
+import { defaultNodeName } from '../agent/node-name.js';
+import { detectDriver } from '../agent/driver-detect.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { runMain } from '../shared/config.js';
+import { createLogger } from '../shared/log.js';
+import { handleSignals } from '../shared/signals.js';
+
+await runMain('mlfleet local cluster', async () => {
+  const dataDir = path.resolve(process.env.MLFLEET_DATA_DIR ?? '.mlfleet');
+  const log = createLogger({ name: 'mlfleet', level: process.env.MLFLEET_LOG_LEVEL ?? 'warn' });
+  const coordinator = await Coordinator.create(
+    {
+      listen: process.env.MLFLEET_LISTEN ?? '127.0.0.1:7700',
+      httpListen: process.env.MLFLEET_HTTP_LISTEN ?? '127.0.0.1:7701',
+      store: `sqlite:${path.join(dataDir, 'coordinator.db')}`,
+      dataDir,
+      advertise: undefined,
+      nodeTtlMs: 15_000,
+      electionTtlMs: 2_000,
+      id: 'local',
+    },
+    { log },
+  );
+  const running = [coordinator.run()];
+  let agent: Agent;
+  try {
+    agent = await Agent.create(
+      {
+        coordinators: [coordinator.address],
+        name: process.env.MLFLEET_NAME ?? defaultNodeName(),
+        dataDir: path.join(dataDir, 'agent'),
+        labels: {},
+        driver: await detectDriver(),
+        gatewayListen: process.env.MLFLEET_GATEWAY_LISTEN ?? '127.0.0.1:7780',
+        httpListen: process.env.MLFLEET_AGENT_HTTP_LISTEN ?? '127.0.0.1:7781',
+        advertise: undefined,
+        cacheMaxBytes: 50 * 2 ** 30,
+        inventoryFile: process.env.MLFLEET_INVENTORY_FILE,
+      },
+      { log },
+    );
+  } catch (err) {
+    await coordinator.close();
+    throw err;
+  }
+  running.push(agent.run());
+  const gpus = agent.capacity.gpus.length;
+  process.stdout.write(
+    [
+      'mlfleet local cluster is up (Ctrl-C to stop)',
+      `  coordinator  gRPC ${coordinator.address}   HTTP http://${coordinator.httpAddress}/healthz   store sqlite:${path.join(dataDir, 'coordinator.db')}`,
+      `  agent        node ${agent.options.name}   HTTP http://${agent.httpAddress}/healthz   driver ${agent.options.driver}   ` +
+        `${agent.capacity.cpuMillis / 1000} cores, ${(agent.capacity.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${gpus} GPU${gpus === 1 ? '' : 's'}`,
+      '  try          npx mlfleetctl nodes ls',
+      '',
+    ].join('\n'),
+  );
+  handleSignals(async () => {
+    await agent.close();
+    await coordinator.close();
+    process.stdout.write('mlfleet local cluster stopped\n');
+  }, log);
+  await Promise.all(running);
+});

@@ -1,0 +1,34 @@
+// Validation at the edge (DESIGN principle 8): one zod schema per request message; a failure
+// becomes one InvalidArgumentError listing every problem by field path.
+import { z } from 'zod';
+import { InvalidArgumentError } from './errors.js';
+
+export { z };
+
+/** Set by the server's deserializer when the request bytes are not a valid message. */
+export const MALFORMED = Symbol.for('mlfleet.malformed');
+
+export function validate<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknown, what: string): T {
+  if (value && typeof value === 'object' && MALFORMED in value) {
+    throw new InvalidArgumentError(`${what}: the request is not a valid protobuf message (${String((value as Record<symbol, unknown>)[MALFORMED])})`);
+  }
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const field = issue.path.length > 0 ? issue.path.join('.') : 'request';
+    return `${field}: ${issue.message}`;
+  });
+  throw new InvalidArgumentError(`invalid ${what}: ${problems.join('; ')}`);
+}
+
+/** A node name: a lowercase DNS subdomain, as Kubernetes and Nomad accept. */
+export const nodeName = z
+  .string()
+  .min(1, 'is required')
+  .max(253, 'must be at most 253 characters')
+  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, 'must be lowercase letters, digits, "." and "-", starting and ending with a letter or digit');
+
+export const labelMap = z.record(
+  z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/, 'label keys are letters, digits, . _ - / (max 63)'),
+  z.string().max(128, 'label values are at most 128 characters'),
+);
