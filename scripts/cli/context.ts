@@ -1,0 +1,91 @@
+// mlfleetctl's global flags (--coordinator, --token, -o) and what every command action gets
+// from them: the output format and a coordinator client that is created on first use and
+// closed when the action ends, whatever happens.
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { CoordinatorClient, DEFAULT_COORDINATOR, parseCoordinatorAddresses } from '../../shared/client.js';
+import { OUTPUT_FORMATS, print, type OutputFormat, type Printable } from './output.js';
+
+export interface GlobalOptions {
+  coordinator: string;
+  token?: string;
+  output: OutputFormat;
+}
+
+/** Where `--token` is read from when neither the flag nor MLFLEET_TOKEN is set. */
+export function tokenFilePath(): string {
+  return path.join(homedir(), '.config', 'mlfleet', 'token');
+}
+
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .addOption(
+      new Option('--coordinator <addr[,addr...]>', 'coordinator address(es); the leader is found among them')
+        .env('MLFLEET_COORDINATOR')
+        .default(DEFAULT_COORDINATOR)
+        .argParser(checkAddresses),
+    )
+    .addOption(new Option('--token <token>', `API token (default: the file ${tokenFilePath().replace(homedir(), '~')})`).env('MLFLEET_TOKEN'))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'));
+}
+
+/** An empty address list is bad usage (exit 2), not a failed request. */
+function checkAddresses(value: string): string {
+  try {
+    parseCoordinatorAddresses(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return value;
+}
+
+function readTokenFile(): string | undefined {
+  try {
+    return readFileSync(tokenFilePath(), 'utf8').trim() || undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`cannot read the token file ${tokenFilePath()}: ${(err as Error).message}`);
+  }
+}
+
+export class CliContext {
+  private coordinatorClient: CoordinatorClient | undefined;
+
+  constructor(readonly options: GlobalOptions) {}
+
+  static from(command: Command): CliContext {
+    return new CliContext(command.optsWithGlobals<GlobalOptions>());
+  }
+
+  get output(): OutputFormat {
+    return this.options.output;
+  }
+
+  client(): CoordinatorClient {
+    this.coordinatorClient ??= new CoordinatorClient(this.options.coordinator, {
+      token: this.options.token || readTokenFile(),
+    });
+    return this.coordinatorClient;
+  }
+
+  print(printable: Printable): void {
+    print(this.output, printable);
+  }
+
+  close(): void {
+    this.coordinatorClient?.close();
+    this.coordinatorClient = undefined;
+  }
+}
+
+/** Runs one command action with a context that is closed afterwards. */
+export async function withContext(command: Command, run: (ctx: CliContext) => Promise<void>): Promise<void> {
+  const ctx = CliContext.from(command);
+  try {
+    await run(ctx);
+  } finally {
+    ctx.close();
+  }
+}

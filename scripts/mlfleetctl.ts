@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// mlfleetctl, the admin CLI. This file only wires the program together and owns the exit
+// codes: 0 success, 1 the request failed (one line on stderr), 2 bad usage, 130 Ctrl-C.
+// Each noun's commands live in cli/commands/<noun>.ts; adding a noun is adding a file and
+// one register call below.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { addGlobalOptions } from './cli/context.js';
+import { registerClusterCommands } from './cli/commands/cluster.js';
+import { registerNodeCommands } from './cli/commands/nodes.js';
+
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+const EXIT_INTERRUPTED = 130;
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function buildProgram(): Command {
+  const program = new Command('mlfleetctl')
+    .description('administer an mlfleet cluster')
+    .version(packageVersion())
+    // Settings first: subcommands copy them when they are created.
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`mlfleetctl: ${text.replace(/^error: /, '')}`) })
+    .showHelpAfterError('(run with --help for usage)');
+  addGlobalOptions(program);
+  registerClusterCommands(program);
+  registerNodeCommands(program);
+  return program;
+}
+
+/** One line, whatever the error: multi-line grpc details would bury the point. */
+function oneLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+async function main(argv: string[]): Promise<number> {
+  process.once('SIGINT', () => process.exit(EXIT_INTERRUPTED));
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    // `mlfleetctl nodes ls | head`: the reader left, which is not our failure.
+    if (err.code === 'EPIPE') process.exit(EXIT_OK);
+    throw err;
+  });
+  try {
+    await buildProgram().parseAsync(argv);
+    return EXIT_OK;
+  } catch (err) {
+    // Commander has already printed its message (or the help) by the time it throws.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    process.stderr.write(`mlfleetctl: ${oneLine(err)}\n`);
+    return EXIT_FAILED;
+  }
+}
+
+process.exitCode = await main(process.argv);
