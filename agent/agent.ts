@@ -56,7 +56,7 @@ export class Agent {
     const log = (deps.log ?? silentLogger()).child({ component: 'agent', node: options.name });
 
     const inventory = options.inventoryFile
-      ? await loadInventoryFile(options.inventoryFile)
+      ? await loadInventoryFile(options.inventoryFile, { hostname: options.name })
       : { ...(await detectInventory({ log })), labels: {} as Record<string, string> };
     const labels = { ...(inventory.labels ?? {}), ...options.labels };
     const state = LocalState.open(options.dataDir);
