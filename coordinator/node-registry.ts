@@ -129,18 +129,18 @@ export class NodeRegistry {
     if (this.sessions.get(name) === session) this.sessions.delete(name);
   }
 
-  cordon(name: string): Promise<NodeView> {
+  async cordon(name: string): Promise<NodeView> {
     this.get(name);
     return this.update(name, (r) => (r!.cordoned ? undefined : { ...r!, cordoned: true }));
   }
 
-  uncordon(name: string): Promise<NodeView> {
+  async uncordon(name: string): Promise<NodeView> {
     this.get(name);
     return this.update(name, (r) => (!r!.cordoned && !r!.draining ? undefined : { ...r!, cordoned: false, draining: false }));
   }
 
   /** Cordons the node and marks it draining; the controllers of later issues move its work. */
-  drain(name: string): Promise<NodeView> {
+  async drain(name: string): Promise<NodeView> {
     this.get(name);
     return this.update(name, (r) => (r!.cordoned && r!.draining ? undefined : { ...r!, cordoned: true, draining: true }));
   }

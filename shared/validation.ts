@@ -8,10 +8,15 @@ export { z };
 /** Set by the server's deserializer when the request bytes are not a valid message. */
 export const MALFORMED = Symbol.for('mlfleet.malformed');
 
-export function validate<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknown, what: string): T {
+/** Throws INVALID_ARGUMENT when the server could not decode the message's bytes. */
+export function assertWellFormed(value: unknown, what: string): void {
   if (value && typeof value === 'object' && MALFORMED in value) {
-    throw new InvalidArgumentError(`${what}: the request is not a valid protobuf message (${String((value as Record<symbol, unknown>)[MALFORMED])})`);
+    throw new InvalidArgumentError(`${what}: not a valid protobuf message (${String((value as Record<symbol, unknown>)[MALFORMED])})`);
   }
+}
+
+export function validate<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknown, what: string): T {
+  assertWellFormed(value, what);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {

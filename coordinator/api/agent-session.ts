@@ -7,7 +7,7 @@ import type { Clock } from '../../shared/clock.js';
 import { FailedPreconditionError, InvalidArgumentError, MlfleetError, UnavailableError, toGrpcError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { AgentMessage, CoordinatorMessage, Hello } from '../../shared/proto.js';
-import { validate } from '../../shared/validation.js';
+import { assertWellFormed, validate } from '../../shared/validation.js';
 import type { CoordinatorMetrics } from '../metrics.js';
 import type { NodeRegistry, SessionHandle } from '../node-registry.js';
 import { heartbeatSchema, helloSchema } from './schemas.js';
@@ -80,6 +80,8 @@ class AgentSession implements SessionHandle {
   }
 
   private receive(message: AgentMessage, helloReceived: () => void): void {
+    assertWellFormed(message, 'agent message');
+    if (!message.msg) throw new InvalidArgumentError('agent message carries none of hello, heartbeat or status');
     if (message.msg === 'hello') {
       if (this.nodeName) throw new FailedPreconditionError('hello may only be sent once per session');
       const hello = validate(helloSchema, message.hello, 'hello') as Hello;
@@ -93,10 +95,8 @@ class AgentSession implements SessionHandle {
     if (message.msg === 'heartbeat') {
       validate(heartbeatSchema, message.heartbeat, 'heartbeat');
       this.registry.heartbeat(this.nodeName, this, message.heartbeat!);
-    } else if (message.msg === 'status') {
-      this.registry.reportCache(this.nodeName, this, message.status!.cache);
     } else {
-      throw new InvalidArgumentError('agent message carries none of hello, heartbeat or status');
+      this.registry.reportCache(this.nodeName, this, message.status!.cache);
     }
   }
 

@@ -1,0 +1,97 @@
+// The agent's session with real coordinators (two, sharing one SQLite file, so one leads and
+// one follows): it follows the follower's redirect, registers, heartbeats, and after the
+// leader goes away reconnects to the new one and says hello again.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CoordinatorSession } from '../../agent/session.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { backoffDelay, seededRandom, systemClock } from '../../shared/clock.js';
+import { silentLogger } from '../../shared/log.js';
+import type { Hello } from '../../shared/gen/mlfleet/v1/Hello.js';
+import { tempDir } from '../helpers/processes.js';
+
+async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+async function pair(t: import('node:test').TestContext) {
+  const dir = tempDir(t);
+  const make = async (id: string) => {
+    const c = await Coordinator.create({
+      listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/shared.db`, dataDir: `${dir}/${id}`,
+      advertise: undefined, nodeTtlMs: 3_000, electionTtlMs: 1_000, id,
+    });
+    void c.run();
+    t.after(() => c.close());
+    return c;
+  };
+  const both = [await make('c1'), await make('c2')];
+  await until('a leader', () => both.some((c) => c.isLeader));
+  await until('the follower to know the leader', () => both.every((c) => c.leaderAddress !== ''));
+  const leader = both.find((c) => c.isLeader)!;
+  const follower = both.find((c) => !c.isLeader)!;
+  return { leader, follower };
+}
+
+function agentSession(coordinators: string[], hellos: Hello[]) {
+  const abort = new AbortController();
+  const session = new CoordinatorSession({
+    coordinators,
+    clock: systemClock,
+    random: seededRandom(7),
+    log: silentLogger(),
+    usage: () => ({ cpuMillisUsed: 0, memoryUsedBytes: 0, gpus: [] }),
+    onDesired: () => undefined,
+    hello: () => {
+      const hello: Hello = {
+        nodeName: 'node-1',
+        agentVersion: 'test',
+        address: '127.0.0.1:7780',
+        labels: {},
+        capacity: { cpuMillis: 2000, memoryBytes: 2 ** 30, gpus: [], nics: [], disks: [] },
+        sessionId: 'agent-process-1',
+      };
+      hellos.push(hello);
+      return hello;
+    },
+  });
+  const running = session.run(abort.signal);
+  return { session, stop: async () => { abort.abort(); await running; } };
+}
+
+test('an agent pointed at a follower is redirected to the leader and registers there', async (t) => {
+  const { leader, follower } = await pair(t);
+  const hellos: Hello[] = [];
+  const agent = agentSession([follower.address], hellos);
+  t.after(() => agent.stop());
+  await until('connected', () => agent.session.state === 'connected');
+  assert.equal(agent.session.connectedTo, leader.address);
+  assert.equal(agent.session.welcome?.heartbeatIntervalMs, 1_000);
+  assert.ok(hellos.length >= 2, 'one hello to the follower, one to the leader');
+});
+
+test('when the leader goes away the agent reconnects to the new leader and says hello again', async (t) => {
+  const { leader, follower } = await pair(t);
+  const hellos: Hello[] = [];
+  const agent = agentSession([leader.address, follower.address], hellos);
+  t.after(() => agent.stop());
+  await until('connected', () => agent.session.state === 'connected');
+  const before = hellos.length;
+  await leader.close();
+  await until('the follower to lead', () => follower.isLeader);
+  await until('reconnected to the new leader', () => agent.session.state === 'connected' && agent.session.connectedTo === follower.address);
+  assert.ok(hellos.length > before, 'hello is sent again after the reconnect');
+});
+
+test('reconnect delays are jittered and grow up to the cap', () => {
+  const random = seededRandom(42);
+  const delays = Array.from({ length: 12 }, (_, attempt) => backoffDelay(attempt, random, 250, 5_000));
+  delays.forEach((delay, attempt) => assert.ok(delay >= 0 && delay < Math.min(5_000, 250 * 2 ** attempt), `attempt ${attempt}: ${delay}`));
+  assert.ok(new Set(delays).size > 6, 'delays differ (jitter)');
+  const ceilingLate = Math.max(...delays.slice(6));
+  assert.ok(ceilingLate > 250, 'later attempts wait longer than the base');
+});

@@ -1,0 +1,71 @@
+// The README's start command: a coordinator on SQLite and an agent for this host in one
+// process. `mlfleetctl nodes ls` then shows this host with its real capacity; operator
+// actions work through the real CLI; Ctrl-C stops everything and exits 0.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { defaultNodeName } from '../../agent/node-name.js';
+import { REPO_ROOT, tempDir } from '../helpers/processes.js';
+
+const run = promisify(execFile);
+
+test('the local cluster shows this host in nodes ls and stops cleanly on Ctrl-C', async (t) => {
+  const dir = tempDir(t);
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/scripts/local-cluster.js')], {
+    env: {
+      ...process.env,
+      MLFLEET_DATA_DIR: path.join(dir, 'state'),
+      MLFLEET_LISTEN: '127.0.0.1:0',
+      MLFLEET_HTTP_LISTEN: '127.0.0.1:0',
+      MLFLEET_AGENT_HTTP_LISTEN: '127.0.0.1:0',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.after(() => child.kill('SIGKILL'));
+  const output: string[] = [];
+  const lines = createInterface({ input: child.stdout! });
+  const address = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no start banner: ${output.join('\n')}`)), 20_000);
+    lines.on('line', (line) => {
+      output.push(line);
+      const match = /coordinator\s+gRPC (\S+)/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    });
+  });
+
+  const ctl = (...args: string[]) => run(process.execPath, [path.join(REPO_ROOT, 'dist/scripts/mlfleetctl.js'), '--coordinator', address, ...args]);
+  const name = defaultNodeName();
+  let nodes: { name: string; status: string; capacity: { cpuMillis: number; memoryBytes: number } }[] = [];
+  for (let i = 0; i < 100 && nodes.length === 0; i++) {
+    nodes = JSON.parse((await ctl('nodes', 'ls', '-o', 'json')).stdout);
+    if (nodes.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(nodes.length, 1);
+  assert.equal(nodes[0]!.name, name);
+  assert.equal(nodes[0]!.status, 'ready');
+  assert.equal(nodes[0]!.capacity.cpuMillis, os.cpus().length * 1000, 'real CPU count');
+  assert.equal(nodes[0]!.capacity.memoryBytes, os.totalmem(), 'real memory');
+
+  const status = JSON.parse((await ctl('cluster', 'status', '-o', 'json')).stdout);
+  assert.equal(status.store, 'sqlite');
+  assert.equal(status.leader, address);
+
+  await ctl('nodes', 'drain', name);
+  const drained = JSON.parse((await ctl('nodes', 'show', name, '-o', 'json')).stdout);
+  assert.deepEqual([drained.status, drained.cordoned], ['draining', true]);
+  await ctl('nodes', 'uncordon', name);
+  const back = JSON.parse((await ctl('nodes', 'show', name, '-o', 'json')).stdout);
+  assert.deepEqual([back.status, back.cordoned], ['ready', false]);
+
+  child.kill('SIGINT');
+  assert.equal(await exited, 0, 'Ctrl-C exits 0');
+  assert.ok(output.some((line) => line.includes('stopped')), output.join('\n'));
+});

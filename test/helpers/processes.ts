@@ -1,0 +1,101 @@
+// Real mlfleet daemons as child processes for integration tests: spawned from dist/, their
+// JSON log lines parsed for the addresses they bound (port 0), killed and reaped in t.after().
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export interface LogLine {
+  msg?: string;
+  [field: string]: unknown;
+}
+
+export class Daemon {
+  readonly lines: LogLine[] = [];
+  private waiters: { test: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(readonly name: string, readonly child: ChildProcess) {
+    createInterface({ input: child.stderr! }).on('line', (text) => {
+      let line: LogLine;
+      try {
+        line = JSON.parse(text) as LogLine;
+      } catch {
+        line = { msg: text };
+      }
+      this.lines.push(line);
+      this.waiters = this.waiters.filter((w) => (w.test(line) ? (w.resolve(line), false) : true));
+    });
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  /** The first log line (past or future) that passes `test`. */
+  waitFor(test: (line: LogLine) => boolean, timeoutMs = 15_000): Promise<LogLine> {
+    const seen = this.lines.find(test);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: no matching log line within ${timeoutMs} ms; last lines:\n${this.lines.slice(-10).map((l) => JSON.stringify(l)).join('\n')}`)), timeoutMs);
+      this.waiters.push({ test, resolve: (line) => (clearTimeout(timer), resolve(line)) });
+    });
+  }
+
+  waitForMessage(msg: string, timeoutMs?: number): Promise<LogLine> {
+    return this.waitFor((line) => line.msg === msg, timeoutMs);
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (this.running) this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+export function tempDir(t: TestContext, prefix = 'mlfleet-test-'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function spawnDaemon(t: TestContext, name: string, script: string, args: string[]): Daemon {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', script), ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, MLFLEET_LOG_LEVEL: 'debug' },
+  });
+  const daemon = new Daemon(name, child);
+  t.after(() => daemon.kill('SIGKILL'));
+  return daemon;
+}
+
+export interface StartedCoordinator extends Daemon {
+  grpc: string;
+  http: string;
+}
+
+/** A coordinator process on loopback ports chosen by the kernel. */
+export async function startCoordinator(t: TestContext, name: string, args: string[]): Promise<StartedCoordinator> {
+  const daemon = spawnDaemon(t, name, 'coordinator/main.js', [
+    '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--id', name, ...args,
+  ]);
+  const started = await daemon.waitForMessage('coordinator started');
+  return Object.assign(daemon, { grpc: started.grpc as string, http: started.http as string });
+}
+
+/** A synthetic host: an agent with a capacity file, so tests control what the node has. */
+export async function startAgent(t: TestContext, name: string, coordinators: string[], dataDir: string, extra: string[] = []): Promise<Daemon> {
+  const inventory = path.join(dataDir, `${name}-inventory.json`);
+  writeFileSync(inventory, JSON.stringify({ cpu: '16', memory: '64Gi', gpus: { count: 2, model: 'NVIDIA H100 80GB HBM3', memory: '80Gi' }, nics: [{ name: 'eth0', speedMbps: 25000 }] }));
+  const daemon = spawnDaemon(t, name, 'agent/main.js', [
+    '--name', name, '--coordinator', coordinators.join(','), '--data-dir', path.join(dataDir, name),
+    '--http-listen', '127.0.0.1:0', '--inventory-file', inventory, '--driver', 'process', ...extra,
+  ]);
+  await daemon.waitForMessage('agent started');
+  return daemon;
+}
