@@ -3,7 +3,7 @@
 // keep-alive are built once on top of these primitives (election.ts, lease.ts), the way
 // etcd's clientv3/concurrency builds them on kv + lease + watch.
 //
-// Rules every backend keeps (checked by test/store/conformance.ts):
+// Rules every backend keeps (checked by test/store/conformance.test.ts):
 // - Revisions are numbers that only grow; every write transaction takes one new revision,
 //   shared by all its operations. A read-only transaction takes none.
 // - A lost compare is an ordinary `{succeeded: false}` answer, never a throw.
@@ -27,7 +27,11 @@ export interface KeyValue {
 export type CompareTarget = 'value' | 'createRevision' | 'modRevision' | 'version';
 export type CompareOp = '=' | '!=' | '<' | '>';
 
-/** A guard in a transaction. A missing key has createRevision = modRevision = version = 0. */
+/**
+ * A guard in a transaction. A missing key has createRevision = modRevision = version = 0.
+ * A 'value' compare on a missing key never holds, whatever the op (etcd cannot tell a missing
+ * value from ''), so test existence with `version` or `createRevision`. Values compare as bytes.
+ */
 export interface Compare {
   key: string;
   target: CompareTarget;
@@ -69,12 +73,17 @@ export interface WatchEvent {
   value: string;
   /** For a delete, the revision of the delete; for a put, the key's modRevision. */
   revision: number;
+  /** After a put, the key's createRevision and version; 0 after a delete. */
   createRevision: number;
   version: number;
 }
 
 export interface WatchOptions {
-  /** Deliver changes with revision >= fromRevision. Default: only changes after now. */
+  /**
+   * Deliver changes with revision >= fromRevision. Default: only changes after now, where
+   * etcd's "now" is when its server registers the watch; to miss nothing, pass the revision
+   * of a read + 1 (list, then watch).
+   */
   fromRevision?: number;
   signal?: AbortSignal;
 }
@@ -104,7 +113,9 @@ export interface Store {
 
   /** If every compare holds, run `success`, else `failure`; atomically, at one revision. */
   txn(compares: Compare[], success: Op[], failure?: Op[]): Promise<TxnResult>;
+  /** Returns the revision of the write. */
   put(key: string, value: string, options?: { lease?: string }): Promise<number>;
+  /** Returns the store's revision afterwards (unchanged when the key did not exist). */
   delete(key: string): Promise<number>;
 
   watch(prefix: string, options?: WatchOptions): Watch;
