@@ -179,7 +179,7 @@ export class Coordinator {
   }
 
   private async status(): Promise<ClusterStatus> {
-    const [{ kvs, revision }] = await Promise.all([this.store.range(keys.coordinatorsPrefix)]);
+    const { kvs, revision } = await this.store.range(keys.coordinatorsPrefix);
     const leaderId = this.leader?.id;
     return {
       leader: this.leaderAddress,
@@ -205,10 +205,11 @@ export class Coordinator {
     let failures = 0;
     while (!signal.aborted) {
       let lease: Lease | undefined;
+      let leadership: Leadership | undefined;
       try {
         lease = await Lease.create(this.store, this.options.electionTtlMs, { clock: this.clock, log: this.log });
         await this.store.put(keys.coordinator(this.id), JSON.stringify(member), { lease: lease.id });
-        const leadership = await this.election.campaign(JSON.stringify(member), lease, AbortSignal.any([signal, lease.lost]));
+        leadership = await this.election.campaign(JSON.stringify(member), lease, AbortSignal.any([signal, lease.lost]));
         await this.establishLeadership(leadership);
         failures = 0;
         await aborted(AbortSignal.any([signal, leadership.lost]));
@@ -217,6 +218,7 @@ export class Coordinator {
         if (!signal.aborted) this.log.warn({ err: (err as Error).message }, 'campaign failed');
       } finally {
         this.revokeLeadership();
+        if (signal.aborted) await leadership?.resign().catch(() => undefined);
         await lease?.revoke().catch(() => undefined);
       }
       if (!signal.aborted) await sleep(this.clock, backoffDelay(failures++, this.random, 100, 2_000), signal).catch(() => undefined);

@@ -5,11 +5,11 @@
 // stopped and removed in t.after(). Spawned etcds run with --heartbeat-interval 50
 // --election-timeout 500, which lets them grant 1 s leases (the default flags grant no less
 // than 2 s). Without either, the test fails: tests never skip.
+import { freePort } from './net.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -129,16 +129,6 @@ async function terminate(child: ChildProcess, exited: Promise<void>): Promise<vo
   clearTimeout(killer);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitHealthy(port: number): Promise<void> {
   const deadline = Date.now() + HEALTHY_WITHIN_MS;

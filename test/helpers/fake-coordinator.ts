@@ -2,6 +2,7 @@
 // port 0, serving ClusterService and NodeService from an in-memory node table. It keeps the
 // coordinator's contract: a follower answers every NodeService call with UNAVAILABLE and the
 // `mlfleet-leader` metadata (empty while no leader is known); GetStatus is answered by all.
+import { freePort } from './net.js';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { mlfleetV1 } from '../../shared/proto.js';
@@ -174,11 +175,7 @@ export function sampleNode(name: string, overrides: Partial<NodeRecord> = {}): N
 
 /** An address nothing listens on: a port the OS just handed out and took back. */
 export async function deadAddress(): Promise<string> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `127.0.0.1:${port}`;
+  return `127.0.0.1:${await freePort()}`;
 }
 
 /** A TCP server that accepts connections and never says a word: a coordinator that hangs. */

@@ -1,8 +1,8 @@
 // --store specs: what parses, what a bad one says, and that an etcd nobody answers on fails
 // fast with the endpoints in the message.
+import { freePort } from '../helpers/net.js';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -52,7 +52,7 @@ test('an etcd: store keeps its keys under the namespace it was given', async (t)
 });
 
 test('an etcd that does not answer fails within seconds, naming its endpoints', async () => {
-  const port = await closedPort();
+  const port = await freePort();
   const startedAt = Date.now();
   await assert.rejects(openStore(`etcd:http://127.0.0.1:${port}`), (err: unknown) => {
     assert.ok(err instanceof StoreUnavailableError, String(err));
@@ -62,14 +62,3 @@ test('an etcd that does not answer fails within seconds, naming its endpoints', 
   assert.ok(Date.now() - startedAt < 6_000, `took ${Date.now() - startedAt} ms`);
 });
 
-/** A loopback port nobody listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
