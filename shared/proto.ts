@@ -7,9 +7,19 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType as AgentProto } from './gen/agent.js';
 import type { ProtoGrpcType as ClusterProto } from './gen/cluster.js';
 import type { ProtoGrpcType as NodesProto } from './gen/nodes.js';
+import type { ProtoGrpcType as TenantsProto } from './gen/tenants.js';
+import type { ProtoGrpcType as TokensProto } from './gen/tokens.js';
+import type { ProtoGrpcType as EventsProto } from './gen/events.js';
 
 export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
-export const PROTO_FILES = ['mlfleet/v1/agent.proto', 'mlfleet/v1/cluster.proto', 'mlfleet/v1/nodes.proto'];
+export const PROTO_FILES = [
+  'mlfleet/v1/agent.proto',
+  'mlfleet/v1/cluster.proto',
+  'mlfleet/v1/nodes.proto',
+  'mlfleet/v1/tenants.proto',
+  'mlfleet/v1/tokens.proto',
+  'mlfleet/v1/events.proto',
+];
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,
@@ -20,7 +30,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-type Proto = AgentProto & ClusterProto & NodesProto;
+type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto;
 
 let cached: Proto['mlfleet']['v1'] | undefined;
 
@@ -50,3 +60,10 @@ export type { ClusterStatus__Output as ClusterStatus } from './gen/mlfleet/v1/Cl
 export type { AgentServiceClient } from './gen/mlfleet/v1/AgentService.js';
 export type { ClusterServiceClient } from './gen/mlfleet/v1/ClusterService.js';
 export type { NodeServiceClient } from './gen/mlfleet/v1/NodeService.js';
+export type { Tenant__Output as Tenant } from './gen/mlfleet/v1/Tenant.js';
+export type { Quota__Output as Quota } from './gen/mlfleet/v1/Quota.js';
+export type { TokenInfo__Output as TokenInfo } from './gen/mlfleet/v1/TokenInfo.js';
+export type { AuditEvent__Output as AuditEvent } from './gen/mlfleet/v1/AuditEvent.js';
+export type { TenantServiceClient } from './gen/mlfleet/v1/TenantService.js';
+export type { TokenServiceClient } from './gen/mlfleet/v1/TokenService.js';
+export type { EventServiceClient } from './gen/mlfleet/v1/EventService.js';

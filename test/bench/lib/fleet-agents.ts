@@ -2,6 +2,7 @@
 // (agent/session.ts, each on its own gRPC connection) that say hello with a synthetic 8-GPU
 // capacity and heartbeat at the interval the leader asks for. Prints "ready N" once every
 // session has been welcomed, then runs until SIGTERM.
+import { setMaxListeners } from 'node:events';
 import { systemClock } from '../../../shared/clock.js';
 import { silentLogger } from '../../../shared/log.js';
 import { CoordinatorSession } from '../../../agent/session.js';
@@ -10,6 +11,8 @@ import type { Usage } from '../../../shared/proto.js';
 const [address, prefix, countText] = process.argv.slice(2);
 const count = Number(countText);
 const abort = new AbortController();
+// Every simulated session listens on this one signal.
+setMaxListeners(0, abort.signal);
 const GiB = 2 ** 30;
 const usage: Usage = { cpuMillisUsed: 1200, memoryUsedBytes: 64 * GiB, gpus: [] };
 
