@@ -6,7 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { systemClock, type Clock, type Random } from '../shared/clock.js';
 import { startOpsServer, type OpsServer } from '../shared/http-server.js';
+import { InvalidArgumentError } from '../shared/errors.js';
 import { silentLogger, type Logger } from '../shared/log.js';
+import { channelCredentials, type TlsMaterial } from '../shared/tls.js';
 import type { Capacity } from '../shared/proto.js';
 import { detectInventory, loadInventoryFile } from './inventory.js';
 import { LocalState } from './local-state.js';
@@ -27,7 +29,13 @@ export interface AgentOptions {
   advertise: string | undefined;
   cacheMaxBytes: number;
   inventoryFile: string | undefined;
+  /** TLS to the coordinators (a client certificate for mutual TLS); undefined: plain text. */
+  tls: TlsMaterial | undefined;
+  /** Lets a node join the first time; afterwards it uses the credential the leader issued it. */
+  joinToken: string | undefined;
 }
+
+const CREDENTIAL = 'nodeCredential';
 
 export interface AgentDeps {
   clock?: Clock;
@@ -60,6 +68,12 @@ export class Agent {
       : { ...(await detectInventory({ log })), labels: {} as Record<string, string> };
     const labels = { ...(inventory.labels ?? {}), ...options.labels };
     const state = LocalState.open(options.dataDir);
+    if (!state.getMeta(CREDENTIAL) && !options.joinToken) {
+      state.close();
+      throw new InvalidArgumentError(
+        'this node has not joined yet and has no join token: pass --join-token or --join-token-file (the coordinator writes one to <data-dir>/join-token)',
+      );
+    }
 
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, prefix: 'mlfleet_agent_' });
@@ -71,6 +85,17 @@ export class Agent {
       random,
       log,
       usage: () => sampler.sample(),
+      credentials: channelCredentials(options.tls),
+      token: () => state.getMeta(CREDENTIAL) ?? options.joinToken,
+      onCredential: (credential) => {
+        state.setMeta(CREDENTIAL, credential);
+        log.info('joined: stored this node\'s credential');
+      },
+      onUnauthenticated: (err) => {
+        if (!state.getMeta(CREDENTIAL)) return;
+        state.deleteMeta(CREDENTIAL);
+        log.warn({ reason: err.message }, options.joinToken ? 'node credential refused; joining again with the join token' : 'node credential refused and there is no join token: an admin must give this node a join token');
+      },
       hello: () => ({
         nodeName: options.name,
         agentVersion: AGENT_VERSION,

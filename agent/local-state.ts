@@ -35,6 +35,10 @@ export class LocalState {
     this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
+  deleteMeta(key: string): void {
+    this.db.prepare('DELETE FROM meta WHERE key = ?').run(key);
+  }
+
   desired(): DesiredSet {
     const row = this.db.prepare('SELECT revision, allocations FROM desired WHERE id = 1').get() as
       | { revision: number; allocations: string }

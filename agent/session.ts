@@ -4,7 +4,8 @@
 // backoff (a redirect is followed at once) and says hello again.
 import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, sleep, type Clock, type Random, type Timer } from '../shared/clock.js';
-import { MlfleetError, NotLeaderError, UnavailableError, fromGrpcError } from '../shared/errors.js';
+import { setBearer } from '../shared/auth.js';
+import { MlfleetError, NotLeaderError, UnauthenticatedError, UnavailableError, fromGrpcError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { mlfleetV1, type AgentMessageIn, type CoordinatorMessageOut, type Usage } from '../shared/proto.js';
 import type { Hello } from '../shared/gen/mlfleet/v1/Hello.js';
@@ -18,11 +19,19 @@ export interface SessionOptions {
   hello: () => Hello;
   usage: () => Usage;
   onDesired: (desired: DesiredAllocations__Output) => void;
+  /** The bearer token for the next attempt: the node credential, or the join token until there is one. */
+  token: () => string | undefined;
+  /** The leader issued this node its own credential (after a join). */
+  onCredential?: (credential: string) => void;
+  /** The coordinator refused the token (revoked, unknown): the agent may fall back to its join token. */
+  onUnauthenticated?: (err: UnauthenticatedError) => void;
   clock: Clock;
   random: Random;
   log: Logger;
   /** Redirects followed in a row before backing off (guards against a redirect loop). */
   maxRedirects?: number;
+  /** TLS to the coordinators (shared/tls.ts channelCredentials); default: plain text. */
+  credentials?: grpc.ChannelCredentials;
   /** Extra gRPC channel options (the fleet benchmark gives each simulated agent its own connection). */
   channelOptions?: grpc.ChannelOptions;
 }
@@ -57,6 +66,7 @@ export class CoordinatorSession {
       } catch (err) {
         if (signal.aborted) break;
         const error = MlfleetError.is(err) ? err : new UnavailableError(String(err));
+        if (error instanceof UnauthenticatedError) this.options.onUnauthenticated?.(error);
         if (error instanceof NotLeaderError && error.leader && error.leader !== address && redirects < maxRedirects) {
           redirects += 1;
           redirect = error.leader;
@@ -79,8 +89,8 @@ export class CoordinatorSession {
   /** One session with one coordinator; resolves when the coordinator ends it, rejects on error. */
   private attempt(address: string, signal: AbortSignal): Promise<void> {
     const { clock, log } = this.options;
-    const client = new (mlfleetV1().AgentService)(address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...this.options.channelOptions });
-    const call = client.Session();
+    const client = new (mlfleetV1().AgentService)(address, this.options.credentials ?? grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...this.options.channelOptions });
+    const call = client.Session(setBearer(new grpc.Metadata(), this.options.token()));
     let heartbeat: Timer | undefined;
     let seq = 0;
     return new Promise<void>((resolve, reject) => {
@@ -96,6 +106,7 @@ export class CoordinatorSession {
       call.on('data', (message: CoordinatorMessageOut) => {
         if (message.msg === 'welcome' && message.welcome) {
           this.welcome = message.welcome;
+          if (message.welcome.nodeCredential) this.options.onCredential?.(message.welcome.nodeCredential);
           this.state = 'connected';
           this.connectedTo = address;
           log.info({ coordinator: address, leader: message.welcome.leaderAddress }, 'connected to the leader');

@@ -9,6 +9,7 @@ import { backoffDelay, sleep, systemClock, type Clock, type Random } from '../sh
 import { parseHostPort } from '../shared/config.js';
 import { NotLeaderError } from '../shared/errors.js';
 import { startOpsServer, type OpsServer } from '../shared/http-server.js';
+import { serverCredentials, warnIfPlaintext, type TlsMaterial } from '../shared/tls.js';
 import { keys } from '../shared/keys.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { mlfleetV1, type ClusterStatus } from '../shared/proto.js';
@@ -18,10 +19,16 @@ import { openStore } from '../shared/store/open-store.js';
 import type { Store } from '../shared/store/store.js';
 import { agentSessionHandler } from './api/agent-session.js';
 import { clusterService } from './api/cluster-service.js';
+import { eventService } from './api/event-service.js';
 import { nodeService } from './api/node-service.js';
-import { withMalformedRequests } from './api/rpc.js';
+import { RpcEdge, withMalformedRequests } from './api/rpc.js';
+import { tenantService } from './api/tenant-service.js';
+import { tokenService } from './api/token-service.js';
+import { AuditLog } from './audit-log.js';
+import { TokenRegistry, type Principal } from './auth/token-registry.js';
+import { bootstrap, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
-import { NodeRegistry } from './node-registry.js';
+import { NodeRegistry, type FencedWriter } from './node-registry.js';
 
 export interface CoordinatorOptions {
   listen: string;
@@ -36,12 +43,16 @@ export interface CoordinatorOptions {
   electionTtlMs: number;
   /** Stable identity among coordinators; default: host name plus a random suffix. */
   id: string | undefined;
+  /** TLS for the gRPC API (mutual when it has a CA); undefined: plain text. */
+  tls: TlsMaterial | undefined;
 }
 
 export interface CoordinatorDeps {
   clock?: Clock;
   random?: Random;
   log?: Logger;
+  /** Called when this coordinator bootstrapped an empty store (the local cluster saves the admin token). */
+  onBootstrap?: (tokens: BootstrapTokens) => void;
 }
 
 interface LeaderMember {
@@ -51,7 +62,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -69,10 +80,17 @@ export class Coordinator {
     private readonly server: grpc.Server,
     private readonly ops: OpsServer,
     private readonly election: Election,
+    private readonly tokens: TokenRegistry,
+    private readonly audit: AuditLog,
     private readonly clock: Clock,
     private readonly random: Random,
     private readonly log: Logger,
-  ) {}
+    private readonly onBootstrap: ((tokens: BootstrapTokens) => void) | undefined,
+  ) {
+    tokens.onRevoked((record) => {
+      if (record.role === 'node' && this.role.kind === 'leader') this.role.registry.closeSessionsOf(record.id);
+    });
+  }
 
   static async create(options: CoordinatorOptions, deps: CoordinatorDeps = {}): Promise<Coordinator> {
     const clock = deps.clock ?? systemClock;
@@ -89,14 +107,17 @@ export class Coordinator {
     } as grpc.ServerOptions);
     let ops: OpsServer | undefined;
     try {
-      const port = await bind(server, options.listen);
+      warnIfPlaintext(options.listen, options.tls, log, 'coordinator gRPC API');
+      const port = await bind(server, options.listen, serverCredentials(options.tls));
       const { host } = parseHostPort(options.listen);
       const wildcard = host === '0.0.0.0' || host === '::';
       const address = options.advertise ?? `${wildcard ? os.hostname() : host.includes(':') ? `[${host}]` : host}:${port}`;
       let self: Coordinator | undefined;
       ops = await startOpsServer(options.httpListen, () => self!.health(), metrics.registry);
       const election = new Election(store, keys.electionPrefix, { clock, log });
-      self = new Coordinator(id, address, options, store, metrics, server, ops, election, clock, random, log);
+      const tokens = await TokenRegistry.load(store, clock, log.child({ component: 'tokens' }));
+      const audit = new AuditLog(store, clock, log.child({ component: 'audit' }));
+      self = new Coordinator(id, address, options, store, metrics, server, ops, election, tokens, audit, clock, random, log, deps.onBootstrap);
       self.register();
       return self;
     } catch (err) {
@@ -123,7 +144,7 @@ export class Coordinator {
   /** Starts campaigning and serving; resolves when the coordinator has closed. */
   run(): Promise<void> {
     const signal = this.abort.signal;
-    this.loops ??= Promise.all([this.campaignLoop(signal), this.observeLoop(signal)]);
+    this.loops ??= Promise.all([this.campaignLoop(signal), this.observeLoop(signal), this.tokens.run(signal)]);
     return this.loops.then(() => undefined);
   }
 
@@ -149,14 +170,23 @@ export class Coordinator {
 
   private register(): void {
     const v1 = mlfleetV1();
-    const registry = () => this.registry();
+    const registry = () => this.leaderRole().registry;
+    const writer = () => this.leaderRole().writer;
     const revision = () => this.store.revision();
+    const { store, tokens, audit } = this;
+    const edge = new RpcEdge({
+      tokens,
+      audit,
+      leaderWriter: () => (this.role.kind === 'leader' ? this.role.writer : undefined),
+      log: this.log,
+    });
     this.server.addService(
       withMalformedRequests(v1.AgentService.service),
       {
-        Session: agentSessionHandler({
+        Session: edge.stream('AgentService.Session', agentSessionHandler({
           registry,
           revision,
+          issueCredential: (nodeName, principal) => this.issueNodeCredential(nodeName, principal),
           coordinatorId: this.id,
           leaderAddress: () => this.address,
           heartbeatIntervalMs: Math.max(100, Math.floor(this.options.nodeTtlMs / 3)),
@@ -165,17 +195,37 @@ export class Coordinator {
           clock: this.clock,
           log: this.log,
           metrics: this.metrics,
-        }),
+        })),
       } as grpc.UntypedServiceImplementation,
     );
-    this.server.addService(withMalformedRequests(v1.ClusterService.service), clusterService({ status: () => this.status(), log: this.log }));
-    this.server.addService(withMalformedRequests(v1.NodeService.service), nodeService({ registry, revision, log: this.log }));
+    this.server.addService(withMalformedRequests(v1.ClusterService.service), clusterService({ edge, status: () => this.status() }));
+    this.server.addService(withMalformedRequests(v1.NodeService.service), nodeService({ edge, registry, revision }));
+    this.server.addService(withMalformedRequests(v1.TenantService.service), tenantService({ edge, store, writer, now: () => this.clock.now() }));
+    this.server.addService(withMalformedRequests(v1.TokenService.service), tokenService({ edge, store, tokens, writer }));
+    this.server.addService(withMalformedRequests(v1.EventService.service), eventService({ edge, audit, writer }));
   }
 
-  /** The node registry while leading; NotLeaderError (a redirect) otherwise. */
-  private registry(): NodeRegistry {
-    if (this.role.kind === 'leader') return this.role.registry;
+  /** What only the leader has; NotLeaderError (a redirect) otherwise. */
+  private leaderRole(): Extract<Role, { kind: 'leader' }> {
+    if (this.role.kind === 'leader') return this.role;
     throw new NotLeaderError(this.leaderAddress);
+  }
+
+  /** A node that joined with a join token gets its own credential; any older one is revoked. */
+  private async issueNodeCredential(nodeName: string, principal: Principal): Promise<string> {
+    const { writer } = this.leaderRole();
+    for (const old of this.tokens.list()) {
+      if (old.role === 'node' && old.node === nodeName && old.revokedAtMs === 0) await this.tokens.revoke(writer, old.id);
+    }
+    const { token } = await this.tokens.create(writer, {
+      tenant: '',
+      role: 'node',
+      node: nodeName,
+      description: `credential of node ${nodeName}`,
+      createdBy: principal.tokenId,
+    });
+    this.log.info({ node: nodeName }, 'issued a node credential');
+    return token;
   }
 
   private async status(): Promise<ClusterStatus> {
@@ -241,15 +291,21 @@ export class Coordinator {
   }
 
   private async establishLeadership(leadership: Leadership): Promise<void> {
+    const writer: FencedWriter = { txn: (compares, success, failure) => fencedTxn(this.store, leadership, compares, success, failure) };
+    const bootstrapped = await bootstrap(this.store, writer, this.tokens, this.options.dataDir, this.clock);
+    if (bootstrapped) {
+      this.log.info({ adminTokenFile: bootstrapped.adminTokenFile, joinTokenFile: bootstrapped.joinTokenFile }, 'bootstrapped an empty store');
+      this.onBootstrap?.(bootstrapped);
+    }
     const registry = await NodeRegistry.load({
       store: this.store,
-      writer: { txn: (compares, success, failure) => fencedTxn(this.store, leadership, compares, success, failure) },
+      writer,
       clock: this.clock,
       log: this.log.child({ component: 'node-registry' }),
       metrics: this.metrics,
       nodeTtlMs: this.options.nodeTtlMs,
     });
-    this.role = { kind: 'leader', leadership, registry };
+    this.role = { kind: 'leader', leadership, registry, writer };
     this.leader = { id: this.id, address: this.address };
     this.metrics.isLeader.set(1);
     this.log.info({ address: this.address }, 'elected leader');
@@ -265,11 +321,11 @@ export class Coordinator {
   }
 }
 
-function bind(server: grpc.Server, listen: string): Promise<number> {
+function bind(server: grpc.Server, listen: string, credentials: grpc.ServerCredentials): Promise<number> {
   const { host, port } = parseHostPort(listen);
   const target = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   return new Promise((resolve, reject) =>
-    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(target, credentials, (err, bound) =>
       err ? reject(new Error(`cannot listen on ${listen} for gRPC: ${err.message}`)) : resolve(bound),
     ),
   );

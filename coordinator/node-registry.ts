@@ -22,6 +22,8 @@ export interface FencedWriter {
 /** What the registry needs of an agent's session: to end it when a newer one replaces it. */
 export interface SessionHandle {
   readonly id: string;
+  /** The id of the token the session authenticated with. */
+  readonly tokenId: string;
   close(reason: string): void;
 }
 
@@ -143,6 +145,13 @@ export class NodeRegistry {
   async drain(name: string): Promise<NodeView> {
     this.get(name);
     return this.update(name, (r) => (r!.cordoned && r!.draining ? undefined : { ...r!, cordoned: true, draining: true }));
+  }
+
+  /** Ends every session that authenticated with this token (it was just revoked). */
+  closeSessionsOf(tokenId: string): void {
+    for (const session of [...this.sessions.values()]) {
+      if (session.tokenId === tokenId) session.close(`credential ${tokenId} was revoked`);
+    }
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 // The coordinator's options: the flag table and its compilation into typed, validated CoordinatorOptions.
 import { compile, compileOptional, parseArgs, parseDuration, parseHostPort, type OptionSpec } from '../shared/config.js';
 import { InvalidArgumentError } from '../shared/errors.js';
+import { compileTls } from '../shared/tls.js';
 import type { CoordinatorOptions } from './coordinator.js';
 
 const OPTIONS: OptionSpec[] = [
@@ -12,6 +13,9 @@ const OPTIONS: OptionSpec[] = [
   { key: 'nodeTtl', flag: '--node-ttl <duration>', description: 'a node without heartbeats for this long is down', default: '15s' },
   { key: 'electionTtl', flag: '--election-ttl <duration>', description: 'lease of the leader: a dead leader is replaced within about this long', default: '2s' },
   { key: 'id', flag: '--id <id>', description: 'coordinator identity (default: host name and a random suffix)' },
+  { key: 'tlsCert', flag: '--tls-cert <file>', description: 'PEM certificate of the gRPC API (with --tls-key: TLS instead of plain text)' },
+  { key: 'tlsKey', flag: '--tls-key <file>', description: 'PEM private key of --tls-cert' },
+  { key: 'tlsCa', flag: '--tls-ca <file>', description: 'PEM CA bundle: agents and clients must present a certificate it signed (mutual TLS)' },
   { key: 'logLevel', flag: '--log-level <level>', description: 'trace | debug | info | warn | error', default: 'info' },
 ];
 
@@ -35,6 +39,7 @@ export function compileCoordinatorOptions(argv: string[]): CoordinatorOptions & 
     nodeTtlMs: compile(args, 'nodeTtl', positive('node TTL', 300)),
     electionTtlMs: compile(args, 'electionTtl', positive('election TTL', 1000)),
     id: compileOptional(args, 'id', (t) => t),
+    tls: compileTls(args, 'server'),
     logLevel: compile(args, 'logLevel', (t) => t),
   };
 }

@@ -2,10 +2,13 @@
 // `npm start`: a working single-machine cluster on the embedded defaults — a coordinator on
 // SQLite and one agent for this host, in one process. State lives under ./.mlfleet (or
 // MLFLEET_DATA_DIR); Ctrl-C stops both cleanly, and running it again picks the state up.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { defaultNodeName } from '../agent/node-name.js';
 import { detectDriver } from '../agent/driver-detect.js';
+import { writeSecret } from '../coordinator/bootstrap.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { runMain } from '../shared/config.js';
 import { createLogger } from '../shared/log.js';
@@ -14,6 +17,7 @@ import { handleSignals } from '../shared/signals.js';
 await runMain('mlfleet local cluster', async () => {
   const dataDir = path.resolve(process.env.MLFLEET_DATA_DIR ?? '.mlfleet');
   const log = createLogger({ name: 'mlfleet', level: process.env.MLFLEET_LOG_LEVEL ?? 'warn' });
+  let bootstrapped = false;
   const coordinator = await Coordinator.create(
     {
       listen: process.env.MLFLEET_LISTEN ?? '127.0.0.1:7700',
@@ -24,10 +28,27 @@ await runMain('mlfleet local cluster', async () => {
       nodeTtlMs: 15_000,
       electionTtlMs: 2_000,
       id: 'local',
+      tls: undefined,
     },
-    { log },
+    { log, onBootstrap: () => void (bootstrapped = true) },
   );
   const running = [coordinator.run()];
+  // mlfleetctl reads ~/.config/mlfleet/token; a new cluster puts its admin token there (an
+  // existing one only when the file is missing), so the quick start needs no extra step.
+  const tokenFile = path.join(homedir(), '.config', 'mlfleet', 'token');
+  try {
+    await waitFor(() => coordinator.isLeader, 30_000, 'the coordinator did not become leader within 30 s');
+  } catch (err) {
+    await coordinator.close();
+    throw err;
+  }
+  const adminToken = readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
+  let tokenNote = `${tokenFile.replace(homedir(), '~')} (unchanged)`;
+  if (bootstrapped || !existsSync(tokenFile)) {
+    mkdirSync(path.dirname(tokenFile), { recursive: true, mode: 0o700 });
+    writeSecret(tokenFile, adminToken);
+    tokenNote = `written to ${tokenFile.replace(homedir(), '~')}`;
+  }
   let agent: Agent;
   try {
     agent = await Agent.create(
@@ -42,6 +63,8 @@ await runMain('mlfleet local cluster', async () => {
         advertise: undefined,
         cacheMaxBytes: 50 * 2 ** 30,
         inventoryFile: process.env.MLFLEET_INVENTORY_FILE,
+        tls: undefined,
+        joinToken: readFileSync(path.join(dataDir, 'join-token'), 'utf8').trim(),
       },
       { log },
     );
@@ -57,6 +80,7 @@ await runMain('mlfleet local cluster', async () => {
       `  coordinator  gRPC ${coordinator.address}   HTTP http://${coordinator.httpAddress}/healthz   store sqlite:${path.join(dataDir, 'coordinator.db')}`,
       `  agent        node ${agent.options.name}   HTTP http://${agent.httpAddress}/healthz   driver ${agent.options.driver}   ` +
         `${agent.capacity.cpuMillis / 1000} cores, ${(agent.capacity.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${gpus} GPU${gpus === 1 ? '' : 's'}`,
+      `  admin token  ${tokenNote}; also in ${path.join(dataDir, 'admin-token')}`,
       '  try          npx mlfleetctl nodes ls',
       '',
     ].join('\n'),
@@ -68,3 +92,11 @@ await runMain('mlfleet local cluster', async () => {
   }, log);
   await Promise.all(running);
 });
+
+async function waitFor(check: () => boolean, timeoutMs: number, message: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(message);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

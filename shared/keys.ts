@@ -5,6 +5,13 @@ export const keys = {
   electionPrefix: `${ROOT}election/coordinator`,
   coordinatorsPrefix: `${ROOT}coordinators/`,
   coordinator: (id: string) => `${ROOT}coordinators/${id}`,
+  tokensPrefix: `${ROOT}tokens/`,
+  token: (id: string) => `${ROOT}tokens/${id}`,
+  tenantsPrefix: `${ROOT}tenants/`,
+  tenant: (name: string) => `${ROOT}tenants/${name}`,
+  auditPrefix: `${ROOT}audit/`,
+  audit: (timeMs: number, suffix: string) => `${ROOT}audit/${String(timeMs).padStart(15, '0')}-${suffix}`,
+  bootstrap: `${ROOT}bootstrap`,
   nodesPrefix: `${ROOT}nodes/`,
   node: (name: string) => `${ROOT}nodes/${name}`,
 };

@@ -4,10 +4,11 @@
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../shared/clock.js';
-import { FailedPreconditionError, InvalidArgumentError, MlfleetError, UnavailableError, toGrpcError } from '../../shared/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, MlfleetError, PermissionDeniedError, UnavailableError, toGrpcError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { AgentMessage, CoordinatorMessage, Hello } from '../../shared/proto.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
+import type { Principal } from '../auth/token-registry.js';
 import type { CoordinatorMetrics } from '../metrics.js';
 import type { NodeRegistry, SessionHandle } from '../node-registry.js';
 import { heartbeatSchema, helloSchema } from './schemas.js';
@@ -19,6 +20,8 @@ export interface AgentSessionDeps {
   revision(): Promise<number>;
   coordinatorId: string;
   leaderAddress(): string;
+  /** Mints the node's own credential after it joined with a join token. */
+  issueCredential(nodeName: string, principal: Principal): Promise<string>;
   heartbeatIntervalMs: number;
   nodeTtlMs: number;
   helloTimeoutMs: number;
@@ -29,8 +32,9 @@ export interface AgentSessionDeps {
 
 type SessionCall = grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>;
 
-export function agentSessionHandler(deps: AgentSessionDeps): grpc.handleBidiStreamingCall<AgentMessage, CoordinatorMessage> {
-  return (call: SessionCall) => {
+/** Handles one authorized session (the RPC edge has checked the token's role). */
+export function agentSessionHandler(deps: AgentSessionDeps): (call: SessionCall, principal: Principal) => void {
+  return (call, principal) => {
     let registry: NodeRegistry;
     try {
       registry = deps.registry();
@@ -38,7 +42,7 @@ export function agentSessionHandler(deps: AgentSessionDeps): grpc.handleBidiStre
       call.emit('error', toGrpcError(err));
       return;
     }
-    new AgentSession(call, registry, deps).start();
+    new AgentSession(call, registry, principal, deps).start();
   };
 }
 
@@ -51,6 +55,7 @@ class AgentSession implements SessionHandle {
   constructor(
     private readonly call: SessionCall,
     private readonly registry: NodeRegistry,
+    private readonly principal: Principal,
     private readonly deps: AgentSessionDeps,
   ) {
     this.log = deps.log.child({ session: this.id, peer: call.getPeer() });
@@ -75,6 +80,10 @@ class AgentSession implements SessionHandle {
     this.call.on('close', () => helloTimer.cancel());
   }
 
+  get tokenId(): string {
+    return this.principal.tokenId;
+  }
+
   close(reason: string): void {
     this.fail(new UnavailableError(reason));
   }
@@ -85,10 +94,13 @@ class AgentSession implements SessionHandle {
     if (message.msg === 'hello') {
       if (this.nodeName) throw new FailedPreconditionError('hello may only be sent once per session');
       const hello = validate(helloSchema, message.hello, 'hello') as Hello;
+      if (this.principal.role === 'node' && this.principal.node !== hello.nodeName) {
+        throw new PermissionDeniedError(`this credential belongs to node "${this.principal.node}"; it cannot report for node "${hello.nodeName}"`);
+      }
       helloReceived();
       this.nodeName = hello.nodeName;
       this.log.info({ node: hello.nodeName, version: hello.agentVersion }, 'agent connected');
-      this.registry.hello(hello, this).then(() => this.welcome(hello), (err: unknown) => this.fail(err));
+      this.registry.hello(hello, this).then(() => this.welcome(hello)).catch((err: unknown) => this.fail(err));
       return;
     }
     if (!this.nodeName) throw new FailedPreconditionError('the first message of a session must be hello');
@@ -101,6 +113,7 @@ class AgentSession implements SessionHandle {
   }
 
   private async welcome(hello: Hello): Promise<void> {
+    const nodeCredential = this.principal.role === 'join' ? await this.deps.issueCredential(hello.nodeName, this.principal) : '';
     if (this.ended) return;
     this.call.write({
       welcome: {
@@ -109,6 +122,7 @@ class AgentSession implements SessionHandle {
         leaderAddress: this.deps.leaderAddress(),
         heartbeatIntervalMs: this.deps.heartbeatIntervalMs,
         nodeTtlMs: this.deps.nodeTtlMs,
+        nodeCredential,
       },
     });
     // Allocations arrive with the workloads issue; until then the desired set is empty.

@@ -1,32 +1,34 @@
 // NodeService: the leader's node view, and the operator actions on nodes.
 import type * as grpc from '@grpc/grpc-js';
-import type { Logger } from '../../shared/log.js';
 import type { Node } from '../../shared/proto.js';
 import { displayStatus, toProtoNode } from '../node-record.js';
 import type { NodeRegistry } from '../node-registry.js';
-import { unary } from './rpc.js';
+import type { RpcEdge } from './rpc.js';
 import { listNodesSchema, nodeNameRequestSchema } from './schemas.js';
 
 export interface NodeServiceDeps {
+  edge: RpcEdge;
   /** The registry while this coordinator leads; throws NotLeaderError otherwise. */
   registry(): NodeRegistry;
   revision(): Promise<number>;
-  log: Logger;
 }
 
 export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
-  const { log } = deps;
+  const { edge } = deps;
   const action = (method: string, act: (registry: NodeRegistry, name: string) => Promise<unknown>) =>
-    unary(method, nodeNameRequestSchema, async ({ name }): Promise<Node> => {
-      const registry = deps.registry();
-      registry.get(name);
-      await act(registry, name);
-      log.info({ node: name, action: method }, 'node action');
-      return toProtoNode(registry.get(name));
-    }, log);
+    edge.unary(
+      `NodeService.${method}`,
+      nodeNameRequestSchema,
+      async ({ name }): Promise<Node> => {
+        const registry = deps.registry();
+        await act(registry, name);
+        return toProtoNode(registry.get(name));
+      },
+      ({ name }) => `node/${name}`,
+    );
 
   return {
-    ListNodes: unary('ListNodes', listNodesSchema, async ({ status, selector }) => {
+    ListNodes: edge.unary('NodeService.ListNodes', listNodesSchema, async ({ status, selector }) => {
       const registry = deps.registry();
       const revision = await deps.revision();
       const nodes = registry
@@ -35,8 +37,8 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
         .filter((view) => Object.entries(selector).every(([k, v]) => view.record.labels[k] === v))
         .map(toProtoNode);
       return { nodes, revision };
-    }, log),
-    GetNode: unary('GetNode', nodeNameRequestSchema, async ({ name }) => toProtoNode(deps.registry().get(name)), log),
+    }),
+    GetNode: edge.unary('NodeService.GetNode', nodeNameRequestSchema, async ({ name }) => toProtoNode(deps.registry().get(name))),
     CordonNode: action('CordonNode', (registry, name) => registry.cordon(name)),
     UncordonNode: action('UncordonNode', (registry, name) => registry.uncordon(name)),
     DrainNode: action('DrainNode', (registry, name) => registry.drain(name)),

@@ -1,37 +1,132 @@
-// The gRPC edge of the coordinator: every handler goes through here, so request validation,
-// the conversion of thrown errors into statuses, and the logging of unexpected failures
-// happen in exactly one place.
+// The gRPC edge of the coordinator: every call goes through here, so that authentication (the
+// bearer token), authorization (coordinator/auth/rules.ts), request validation, auditing of
+// state-changing calls, and the conversion of thrown errors into statuses each happen in
+// exactly one place. Order: no valid token → UNAUTHENTICATED; role not allowed →
+// PERMISSION_DENIED; bad request → INVALID_ARGUMENT; then the handler.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../shared/log.js';
-import { MlfleetError, toGrpcError } from '../../shared/errors.js';
+import { MlfleetError, NotLeaderError, PermissionDeniedError, toGrpcError } from '../../shared/errors.js';
 import { MALFORMED, validate, type z } from '../../shared/validation.js';
+import type { AuditLog } from '../audit-log.js';
+import type { Principal, TokenRegistry } from '../auth/token-registry.js';
+import { RULES } from '../auth/rules.js';
+import type { FencedWriter } from '../node-registry.js';
 
 export interface CallContext {
   metadata: grpc.Metadata;
   peer: string;
+  principal: Principal;
 }
 
 type Schema<T> = z.ZodType<T, z.ZodTypeDef, unknown>;
 
-export function unary<Req, Res>(
-  method: string,
-  schema: Schema<Req>,
-  handler: (request: Req, context: CallContext) => Promise<Res>,
-  log: Logger,
-): grpc.handleUnaryCall<unknown, Res> {
-  return (call, callback) => {
-    const run = async () => {
-      const request = validate(schema, call.request, `${method} request`);
-      return handler(request, { metadata: call.metadata, peer: call.getPeer() });
+export interface RpcEdgeDeps {
+  tokens: TokenRegistry;
+  audit: AuditLog;
+  /** The leader's fenced writer while this coordinator leads (audit entries are stored then). */
+  leaderWriter(): FencedWriter | undefined;
+  log: Logger;
+}
+
+export class RpcEdge {
+  constructor(private readonly deps: RpcEdgeDeps) {}
+
+  /** Authenticates the caller and checks that its role may call `method` ("Service.Method"). */
+  authorize(method: string, metadata: grpc.Metadata): Principal {
+    const principal = this.deps.tokens.authenticate(metadata);
+    this.permit(method, principal);
+    return principal;
+  }
+
+  private permit(method: string, principal: Principal): void {
+    const rule = RULES[method];
+    if (!rule) {
+      this.deps.log.error({ method }, 'RPC has no authorization rule; refusing it');
+      throw new PermissionDeniedError(`${method} is not open to any role`);
+    }
+    if (!rule.roles.includes(principal.role)) {
+      throw new PermissionDeniedError(`a ${principal.role} token may not call ${method} (allowed: ${rule.roles.join(', ')})`);
+    }
+  }
+
+  /**
+   * A unary handler. `target` names what a state-changing call acts on, for the audit trail
+   * (e.g. `node/gpu-1`).
+   */
+  unary<Req, Res>(
+    method: string,
+    schema: Schema<Req>,
+    handler: (request: Req, context: CallContext) => Promise<Res>,
+    target?: (request: Req) => string,
+  ): grpc.handleUnaryCall<unknown, Res> {
+    const shortName = method.slice(method.indexOf('.') + 1);
+    return (call, callback) => {
+      let principal: Principal | undefined;
+      let request: Req | undefined;
+      const run = async () => {
+        const caller = this.deps.tokens.authenticate(call.metadata);
+        principal = caller;
+        this.permit(method, caller);
+        request = validate(schema, call.request, `${shortName} request`);
+        return handler(request, { metadata: call.metadata, peer: call.getPeer(), principal: caller });
+      };
+      // A refused call is audited with what it aimed at, when the request says.
+      const aim = () => {
+        if (!target) return undefined;
+        if (request !== undefined) return target(request);
+        const parsed = schema.safeParse(call.request);
+        return parsed.success ? target(parsed.data) : undefined;
+      };
+      run().then(
+        (response) => {
+          this.audit(method, principal, aim(), call.getPeer(), undefined);
+          callback(null, response);
+        },
+        (err: unknown) => {
+          if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+          this.audit(method, principal, aim(), call.getPeer(), err);
+          callback(toGrpcError(err) as grpc.ServiceError);
+        },
+      );
     };
-    run().then(
-      (response) => callback(null, response),
-      (err: unknown) => {
-        if (!MlfleetError.is(err)) log.error({ err, method }, 'unexpected error in RPC');
-        callback(toGrpcError(err) as grpc.ServiceError);
+  }
+
+  /** A bidirectional stream: authorized once, when it opens. */
+  stream<Req, Res>(
+    method: string,
+    handler: (call: grpc.ServerDuplexStream<Req, Res>, principal: Principal) => void,
+  ): grpc.handleBidiStreamingCall<Req, Res> {
+    return (call) => {
+      let principal: Principal;
+      try {
+        principal = this.authorize(method, call.metadata);
+      } catch (err) {
+        call.emit('error', toGrpcError(err));
+        return;
+      }
+      handler(call, principal);
+    };
+  }
+
+  private audit(method: string, principal: Principal | undefined, target: string | undefined, peer: string, err: unknown): void {
+    if (!RULES[method]?.mutating || !principal) return;
+    // A follower's redirect is not an action: the leader audits the call it then gets.
+    if (err instanceof NotLeaderError || (MlfleetError.is(err) && err.code === 'NOT_LEADER')) return;
+    const failed = err !== undefined;
+    this.deps.audit.record(
+      {
+        tokenId: principal.tokenId,
+        role: principal.role,
+        tenant: principal.tenant,
+        method,
+        target: target ?? '',
+        result: failed ? (MlfleetError.is(err) ? grpc.status[err.grpcStatus] : 'INTERNAL') : 'OK',
+        message: failed ? (err instanceof Error ? err.message : String(err)) : '',
+        peer,
       },
+      this.deps.leaderWriter(),
     );
-  };
+  }
 }
 
 /**

@@ -49,3 +49,66 @@ export const listNodesSchema = z.object({
 });
 
 export const nodeNameRequestSchema = z.object({ name: nodeName });
+
+/** A tenant name: a DNS label, as Kubernetes namespaces are. */
+export const tenantName = z
+  .string()
+  .min(1, 'is required')
+  .max(63, 'must be at most 63 characters')
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'must be lowercase letters, digits and "-", starting and ending with a letter or digit');
+
+const quota = z.object({
+  cpuMillis: uint,
+  memoryBytes: uint,
+  gpus: uint,
+  gpuMemoryBytes: uint,
+  storageBytes: uint,
+  maxDeployments: uint,
+});
+
+export const createTenantSchema = z.object({
+  name: tenantName,
+  description: z.string().max(256, 'must be at most 256 characters'),
+  quota: quota.nullable(),
+});
+
+export const listTenantsSchema = z.object({});
+
+export const getTenantSchema = z.object({ name: tenantName });
+
+export const setTenantQuotaSchema = z
+  .object({
+    name: tenantName,
+    quota: quota.nullable(),
+    clear: z.array(z.enum(['cpu', 'memory', 'gpus', 'gpu-memory', 'storage', 'deployments'], {
+      errorMap: () => ({ message: 'must be one of cpu, memory, gpus, gpu-memory, storage, deployments' }),
+    })),
+  })
+  .refine((r) => r.clear.length > 0 || (r.quota !== null && Object.values(r.quota).some((v) => v > 0)), {
+    message: 'nothing to change: give at least one limit or a limit to clear',
+    path: ['quota'],
+  });
+
+export const createTokenSchema = z
+  .object({
+    tenant: z.union([z.literal(''), tenantName]),
+    role: z.enum(['admin', 'developer', 'consumer', 'join'], { errorMap: () => ({ message: 'must be admin, developer, consumer or join' }) }),
+    description: z.string().max(256, 'must be at most 256 characters'),
+    ttlMs: uint,
+  })
+  .refine((r) => r.role === 'join' || r.tenant !== '', { message: 'is required for admin, developer and consumer tokens', path: ['tenant'] });
+
+export const listTokensSchema = z.object({
+  tenant: z.union([z.literal(''), tenantName]),
+  includeRevoked: z.boolean(),
+});
+
+export const revokeTokenSchema = z.object({
+  id: z.string().regex(/^[0-9a-f]{16}$/, 'must be a token id (16 hex digits, as `mlfleetctl tokens ls` shows)'),
+});
+
+export const listAuditEventsSchema = z.object({
+  tenant: z.union([z.literal(''), tenantName]),
+  limit: uint.max(1000, 'must be at most 1000'),
+  beforeId: uint,
+});

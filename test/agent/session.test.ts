@@ -8,7 +8,7 @@ import { Coordinator } from '../../coordinator/coordinator.js';
 import { backoffDelay, seededRandom, systemClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/log.js';
 import type { Hello } from '../../shared/gen/mlfleet/v1/Hello.js';
-import { tempDir } from '../helpers/processes.js';
+import { bootstrapTokens, tempDir } from '../helpers/processes.js';
 
 async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -23,7 +23,7 @@ async function pair(t: import('node:test').TestContext) {
   const make = async (id: string) => {
     const c = await Coordinator.create({
       listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/shared.db`, dataDir: `${dir}/${id}`,
-      advertise: undefined, nodeTtlMs: 3_000, electionTtlMs: 1_000, id,
+      advertise: undefined, nodeTtlMs: 3_000, electionTtlMs: 1_000, id, tls: undefined,
     });
     void c.run();
     t.after(() => c.close());
@@ -34,10 +34,12 @@ async function pair(t: import('node:test').TestContext) {
   await until('the follower to know the leader', () => both.every((c) => c.leaderAddress !== ''));
   const leader = both.find((c) => c.isLeader)!;
   const follower = both.find((c) => !c.isLeader)!;
-  return { leader, follower };
+  const { join } = await bootstrapTokens([`${dir}/c1`, `${dir}/c2`]);
+  return { leader, follower, join };
 }
 
-function agentSession(coordinators: string[], hellos: Hello[]) {
+function agentSession(coordinators: string[], hellos: Hello[], joinToken: string) {
+  let credential: string | undefined;
   const abort = new AbortController();
   const session = new CoordinatorSession({
     coordinators,
@@ -46,6 +48,8 @@ function agentSession(coordinators: string[], hellos: Hello[]) {
     log: silentLogger(),
     usage: () => ({ cpuMillisUsed: 0, memoryUsedBytes: 0, gpus: [] }),
     onDesired: () => undefined,
+    token: () => credential ?? joinToken,
+    onCredential: (issued) => void (credential = issued),
     hello: () => {
       const hello: Hello = {
         nodeName: 'node-1',
@@ -60,24 +64,25 @@ function agentSession(coordinators: string[], hellos: Hello[]) {
     },
   });
   const running = session.run(abort.signal);
-  return { session, stop: async () => { abort.abort(); await running; } };
+  return { session, credential: () => credential, stop: async () => { abort.abort(); await running; } };
 }
 
 test('an agent pointed at a follower is redirected to the leader and registers there', async (t) => {
-  const { leader, follower } = await pair(t);
+  const { leader, follower, join } = await pair(t);
   const hellos: Hello[] = [];
-  const agent = agentSession([follower.address], hellos);
+  const agent = agentSession([follower.address], hellos, join);
   t.after(() => agent.stop());
   await until('connected', () => agent.session.state === 'connected');
   assert.equal(agent.session.connectedTo, leader.address);
   assert.equal(agent.session.welcome?.heartbeatIntervalMs, 1_000);
   assert.ok(hellos.length >= 2, 'one hello to the follower, one to the leader');
+  assert.match(agent.credential() ?? '', /^mlf_/, 'the join was answered with a node credential');
 });
 
 test('when the leader goes away the agent reconnects to the new leader and says hello again', async (t) => {
-  const { leader, follower } = await pair(t);
+  const { leader, follower, join } = await pair(t);
   const hellos: Hello[] = [];
-  const agent = agentSession([leader.address, follower.address], hellos);
+  const agent = agentSession([leader.address, follower.address], hellos, join);
   t.after(() => agent.stop());
   await until('connected', () => agent.session.state === 'connected');
   const before = hellos.length;

@@ -69,7 +69,8 @@ async function run(n: number) {
     const t0 = Date.now();
     for (let i = 0; i * perProcess < n; i++) {
       const count = Math.min(perProcess, n - i * perProcess);
-      agents.push(spawn(process.execPath, [path.join(here, 'lib/fleet-agents.js'), started.grpc, `sim${i}`, String(count)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+      const joinToken = readFileSync(path.join(dir, 'join-token'), 'utf8').trim();
+      agents.push(spawn(process.execPath, [path.join(here, 'lib/fleet-agents.js'), started.grpc, `sim${i}`, String(count), joinToken], { stdio: ['ignore', 'pipe', 'inherit'] }));
     }
     await Promise.all(agents.map((a) => waitForLine(a, 'stdout', (l) => l.startsWith('ready'), 300_000)));
     const connectSec = (Date.now() - t0) / 1000;

@@ -5,27 +5,44 @@ import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { mlfleetV1 } from '../../shared/proto.js';
-import { tempDir } from '../helpers/processes.js';
+import { setBearer } from '../../shared/auth.js';
+import { bootstrapTokens, tempDir } from '../helpers/processes.js';
 
 /** RPCs for which an all-defaults request means something valid ("everything"). */
-const EMPTY_IS_VALID = new Set(['ClusterService.GetStatus', 'NodeService.ListNodes']);
+const EMPTY_IS_VALID = new Set([
+  'ClusterService.GetStatus',
+  'NodeService.ListNodes',
+  'TenantService.ListTenants',
+  'TokenService.ListTokens',
+  'EventService.ListAuditEvents',
+]);
 
-async function startCoordinator(t: import('node:test').TestContext): Promise<Coordinator> {
+interface Started {
+  coordinator: Coordinator;
+  admin: string;
+  join: string;
+}
+
+async function startCoordinator(t: import('node:test').TestContext): Promise<Started> {
   const dir = tempDir(t);
   const coordinator = await Coordinator.create({
     listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/c.db`, dataDir: dir,
-    advertise: undefined, nodeTtlMs: 5_000, electionTtlMs: 1_000, id: 'validation',
+    advertise: undefined, nodeTtlMs: 5_000, electionTtlMs: 1_000, id: 'validation', tls: undefined,
   });
   void coordinator.run();
   t.after(() => coordinator.close());
   for (let i = 0; i < 100 && !coordinator.isLeader; i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(coordinator.isLeader, 'the only coordinator leads');
-  return coordinator;
+  const { admin, join } = await bootstrapTokens([dir]);
+  return { coordinator, admin, join };
 }
 
 type Call = { code: grpc.status; details: string };
 
-function callRaw(address: string, path: string, body: Buffer, stream: boolean): Promise<Call> {
+/** Calls a method with raw bytes as the request, as an admin (or, for the agent session, with the join token). */
+function callRaw(started: Started, path: string, body: Buffer, stream: boolean): Promise<Call> {
+  const address = started.coordinator.address;
+  const metadata = setBearer(new grpc.Metadata(), stream ? started.join : started.admin);
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
   return new Promise<Call>((resolve) => {
     const done = (err: grpc.ServiceError | null) => {
@@ -33,13 +50,13 @@ function callRaw(address: string, path: string, body: Buffer, stream: boolean): 
       resolve({ code: err?.code ?? grpc.status.OK, details: err?.details ?? '' });
     };
     if (stream) {
-      const call = client.makeBidiStreamRequest(path, (b: Buffer) => b, (b: Buffer) => b);
+      const call = client.makeBidiStreamRequest(path, (b: Buffer) => b, (b: Buffer) => b, metadata);
       call.on('data', () => undefined);
       call.on('error', done);
       call.on('end', () => done(null));
       call.write(body);
     } else {
-      client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, body, (err) => done(err));
+      client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, body, metadata, (err) => done(err));
     }
   });
 }
@@ -58,49 +75,50 @@ function methods(): { name: string; path: string; stream: boolean }[] {
 }
 
 test('every RPC answers INVALID_ARGUMENT to bytes that are not its request message', async (t) => {
-  const coordinator = await startCoordinator(t);
+  const started = await startCoordinator(t);
   const all = methods();
   assert.ok(all.length >= 7, `found ${all.length} RPCs in the proto`);
   // Field 1 as a length-delimited value that runs past the end of the buffer.
   const garbage = Buffer.from([0x0a, 0xff, 0x01, 0x02]);
   for (const method of all) {
-    const answer = await callRaw(coordinator.address, method.path, garbage, method.stream);
+    const answer = await callRaw(started, method.path, garbage, method.stream);
     assert.equal(answer.code, grpc.status.INVALID_ARGUMENT, `${method.name}: ${answer.details}`);
     assert.match(answer.details, /not a valid protobuf message|invalid/i, method.name);
   }
 });
 
 test('every RPC that needs fields answers INVALID_ARGUMENT to an empty request, naming the field', async (t) => {
-  const coordinator = await startCoordinator(t);
+  const started = await startCoordinator(t);
   for (const method of methods().filter((m) => !EMPTY_IS_VALID.has(m.name))) {
-    const answer = await callRaw(coordinator.address, method.path, Buffer.alloc(0), method.stream);
+    const answer = await callRaw(started, method.path, Buffer.alloc(0), method.stream);
     assert.equal(answer.code, grpc.status.INVALID_ARGUMENT, `${method.name}: ${answer.details}`);
     assert.ok(answer.details.length > 10, `${method.name} explains: ${answer.details}`);
   }
   for (const name of EMPTY_IS_VALID) {
     const method = methods().find((m) => m.name === name)!;
-    const answer = await callRaw(coordinator.address, method.path, Buffer.alloc(0), false);
+    const answer = await callRaw(started, method.path, Buffer.alloc(0), false);
     assert.equal(answer.code, grpc.status.OK, `${name}: ${answer.details}`);
   }
 });
 
 test('bad field values are refused with the field and the rule', async (t) => {
-  const coordinator = await startCoordinator(t);
+  const { coordinator, admin } = await startCoordinator(t);
   const v1 = mlfleetV1();
   const nodes = new v1.NodeService(coordinator.address, grpc.credentials.createInsecure());
   t.after(() => nodes.close());
+  const md = () => setBearer(new grpc.Metadata(), admin);
   const ask = (fn: (cb: (err: grpc.ServiceError | null) => void) => void) =>
     new Promise<grpc.ServiceError | null>((resolve) => fn((err) => resolve(err)));
 
-  const badName = await ask((cb) => nodes.GetNode({ name: 'Not A Node/..' }, cb));
+  const badName = await ask((cb) => nodes.GetNode({ name: 'Not A Node/..' }, md(), cb));
   assert.equal(badName?.code, grpc.status.INVALID_ARGUMENT);
   assert.match(badName!.details, /^invalid GetNode request: name: must be lowercase/);
 
-  const badStatus = await ask((cb) => nodes.ListNodes({ status: 'sleeping' }, cb));
+  const badStatus = await ask((cb) => nodes.ListNodes({ status: 'sleeping' }, md(), cb));
   assert.equal(badStatus?.code, grpc.status.INVALID_ARGUMENT);
   assert.match(badStatus!.details, /status: must be ready, down or draining/);
 
-  const missing = await ask((cb) => nodes.CordonNode({ name: 'no-such-node' }, cb));
+  const missing = await ask((cb) => nodes.CordonNode({ name: 'no-such-node' }, md(), cb));
   assert.equal(missing?.code, grpc.status.NOT_FOUND);
   assert.match(missing!.details, /node "no-such-node" not found/);
 });

@@ -3,6 +3,7 @@
 // actions work through the real CLI; Ctrl-C stops everything and exits 0.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,6 +19,7 @@ test('the local cluster shows this host in nodes ls and stops cleanly on Ctrl-C'
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist/scripts/local-cluster.js')], {
     env: {
       ...process.env,
+      HOME: dir,
       MLFLEET_DATA_DIR: path.join(dir, 'state'),
       MLFLEET_LISTEN: '127.0.0.1:0',
       MLFLEET_HTTP_LISTEN: '127.0.0.1:0',
@@ -41,7 +43,10 @@ test('the local cluster shows this host in nodes ls and stops cleanly on Ctrl-C'
     });
   });
 
-  const ctl = (...args: string[]) => run(process.execPath, [path.join(REPO_ROOT, 'dist/scripts/mlfleetctl.js'), '--coordinator', address, ...args]);
+  // No --token: the CLI finds the admin token the local cluster wrote to ~/.config/mlfleet/token.
+  const ctl = (...args: string[]) =>
+    run(process.execPath, [path.join(REPO_ROOT, 'dist/scripts/mlfleetctl.js'), '--coordinator', address, ...args], { env: { ...process.env, HOME: dir } });
+  assert.equal(statSync(path.join(dir, '.config/mlfleet/token')).mode & 0o777, 0o600, 'the token file is private');
   const name = defaultNodeName();
   let nodes: { name: string; status: string; capacity: { cpuMillis: number; memoryBytes: number } }[] = [];
   for (let i = 0; i < 100 && nodes.length === 0; i++) {

@@ -1,7 +1,7 @@
 // Real mlfleet daemons as child processes for integration tests: spawned from dist/, their
 // JSON log lines parsed for the addresses they bound (port 0), killed and reaped in t.after().
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -86,6 +86,21 @@ export async function startCoordinator(t: TestContext, name: string, args: strin
   ]);
   const started = await daemon.waitForMessage('coordinator started');
   return Object.assign(daemon, { grpc: started.grpc as string, http: started.http as string });
+}
+
+/** Waits for the bootstrap files of whichever coordinator bootstrapped, among these data dirs. */
+export async function bootstrapTokens(dataDirs: string[], timeoutMs = 15_000): Promise<{ admin: string; join: string; joinFile: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const dir of dataDirs) {
+      const joinFile = path.join(dir, 'join-token');
+      if (existsSync(joinFile)) {
+        return { admin: readFileSync(path.join(dir, 'admin-token'), 'utf8').trim(), join: readFileSync(joinFile, 'utf8').trim(), joinFile };
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`no coordinator bootstrapped within ${timeoutMs} ms (looked in ${dataDirs.join(', ')})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** A synthetic host: an agent with a capacity file, so tests control what the node has. */

@@ -8,7 +8,7 @@ import { CoordinatorClient } from '../../shared/client.js';
 import { keys } from '../../shared/keys.js';
 import { openStore } from '../../shared/store/open-store.js';
 import { startEtcd } from '../helpers/etcd.js';
-import { startAgent, startCoordinator, tempDir, type StartedCoordinator } from '../helpers/processes.js';
+import { bootstrapTokens, startAgent, startCoordinator, tempDir, type StartedCoordinator } from '../helpers/processes.js';
 
 const NODE_TTL_MS = 3_000;
 
@@ -36,10 +36,11 @@ test('a cluster of three coordinators and three agents survives losing its leade
     coordinators.push(await startCoordinator(t, name, ['--store', storeSpec, '--data-dir', `${dir}/${name}`, '--node-ttl', `${NODE_TTL_MS}ms`, '--election-ttl', '1s']));
   }
   const addresses = coordinators.map((c) => c.grpc);
-  const client = new CoordinatorClient(addresses, { deadlineMs: 5_000 });
+  const tokens = await bootstrapTokens(['c1', 'c2', 'c3'].map((name) => `${dir}/${name}`));
+  const client = new CoordinatorClient(addresses, { deadlineMs: 5_000, token: tokens.admin });
   t.after(() => client.close());
   const agents = new Map<string, Awaited<ReturnType<typeof startAgent>>>();
-  for (const name of ['node-a', 'node-b', 'node-c']) agents.set(name, await startAgent(t, name, addresses, dir));
+  for (const name of ['node-a', 'node-b', 'node-c']) agents.set(name, await startAgent(t, name, addresses, dir, ['--join-token-file', tokens.joinFile]));
 
   const readyNames = async () => (await client.listNodes({ status: 'ready' })).nodes.map((n) => n.name).sort();
   await eventually('three ready nodes', 15_000, async () => ((await readyNames()).length === 3 ? true : undefined));
@@ -47,7 +48,7 @@ test('a cluster of three coordinators and three agents survives losing its leade
   // Exactly one coordinator leads, and every one of them says the same.
   const statuses = await Promise.all(
     addresses.map(async (a) => {
-      const single = new CoordinatorClient([a]);
+      const single = new CoordinatorClient([a], { token: tokens.admin });
       try {
         return await single.clusterStatus();
       } finally {
@@ -74,7 +75,7 @@ test('a cluster of three coordinators and three agents survives losing its leade
   leader.child.kill('SIGKILL');
   const killedAt = Date.now();
   const survivors = coordinators.filter((c) => c !== leader);
-  const failoverClient = new CoordinatorClient(survivors.map((c) => c.grpc), { deadlineMs: 1_000 });
+  const failoverClient = new CoordinatorClient(survivors.map((c) => c.grpc), { deadlineMs: 1_000, token: tokens.admin });
   t.after(() => failoverClient.close());
   const nodes = await eventually('a new leader answering nodes ls', 6_000, async () => (await failoverClient.listNodes({})).nodes);
   const failoverMs = Date.now() - killedAt;
@@ -114,6 +115,7 @@ test('a cluster of three coordinators and three agents survives losing its leade
   assert.ok(downMs <= NODE_TTL_MS + 500, `node went down after ${downMs} ms`);
   assert.equal((await failoverClient.getNode('node-a')).status, 'ready');
 
+  // It comes back with the credential it was issued at its first join (no join token this time).
   await startAgent(t, 'node-b', survivors.map((c) => c.grpc), dir);
   await eventually('node-b ready again', 10_000, async () =>
     (await failoverClient.getNode('node-b')).status === 'ready' ? true : undefined,

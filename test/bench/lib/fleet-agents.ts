@@ -8,7 +8,7 @@ import { silentLogger } from '../../../shared/log.js';
 import { CoordinatorSession } from '../../../agent/session.js';
 import type { Usage } from '../../../shared/proto.js';
 
-const [address, prefix, countText] = process.argv.slice(2);
+const [address, prefix, countText, joinToken] = process.argv.slice(2);
 const count = Number(countText);
 const abort = new AbortController();
 // Every simulated session listens on this one signal.
@@ -18,6 +18,7 @@ const usage: Usage = { cpuMillisUsed: 1200, memoryUsedBytes: 64 * GiB, gpus: [] 
 
 const sessions = Array.from({ length: count }, (_, i) => {
   const name = `${prefix}-${String(i).padStart(5, '0')}`;
+  let credential: string | undefined;
   return new CoordinatorSession({
     coordinators: [address!],
     clock: systemClock,
@@ -25,6 +26,8 @@ const sessions = Array.from({ length: count }, (_, i) => {
     log: silentLogger(),
     usage: () => usage,
     onDesired: () => undefined,
+    token: () => credential ?? joinToken,
+    onCredential: (issued) => void (credential = issued),
     channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
     hello: () => ({
       nodeName: name,

@@ -1,0 +1,52 @@
+// TenantService: admins manage every tenant; anyone else sees only their own, and another
+// tenant answers NOT_FOUND exactly like one that does not exist.
+import type * as grpc from '@grpc/grpc-js';
+import { NotFoundError } from '../../shared/errors.js';
+import type { Store } from '../../shared/store/store.js';
+import type { Principal } from '../auth/token-registry.js';
+import type { FencedWriter } from '../node-registry.js';
+import { NO_QUOTA, createTenant, getTenant, listTenants, setTenantQuota, toProtoTenant } from '../tenants.js';
+import type { RpcEdge } from './rpc.js';
+import { createTenantSchema, getTenantSchema, listTenantsSchema, setTenantQuotaSchema } from './schemas.js';
+
+export interface TenantServiceDeps {
+  edge: RpcEdge;
+  store: Store;
+  /** The leader's fenced writer; throws NotLeaderError on a follower. */
+  writer(): FencedWriter;
+  now(): number;
+}
+
+/** Throws the same NOT_FOUND for another tenant's name as for a name that does not exist. */
+export function assertTenantVisible(principal: Principal, tenant: string): void {
+  if (principal.role !== 'admin' && principal.tenant !== tenant) throw new NotFoundError(`tenant "${tenant}" not found`);
+}
+
+export function tenantService(deps: TenantServiceDeps): grpc.UntypedServiceImplementation {
+  const { edge, store } = deps;
+  return {
+    CreateTenant: edge.unary(
+      'TenantService.CreateTenant',
+      createTenantSchema,
+      async ({ name, description, quota }) =>
+        toProtoTenant(await createTenant(deps.writer(), { name, description, quota: quota ?? NO_QUOTA, createdAtMs: deps.now() })),
+      ({ name }) => `tenant/${name}`,
+    ),
+    ListTenants: edge.unary('TenantService.ListTenants', listTenantsSchema, async (_request, { principal }) => {
+      deps.writer();
+      const tenants = await listTenants(store);
+      return { tenants: tenants.filter((t) => principal.role === 'admin' || t.name === principal.tenant).map(toProtoTenant) };
+    }),
+    GetTenant: edge.unary('TenantService.GetTenant', getTenantSchema, async ({ name }, { principal }) => {
+      deps.writer();
+      assertTenantVisible(principal, name);
+      return toProtoTenant(await getTenant(store, name));
+    }),
+    SetTenantQuota: edge.unary(
+      'TenantService.SetTenantQuota',
+      setTenantQuotaSchema,
+      async ({ name, quota, clear }) => toProtoTenant(await setTenantQuota(store, deps.writer(), name, quota ?? NO_QUOTA, clear)),
+      ({ name }) => `tenant/${name}`,
+    ),
+  };
+}

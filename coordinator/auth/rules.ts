@@ -1,0 +1,35 @@
+// Who may call what: one rule per RPC, keyed "Service.Method". A method without a rule is
+// refused for everyone (and the authorization matrix test fails), so a new RPC cannot ship
+// open by accident. Tenant scoping (another tenant's object answers NOT_FOUND) is done by the
+// handlers, which see the caller's principal.
+import type { Role } from '../../shared/auth.js';
+
+export interface Rule {
+  roles: readonly Role[];
+  /** State-changing: audited, with its result. */
+  mutating: boolean;
+}
+
+const ADMIN = ['admin'] as const;
+const OPERATORS = ['admin', 'developer'] as const;
+const USERS = ['admin', 'developer', 'consumer'] as const;
+const AGENTS = ['join', 'node'] as const;
+
+export const RULES: Readonly<Record<string, Rule>> = {
+  'AgentService.Session': { roles: AGENTS, mutating: false },
+  'ClusterService.GetStatus': { roles: USERS, mutating: false },
+  // Developers read nodes to size their workloads; only admins change them.
+  'NodeService.ListNodes': { roles: OPERATORS, mutating: false },
+  'NodeService.GetNode': { roles: OPERATORS, mutating: false },
+  'NodeService.CordonNode': { roles: ADMIN, mutating: true },
+  'NodeService.UncordonNode': { roles: ADMIN, mutating: true },
+  'NodeService.DrainNode': { roles: ADMIN, mutating: true },
+  'TenantService.CreateTenant': { roles: ADMIN, mutating: true },
+  'TenantService.ListTenants': { roles: USERS, mutating: false },
+  'TenantService.GetTenant': { roles: USERS, mutating: false },
+  'TenantService.SetTenantQuota': { roles: ADMIN, mutating: true },
+  'TokenService.CreateToken': { roles: ADMIN, mutating: true },
+  'TokenService.ListTokens': { roles: ADMIN, mutating: false },
+  'TokenService.RevokeToken': { roles: ADMIN, mutating: true },
+  'EventService.ListAuditEvents': { roles: USERS, mutating: false },
+};

@@ -1,0 +1,176 @@
+// Every coordinator's view of the tokens: loaded from the store and kept current by a watch,
+// so any coordinator (leader or follower) authenticates a call from memory. Creating and
+// revoking are leader writes, fenced like every other; the leader applies its own writes at
+// once so a token works the moment its creation is answered.
+import type { Metadata } from '@grpc/grpc-js';
+import { generateToken, hashSecret, parseToken, readBearer, secretMatches, type Role } from '../../shared/auth.js';
+import { sleep, type Clock } from '../../shared/clock.js';
+import { ConflictError, NotFoundError, UnauthenticatedError } from '../../shared/errors.js';
+import { keys } from '../../shared/keys.js';
+import type { Logger } from '../../shared/log.js';
+import { CompactedError, type Store } from '../../shared/store/store.js';
+import type { FencedWriter } from '../node-registry.js';
+
+export interface TokenRecord {
+  id: string;
+  tenant: string;
+  role: Role;
+  node: string;
+  description: string;
+  createdAtMs: number;
+  createdBy: string;
+  revokedAtMs: number;
+  expiresAtMs: number;
+  secretHash: string;
+}
+
+/** Who is calling: what the token says, never the token itself. */
+export interface Principal {
+  tokenId: string;
+  role: Role;
+  tenant: string;
+  node: string;
+}
+
+export interface NewToken {
+  tenant: string;
+  role: Role;
+  node?: string;
+  description?: string;
+  ttlMs?: number;
+  createdBy: string;
+}
+
+type RevokedListener = (record: TokenRecord) => void;
+
+export class TokenRegistry {
+  private readonly tokens = new Map<string, TokenRecord>();
+  private readonly listeners = new Set<RevokedListener>();
+  private revision = 0;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  static async load(store: Store, clock: Clock, log: Logger): Promise<TokenRegistry> {
+    const registry = new TokenRegistry(store, clock, log);
+    await registry.relist();
+    return registry;
+  }
+
+  /** Follows the store until `signal` aborts; re-lists when the watch falls too far behind. */
+  async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        const watch = this.store.watch(keys.tokensPrefix, { fromRevision: this.revision + 1, signal });
+        for await (const batch of watch) {
+          for (const event of batch) {
+            this.revision = Math.max(this.revision, event.revision);
+            if (event.type === 'put') this.apply(JSON.parse(event.value) as TokenRecord);
+          }
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof CompactedError) await this.relist().catch(() => undefined);
+        else this.log.warn({ err: (err as Error).message }, 'token watch failed; retrying');
+        await sleep(this.clock, 200, signal).catch(() => undefined);
+      }
+    }
+  }
+
+  /** The caller behind the metadata's bearer token; UNAUTHENTICATED when there is none that holds. */
+  authenticate(metadata: Metadata): Principal {
+    const bearer = readBearer(metadata);
+    if (!bearer) throw new UnauthenticatedError('no token: pass --token, set MLFLEET_TOKEN, or put one in ~/.config/mlfleet/token');
+    const parsed = parseToken(bearer);
+    const record = parsed ? this.tokens.get(parsed.id) : undefined;
+    if (!parsed || !record || !secretMatches(parsed.secret, record.secretHash)) {
+      throw new UnauthenticatedError('the token is not valid');
+    }
+    if (record.revokedAtMs > 0) throw new UnauthenticatedError(`token ${record.id} has been revoked`);
+    if (record.expiresAtMs > 0 && record.expiresAtMs <= this.clock.now()) throw new UnauthenticatedError(`token ${record.id} has expired`);
+    return { tokenId: record.id, role: record.role, tenant: record.tenant, node: record.node };
+  }
+
+  list(): TokenRecord[] {
+    return [...this.tokens.values()].sort((a, b) => a.createdAtMs - b.createdAtMs || a.id.localeCompare(b.id));
+  }
+
+  get(id: string): TokenRecord {
+    const record = this.tokens.get(id);
+    if (!record) throw new NotFoundError(`token ${id} not found; \`mlfleetctl tokens ls\` lists them`);
+    return record;
+  }
+
+  onRevoked(listener: RevokedListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A new token's record and its secret, not yet stored: callers write it (bootstrap batches several). */
+  mint(spec: NewToken): { record: TokenRecord; token: string } {
+    const { id, secret, token } = generateToken();
+    const now = this.clock.now();
+    const record: TokenRecord = {
+      id,
+      tenant: spec.tenant,
+      role: spec.role,
+      node: spec.node ?? '',
+      description: spec.description ?? '',
+      createdAtMs: now,
+      createdBy: spec.createdBy,
+      revokedAtMs: 0,
+      expiresAtMs: spec.ttlMs ? now + spec.ttlMs : 0,
+      secretHash: hashSecret(secret),
+    };
+    return { record, token };
+  }
+
+  async create(writer: FencedWriter, spec: NewToken): Promise<{ record: TokenRecord; token: string }> {
+    const minted = this.mint(spec);
+    const key = keys.token(minted.record.id);
+    const result = await writer.txn([{ key, target: 'createRevision', op: '=', value: 0 }], [{ type: 'put', key, value: JSON.stringify(minted.record) }]);
+    if (!result.succeeded) throw new ConflictError('token id collision; try again');
+    this.revision = Math.max(this.revision, result.revision);
+    this.apply(minted.record);
+    return minted;
+  }
+
+  async revoke(writer: FencedWriter, id: string): Promise<TokenRecord> {
+    const key = keys.token(id);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const kv = await this.store.get(key);
+      if (!kv) throw new NotFoundError(`token ${id} not found; \`mlfleetctl tokens ls\` lists them`);
+      const current = JSON.parse(kv.value) as TokenRecord;
+      if (current.revokedAtMs > 0) return current;
+      const next = { ...current, revokedAtMs: this.clock.now() };
+      const result = await writer.txn([{ key, target: 'modRevision', op: '=', value: kv.modRevision }], [{ type: 'put', key, value: JSON.stringify(next) }]);
+      if (result.succeeded) {
+        this.apply(next);
+        return next;
+      }
+    }
+    throw new ConflictError(`token ${id} kept changing while being revoked; try again`);
+  }
+
+  private async relist(): Promise<void> {
+    const { kvs, revision } = await this.store.range(keys.tokensPrefix);
+    for (const kv of kvs) this.apply(JSON.parse(kv.value) as TokenRecord);
+    this.revision = Math.max(this.revision, revision);
+  }
+
+  /** Takes in a record this coordinator just wrote, ahead of the watch. */
+  remember(record: TokenRecord): void {
+    this.apply(record);
+  }
+
+  private apply(record: TokenRecord): void {
+    const previous = this.tokens.get(record.id);
+    this.tokens.set(record.id, record);
+    if (record.revokedAtMs > 0 && (!previous || previous.revokedAtMs === 0)) {
+      for (const listener of this.listeners) listener(record);
+    }
+  }
+}

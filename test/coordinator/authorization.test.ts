@@ -1,0 +1,295 @@
+// The authorization matrix: every RPC of the proto's service list × every kind of caller (no,
+// invalid or revoked token; admin, developer, consumer; agent join token and node credential)
+// × the caller's own tenant or another's. Each answer must be exactly the expected one. The
+// expectations below are written independently of coordinator/auth/rules.ts, and an RPC with
+// no expectation fails the test, so a new RPC cannot ship without deciding who may call it.
+// The same run's logs are then searched for every secret it used.
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { test, type TestContext } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { setBearer } from '../../shared/auth.js';
+import { CoordinatorClient } from '../../shared/client.js';
+import { createLogger } from '../../shared/log.js';
+import { mlfleetV1 } from '../../shared/proto.js';
+import { bootstrapTokens, tempDir } from '../helpers/processes.js';
+
+type Answer = 'OK' | 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'NOT_FOUND';
+type Caller = 'none' | 'invalid' | 'revoked' | 'admin' | 'developer' | 'consumer' | 'join' | 'node';
+type Scope = 'own' | 'other';
+
+const CALLERS: Caller[] = ['none', 'invalid', 'revoked', 'admin', 'developer', 'consumer', 'join', 'node'];
+const USERS = new Set<Caller>(['admin', 'developer', 'consumer']);
+
+/** Who may do what, as the issue states it (admin: everything; developer: its tenant's work; consumer: read). */
+const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
+  'AgentService.Session': (c) => (c === 'join' || c === 'node' ? 'OK' : 'PERMISSION_DENIED'),
+  'ClusterService.GetStatus': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
+  'NodeService.ListNodes': (c) => (c === 'admin' || c === 'developer' ? 'OK' : 'PERMISSION_DENIED'),
+  'NodeService.GetNode': (c) => (c === 'admin' || c === 'developer' ? 'OK' : 'PERMISSION_DENIED'),
+  'NodeService.CordonNode': adminOnly,
+  'NodeService.UncordonNode': adminOnly,
+  'NodeService.DrainNode': adminOnly,
+  'TenantService.CreateTenant': adminOnly,
+  'TenantService.ListTenants': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
+  'TenantService.GetTenant': ownTenantRead,
+  'TenantService.SetTenantQuota': adminOnly,
+  'TokenService.CreateToken': adminOnly,
+  'TokenService.ListTokens': adminOnly,
+  'TokenService.RevokeToken': adminOnly,
+  'EventService.ListAuditEvents': ownTenantRead,
+};
+
+function adminOnly(c: Caller): Answer {
+  return c === 'admin' ? 'OK' : 'PERMISSION_DENIED';
+}
+
+function ownTenantRead(c: Caller, scope: Scope): Answer {
+  if (!USERS.has(c)) return 'PERMISSION_DENIED';
+  return c === 'admin' || scope === 'own' ? 'OK' : 'NOT_FOUND';
+}
+
+function expected(method: string, caller: Caller, scope: Scope): Answer {
+  if (caller === 'none' || caller === 'invalid' || caller === 'revoked') return 'UNAUTHENTICATED';
+  return EXPECT[method]!(caller, scope);
+}
+
+interface Method {
+  name: string;
+  def: grpc.MethodDefinition<unknown, unknown>;
+}
+
+function methods(): Method[] {
+  const v1 = mlfleetV1() as unknown as Record<string, { service?: grpc.ServiceDefinition }>;
+  return Object.entries(v1)
+    .filter(([, value]) => value.service)
+    .flatMap(([service, value]) => Object.entries(value.service!).map(([name, def]) => ({ name: `${service}.${name}`, def })));
+}
+
+interface Cluster {
+  coordinator: Coordinator;
+  admin: CoordinatorClient;
+  tokens: Record<Caller, string | undefined>;
+  secrets: string[];
+  logs: string[];
+  fresh: () => string;
+}
+
+async function setUp(t: TestContext): Promise<Cluster> {
+  const dir = tempDir(t);
+  const logs: string[] = [];
+  const sink = new Writable({ write(chunk, _encoding, done) { logs.push(String(chunk)); done(); } });
+  const coordinator = await Coordinator.create(
+    { listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/c.db`, dataDir: dir, advertise: undefined, nodeTtlMs: 10_000, electionTtlMs: 1_000, id: 'authz' },
+    { log: createLogger({ level: 'trace', destination: sink }) },
+  );
+  void coordinator.run();
+  t.after(() => coordinator.close());
+  const boot = await bootstrapTokens([dir]);
+  const admin = new CoordinatorClient([coordinator.address], { token: boot.admin });
+  t.after(() => admin.close());
+  const quota = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, maxDeployments: 0 };
+  await admin.createTenant({ name: 'alpha', description: 'own', quota });
+  await admin.createTenant({ name: 'beta', description: 'other', quota });
+  const create = async (role: string, tenant: string) => (await admin.createToken({ tenant, role, description: `${role} of ${tenant}`, ttlMs: 0 })).token;
+  const revoked = await create('developer', 'alpha');
+  const revokedId = revoked.split('_')[1]!;
+  await admin.revokeToken(revokedId);
+  const tokens: Record<Caller, string | undefined> = {
+    none: undefined,
+    invalid: `mlf_0123456789abcdef_${'A'.repeat(43)}`,
+    revoked,
+    admin: await create('admin', 'alpha'),
+    developer: await create('developer', 'alpha'),
+    consumer: await create('consumer', 'alpha'),
+    join: boot.join,
+    node: undefined,
+  };
+  // A node credential: what node-x is issued when it joins.
+  const joined = await openSession(coordinator.address, boot.join, 'node-x');
+  assert.equal(joined.answer, 'OK');
+  tokens.node = joined.credential;
+  let counter = 0;
+  return {
+    coordinator,
+    admin,
+    tokens,
+    secrets: [boot.admin, boot.join, ...Object.values(tokens).filter((v): v is string => Boolean(v) && v !== tokens.invalid)],
+    logs,
+    fresh: () => `t${++counter}`,
+  };
+}
+
+function statusName(code: grpc.status): Answer {
+  return grpc.status[code] as Answer;
+}
+
+/** Opens an agent session, says hello as `node`, and reports the first answer. */
+function openSession(address: string, token: string | undefined, node: string): Promise<{ answer: Answer; credential?: string; details?: string }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const def = mlfleetV1().AgentService.service.Session;
+  return new Promise((resolve) => {
+    const call = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, setBearer(new grpc.Metadata(), token));
+    let settled = false;
+    const settle = (result: { answer: Answer; credential?: string; details?: string }) => {
+      if (settled) return;
+      settled = true;
+      call.cancel();
+      client.close();
+      resolve(result);
+    };
+    call.on('data', (message: { welcome?: { nodeCredential: string } }) => {
+      if (message.welcome) settle({ answer: 'OK', credential: message.welcome.nodeCredential });
+    });
+    call.on('error', (err: grpc.ServiceError) => settle({ answer: statusName(err.code), details: err.details }));
+    call.write({
+      hello: {
+        nodeName: node,
+        agentVersion: 'test',
+        address: '127.0.0.1:7780',
+        capacity: { cpuMillis: 1000, memoryBytes: 2 ** 30 },
+      },
+    });
+  });
+}
+
+function callUnary(address: string, method: Method, request: unknown, token: string | undefined): Promise<{ answer: Answer; details: string }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    client.makeUnaryRequest(method.def.path, method.def.requestSerialize, method.def.responseDeserialize, request, setBearer(new grpc.Metadata(), token), (err) => {
+      client.close();
+      resolve({ answer: err ? statusName(err.code) : 'OK', details: err?.details ?? '' });
+    });
+  });
+}
+
+/** A valid request for each RPC, acting on the caller's own tenant or another's, on fresh objects. */
+async function requestFor(cluster: Cluster, method: string, scope: Scope): Promise<unknown> {
+  const tenant = scope === 'own' ? 'alpha' : 'beta';
+  switch (method) {
+    case 'ClusterService.GetStatus':
+    case 'NodeService.ListNodes':
+    case 'TenantService.ListTenants':
+    case 'TokenService.ListTokens':
+      return {};
+    case 'NodeService.GetNode':
+    case 'NodeService.CordonNode':
+    case 'NodeService.UncordonNode':
+    case 'NodeService.DrainNode':
+      return { name: 'node-x' };
+    case 'TenantService.CreateTenant':
+      return { name: `${tenant}-${cluster.fresh()}` };
+    case 'TenantService.GetTenant':
+      return { name: tenant };
+    case 'TenantService.SetTenantQuota':
+      return { name: tenant, quota: { gpus: 4 } };
+    case 'TokenService.CreateToken':
+      return { tenant, role: 'consumer' };
+    case 'TokenService.RevokeToken': {
+      const { info } = await cluster.admin.createToken({ tenant, role: 'consumer', description: 'to revoke', ttlMs: 0 });
+      return { id: info!.id };
+    }
+    case 'EventService.ListAuditEvents':
+      return { tenant };
+    default:
+      return undefined;
+  }
+}
+
+test('every RPC answers every kind of caller exactly as the authorization rules say', async (t) => {
+  const cluster = await setUp(t);
+  const all = methods();
+  const missing = all.filter((m) => !EXPECT[m.name]).map((m) => m.name);
+  assert.deepEqual(missing, [], 'every RPC has an expectation (add a rule in coordinator/auth/rules.ts and one here)');
+  const mismatches: string[] = [];
+  let cases = 0;
+  for (const method of all) {
+    for (const caller of CALLERS) {
+      for (const scope of ['own', 'other'] as const) {
+        const want = expected(method.name, caller, scope);
+        let got: { answer: Answer; details?: string };
+        if (method.name === 'AgentService.Session') {
+          got = await openSession(cluster.coordinator.address, cluster.tokens[caller], caller === 'join' ? `joined-${cluster.fresh()}` : 'node-x');
+        } else {
+          const request = await requestFor(cluster, method.name, scope);
+          assert.ok(request !== undefined, `no request built for ${method.name}`);
+          got = await callUnary(cluster.coordinator.address, method, request, cluster.tokens[caller]);
+        }
+        cases += 1;
+        if (got.answer !== want) mismatches.push(`${method.name} as ${caller} (${scope} tenant): want ${want}, got ${got.answer} ${got.details ?? ''}`);
+      }
+    }
+  }
+  t.diagnostic(`${cases} cases over ${all.length} RPCs`);
+  assert.deepEqual(mismatches, []);
+
+  // Nothing the run used as a secret was ever logged, although every call was (trace level).
+  const text = cluster.logs.join('');
+  assert.ok(text.length > 1000, 'the run logged');
+  for (const secret of cluster.secrets) {
+    assert.equal(text.includes(secret), false, 'a token appears in the logs');
+    assert.equal(text.includes(secret.slice(-43)), false, "a token's secret part appears in the logs");
+  }
+});
+
+test("a node's credential cannot report for another node, and revoking it ends the node's session", async (t) => {
+  const cluster = await setUp(t);
+  const address = cluster.coordinator.address;
+  const impostor = await openSession(address, cluster.tokens.node, 'node-y');
+  assert.equal(impostor.answer, 'PERMISSION_DENIED');
+  assert.match(impostor.details ?? '', /belongs to node "node-x"; it cannot report for node "node-y"/);
+
+  // A live session of node-x, then its credential is revoked.
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  t.after(() => client.close());
+  const def = mlfleetV1().AgentService.service.Session;
+  const call = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, setBearer(new grpc.Metadata(), cluster.tokens.node));
+  const ended = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+  const welcomed = new Promise<void>((resolve) => call.on('data', () => resolve()));
+  call.write({ hello: { nodeName: 'node-x', agentVersion: 'test', address: '127.0.0.1:7780', capacity: { cpuMillis: 1000, memoryBytes: 2 ** 30 } } });
+  await welcomed;
+  const credentialId = (await cluster.admin.listTokens({ tenant: '', includeRevoked: false })).tokens.find((tk) => tk.role === 'node' && tk.node === 'node-x')!.id;
+  await cluster.admin.revokeToken(credentialId);
+  const err = await ended;
+  assert.match(err.details, /revoked/);
+  const again = await openSession(address, cluster.tokens.node, 'node-x');
+  assert.equal(again.answer, 'UNAUTHENTICATED');
+});
+
+test('state-changing calls are audited with who, tenant, what and result; a tenant sees only its own entries', async (t) => {
+  const cluster = await setUp(t);
+  const developer = new CoordinatorClient([cluster.coordinator.address], { token: cluster.tokens.developer });
+  t.after(() => developer.close());
+  await cluster.admin.cordonNode('node-x');
+  await assert.rejects(developer.cordonNode('node-x'), { code: 'PERMISSION_DENIED' });
+  await new Promise((resolve) => setTimeout(resolve, 100)); // audit entries are stored asynchronously
+
+  const all = (await cluster.admin.listAuditEvents({ tenant: '', limit: 100, beforeId: 0 })).events;
+  const cordons = all.filter((e) => e.method === 'NodeService.CordonNode');
+  assert.deepEqual(cordons.map((e) => [e.role, e.tenant, e.target, e.result]), [
+    ['developer', 'alpha', 'node/node-x', 'PERMISSION_DENIED'],
+    ['admin', 'default', 'node/node-x', 'OK'],
+  ]);
+  assert.ok(cordons.every((e) => /^[0-9a-f]{16}$/.test(e.tokenId)), 'who: the token id, not the secret');
+  assert.ok(all.some((e) => e.method === 'TenantService.CreateTenant' && e.target === 'tenant/alpha'));
+
+  const own = (await developer.listAuditEvents({ tenant: '', limit: 100, beforeId: 0 })).events;
+  assert.ok(own.length > 0 && own.every((e) => e.tenant === 'alpha'), 'a developer sees only its tenant');
+  await assert.rejects(developer.listAuditEvents({ tenant: 'default', limit: 10, beforeId: 0 }), { code: 'NOT_FOUND' });
+});
+
+test('tenant quotas are stored and shown with usage; set-quota sets and clears limits', async (t) => {
+  const cluster = await setUp(t);
+  const quota = { cpuMillis: 64_000, memoryBytes: 512 * 2 ** 30, gpus: 8, gpuMemoryBytes: 0, storageBytes: 2 ** 40, maxDeployments: 20 };
+  await cluster.admin.setTenantQuota({ name: 'alpha', quota, clear: [] });
+  const set = await cluster.admin.getTenant('alpha');
+  assert.deepEqual(set.quota, quota);
+  assert.deepEqual(set.usage, { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, deployments: 0 });
+  await cluster.admin.setTenantQuota({ name: 'alpha', quota: { cpuMillis: 0, memoryBytes: 0, gpus: 16, gpuMemoryBytes: 0, storageBytes: 0, maxDeployments: 0 }, clear: ['storage'] });
+  const changed = await cluster.admin.getTenant('alpha');
+  assert.deepEqual([changed.quota!.gpus, changed.quota!.storageBytes, changed.quota!.cpuMillis], [16, 0, 64_000]);
+  await assert.rejects(cluster.admin.setTenantQuota({ name: 'alpha', quota: null, clear: [] }), { code: 'INVALID_ARGUMENT', message: /nothing to change/ });
+  await assert.rejects(cluster.admin.createTenant({ name: 'alpha', description: '', quota: null }), { code: 'ALREADY_EXISTS' });
+  await assert.rejects(cluster.admin.getTenant('gamma'), { code: 'NOT_FOUND' });
+});
