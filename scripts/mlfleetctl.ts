@@ -8,6 +8,9 @@ import { Command, CommanderError } from 'commander';
 import { addGlobalOptions } from './cli/context.js';
 import { registerClusterCommands } from './cli/commands/cluster.js';
 import { registerNodeCommands } from './cli/commands/nodes.js';
+import { registerTenantCommands } from './cli/commands/tenants.js';
+import { registerTokenCommands } from './cli/commands/tokens.js';
+import { registerEventCommands } from './cli/commands/events.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -34,6 +37,9 @@ function buildProgram(): Command {
   addGlobalOptions(program);
   registerClusterCommands(program);
   registerNodeCommands(program);
+  registerTenantCommands(program);
+  registerTokenCommands(program);
+  registerEventCommands(program);
   return program;
 }
 

@@ -14,10 +14,22 @@ import {
   UnavailableError,
   fromGrpcError,
 } from './errors.js';
-import { mlfleetV1, type ClusterStatus, type Node } from './proto.js';
+import { mlfleetV1, type ClusterStatus, type Node, type Tenant, type TokenInfo } from './proto.js';
 import type { ClusterServiceClient } from './gen/mlfleet/v1/ClusterService.js';
 import type { NodeServiceClient } from './gen/mlfleet/v1/NodeService.js';
+import type { TenantServiceClient } from './gen/mlfleet/v1/TenantService.js';
+import type { TokenServiceClient } from './gen/mlfleet/v1/TokenService.js';
+import type { EventServiceClient } from './gen/mlfleet/v1/EventService.js';
 import type { ListNodesResponse__Output } from './gen/mlfleet/v1/ListNodesResponse.js';
+import type { CreateTenantRequest } from './gen/mlfleet/v1/CreateTenantRequest.js';
+import type { SetTenantQuotaRequest } from './gen/mlfleet/v1/SetTenantQuotaRequest.js';
+import type { ListTenantsResponse__Output } from './gen/mlfleet/v1/ListTenantsResponse.js';
+import type { CreateTokenRequest } from './gen/mlfleet/v1/CreateTokenRequest.js';
+import type { CreateTokenResponse__Output } from './gen/mlfleet/v1/CreateTokenResponse.js';
+import type { ListTokensRequest } from './gen/mlfleet/v1/ListTokensRequest.js';
+import type { ListTokensResponse__Output } from './gen/mlfleet/v1/ListTokensResponse.js';
+import type { ListAuditEventsRequest } from './gen/mlfleet/v1/ListAuditEventsRequest.js';
+import type { ListAuditEventsResponse__Output } from './gen/mlfleet/v1/ListAuditEventsResponse.js';
 import { formatDuration } from './units.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7700';
@@ -60,6 +72,12 @@ export interface NodeFilter {
 }
 
 export type NodeList = ListNodesResponse__Output;
+export type TenantList = ListTenantsResponse__Output;
+/** The new token's record and its secret, which no later call returns. */
+export type CreatedToken = CreateTokenResponse__Output;
+export type TokenList = ListTokensResponse__Output;
+export type AuditEventList = ListAuditEventsResponse__Output;
+export type { CreateTenantRequest, SetTenantQuotaRequest, CreateTokenRequest, ListTokensRequest, ListAuditEventsRequest };
 
 /** A grpc-js client constructor, as mlfleetV1() hands them out. */
 export type ServiceConstructor<C extends grpc.Client> = new (
@@ -196,6 +214,44 @@ export class CoordinatorClient {
 
   drainNode(name: string, options: CallOptions = {}): Promise<Node> {
     return this.unary<NodeServiceClient, Node>(mlfleetV1().NodeService, (s, md, o, cb) => s.drainNode({ name }, md, o, cb), options);
+  }
+
+  // ---- TenantService -------------------------------------------------------------------
+
+  createTenant(request: CreateTenantRequest, options: CallOptions = {}): Promise<Tenant> {
+    return this.unary<TenantServiceClient, Tenant>(mlfleetV1().TenantService, (s, md, o, cb) => s.createTenant(request, md, o, cb), options);
+  }
+
+  listTenants(options: CallOptions = {}): Promise<TenantList> {
+    return this.unary<TenantServiceClient, TenantList>(mlfleetV1().TenantService, (s, md, o, cb) => s.listTenants({}, md, o, cb), options);
+  }
+
+  getTenant(name: string, options: CallOptions = {}): Promise<Tenant> {
+    return this.unary<TenantServiceClient, Tenant>(mlfleetV1().TenantService, (s, md, o, cb) => s.getTenant({ name }, md, o, cb), options);
+  }
+
+  setTenantQuota(request: SetTenantQuotaRequest, options: CallOptions = {}): Promise<Tenant> {
+    return this.unary<TenantServiceClient, Tenant>(mlfleetV1().TenantService, (s, md, o, cb) => s.setTenantQuota(request, md, o, cb), options);
+  }
+
+  // ---- TokenService --------------------------------------------------------------------
+
+  createToken(request: CreateTokenRequest, options: CallOptions = {}): Promise<CreatedToken> {
+    return this.unary<TokenServiceClient, CreatedToken>(mlfleetV1().TokenService, (s, md, o, cb) => s.createToken(request, md, o, cb), options);
+  }
+
+  listTokens(request: ListTokensRequest = {}, options: CallOptions = {}): Promise<TokenList> {
+    return this.unary<TokenServiceClient, TokenList>(mlfleetV1().TokenService, (s, md, o, cb) => s.listTokens(request, md, o, cb), options);
+  }
+
+  revokeToken(id: string, options: CallOptions = {}): Promise<TokenInfo> {
+    return this.unary<TokenServiceClient, TokenInfo>(mlfleetV1().TokenService, (s, md, o, cb) => s.revokeToken({ id }, md, o, cb), options);
+  }
+
+  // ---- EventService --------------------------------------------------------------------
+
+  listAuditEvents(request: ListAuditEventsRequest = {}, options: CallOptions = {}): Promise<AuditEventList> {
+    return this.unary<EventServiceClient, AuditEventList>(mlfleetV1().EventService, (s, md, o, cb) => s.listAuditEvents(request, md, o, cb), options);
   }
 
   // ---- the generic machinery -------------------------------------------------------------

@@ -1,16 +1,16 @@
-// Human units in flags, config files and CLI output: durations ("15s", "500ms", "2m"),
+// Human units in flags, config files and CLI output: durations ("15s", "500ms", "2m", "30d"),
 // byte sizes ("512Mi", "20Gi", "1.5GB", plain numbers), CPU ("500m", "2", "1.5").
 import { InvalidArgumentError } from './errors.js';
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "1h2m3s", "15s", "250ms" or a plain number of milliseconds. */
+/** Parses "1h2m3s", "15s", "250ms", "30d" (days of 24h) or a plain number of milliseconds. */
 export function parseDuration(text: string, what = 'duration'): number {
   const trimmed = text.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== trimmed) {
-    throw new InvalidArgumentError(`${what} "${text}" is not a duration; use forms like 500ms, 15s, 2m or 1h`);
+    throw new InvalidArgumentError(`${what} "${text}" is not a duration; use forms like 500ms, 15s, 2m, 1h or 30d`);
   }
   return Math.round(parts.reduce((total, p) => total + Number(p[1]) * DURATION_UNITS[p[2]!]!, 0));
 }

@@ -1,17 +1,29 @@
 // A fake coordinator for client and CLI tests: a real @grpc/grpc-js server on 127.0.0.1,
-// port 0, serving ClusterService and NodeService from an in-memory node table. It keeps the
-// coordinator's contract: a follower answers every NodeService call with UNAVAILABLE and the
-// `mlfleet-leader` metadata (empty while no leader is known); GetStatus is answered by all.
+// port 0, serving ClusterService and NodeService from an in-memory node table, and minimal
+// TenantService, TokenService and EventService from in-memory tables (no roles, no quota
+// enforcement: enough to check what the client sends and how it shows the answers). It keeps
+// the coordinator's contract: a follower answers every leader-only call with UNAVAILABLE and
+// the `mlfleet-leader` metadata (empty while no leader is known); GetStatus is answered by all.
 import { freePort } from './net.js';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { mlfleetV1 } from '../../shared/proto.js';
-import { NotFoundError, NotLeaderError, UnauthenticatedError, toGrpcError } from '../../shared/errors.js';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, NotLeaderError, UnauthenticatedError, toGrpcError } from '../../shared/errors.js';
 import type { Node } from '../../shared/gen/mlfleet/v1/Node.js';
+import type { Tenant__Output } from '../../shared/gen/mlfleet/v1/Tenant.js';
+import type { Quota__Output } from '../../shared/gen/mlfleet/v1/Quota.js';
+import type { TokenInfo__Output } from '../../shared/gen/mlfleet/v1/TokenInfo.js';
+import type { AuditEvent__Output } from '../../shared/gen/mlfleet/v1/AuditEvent.js';
 import type { ClusterServiceHandlers } from '../../shared/gen/mlfleet/v1/ClusterService.js';
 import type { NodeServiceHandlers } from '../../shared/gen/mlfleet/v1/NodeService.js';
+import type { TenantServiceHandlers } from '../../shared/gen/mlfleet/v1/TenantService.js';
+import type { TokenServiceHandlers } from '../../shared/gen/mlfleet/v1/TokenService.js';
+import type { EventServiceHandlers } from '../../shared/gen/mlfleet/v1/EventService.js';
 
 export type NodeRecord = Node & { name: string };
+export type TenantRecord = Tenant__Output;
+export type TokenRecord = TokenInfo__Output;
+export type AuditEventRecord = AuditEvent__Output;
 
 export interface FakeCoordinatorOptions {
   role: 'leader' | 'follower';
@@ -21,6 +33,9 @@ export interface FakeCoordinatorOptions {
    */
   leader?: string | (() => string);
   nodes?: NodeRecord[];
+  tenants?: TenantRecord[];
+  tokens?: TokenRecord[];
+  auditEvents?: AuditEventRecord[];
   /** When set, every call must carry `authorization: Bearer <token>`. */
   token?: string;
   store?: string;
@@ -36,6 +51,12 @@ export interface RecordedCall {
 export class FakeCoordinator {
   readonly calls: RecordedCall[] = [];
   readonly nodes = new Map<string, NodeRecord>();
+  readonly tenants = new Map<string, TenantRecord>();
+  /** By id; the secrets CreateToken handed out are in `secrets`, by id. */
+  readonly tokens = new Map<string, TokenRecord>();
+  readonly secrets = new Map<string, string>();
+  /** Any order; ListAuditEvents answers newest (highest id) first. */
+  auditEvents: AuditEventRecord[];
   role: 'leader' | 'follower';
   leader: string | (() => string);
   /** Other coordinators GetStatus reports, besides this one. */
@@ -49,6 +70,9 @@ export class FakeCoordinator {
     this.role = options.role;
     this.leader = options.leader ?? '';
     for (const node of options.nodes ?? []) this.nodes.set(node.name, node);
+    for (const tenant of options.tenants ?? []) this.tenants.set(tenant.name, tenant);
+    for (const token of options.tokens ?? []) this.tokens.set(token.id, token);
+    this.auditEvents = [...(options.auditEvents ?? [])];
   }
 
   static async start(options: FakeCoordinatorOptions): Promise<FakeCoordinator> {
@@ -60,6 +84,9 @@ export class FakeCoordinator {
     const v1 = mlfleetV1();
     server.addService(v1.ClusterService.service, fake.clusterHandlers());
     server.addService(v1.NodeService.service, fake.nodeHandlers());
+    server.addService(v1.TenantService.service, fake.tenantHandlers());
+    server.addService(v1.TokenService.service, fake.tokenHandlers());
+    server.addService(v1.EventService.service, fake.eventHandlers());
     return fake;
   }
 
@@ -144,6 +171,112 @@ export class FakeCoordinator {
       }),
     };
   }
+
+  private tenantHandlers(): TenantServiceHandlers {
+    const find = (name: string): TenantRecord => {
+      const tenant = this.tenants.get(name);
+      if (!tenant) throw new NotFoundError(`tenant "${name}" not found; list tenants with mlfleetctl tenants ls`);
+      return tenant;
+    };
+    return {
+      CreateTenant: this.unaryHandler('CreateTenant', ({ name, description, quota }) => {
+        if (this.tenants.has(name)) throw new AlreadyExistsError(`tenant "${name}" already exists`);
+        const tenant: TenantRecord = { name, description, quota: { ...emptyQuota(), ...quota }, usage: emptyUsage(), createdAtMs: Date.now() };
+        this.tenants.set(name, tenant);
+        return tenant;
+      }),
+      ListTenants: this.unaryHandler('ListTenants', () => ({
+        tenants: [...this.tenants.values()].sort((a, b) => a.name.localeCompare(b.name)),
+      })),
+      GetTenant: this.unaryHandler('GetTenant', ({ name }) => find(name)),
+      SetTenantQuota: this.unaryHandler('SetTenantQuota', ({ name, quota, clear }) => {
+        const tenant = find(name);
+        const next: Quota__Output = { ...emptyQuota(), ...tenant.quota };
+        for (const [field, value] of Object.entries(quota ?? {}) as [keyof Quota__Output, number][]) if (value > 0) next[field] = value;
+        for (const item of clear) {
+          const field = QUOTA_CLEAR_FIELDS[item];
+          if (!field) throw new InvalidArgumentError(`cannot clear "${item}"; clear one of ${Object.keys(QUOTA_CLEAR_FIELDS).join(', ')}`);
+          next[field] = 0;
+        }
+        tenant.quota = next;
+        return tenant;
+      }),
+    };
+  }
+
+  private tokenHandlers(): TokenServiceHandlers {
+    return {
+      CreateToken: this.unaryHandler('CreateToken', ({ tenant, role, description, ttlMs }) => {
+        const n = this.tokens.size + 1;
+        const now = Date.now();
+        const info: TokenRecord = {
+          id: `tok-${n}`,
+          tenant,
+          role,
+          node: '',
+          description,
+          createdAtMs: now,
+          createdBy: 'bootstrap',
+          revokedAtMs: 0,
+          expiresAtMs: ttlMs > 0 ? now + ttlMs : 0,
+        };
+        this.tokens.set(info.id, info);
+        this.secrets.set(info.id, `mlf_secret_${n}`);
+        return { info, token: `mlf_secret_${n}` };
+      }),
+      ListTokens: this.unaryHandler('ListTokens', ({ tenant, includeRevoked }) => ({
+        tokens: [...this.tokens.values()].filter((t) => (!tenant || t.tenant === tenant) && (includeRevoked || t.revokedAtMs === 0)),
+      })),
+      RevokeToken: this.unaryHandler('RevokeToken', ({ id }) => {
+        const token = this.tokens.get(id);
+        if (!token) throw new NotFoundError(`token "${id}" not found; list tokens with mlfleetctl tokens ls --all`);
+        if (token.revokedAtMs === 0) token.revokedAtMs = Date.now();
+        return token;
+      }),
+    };
+  }
+
+  private eventHandlers(): EventServiceHandlers {
+    return {
+      ListAuditEvents: this.unaryHandler('ListAuditEvents', ({ tenant, limit, beforeId }) => ({
+        events: this.auditEvents
+          .filter((e) => (!tenant || e.tenant === tenant) && (!beforeId || e.id < beforeId))
+          .sort((a, b) => b.id - a.id)
+          .slice(0, limit || 100),
+      })),
+    };
+  }
+
+  /** A leader-only unary handler: records the call, checks the token, maps thrown errors. */
+  private unaryHandler<Req, Res>(method: string, answer: (request: Req) => Res): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const refused = this.admit(method, call, true);
+      if (refused) return callback(toGrpcError(refused));
+      try {
+        callback(null, answer(call.request));
+      } catch (err) {
+        callback(toGrpcError(err));
+      }
+    };
+  }
+}
+
+/** SetTenantQuotaRequest.clear's names → the Quota field each one resets. */
+const QUOTA_CLEAR_FIELDS: Record<string, keyof Quota__Output> = {
+  cpu: 'cpuMillis',
+  memory: 'memoryBytes',
+  gpus: 'gpus',
+  'gpu-memory': 'gpuMemoryBytes',
+  storage: 'storageBytes',
+  deployments: 'maxDeployments',
+};
+
+function emptyQuota(): Quota__Output {
+  return { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, maxDeployments: 0 };
+}
+
+function emptyUsage(): NonNullable<TenantRecord['usage']> {
+  return { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, deployments: 0 };
 }
 
 /** A node as an agent with two GPUs and one NIC would register it. */

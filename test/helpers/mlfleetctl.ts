@@ -1,0 +1,57 @@
+// Runs the compiled mlfleetctl the way users do — a child process with its own HOME, so a
+// developer's ~/.config/mlfleet/token never leaks into a test — and starts fake coordinators
+// that are closed when the test ends.
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FakeCoordinator, type FakeCoordinatorOptions } from './fake-coordinator.js';
+
+export const CLI = fileURLToPath(new URL('../../scripts/mlfleetctl.js', import.meta.url));
+
+export type TestContext = { after(fn: () => unknown): void };
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** An empty directory removed after the test, to serve as HOME. */
+export async function tempHome(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'mlfleetctl-test-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A HOME whose ~/.config/mlfleet/token holds `token`, as an operator would set it up. */
+export async function homeWithToken(t: TestContext, token: string): Promise<string> {
+  const dir = await tempHome(t);
+  await mkdir(path.join(dir, '.config', 'mlfleet'), { recursive: true });
+  await writeFile(path.join(dir, '.config', 'mlfleet', 'token'), `${token}\n`, { mode: 0o600 });
+  return dir;
+}
+
+/** `env` replaces the defaults (PATH and a fresh HOME) and adds to them; nothing else is inherited. */
+export async function mlfleetctl(t: TestContext, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: env.HOME ?? (await tempHome(t)), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (c) => resolve(c));
+  });
+  return { code, stdout, stderr };
+}
+
+export async function coordinator(t: TestContext, options: FakeCoordinatorOptions): Promise<FakeCoordinator> {
+  const fake = await FakeCoordinator.start(options);
+  t.after(() => fake.close());
+  return fake;
+}
