@@ -1,7 +1,15 @@
 // The agent's options: the flag table and its compilation into typed, validated AgentOptions.
 import { compile, compileOptional, parseAddressList, parseArgs, parseBytes, parseHostPort, parseLabels, type OptionSpec } from '../shared/config.js';
 import { InvalidArgumentError } from '../shared/errors.js';
+import { compileTls } from '../shared/tls.js';
 import { nodeName } from '../shared/validation.js';
+import { readFileSync } from 'node:fs';
+
+function readTokenFile(file: string): string {
+  const token = readFileSync(file, 'utf8').trim();
+  if (!token) throw new InvalidArgumentError(`join token file ${file} is empty`);
+  return token;
+}
 import type { AgentOptions } from './agent.js';
 import { defaultNodeName } from './node-name.js';
 import { detectDriver } from './driver-detect.js';
@@ -16,7 +24,12 @@ const OPTIONS: OptionSpec[] = [
   { key: 'httpListen', flag: '--http-listen <addr>', description: '/healthz and /metrics address', default: '127.0.0.1:7781' },
   { key: 'advertise', flag: '--advertise <addr>', description: 'address other hosts reach this agent at (default: the gateway address)' },
   { key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', description: 'model cache budget, e.g. 100Gi', default: '50Gi' },
+  { key: 'joinToken', flag: '--join-token <token>', description: 'join token for the first connection (the coordinator wrote one to <data-dir>/join-token)' },
+  { key: 'joinTokenFile', flag: '--join-token-file <path>', description: 'file holding the join token' },
   { key: 'inventoryFile', flag: '--inventory-file <path>', description: 'JSON capacity that replaces what is detected' },
+  { key: 'tlsCert', flag: '--tls-cert <file>', description: 'PEM client certificate for coordinators that require one (mutual TLS)' },
+  { key: 'tlsKey', flag: '--tls-key <file>', description: 'PEM private key of --tls-cert' },
+  { key: 'tlsCa', flag: '--tls-ca <file>', description: "PEM CA bundle to verify the coordinators' certificates with (any --tls-* flag: TLS instead of plain text)" },
   { key: 'logLevel', flag: '--log-level <level>', description: 'trace | debug | info | warn | error', default: 'info' },
 ];
 
@@ -41,6 +54,8 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
     advertise: compileOptional(args, 'advertise', hostPort),
     cacheMaxBytes: compile(args, 'cacheMaxBytes', (t) => parseBytes(t, 'cache size')),
     inventoryFile: compileOptional(args, 'inventoryFile', (t) => t),
+    joinToken: compileOptional(args, 'joinToken', (t) => t) ?? compileOptional(args, 'joinTokenFile', readTokenFile),
+    tls: compileTls(args, 'client'),
     logLevel: compile(args, 'logLevel', (t) => t),
   };
 }

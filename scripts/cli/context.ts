@@ -1,4 +1,4 @@
-// mlfleetctl's global flags (--coordinator, --token, -o) and what every command action gets
+// mlfleetctl's global flags (--coordinator, --token, --tls-*, -o) and what every command action gets
 // from them: the output format and a coordinator client that is created on first use and
 // closed when the action ends, whatever happens.
 import { readFileSync } from 'node:fs';
@@ -6,11 +6,15 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CoordinatorClient, DEFAULT_COORDINATOR, parseCoordinatorAddresses } from '../../shared/client.js';
+import { channelCredentials, loadTls } from '../../shared/tls.js';
 import { OUTPUT_FORMATS, print, type OutputFormat, type Printable } from './output.js';
 
 export interface GlobalOptions {
   coordinator: string;
   token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
   output: OutputFormat;
 }
 
@@ -28,6 +32,9 @@ export function addGlobalOptions(program: Command): Command {
         .argParser(checkAddresses),
     )
     .addOption(new Option('--token <token>', `API token (default: the file ${tokenFilePath().replace(homedir(), '~')})`).env('MLFLEET_TOKEN'))
+    .addOption(new Option('--tls-ca <file>', "PEM CA bundle to verify the coordinator's certificate with (any --tls-* flag: TLS)").env('MLFLEET_TLS_CA'))
+    .addOption(new Option('--tls-cert <file>', 'PEM client certificate, for a coordinator that requires one (mutual TLS)').env('MLFLEET_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'PEM private key of --tls-cert').env('MLFLEET_TLS_KEY'))
     .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('table'));
 }
 
@@ -64,7 +71,9 @@ export class CliContext {
   }
 
   client(): CoordinatorClient {
+    const { tlsCert: cert, tlsKey: key, tlsCa: ca } = this.options;
     this.coordinatorClient ??= new CoordinatorClient(this.options.coordinator, {
+      credentials: channelCredentials(loadTls({ cert, key, ca }, 'client')),
       token: this.options.token || readTokenFile(),
     });
     return this.coordinatorClient;

@@ -81,7 +81,7 @@ async function setUp(t: TestContext): Promise<Cluster> {
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _encoding, done) { logs.push(String(chunk)); done(); } });
   const coordinator = await Coordinator.create(
-    { listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/c.db`, dataDir: dir, advertise: undefined, nodeTtlMs: 10_000, electionTtlMs: 1_000, id: 'authz' },
+    { listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/c.db`, dataDir: dir, advertise: undefined, nodeTtlMs: 10_000, electionTtlMs: 1_000, id: 'authz', tls: undefined },
     { log: createLogger({ level: 'trace', destination: sink }) },
   );
   void coordinator.run();
