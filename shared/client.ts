@@ -469,12 +469,15 @@ const SOCKET_REASONS: [RegExp, string][] = [
   [/ETIMEDOUT/, 'connection timed out'],
   [/EADDRNOTAVAIL/, 'address not available'],
   [/Protocol error|Received RST_STREAM|http2/i, 'not a gRPC server'],
+  [/certificate|SSL|TLS|handshake|alert/i, 'TLS handshake failed: check --tls-ca, --tls-cert and --tls-key'],
+  [/No connection established/, 'no connection: if the coordinator uses TLS, pass --tls-ca (and --tls-cert/--tls-key for mutual TLS)'],
 ];
 
 /** grpc's multi-part UNAVAILABLE details → a few words for the one-line summary. */
 function describeUnavailable(details: string): string {
   for (const [pattern, reason] of SOCKET_REASONS) if (pattern.test(details)) return reason;
-  return details.split('\n')[0]!.trim() || 'unavailable';
+  // grpc-js appends an empty "Resolution note:" and similar trailers; keep the first clause.
+  return details.split('\n')[0]!.replace(/\s*Resolution note:.*$/i, '').replace(/[.;,\s]+$/, '').trim() || 'unavailable';
 }
 
 function summarize(failures: Map<string, string>): string {
