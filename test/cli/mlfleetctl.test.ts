@@ -4,51 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { FakeCoordinator, sampleNode, silentServer, type FakeCoordinatorOptions } from '../helpers/fake-coordinator.js';
+import { sampleNode, silentServer } from '../helpers/fake-coordinator.js';
+import { CLI, coordinator, mlfleetctl, tempHome as home } from '../helpers/mlfleetctl.js';
 
-const CLI = fileURLToPath(new URL('../../scripts/mlfleetctl.js', import.meta.url));
-
-type TestContext = { after(fn: () => unknown): void };
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** A HOME of its own, so a developer's ~/.config/mlfleet/token never leaks into a test. */
-async function home(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'mlfleetctl-test-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-async function mlfleetctl(t: TestContext, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: await home(t), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (c) => resolve(c));
-  });
-  return { code, stdout, stderr };
-}
-
-async function coordinator(t: TestContext, options: FakeCoordinatorOptions): Promise<FakeCoordinator> {
-  const fake = await FakeCoordinator.start(options);
-  t.after(() => fake.close());
-  return fake;
-}
 
 const heartbeat = Date.parse('2024-05-01T12:00:00.000Z');
 

@@ -33,9 +33,9 @@ export async function homeWithToken(t: TestContext, token: string): Promise<stri
   return dir;
 }
 
-/** `env` replaces the defaults (PATH and a fresh HOME) and adds to them; nothing else is inherited. */
-export async function mlfleetctl(t: TestContext, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+/** Runs a compiled script with `env` only (plus PATH and a fresh HOME); nothing else is inherited. */
+export async function runScript(t: TestContext, script: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const child = spawn(process.execPath, [script, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: env.HOME ?? (await tempHome(t)), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -48,6 +48,11 @@ export async function mlfleetctl(t: TestContext, args: string[], env: Record<str
     child.on('close', (c) => resolve(c));
   });
   return { code, stdout, stderr };
+}
+
+/** `env` replaces the defaults (PATH and a fresh HOME) and adds to them; nothing else is inherited. */
+export function mlfleetctl(t: TestContext, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return runScript(t, CLI, args, env);
 }
 
 export async function coordinator(t: TestContext, options: FakeCoordinatorOptions): Promise<FakeCoordinator> {

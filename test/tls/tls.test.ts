@@ -4,7 +4,7 @@
 // takes the same --tls-* flags; bad TLS flags stop a daemon at start with a line naming the
 // flag; a plain-text listener off loopback is warned about.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -20,6 +20,7 @@ import { seededRandom, systemClock } from '../../shared/clock.js';
 import { MlfleetError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { channelCredentials, isLoopback, loadTls, warnIfPlaintext, type TlsFiles, type TlsMaterial } from '../../shared/tls.js';
+import { runScript } from '../helpers/mlfleetctl.js';
 import { REPO_ROOT, bootstrapTokens, tempDir } from '../helpers/processes.js';
 
 const MAKE_CERTS = path.join(REPO_ROOT, 'scripts', 'make-certs.sh');
@@ -173,28 +174,8 @@ describe('mutual TLS', () => {
   });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-async function run(t: TestContext, script: string, args: string[]): Promise<Run> {
-  const home = tempDir(t, 'mlfleet-tls-home-');
-  const child = spawn(process.execPath, [script, ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: home },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  return { code, stdout, stderr };
-}
+const run = (t: TestContext, script: string, args: string[]) => runScript(t, script, args, { HOME: tempDir(t, 'mlfleet-tls-home-') });
 
 const tlsFlags = (files: TlsFiles) => [
   ...(files.ca ? ['--tls-ca', files.ca] : []),
