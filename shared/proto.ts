@@ -10,6 +10,7 @@ import type { ProtoGrpcType as NodesProto } from './gen/nodes.js';
 import type { ProtoGrpcType as TenantsProto } from './gen/tenants.js';
 import type { ProtoGrpcType as TokensProto } from './gen/tokens.js';
 import type { ProtoGrpcType as EventsProto } from './gen/events.js';
+import type { ProtoGrpcType as ArtifactsProto } from './gen/artifacts.js';
 
 export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
 export const PROTO_FILES = [
@@ -19,6 +20,7 @@ export const PROTO_FILES = [
   'mlfleet/v1/tenants.proto',
   'mlfleet/v1/tokens.proto',
   'mlfleet/v1/events.proto',
+  'mlfleet/v1/artifacts.proto',
 ];
 
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -30,7 +32,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto;
+type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto;
 
 let cached: Proto['mlfleet']['v1'] | undefined;
 
@@ -67,3 +69,12 @@ export type { AuditEvent__Output as AuditEvent } from './gen/mlfleet/v1/AuditEve
 export type { TenantServiceClient } from './gen/mlfleet/v1/TenantService.js';
 export type { TokenServiceClient } from './gen/mlfleet/v1/TokenService.js';
 export type { EventServiceClient } from './gen/mlfleet/v1/EventService.js';
+export type { ArtifactVersion__Output as ArtifactVersion } from './gen/mlfleet/v1/ArtifactVersion.js';
+export type { Artifact__Output as Artifact } from './gen/mlfleet/v1/Artifact.js';
+export type { ArtifactMetadata__Output as ArtifactMetadata } from './gen/mlfleet/v1/ArtifactMetadata.js';
+export type { ArtifactSummary__Output as ArtifactSummary } from './gen/mlfleet/v1/ArtifactSummary.js';
+export type { PushRequest } from './gen/mlfleet/v1/PushRequest.js';
+export type { PushHeader } from './gen/mlfleet/v1/PushHeader.js';
+export type { DownloadResponse__Output as DownloadResponse } from './gen/mlfleet/v1/DownloadResponse.js';
+export type { ModelServiceClient } from './gen/mlfleet/v1/ModelService.js';
+export type { DatasetServiceClient } from './gen/mlfleet/v1/DatasetService.js';
