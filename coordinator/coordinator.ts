@@ -18,6 +18,10 @@ import { Lease } from '../shared/store/lease.js';
 import { openStore } from '../shared/store/open-store.js';
 import type { Store } from '../shared/store/store.js';
 import { agentSessionHandler } from './api/agent-session.js';
+import { artifactService } from './api/artifact-service.js';
+import type { BlobStore } from './blobs/blob-store.js';
+import { openBlobStore } from './blobs/open-blob-store.js';
+import { ArtifactRegistry } from './registry/artifact-registry.js';
 import { clusterService } from './api/cluster-service.js';
 import { eventService } from './api/event-service.js';
 import { nodeService } from './api/node-service.js';
@@ -36,6 +40,8 @@ export interface CoordinatorOptions {
   /** sqlite:PATH or etcd:URL[,URL…] */
   store: string;
   dataDir: string;
+  /** Where blobs live: undefined for <data-dir>/blobs, `fs:PATH`, or `s3://bucket?endpoint=…`. */
+  blobStore: string | undefined;
   /** The address agents and the CLI are redirected to; default: the bound gRPC address. */
   advertise: string | undefined;
   nodeTtlMs: number;
@@ -82,6 +88,7 @@ export class Coordinator {
     private readonly election: Election,
     private readonly tokens: TokenRegistry,
     private readonly audit: AuditLog,
+    private readonly artifacts: ArtifactRegistry,
     private readonly clock: Clock,
     private readonly random: Random,
     private readonly log: Logger,
@@ -106,7 +113,10 @@ export class Coordinator {
       'grpc.max_concurrent_streams': 1_000_000,
     } as grpc.ServerOptions);
     let ops: OpsServer | undefined;
+    let blobs: BlobStore | undefined;
     try {
+      const blobStore = await openBlobStore(options.blobStore, options.dataDir);
+      blobs = blobStore;
       warnIfPlaintext(options.listen, options.tls, log, 'coordinator gRPC API');
       const port = await bind(server, options.listen, serverCredentials(options.tls));
       const { host } = parseHostPort(options.listen);
@@ -117,12 +127,14 @@ export class Coordinator {
       const election = new Election(store, keys.electionPrefix, { clock, log });
       const tokens = await TokenRegistry.load(store, clock, log.child({ component: 'tokens' }));
       const audit = new AuditLog(store, clock, log.child({ component: 'audit' }));
-      self = new Coordinator(id, address, options, store, metrics, server, ops, election, tokens, audit, clock, random, log, deps.onBootstrap);
+      const artifacts = new ArtifactRegistry(store, blobStore, clock, log.child({ component: 'artifacts' }));
+      self = new Coordinator(id, address, options, store, metrics, server, ops, election, tokens, audit, artifacts, clock, random, log, deps.onBootstrap);
       self.register();
       return self;
     } catch (err) {
       server.forceShutdown();
       await ops?.close();
+      await blobs?.close();
       await store.close();
       throw err;
     }
@@ -162,6 +174,7 @@ export class Coordinator {
         });
       });
       await this.ops.close();
+      await this.artifacts.blobs.close();
       await this.store.close();
       this.log.info('coordinator stopped');
     })();
@@ -199,8 +212,10 @@ export class Coordinator {
       } as grpc.UntypedServiceImplementation,
     );
     this.server.addService(withMalformedRequests(v1.ClusterService.service), clusterService({ edge, status: () => this.status() }));
-    this.server.addService(withMalformedRequests(v1.NodeService.service), nodeService({ edge, registry, revision }));
-    this.server.addService(withMalformedRequests(v1.TenantService.service), tenantService({ edge, store, writer, now: () => this.clock.now() }));
+    this.server.addService(withMalformedRequests(v1.NodeService.service), nodeService({ edge, registry, revision, artifacts: this.artifacts }));
+    this.server.addService(withMalformedRequests(v1.TenantService.service), tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant) }));
+    this.server.addService(withMalformedRequests(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer }));
+    this.server.addService(withMalformedRequests(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer }));
     this.server.addService(withMalformedRequests(v1.TokenService.service), tokenService({ edge, store, tokens, writer }));
     this.server.addService(withMalformedRequests(v1.EventService.service), eventService({ edge, audit, writer }));
   }

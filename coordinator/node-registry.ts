@@ -6,7 +6,9 @@
 // when it is lost.
 import { isDeepStrictEqual } from 'node:util';
 import type { Clock, Timer } from '../shared/clock.js';
-import { ConflictError, NotFoundError } from '../shared/errors.js';
+import { ConflictError, FailedPreconditionError, NotFoundError } from '../shared/errors.js';
+import type { Command } from '../shared/gen/mlfleet/v1/Command.js';
+import { KeyedMutex } from '../shared/keyed-mutex.js';
 import { keys } from '../shared/keys.js';
 import type { Logger } from '../shared/log.js';
 import type { Hello, Heartbeat, CacheEntry } from '../shared/proto.js';
@@ -25,6 +27,8 @@ export interface SessionHandle {
   /** The id of the token the session authenticated with. */
   readonly tokenId: string;
   close(reason: string): void;
+  /** Sends a command to the agent; false when the session can no longer take one. */
+  command(command: Command): boolean;
 }
 
 export interface NodeRegistryDeps {
@@ -41,7 +45,7 @@ const MAX_CAS_ATTEMPTS = 5;
 export class NodeRegistry {
   private readonly nodes = new Map<string, NodeView>();
   private readonly sessions = new Map<string, SessionHandle>();
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly queues = new KeyedMutex();
   private readonly sweeper: Timer;
   private closed = false;
 
@@ -147,6 +151,15 @@ export class NodeRegistry {
     return this.update(name, (r) => (r!.cordoned && r!.draining ? undefined : { ...r!, cordoned: true, draining: true }));
   }
 
+  /** Sends a command to a node's agent; FAILED_PRECONDITION when it is not connected to this leader. */
+  command(name: string, command: Command): void {
+    this.get(name);
+    const session = this.sessions.get(name);
+    if (!session || !session.command(command)) {
+      throw new FailedPreconditionError(`node "${name}" is not connected; it gets commands once its agent is back`);
+    }
+  }
+
   /** Ends every session that authenticated with this token (it was just revoked). */
   closeSessionsOf(tokenId: string): void {
     for (const session of [...this.sessions.values()]) {
@@ -208,13 +221,7 @@ export class NodeRegistry {
       }
       throw new ConflictError(`node "${name}" kept changing while being updated; try again`);
     };
-    const queued = (this.queues.get(name) ?? Promise.resolve()).then(run, run);
-    const settled = queued.catch(() => undefined);
-    this.queues.set(name, settled);
-    void settled.then(() => {
-      if (this.queues.get(name) === settled) this.queues.delete(name);
-    });
-    return queued;
+    return this.queues.run(name, run);
   }
 
   private apply(name: string, record: NodeRecord, modRevision: number, previous: NodeView | undefined): void {

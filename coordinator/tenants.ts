@@ -1,5 +1,5 @@
-// Tenants and their quotas in the store. Usage is what the tenant holds now; models,
-// deployments and jobs (later issues) add to it, and until they exist it is zero.
+// Tenants and their quotas in the store. Usage is what the tenant holds now: storage is what
+// its model and dataset versions take; compute and deployments arrive with workloads.
 import { AlreadyExistsError, ConflictError, NotFoundError } from '../shared/errors.js';
 import { keys } from '../shared/keys.js';
 import type { Quota, Tenant } from '../shared/proto.js';
@@ -25,12 +25,12 @@ export const QUOTA_FIELDS: Record<string, keyof Quota> = {
   deployments: 'maxDeployments',
 };
 
-export function toProtoTenant(record: TenantRecord): Tenant {
+export function toProtoTenant(record: TenantRecord, storageBytes: number): Tenant {
   return {
     name: record.name,
     description: record.description,
     quota: record.quota,
-    usage: { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, deployments: 0 },
+    usage: { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes, deployments: 0 },
     createdAtMs: record.createdAtMs,
   };
 }

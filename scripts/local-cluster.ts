@@ -24,6 +24,7 @@ await runMain('mlfleet local cluster', async () => {
       httpListen: process.env.MLFLEET_HTTP_LISTEN ?? '127.0.0.1:7701',
       store: `sqlite:${path.join(dataDir, 'coordinator.db')}`,
       dataDir,
+      blobStore: process.env.MLFLEET_BLOB_STORE,
       advertise: undefined,
       nodeTtlMs: 15_000,
       electionTtlMs: 2_000,

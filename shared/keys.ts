@@ -12,6 +12,9 @@ export const keys = {
   auditPrefix: `${ROOT}audit/`,
   audit: (timeMs: number, suffix: string) => `${ROOT}audit/${String(timeMs).padStart(15, '0')}-${suffix}`,
   bootstrap: `${ROOT}bootstrap`,
+  artifactsPrefix: (kind: string) => `${ROOT}artifacts/${kind}/`,
+  tenantArtifactsPrefix: (kind: string, tenant: string) => `${ROOT}artifacts/${kind}/${tenant}/`,
+  artifact: (kind: string, tenant: string, name: string) => `${ROOT}artifacts/${kind}/${tenant}/${name}`,
   nodesPrefix: `${ROOT}nodes/`,
   node: (name: string) => `${ROOT}nodes/${name}`,
 };

@@ -7,6 +7,7 @@ import type { Clock } from '../../shared/clock.js';
 import { FailedPreconditionError, InvalidArgumentError, MlfleetError, PermissionDeniedError, UnavailableError, toGrpcError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { AgentMessage, CoordinatorMessage, Hello } from '../../shared/proto.js';
+import type { Command } from '../../shared/gen/mlfleet/v1/Command.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
 import type { Principal } from '../auth/token-registry.js';
 import type { CoordinatorMetrics } from '../metrics.js';
@@ -82,6 +83,12 @@ class AgentSession implements SessionHandle {
 
   get tokenId(): string {
     return this.principal.tokenId;
+  }
+
+  command(command: Command): boolean {
+    if (this.ended) return false;
+    this.call.write({ command });
+    return true;
   }
 
   close(reason: string): void {

@@ -3,11 +3,15 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Node } from '../../shared/proto.js';
 import { displayStatus, toProtoNode } from '../node-record.js';
 import type { NodeRegistry } from '../node-registry.js';
+import { randomUUID } from 'node:crypto';
+import { parseRef } from '../../shared/artifact-ref.js';
+import type { ArtifactRegistry } from '../registry/artifact-registry.js';
 import type { RpcEdge } from './rpc.js';
-import { listNodesSchema, nodeNameRequestSchema } from './schemas.js';
+import { listNodesSchema, nodeNameRequestSchema, prefetchModelSchema } from './schemas.js';
 
 export interface NodeServiceDeps {
   edge: RpcEdge;
+  artifacts: ArtifactRegistry;
   /** The registry while this coordinator leads; throws NotLeaderError otherwise. */
   registry(): NodeRegistry;
   revision(): Promise<number>;
@@ -42,5 +46,20 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
     CordonNode: action('CordonNode', (registry, name) => registry.cordon(name)),
     UncordonNode: action('UncordonNode', (registry, name) => registry.uncordon(name)),
     DrainNode: action('DrainNode', (registry, name) => registry.drain(name)),
+    PrefetchModel: edge.unary(
+      'NodeService.PrefetchModel',
+      prefetchModelSchema,
+      async ({ node, ref, tenant }, { principal }) => {
+        const registry = deps.registry();
+        const owner = tenant || principal.tenant;
+        const { version } = await deps.artifacts.resolve('model', owner, parseRef(ref));
+        registry.command(node, {
+          id: randomUUID(),
+          prefetch: { digest: version.digest, ref: `${owner}/${ref}`, sizeBytes: version.sizeBytes, directory: version.directory, kind: 'model' },
+        });
+        return { digest: version.digest, sizeBytes: version.sizeBytes };
+      },
+      ({ node, ref }) => `node/${node} model/${ref}`,
+    ),
   };
 }

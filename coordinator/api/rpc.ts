@@ -16,6 +16,8 @@ export interface CallContext {
   metadata: grpc.Metadata;
   peer: string;
   principal: Principal;
+  /** What a streaming call acts on, set by its handler once known (for the audit trail). */
+  target?: string;
 }
 
 type Schema<T> = z.ZodType<T, z.ZodTypeDef, unknown>;
@@ -86,6 +88,57 @@ export class RpcEdge {
           if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
           this.audit(method, principal, aim(), call.getPeer(), err);
           callback(toGrpcError(err) as grpc.ServiceError);
+        },
+      );
+    };
+  }
+
+  /** A client-streaming call (an upload): the handler reads the stream and answers once. */
+  clientStream<Req, Res>(
+    method: string,
+    handler: (call: grpc.ServerReadableStream<Req, Res>, context: CallContext) => Promise<Res>,
+  ): grpc.handleClientStreamingCall<Req, Res> {
+    return (call, callback) => {
+      let context: CallContext | undefined;
+      // A cancelled upload must end the handler's read loop, so that it cleans up.
+      call.on('cancelled', () => call.destroy(new Error('the client cancelled the call')));
+      const run = async () => {
+        context = { metadata: call.metadata, peer: call.getPeer(), principal: this.authorize(method, call.metadata) };
+        return handler(call, context);
+      };
+      run().then(
+        (response) => {
+          this.audit(method, context?.principal, context?.target, call.getPeer(), undefined);
+          callback(null, response);
+        },
+        (err: unknown) => {
+          if (!MlfleetError.is(err) && !call.cancelled) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+          this.audit(method, context?.principal, context?.target, call.getPeer(), call.cancelled ? new Error('cancelled by the client') : err);
+          callback(toGrpcError(err) as grpc.ServiceError);
+        },
+      );
+    };
+  }
+
+  /** A server-streaming call (a download): the handler writes and resolves when done. */
+  serverStream<Req, Res>(
+    method: string,
+    schema: Schema<Req>,
+    handler: (request: Req, context: CallContext, call: grpc.ServerWritableStream<unknown, Res>) => Promise<void>,
+  ): grpc.handleServerStreamingCall<unknown, Res> {
+    const shortName = method.slice(method.indexOf('.') + 1);
+    return (call) => {
+      const run = async () => {
+        const principal = this.authorize(method, call.metadata);
+        const request = validate(schema, call.request, `${shortName} request`);
+        await handler(request, { metadata: call.metadata, peer: call.getPeer(), principal }, call);
+      };
+      run().then(
+        () => call.end(),
+        (err: unknown) => {
+          if (call.cancelled) return;
+          if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+          call.emit('error', toGrpcError(err));
         },
       );
     };

@@ -1,4 +1,5 @@
 // One schema per request message (DESIGN principle 8). Handlers receive the parsed result.
+import { ARTIFACT_NAME, NAME_RULE, parseRef } from '../../shared/artifact-ref.js';
 import { labelMap, nodeName, z } from '../../shared/validation.js';
 
 const uint = z.number().int().nonnegative();
@@ -112,3 +113,60 @@ export const listAuditEventsSchema = z.object({
   limit: uint.max(1000, 'must be at most 1000'),
   beforeId: uint,
 });
+
+export const artifactName = z.string().regex(ARTIFACT_NAME, `must be ${NAME_RULE}`);
+
+/** A REF (`name`, `name:3`, `name@alias`), checked by the same parser the CLI uses. */
+const artifactRef = z.string().superRefine((ref, ctx) => {
+  try {
+    parseRef(ref);
+  } catch (err) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+  }
+});
+const optionalTenant = z.union([z.literal(''), tenantName]);
+
+export const MODEL_FORMATS = ['onnx', 'tensorflow-savedmodel', 'torchscript', 'safetensors', 'other'] as const;
+export const DATASET_FORMATS = ['csv', 'parquet', 'jsonl', 'tfrecord', 'arrow', 'images', 'other'] as const;
+
+const metadata = z.object({
+  type: z.string().max(64),
+  inputFormat: z.string().max(64),
+  outputFormat: z.string().max(64),
+  accuracy: z.number().min(0, 'must be between 0 and 1').max(1, 'must be between 0 and 1'),
+  labels: z.record(z.string().min(1).max(63), z.string().max(256)),
+  sourceJob: z.string().max(253),
+  sourceDatasets: z.array(z.string().max(200)),
+});
+
+export function pushHeaderSchema(formats: readonly string[]) {
+  return z.object({
+    name: artifactName,
+    format: z.string().refine((f) => formats.includes(f), { message: `must be one of ${formats.join(', ')}` }),
+    directory: z.boolean(),
+    sizeBytes: uint.positive('must be more than 0: an empty file cannot be pushed'),
+    digest: z.union([z.literal(''), z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>')]),
+    metadata: metadata.nullable(),
+  });
+}
+
+export const listArtifactsSchema = z.object({ tenant: optionalTenant });
+export const getArtifactSchema = z.object({ name: artifactName, tenant: optionalTenant });
+export const resolveSchema = z.object({ ref: artifactRef, tenant: optionalTenant });
+export const downloadSchema = z
+  .object({
+    ref: z.union([z.literal(''), artifactRef]),
+    digest: z.union([z.literal(''), z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>')]),
+    offset: uint,
+    tenant: optionalTenant,
+  })
+  .refine((r) => (r.ref === '') !== (r.digest === ''), { message: 'give exactly one of ref and digest', path: ['ref'] });
+export const setAliasSchema = z.object({
+  name: artifactName,
+  alias: artifactName,
+  version: uint.positive('is required'),
+  tenant: optionalTenant,
+});
+export const deleteVersionSchema = z.object({ name: artifactName, version: uint.positive('is required'), tenant: optionalTenant });
+
+export const prefetchModelSchema = z.object({ node: nodeName, ref: artifactRef, tenant: optionalTenant });

@@ -5,7 +5,7 @@ import { NotFoundError } from '../../shared/errors.js';
 import type { Store } from '../../shared/store/store.js';
 import type { Principal } from '../auth/token-registry.js';
 import type { FencedWriter } from '../node-registry.js';
-import { NO_QUOTA, createTenant, getTenant, listTenants, setTenantQuota, toProtoTenant } from '../tenants.js';
+import { NO_QUOTA, createTenant, getTenant, listTenants, setTenantQuota, toProtoTenant, type TenantRecord } from '../tenants.js';
 import type { RpcEdge } from './rpc.js';
 import { createTenantSchema, getTenantSchema, listTenantsSchema, setTenantQuotaSchema } from './schemas.js';
 
@@ -15,6 +15,8 @@ export interface TenantServiceDeps {
   /** The leader's fenced writer; throws NotLeaderError on a follower. */
   writer(): FencedWriter;
   now(): number;
+  /** Bytes the tenant's model and dataset versions take. */
+  storageUsed(tenant: string): Promise<number>;
 }
 
 /** Throws the same NOT_FOUND for another tenant's name as for a name that does not exist. */
@@ -24,28 +26,29 @@ export function assertTenantVisible(principal: Principal, tenant: string): void 
 
 export function tenantService(deps: TenantServiceDeps): grpc.UntypedServiceImplementation {
   const { edge, store } = deps;
+  const withUsage = async (record: TenantRecord) => toProtoTenant(record, await deps.storageUsed(record.name));
   return {
     CreateTenant: edge.unary(
       'TenantService.CreateTenant',
       createTenantSchema,
       async ({ name, description, quota }) =>
-        toProtoTenant(await createTenant(deps.writer(), { name, description, quota: quota ?? NO_QUOTA, createdAtMs: deps.now() })),
+        withUsage(await createTenant(deps.writer(), { name, description, quota: quota ?? NO_QUOTA, createdAtMs: deps.now() })),
       ({ name }) => `tenant/${name}`,
     ),
     ListTenants: edge.unary('TenantService.ListTenants', listTenantsSchema, async (_request, { principal }) => {
       deps.writer();
       const tenants = await listTenants(store);
-      return { tenants: tenants.filter((t) => principal.role === 'admin' || t.name === principal.tenant).map(toProtoTenant) };
+      return { tenants: await Promise.all(tenants.filter((t) => principal.role === 'admin' || t.name === principal.tenant).map(withUsage)) };
     }),
     GetTenant: edge.unary('TenantService.GetTenant', getTenantSchema, async ({ name }, { principal }) => {
       deps.writer();
       assertTenantVisible(principal, name);
-      return toProtoTenant(await getTenant(store, name));
+      return withUsage(await getTenant(store, name));
     }),
     SetTenantQuota: edge.unary(
       'TenantService.SetTenantQuota',
       setTenantQuotaSchema,
-      async ({ name, quota, clear }) => toProtoTenant(await setTenantQuota(store, deps.writer(), name, quota ?? NO_QUOTA, clear)),
+      async ({ name, quota, clear }) => withUsage(await setTenantQuota(store, deps.writer(), name, quota ?? NO_QUOTA, clear)),
       ({ name }) => `tenant/${name}`,
     ),
   };

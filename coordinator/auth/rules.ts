@@ -24,6 +24,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'NodeService.CordonNode': { roles: ADMIN, mutating: true },
   'NodeService.UncordonNode': { roles: ADMIN, mutating: true },
   'NodeService.DrainNode': { roles: ADMIN, mutating: true },
+  'NodeService.PrefetchModel': { roles: ADMIN, mutating: true },
   'TenantService.CreateTenant': { roles: ADMIN, mutating: true },
   'TenantService.ListTenants': { roles: USERS, mutating: false },
   'TenantService.GetTenant': { roles: USERS, mutating: false },
@@ -32,4 +33,19 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'TokenService.ListTokens': { roles: ADMIN, mutating: false },
   'TokenService.RevokeToken': { roles: ADMIN, mutating: true },
   'EventService.ListAuditEvents': { roles: USERS, mutating: false },
+  ...artifactRules('ModelService'),
+  ...artifactRules('DatasetService'),
 };
+
+/** Models and datasets: developers change their tenant's, consumers read them, agents fetch blobs. */
+function artifactRules(service: string): Record<string, Rule> {
+  return {
+    [`${service}.Push`]: { roles: OPERATORS, mutating: true },
+    [`${service}.ListArtifacts`]: { roles: USERS, mutating: false },
+    [`${service}.GetArtifact`]: { roles: USERS, mutating: false },
+    [`${service}.Resolve`]: { roles: USERS, mutating: false },
+    [`${service}.Download`]: { roles: [...USERS, 'node'], mutating: false },
+    [`${service}.SetAlias`]: { roles: OPERATORS, mutating: true },
+    [`${service}.DeleteVersion`]: { roles: OPERATORS, mutating: true },
+  };
+}

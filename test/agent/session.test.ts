@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CoordinatorSession } from '../../agent/session.js';
-import { Coordinator } from '../../coordinator/coordinator.js';
 import { backoffDelay, seededRandom, systemClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/log.js';
 import type { Hello } from '../../shared/gen/mlfleet/v1/Hello.js';
+import { coordinatorOptions, createCoordinator } from '../helpers/coordinator.js';
 import { bootstrapTokens, tempDir } from '../helpers/processes.js';
 
 async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -21,13 +21,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
 async function pair(t: import('node:test').TestContext) {
   const dir = tempDir(t);
   const make = async (id: string) => {
-    const c = await Coordinator.create({
-      listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/shared.db`, dataDir: `${dir}/${id}`,
-      advertise: undefined, nodeTtlMs: 3_000, electionTtlMs: 1_000, id, tls: undefined,
-    });
-    void c.run();
-    t.after(() => c.close());
-    return c;
+    return createCoordinator(t, coordinatorOptions(`${dir}/${id}`, { store: `sqlite:${dir}/shared.db`, nodeTtlMs: 3_000, id }));
   };
   const both = [await make('c1'), await make('c2')];
   await until('a leader', () => both.some((c) => c.isLeader));

@@ -5,6 +5,7 @@
 // no expectation fails the test, so a new RPC cannot ship without deciding who may call it.
 // The same run's logs are then searched for every secret it used.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -13,7 +14,7 @@ import { setBearer } from '../../shared/auth.js';
 import { CoordinatorClient } from '../../shared/client.js';
 import { createLogger } from '../../shared/log.js';
 import { mlfleetV1 } from '../../shared/proto.js';
-import { bootstrapTokens, tempDir } from '../helpers/processes.js';
+import { startLeader } from '../helpers/coordinator.js';
 
 type Answer = 'OK' | 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'NOT_FOUND';
 type Caller = 'none' | 'invalid' | 'revoked' | 'admin' | 'developer' | 'consumer' | 'join' | 'node';
@@ -31,6 +32,7 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'NodeService.CordonNode': adminOnly,
   'NodeService.UncordonNode': adminOnly,
   'NodeService.DrainNode': adminOnly,
+  'NodeService.PrefetchModel': adminOnly,
   'TenantService.CreateTenant': adminOnly,
   'TenantService.ListTenants': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
   'TenantService.GetTenant': ownTenantRead,
@@ -39,7 +41,24 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'TokenService.ListTokens': adminOnly,
   'TokenService.RevokeToken': adminOnly,
   'EventService.ListAuditEvents': ownTenantRead,
+  ...artifactExpectations('ModelService'),
+  ...artifactExpectations('DatasetService'),
 };
+
+/** Developers push and change their tenant's artifacts, consumers read them, nodes fetch blobs by digest. */
+function artifactExpectations(service: string): Record<string, (caller: Caller, scope: Scope) => Answer> {
+  const ownTenantWrite = (c: Caller, scope: Scope): Answer =>
+    c === 'admin' ? 'OK' : c === 'developer' ? (scope === 'own' ? 'OK' : 'NOT_FOUND') : 'PERMISSION_DENIED';
+  return {
+    [`${service}.Push`]: (c) => (c === 'admin' || c === 'developer' ? 'OK' : 'PERMISSION_DENIED'),
+    [`${service}.ListArtifacts`]: ownTenantRead,
+    [`${service}.GetArtifact`]: ownTenantRead,
+    [`${service}.Resolve`]: ownTenantRead,
+    [`${service}.Download`]: (c, scope) => (c === 'node' ? 'OK' : ownTenantRead(c, scope)),
+    [`${service}.SetAlias`]: ownTenantWrite,
+    [`${service}.DeleteVersion`]: ownTenantWrite,
+  };
+}
 
 function adminOnly(c: Caller): Answer {
   return c === 'admin' ? 'OK' : 'PERMISSION_DENIED';
@@ -70,6 +89,8 @@ function methods(): Method[] {
 interface Cluster {
   coordinator: Coordinator;
   admin: CoordinatorClient;
+  /** Developer tokens of alpha (own) and beta (other), to put artifacts in each tenant. */
+  developers: Record<Scope, string>;
   tokens: Record<Caller, string | undefined>;
   secrets: string[];
   logs: string[];
@@ -77,16 +98,10 @@ interface Cluster {
 }
 
 async function setUp(t: TestContext): Promise<Cluster> {
-  const dir = tempDir(t);
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _encoding, done) { logs.push(String(chunk)); done(); } });
-  const coordinator = await Coordinator.create(
-    { listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/c.db`, dataDir: dir, advertise: undefined, nodeTtlMs: 10_000, electionTtlMs: 1_000, id: 'authz', tls: undefined },
-    { log: createLogger({ level: 'trace', destination: sink }) },
-  );
-  void coordinator.run();
-  t.after(() => coordinator.close());
-  const boot = await bootstrapTokens([dir]);
+  const { coordinator, admin: bootAdmin, join: bootJoin } = await startLeader(t, { id: 'authz', nodeTtlMs: 10_000 }, { log: createLogger({ level: 'trace', destination: sink }) });
+  const boot = { admin: bootAdmin, join: bootJoin };
   const admin = new CoordinatorClient([coordinator.address], { token: boot.admin });
   t.after(() => admin.close());
   const quota = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, maxDeployments: 0 };
@@ -110,10 +125,25 @@ async function setUp(t: TestContext): Promise<Cluster> {
   const joined = await openSession(coordinator.address, boot.join, 'node-x');
   assert.equal(joined.answer, 'OK');
   tokens.node = joined.credential;
+  const developers = { own: tokens.developer!, other: await create('developer', 'beta') };
+  // node-p stays connected for the whole test, to take prefetch commands.
+  const client = new grpc.Client(coordinator.address, grpc.credentials.createInsecure());
+  const def = mlfleetV1().AgentService.service.Session;
+  const kept = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, setBearer(new grpc.Metadata(), boot.join));
+  kept.on('data', () => undefined);
+  kept.on('error', () => undefined);
+  t.after(() => {
+    kept.cancel();
+    client.close();
+  });
+  const welcomed = new Promise((resolve) => kept.once('data', resolve));
+  kept.write({ hello: { nodeName: 'node-p', agentVersion: 'test', address: '127.0.0.1:7780', capacity: { cpuMillis: 1000, memoryBytes: 2 ** 30 } } });
+  await welcomed;
   let counter = 0;
   return {
     coordinator,
     admin,
+    developers,
     tokens,
     secrets: [boot.admin, boot.join, ...Object.values(tokens).filter((v): v is string => Boolean(v) && v !== tokens.invalid)],
     logs,
@@ -154,6 +184,32 @@ function openSession(address: string, token: string | undefined, node: string): 
   });
 }
 
+function callClientStream(address: string, method: Method, messages: unknown[], token: string | undefined): Promise<{ answer: Answer; details: string; response?: unknown }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    const call = client.makeClientStreamRequest(method.def.path, method.def.requestSerialize, method.def.responseDeserialize, setBearer(new grpc.Metadata(), token), (err, response) => {
+      client.close();
+      resolve({ answer: err ? statusName(err.code) : 'OK', details: err?.details ?? '', response });
+    });
+    for (const message of messages) call.write(message);
+    call.end();
+  });
+}
+
+function callServerStream(address: string, method: Method, request: unknown, token: string | undefined): Promise<{ answer: Answer; details: string }> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  return new Promise((resolve) => {
+    const call = client.makeServerStreamRequest(method.def.path, method.def.requestSerialize, method.def.responseDeserialize, request, setBearer(new grpc.Metadata(), token));
+    const done = (answer: Answer, details = '') => {
+      client.close();
+      resolve({ answer, details });
+    };
+    call.on('data', () => undefined);
+    call.on('error', (err: grpc.ServiceError) => done(statusName(err.code), err.details));
+    call.on('end', () => done('OK'));
+  });
+}
+
 function callUnary(address: string, method: Method, request: unknown, token: string | undefined): Promise<{ answer: Answer; details: string }> {
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
   return new Promise((resolve) => {
@@ -162,6 +218,49 @@ function callUnary(address: string, method: Method, request: unknown, token: str
       resolve({ answer: err ? statusName(err.code) : 'OK', details: err?.details ?? '' });
     });
   });
+}
+
+const PAYLOAD = Buffer.from('model bytes for the authorization matrix');
+const PAYLOAD_DIGEST = `sha256:${createHash('sha256').update(PAYLOAD).digest('hex')}`;
+
+/** Pushes PAYLOAD as a new version of `name` in a tenant, as that tenant's developer; returns the version. */
+async function pushAs(cluster: Cluster, service: string, scope: Scope, name: string): Promise<number> {
+  const method = methods().find((m) => m.name === `${service}.Push`)!;
+  const result = await callClientStream(cluster.coordinator.address, method, pushMessages(name, service), cluster.developers[scope]);
+  assert.equal(result.answer, 'OK', `seeding push: ${result.details}`);
+  return (result.response as { version: number }).version;
+}
+
+function pushMessages(name: string, service: string): unknown[] {
+  const format = service === 'ModelService' ? 'onnx' : 'csv';
+  return [{ header: { name, format, sizeBytes: PAYLOAD.length } }, { chunk: PAYLOAD }];
+}
+
+async function artifactRequest(cluster: Cluster, method: string, scope: Scope): Promise<unknown> {
+  const [service, rpc] = method.split('.') as [string, string];
+  if (service !== 'ModelService' && service !== 'DatasetService') return undefined;
+  const tenant = scope === 'own' ? 'alpha' : 'beta';
+  const seeded = `seed-${tenant}`;
+  switch (rpc) {
+    case 'Push':
+      return pushMessages(`pushed-${cluster.fresh()}`, service);
+    case 'ListArtifacts':
+      return { tenant };
+    case 'GetArtifact':
+      return { name: seeded, tenant };
+    case 'Resolve':
+      return { ref: `${seeded}:1`, tenant };
+    case 'Download':
+      return { ref: `${seeded}:1`, tenant };
+    case 'SetAlias':
+      return { name: seeded, alias: 'production', version: 1, tenant };
+    case 'DeleteVersion': {
+      const name = `doomed-${cluster.fresh()}`;
+      return { name, version: await pushAs(cluster, service, scope, name), tenant };
+    }
+    default:
+      return undefined;
+  }
 }
 
 /** A valid request for each RPC, acting on the caller's own tenant or another's, on fresh objects. */
@@ -178,6 +277,8 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
     case 'NodeService.UncordonNode':
     case 'NodeService.DrainNode':
       return { name: 'node-x' };
+    case 'NodeService.PrefetchModel':
+      return { node: 'node-p', ref: `seed-${tenant}:1`, tenant };
     case 'TenantService.CreateTenant':
       return { name: `${tenant}-${cluster.fresh()}` };
     case 'TenantService.GetTenant':
@@ -193,12 +294,15 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
     case 'EventService.ListAuditEvents':
       return { tenant };
     default:
-      return undefined;
+      return artifactRequest(cluster, method, scope);
   }
 }
 
 test('every RPC answers every kind of caller exactly as the authorization rules say', async (t) => {
   const cluster = await setUp(t);
+  for (const service of ['ModelService', 'DatasetService']) {
+    for (const scope of ['own', 'other'] as const) await pushAs(cluster, service, scope, `seed-${scope === 'own' ? 'alpha' : 'beta'}`);
+  }
   const all = methods();
   const missing = all.filter((m) => !EXPECT[m.name]).map((m) => m.name);
   assert.deepEqual(missing, [], 'every RPC has an expectation (add a rule in coordinator/auth/rules.ts and one here)');
@@ -212,9 +316,15 @@ test('every RPC answers every kind of caller exactly as the authorization rules 
         if (method.name === 'AgentService.Session') {
           got = await openSession(cluster.coordinator.address, cluster.tokens[caller], caller === 'join' ? `joined-${cluster.fresh()}` : 'node-x');
         } else {
-          const request = await requestFor(cluster, method.name, scope);
+          let request = await requestFor(cluster, method.name, scope);
           assert.ok(request !== undefined, `no request built for ${method.name}`);
-          got = await callUnary(cluster.coordinator.address, method, request, cluster.tokens[caller]);
+          // Nodes fetch by digest, the way an agent's cache does.
+          if (method.name.endsWith('.Download') && caller === 'node') request = { digest: PAYLOAD_DIGEST };
+          const token = cluster.tokens[caller];
+          const address = cluster.coordinator.address;
+          if (method.def.requestStream) got = await callClientStream(address, method, request as unknown[], token);
+          else if (method.def.responseStream) got = await callServerStream(address, method, request, token);
+          else got = await callUnary(address, method, request, token);
         }
         cases += 1;
         if (got.answer !== want) mismatches.push(`${method.name} as ${caller} (${scope} tenant): want ${want}, got ${got.answer} ${got.details ?? ''}`);

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { mlfleetV1 } from '../../shared/proto.js';
 import { setBearer } from '../../shared/auth.js';
-import { bootstrapTokens, tempDir } from '../helpers/processes.js';
+import { startLeader } from '../helpers/coordinator.js';
 
 /** RPCs for which an all-defaults request means something valid ("everything"). */
 const EMPTY_IS_VALID = new Set([
@@ -15,6 +15,8 @@ const EMPTY_IS_VALID = new Set([
   'TenantService.ListTenants',
   'TokenService.ListTokens',
   'EventService.ListAuditEvents',
+  'ModelService.ListArtifacts',
+  'DatasetService.ListArtifacts',
 ]);
 
 interface Started {
@@ -23,18 +25,8 @@ interface Started {
   join: string;
 }
 
-async function startCoordinator(t: import('node:test').TestContext): Promise<Started> {
-  const dir = tempDir(t);
-  const coordinator = await Coordinator.create({
-    listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/c.db`, dataDir: dir,
-    advertise: undefined, nodeTtlMs: 5_000, electionTtlMs: 1_000, id: 'validation', tls: undefined,
-  });
-  void coordinator.run();
-  t.after(() => coordinator.close());
-  for (let i = 0; i < 100 && !coordinator.isLeader; i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(coordinator.isLeader, 'the only coordinator leads');
-  const { admin, join } = await bootstrapTokens([dir]);
-  return { coordinator, admin, join };
+function startCoordinator(t: import('node:test').TestContext): Promise<Started> {
+  return startLeader(t, { id: 'validation' });
 }
 
 type Call = { code: grpc.status; details: string };
@@ -42,7 +34,7 @@ type Call = { code: grpc.status; details: string };
 /** Calls a method with raw bytes as the request, as an admin (or, for the agent session, with the join token). */
 function callRaw(started: Started, path: string, body: Buffer, stream: boolean): Promise<Call> {
   const address = started.coordinator.address;
-  const metadata = setBearer(new grpc.Metadata(), stream ? started.join : started.admin);
+  const metadata = setBearer(new grpc.Metadata(), path.endsWith('/Session') ? started.join : started.admin);
   const client = new grpc.Client(address, grpc.credentials.createInsecure());
   return new Promise<Call>((resolve) => {
     const done = (err: grpc.ServiceError | null) => {

@@ -21,7 +21,8 @@ import { MlfleetError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { channelCredentials, isLoopback, loadTls, warnIfPlaintext, type TlsFiles, type TlsMaterial } from '../../shared/tls.js';
 import { runScript } from '../helpers/mlfleetctl.js';
-import { REPO_ROOT, bootstrapTokens, tempDir } from '../helpers/processes.js';
+import { startLeader } from '../helpers/coordinator.js';
+import { REPO_ROOT, tempDir } from '../helpers/processes.js';
 
 const MAKE_CERTS = path.join(REPO_ROOT, 'scripts', 'make-certs.sh');
 const CLI = path.join(REPO_ROOT, 'dist', 'scripts', 'mlfleetctl.js');
@@ -70,17 +71,8 @@ interface TlsCluster {
 
 /** One coordinator on loopback with the good CA's certificate, requiring client certificates. */
 async function mutualTlsCoordinator(t: TestContext): Promise<TlsCluster> {
-  const dir = tempDir(t);
   const tls = loadTls({ ...good('coordinator'), ca: goodCa() }, 'server');
-  const coordinator = await Coordinator.create({
-    listen: '127.0.0.1:0', httpListen: '127.0.0.1:0', store: `sqlite:${dir}/c.db`, dataDir: dir,
-    advertise: undefined, nodeTtlMs: 5_000, electionTtlMs: 1_000, id: 'tls', tls,
-  });
-  void coordinator.run();
-  t.after(() => coordinator.close());
-  await until('the coordinator to lead', () => coordinator.isLeader);
-  const { admin, join } = await bootstrapTokens([dir]);
-  return { coordinator, admin, join };
+  return startLeader(t, { id: 'tls', tls });
 }
 
 function agentSession(t: TestContext, address: string, tls: TlsMaterial | undefined, joinToken: string) {

@@ -1,0 +1,230 @@
+// The model and dataset registry: per-tenant names, immutable numbered versions over
+// content-addressed blobs, and movable aliases. A push streams into the blob store while it
+// hashes; the version is written only after the blob is complete, verified and published, so
+// a failed or interrupted push leaves no version and no temporary data behind.
+import type { ArtifactRef } from '../../shared/artifact-ref.js';
+import type { Clock } from '../../shared/clock.js';
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+  UnavailableError,
+  ConflictError,
+} from '../../shared/errors.js';
+import { KeyedMutex } from '../../shared/keyed-mutex.js';
+import { keys } from '../../shared/keys.js';
+import type { Logger } from '../../shared/log.js';
+import type { ArtifactMetadata } from '../../shared/proto.js';
+import type { Store } from '../../shared/store/store.js';
+import { formatBytes } from '../../shared/units.js';
+import type { BlobStore } from '../blobs/blob-store.js';
+import type { FencedWriter } from '../node-registry.js';
+import { getTenant } from '../tenants.js';
+import type { ArtifactKind, ArtifactRecord, VersionRecord } from './artifact-record.js';
+
+export interface PushSpec {
+  kind: ArtifactKind;
+  tenant: string;
+  createdBy: string;
+  name: string;
+  format: string;
+  directory: boolean;
+  sizeBytes: number;
+  /** '' when the client did not declare one. */
+  digest: string;
+  metadata: ArtifactMetadata;
+}
+
+export interface Resolved {
+  record: ArtifactRecord;
+  version: VersionRecord;
+}
+
+const MAX_CAS_ATTEMPTS = 10;
+
+export class ArtifactRegistry {
+  /** Serializes, per digest, publishing a version against deleting its blob (leader only). */
+  private readonly digestLocks = new KeyedMutex();
+
+  constructor(
+    private readonly store: Store,
+    readonly blobs: BlobStore,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  async list(kind: ArtifactKind, tenant: string): Promise<ArtifactRecord[]> {
+    const { kvs } = await this.store.range(keys.tenantArtifactsPrefix(kind, tenant));
+    return kvs.map((kv) => JSON.parse(kv.value) as ArtifactRecord);
+  }
+
+  async get(kind: ArtifactKind, tenant: string, name: string): Promise<ArtifactRecord> {
+    const kv = await this.store.get(keys.artifact(kind, tenant, name));
+    if (!kv) throw new NotFoundError(`${kind} "${name}" not found`);
+    return JSON.parse(kv.value) as ArtifactRecord;
+  }
+
+  /** `name` → latest, `name:3` → version 3, `name@production` → where the alias points. */
+  async resolve(kind: ArtifactKind, tenant: string, ref: ArtifactRef): Promise<Resolved> {
+    const record = await this.get(kind, tenant, ref.name);
+    let wanted = ref.version;
+    if (ref.alias !== undefined) {
+      wanted = record.aliases[ref.alias];
+      if (wanted === undefined) throw new NotFoundError(`${kind} "${ref.name}" has no alias "${ref.alias}"`);
+    }
+    const version = wanted === undefined ? record.versions.at(-1) : record.versions.find((v) => v.version === wanted);
+    if (!version) throw new NotFoundError(wanted === undefined ? `${kind} "${ref.name}" has no versions` : `${kind} "${ref.name}" has no version ${wanted}`);
+    return { record, version };
+  }
+
+  /** A version whose content is `digest`, in `tenant` (or any tenant when undefined). */
+  async findByDigest(kind: ArtifactKind, digest: string, tenant?: string): Promise<Resolved | undefined> {
+    const prefix = tenant === undefined ? keys.artifactsPrefix(kind) : keys.tenantArtifactsPrefix(kind, tenant);
+    const { kvs } = await this.store.range(prefix);
+    for (const kv of kvs) {
+      const record = JSON.parse(kv.value) as ArtifactRecord;
+      const version = record.versions.find((v) => v.digest === digest);
+      if (version) return { record, version };
+    }
+    return undefined;
+  }
+
+  /** Bytes a tenant's model and dataset versions take, each version counted in full. */
+  async storageUsed(tenant: string): Promise<number> {
+    let total = 0;
+    for (const kind of ['model', 'dataset'] as const) {
+      for (const record of await this.list(kind, tenant)) total += record.versions.reduce((sum, v) => sum + v.sizeBytes, 0);
+    }
+    return total;
+  }
+
+  /**
+   * Streams `chunks` into a new blob and records the next version. Any failure — bad bytes, a
+   * wrong size or digest, a cancelled stream, a full disk — aborts the blob and writes nothing.
+   */
+  async push(writer: FencedWriter, spec: PushSpec, chunks: AsyncIterable<Buffer>): Promise<Resolved> {
+    await this.checkQuota(spec);
+    const blob = await this.blobs.create();
+    let committed: { digest: string; sizeBytes: number };
+    try {
+      for await (const chunk of chunks) {
+        if (blob.bytesWritten + chunk.length > spec.sizeBytes) {
+          throw new InvalidArgumentError(`the push declared ${spec.sizeBytes} bytes but sent more`);
+        }
+        await blob.write(chunk);
+      }
+      if (blob.bytesWritten !== spec.sizeBytes) {
+        throw new InvalidArgumentError(`the push declared ${spec.sizeBytes} bytes but sent ${blob.bytesWritten}`);
+      }
+      committed = await blob.commit({ sizeBytes: spec.sizeBytes, ...(spec.digest ? { digest: spec.digest } : {}) });
+    } catch (err) {
+      await blob.abort();
+      throw err;
+    }
+    return this.digestLocks.run(committed.digest, async () => {
+      // A delete of the last version using this content may have removed it meanwhile.
+      if (!(await this.blobs.stat(committed.digest))) throw new UnavailableError('the content was deleted while it was pushed; push again');
+      return this.appendVersion(writer, spec, committed.digest);
+    });
+  }
+
+  async setAlias(writer: FencedWriter, kind: ArtifactKind, tenant: string, name: string, alias: string, version: number): Promise<ArtifactRecord> {
+    return this.update(writer, kind, tenant, name, (record) => {
+      if (!record.versions.some((v) => v.version === version)) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
+      return { ...record, aliases: { ...record.aliases, [alias]: version } };
+    });
+  }
+
+  /**
+   * Deletes one version. Refused while an alias points at it (move the alias first); the blob
+   * goes when no version of any tenant uses it any more.
+   */
+  async deleteVersion(writer: FencedWriter, kind: ArtifactKind, tenant: string, name: string, version: number): Promise<ArtifactRecord> {
+    const current = await this.get(kind, tenant, name);
+    const doomed = current.versions.find((v) => v.version === version);
+    if (!doomed) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
+    return this.digestLocks.run(doomed.digest, async () => {
+      const next = await this.update(writer, kind, tenant, name, (record) => {
+        if (!record.versions.some((v) => v.version === version)) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
+        const aliases = Object.entries(record.aliases).filter(([, v]) => v === version).map(([a]) => a);
+        if (aliases.length > 0) {
+          throw new FailedPreconditionError(`${kind} ${name}:${version} is aliased as ${aliases.join(', ')}; move or remove the alias first`);
+        }
+        // Deployments that use a version refuse its deletion here once they exist (issue 5).
+        return { ...record, versions: record.versions.filter((v) => v.version !== version) };
+      });
+      if (!(await this.inUse(doomed.digest))) {
+        await this.blobs.delete(doomed.digest);
+        this.log.info({ digest: doomed.digest }, 'deleted a blob no version uses');
+      }
+      return next;
+    });
+  }
+
+  private async inUse(digest: string): Promise<boolean> {
+    for (const kind of ['model', 'dataset'] as const) if (await this.findByDigest(kind, digest)) return true;
+    return false;
+  }
+
+  private async checkQuota(spec: PushSpec): Promise<void> {
+    const limit = (await getTenant(this.store, spec.tenant)).quota.storageBytes;
+    if (limit === 0) return;
+    const used = await this.storageUsed(spec.tenant);
+    if (used + spec.sizeBytes > limit) {
+      throw new ResourceExhaustedError(
+        `tenant "${spec.tenant}" storage quota is ${formatBytes(limit)}; it uses ${formatBytes(used)} and this push needs ${formatBytes(spec.sizeBytes)} more`,
+      );
+    }
+  }
+
+  private async appendVersion(writer: FencedWriter, spec: PushSpec, digest: string): Promise<Resolved> {
+    const key = keys.artifact(spec.kind, spec.tenant, spec.name);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const kv = await this.store.get(key);
+      const now = this.clock.now();
+      const record: ArtifactRecord = kv
+        ? (JSON.parse(kv.value) as ArtifactRecord)
+        : { kind: spec.kind, tenant: spec.tenant, name: spec.name, versions: [], aliases: {}, lastVersion: 0, updatedAtMs: now };
+      const version: VersionRecord = {
+        version: record.lastVersion + 1,
+        digest,
+        sizeBytes: spec.sizeBytes,
+        format: spec.format,
+        directory: spec.directory,
+        createdAtMs: now,
+        createdBy: spec.createdBy,
+        metadata: spec.metadata,
+      };
+      const next: ArtifactRecord = { ...record, versions: [...record.versions, version], lastVersion: version.version, updatedAtMs: now };
+      const guard = kv
+        ? { key, target: 'modRevision' as const, op: '=' as const, value: kv.modRevision }
+        : { key, target: 'createRevision' as const, op: '=' as const, value: 0 };
+      const result = await writer.txn([guard], [{ type: 'put', key, value: JSON.stringify(next) }]);
+      if (result.succeeded) {
+        this.log.info({ kind: spec.kind, tenant: spec.tenant, name: spec.name, version: version.version, digest, bytes: spec.sizeBytes }, 'version pushed');
+        return { record: next, version };
+      }
+    }
+    throw new ConflictError(`${spec.kind} "${spec.name}" kept changing while the version was recorded; push again`);
+  }
+
+  private async update(
+    writer: FencedWriter,
+    kind: ArtifactKind,
+    tenant: string,
+    name: string,
+    mutate: (record: ArtifactRecord) => ArtifactRecord,
+  ): Promise<ArtifactRecord> {
+    const key = keys.artifact(kind, tenant, name);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const kv = await this.store.get(key);
+      if (!kv) throw new NotFoundError(`${kind} "${name}" not found`);
+      const next = { ...mutate(JSON.parse(kv.value) as ArtifactRecord), updatedAtMs: this.clock.now() };
+      // An artifact whose last version went stays, so its numbers are never given out again.
+      const result = await writer.txn([{ key, target: 'modRevision', op: '=', value: kv.modRevision }], [{ type: 'put', key, value: JSON.stringify(next) }]);
+      if (result.succeeded) return next;
+    }
+    throw new ConflictError(`${kind} "${name}" kept changing while being updated; try again`);
+  }
+}

@@ -1,0 +1,35 @@
+// Names and references of models and datasets, checked the same way by the CLI and the
+// coordinator. A REF is `name` (the latest version), `name:3` or `name@alias`.
+import { InvalidArgumentError } from './errors.js';
+
+export interface ArtifactRef {
+  name: string;
+  version?: number;
+  alias?: string;
+}
+
+/** Lowercase letters, digits, '.', '_' and '-'; starts and ends with a letter or digit; no "..". */
+export const ARTIFACT_NAME = /^(?!.*\.\.)[a-z0-9]([a-z0-9._-]{0,98}[a-z0-9])?$/;
+export const NAME_RULE = 'lowercase letters, digits, ".", "_" and "-" (1-100, starting and ending with a letter or digit, no "..")';
+
+export function checkName(name: string, what = 'name'): string {
+  if (!ARTIFACT_NAME.test(name)) throw new InvalidArgumentError(`${what} "${name}" is not valid: use ${NAME_RULE}`);
+  return name;
+}
+
+export function parseRef(ref: string): ArtifactRef {
+  const text = ref.trim();
+  const at = text.indexOf('@');
+  if (at >= 0) return { name: checkName(text.slice(0, at)), alias: checkName(text.slice(at + 1), 'alias') };
+  const colon = text.lastIndexOf(':');
+  if (colon >= 0) {
+    const version = text.slice(colon + 1);
+    if (!/^[1-9]\d{0,8}$/.test(version)) throw new InvalidArgumentError(`"${ref}": the version after ":" must be a positive whole number`);
+    return { name: checkName(text.slice(0, colon)), version: Number(version) };
+  }
+  return { name: checkName(text) };
+}
+
+export function formatRef(ref: ArtifactRef): string {
+  return ref.alias !== undefined ? `${ref.name}@${ref.alias}` : ref.version !== undefined ? `${ref.name}:${ref.version}` : ref.name;
+}
