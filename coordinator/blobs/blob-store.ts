@@ -3,6 +3,8 @@
 // identical content is stored once. Backends: the local filesystem (fs-blob-store.ts) and
 // S3-compatible object storage (s3-blob-store.ts).
 import type { Readable } from 'node:stream';
+import { InvalidArgumentError } from '../../shared/errors.js';
+import { formatBytes } from '../../shared/units.js';
 
 /** "sha256:<64 hex>" */
 export type Digest = string;
@@ -32,3 +34,27 @@ export interface BlobStore {
 }
 
 export const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** Why the bytes are not what the uploader declared, or undefined when they are. */
+export function describeMismatch(actual: { digest: Digest; sizeBytes: number }, expected: { digest?: Digest; sizeBytes?: number }): string | undefined {
+  if (expected.sizeBytes !== undefined && expected.sizeBytes !== actual.sizeBytes) {
+    return `the content is ${actual.sizeBytes} bytes but the push declared ${expected.sizeBytes} bytes; nothing was stored`;
+  }
+  if (expected.digest !== undefined && expected.digest !== actual.digest) {
+    return `the content's digest is ${actual.digest} but the push declared ${expected.digest}; nothing was stored`;
+  }
+  return undefined;
+}
+
+/** The hex of a well-formed digest; anything else is the caller's mistake. */
+export function hexOf(digest: Digest): string {
+  if (!DIGEST.test(digest)) throw new InvalidArgumentError(`${JSON.stringify(digest)} is not a digest; expected sha256:<64 lowercase hex>`);
+  return digest.slice('sha256:'.length);
+}
+
+/** Reading from `offset` must start within the blob (at its end reads nothing). */
+export function checkOffset(digest: Digest, offset: number, size: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) {
+    throw new InvalidArgumentError(`offset ${offset} is outside blob ${digest}, which is ${size} bytes (${formatBytes(size)})`);
+  }
+}

@@ -1,0 +1,256 @@
+// The blob store on the local filesystem (the default, under <data-dir>/blobs). An upload goes
+// to tmp/<random> and is hashed as it is written; commit fsyncs it and renames it to
+// sha256/<first two hex>/<hex>. The rename is atomic because tmp/ and sha256/ share the
+// filesystem, so a blob is either absent or complete, never half there. The root belongs to
+// one store at a time: whatever is in tmp/ when a store opens was left by a crash and goes.
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import fs, { type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
+import { checkOffset, describeMismatch, hexOf, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
+
+export interface FsBlobStoreOptions {
+  /** The store's directory; tmp/ and sha256/ are made under it. */
+  root: string;
+  /**
+   * Opens a new temporary file for writing. A test seam: the default creates `file` and
+   * refuses to reuse one that exists.
+   */
+  openTemp?: (file: string) => Promise<FileHandle>;
+}
+
+/** Errors that mean the filesystem, or the quota on it, is full. */
+const OUT_OF_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+
+export class FsBlobStore implements BlobStore {
+  readonly kind = 'fs' as const;
+  private readonly writers = new Set<FsBlobWriter>();
+  private closed = false;
+
+  private constructor(
+    readonly root: string,
+    private readonly openTemp: (file: string) => Promise<FileHandle>,
+  ) {}
+
+  static async create(options: FsBlobStoreOptions): Promise<FsBlobStore> {
+    const root = path.resolve(options.root);
+    const store = new FsBlobStore(root, options.openTemp ?? ((file) => fs.open(file, 'wx', 0o600)));
+    await fs.mkdir(path.join(root, 'sha256'), { recursive: true, mode: 0o700 });
+    // The uploads of a process that crashed: never visible, never to be finished.
+    await fs.rm(store.tmpDir, { recursive: true, force: true });
+    await fs.mkdir(store.tmpDir, { mode: 0o700 });
+    return store;
+  }
+
+  get tmpDir(): string {
+    return path.join(this.root, 'tmp');
+  }
+
+  /** Where a blob lives; a fan-out by the first byte keeps directories small. */
+  pathOf(digest: Digest): string {
+    const hex = hexOf(digest);
+    return path.join(this.root, 'sha256', hex.slice(0, 2), hex);
+  }
+
+  async create(): Promise<BlobWriter> {
+    if (this.closed) throw new FailedPreconditionError('the blob store is closed');
+    const temp = path.join(this.tmpDir, randomBytes(12).toString('hex'));
+    let handle: FileHandle;
+    try {
+      handle = await this.openTemp(temp);
+    } catch (err) {
+      throw this.mapError(err);
+    }
+    const writer = new FsBlobWriter(this, temp, handle, () => this.writers.delete(writer));
+    this.writers.add(writer);
+    return writer;
+  }
+
+  async stat(digest: Digest): Promise<{ sizeBytes: number } | undefined> {
+    try {
+      return { sizeBytes: (await fs.stat(this.pathOf(digest))).size };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async read(digest: Digest, offset = 0): Promise<Readable> {
+    let handle: FileHandle;
+    try {
+      handle = await fs.open(this.pathOf(digest), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`blob ${digest} is not stored`);
+      throw err;
+    }
+    try {
+      const { size } = await handle.stat();
+      checkOffset(digest, offset, size);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    // The stream owns the handle from here and closes it when it ends or is destroyed.
+    return handle.createReadStream({ start: offset, autoClose: true });
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    await fs.rm(this.pathOf(digest), { force: true });
+  }
+
+  /** Aborts uploads still in progress; idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.writers].map((writer) => writer.abort()));
+  }
+
+  /** A full disk or quota becomes RESOURCE_EXHAUSTED naming the store and the limit hit. */
+  mapError(err: unknown): unknown {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!code || !OUT_OF_SPACE.has(code)) return err;
+    const limit = code === 'EDQUOT' ? 'its disk quota is used up' : code === 'EFBIG' ? 'the file is larger than the filesystem allows' : 'the disk is full';
+    return new ResourceExhaustedError(`the coordinator's blob store at ${this.root} is out of disk space: ${limit} (${code}); free space there or move --data-dir / --blob-store`);
+  }
+
+  /** Publishes a finished temporary file under its digest, or drops it when already stored. */
+  async publish(temp: string, digest: Digest): Promise<void> {
+    const target = this.pathOf(digest);
+    if (await exists(target)) {
+      await fs.rm(temp, { force: true });
+      return;
+    }
+    await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    // Two uploads of the same content may race here; rename replaces atomically and both
+    // files hold the same bytes, so either winning is right.
+    await fs.rename(temp, target);
+    await syncDirectory(path.dirname(target));
+  }
+}
+
+type WriterState = 'open' | 'committing' | 'committed' | 'aborted' | 'failed';
+
+class FsBlobWriter implements BlobWriter {
+  private readonly hash: Hash = createHash('sha256');
+  private state: WriterState = 'open';
+  private written = 0;
+  /** Writes run one after another, in call order, so the hash and the file agree. */
+  private tail: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  private handleClosed = false;
+  private committing: Promise<unknown> | undefined;
+  private aborting: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: FsBlobStore,
+    private readonly temp: string,
+    private readonly handle: FileHandle,
+    private readonly forget: () => void,
+  ) {}
+
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  write(chunk: Buffer): Promise<void> {
+    if (this.state !== 'open') return Promise.reject(this.failure ?? new FailedPreconditionError(`cannot write to an upload that is ${this.state}`));
+    this.hash.update(chunk);
+    this.written += chunk.length;
+    const write = this.tail.then(async () => {
+      if (this.failure !== undefined) throw this.failure;
+      try {
+        await writeAll(this.handle, chunk);
+      } catch (err) {
+        this.failure = this.store.mapError(err);
+        this.state = 'failed';
+        await this.discard();
+        throw this.failure;
+      }
+    });
+    this.tail = write.catch(() => {});
+    return write;
+  }
+
+  commit(expected: { digest?: Digest; sizeBytes?: number } = {}): Promise<{ digest: Digest; sizeBytes: number }> {
+    if (this.state !== 'open') return Promise.reject(this.failure ?? new FailedPreconditionError(`cannot commit an upload that is ${this.state}`));
+    this.state = 'committing';
+    const committing = this.finish(expected);
+    this.committing = committing.catch(() => {});
+    return committing;
+  }
+
+  private async finish(expected: { digest?: Digest; sizeBytes?: number }): Promise<{ digest: Digest; sizeBytes: number }> {
+    try {
+      await this.tail;
+      if (this.failure !== undefined) throw this.failure;
+      const digest = `sha256:${this.hash.digest('hex')}`;
+      const sizeBytes = this.written;
+      const mismatch = describeMismatch({ digest, sizeBytes }, expected);
+      if (mismatch) throw new InvalidArgumentError(mismatch);
+      await this.handle.chmod(0o444); // content-addressed bytes never change
+      // Durable before visible: a crash after the rename must not expose a file of zeros.
+      await this.handle.sync();
+      await this.closeHandle();
+      await this.store.publish(this.temp, digest);
+      this.state = 'committed';
+      return { digest, sizeBytes };
+    } catch (err) {
+      this.failure = this.store.mapError(err);
+      this.state = 'failed';
+      await this.discard();
+      throw this.failure;
+    } finally {
+      this.forget();
+    }
+  }
+
+  abort(): Promise<void> {
+    // A commit under way decides the outcome itself, and cleans up when it fails.
+    if (this.committing) return this.committing.then(() => {});
+    if (this.state === 'open') this.state = 'aborted';
+    // Every caller, the first or a repeat, returns once the data is gone.
+    return (this.aborting ??= (async () => {
+      await this.tail;
+      await this.discard();
+      this.forget();
+    })());
+  }
+
+  private async discard(): Promise<void> {
+    await this.closeHandle().catch(() => {});
+    await fs.rm(this.temp, { force: true });
+  }
+
+  private async closeHandle(): Promise<void> {
+    if (this.handleClosed) return;
+    this.handleClosed = true;
+    await this.handle.close();
+  }
+}
+
+async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.length) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
+    offset += bytesWritten;
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Makes a rename in `dir` durable. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
