@@ -15,8 +15,8 @@ import { CoordinatorClient } from '../../shared/client.js';
 import { createLogger } from '../../shared/log.js';
 import { mlfleetV1 } from '../../shared/proto.js';
 import { startLeader } from '../helpers/coordinator.js';
+import { callClientStream, callServerStream, callUnary, methods, openSession, type Answer } from '../helpers/raw-grpc.js';
 
-type Answer = 'OK' | 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'NOT_FOUND';
 type Caller = 'none' | 'invalid' | 'revoked' | 'admin' | 'developer' | 'consumer' | 'join' | 'node';
 type Scope = 'own' | 'other';
 
@@ -74,17 +74,7 @@ function expected(method: string, caller: Caller, scope: Scope): Answer {
   return EXPECT[method]!(caller, scope);
 }
 
-interface Method {
-  name: string;
-  def: grpc.MethodDefinition<unknown, unknown>;
-}
 
-function methods(): Method[] {
-  const v1 = mlfleetV1() as unknown as Record<string, { service?: grpc.ServiceDefinition }>;
-  return Object.entries(v1)
-    .filter(([, value]) => value.service)
-    .flatMap(([service, value]) => Object.entries(value.service!).map(([name, def]) => ({ name: `${service}.${name}`, def })));
-}
 
 interface Cluster {
   coordinator: Coordinator;
@@ -151,74 +141,10 @@ async function setUp(t: TestContext): Promise<Cluster> {
   };
 }
 
-function statusName(code: grpc.status): Answer {
-  return grpc.status[code] as Answer;
-}
 
-/** Opens an agent session, says hello as `node`, and reports the first answer. */
-function openSession(address: string, token: string | undefined, node: string): Promise<{ answer: Answer; credential?: string; details?: string }> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  const def = mlfleetV1().AgentService.service.Session;
-  return new Promise((resolve) => {
-    const call = client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, setBearer(new grpc.Metadata(), token));
-    let settled = false;
-    const settle = (result: { answer: Answer; credential?: string; details?: string }) => {
-      if (settled) return;
-      settled = true;
-      call.cancel();
-      client.close();
-      resolve(result);
-    };
-    call.on('data', (message: { welcome?: { nodeCredential: string } }) => {
-      if (message.welcome) settle({ answer: 'OK', credential: message.welcome.nodeCredential });
-    });
-    call.on('error', (err: grpc.ServiceError) => settle({ answer: statusName(err.code), details: err.details }));
-    call.write({
-      hello: {
-        nodeName: node,
-        agentVersion: 'test',
-        address: '127.0.0.1:7780',
-        capacity: { cpuMillis: 1000, memoryBytes: 2 ** 30 },
-      },
-    });
-  });
-}
 
-function callClientStream(address: string, method: Method, messages: unknown[], token: string | undefined): Promise<{ answer: Answer; details: string; response?: unknown }> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  return new Promise((resolve) => {
-    const call = client.makeClientStreamRequest(method.def.path, method.def.requestSerialize, method.def.responseDeserialize, setBearer(new grpc.Metadata(), token), (err, response) => {
-      client.close();
-      resolve({ answer: err ? statusName(err.code) : 'OK', details: err?.details ?? '', response });
-    });
-    for (const message of messages) call.write(message);
-    call.end();
-  });
-}
 
-function callServerStream(address: string, method: Method, request: unknown, token: string | undefined): Promise<{ answer: Answer; details: string }> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  return new Promise((resolve) => {
-    const call = client.makeServerStreamRequest(method.def.path, method.def.requestSerialize, method.def.responseDeserialize, request, setBearer(new grpc.Metadata(), token));
-    const done = (answer: Answer, details = '') => {
-      client.close();
-      resolve({ answer, details });
-    };
-    call.on('data', () => undefined);
-    call.on('error', (err: grpc.ServiceError) => done(statusName(err.code), err.details));
-    call.on('end', () => done('OK'));
-  });
-}
 
-function callUnary(address: string, method: Method, request: unknown, token: string | undefined): Promise<{ answer: Answer; details: string }> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(method.def.path, method.def.requestSerialize, method.def.responseDeserialize, request, setBearer(new grpc.Metadata(), token), (err) => {
-      client.close();
-      resolve({ answer: err ? statusName(err.code) : 'OK', details: err?.details ?? '' });
-    });
-  });
-}
 
 const PAYLOAD = Buffer.from('model bytes for the authorization matrix');
 const PAYLOAD_DIGEST = `sha256:${createHash('sha256').update(PAYLOAD).digest('hex')}`;
