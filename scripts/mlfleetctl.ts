@@ -11,6 +11,9 @@ import { registerNodeCommands } from './cli/commands/nodes.js';
 import { registerTenantCommands } from './cli/commands/tenants.js';
 import { registerTokenCommands } from './cli/commands/tokens.js';
 import { registerEventCommands } from './cli/commands/events.js';
+import { registerModelCommands } from './cli/commands/models.js';
+import { registerDatasetCommands } from './cli/commands/datasets.js';
+import { deliverInterrupt, InterruptedError } from './cli/interrupt.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -40,6 +43,8 @@ function buildProgram(): Command {
   registerTenantCommands(program);
   registerTokenCommands(program);
   registerEventCommands(program);
+  registerModelCommands(program);
+  registerDatasetCommands(program);
   return program;
 }
 
@@ -50,7 +55,11 @@ function oneLine(err: unknown): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  process.once('SIGINT', () => process.exit(EXIT_INTERRUPTED));
+  // Ctrl-C ends mlfleetctl at once, unless a command is in a section that must unwind first
+  // (an upload to cancel, a download to keep for resuming): see cli/interrupt.ts.
+  process.on('SIGINT', () => {
+    if (!deliverInterrupt()) process.exit(EXIT_INTERRUPTED);
+  });
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     // `mlfleetctl nodes ls | head`: the reader left, which is not our failure.
     if (err.code === 'EPIPE') process.exit(EXIT_OK);
@@ -62,6 +71,10 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     // Commander has already printed its message (or the help) by the time it throws.
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    if (err instanceof InterruptedError) {
+      process.stderr.write(`mlfleetctl: ${oneLine(err)}\n`);
+      return EXIT_INTERRUPTED;
+    }
     process.stderr.write(`mlfleetctl: ${oneLine(err)}\n`);
     return EXIT_FAILED;
   }

@@ -2,6 +2,15 @@
 // coordinator. A REF is `name` (the latest version), `name:3` or `name@alias`.
 import { InvalidArgumentError } from './errors.js';
 
+/** Models and datasets share one registry, one protocol and one CLI, told apart by kind. */
+export type ArtifactKind = 'model' | 'dataset';
+
+/** The formats a push may declare, per kind. */
+export const ARTIFACT_FORMATS: Readonly<Record<ArtifactKind, readonly string[]>> = {
+  model: ['onnx', 'tensorflow-savedmodel', 'torchscript', 'safetensors', 'other'],
+  dataset: ['csv', 'parquet', 'jsonl', 'tfrecord', 'arrow', 'images', 'other'],
+};
+
 export interface ArtifactRef {
   name: string;
   version?: number;

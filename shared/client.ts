@@ -4,17 +4,35 @@
 // `mlfleet-leader` redirect a follower answers with; backs off briefly while an election is
 // on; and otherwise gives up with one UnavailableError that names every address and why it
 // failed. Service methods below are one line each, so later services add methods, not logic.
+// Streams go through it too: a download is judged on its first message, and a push first asks
+// the address a cheap leader-only question, so that no byte of the body is read before the
+// leader is found (a consumed body cannot be sent again to another address).
 import * as grpc from '@grpc/grpc-js';
+import type { Readable } from 'node:stream';
+import { checkName, type ArtifactKind } from './artifact-ref.js';
 import { backoffDelay, sleep, systemClock, type Clock, type Random } from './clock.js';
 import {
   FailedPreconditionError,
+  InternalError,
   InvalidArgumentError,
   MlfleetError,
   NotLeaderError,
   UnavailableError,
   fromGrpcError,
 } from './errors.js';
-import { mlfleetV1, type ClusterStatus, type Node, type Tenant, type TokenInfo } from './proto.js';
+import {
+  mlfleetV1,
+  type Artifact,
+  type ArtifactVersion,
+  type ClusterStatus,
+  type DownloadResponse,
+  type ModelServiceClient,
+  type Node,
+  type PushHeader,
+  type PushRequest,
+  type Tenant,
+  type TokenInfo,
+} from './proto.js';
 import type { ClusterServiceClient } from './gen/mlfleet/v1/ClusterService.js';
 import type { NodeServiceClient } from './gen/mlfleet/v1/NodeService.js';
 import type { TenantServiceClient } from './gen/mlfleet/v1/TenantService.js';
@@ -30,6 +48,7 @@ import type { ListTokensRequest } from './gen/mlfleet/v1/ListTokensRequest.js';
 import type { ListTokensResponse__Output } from './gen/mlfleet/v1/ListTokensResponse.js';
 import type { ListAuditEventsRequest } from './gen/mlfleet/v1/ListAuditEventsRequest.js';
 import type { ListAuditEventsResponse__Output } from './gen/mlfleet/v1/ListAuditEventsResponse.js';
+import type { ListArtifactsResponse__Output } from './gen/mlfleet/v1/ListArtifactsResponse.js';
 import { formatDuration } from './units.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7700';
@@ -77,6 +96,33 @@ export type TenantList = ListTenantsResponse__Output;
 export type CreatedToken = CreateTokenResponse__Output;
 export type TokenList = ListTokensResponse__Output;
 export type AuditEventList = ListAuditEventsResponse__Output;
+export type ArtifactList = ListArtifactsResponse__Output;
+export type { ArtifactKind, PushHeader };
+
+export interface PushOptions extends CallOptions {
+  /** Called as the body is handed to the connection, with the bytes sent so far. */
+  onProgress?: (bytesSent: number) => void;
+}
+
+/** What to download: a user names a ref (`name`, `name:3`, `name@alias`), an agent a digest. */
+export interface DownloadRequest {
+  ref?: string;
+  digest?: string;
+  /** The first byte to send: where an interrupted download resumes. */
+  offset?: number;
+  /** Admins only: another tenant's artifact. */
+  tenant?: string;
+}
+
+export interface Download {
+  /** The version being sent; its sizeBytes is the whole content's, not what is left from the offset. */
+  version: ArtifactVersion;
+  /**
+   * The bytes from the offset on. Iterate it to the end, or break out (which cancels the call);
+   * it throws if the stream fails or ends short.
+   */
+  chunks: AsyncIterable<Buffer>;
+}
 export type { CreateTenantRequest, SetTenantQuotaRequest, CreateTokenRequest, ListTokensRequest, ListAuditEventsRequest };
 
 /** A grpc-js client constructor, as mlfleetV1() hands them out. */
@@ -113,6 +159,12 @@ interface CompiledOptions {
   clock: Clock;
   random: Random;
 }
+
+/** The size of each chunk a push sends: big enough to keep per-message costs small. */
+export const PUSH_CHUNK_BYTES = 1024 * 1024;
+
+/** Push chunks handed to grpc and not yet on the connection, at most. */
+const MAX_PENDING_CHUNKS = 4;
 
 /** The least time worth starting one more try with. */
 const MIN_TRY_MS = 50;
@@ -254,6 +306,136 @@ export class CoordinatorClient {
     return this.unary<EventServiceClient, AuditEventList>(mlfleetV1().EventService, (s, md, o, cb) => s.listAuditEvents(request, md, o, cb), options);
   }
 
+  // ---- ModelService and DatasetService (one shape, told apart by kind) -------------------
+
+  listArtifacts(kind: ArtifactKind, tenant = '', options: CallOptions = {}): Promise<ArtifactList> {
+    return this.unary<ModelServiceClient, ArtifactList>(artifactService(kind), (s, md, o, cb) => s.listArtifacts({ tenant }, md, o, cb), options);
+  }
+
+  getArtifact(kind: ArtifactKind, name: string, options: CallOptions = {}): Promise<Artifact> {
+    return this.unary<ModelServiceClient, Artifact>(artifactService(kind), (s, md, o, cb) => s.getArtifact({ name }, md, o, cb), options);
+  }
+
+  /** `name` (the latest version), `name:3` or `name@alias` → the version it means now. */
+  resolve(kind: ArtifactKind, ref: string, options: CallOptions = {}): Promise<ArtifactVersion> {
+    return this.unary<ModelServiceClient, ArtifactVersion>(artifactService(kind), (s, md, o, cb) => s.resolve({ ref }, md, o, cb), options);
+  }
+
+  setAlias(kind: ArtifactKind, name: string, alias: string, version: number, options: CallOptions = {}): Promise<Artifact> {
+    const request = { name, alias, version };
+    return this.unary<ModelServiceClient, Artifact>(artifactService(kind), (s, md, o, cb) => s.setAlias(request, md, o, cb), options);
+  }
+
+  deleteVersion(kind: ArtifactKind, name: string, version: number, options: CallOptions = {}): Promise<Artifact> {
+    const request = { name, version };
+    return this.unary<ModelServiceClient, Artifact>(artifactService(kind), (s, md, o, cb) => s.deleteVersion(request, md, o, cb), options);
+  }
+
+  /**
+   * Uploads `body` as the next version of `header.name`; `header.sizeBytes` must be the exact
+   * number of bytes the body yields. Sent to the leader in chunks of PUSH_CHUNK_BYTES, reading
+   * the body only as fast as the connection takes it. Aborting `signal` cancels the call: the
+   * coordinator then discards what it received and records no version. The call has no
+   * deadline unless `deadlineMs` is given (finding the leader keeps the client's). The body
+   * is consumed whatever happens: a Readable is destroyed if the push fails.
+   */
+  async push(kind: ArtifactKind, header: PushHeader, body: AsyncIterable<Buffer> | Readable, options: PushOptions = {}): Promise<ArtifactVersion> {
+    const service = artifactService(kind);
+    const name = header.name ?? '';
+    try {
+      checkName(name);
+      return await this.pushToLeader(service, name, header, body, options);
+    } catch (err) {
+      // The body is the push's to consume: one never read (a refusal) is closed here too.
+      if (isReadable(body)) body.destroy();
+      throw err;
+    }
+  }
+
+  private pushToLeader(
+    service: ServiceConstructor<ModelServiceClient>,
+    name: string,
+    header: PushHeader,
+    body: AsyncIterable<Buffer> | Readable,
+    options: PushOptions,
+  ): Promise<ArtifactVersion> {
+    return this.withFailover(async (attempt) => {
+      // The leader answers GetArtifact (NOT_FOUND for a new name); a follower redirects, and a
+      // caller who may not read this name hears so before any byte is sent.
+      try {
+        await this.unaryOnce<ModelServiceClient, Artifact>(service, (s, md, o, cb) => s.getArtifact({ name }, md, o, cb), attempt);
+      } catch (err) {
+        if (!(isServiceError(err) && err.code === grpc.status.NOT_FOUND)) throw err;
+      }
+      // From here the body is being read: whatever happens is the answer, never a retry elsewhere.
+      try {
+        return await this.pushOnce(service, header, body, attempt, options);
+      } catch (err) {
+        throw finalStreamError(err, 'push', attempt.signal);
+      }
+    }, { ...options, leaderOnly: true });
+  }
+
+  /**
+   * Starts a download from the leader: resolves once the coordinator has said which version it
+   * sends. The bytes then come through `chunks`; see Download.
+   */
+  download(kind: ArtifactKind, request: DownloadRequest, options: CallOptions = {}): Promise<Download> {
+    const service = artifactService(kind);
+    const message = { ref: request.ref ?? '', digest: request.digest ?? '', offset: request.offset ?? 0, tenant: request.tenant ?? '' };
+    return this.withFailover(async (attempt) => {
+      const stub = await this.connectedStub(service, attempt);
+      const call = stub.download(message, attempt.metadata, { deadline: streamDeadline(options, attempt) });
+      const onAbort = () => call.cancel();
+      attempt.signal?.addEventListener('abort', onAbort, { once: true });
+      const release = () => {
+        attempt.signal?.removeEventListener('abort', onAbort);
+        call.cancel(); // a no-op once the call has ended
+      };
+      const messages = call[Symbol.asyncIterator]() as AsyncIterator<DownloadResponse>;
+      let first: IteratorResult<DownloadResponse>;
+      try {
+        // A follower's redirect, a NOT_FOUND, a refusal: all arrive instead of the first message.
+        first = await messages.next();
+      } catch (err) {
+        release();
+        throw err;
+      }
+      const version = first.done ? undefined : first.value.version;
+      if (!version) {
+        release();
+        throw new InternalError(`the coordinator at ${attempt.address} began the download without saying what it sends`);
+      }
+      const expected = version.sizeBytes - message.offset;
+      const signal = attempt.signal;
+      async function* chunks(): AsyncGenerator<Buffer> {
+        let received = 0;
+        try {
+          for (;;) {
+            let next: IteratorResult<DownloadResponse>;
+            try {
+              next = await messages.next();
+            } catch (err) {
+              throw finalStreamError(err, 'download', signal);
+            }
+            if (next.done) break;
+            const chunk = next.value.chunk;
+            if (!chunk || chunk.length === 0) continue;
+            received += chunk.length;
+            if (received > expected) throw new InternalError(`the download of ${version!.name}:${version!.version} sent more than its ${version!.sizeBytes} bytes`);
+            yield chunk;
+          }
+          if (received !== expected) {
+            throw new UnavailableError(`the download of ${version!.name}:${version!.version} ended after ${message.offset + received} of ${version!.sizeBytes} bytes`);
+          }
+        } finally {
+          release();
+        }
+      }
+      return { version, chunks: chunks() };
+    }, { ...options, leaderOnly: true });
+  }
+
   // ---- the generic machinery -------------------------------------------------------------
 
   /** One unary call of any service, with leader discovery, redirects and retries. */
@@ -387,14 +569,19 @@ export class CoordinatorClient {
     return metadata;
   }
 
+  /** The stub for this try, once its channel has connected (or failed to, which the call then says). */
+  private async connectedStub<C extends grpc.Client>(service: ServiceConstructor<C>, attempt: Attempt): Promise<C> {
+    const connectMs = Math.min(this.options.connectTimeoutMs, attempt.deadline.getTime() - Date.now());
+    await waitForConnection(attempt.channel, connectMs, attempt.signal);
+    return this.stub(service, attempt.address, attempt.channel);
+  }
+
   private async unaryOnce<C extends grpc.Client, Res>(
     service: ServiceConstructor<C>,
     invoke: UnaryInvoker<C, Res>,
     attempt: Attempt,
   ): Promise<Res> {
-    const connectMs = Math.min(this.options.connectTimeoutMs, attempt.deadline.getTime() - Date.now());
-    await waitForConnection(attempt.channel, connectMs, attempt.signal);
-    const stub = this.stub(service, attempt.address, attempt.channel);
+    const stub = await this.connectedStub(service, attempt);
     return new Promise<Res>((resolve, reject) => {
       const onAbort = () => call.cancel();
       const call = invoke(stub, attempt.metadata, { deadline: attempt.deadline }, (err, value) => {
@@ -403,6 +590,69 @@ export class CoordinatorClient {
         else resolve(value as Res);
       });
       attempt.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * One client-streaming Push on the address the caller settled on: the header, then the body
+   * in chunks, never more than MAX_PENDING_CHUNKS ahead of the connection. Resolves with the server's
+   * answer; rejects with it, with the body's own error (after cancelling, so the server keeps
+   * nothing), or with the grpc CANCELLED that follows an abort.
+   */
+  private async pushOnce(
+    service: ServiceConstructor<ModelServiceClient>,
+    header: PushHeader,
+    body: AsyncIterable<Buffer> | Readable,
+    attempt: Attempt,
+    options: PushOptions,
+  ): Promise<ArtifactVersion> {
+    const stub = await this.connectedStub(service, attempt);
+    attempt.signal?.throwIfAborted();
+    return new Promise<ArtifactVersion>((resolve, reject) => {
+      let settled = false;
+      const finish = (err: unknown, value?: ArtifactVersion) => {
+        if (settled) return;
+        settled = true;
+        attempt.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve(value!);
+      };
+      const call = stub.push(attempt.metadata, { deadline: streamDeadline(options, attempt) }, (err, value) => finish(err, value));
+      const onAbort = () => call.cancel();
+      attempt.signal?.addEventListener('abort', onAbort, { once: true });
+      // Backpressure from the socket, not from grpc's buffer (16 messages, 16 MiB): a write's
+      // callback runs once its bytes are on the connection, and at most a few are pending.
+      // That bounds memory and makes the progress count bytes sent, not bytes queued.
+      let pending = 0;
+      let wake: (() => void) | undefined;
+      const poke = () => {
+        const resume = wake;
+        wake = undefined;
+        resume?.();
+      };
+      call.on('status', poke); // the answer came: stop waiting for room
+      const send = async () => {
+        call.write({ header } satisfies PushRequest);
+        let sent = 0;
+        for await (const chunk of inChunks(body, PUSH_CHUNK_BYTES)) {
+          if (settled) return; // the server answered already (a refusal): leaving the loop closes the body
+          pending += 1;
+          call.write({ chunk } satisfies PushRequest, () => {
+            pending -= 1;
+            sent += chunk.length;
+            options.onProgress?.(sent);
+            poke();
+          });
+          while (pending >= MAX_PENDING_CHUNKS && !settled) await new Promise<void>((resolve) => (wake = resolve));
+        }
+        if (!settled) call.end();
+      };
+      send().catch((err: unknown) => {
+        // The body failed (a file vanished, a link inside a directory): the upload is incomplete,
+        // so the server must drop it. The body's reason is the one worth telling.
+        finish(err);
+        call.cancel();
+      });
     });
   }
 
@@ -455,6 +705,63 @@ function waitForConnection(channel: grpc.Channel, timeoutMs: number, signal?: Ab
     };
     check(channel.getConnectivityState(true));
   });
+}
+
+/** The service for a kind: models and datasets speak the same protocol. */
+function artifactService(kind: ArtifactKind): ServiceConstructor<ModelServiceClient> {
+  const v1 = mlfleetV1();
+  return (kind === 'model' ? v1.ModelService : v1.DatasetService) as ServiceConstructor<ModelServiceClient>;
+}
+
+/**
+ * A stream runs as long as its bytes take: no deadline, unless the caller set one for this
+ * call (then the whole call's, leader discovery included).
+ */
+function streamDeadline(options: CallOptions, attempt: Attempt): Date | number {
+  return options.deadlineMs !== undefined ? attempt.deadline : Infinity;
+}
+
+/**
+ * An error once a stream has started moving bytes: typed, and never a reason to try another
+ * address (the bytes are gone). The leader stepping down mid-stream says what to do about it.
+ */
+function finalStreamError(err: unknown, what: 'push' | 'download', signal?: AbortSignal): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (MlfleetError.is(err) || !isServiceError(err)) return err;
+  const mapped = fromGrpcError(err);
+  if (mapped instanceof NotLeaderError || mapped instanceof UnavailableError) {
+    const again = what === 'push' ? 'nothing was stored; push again' : 'run it again to resume';
+    return new UnavailableError(`the ${what} was cut off (${describeUnavailable(err.details || err.message)}); ${again}`);
+  }
+  return mapped;
+}
+
+/**
+ * The body re-cut into chunks of `size` bytes (the last one shorter), whatever sizes it comes
+ * in: a tar stream yields 512-byte headers, a file 64 KiB reads.
+ */
+export async function* inChunks(body: AsyncIterable<Buffer | Uint8Array | string>, size: number): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  for await (const piece of body) {
+    let buffer = typeof piece === 'string' ? Buffer.from(piece) : Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    while (buffer.length > 0) {
+      const take = Math.min(size - pendingBytes, buffer.length);
+      pending.push(buffer.subarray(0, take));
+      pendingBytes += take;
+      buffer = buffer.subarray(take);
+      if (pendingBytes === size) {
+        yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+      }
+    }
+  }
+  if (pendingBytes > 0) yield pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+}
+
+function isReadable(body: unknown): body is Readable {
+  return typeof (body as Partial<Readable>).destroy === 'function' && typeof (body as Partial<Readable>).pipe === 'function';
 }
 
 function isServiceError(err: unknown): err is grpc.ServiceError {

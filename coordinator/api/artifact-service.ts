@@ -1,9 +1,8 @@
 // ModelService and DatasetService: one implementation, parameterized by kind. Artifacts live in
 // the caller's tenant; admins may name another tenant; anyone else naming one gets NOT_FOUND.
 // Agents (node credentials) download blobs by digest for the allocations they run.
-import { once } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
-import { parseRef } from '../../shared/artifact-ref.js';
+import { ARTIFACT_FORMATS, parseRef } from '../../shared/artifact-ref.js';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import type { ArtifactVersion, DownloadResponse } from '../../shared/proto.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
@@ -12,10 +11,8 @@ import type { FencedWriter } from '../node-registry.js';
 import type { ArtifactKind } from '../registry/artifact-record.js';
 import { toProtoArtifact, toProtoVersion, toSummary } from '../registry/artifact-record.js';
 import type { ArtifactRegistry, Resolved } from '../registry/artifact-registry.js';
-import type { CallContext, RpcEdge } from './rpc.js';
+import { drainedOrCancelled, type CallContext, type RpcEdge } from './rpc.js';
 import {
-  DATASET_FORMATS,
-  MODEL_FORMATS,
   deleteVersionSchema,
   downloadSchema,
   getArtifactSchema,
@@ -54,7 +51,7 @@ function tenantOf(principal: Principal, requested: string): string {
 export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): grpc.UntypedServiceImplementation {
   const { edge, registry } = deps;
   const service = kind === 'model' ? 'ModelService' : 'DatasetService';
-  const headerSchema = pushHeaderSchema(kind === 'model' ? MODEL_FORMATS : DATASET_FORMATS);
+  const headerSchema = pushHeaderSchema(ARTIFACT_FORMATS[kind]);
 
   const push = async (call: grpc.ServerReadableStream<PushMessage, ArtifactVersion>, context: CallContext): Promise<ArtifactVersion> => {
     const writer = deps.writer();
@@ -119,7 +116,7 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
     try {
       for await (const chunk of bytes as AsyncIterable<Buffer>) {
         if (call.cancelled) return;
-        if (!call.write({ chunk })) await Promise.race([once(call, 'drain'), once(call, 'cancelled')]);
+        if (!call.write({ chunk })) await drainedOrCancelled(call);
       }
     } finally {
       bytes.destroy();
@@ -158,3 +155,4 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
     ),
   };
 }
+

@@ -202,3 +202,16 @@ export function withMalformedRequests<S extends grpc.ServiceDefinition>(service:
   }
   return wrapped as unknown as S;
 }
+
+/** Resolves when the stream can take more, or the client went away; leaves no listener behind. */
+export function drainedOrCancelled(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done);
+      call.off('cancelled', done);
+      resolve();
+    };
+    call.on('drain', done);
+    call.on('cancelled', done);
+  });
+}

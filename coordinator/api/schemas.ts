@@ -126,8 +126,6 @@ const artifactRef = z.string().superRefine((ref, ctx) => {
 });
 const optionalTenant = z.union([z.literal(''), tenantName]);
 
-export const MODEL_FORMATS = ['onnx', 'tensorflow-savedmodel', 'torchscript', 'safetensors', 'other'] as const;
-export const DATASET_FORMATS = ['csv', 'parquet', 'jsonl', 'tfrecord', 'arrow', 'images', 'other'] as const;
 
 const metadata = z.object({
   type: z.string().max(64),

@@ -2,7 +2,8 @@
 // version and the aliases, so a push, an alias move or a delete is one compare-and-swap.
 import type { Artifact, ArtifactMetadata, ArtifactSummary, ArtifactVersion } from '../../shared/proto.js';
 
-export type ArtifactKind = 'model' | 'dataset';
+export type { ArtifactKind } from '../../shared/artifact-ref.js';
+import type { ArtifactKind } from '../../shared/artifact-ref.js';
 
 export interface VersionRecord {
   version: number;

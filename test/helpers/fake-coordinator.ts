@@ -1,14 +1,28 @@
 // A fake coordinator for client and CLI tests: a real @grpc/grpc-js server on 127.0.0.1,
 // port 0, serving ClusterService and NodeService from an in-memory node table, and minimal
 // TenantService, TokenService and EventService from in-memory tables (no roles, no quota
-// enforcement: enough to check what the client sends and how it shows the answers). It keeps
+// enforcement: enough to check what the client sends and how it shows the answers), and
+// ModelService and DatasetService over an in-memory registry whose pushes can be slowed down
+// and whose downloads can be told to corrupt their bytes. It keeps
 // the coordinator's contract: a follower answers every leader-only call with UNAVAILABLE and
 // the `mlfleet-leader` metadata (empty while no leader is known); GetStatus is answered by all.
+import { drainedOrCancelled } from '../../coordinator/api/rpc.js';
 import { freePort } from './net.js';
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { mlfleetV1 } from '../../shared/proto.js';
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError, NotLeaderError, UnauthenticatedError, toGrpcError } from '../../shared/errors.js';
+import { ARTIFACT_FORMATS, checkName, parseRef, type ArtifactKind } from '../../shared/artifact-ref.js';
+import { mlfleetV1, type ArtifactVersion } from '../../shared/proto.js';
+import type { PushHeader__Output } from '../../shared/gen/mlfleet/v1/PushHeader.js';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  NotLeaderError,
+  UnauthenticatedError,
+  toGrpcError,
+} from '../../shared/errors.js';
 import type { Node } from '../../shared/gen/mlfleet/v1/Node.js';
 import type { Tenant__Output } from '../../shared/gen/mlfleet/v1/Tenant.js';
 import type { Quota__Output } from '../../shared/gen/mlfleet/v1/Quota.js';
@@ -19,6 +33,9 @@ import type { NodeServiceHandlers } from '../../shared/gen/mlfleet/v1/NodeServic
 import type { TenantServiceHandlers } from '../../shared/gen/mlfleet/v1/TenantService.js';
 import type { TokenServiceHandlers } from '../../shared/gen/mlfleet/v1/TokenService.js';
 import type { EventServiceHandlers } from '../../shared/gen/mlfleet/v1/EventService.js';
+import type { ModelServiceHandlers } from '../../shared/gen/mlfleet/v1/ModelService.js';
+import type { PushRequest__Output } from '../../shared/gen/mlfleet/v1/PushRequest.js';
+import type { DownloadResponse } from '../../shared/gen/mlfleet/v1/DownloadResponse.js';
 
 export type NodeRecord = Node & { name: string };
 export type TenantRecord = Tenant__Output;
@@ -42,6 +59,29 @@ export interface FakeCoordinatorOptions {
   revision?: number;
 }
 
+/** One version in the fake registry: what GetArtifact says, and the bytes themselves. */
+export interface FakeVersion {
+  version: ArtifactVersion;
+  content: Buffer;
+}
+
+export interface FakeArtifact {
+  name: string;
+  versions: FakeVersion[];
+  aliases: Record<string, number>;
+  lastVersion: number;
+}
+
+/** How each push ended: stored as a version, cancelled by the client, or refused. */
+export interface RecordedPush {
+  kind: ArtifactKind;
+  name: string;
+  header: PushHeader__Output | undefined;
+  bytesReceived: number;
+  outcome: 'stored' | 'cancelled' | 'failed';
+  error?: string;
+}
+
 export interface RecordedCall {
   method: string;
   request: unknown;
@@ -61,6 +101,17 @@ export class FakeCoordinator {
   leader: string | (() => string);
   /** Other coordinators GetStatus reports, besides this one. */
   peers: { address: string; role: string }[] = [];
+  /** The registry, per kind, by name. */
+  readonly artifacts: Record<ArtifactKind, Map<string, FakeArtifact>> = { model: new Map(), dataset: new Map() };
+  readonly pushes: RecordedPush[] = [];
+  /** Wait this long after each pushed chunk: a slow coordinator, so the client feels backpressure. */
+  pushChunkDelayMs = 0;
+  /** Serve every download with one byte flipped, as a corrupted disk or a tampering proxy would. */
+  corruptDownloads = false;
+  /** The size of each Download chunk. */
+  downloadChunkBytes = 64 * 1024;
+  /** Wait this long before each Download chunk: a slow link, to interrupt a pull halfway. */
+  downloadChunkDelayMs = 0;
 
   private constructor(
     private readonly server: grpc.Server,
@@ -87,6 +138,8 @@ export class FakeCoordinator {
     server.addService(v1.TenantService.service, fake.tenantHandlers());
     server.addService(v1.TokenService.service, fake.tokenHandlers());
     server.addService(v1.EventService.service, fake.eventHandlers());
+    server.addService(v1.ModelService.service, fake.artifactHandlers('model'));
+    server.addService(v1.DatasetService.service, fake.artifactHandlers('dataset'));
     return fake;
   }
 
@@ -111,7 +164,7 @@ export class FakeCoordinator {
   }
 
   /** Records the call and checks the token; answers the error to send, if any. */
-  private admit(method: string, call: grpc.ServerUnaryCall<unknown, unknown>, leaderOnly: boolean): unknown {
+  private admit(method: string, call: { metadata: grpc.Metadata; request?: unknown }, leaderOnly: boolean): unknown {
     const header = call.metadata.get('authorization')[0];
     const authorization = header === undefined ? undefined : String(header);
     this.calls.push({ method, request: call.request, authorization });
@@ -168,6 +221,164 @@ export class FakeCoordinator {
       DrainNode: withNode('DrainNode', (n) => {
         n.cordoned = true;
         n.status = 'draining';
+      }),
+      PrefetchModel: this.unaryHandler('PrefetchModel', ({ ref }) => {
+        const { version } = this.resolveVersion('model', ref);
+        return { digest: version.digest, sizeBytes: version.sizeBytes };
+      }),
+    };
+  }
+
+  /** The stored bytes of `name:version` (to compare a pull with). */
+  content(kind: ArtifactKind, name: string, version: number): Buffer | undefined {
+    return this.artifacts[kind].get(name)?.versions.find((v) => v.version.version === version)?.content;
+  }
+
+  private findArtifact(kind: ArtifactKind, name: string): FakeArtifact {
+    const artifact = this.artifacts[kind].get(name);
+    if (!artifact) throw new NotFoundError(`${kind} "${name}" not found`);
+    return artifact;
+  }
+
+  private resolveVersion(kind: ArtifactKind, text: string): FakeVersion {
+    const ref = parseRef(text);
+    const artifact = this.findArtifact(kind, ref.name);
+    const wanted = ref.alias !== undefined ? artifact.aliases[ref.alias] : ref.version;
+    if (ref.alias !== undefined && wanted === undefined) throw new NotFoundError(`${kind} "${ref.name}" has no alias "${ref.alias}"`);
+    const found = wanted === undefined ? artifact.versions.at(-1) : artifact.versions.find((v) => v.version.version === wanted);
+    if (!found) throw new NotFoundError(`${kind} "${ref.name}" has no version ${wanted ?? ''}`.trim());
+    return found;
+  }
+
+  private artifactView(artifact: FakeArtifact) {
+    return { name: artifact.name, tenant: 'default', versions: artifact.versions.map((v) => v.version), aliases: artifact.aliases };
+  }
+
+  private artifactHandlers(kind: ArtifactKind): ModelServiceHandlers {
+    const service = kind === 'model' ? 'ModelService' : 'DatasetService';
+    return {
+      Push: (call, callback) => {
+        const refused = this.admit(`${service}.Push`, call, true);
+        if (refused) return callback(toGrpcError(refused));
+        const record: RecordedPush = { kind, name: '', header: undefined, bytesReceived: 0, outcome: 'failed' };
+        this.pushes.push(record);
+        let cancelled = false;
+        call.on('cancelled', () => {
+          cancelled = true;
+          call.destroy(new Error('the client cancelled the push'));
+        });
+        const receive = async () => {
+          const parts: Buffer[] = [];
+          for await (const message of call as AsyncIterable<PushRequest__Output>) {
+            if (!record.header) {
+              if (message.msg !== 'header' || !message.header) throw new InvalidArgumentError('the first message of a push must be its header');
+              record.header = message.header;
+              record.name = checkName(message.header.name);
+              if (!ARTIFACT_FORMATS[kind].includes(message.header.format)) throw new InvalidArgumentError(`format "${message.header.format}" is not a ${kind} format`);
+              continue;
+            }
+            if (message.msg !== 'chunk' || !message.chunk?.length) throw new InvalidArgumentError('after the header a push sends non-empty chunks');
+            parts.push(message.chunk);
+            record.bytesReceived += message.chunk.length;
+            if (this.pushChunkDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.pushChunkDelayMs));
+          }
+          const header = record.header;
+          if (!header) throw new InvalidArgumentError('the push sent nothing');
+          if (record.bytesReceived !== header.sizeBytes) {
+            throw new InvalidArgumentError(`the push declared ${header.sizeBytes} bytes but sent ${record.bytesReceived}`);
+          }
+          const content = Buffer.concat(parts);
+          const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
+          if (header.digest && header.digest !== digest) throw new InvalidArgumentError(`the content hashes to ${digest}, not the declared ${header.digest}`);
+          const artifact: FakeArtifact = this.artifacts[kind].get(header.name) ?? { name: header.name, versions: [], aliases: {}, lastVersion: 0 };
+          this.artifacts[kind].set(header.name, artifact);
+          artifact.lastVersion += 1;
+          const version: ArtifactVersion = {
+            name: header.name,
+            version: artifact.lastVersion,
+            digest,
+            sizeBytes: content.length,
+            format: header.format,
+            directory: header.directory,
+            createdAtMs: Date.now(),
+            createdBy: 'tok-1',
+            metadata: header.metadata,
+            tenant: 'default',
+          };
+          artifact.versions.push({ version, content });
+          return version;
+        };
+        receive().then(
+          (version) => {
+            record.outcome = 'stored';
+            callback(null, version);
+          },
+          (err: unknown) => {
+            record.outcome = cancelled ? 'cancelled' : 'failed';
+            record.error = (err as Error).message;
+            callback(toGrpcError(err));
+          },
+        );
+      },
+      Download: (call) => {
+        const refused = this.admit(`${service}.Download`, call, true);
+        if (refused) return call.emit('error', toGrpcError(refused));
+        const send = async () => {
+          const { ref, digest, offset } = call.request;
+          const found = digest
+            ? [...this.artifacts[kind].values()].flatMap((a) => a.versions).find((v) => v.version.digest === digest)
+            : this.resolveVersion(kind, ref);
+          if (!found) throw new NotFoundError(`no ${kind} version has content ${digest}`);
+          if (offset > found.content.length) throw new InvalidArgumentError(`offset ${offset} is past the end of the content (${found.content.length} bytes)`);
+          let content = found.content;
+          if (this.corruptDownloads && content.length > 0) {
+            content = Buffer.from(content);
+            const at = Math.floor(content.length / 2);
+            content[at] = content[at]! ^ 0xff;
+          }
+          call.write({ version: found.version } satisfies DownloadResponse);
+          for (let at = offset; at < content.length && !call.cancelled; at += this.downloadChunkBytes) {
+            if (this.downloadChunkDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.downloadChunkDelayMs));
+            const chunk = content.subarray(at, Math.min(at + this.downloadChunkBytes, content.length));
+            if (!call.write({ chunk } satisfies DownloadResponse)) await drainedOrCancelled(call);
+          }
+        };
+        send().then(
+          () => call.end(),
+          (err: unknown) => {
+            if (!call.cancelled) call.emit('error', toGrpcError(err));
+          },
+        );
+      },
+      ListArtifacts: this.unaryHandler(`${service}.ListArtifacts`, () => ({
+        artifacts: [...this.artifacts[kind].values()]
+          .sort((a, b) => a.name.localeCompare(b.name))
+          .map((a) => ({
+            name: a.name,
+            tenant: 'default',
+            latestVersion: a.versions.at(-1)?.version.version ?? 0,
+            versions: a.versions.length,
+            totalBytes: a.versions.reduce((sum, v) => sum + v.content.length, 0),
+            aliases: a.aliases,
+            updatedAtMs: Math.max(0, ...a.versions.map((v) => Number(v.version.createdAtMs))),
+          })),
+      })),
+      GetArtifact: this.unaryHandler(`${service}.GetArtifact`, ({ name }) => this.artifactView(this.findArtifact(kind, name))),
+      Resolve: this.unaryHandler(`${service}.Resolve`, ({ ref }) => this.resolveVersion(kind, ref).version),
+      SetAlias: this.unaryHandler(`${service}.SetAlias`, ({ name, alias, version }) => {
+        const artifact = this.findArtifact(kind, name);
+        checkName(alias, 'alias');
+        if (!artifact.versions.some((v) => v.version.version === version)) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
+        artifact.aliases[alias] = version;
+        return this.artifactView(artifact);
+      }),
+      DeleteVersion: this.unaryHandler(`${service}.DeleteVersion`, ({ name, version }) => {
+        const artifact = this.findArtifact(kind, name);
+        if (!artifact.versions.some((v) => v.version.version === version)) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
+        const aliased = Object.entries(artifact.aliases).filter(([, v]) => v === version).map(([a]) => a);
+        if (aliased.length > 0) throw new FailedPreconditionError(`${kind} ${name}:${version} is aliased as ${aliased.join(', ')}; move or remove the alias first`);
+        artifact.versions = artifact.versions.filter((v) => v.version.version !== version);
+        return this.artifactView(artifact);
       }),
     };
   }

@@ -1,0 +1,191 @@
+// Models and datasets as mlfleetctl shows them: the stable -o json shapes (DESIGN "Interfaces
+// users touch": `models show -o json` is `name`, `versions`, `aliases`) and their tables. Both
+// kinds share every view; only the words differ.
+import type { ArtifactKind } from '../../../shared/artifact-ref.js';
+import type { Artifact, ArtifactMetadata, ArtifactSummary, ArtifactVersion } from '../../../shared/proto.js';
+import { formatBytes } from '../../../shared/units.js';
+import { ago, formatLabels, isoOrNull, keyValues, sortedRecord, table, type Printable } from '../output.js';
+
+export interface ArtifactMetadataJson {
+  type: string;
+  inputFormat: string;
+  outputFormat: string;
+  /** 0 when unknown. */
+  accuracy: number;
+  labels: Record<string, string>;
+}
+
+export interface ArtifactVersionJson {
+  name: string;
+  version: number;
+  /** sha256:<hex> */
+  digest: string;
+  sizeBytes: number;
+  format: string;
+  /** The content is a directory (stored as a tar; `pull` unpacks it). */
+  directory: boolean;
+  /** ISO-8601; null when the coordinator did not say. */
+  createdAt: string | null;
+  metadata: ArtifactMetadataJson;
+}
+
+export interface ArtifactJson {
+  name: string;
+  /** Oldest first. */
+  versions: Omit<ArtifactVersionJson, 'name'>[];
+  /** alias → version */
+  aliases: Record<string, number>;
+}
+
+export interface ArtifactSummaryJson {
+  name: string;
+  latestVersion: number;
+  versions: number;
+  totalBytes: number;
+  aliases: Record<string, number>;
+  updatedAt: string | null;
+}
+
+/** "97.8MiB": sizes people read, in binary units. */
+export function humanBytes(bytes: number): string {
+  return `${formatBytes(bytes)}B`;
+}
+
+function metadataJson(metadata: ArtifactMetadata | null): ArtifactMetadataJson {
+  return {
+    type: metadata?.type ?? '',
+    inputFormat: metadata?.inputFormat ?? '',
+    outputFormat: metadata?.outputFormat ?? '',
+    accuracy: metadata?.accuracy ?? 0,
+    labels: sortedRecord(metadata?.labels ?? {}),
+  };
+}
+
+export function artifactVersionJson(version: ArtifactVersion): ArtifactVersionJson {
+  return {
+    name: version.name,
+    version: version.version,
+    digest: version.digest,
+    sizeBytes: version.sizeBytes,
+    format: version.format,
+    directory: version.directory,
+    createdAt: isoOrNull(version.createdAtMs),
+    metadata: metadataJson(version.metadata),
+  };
+}
+
+function sortedAliases(aliases: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(aliases).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+export function artifactJson(artifact: Artifact): ArtifactJson {
+  return {
+    name: artifact.name,
+    versions: artifact.versions.map((v) => {
+      const { name: _name, ...rest } = artifactVersionJson(v);
+      return rest;
+    }),
+    aliases: sortedAliases(artifact.aliases ?? {}),
+  };
+}
+
+/** "production=3, staging=4", or "-". */
+function formatAliases(aliases: Record<string, number>): string {
+  const entries = Object.entries(sortedAliases(aliases));
+  return entries.length === 0 ? '-' : entries.map(([alias, version]) => `${alias}=${version}`).join(', ');
+}
+
+/** sha256:0123456789ab: enough to tell versions apart in a table; -o json has the whole digest. */
+function shortDigest(digest: string): string {
+  const [algorithm, hex] = digest.split(':');
+  return hex ? `${algorithm}:${hex.slice(0, 12)}` : digest;
+}
+
+/** `models ls`: a JSON array, or one row per name. */
+export function artifactListView(artifacts: readonly ArtifactSummary[], now = Date.now()): Printable {
+  const list: ArtifactSummaryJson[] = artifacts.map((a) => ({
+    name: a.name,
+    latestVersion: a.latestVersion,
+    versions: a.versions,
+    totalBytes: a.totalBytes,
+    aliases: sortedAliases(a.aliases ?? {}),
+    updatedAt: isoOrNull(a.updatedAtMs),
+  }));
+  return {
+    data: list,
+    table: () =>
+      table(
+        ['NAME', 'LATEST', 'VERSIONS', 'SIZE', 'ALIASES', 'UPDATED'],
+        artifacts.map((a, i) => [
+          a.name,
+          a.latestVersion > 0 ? String(a.latestVersion) : '-',
+          String(a.versions),
+          humanBytes(a.totalBytes),
+          formatAliases(list[i]!.aliases),
+          ago(a.updatedAtMs, now),
+        ]),
+      ),
+  };
+}
+
+/** `models show`: the artifact (its versions oldest first), or a header and one row per version. */
+export function artifactDetailView(artifact: Artifact, now = Date.now()): Printable {
+  const data = artifactJson(artifact);
+  const aliasesOf = (version: number) =>
+    Object.entries(data.aliases)
+      .filter(([, v]) => v === version)
+      .map(([alias]) => alias);
+  return {
+    data,
+    table: () => {
+      const head = keyValues([
+        ['Name', data.name],
+        ['Aliases', formatAliases(data.aliases)],
+      ]);
+      if (artifact.versions.length === 0) return `${head}\nno versions`;
+      const rows = artifact.versions.map((v) => {
+        const m = metadataJson(v.metadata);
+        return [
+          String(v.version),
+          v.format + (v.directory ? ' (dir)' : ''),
+          humanBytes(v.sizeBytes),
+          shortDigest(v.digest),
+          ago(v.createdAtMs, now),
+          aliasesOf(v.version).join(',') || '-',
+          m.type || '-',
+          m.inputFormat || m.outputFormat ? `${m.inputFormat || '?'} → ${m.outputFormat || '?'}` : '-',
+          m.accuracy > 0 ? String(m.accuracy) : '-',
+          Object.keys(m.labels).length > 0 ? formatLabels(m.labels) : '-',
+        ];
+      });
+      return `${head}\n${table(['VERSION', 'FORMAT', 'SIZE', 'DIGEST', 'CREATED', 'ALIASES', 'TYPE', 'INPUT → OUTPUT', 'ACCURACY', 'META'], rows)}`;
+    },
+  };
+}
+
+/** `models push`: the new version, or one line naming it. */
+export function pushedView(version: ArtifactVersion): Printable {
+  return {
+    data: artifactVersionJson(version),
+    table: () => `pushed ${version.name}:${version.version} (${version.digest}, ${humanBytes(version.sizeBytes)})`,
+  };
+}
+
+/** `models pull`: what was written where, or one line saying so. */
+export function pulledView(version: ArtifactVersion, path: string, resumedFrom: number): Printable {
+  return {
+    data: { ...artifactVersionJson(version), path },
+    table: () =>
+      `pulled ${version.name}:${version.version} (${version.digest}, ${humanBytes(version.sizeBytes)}${resumedFrom > 0 ? `, resumed at ${humanBytes(resumedFrom)}` : ''}) to ${path}`,
+  };
+}
+
+/** `models alias`: the artifact as it is now, or one line. */
+export function aliasedView(kind: ArtifactKind, artifact: Artifact, alias: string, version: number): Printable {
+  return { data: artifactJson(artifact), table: () => `${kind} ${artifact.name}@${alias} now points at version ${version}` };
+}
+
+/** `models rm`: the artifact as it is now, or one line. */
+export function deletedView(kind: ArtifactKind, artifact: Artifact, version: number): Printable {
+  return { data: artifactJson(artifact), table: () => `deleted ${kind} ${artifact.name}:${version}` };
+}
