@@ -35,6 +35,7 @@ import {
 } from './proto.js';
 import type { ClusterServiceClient } from './gen/mlfleet/v1/ClusterService.js';
 import type { NodeServiceClient } from './gen/mlfleet/v1/NodeService.js';
+import type { PrefetchModelResponse__Output } from './gen/mlfleet/v1/PrefetchModelResponse.js';
 import type { TenantServiceClient } from './gen/mlfleet/v1/TenantService.js';
 import type { TokenServiceClient } from './gen/mlfleet/v1/TokenService.js';
 import type { EventServiceClient } from './gen/mlfleet/v1/EventService.js';
@@ -266,6 +267,11 @@ export class CoordinatorClient {
 
   drainNode(name: string, options: CallOptions = {}): Promise<Node> {
     return this.unary<NodeServiceClient, Node>(mlfleetV1().NodeService, (s, md, o, cb) => s.drainNode({ name }, md, o, cb), options);
+  }
+
+  /** Has the node fetch a model version into its cache now; answers with what it will fetch. */
+  prefetchModel(node: string, ref: string, tenant = '', options: CallOptions = {}): Promise<PrefetchModelResponse__Output> {
+    return this.unary<NodeServiceClient, PrefetchModelResponse__Output>(mlfleetV1().NodeService, (s, md, o, cb) => s.prefetchModel({ node, ref, tenant }, md, o, cb), options);
   }
 
   // ---- TenantService -------------------------------------------------------------------

@@ -1,6 +1,9 @@
 // `mlfleetctl nodes …`: the hosts agents registered, and the operator's actions on them.
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Argument, InvalidArgumentError, Option, type Command } from 'commander';
 import { withContext } from '../context.js';
+import { usageParser } from '../flags.js';
+import { formatRef, parseRef, type ArtifactRef } from '../../../shared/artifact-ref.js';
+import { formatBytes } from '../../../shared/units.js';
 import { nodeActionView, nodeDetailView, nodeListView } from '../views/nodes.js';
 
 const NODE_STATUSES = ['ready', 'down', 'draining'];
@@ -64,4 +67,21 @@ export function registerNodeCommands(program: Command): void {
         ctx.print(nodeActionView(await ctx.client().drainNode(name), 'draining: cordoned, its work is being moved elsewhere')),
       ),
     );
+
+  nodes
+    .command('prefetch')
+    .description("fetch a model version into the node's cache now, ahead of a deployment")
+    .argument('<name>', 'node name')
+    .addArgument(new Argument('<ref>', 'model: name, name:3 or name@alias').argParser(usageParser(parseRef)))
+    .action((name: string, parsed: ArtifactRef, _options: unknown, command: Command) =>
+      withContext(command, async (ctx) => {
+        const ref = formatRef(parsed);
+        const { digest, sizeBytes } = await ctx.client().prefetchModel(name, ref);
+        ctx.print({
+          data: { node: name, ref, digest, sizeBytes },
+          table: () => `node ${name} is fetching ${ref} (${digest}, ${formatBytes(sizeBytes)}); \`mlfleetctl nodes show ${name}\` lists its cache`,
+        });
+      }),
+    );
 }
+
