@@ -3,6 +3,7 @@
 // control plane), and serves /healthz and /metrics. Drivers, the model cache and the
 // gateway join it in later issues.
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { systemClock, type Clock, type Random } from '../shared/clock.js';
 import { startOpsServer, type OpsServer } from '../shared/http-server.js';
@@ -11,7 +12,9 @@ import { silentLogger, type Logger } from '../shared/log.js';
 import { channelCredentials, type TlsMaterial } from '../shared/tls.js';
 import type { Capacity } from '../shared/proto.js';
 import { detectInventory, loadInventoryFile } from './inventory.js';
+import { coordinatorBlobSource } from './blob-source.js';
 import { LocalState } from './local-state.js';
+import { ModelCache } from './model-cache.js';
 import { CoordinatorSession } from './session.js';
 import { UsageSampler } from './usage.js';
 
@@ -53,6 +56,7 @@ export class Agent {
     readonly capacity: Capacity,
     readonly labels: Record<string, string>,
     readonly session: CoordinatorSession,
+    readonly cache: ModelCache,
     private readonly state: LocalState,
     private readonly ops: OpsServer,
     private readonly log: Logger,
@@ -79,14 +83,24 @@ export class Agent {
     collectDefaultMetrics({ register: metrics, prefix: 'mlfleet_agent_' });
     const sessionId = randomUUID();
     const sampler = new UsageSampler();
-    const session = new CoordinatorSession({
+    const credentials = channelCredentials(options.tls);
+    const token = () => state.getMeta(CREDENTIAL) ?? options.joinToken;
+    const cache = ModelCache.open({
+      dir: path.join(options.dataDir, 'cache'),
+      db: state.database,
+      maxBytes: options.cacheMaxBytes,
+      source: coordinatorBlobSource({ leader: () => session.connectedTo, token, credentials }),
+      clock,
+      log: log.child({ component: 'model-cache' }),
+    });
+    const session: CoordinatorSession = new CoordinatorSession({
       coordinators: options.coordinators,
       clock,
       random,
       log,
       usage: () => sampler.sample(),
-      credentials: channelCredentials(options.tls),
-      token: () => state.getMeta(CREDENTIAL) ?? options.joinToken,
+      credentials,
+      token,
       onCredential: (credential) => {
         state.setMeta(CREDENTIAL, credential);
         log.info('joined: stored this node\'s credential');
@@ -104,7 +118,7 @@ export class Agent {
         capacity: inventory.capacity,
         appliedRevision: state.desired().revision,
         allocations: [],
-        cache: [],
+        cache: cache.entries(),
         sessionId,
       }),
       onDesired: (desired) => {
@@ -112,7 +126,16 @@ export class Agent {
           log.debug({ revision: desired.revision, allocations: desired.allocations.length }, 'desired allocations updated');
         }
       },
+      onCommand: (command) => {
+        const prefetch = command.prefetch;
+        if (!prefetch) return;
+        log.info({ digest: prefetch.digest, ref: prefetch.ref }, 'prefetching into the model cache');
+        cache
+          .prefetch({ digest: prefetch.digest, sizeBytes: prefetch.sizeBytes, directory: prefetch.directory })
+          .catch((err: unknown) => log.warn({ digest: prefetch.digest, err: (err as Error).message }, 'prefetch failed'));
+      },
     });
+    cache.onChange(() => session.report({ allocations: [], cache: cache.entries() }));
     new Gauge({
       name: 'mlfleet_agent_connected',
       help: '1 while the agent has a session with the leader',
@@ -130,10 +153,11 @@ export class Agent {
         metrics,
       );
     } catch (err) {
+      await cache.close();
       state.close();
       throw err;
     }
-    return new Agent(options, inventory.capacity, labels, session, state, ops, log);
+    return new Agent(options, inventory.capacity, labels, session, cache, state, ops, log);
   }
 
   get httpAddress(): string {
@@ -153,6 +177,7 @@ export class Agent {
     this.abort.abort(new Error('agent closing'));
     await this.running;
     await this.ops.close();
+    await this.cache.close();
     this.state.close();
     this.log.info('agent stopped');
   }

@@ -26,6 +26,11 @@ export class LocalState {
     return new LocalState(db);
   }
 
+  /** The handle itself, for components that keep their own tables here (the model cache). */
+  get database(): Database.Database {
+    return this.db;
+  }
+
   getMeta(key: string): string | undefined {
     const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
     return row?.value;

@@ -11,6 +11,8 @@ import { mlfleetV1, type AgentMessageIn, type CoordinatorMessageOut, type Usage 
 import type { Hello } from '../shared/gen/mlfleet/v1/Hello.js';
 import type { DesiredAllocations__Output } from '../shared/gen/mlfleet/v1/DesiredAllocations.js';
 import type { Welcome__Output } from '../shared/gen/mlfleet/v1/Welcome.js';
+import type { Command__Output } from '../shared/gen/mlfleet/v1/Command.js';
+import type { StatusReport } from '../shared/gen/mlfleet/v1/StatusReport.js';
 
 export type SessionState = 'connecting' | 'connected' | 'stopped';
 
@@ -19,6 +21,8 @@ export interface SessionOptions {
   hello: () => Hello;
   usage: () => Usage;
   onDesired: (desired: DesiredAllocations__Output) => void;
+  /** A command from the leader (prefetch a blob, …). */
+  onCommand?: (command: Command__Output) => void;
   /** The bearer token for the next attempt: the node credential, or the join token until there is one. */
   token: () => string | undefined;
   /** The leader issued this node its own credential (after a join). */
@@ -48,7 +52,14 @@ export class CoordinatorSession {
   connectedTo: string | undefined;
   welcome: Welcome__Output | undefined;
 
+  private current: grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut> | undefined;
+
   constructor(private readonly options: SessionOptions) {}
+
+  /** Sends a status report now if connected (the next hello carries the state anyway). */
+  report(status: StatusReport): void {
+    if (this.state === 'connected') this.current?.write({ status });
+  }
 
   /** Keeps a session open until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
@@ -91,6 +102,7 @@ export class CoordinatorSession {
     const { clock, log } = this.options;
     const client = new (mlfleetV1().AgentService)(address, this.options.credentials ?? grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...this.options.channelOptions });
     const call = client.Session(setBearer(new grpc.Metadata(), this.options.token()));
+    this.current = call;
     let heartbeat: Timer | undefined;
     let seq = 0;
     return new Promise<void>((resolve, reject) => {
@@ -98,6 +110,7 @@ export class CoordinatorSession {
       signal.addEventListener('abort', onAbort, { once: true });
       const done = (err?: Error) => {
         heartbeat?.cancel();
+        if (this.current === call) this.current = undefined;
         signal.removeEventListener('abort', onAbort);
         client.close();
         if (err) reject(err);
@@ -118,6 +131,8 @@ export class CoordinatorSession {
           heartbeat = clock.setInterval(send, Math.max(100, message.welcome.heartbeatIntervalMs));
         } else if (message.msg === 'desired' && message.desired) {
           this.options.onDesired(message.desired);
+        } else if (message.msg === 'command' && message.command) {
+          this.options.onCommand?.(message.command);
         }
       });
       call.on('error', (err: grpc.ServiceError) => done(fromGrpcError(err)));

@@ -92,7 +92,8 @@ export class FsBlobStore implements BlobStore {
       throw err;
     }
     // The stream owns the handle from here and closes it when it ends or is destroyed.
-    return handle.createReadStream({ start: offset, autoClose: true });
+    // 256 KiB reads: one gRPC message each (the default 64 KiB makes 4 times as many).
+    return handle.createReadStream({ start: offset, autoClose: true, highWaterMark: 256 << 10 });
   }
 
   async delete(digest: Digest): Promise<void> {

@@ -1,0 +1,470 @@
+// The agent's model cache: blobs are fetched once, verified before they are visible, unpacked
+// when they are directories, checked again when taken, kept within the byte budget without
+// touching what is in use, remembered across restarts, and resumed (after kill -9 too) from
+// the bytes already on disk.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { LocalState } from '../../agent/local-state.js';
+import { ModelCache, type BlobSource, type CacheBlob } from '../../agent/model-cache.js';
+import { NotFoundError } from '../../shared/errors.js';
+import { packDirectory } from '../../shared/tar.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { spawnDaemon, tempDir } from '../helpers/processes.js';
+
+function digestOf(content: Buffer): string {
+  return `sha256:${createHash('sha256').update(content).digest('hex')}`;
+}
+
+function hexOf(blob: CacheBlob): string {
+  return blob.digest.slice('sha256:'.length);
+}
+
+/** Resolves with `promise`, or rejects with the signal's reason once it aborts. */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => (signal.removeEventListener('abort', onAbort), resolve(value)),
+      (err: unknown) => (signal.removeEventListener('abort', onAbort), reject(err)),
+    );
+  });
+}
+
+/**
+ * The coordinator's Download RPC in memory: bytes by digest from an offset, in chunks. It
+ * records what was asked and how many bytes it sent, and can be told to fail after so many
+ * bytes, to pause at a byte until resumed, or to serve other bytes than the digest names.
+ */
+class FakeBlobSource implements BlobSource {
+  readonly requests: { digest: string; offset: number }[] = [];
+  bytesServed = 0;
+  private readonly blobs = new Map<string, Buffer>();
+  private readonly failures: number[] = [];
+  private pause: { at: number; reached: () => void; resumed: Promise<void> } | undefined;
+
+  constructor(private readonly chunkBytes = 16 * 1024) {}
+
+  add(content: Buffer, directory = false): CacheBlob {
+    const digest = digestOf(content);
+    this.blobs.set(digest, content);
+    return { digest, sizeBytes: content.length, directory };
+  }
+
+  /** Serves `content` under `digest` from now on: a store whose bytes were swapped. */
+  replace(digest: string, content: Buffer): void {
+    this.blobs.set(digest, content);
+  }
+
+  /** The next fetch breaks, like a cut connection, once it has sent `bytes`. */
+  failNextAfter(bytes: number): void {
+    this.failures.push(bytes);
+  }
+
+  /** Fetches stop when the blob's byte `at` is next to send, until resume() is called. */
+  pauseAt(at: number): { reached: Promise<void>; resume: () => void } {
+    let reached!: () => void;
+    let resume!: () => void;
+    const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
+    const resumed = new Promise<void>((resolve) => (resume = resolve));
+    this.pause = { at, reached, resumed };
+    return { reached: reachedPromise, resume: () => ((this.pause = undefined), resume()) };
+  }
+
+  async fetch(digest: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
+    this.requests.push({ digest, offset });
+    const content = this.blobs.get(digest);
+    if (!content) throw new NotFoundError(`no model or dataset has content ${digest}`);
+    const failAfter = this.failures.shift();
+    const self = this;
+    return (async function* chunks() {
+      let served = 0;
+      let at = offset;
+      while (at < content.length) {
+        const pause = self.pause;
+        if (pause && at >= pause.at) {
+          pause.reached();
+          await unlessAborted(pause.resumed, signal);
+        }
+        signal.throwIfAborted();
+        if (failAfter !== undefined && served >= failAfter) throw new Error('connection reset by peer');
+        let end = Math.min(at + self.chunkBytes, content.length);
+        if (failAfter !== undefined) end = Math.min(end, at + failAfter - served);
+        if (pause && pause.at > at) end = Math.min(end, pause.at);
+        const chunk = Buffer.from(content.subarray(at, end));
+        self.bytesServed += chunk.length;
+        served += chunk.length;
+        at = end;
+        await nextTurn();
+        yield chunk;
+      }
+    })();
+  }
+}
+
+interface OpenCache {
+  cache: ModelCache;
+  cacheDir: string;
+  close(): Promise<void>;
+}
+
+/** A cache over the agent's own database, as the agent opens it; closed in t.after(). */
+function openCache(t: TestContext, dataDir: string, source: BlobSource, options: { maxBytes?: number; clock?: FakeClock } = {}): OpenCache {
+  const state = LocalState.open(dataDir);
+  const cacheDir = path.join(dataDir, 'cache');
+  const cache = ModelCache.open({ dir: cacheDir, db: state.database, maxBytes: options.maxBytes ?? 1024 ** 3, source, clock: options.clock ?? new FakeClock() });
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await cache.close();
+    state.close();
+  };
+  t.after(close);
+  return { cache, cacheDir, close };
+}
+
+async function tarOf(dir: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of packDirectory(dir)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function flipFirstByte(file: string): Promise<void> {
+  await fs.chmod(file, 0o644);
+  const bytes = await fs.readFile(file);
+  bytes[0] = bytes[0]! ^ 0xff;
+  await fs.writeFile(file, bytes);
+}
+
+function totalBytes(cache: ModelCache): number {
+  return cache.entries().reduce((sum, entry) => sum + entry.sizeBytes, 0);
+}
+
+test('a file blob is fetched once, verified, and published under blobs/<hex>', async (t) => {
+  const source = new FakeBlobSource();
+  const content = randomBytes(100_000);
+  const blob = source.add(content);
+  const { cache, cacheDir } = openCache(t, tempDir(t), source);
+  let changes = 0;
+  const stop = cache.onChange(() => void (changes += 1));
+  t.after(stop);
+
+  const lease = await cache.acquire(blob);
+  assert.equal(lease.path, path.join(cacheDir, 'blobs', hexOf(blob)));
+  assert.deepEqual(await fs.readFile(lease.path), content);
+  assert.deepEqual(cache.entries(), [{ digest: blob.digest, sizeBytes: content.length, inUse: true }]);
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'partial')), [], 'no download is left behind');
+  assert.ok(changes >= 2, 'published and taken into use are both announced');
+
+  lease.release();
+  lease.release(); // idempotent
+  assert.deepEqual(cache.entries(), [{ digest: blob.digest, sizeBytes: content.length, inUse: false }]);
+
+  const again = await cache.acquire(blob);
+  assert.equal(again.path, lease.path);
+  assert.deepEqual(source.requests, [{ digest: blob.digest, offset: 0 }], 'a cached blob is not fetched again');
+  again.release();
+});
+
+test('a directory blob is unpacked into blobs/<hex>/ and its tar is not kept', async (t) => {
+  const tree = tempDir(t);
+  await fs.mkdir(path.join(tree, 'variables'));
+  await fs.writeFile(path.join(tree, 'saved_model.pb'), randomBytes(5_000));
+  await fs.writeFile(path.join(tree, 'variables', 'variables.data-00000-of-00001'), randomBytes(70_000));
+  const tar = await tarOf(tree);
+  const source = new FakeBlobSource();
+  const blob = source.add(tar, true);
+  const { cache, cacheDir } = openCache(t, tempDir(t), source);
+
+  const lease = await cache.acquire(blob);
+  assert.equal(lease.path, path.join(cacheDir, 'blobs', hexOf(blob)));
+  assert.ok((await fs.stat(lease.path)).isDirectory());
+  for (const file of ['saved_model.pb', 'variables/variables.data-00000-of-00001']) {
+    assert.deepEqual(await fs.readFile(path.join(lease.path, file)), await fs.readFile(path.join(tree, file)), file);
+  }
+  assert.deepEqual(cache.entries(), [{ digest: blob.digest, sizeBytes: tar.length, inUse: true }], 'the size is the blob\'s, as the registry reports it');
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'partial')), []);
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'tmp')), []);
+  lease.release();
+});
+
+test('two allocations acquiring one model at once share one download and one entry', async (t) => {
+  const source = new FakeBlobSource();
+  const content = randomBytes(200_000);
+  const blob = source.add(content);
+  const { cache } = openCache(t, tempDir(t), source);
+  const paused = source.pauseAt(0);
+
+  const first = cache.acquire(blob);
+  const second = cache.acquire(blob);
+  await paused.reached;
+  paused.resume();
+  const [a, b] = await Promise.all([first, second]);
+
+  assert.equal(a.path, b.path);
+  assert.equal(source.requests.length, 1);
+  assert.equal(source.bytesServed, content.length);
+  a.release();
+  assert.equal(cache.entries()[0]?.inUse, true, 'still held by the other allocation');
+  b.release();
+  assert.equal(cache.entries()[0]?.inUse, false);
+});
+
+test('bytes that do not match the digest are refused and nothing is published', async (t) => {
+  const source = new FakeBlobSource();
+  const content = randomBytes(50_000);
+  const blob = source.add(content);
+  const tampered = Buffer.from(content);
+  tampered[1234] = tampered[1234]! ^ 0x01;
+  source.replace(blob.digest, tampered);
+  const { cache, cacheDir } = openCache(t, tempDir(t), source);
+
+  await assert.rejects(cache.acquire(blob), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'CORRUPT_BLOB');
+    assert.match(err.message, new RegExp(`bytes fetched for ${blob.digest} hash to sha256:`));
+    return true;
+  });
+  assert.deepEqual(cache.entries(), []);
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'blobs')), []);
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'partial')), [], 'the bad bytes are not kept to resume from');
+
+  source.replace(blob.digest, content);
+  const lease = await cache.acquire(blob);
+  assert.deepEqual(source.requests.map((r) => r.offset), [0, 0], 'the retry starts from zero');
+  assert.deepEqual(await fs.readFile(lease.path), content);
+  lease.release();
+});
+
+test('a cached file altered on disk is detected on the next acquire and fetched again', async (t) => {
+  const source = new FakeBlobSource();
+  const content = randomBytes(60_000);
+  const blob = source.add(content);
+  const { cache } = openCache(t, tempDir(t), source);
+  const first = await cache.acquire(blob);
+  first.release();
+
+  await flipFirstByte(first.path);
+  const second = await cache.acquire(blob);
+  assert.deepEqual(await fs.readFile(second.path), content);
+  assert.deepEqual(source.requests.map((r) => r.offset), [0, 0]);
+  second.release();
+});
+
+test('a cached directory with a changed, missing or added file is detected and fetched again', async (t) => {
+  const tree = tempDir(t);
+  await fs.writeFile(path.join(tree, 'model.onnx'), randomBytes(30_000));
+  await fs.writeFile(path.join(tree, 'config.json'), '{"labels":["cat","dog"]}');
+  const source = new FakeBlobSource();
+  const blob = source.add(await tarOf(tree), true);
+  const { cache } = openCache(t, tempDir(t), source);
+  const damages: ((dir: string) => Promise<void>)[] = [
+    (dir) => flipFirstByte(path.join(dir, 'model.onnx')),
+    (dir) => fs.rm(path.join(dir, 'config.json')),
+    (dir) => fs.writeFile(path.join(dir, 'extra.txt'), 'not part of the version'),
+  ];
+
+  let lease = await cache.acquire(blob);
+  for (const damage of damages) {
+    lease.release();
+    await damage(lease.path);
+    lease = await cache.acquire(blob);
+    assert.deepEqual((await fs.readdir(lease.path)).sort(), ['config.json', 'model.onnx']);
+    assert.deepEqual(await fs.readFile(path.join(lease.path, 'model.onnx')), await fs.readFile(path.join(tree, 'model.onnx')));
+  }
+  lease.release();
+  assert.equal(source.requests.length, 1 + damages.length);
+});
+
+test('eviction keeps the cache within its budget, least recently used first', async (t) => {
+  const clock = new FakeClock();
+  const source = new FakeBlobSource();
+  const [a, b, c, d] = [1, 2, 3, 4].map(() => source.add(randomBytes(1_000))) as [CacheBlob, CacheBlob, CacheBlob, CacheBlob];
+  const { cache, cacheDir } = openCache(t, tempDir(t), source, { maxBytes: 3_000, clock });
+  for (const blob of [a, b, c, a]) {
+    clock.advance(1_000);
+    await cache.prefetch(blob);
+  }
+
+  clock.advance(1_000);
+  await cache.prefetch(d);
+
+  assert.deepEqual(new Set(cache.entries().map((e) => e.digest)), new Set([a.digest, c.digest, d.digest]), 'b was used least recently');
+  assert.ok(totalBytes(cache) <= 3_000);
+  await cache.close(); // waits for the deletions
+  assert.deepEqual((await fs.readdir(path.join(cacheDir, 'blobs'))).sort(), [a, c, d].map(hexOf).sort());
+});
+
+test('an entry in use is never evicted: the cache stays over budget until it is released', async (t) => {
+  const clock = new FakeClock();
+  const source = new FakeBlobSource();
+  const [a, b, c] = [1, 2, 3].map(() => source.add(randomBytes(1_000))) as [CacheBlob, CacheBlob, CacheBlob];
+  const { cache } = openCache(t, tempDir(t), source, { maxBytes: 2_000, clock });
+  const leaseA = await cache.acquire(a);
+  clock.advance(1_000);
+  const leaseB = await cache.acquire(b);
+  clock.advance(1_000);
+  const leaseC = await cache.acquire(c);
+
+  assert.deepEqual(cache.entries().map((e) => e.inUse), [true, true, true]);
+  assert.equal(totalBytes(cache), 3_000, 'over budget, because everything is in use');
+
+  clock.advance(1_000);
+  leaseB.release();
+  assert.deepEqual(new Set(cache.entries().map((e) => e.digest)), new Set([a.digest, c.digest]), 'released, b goes');
+  assert.equal(totalBytes(cache), 2_000);
+  leaseA.release();
+  leaseC.release();
+});
+
+test('a blob larger than the whole budget is still fetched, pushing out everything idle', async (t) => {
+  const source = new FakeBlobSource();
+  const small = source.add(randomBytes(500));
+  const large = source.add(randomBytes(5_000));
+  const { cache } = openCache(t, tempDir(t), source, { maxBytes: 2_000 });
+  await cache.prefetch(small);
+
+  const lease = await cache.acquire(large);
+  assert.deepEqual(cache.entries(), [{ digest: large.digest, sizeBytes: 5_000, inUse: true }]);
+  lease.release();
+  assert.deepEqual(cache.entries(), [], 'once released it is over budget on its own');
+});
+
+test('the cache survives an agent restart: entries stay and are not fetched again', async (t) => {
+  const dataDir = tempDir(t);
+  const tree = tempDir(t);
+  await fs.writeFile(path.join(tree, 'weights.bin'), randomBytes(20_000));
+  const source = new FakeBlobSource();
+  const file = source.add(randomBytes(40_000));
+  const directory = source.add(await tarOf(tree), true);
+
+  const before = openCache(t, dataDir, source);
+  await before.cache.prefetch(file);
+  await before.cache.prefetch(directory);
+  const reported = before.cache.entries();
+  await before.close();
+
+  const after = openCache(t, dataDir, source);
+  assert.deepEqual(after.cache.entries(), reported);
+  const fileLease = await after.cache.acquire(file);
+  const dirLease = await after.cache.acquire(directory);
+  assert.equal(source.requests.length, 2, 'both came from disk');
+  assert.deepEqual(await fs.readdir(dirLease.path), ['weights.bin']);
+  fileLease.release();
+  dirLease.release();
+});
+
+test('on restart, index rows without files and files without index rows are dropped', async (t) => {
+  const dataDir = tempDir(t);
+  const source = new FakeBlobSource();
+  const kept = source.add(randomBytes(1_000));
+  const lost = source.add(randomBytes(1_000));
+  const before = openCache(t, dataDir, source);
+  await before.cache.prefetch(kept);
+  const lostLease = await before.cache.acquire(lost);
+  lostLease.release();
+  await before.close();
+
+  await fs.rm(lostLease.path, { force: true });
+  const stray = path.join(before.cacheDir, 'blobs', 'f'.repeat(64));
+  await fs.writeFile(stray, 'left by someone else');
+  await fs.mkdir(path.join(before.cacheDir, 'tmp', 'half-unpacked'), { recursive: true });
+
+  const after = openCache(t, dataDir, source);
+  assert.deepEqual(after.cache.entries().map((e) => e.digest), [kept.digest]);
+  assert.equal(existsSync(stray), false);
+  assert.deepEqual(await fs.readdir(path.join(after.cacheDir, 'tmp')), []);
+});
+
+test('a download cut off mid-way resumes after a restart from the bytes already on disk', async (t) => {
+  const dataDir = tempDir(t);
+  const source = new FakeBlobSource();
+  const content = randomBytes(1024 * 1024);
+  const blob = source.add(content);
+  const cutAt = 300_000;
+  source.failNextAfter(cutAt);
+
+  const before = openCache(t, dataDir, source);
+  await assert.rejects(before.cache.acquire(blob), /connection reset by peer/);
+  assert.deepEqual(before.cache.entries(), []);
+  await before.close();
+
+  const after = openCache(t, dataDir, source);
+  const lease = await after.cache.acquire(blob);
+  assert.deepEqual(source.requests.map((r) => r.offset), [0, cutAt]);
+  assert.equal(source.bytesServed, content.length, 'every byte was sent once');
+  assert.deepEqual(await fs.readFile(lease.path), content);
+  lease.release();
+});
+
+test('an acquire that gives up stops the download, and the next acquire resumes it', async (t) => {
+  const source = new FakeBlobSource();
+  const content = randomBytes(500_000);
+  const blob = source.add(content);
+  const { cache } = openCache(t, tempDir(t), source);
+  const paused = source.pauseAt(200_000);
+  const abort = new AbortController();
+
+  const acquiring = cache.acquire(blob, abort.signal);
+  await paused.reached;
+  abort.abort(new Error('the allocation was removed'));
+  await assert.rejects(acquiring, /the allocation was removed/);
+
+  paused.resume();
+  const lease = await cache.acquire(blob);
+  assert.deepEqual(source.requests.map((r) => r.offset), [0, 200_000]);
+  assert.equal(source.bytesServed, content.length);
+  lease.release();
+});
+
+test('a digest the coordinator does not have fails the acquire and leaves nothing behind', async (t) => {
+  const source = new FakeBlobSource();
+  const { cache, cacheDir } = openCache(t, tempDir(t), source);
+  const missing = { digest: digestOf(Buffer.from('never pushed')), sizeBytes: 12, directory: false };
+  await assert.rejects(cache.acquire(missing), NotFoundError);
+  await assert.rejects(cache.acquire({ ...missing, digest: 'sha256:../../etc' }), /is not a digest/);
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'partial')), []);
+});
+
+test('closing the cache stops a download in progress and fails its acquire', async (t) => {
+  const source = new FakeBlobSource();
+  const blob = source.add(randomBytes(100_000));
+  const { cache } = openCache(t, tempDir(t), source);
+  const paused = source.pauseAt(50_000);
+  const acquiring = cache.acquire(blob);
+  await paused.reached;
+
+  await cache.close();
+  await assert.rejects(acquiring, /the model cache is closing/);
+  await assert.rejects(cache.acquire(blob), /the model cache is closed/);
+});
+
+test('a download killed with SIGKILL resumes from its last checkpoint, not from zero', async (t) => {
+  const dataDir = tempDir(t);
+  const content = randomBytes(1024 * 1024);
+  const digest = digestOf(content);
+  const sourceFile = path.join(tempDir(t), 'blob.bin');
+  await fs.writeFile(sourceFile, content);
+
+  const child = spawnDaemon(t, 'cache-download-child', 'test/agent/cache-download-child.js', [dataDir, sourceFile, digest, String(content.length)]);
+  const checkpoint = await child.waitFor((line) => line.msg === 'download checkpoint' && (line.syncedBytes as number) >= 64 * 1024);
+  await child.kill('SIGKILL');
+  assert.equal(child.lines.some((line) => line.msg === 'download finished'), false, 'killed before it finished');
+
+  const source = new FakeBlobSource();
+  source.add(content);
+  const { cache } = openCache(t, dataDir, source);
+  const lease = await cache.acquire({ digest, sizeBytes: content.length, directory: false });
+  const resumedAt = source.requests[0]!.offset;
+  assert.ok(resumedAt >= (checkpoint.syncedBytes as number), `resumed at ${resumedAt}, at or after the checkpoint seen at ${checkpoint.syncedBytes as number}`);
+  assert.ok(resumedAt < content.length);
+  assert.equal(source.bytesServed, content.length - resumedAt, 'only the missing bytes were fetched');
+  assert.deepEqual(await fs.readFile(lease.path), content);
+  lease.release();
+});

@@ -1,0 +1,133 @@
+// Pull benchmark (issue 4): a model pushed to the coordinator is pulled into an agent's cache
+// (gRPC download from an offset, hashed while it streams, verified, published by rename) and
+// compared, in the same run, with a baseline that sends the same bytes from disk through a
+// plain gRPC stream into a file with no hashing or verification. Reports the throughput of
+// each, their ratio, and the agent's peak RSS during the pull.
+// Goal: ratio >= 0.85 and agent RSS < 150 MB.
+//   npm run bench -- pull            1 GiB
+//   npm run bench -- pull --quick    256 MiB
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { callUnary, method } from '../helpers/raw-grpc.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../../..');
+const quick = process.argv.includes('--quick');
+const sizeBytes = (quick ? 256 : 1024) * 2 ** 20;
+const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-pull-bench-'));
+const children: ChildProcess[] = [];
+
+function node(script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(child);
+  return child;
+}
+
+function line(child: ChildProcess, stream: 'stdout' | 'stderr', test: (l: string) => boolean, timeoutMs = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('timed out waiting for output')), timeoutMs);
+    createInterface({ input: child[stream]! }).on('line', (l) => {
+      if (test(l)) {
+        clearTimeout(timer);
+        resolve(l);
+      }
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', resolve));
+}
+
+function rssBytes(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+try {
+  // Random bytes: incompressible, like weights.
+  const model = path.join(dir, 'model.onnx');
+  const fd = openSync(model, 'w');
+  const block = Buffer.alloc(8 * 2 ** 20);
+  for (let written = 0; written < sizeBytes; written += block.length) writeSync(fd, randomFillSync(block));
+  closeSync(fd);
+
+  // Baseline: plain gRPC stream, disk to disk, no verification.
+  const plain = path.join(here, 'lib/plain-stream.js');
+  const server = node(plain, ['serve', model]);
+  const port = (await line(server, 'stdout', (l) => l.startsWith('port'))).split(' ')[1]!;
+  const b0 = process.hrtime.bigint();
+  const fetch = node(plain, ['fetch', `127.0.0.1:${port}`, path.join(dir, 'baseline.out')]);
+  await exited(fetch);
+  const baselineSeconds = Number(process.hrtime.bigint() - b0) / 1e9;
+  server.kill('SIGTERM');
+  rmSync(path.join(dir, 'baseline.out'), { force: true });
+
+  // mlfleet: coordinator, push, agent, prefetch into the cache.
+  const coordinator = node(path.join(root, 'dist/coordinator/main.js'), [
+    '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/coordinator`,
+  ]);
+  const started = JSON.parse(await line(coordinator, 'stderr', (l) => l.includes('coordinator started'))) as { grpc: string };
+  await line(coordinator, 'stderr', (l) => l.includes('elected leader'));
+  coordinator.stderr!.resume();
+  const admin = readFileSync(`${dir}/coordinator/admin-token`, 'utf8').trim();
+  const push = node(path.join(root, 'dist/scripts/mlfleetctl.js'), ['--coordinator', started.grpc, '-o', 'json', 'models', 'push', 'bench', model], { MLFLEET_TOKEN: admin });
+  let pushed = '';
+  push.stdout!.on('data', (d: Buffer) => (pushed += d));
+  push.stderr!.resume();
+  if ((await exited(push)) !== 0) throw new Error('models push failed');
+  const digest = (JSON.parse(pushed) as { digest: string }).digest;
+
+  const inventory = path.join(dir, 'inventory.json');
+  writeFileSync(inventory, JSON.stringify({ cpu: '8', memory: '32Gi' }));
+  const agent = node(path.join(root, 'dist/agent/main.js'), [
+    '--name', 'bench-node', '--coordinator', started.grpc, '--data-dir', `${dir}/agent`, '--http-listen', '127.0.0.1:0',
+    '--join-token-file', `${dir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'process', '--cache-max-bytes', '8Gi',
+  ]);
+  await line(agent, 'stderr', (l) => l.includes('connected to the leader'));
+  agent.stderr!.resume();
+  await sleep(500);
+  const idleRss = rssBytes(agent.pid!);
+
+  let peakRss = idleRss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssBytes(agent.pid!))), 50);
+  const getNode = method('NodeService.GetNode');
+  const p0 = process.hrtime.bigint();
+  const prefetch = await callUnary(started.grpc, method('NodeService.PrefetchModel'), { node: 'bench-node', ref: 'bench:1' }, admin);
+  if (prefetch.answer !== 'OK') throw new Error(`prefetch: ${prefetch.answer} ${prefetch.details}`);
+  for (;;) {
+    const answer = await callUnary(started.grpc, getNode, { name: 'bench-node' }, admin);
+    const cache = (answer.response as { cache?: { digest: string }[] } | undefined)?.cache ?? [];
+    if (cache.some((e) => e.digest === digest)) break;
+    await sleep(20);
+  }
+  const pullSeconds = Number(process.hrtime.bigint() - p0) / 1e9;
+  clearInterval(sampler);
+
+  const mib = sizeBytes / 2 ** 20;
+  const result = {
+    bench: 'pull',
+    sizeMiB: mib,
+    baselineMiBps: Number((mib / baselineSeconds).toFixed(1)),
+    pullMiBps: Number((mib / pullSeconds).toFixed(1)),
+    ratio: Number((baselineSeconds / pullSeconds).toFixed(3)),
+    agentIdleRssMiB: Math.round(idleRss / 2 ** 20),
+    agentPeakRssMiB: Math.round(peakRss / 2 ** 20),
+  };
+  console.log(`baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); agent RSS peak ${result.agentPeakRssMiB} MiB`);
+  console.log(JSON.stringify({ ...result, goalMet: result.ratio >= 0.85 && result.agentPeakRssMiB < 150 }));
+} finally {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+  await Promise.all(children.map(exited));
+  rmSync(dir, { recursive: true, force: true });
+}
