@@ -12,6 +12,7 @@
 //    an entry in use is never evicted.
 // Leases (reference counts) live in memory, since they belong to this process; the index lives
 // in the agent's SQLite (cache-index.ts) and survives restarts.
+import { syncDirectory } from '../shared/durable-files.js';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, type Dirent } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
@@ -739,12 +740,3 @@ async function removePath(target: string): Promise<void> {
   await fs.rm(target, { recursive: true, force: true });
 }
 
-/** Makes a rename in `dir` durable. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

@@ -68,10 +68,14 @@ export class CoordinatorSession {
     let failures = 0;
     let redirects = 0;
     let next = 0;
+    // Addresses tried since the last pause: every listed coordinator is tried once before
+    // backing off, so a dead one costs nothing when another answers.
+    let untried = coordinators.length;
     let redirect: string | undefined;
     while (!signal.aborted) {
       const address = redirect ?? coordinators[next++ % coordinators.length]!;
       redirect = undefined;
+      let electing = false;
       try {
         await this.attempt(address, signal);
       } catch (err) {
@@ -84,14 +88,21 @@ export class CoordinatorSession {
           log.info({ from: address, to: error.leader }, 'following redirect to the leader');
           continue;
         }
+        electing = error instanceof NotLeaderError;
         log.warn({ coordinator: address, err: error.message }, 'coordinator session failed');
       }
-      if (this.welcome) failures = 0;
+      const wasWelcomed = this.welcome !== undefined;
+      if (wasWelcomed) failures = 0;
       this.welcome = undefined;
       this.connectedTo = undefined;
       this.state = 'connecting';
       redirects = 0;
-      const delay = backoffDelay(failures++, random, 250, 5_000);
+      untried -= 1;
+      if (!wasWelcomed && untried > 0) continue;
+      untried = coordinators.length;
+      // While an election is on, the new leader is seconds away: retry often, because it gives
+      // nodes only one TTL to reconnect before it marks them down.
+      const delay = electing ? backoffDelay(Math.min(failures++, 3), random, 100, 800) : backoffDelay(failures++, random, 250, 5_000);
       await sleep(clock, delay, signal).catch(() => undefined);
     }
     this.state = 'stopped';

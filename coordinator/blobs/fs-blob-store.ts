@@ -3,6 +3,7 @@
 // sha256/<first two hex>/<hex>. The rename is atomic because tmp/ and sha256/ share the
 // filesystem, so a blob is either absent or complete, never half there. The root belongs to
 // one store at a time: whatever is in tmp/ when a store opens was left by a crash and goes.
+import { syncDirectory } from '../../shared/durable-files.js';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -246,12 +247,3 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-/** Makes a rename in `dir` durable. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
