@@ -4,12 +4,13 @@
 // filesystem, so a blob is either absent or complete, never half there. The root belongs to
 // one store at a time: whatever is in tmp/ when a store opens was left by a crash and goes.
 import { syncDirectory } from '../../shared/durable-files.js';
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
-import { checkOffset, describeMismatch, hexOf, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
+import { FailedPreconditionError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
+import { HashingBlobWriter } from './hashing-writer.js';
+import { checkOffset, hexOf, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
 
 export interface FsBlobStoreOptions {
   /** The store's directory; tmp/ and sha256/ are made under it. */
@@ -130,95 +131,42 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-type WriterState = 'open' | 'committing' | 'committed' | 'aborted' | 'failed';
-
-class FsBlobWriter implements BlobWriter {
-  private readonly hash: Hash = createHash('sha256');
-  private state: WriterState = 'open';
-  private written = 0;
-  /** Writes run one after another, in call order, so the hash and the file agree. */
-  private tail: Promise<void> = Promise.resolve();
-  private failure: unknown;
+class FsBlobWriter extends HashingBlobWriter {
   private handleClosed = false;
-  private committing: Promise<unknown> | undefined;
-  private aborting: Promise<void> | undefined;
 
   constructor(
     private readonly store: FsBlobStore,
     private readonly temp: string,
     private readonly handle: FileHandle,
-    private readonly forget: () => void,
-  ) {}
-
-  get bytesWritten(): number {
-    return this.written;
+    forget: () => void,
+  ) {
+    super(forget);
   }
 
-  write(chunk: Buffer): Promise<void> {
-    if (this.state !== 'open') return Promise.reject(this.failure ?? new FailedPreconditionError(`cannot write to an upload that is ${this.state}`));
-    this.hash.update(chunk);
-    this.written += chunk.length;
-    const write = this.tail.then(async () => {
-      if (this.failure !== undefined) throw this.failure;
-      try {
-        await writeAll(this.handle, chunk);
-      } catch (err) {
-        this.failure = this.store.mapError(err);
-        this.state = 'failed';
-        await this.discard();
-        throw this.failure;
-      }
-    });
-    this.tail = write.catch(() => {});
-    return write;
-  }
-
-  commit(expected: { digest?: Digest; sizeBytes?: number } = {}): Promise<{ digest: Digest; sizeBytes: number }> {
-    if (this.state !== 'open') return Promise.reject(this.failure ?? new FailedPreconditionError(`cannot commit an upload that is ${this.state}`));
-    this.state = 'committing';
-    const committing = this.finish(expected);
-    this.committing = committing.catch(() => {});
-    return committing;
-  }
-
-  private async finish(expected: { digest?: Digest; sizeBytes?: number }): Promise<{ digest: Digest; sizeBytes: number }> {
+  protected async append(chunk: Buffer): Promise<void> {
     try {
-      await this.tail;
-      if (this.failure !== undefined) throw this.failure;
-      const digest = `sha256:${this.hash.digest('hex')}`;
-      const sizeBytes = this.written;
-      const mismatch = describeMismatch({ digest, sizeBytes }, expected);
-      if (mismatch) throw new InvalidArgumentError(mismatch);
-      await this.handle.chmod(0o444); // content-addressed bytes never change
-      // Durable before visible: a crash after the rename must not expose a file of zeros.
-      await this.handle.sync();
-      await this.closeHandle();
-      await this.store.publish(this.temp, digest);
-      this.state = 'committed';
-      return { digest, sizeBytes };
+      await writeAll(this.handle, chunk);
     } catch (err) {
-      this.failure = this.store.mapError(err);
-      this.state = 'failed';
+      // The temporary file goes at once: a full disk should not stay full until the commit.
+      this.fail(this.store.mapError(err));
       await this.discard();
       throw this.failure;
-    } finally {
-      this.forget();
     }
   }
 
-  abort(): Promise<void> {
-    // A commit under way decides the outcome itself, and cleans up when it fails.
-    if (this.committing) return this.committing.then(() => {});
-    if (this.state === 'open') this.state = 'aborted';
-    // Every caller, the first or a repeat, returns once the data is gone.
-    return (this.aborting ??= (async () => {
-      await this.tail;
-      await this.discard();
-      this.forget();
-    })());
+  protected async publish(digest: Digest): Promise<void> {
+    await this.handle.chmod(0o444); // content-addressed bytes never change
+    // Durable before visible: a crash after the rename must not expose a file of zeros.
+    await this.handle.sync();
+    await this.closeHandle();
+    await this.store.publish(this.temp, digest);
   }
 
-  private async discard(): Promise<void> {
+  protected mapError(err: unknown): unknown {
+    return this.store.mapError(err);
+  }
+
+  protected async discard(): Promise<void> {
     await this.closeHandle().catch(() => {});
     await fs.rm(this.temp, { force: true });
   }

@@ -26,7 +26,7 @@ import {
   type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   FailedPreconditionError,
@@ -38,7 +38,8 @@ import {
 } from '../../shared/errors.js';
 import { silentLogger, type Logger } from '../../shared/log.js';
 import { formatBytes } from '../../shared/units.js';
-import { checkOffset, describeMismatch, hexOf, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
+import { checkOffset, hexOf, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
+import { HashingBlobWriter } from './hashing-writer.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -296,8 +297,6 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
-type WriterState = 'open' | 'committing' | 'committed' | 'aborted' | 'failed';
-
 interface MultipartUpload {
   key: string;
   uploadId: string;
@@ -305,15 +304,7 @@ interface MultipartUpload {
   inFlight: Set<Promise<void>>;
 }
 
-class S3BlobWriter implements BlobWriter {
-  private readonly hash: Hash = createHash('sha256');
-  private state: WriterState = 'open';
-  private written = 0;
-  private tail: Promise<void> = Promise.resolve();
-  private failure: unknown;
-  private committing: Promise<unknown> | undefined;
-  private aborting: Promise<void> | undefined;
-  /** The part being filled; parts are copied in, so callers may reuse their buffers. */
+class S3BlobWriter extends HashingBlobWriter {  /** The part being filled; parts are copied in, so callers may reuse their buffers. */
   private part: Buffer | undefined;
   private filled = 0;
   private partsStarted = 0;
@@ -323,48 +314,20 @@ class S3BlobWriter implements BlobWriter {
 
   constructor(
     private readonly store: S3BlobStore,
-    private readonly forget: () => void,
-  ) {}
-
-  get bytesWritten(): number {
-    return this.written;
+    forget: () => void,
+  ) {
+    super(forget);
   }
 
-  write(chunk: Buffer): Promise<void> {
-    if (this.state !== 'open') return Promise.reject(this.failure ?? new FailedPreconditionError(`cannot write to an upload that is ${this.state}`));
-    this.hash.update(chunk);
-    this.written += chunk.length;
-    const write = this.tail.then(() => this.append(chunk));
-    this.tail = write.catch(() => {});
-    return write;
-  }
-
-  commit(expected: { digest?: Digest; sizeBytes?: number } = {}): Promise<{ digest: Digest; sizeBytes: number }> {
-    if (this.state !== 'open') return Promise.reject(this.failure ?? new FailedPreconditionError(`cannot commit an upload that is ${this.state}`));
-    this.state = 'committing';
-    const committing = this.finish(expected);
-    this.committing = committing.catch(() => {});
-    return committing;
-  }
-
-  abort(): Promise<void> {
-    // A commit under way decides the outcome itself, and cleans up when it fails.
-    if (this.committing) return this.committing.then(() => {});
-    if (this.state === 'open') this.state = 'aborted';
-    // Every caller, the first or a repeat, returns once the data is gone.
-    return (this.aborting ??= (async () => {
-      await this.tail;
-      await this.discard();
-      this.forget();
-    })());
+  protected mapError(err: unknown): unknown {
+    return this.store.mapError(err, 'store an upload');
   }
 
   private partSize(partNumber: number): number {
     return this.store.options.partSizeBytes * 2 ** Math.floor((partNumber - 1) / PARTS_PER_SIZE);
   }
 
-  private async append(chunk: Buffer): Promise<void> {
-    this.throwIfFailed();
+  protected async append(chunk: Buffer): Promise<void> {
     let offset = 0;
     while (offset < chunk.length) {
       const size = this.partSize(this.partsStarted + 1);
@@ -431,15 +394,8 @@ class S3BlobWriter implements BlobWriter {
     return Buffer.allocUnsafe(size);
   }
 
-  private async finish(expected: { digest?: Digest; sizeBytes?: number }): Promise<{ digest: Digest; sizeBytes: number }> {
+  protected async publish(digest: Digest, sizeBytes: number): Promise<void> {
     const { client, options } = this.store;
-    try {
-      await this.tail;
-      this.throwIfFailed();
-      const digest = `sha256:${this.hash.digest('hex')}`;
-      const sizeBytes = this.written;
-      const mismatch = describeMismatch({ digest, sizeBytes }, expected);
-      if (mismatch) throw new InvalidArgumentError(mismatch);
       const target = this.store.keyOf(digest);
       if (!this.multipart) {
         // Smaller than a part: the bytes are all here, so they go straight to their key.
@@ -465,34 +421,11 @@ class S3BlobWriter implements BlobWriter {
           }
         }
       }
-      this.state = 'committed';
-      this.release();
-      return { digest, sizeBytes };
-    } catch (err) {
-      const failure = this.fail(this.store.mapError(err, 'store an upload'));
-      this.state = 'failed';
-      await this.discard();
-      throw failure;
-    } finally {
-      this.forget();
-    }
-  }
-
-  /** Records the first failure; later writes and the commit report it. */
-  private fail(err: unknown): unknown {
-    if (this.failure === undefined) {
-      this.failure = err;
-      if (this.state === 'open') this.state = 'failed';
-    }
-    return this.failure;
-  }
-
-  private throwIfFailed(): void {
-    if (this.failure !== undefined) throw this.failure;
+    this.release();
   }
 
   /** Drops what was uploaded: an unfinished multipart upload is aborted, never completed. */
-  private async discard(): Promise<void> {
+  protected async discard(): Promise<void> {
     const upload = this.multipart;
     this.multipart = undefined;
     if (upload) {
