@@ -2,6 +2,7 @@
 // its model and dataset versions take; compute and deployments arrive with workloads.
 import { AlreadyExistsError, ConflictError, NotFoundError } from '../shared/errors.js';
 import { keys } from '../shared/keys.js';
+import { QUOTA_FIELDS, type QuotaName } from '../shared/quota.js';
 import type { Quota, Tenant } from '../shared/proto.js';
 import type { Store } from '../shared/store/store.js';
 import type { FencedWriter } from './node-registry.js';
@@ -15,15 +16,6 @@ export interface TenantRecord {
 
 export const NO_QUOTA: Quota = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, maxDeployments: 0 };
 
-/** `--clear` names, as the CLI takes them, to Quota fields. */
-export const QUOTA_FIELDS: Record<string, keyof Quota> = {
-  cpu: 'cpuMillis',
-  memory: 'memoryBytes',
-  gpus: 'gpus',
-  'gpu-memory': 'gpuMemoryBytes',
-  storage: 'storageBytes',
-  deployments: 'maxDeployments',
-};
 
 export function toProtoTenant(record: TenantRecord, storageBytes: number): Tenant {
   return {
@@ -62,7 +54,7 @@ export async function setTenantQuota(store: Store, writer: FencedWriter, name: s
     const current = JSON.parse(kv.value) as TenantRecord;
     const next: Quota = { ...current.quota };
     for (const [field, value] of Object.entries(quota) as [keyof Quota, number][]) if (value > 0) next[field] = value;
-    for (const name of clear) next[QUOTA_FIELDS[name]!] = 0;
+    for (const name of clear) next[QUOTA_FIELDS[name as QuotaName]] = 0;
     const updated = { ...current, quota: next };
     const result = await writer.txn([{ key, target: 'modRevision', op: '=', value: kv.modRevision }], [{ type: 'put', key, value: JSON.stringify(updated) }]);
     if (result.succeeded) return updated;

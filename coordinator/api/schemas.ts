@@ -1,5 +1,6 @@
 // One schema per request message (DESIGN principle 8). Handlers receive the parsed result.
 import { ARTIFACT_NAME, NAME_RULE, parseRef } from '../../shared/artifact-ref.js';
+import { QUOTA_NAMES } from '../../shared/quota.js';
 import { labelMap, nodeName, z } from '../../shared/validation.js';
 
 const uint = z.number().int().nonnegative();
@@ -81,8 +82,8 @@ export const setTenantQuotaSchema = z
   .object({
     name: tenantName,
     quota: quota.nullable(),
-    clear: z.array(z.enum(['cpu', 'memory', 'gpus', 'gpu-memory', 'storage', 'deployments'], {
-      errorMap: () => ({ message: 'must be one of cpu, memory, gpus, gpu-memory, storage, deployments' }),
+    clear: z.array(z.enum(QUOTA_NAMES, {
+      errorMap: () => ({ message: `must be one of ${QUOTA_NAMES.join(', ')}` }),
     })),
   })
   .refine((r) => r.clear.length > 0 || (r.quota !== null && Object.values(r.quota).some((v) => v > 0)), {

@@ -7,6 +7,7 @@
 // the coordinator's contract: a follower answers every leader-only call with UNAVAILABLE and
 // the `mlfleet-leader` metadata (empty while no leader is known); GetStatus is answered by all.
 import { drainedOrCancelled } from '../../coordinator/api/rpc.js';
+import { QUOTA_FIELDS, type QuotaName } from '../../shared/quota.js';
 import { freePort } from './net.js';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
@@ -405,8 +406,8 @@ export class FakeCoordinator {
         const next: Quota__Output = { ...emptyQuota(), ...tenant.quota };
         for (const [field, value] of Object.entries(quota ?? {}) as [keyof Quota__Output, number][]) if (value > 0) next[field] = value;
         for (const item of clear) {
-          const field = QUOTA_CLEAR_FIELDS[item];
-          if (!field) throw new InvalidArgumentError(`cannot clear "${item}"; clear one of ${Object.keys(QUOTA_CLEAR_FIELDS).join(', ')}`);
+          const field = QUOTA_FIELDS[item as QuotaName];
+          if (!field) throw new InvalidArgumentError(`cannot clear "${item}"; clear one of ${Object.keys(QUOTA_FIELDS).join(', ')}`);
           next[field] = 0;
         }
         tenant.quota = next;
@@ -471,16 +472,6 @@ export class FakeCoordinator {
     };
   }
 }
-
-/** SetTenantQuotaRequest.clear's names → the Quota field each one resets. */
-const QUOTA_CLEAR_FIELDS: Record<string, keyof Quota__Output> = {
-  cpu: 'cpuMillis',
-  memory: 'memoryBytes',
-  gpus: 'gpus',
-  'gpu-memory': 'gpuMemoryBytes',
-  storage: 'storageBytes',
-  deployments: 'maxDeployments',
-};
 
 function emptyQuota(): Quota__Output {
   return { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, maxDeployments: 0 };
