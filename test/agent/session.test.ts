@@ -1,6 +1,7 @@
 // The agent's session with real coordinators (two, sharing one SQLite file, so one leads and
 // one follows): it follows the follower's redirect, registers, heartbeats, and after the
 // leader goes away reconnects to the new one and says hello again.
+import { until } from '../helpers/eventually.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CoordinatorSession } from '../../agent/session.js';
@@ -9,14 +10,6 @@ import { silentLogger } from '../../shared/log.js';
 import type { Hello } from '../../shared/gen/mlfleet/v1/Hello.js';
 import { coordinatorOptions, createCoordinator } from '../helpers/coordinator.js';
 import { bootstrapTokens, tempDir } from '../helpers/processes.js';
-
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 async function pair(t: import('node:test').TestContext) {
   const dir = tempDir(t);

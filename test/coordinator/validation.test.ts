@@ -7,6 +7,7 @@ import { Coordinator } from '../../coordinator/coordinator.js';
 import { mlfleetV1 } from '../../shared/proto.js';
 import { setBearer } from '../../shared/auth.js';
 import { startLeader } from '../helpers/coordinator.js';
+import { methods } from '../helpers/raw-grpc.js';
 
 /** RPCs for which an all-defaults request means something valid ("everything"). */
 const EMPTY_IS_VALID = new Set([
@@ -53,19 +54,6 @@ function callRaw(started: Started, path: string, body: Buffer, stream: boolean):
   });
 }
 
-function methods(): { name: string; path: string; stream: boolean }[] {
-  const v1 = mlfleetV1() as unknown as Record<string, { service?: grpc.ServiceDefinition }>;
-  return Object.entries(v1)
-    .filter(([, value]) => value.service)
-    .flatMap(([service, value]) =>
-      Object.entries(value.service!).map(([method, def]) => ({
-        name: `${service}.${method}`,
-        path: def.path,
-        stream: def.requestStream,
-      })),
-    );
-}
-
 test('every RPC answers INVALID_ARGUMENT to bytes that are not its request message', async (t) => {
   const started = await startCoordinator(t);
   const all = methods();
@@ -73,7 +61,7 @@ test('every RPC answers INVALID_ARGUMENT to bytes that are not its request messa
   // Field 1 as a length-delimited value that runs past the end of the buffer.
   const garbage = Buffer.from([0x0a, 0xff, 0x01, 0x02]);
   for (const method of all) {
-    const answer = await callRaw(started, method.path, garbage, method.stream);
+    const answer = await callRaw(started, method.def.path, garbage, method.def.requestStream);
     assert.equal(answer.code, grpc.status.INVALID_ARGUMENT, `${method.name}: ${answer.details}`);
     assert.match(answer.details, /not a valid protobuf message|invalid/i, method.name);
   }
@@ -82,13 +70,13 @@ test('every RPC answers INVALID_ARGUMENT to bytes that are not its request messa
 test('every RPC that needs fields answers INVALID_ARGUMENT to an empty request, naming the field', async (t) => {
   const started = await startCoordinator(t);
   for (const method of methods().filter((m) => !EMPTY_IS_VALID.has(m.name))) {
-    const answer = await callRaw(started, method.path, Buffer.alloc(0), method.stream);
+    const answer = await callRaw(started, method.def.path, Buffer.alloc(0), method.def.requestStream);
     assert.equal(answer.code, grpc.status.INVALID_ARGUMENT, `${method.name}: ${answer.details}`);
     assert.ok(answer.details.length > 10, `${method.name} explains: ${answer.details}`);
   }
   for (const name of EMPTY_IS_VALID) {
     const method = methods().find((m) => m.name === name)!;
-    const answer = await callRaw(started, method.path, Buffer.alloc(0), false);
+    const answer = await callRaw(started, method.def.path, Buffer.alloc(0), false);
     assert.equal(answer.code, grpc.status.OK, `${name}: ${answer.details}`);
   }
 });

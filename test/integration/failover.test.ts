@@ -2,6 +2,7 @@
 // a kill -9 of the leader is survived within 3 s with no node marked down, the dead leader's
 // fence no longer admits writes, and a killed agent's node goes down within the TTL and comes
 // back when the agent does.
+import { eventually } from '../helpers/eventually.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CoordinatorClient } from '../../shared/client.js';
@@ -11,21 +12,6 @@ import { startEtcd } from '../helpers/etcd.js';
 import { bootstrapTokens, startAgent, startCoordinator, tempDir, type StartedCoordinator } from '../helpers/processes.js';
 
 const NODE_TTL_MS = 3_000;
-
-async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`${what} did not happen within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 test('a cluster of three coordinators and three agents survives losing its leader and an agent', async (t) => {
   const etcd = await startEtcd(t, { dedicated: true });
@@ -43,7 +29,7 @@ test('a cluster of three coordinators and three agents survives losing its leade
   for (const name of ['node-a', 'node-b', 'node-c']) agents.set(name, await startAgent(t, name, addresses, dir, ['--join-token-file', tokens.joinFile]));
 
   const readyNames = async () => (await client.listNodes({ status: 'ready' })).nodes.map((n) => n.name).sort();
-  await eventually('three ready nodes', 15_000, async () => ((await readyNames()).length === 3 ? true : undefined));
+  await eventually('three ready nodes', 15_000, async () => ((await readyNames()).length === 3 ? true : undefined), { retryErrors: true });
 
   // Exactly one coordinator leads, and every one of them says the same.
   const statuses = await Promise.all(
@@ -77,7 +63,7 @@ test('a cluster of three coordinators and three agents survives losing its leade
   const survivors = coordinators.filter((c) => c !== leader);
   const failoverClient = new CoordinatorClient(survivors.map((c) => c.grpc), { deadlineMs: 1_000, token: tokens.admin });
   t.after(() => failoverClient.close());
-  const nodes = await eventually('a new leader answering nodes ls', 6_000, async () => (await failoverClient.listNodes({})).nodes);
+  const nodes = await eventually('a new leader answering nodes ls', 6_000, async () => (await failoverClient.listNodes({})).nodes, { retryErrors: true });
   const failoverMs = Date.now() - killedAt;
   t.diagnostic(`new leader served nodes ls ${failoverMs} ms after kill -9`);
   assert.ok(failoverMs < 3_000, `failover took ${failoverMs} ms`);
@@ -109,7 +95,7 @@ test('a cluster of three coordinators and three agents survives losing its leade
   const agentKilledAt = Date.now();
   await eventually('node-b down', NODE_TTL_MS + 2_000, async () =>
     (await failoverClient.getNode('node-b')).status === 'down' ? true : undefined,
-  );
+  { retryErrors: true });
   const downMs = Date.now() - agentKilledAt;
   t.diagnostic(`node-b marked down ${downMs} ms after its agent was killed (TTL ${NODE_TTL_MS} ms)`);
   assert.ok(downMs <= NODE_TTL_MS + 500, `node went down after ${downMs} ms`);
@@ -119,5 +105,5 @@ test('a cluster of three coordinators and three agents survives losing its leade
   await startAgent(t, 'node-b', survivors.map((c) => c.grpc), dir);
   await eventually('node-b ready again', 10_000, async () =>
     (await failoverClient.getNode('node-b')).status === 'ready' ? true : undefined,
-  );
+  { retryErrors: true });
 });

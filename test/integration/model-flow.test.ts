@@ -2,6 +2,7 @@
 // directory to a coordinator, pulls them back byte-identical, refuses a blob tampered with on
 // the coordinator's disk, and an agent prefetches a model into its cache, reports it, and keeps
 // it across a restart.
+import { eventually } from '../helpers/eventually.js';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,16 +20,6 @@ function tree(dir: string, base = dir): Record<string, string> {
     else out[path.relative(base, full)] = createHash('sha256').update(readFileSync(full)).digest('hex');
   }
   return out;
-}
-
-async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 test('push, pull, tamper detection and the agent cache, through real processes', async (t) => {

@@ -1,5 +1,6 @@
 // Small tools the store tests share: reading a watch a few events at a time, waiting for a
 // condition, and a store whose keep-alives can be cut as by a network partition.
+export { eventually } from '../helpers/eventually.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   StoreUnavailableError,
@@ -58,17 +59,6 @@ async function raceTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'tim
     return await Promise.race([promise, delay(Math.max(0, ms), 'timeout' as const, { signal: timeout.signal })]);
   } finally {
     timeout.abort();
-  }
-}
-
-/** Polls `probe` until it returns something other than undefined. */
-export async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await delay(20);
   }
 }
 

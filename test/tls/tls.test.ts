@@ -3,6 +3,7 @@
 // with a certificate from another CA, or a client with none, never gets a session; mlfleetctl
 // takes the same --tls-* flags; bad TLS flags stop a daemon at start with a line naming the
 // flag; a plain-text listener off loopback is warned about.
+import { until } from '../helpers/eventually.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -47,14 +48,6 @@ before(() => {
 });
 
 after(() => rmSync(certsDir, { recursive: true, force: true }));
-
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** A logger that keeps every line, to assert on what was logged. */
 function recordingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
