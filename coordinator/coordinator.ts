@@ -191,6 +191,7 @@ export class Coordinator {
       tokens,
       audit,
       leaderWriter: () => (this.role.kind === 'leader' ? this.role.writer : undefined),
+      requireLeader: () => void this.leaderRole(),
       log: this.log,
     });
     this.server.addService(
@@ -217,7 +218,7 @@ export class Coordinator {
     this.server.addService(withMalformedRequests(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer }));
     this.server.addService(withMalformedRequests(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer }));
     this.server.addService(withMalformedRequests(v1.TokenService.service), tokenService({ edge, store, tokens, writer }));
-    this.server.addService(withMalformedRequests(v1.EventService.service), eventService({ edge, audit, writer }));
+    this.server.addService(withMalformedRequests(v1.EventService.service), eventService({ edge, audit }));
   }
 
   /** What only the leader has; NotLeaderError (a redirect) otherwise. */

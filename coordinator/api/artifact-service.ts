@@ -97,7 +97,6 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
     { principal }: CallContext,
     call: grpc.ServerWritableStream<unknown, DownloadResponse>,
   ): Promise<void> => {
-    deps.writer();
     let found: Resolved | undefined;
     if (request.digest) {
       // A node fetches whatever an allocation placed on it needs, whichever tenant owns it.
@@ -126,15 +125,12 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
   return {
     Push: edge.clientStream(`${service}.Push`, push),
     ListArtifacts: edge.unary(`${service}.ListArtifacts`, listArtifactsSchema, async ({ tenant }, { principal }) => {
-      deps.writer();
       return { artifacts: (await registry.list(kind, tenantOf(principal, tenant))).map(toSummary) };
     }),
     GetArtifact: edge.unary(`${service}.GetArtifact`, getArtifactSchema, async ({ name, tenant }, { principal }) => {
-      deps.writer();
       return toProtoArtifact(await registry.get(kind, tenantOf(principal, tenant), name));
     }),
     Resolve: edge.unary(`${service}.Resolve`, resolveSchema, async ({ ref, tenant }, { principal }) => {
-      deps.writer();
       const { record, version } = await registry.resolve(kind, tenantOf(principal, tenant), parseRef(ref));
       return toProtoVersion(record, version);
     }),

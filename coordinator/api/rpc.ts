@@ -1,8 +1,9 @@
 // The gRPC edge of the coordinator: every call goes through here, so that authentication (the
-// bearer token), authorization (coordinator/auth/rules.ts), request validation, auditing of
-// state-changing calls, and the conversion of thrown errors into statuses each happen in
-// exactly one place. Order: no valid token → UNAUTHENTICATED; role not allowed →
-// PERMISSION_DENIED; bad request → INVALID_ARGUMENT; then the handler.
+// bearer token), authorization (coordinator/auth/rules.ts), the redirect of a follower to the
+// leader, request validation, auditing of state-changing calls, and the conversion of thrown
+// errors into statuses each happen in exactly one place. Order: no valid token →
+// UNAUTHENTICATED; role not allowed → PERMISSION_DENIED; a follower → UNAVAILABLE with the
+// leader's address; bad request → INVALID_ARGUMENT; then the handler.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../shared/log.js';
 import { MlfleetError, NotLeaderError, PermissionDeniedError, toGrpcError } from '../../shared/errors.js';
@@ -27,6 +28,8 @@ export interface RpcEdgeDeps {
   audit: AuditLog;
   /** The leader's fenced writer while this coordinator leads (audit entries are stored then). */
   leaderWriter(): FencedWriter | undefined;
+  /** Throws NotLeaderError (a redirect) unless this coordinator leads. */
+  requireLeader(): void;
   log: Logger;
 }
 
@@ -49,6 +52,7 @@ export class RpcEdge {
     if (!rule.roles.includes(principal.role)) {
       throw new PermissionDeniedError(`a ${principal.role} token may not call ${method} (allowed: ${rule.roles.join(', ')})`);
     }
+    if (!rule.anyCoordinator) this.deps.requireLeader();
   }
 
   /**

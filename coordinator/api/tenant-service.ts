@@ -36,12 +36,10 @@ export function tenantService(deps: TenantServiceDeps): grpc.UntypedServiceImple
       ({ name }) => `tenant/${name}`,
     ),
     ListTenants: edge.unary('TenantService.ListTenants', listTenantsSchema, async (_request, { principal }) => {
-      deps.writer();
       const tenants = await listTenants(store);
       return { tenants: await Promise.all(tenants.filter((t) => principal.role === 'admin' || t.name === principal.tenant).map(withUsage)) };
     }),
     GetTenant: edge.unary('TenantService.GetTenant', getTenantSchema, async ({ name }, { principal }) => {
-      deps.writer();
       assertTenantVisible(principal, name);
       return withUsage(await getTenant(store, name));
     }),

@@ -41,7 +41,6 @@ export function tokenService(deps: TokenServiceDeps): grpc.UntypedServiceImpleme
       ({ tenant, role }) => `token/${role}${tenant ? `@${tenant}` : ''}`,
     ),
     ListTokens: edge.unary('TokenService.ListTokens', listTokensSchema, async ({ tenant, includeRevoked }) => {
-      deps.writer();
       return {
         tokens: tokens
           .list()

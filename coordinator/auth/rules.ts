@@ -8,6 +8,8 @@ export interface Rule {
   roles: readonly Role[];
   /** State-changing: audited, with its result. */
   mutating: boolean;
+  /** Answered by followers too; every other RPC is redirected to the leader. */
+  anyCoordinator?: boolean;
 }
 
 const ADMIN = ['admin'] as const;
@@ -17,7 +19,7 @@ const AGENTS = ['join', 'node'] as const;
 
 export const RULES: Readonly<Record<string, Rule>> = {
   'AgentService.Session': { roles: AGENTS, mutating: false },
-  'ClusterService.GetStatus': { roles: USERS, mutating: false },
+  'ClusterService.GetStatus': { roles: USERS, mutating: false, anyCoordinator: true },
   // Developers read nodes to size their workloads; only admins change them.
   'NodeService.ListNodes': { roles: OPERATORS, mutating: false },
   'NodeService.GetNode': { roles: OPERATORS, mutating: false },
