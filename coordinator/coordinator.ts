@@ -194,8 +194,10 @@ export class Coordinator {
       requireLeader: () => void this.leaderRole(),
       log: this.log,
     });
-    this.server.addService(
-      withMalformedRequests(v1.AgentService.service),
+    const serve = (service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) =>
+      this.server.addService(withMalformedRequests(service), implementation);
+    serve(
+      v1.AgentService.service,
       {
         Session: edge.stream('AgentService.Session', agentSessionHandler({
           registry,
@@ -212,13 +214,13 @@ export class Coordinator {
         })),
       } as grpc.UntypedServiceImplementation,
     );
-    this.server.addService(withMalformedRequests(v1.ClusterService.service), clusterService({ edge, status: () => this.status() }));
-    this.server.addService(withMalformedRequests(v1.NodeService.service), nodeService({ edge, registry, revision, artifacts: this.artifacts }));
-    this.server.addService(withMalformedRequests(v1.TenantService.service), tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant) }));
-    this.server.addService(withMalformedRequests(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer }));
-    this.server.addService(withMalformedRequests(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer }));
-    this.server.addService(withMalformedRequests(v1.TokenService.service), tokenService({ edge, store, tokens, writer }));
-    this.server.addService(withMalformedRequests(v1.EventService.service), eventService({ edge, audit }));
+    serve(v1.ClusterService.service, clusterService({ edge, status: () => this.status() }));
+    serve(v1.NodeService.service, nodeService({ edge, registry, revision, artifacts: this.artifacts }));
+    serve(v1.TenantService.service, tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant) }));
+    serve(v1.ModelService.service, artifactService('model', { edge, registry: this.artifacts, writer }));
+    serve(v1.DatasetService.service, artifactService('dataset', { edge, registry: this.artifacts, writer }));
+    serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));
+    serve(v1.EventService.service, eventService({ edge, audit }));
   }
 
   /** What only the leader has; NotLeaderError (a redirect) otherwise. */
