@@ -11,6 +11,7 @@ import type { ProtoGrpcType as TenantsProto } from './gen/tenants.js';
 import type { ProtoGrpcType as TokensProto } from './gen/tokens.js';
 import type { ProtoGrpcType as EventsProto } from './gen/events.js';
 import type { ProtoGrpcType as ArtifactsProto } from './gen/artifacts.js';
+import type { ProtoGrpcType as WorkloadsProto } from './gen/workloads.js';
 
 export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
 export const PROTO_FILES = [
@@ -21,6 +22,7 @@ export const PROTO_FILES = [
   'mlfleet/v1/tokens.proto',
   'mlfleet/v1/events.proto',
   'mlfleet/v1/artifacts.proto',
+  'mlfleet/v1/workloads.proto',
 ];
 
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -32,7 +34,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto;
+type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto & WorkloadsProto;
 
 let cached: Proto['mlfleet']['v1'] | undefined;
 
@@ -78,3 +80,15 @@ export type { PushHeader } from './gen/mlfleet/v1/PushHeader.js';
 export type { DownloadResponse__Output as DownloadResponse } from './gen/mlfleet/v1/DownloadResponse.js';
 export type { ModelServiceClient } from './gen/mlfleet/v1/ModelService.js';
 export type { DatasetServiceClient } from './gen/mlfleet/v1/DatasetService.js';
+export type { WorkloadEvent__Output as WorkloadEvent } from './gen/mlfleet/v1/WorkloadEvent.js';
+export type { ResourceRequest__Output as ResourceRequest } from './gen/mlfleet/v1/ResourceRequest.js';
+export type { DeploymentSpec__Output as DeploymentSpec } from './gen/mlfleet/v1/DeploymentSpec.js';
+export type { Deployment__Output as Deployment } from './gen/mlfleet/v1/Deployment.js';
+export type { JobSpec__Output as JobSpec } from './gen/mlfleet/v1/JobSpec.js';
+export type { Job__Output as Job } from './gen/mlfleet/v1/Job.js';
+export type { AllocationInfo__Output as AllocationInfo } from './gen/mlfleet/v1/AllocationInfo.js';
+export type { Allocation__Output as Allocation } from './gen/mlfleet/v1/Allocation.js';
+export type { AllocationStatus__Output as AllocationStatus } from './gen/mlfleet/v1/AllocationStatus.js';
+export type { DeploymentServiceClient } from './gen/mlfleet/v1/DeploymentService.js';
+export type { JobServiceClient } from './gen/mlfleet/v1/JobService.js';
+export type { AllocationServiceClient } from './gen/mlfleet/v1/AllocationService.js';

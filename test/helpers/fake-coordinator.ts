@@ -456,6 +456,8 @@ export class FakeCoordinator {
           .sort((a, b) => b.id - a.id)
           .slice(0, limit || 100),
       })),
+      // Workload events need a real coordinator; the CLI's events tests run against one.
+      WatchEvents: (call) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'the fake coordinator has no workload events' }),
     };
   }
 

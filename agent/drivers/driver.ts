@@ -1,0 +1,67 @@
+// A task driver runs one allocation on this host: the docker driver as a container (dockerode),
+// the process driver as a child process of the agent for hosts without Docker. The reconciler
+// (agent/reconciler.ts) is the only caller; it decides what should run, a driver only does it.
+// Every driver finds the tasks it started again after an agent restart (`list`), so the agent
+// adopts them instead of starting duplicates (DESIGN principle 7).
+import type { RunSpec } from '../../shared/workloads.js';
+
+export interface Mount {
+  hostPath: string;
+  containerPath: string;
+  readOnly: boolean;
+}
+
+/** Everything a driver needs to start one allocation's task. */
+export interface Task {
+  allocationId: string;
+  /** "deployment" | "job", and the workload's name and tenant, for labels and logs. */
+  kind: string;
+  workload: string;
+  tenant: string;
+  spec: RunSpec;
+  cpuMillis: number;
+  memoryBytes: number;
+  /** GPU devices assigned by the scheduler (nvidia-smi indexes). */
+  gpuIndexes: number[];
+  /** Host port the server's `spec.port` is published on (0: none). */
+  hostPort: number;
+  /** Model and datasets from the cache, as the reconciler resolved them (read-only). */
+  mounts: Mount[];
+  /** The full environment (shared/workloads.ts taskEnvironment plus the spec's env). */
+  env: Record<string, string>;
+}
+
+export interface TaskStatus {
+  allocationId: string;
+  running: boolean;
+  /** Set once the task has exited; undefined while running or when unknown (adopted and gone). */
+  exitCode: number | undefined;
+  startedAtMs: number;
+  finishedAtMs: number;
+  /** Why it stopped when the driver knows more than the exit code ("OOM killed"). */
+  reason: string;
+}
+
+export interface LogOptions {
+  /** Only the last this many bytes of what is kept (0: all of it). */
+  tailBytes: number;
+  /** Go on with new output until the task ends or `signal` aborts. */
+  follow: boolean;
+  signal: AbortSignal;
+}
+
+export interface Driver {
+  readonly name: 'docker' | 'process';
+  /**
+   * Starts the task. Idempotent: a task of this allocation that already exists (running or
+   * exited) is left as it is.
+   */
+  start(task: Task): Promise<void>;
+  /** Stops the task (SIGTERM, then SIGKILL after `graceMs`) and removes it with its logs. Idempotent. */
+  remove(allocationId: string, graceMs: number): Promise<void>;
+  /** Every task this driver started on this host that still exists, running or exited. */
+  list(): Promise<TaskStatus[]>;
+  /** The task's output (stdout and stderr interleaved), bounded by what the driver keeps. */
+  logs(allocationId: string, options: LogOptions): AsyncIterable<Buffer>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,86 @@
+// Workload nouns shared by the coordinator, the agent and the CLI: what an allocation runs
+// (the RunSpec the coordinator resolves and the agent's drivers execute), allocation and
+// workload states, and the environment a task is given.
+
+/** A blob (model or dataset version) the task needs in the node's cache, and where it goes. */
+export interface RunBlob {
+  kind: 'model' | 'dataset';
+  /** What it was resolved from, for logs and events: "tenant/name:3". */
+  ref: string;
+  /** The artifact's name (datasets are mounted at /data/<name>). */
+  name: string;
+  version: number;
+  digest: string;
+  sizeBytes: number;
+  /** The blob is a packed directory (unpacked in the cache). */
+  directory: boolean;
+  /** Where the container sees it (read-only): /model, /data/<name>. */
+  mountPath: string;
+}
+
+/**
+ * What an allocation runs, resolved by the coordinator (stack, image, model version) and sent to
+ * the agent as Allocation.spec_json. The agent needs nothing else to run it, even while the
+ * control plane is away.
+ */
+export interface RunSpec {
+  /** Container image (docker driver). The process driver runs `command` on the host instead. */
+  image: string;
+  /** argv; empty: the image's own entrypoint and command. */
+  command: string[];
+  env: Record<string, string>;
+  /** Port the server listens on inside the container (0: none, as for most jobs). */
+  port: number;
+  /** HTTP GET path that answers 200 once the server is ready ('' : ready once running). */
+  readinessPath: string;
+  /** How long a server may take to become ready before the allocation fails (ms). */
+  readinessTimeoutMs: number;
+  /** Serving: the model; jobs: none (their inputs are datasets). */
+  model: RunBlob | undefined;
+  datasets: RunBlob[];
+  /** Jobs: the worker's index and the gang's size. */
+  rank: number;
+  worldSize: number;
+}
+
+/** The lifecycle of one allocation as its agent reports it. */
+export const ALLOCATION_STATES = ['pending', 'pulling', 'starting', 'running', 'ready', 'failed', 'completed', 'stopped'] as const;
+export type AllocationState = (typeof ALLOCATION_STATES)[number];
+
+/** States after which an allocation never runs again. */
+export const TERMINAL_STATES: ReadonlySet<AllocationState> = new Set(['failed', 'completed', 'stopped']);
+
+export const DEPLOYMENT_STATUSES = ['available', 'progressing', 'pending', 'degraded'] as const;
+export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
+
+export const JOB_STATUSES = ['pending', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+/** Where the model is mounted in a serving container when the stack says nothing else. */
+export const MODEL_MOUNT = '/model';
+export const DEFAULT_READINESS_PATH = '/v2/health/ready';
+
+/**
+ * The environment every task gets besides its own `env`: who it is, where its inputs are and
+ * which port to serve on. The process driver points the paths at the cache on the host; the
+ * docker driver at the mounts.
+ */
+export function taskEnvironment(
+  allocationId: string,
+  spec: RunSpec,
+  paths: { model: string | undefined; datasets: Record<string, string>; port: number },
+): Record<string, string> {
+  const env: Record<string, string> = {
+    MLFLEET_ALLOCATION_ID: allocationId,
+    MLFLEET_RANK: String(spec.rank),
+    MLFLEET_WORLD_SIZE: String(spec.worldSize),
+  };
+  if (paths.model !== undefined) env.MLFLEET_MODEL_PATH = paths.model;
+  if (paths.port > 0) env.PORT = String(paths.port);
+  for (const [name, dir] of Object.entries(paths.datasets)) env[`MLFLEET_DATASET_${envName(name)}`] = dir;
+  return { ...env, ...spec.env };
+}
+
+function envName(name: string): string {
+  return name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+}
