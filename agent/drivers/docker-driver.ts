@@ -1,0 +1,282 @@
+// The docker driver: one container per allocation, through the Docker engine API (dockerode).
+// Containers carry labels naming their allocation, workload and node; the labels are the only
+// record the driver keeps, so a restarted agent finds its containers with list() and adopts
+// them (DESIGN principle 7), and a container that is not labelled with this node is never
+// touched. Images are never pulled: they are built on the host (`npm run images`).
+import Docker from 'dockerode';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { epochSeconds, lastBytes, logEntries } from './docker-logs.js';
+import type { Driver, LogOptions, Task, TaskStatus } from './driver.js';
+
+export const LABELS = {
+  allocation: 'mlfleet.allocation',
+  workload: 'mlfleet.workload',
+  kind: 'mlfleet.kind',
+  tenant: 'mlfleet.tenant',
+  node: 'mlfleet.node',
+} as const;
+
+/**
+ * Docker keeps at most this much of a container's output (json-file: the live file plus one
+ * rotated), so a chatty task cannot fill the host's disk.
+ */
+export const LOG_MAX_SIZE = '10m';
+export const LOG_MAX_FILES = 2;
+
+// A first guess at bytes per line when turning tailBytes into docker's tail (in lines).
+const TAIL_BYTES_PER_LINE = 64;
+// Docker reports times it does not know as year 1.
+const ZERO_TIME = /^0001-/;
+
+export function containerName(allocationId: string): string {
+  return `mlfleet-${allocationId}`;
+}
+
+/** The create request for `task`'s container: pure, so what reaches the engine is testable anywhere. */
+export function containerSpec(task: Task, node: string): Docker.ContainerCreateOptions {
+  const { spec } = task;
+  const port = spec.port > 0 ? `${spec.port}/tcp` : undefined;
+  const hostConfig: Docker.HostConfig = {
+    // 0 is "no limit" for both, which is what a zero request means.
+    NanoCpus: task.cpuMillis * 1_000_000,
+    Memory: task.memoryBytes,
+    // No swap beyond the limit: a task over its memory is OOM killed (and says so in list())
+    // rather than slowing the host down.
+    ...(task.memoryBytes > 0 ? { MemorySwap: task.memoryBytes } : {}),
+    Binds: task.mounts.map((m) => `${m.hostPath}:${m.containerPath}${m.readOnly ? ':ro' : ''}`),
+    LogConfig: { Type: 'json-file', Config: { 'max-size': LOG_MAX_SIZE, 'max-file': String(LOG_MAX_FILES) } },
+    // The coordinator replaces a failed allocation (maybe elsewhere); docker must not restart it.
+    RestartPolicy: { Name: 'no' },
+    // A small init as PID 1 forwards SIGTERM to the task and reaps its children: node (or
+    // python) as PID 1 ignores SIGTERM, and every stop would wait out the grace period.
+    Init: true,
+  };
+  if (task.gpuIndexes.length > 0) {
+    hostConfig.DeviceRequests = [{ Driver: 'nvidia', DeviceIDs: task.gpuIndexes.map(String), Capabilities: [['gpu']] }];
+  }
+  if (port && task.hostPort > 0) {
+    // HostIp '' publishes on every interface: gateways on other hosts reach replicas here.
+    hostConfig.PortBindings = { [port]: [{ HostIp: '', HostPort: String(task.hostPort) }] };
+  }
+  return {
+    name: containerName(task.allocationId),
+    Image: spec.image,
+    ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
+    Env: Object.entries(task.env).map(([name, value]) => `${name}=${value}`),
+    Labels: {
+      [LABELS.allocation]: task.allocationId,
+      [LABELS.workload]: task.workload,
+      [LABELS.kind]: task.kind,
+      [LABELS.tenant]: task.tenant,
+      [LABELS.node]: node,
+    },
+    ...(port ? { ExposedPorts: { [port]: {} } } : {}),
+    Tty: false,
+    OpenStdin: false,
+    HostConfig: hostConfig,
+  };
+}
+
+export interface DockerDriverOptions {
+  /** This agent's node name: the containers it owns carry it as a label. */
+  node: string;
+  log: Logger;
+  /** The engine (default: the local one, or DOCKER_HOST). */
+  docker?: Docker;
+}
+
+export class DockerDriver implements Driver {
+  readonly name = 'docker' as const;
+
+  private constructor(
+    private readonly docker: Docker,
+    private readonly node: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Fails unless the engine answers, so the agent finds out at start, not at the first task. */
+  static async create(options: DockerDriverOptions): Promise<DockerDriver> {
+    const docker = options.docker ?? new Docker();
+    try {
+      await docker.ping();
+    } catch (err) {
+      throw new UnavailableError(`no Docker engine answers (${(err as Error).message}): start dockerd, or run the agent with --driver process`);
+    }
+    return new DockerDriver(docker, options.node, options.log.child({ component: 'docker-driver' }));
+  }
+
+  async start(task: Task): Promise<void> {
+    const log = this.log.child({ allocation: task.allocationId });
+    const existing = await this.find(task.allocationId);
+    if (existing) {
+      // Created but never started: the agent stopped between the two calls. Finish the job.
+      if (existing.State === 'created') await this.startContainer(this.docker.getContainer(existing.Id), task);
+      log.debug({ container: existing.Id, state: existing.State }, 'container already exists; leaving it');
+      return;
+    }
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer(containerSpec(task, this.node));
+    } catch (err) {
+      const status = statusCode(err);
+      if (status === 404 && /no such image/i.test((err as Error).message)) {
+        throw new FailedPreconditionError(
+          `image ${task.spec.image} is not in this host's Docker engine, and mlfleet never pulls images: build it on this host with \`npm run images\` (or \`docker load\` it)`,
+        );
+      }
+      if (status === 409) {
+        // Another call created it in between, or a stranger holds the name.
+        if (await this.find(task.allocationId)) return;
+        throw new AlreadyExistsError(
+          `a container named ${containerName(task.allocationId)} exists but is not node ${this.node}'s task for this allocation; remove it (docker rm -f ${containerName(task.allocationId)})`,
+        );
+      }
+      throw err;
+    }
+    await this.startContainer(container, task);
+    log.info({ container: container.id, image: task.spec.image, hostPort: task.hostPort, gpus: task.gpuIndexes }, 'container started');
+  }
+
+  async remove(allocationId: string, graceMs: number): Promise<void> {
+    const existing = await this.find(allocationId);
+    if (!existing) return;
+    const container = this.docker.getContainer(existing.Id);
+    try {
+      // docker stop: SIGTERM, then SIGKILL after t seconds.
+      await container.stop({ t: Math.ceil(Math.max(0, graceMs) / 1000) });
+    } catch (err) {
+      // 304: already stopped; 404: already gone.
+      if (statusCode(err) !== 304 && statusCode(err) !== 404) throw err;
+    }
+    try {
+      await container.remove({ force: true, v: true });
+    } catch (err) {
+      // 409: a removal is already in progress.
+      if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
+    }
+    this.log.info({ allocation: allocationId, container: existing.Id }, 'container removed');
+  }
+
+  async list(): Promise<TaskStatus[]> {
+    const containers = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.node}=${this.node}`] } });
+    const statuses = await Promise.all(
+      containers.map(async (summary) => {
+        const allocationId = summary.Labels[LABELS.allocation];
+        if (!allocationId) return undefined;
+        try {
+          return taskStatus(allocationId, await this.docker.getContainer(summary.Id).inspect());
+        } catch (err) {
+          if (statusCode(err) === 404) return undefined; // removed since it was listed
+          throw err;
+        }
+      }),
+    );
+    return statuses.filter((s): s is TaskStatus => s !== undefined);
+  }
+
+  async *logs(allocationId: string, options: LogOptions): AsyncGenerator<Buffer> {
+    const existing = await this.find(allocationId);
+    if (!existing) throw new NotFoundError(`allocation ${allocationId} has no container on node ${this.node}`);
+    const container = this.docker.getContainer(existing.Id);
+    const { signal } = options;
+    try {
+      const kept = await this.keptLogs(container, options.tailBytes, signal);
+      if (kept.data.length > 0) yield kept.data;
+      if (!options.follow || signal.aborted) return;
+      // Follow from the second of the last entry already given, and skip what was given:
+      // docker's `since` is in whole seconds, its timestamps are in nanoseconds.
+      const stream = await container.logs({
+        follow: true,
+        stdout: true,
+        stderr: true,
+        timestamps: true,
+        since: kept.lastTimestamp ? epochSeconds(kept.lastTimestamp) : 0,
+        abortSignal: signal,
+      });
+      try {
+        for await (const entry of logEntries(stream as AsyncIterable<Buffer>, true)) {
+          if (kept.lastTimestamp && entry.timestamp <= kept.lastTimestamp) continue;
+          yield entry.data;
+        }
+      } finally {
+        (stream as unknown as { destroy?: () => void }).destroy?.();
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      if (statusCode(err) === 404) throw new NotFoundError(`allocation ${allocationId}'s container was removed`);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    // Nothing to release: containers outlive the agent, and dockerode holds no connection open.
+  }
+
+  private async startContainer(container: Docker.Container, task: Task): Promise<void> {
+    try {
+      await container.start();
+    } catch (err) {
+      if (statusCode(err) === 304) return; // already running
+      // Leave nothing half-made behind (a port taken, a bad mount): the next start begins anew.
+      await container.remove({ force: true }).catch(() => undefined);
+      throw new FailedPreconditionError(`container for allocation ${task.allocationId} (${task.spec.image}) did not start: ${(err as Error).message}`);
+    }
+  }
+
+  /** This node's container for the allocation, if there is one. */
+  private async find(allocationId: string): Promise<Docker.ContainerInfo | undefined> {
+    const found = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABELS.allocation}=${allocationId}`, `${LABELS.node}=${this.node}`] },
+    });
+    return found[0];
+  }
+
+  /**
+   * What docker keeps of the output, cut to the last `tailBytes`. Docker's tail counts lines:
+   * ask for a guess and ask again for more while the answer is short and there may be more.
+   */
+  private async keptLogs(container: Docker.Container, tailBytes: number, signal: AbortSignal): Promise<{ data: Buffer; lastTimestamp: string }> {
+    let lines = tailBytes > 0 ? Math.max(16, Math.ceil(tailBytes / TAIL_BYTES_PER_LINE)) : undefined;
+    for (;;) {
+      const raw = await container.logs({ follow: false, stdout: true, stderr: true, timestamps: true, abortSignal: signal, ...(lines ? { tail: lines } : {}) });
+      const parts: Buffer[] = [];
+      let lastTimestamp = '';
+      for await (const entry of logEntries(raw, true)) {
+        parts.push(entry.data);
+        lastTimestamp = entry.timestamp;
+      }
+      const data = Buffer.concat(parts);
+      if (lines === undefined || data.length >= tailBytes || parts.length < lines) return { data: lastBytes(data, tailBytes), lastTimestamp };
+      lines *= 8;
+    }
+  }
+}
+
+function taskStatus(allocationId: string, info: Docker.ContainerInspectInfo): TaskStatus {
+  const state = info.State;
+  const exited = state.Status === 'exited' || state.Status === 'dead';
+  let reason = '';
+  if (state.OOMKilled) reason = 'OOM killed';
+  else if (state.Error) reason = state.Error;
+  else if (state.Status === 'created') reason = 'created but never started';
+  return {
+    allocationId,
+    running: state.Running,
+    exitCode: exited ? state.ExitCode : undefined,
+    startedAtMs: time(state.StartedAt),
+    finishedAtMs: exited ? time(state.FinishedAt) : 0,
+    reason,
+  };
+}
+
+function time(iso: string | undefined): number {
+  if (!iso || ZERO_TIME.test(iso)) return 0;
+  const ms = Date.parse(iso);
+  return Number.isFinite(ms) ? ms : 0;
+}
+
+function statusCode(err: unknown): number | undefined {
+  return (err as { statusCode?: number } | undefined)?.statusCode;
+}

@@ -1,0 +1,299 @@
+// The docker driver against the real local engine, on the runtime image `npm run images`
+// builds: what a task's container gets (port, env, limits, mounts, labels, bounded logs),
+// idempotent starts, adoption by a restarted agent, exit codes, logs, removal.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import Docker from 'dockerode';
+import { containerName, containerSpec, DockerDriver, LABELS, LOG_MAX_FILES, LOG_MAX_SIZE } from '../../agent/drivers/docker-driver.js';
+import type { Task } from '../../agent/drivers/driver.js';
+import { MlfleetError } from '../../shared/errors.js';
+import { silentLogger } from '../../shared/log.js';
+import type { RunSpec } from '../../shared/workloads.js';
+import { eventually } from '../helpers/eventually.js';
+import { ensureRuntimeImage } from '../helpers/images.js';
+import { freePort } from '../helpers/net.js';
+import { tempDir } from '../helpers/processes.js';
+
+const RUN = `${process.pid}-${randomBytes(3).toString('hex')}`;
+const NODE = `test-node-${RUN}`;
+const OTHER_NODE = `test-other-${RUN}`;
+const MIB = 1024 * 1024;
+let ids = 0;
+
+const docker = new Docker();
+let image: string;
+
+before(async () => {
+  image = await ensureRuntimeImage(docker);
+});
+
+// Whatever a failed test left behind on either node name goes too.
+after(async () => {
+  for (const node of [NODE, OTHER_NODE]) {
+    const leftovers = await docker.listContainers({ all: true, filters: { label: [`${LABELS.node}=${node}`] } });
+    await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  }
+});
+
+function spec(overrides: Partial<RunSpec> = {}): RunSpec {
+  return {
+    image,
+    command: [],
+    env: {},
+    port: 0,
+    readinessPath: '',
+    readinessTimeoutMs: 30_000,
+    model: undefined,
+    datasets: [],
+    rank: 0,
+    worldSize: 1,
+    ...overrides,
+  };
+}
+
+function task(overrides: Partial<Task> & { spec: RunSpec }): Task {
+  return {
+    allocationId: `alloc-${RUN}-${++ids}`,
+    kind: 'deployment',
+    workload: 'echo',
+    tenant: 'acme',
+    cpuMillis: 0,
+    memoryBytes: 0,
+    gpuIndexes: [],
+    hostPort: 0,
+    mounts: [],
+    env: {},
+    ...overrides,
+  };
+}
+
+function node(script: string): string[] {
+  return ['node', '-e', script];
+}
+
+async function driverFor(node = NODE): Promise<DockerDriver> {
+  return DockerDriver.create({ node, log: silentLogger(), docker });
+}
+
+/** A directory a container's non-root user can read (mkdtemp makes them 0700). */
+function sharedDir(t: TestContext, files: Record<string, string>, mode = 0o755): string {
+  const dir = tempDir(t, 'mlfleet-docker-mount-');
+  chmodSync(dir, mode);
+  for (const [name, content] of Object.entries(files)) writeFileSync(path.join(dir, name), content, { mode: 0o644 });
+  return dir;
+}
+
+async function containersOf(allocationId: string): Promise<Docker.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: { label: [`${LABELS.allocation}=${allocationId}`] } });
+}
+
+async function text(iterable: AsyncIterable<Buffer>): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const chunk of iterable) parts.push(chunk);
+  return Buffer.concat(parts).toString();
+}
+
+function logs(driver: DockerDriver, allocationId: string, tailBytes = 0): Promise<string> {
+  return text(driver.logs(allocationId, { tailBytes, follow: false, signal: new AbortController().signal }));
+}
+
+/**
+ * GET / on a loopback port. Not fetch: when docker's port proxy resets a connection because the
+ * server in the container is not listening yet, undici's promise never settles.
+ */
+function get(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: 2_000 }, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve(body));
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+  });
+}
+
+const SERVER = `
+const fs = require('fs');
+let write = 'written';
+try { fs.writeFileSync('/data/out.txt', 'x'); } catch (err) { write = err.code; }
+require('http').createServer((req, res) => res.end(JSON.stringify({
+  greeting: process.env.GREETING,
+  read: fs.readFileSync('/data/in.txt', 'utf8'),
+  write,
+}))).listen(Number(process.env.PORT), () => console.log('listening'));
+`;
+
+describe('a serving container', () => {
+  let driver: DockerDriver;
+  let served: Task;
+
+  before(async () => {
+    driver = await driverFor();
+  });
+
+  it('answers on 127.0.0.1:<hostPort> with its env, and reads (but cannot write) its read-only mount', async (t) => {
+    // Everyone may write the directory: only the read-only mount stops the container.
+    const data = sharedDir(t, { 'in.txt': 'model bytes' }, 0o777);
+    served = task({
+      spec: spec({ command: node(SERVER), port: 8080 }),
+      cpuMillis: 500,
+      memoryBytes: 256 * MIB,
+      hostPort: await freePort(),
+      mounts: [{ hostPath: data, containerPath: '/data', readOnly: true }],
+      env: { PORT: '8080', GREETING: 'hello from the container' },
+    });
+    await driver.start(served);
+    const body = await eventually(
+      'the server answering on its host port',
+      15_000,
+      async () => JSON.parse(await get(served.hostPort)) as Record<string, string>,
+      { retryErrors: true, intervalMs: 100 },
+    );
+    assert.deepEqual(body, { greeting: 'hello from the container', read: 'model bytes', write: 'EROFS' });
+  });
+
+  it('carries its labels, CPU and memory limits, bounded json-file logs and no restart policy', async () => {
+    const info = await docker.getContainer(containerName(served.allocationId)).inspect();
+    const own = Object.fromEntries(Object.entries(info.Config.Labels).filter(([name]) => name.startsWith('mlfleet.')));
+    assert.deepEqual(own, {
+      [LABELS.allocation]: served.allocationId,
+      [LABELS.workload]: 'echo',
+      [LABELS.kind]: 'deployment',
+      [LABELS.tenant]: 'acme',
+      [LABELS.node]: NODE,
+    });
+    assert.equal(info.HostConfig.NanoCpus, 500_000_000);
+    assert.equal(info.HostConfig.Memory, 256 * MIB);
+    assert.deepEqual(info.HostConfig.LogConfig, { Type: 'json-file', Config: { 'max-size': LOG_MAX_SIZE, 'max-file': String(LOG_MAX_FILES) } });
+    assert.equal(info.HostConfig.RestartPolicy?.Name, 'no');
+    assert.deepEqual(info.HostConfig.PortBindings, { '8080/tcp': [{ HostIp: '', HostPort: String(served.hostPort) }] });
+  });
+
+  it('is one container however often start() is called', async () => {
+    await driver.start(served);
+    await driver.start(served);
+    assert.equal((await containersOf(served.allocationId)).length, 1);
+  });
+
+  it("is adopted by a new driver on the same node, and ignored by another node's driver", async () => {
+    const restarted = await driverFor();
+    const status = (await restarted.list()).find((s) => s.allocationId === served.allocationId);
+    assert.ok(status, 'a new driver lists the running container');
+    assert.equal(status.running, true);
+    assert.equal(status.exitCode, undefined);
+    assert.ok(status.startedAtMs > Date.now() - 60_000 && status.startedAtMs <= Date.now());
+    const stranger = await driverFor(OTHER_NODE);
+    assert.equal((await stranger.list()).some((s) => s.allocationId === served.allocationId), false);
+  });
+
+  it('follows its log until the signal aborts', async () => {
+    const controller = new AbortController();
+    const seen: string[] = [];
+    for await (const chunk of driver.logs(served.allocationId, { tailBytes: 0, follow: true, signal: controller.signal })) {
+      seen.push(chunk.toString());
+      // Abort while the follow waits for output that will not come.
+      setTimeout(() => controller.abort(), 200);
+    }
+    assert.equal(seen.join(''), 'listening\n');
+  });
+
+  it('is stopped and removed, and removing it again is harmless', async () => {
+    await driver.remove(served.allocationId, 1_000);
+    assert.deepEqual(await containersOf(served.allocationId), []);
+    assert.equal((await driver.list()).some((s) => s.allocationId === served.allocationId), false);
+    await driver.remove(served.allocationId, 1_000);
+    await assert.rejects(get(served.hostPort));
+  });
+});
+
+it('reports a task that exits 3 as exited with code 3', async (t) => {
+  const driver = await driverFor();
+  const job = task({ kind: 'job', spec: spec({ command: node('process.exit(3)') }) });
+  t.after(() => driver.remove(job.allocationId, 0));
+  await driver.start(job);
+  const status = await eventually('the task exiting', 15_000, async () => (await driver.list()).find((s) => s.allocationId === job.allocationId && !s.running));
+  assert.equal(status.exitCode, 3);
+  assert.equal(status.reason, '');
+  assert.ok(status.finishedAtMs >= status.startedAtMs && status.startedAtMs > 0);
+});
+
+it('says "OOM killed" for a task that ran out of memory', async (t) => {
+  const driver = await driverFor();
+  const job = task({
+    kind: 'job',
+    memoryBytes: 64 * MIB,
+    spec: spec({ command: node('const kept = []; for (;;) kept.push(Buffer.alloc(16 << 20, 1));') }),
+  });
+  t.after(() => driver.remove(job.allocationId, 0));
+  await driver.start(job);
+  const status = await eventually('the task being killed', 15_000, async () => (await driver.list()).find((s) => s.allocationId === job.allocationId && !s.running));
+  assert.equal(status.reason, 'OOM killed');
+  assert.equal(status.exitCode, 137);
+});
+
+it('gives the last bytes of the log, and a followed log goes on with lines written after the call', async (t) => {
+  const driver = await driverFor();
+  const trigger = sharedDir(t, {});
+  const job = task({
+    kind: 'job',
+    mounts: [{ hostPath: trigger, containerPath: '/trigger', readOnly: true }],
+    spec: spec({
+      command: node(`
+        for (let i = 0; i < 100; i++) console.log('line-' + String(i).padStart(3, '0'));
+        const timer = setInterval(() => {
+          if (require('fs').existsSync('/trigger/go')) { console.error('after the call'); clearInterval(timer); }
+        }, 50);`),
+    }),
+  });
+  t.after(() => driver.remove(job.allocationId, 0));
+  await driver.start(job);
+  await eventually('the first hundred lines', 15_000, async () => ((await logs(driver, job.allocationId)).includes('line-099\n') ? true : undefined), { intervalMs: 100 });
+
+  assert.equal(await logs(driver, job.allocationId, 18), 'line-098\nline-099\n');
+  assert.equal(await logs(driver, job.allocationId, 5), '-099\n');
+  assert.equal((await logs(driver, job.allocationId)).split('\n').length, 101);
+
+  const followed = driver.logs(job.allocationId, { tailBytes: 9, follow: true, signal: new AbortController().signal })[Symbol.asyncIterator]();
+  const first = await followed.next();
+  assert.equal(first.value?.toString(), 'line-099\n');
+  writeFileSync(path.join(trigger, 'go'), '');
+  // The container exits after writing its line, which ends the follow.
+  const rest: Buffer[] = [];
+  for (let next = await followed.next(); !next.done; next = await followed.next()) rest.push(next.value);
+  assert.equal(Buffer.concat(rest).toString(), 'after the call\n');
+});
+
+it('asks the nvidia driver for exactly the assigned GPUs', () => {
+  const created = containerSpec(task({ gpuIndexes: [1, 3], spec: spec({ image: 'example/trainer:1' }) }), 'gpu-host');
+  assert.deepEqual(created.HostConfig?.DeviceRequests, [{ Driver: 'nvidia', DeviceIDs: ['1', '3'], Capabilities: [['gpu']] }]);
+  assert.equal(created.Labels?.[LABELS.node], 'gpu-host');
+  const cpuOnly = containerSpec(task({ spec: spec({ image: 'example/trainer:1', command: ['train'] }) }), 'gpu-host');
+  assert.equal(cpuOnly.HostConfig?.DeviceRequests, undefined);
+  assert.deepEqual(cpuOnly.Cmd, ['train']);
+  // No command: the image's own; no limits: 0, which docker reads as unlimited.
+  const defaults = containerSpec(task({ spec: spec({ image: 'example/server:1' }) }), 'gpu-host');
+  assert.equal(defaults.Cmd, undefined);
+  assert.equal(defaults.HostConfig?.NanoCpus, 0);
+  assert.equal(defaults.HostConfig?.Memory, 0);
+  assert.equal(defaults.HostConfig?.PortBindings, undefined);
+});
+
+it('fails clearly, naming the image and `npm run images`, when the image is not on the host', async () => {
+  const driver = await driverFor();
+  const missing = `mlfleet/not-built-${RUN}:0.0.1`;
+  const job = task({ spec: spec({ image: missing, command: ['node'] }) });
+  await assert.rejects(driver.start(job), (err: Error) => {
+    assert.ok(MlfleetError.is(err));
+    assert.equal(err.code, 'FAILED_PRECONDITION');
+    assert.match(err.message, new RegExp(missing.replace(/[.]/g, '\\.')));
+    assert.match(err.message, /npm run images/);
+    return true;
+  });
+  assert.deepEqual(await containersOf(job.allocationId), []);
+});
