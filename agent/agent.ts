@@ -1,20 +1,28 @@
 // The agent: one per host. Reports the host's capacity and health to the leader over one
 // session, keeps the desired allocation set it is sent (persisted, so it outlives the
-// control plane), and serves /healthz and /metrics. Drivers, the model cache and the
-// gateway join it in later issues.
+// control plane) and has the reconciler run it through the task driver (--driver), answers
+// the leader's commands (prefetch, logs), and serves /healthz and /metrics. The gateway joins
+// it in a later issue.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { systemClock, type Clock, type Random } from '../shared/clock.js';
 import { startOpsServer, type OpsServer } from '../shared/http-server.js';
 import { InvalidArgumentError } from '../shared/errors.js';
+import { parseHostPort } from '../shared/config.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { channelCredentials, type TlsMaterial } from '../shared/tls.js';
 import type { Capacity } from '../shared/proto.js';
+import { ALLOCATION_STATES } from '../shared/workloads.js';
+import type { Driver } from './drivers/driver.js';
+import { DockerDriver } from './drivers/docker-driver.js';
+import { ProcessDriver } from './drivers/process-driver.js';
 import { detectInventory, loadInventoryFile } from './inventory.js';
 import { coordinatorBlobSource } from './blob-source.js';
 import { LocalState } from './local-state.js';
+import { LogStreams } from './log-streams.js';
 import { ModelCache } from './model-cache.js';
+import { Reconciler } from './reconciler.js';
 import { CoordinatorSession } from './session.js';
 import { UsageSampler } from './usage.js';
 
@@ -57,6 +65,9 @@ export class Agent {
     readonly labels: Record<string, string>,
     readonly session: CoordinatorSession,
     readonly cache: ModelCache,
+    readonly reconciler: Reconciler,
+    private readonly driver: Driver,
+    private readonly logStreams: LogStreams,
     private readonly state: LocalState,
     private readonly ops: OpsServer,
     private readonly log: Logger,
@@ -77,6 +88,16 @@ export class Agent {
       throw new InvalidArgumentError(
         'this node has not joined yet and has no join token: pass --join-token or --join-token-file (the coordinator writes one to <data-dir>/join-token)',
       );
+    }
+    let driver: Driver;
+    try {
+      driver =
+        options.driver === 'docker'
+          ? await DockerDriver.create({ node: options.name, log })
+          : new ProcessDriver({ dataDir: options.dataDir, node: options.name, log });
+    } catch (err) {
+      state.close();
+      throw err;
     }
 
     const metrics = new Registry();
@@ -117,16 +138,28 @@ export class Agent {
         labels,
         capacity: inventory.capacity,
         appliedRevision: state.desired().revision,
-        allocations: [],
+        allocations: reconciler.statuses(),
         cache: cache.entries(),
         sessionId,
       }),
+      // Statuses that changed while the hello was on its way were dropped: the full set again.
+      onConnected: () => session.report({ allocations: reconciler.statuses(), cache: cache.entries() }),
       onDesired: (desired) => {
-        if (state.saveDesired({ revision: desired.revision, allocations: desired.allocations })) {
+        const set = { revision: desired.revision, allocations: desired.allocations };
+        if (state.saveDesired(set)) {
           log.debug({ revision: desired.revision, allocations: desired.allocations.length }, 'desired allocations updated');
+          reconciler.setDesired(set);
         }
       },
       onCommand: (command) => {
+        if (command.logs) {
+          logStreams.open(command.id, command.logs);
+          return;
+        }
+        if (command.cancelLogs) {
+          logStreams.cancel(command.cancelLogs.commandId);
+          return;
+        }
         const prefetch = command.prefetch;
         if (!prefetch) return;
         log.info({ digest: prefetch.digest, ref: prefetch.ref }, 'prefetching into the model cache');
@@ -135,7 +168,34 @@ export class Agent {
           .catch((err: unknown) => log.warn({ digest: prefetch.digest, err: (err as Error).message }, 'prefetch failed'));
       },
     });
+    // The leader takes each report's cache list as the whole cache, so every report carries it.
+    const reconciler = new Reconciler({
+      driver,
+      cache,
+      state,
+      advertiseHost: parseHostPort(options.advertise ?? options.gatewayListen).host,
+      onStatus: (allocations) => session.report({ allocations, cache: cache.entries() }),
+      clock,
+      log,
+    });
+    const logStreams = new LogStreams({
+      driver,
+      knows: (allocationId) => reconciler.has(allocationId),
+      send: (logs) => void session.send({ logs }),
+      log,
+    });
     cache.onChange(() => session.report({ allocations: [], cache: cache.entries() }));
+    new Gauge({
+      name: 'mlfleet_agent_allocations',
+      help: 'allocations on this host by state',
+      labelNames: ['state'],
+      registers: [metrics],
+      collect() {
+        const counts = new Map<string, number>();
+        for (const status of reconciler.statuses()) counts.set(status.state, (counts.get(status.state) ?? 0) + 1);
+        for (const state of ALLOCATION_STATES) this.set({ state }, counts.get(state) ?? 0);
+      },
+    });
     new Gauge({
       name: 'mlfleet_agent_connected',
       help: '1 while the agent has a session with the leader',
@@ -153,29 +213,34 @@ export class Agent {
         metrics,
       );
     } catch (err) {
+      await reconciler.close();
+      await driver.close();
       await cache.close();
       state.close();
       throw err;
     }
-    return new Agent(options, inventory.capacity, labels, session, cache, state, ops, log);
+    return new Agent(options, inventory.capacity, labels, session, cache, reconciler, driver, logStreams, state, ops, log);
   }
 
   get httpAddress(): string {
     return this.ops.address;
   }
 
-  /** Runs until close(); resolves once the session has stopped. */
+  /** Runs the reconciler and the session until close(); resolves once both have stopped. */
   run(): Promise<void> {
-    this.running ??= this.session.run(this.abort.signal);
+    this.running ??= Promise.all([this.reconciler.run(this.abort.signal), this.session.run(this.abort.signal)]).then(() => undefined);
     return this.running;
   }
 
-  /** Stops the session and servers. Workloads keep running: they belong to the host, not this process. */
+  /** Stops the session, the reconciler and the servers. Workloads keep running: they belong to the host, not this process. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort(new Error('agent closing'));
     await this.running;
+    await this.logStreams.close();
+    await this.reconciler.close();
+    await this.driver.close();
     await this.ops.close();
     await this.cache.close();
     this.state.close();

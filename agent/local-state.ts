@@ -1,14 +1,25 @@
-// The agent's own SQLite database under --data-dir: its identity and the last desired
-// allocation set the coordinator sent, so serving goes on (and is re-adopted) while the
-// control plane is away (DESIGN principles 4 and 7).
+// The agent's own SQLite database under --data-dir: its identity, the last desired allocation
+// set the coordinator sent, and which allocations this host has started (and how those that
+// ended, ended), so serving goes on, and is re-adopted rather than started twice, while the
+// control plane is away or the agent restarts (DESIGN principles 4 and 7).
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { Allocation, AllocationStatus } from '../shared/proto.js';
 
 export interface DesiredSet {
   revision: number;
-  /** Allocations as the coordinator sent them (proto JSON); empty until the workloads issue. */
-  allocations: unknown[];
+  /** Allocations as the coordinator sent them. */
+  allocations: Allocation[];
+}
+
+/** What this host remembers of one allocation it has worked on. */
+export interface RunRecord {
+  allocationId: string;
+  /** When its task was started (or adopted); 0: it never had one. */
+  startedAtMs: number;
+  /** Its terminal status once it ended (failed, completed): ended allocations never run again. */
+  final: AllocationStatus | undefined;
 }
 
 export class LocalState {
@@ -22,6 +33,7 @@ export class LocalState {
     db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS desired (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL, allocations TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS runs (allocation_id TEXT PRIMARY KEY, started_at_ms INTEGER NOT NULL DEFAULT 0, final TEXT);
     `);
     return new LocalState(db);
   }
@@ -48,7 +60,7 @@ export class LocalState {
     const row = this.db.prepare('SELECT revision, allocations FROM desired WHERE id = 1').get() as
       | { revision: number; allocations: string }
       | undefined;
-    return row ? { revision: row.revision, allocations: JSON.parse(row.allocations) as unknown[] } : { revision: 0, allocations: [] };
+    return row ? { revision: row.revision, allocations: JSON.parse(row.allocations) as Allocation[] } : { revision: 0, allocations: [] };
   }
 
   /** Keeps the newest desired set only; an older revision (a late duplicate) is ignored. */
@@ -61,6 +73,42 @@ export class LocalState {
       )
       .run({ revision: set.revision, allocations: JSON.stringify(set.allocations) });
     return result.changes > 0;
+  }
+
+  /** Every allocation this host has started or seen end, by id. */
+  runs(): Map<string, RunRecord> {
+    const rows = this.db.prepare('SELECT allocation_id, started_at_ms, final FROM runs').all() as {
+      allocation_id: string;
+      started_at_ms: number;
+      final: string | null;
+    }[];
+    return new Map(
+      rows.map((row) => [
+        row.allocation_id,
+        { allocationId: row.allocation_id, startedAtMs: row.started_at_ms, final: row.final ? (JSON.parse(row.final) as AllocationStatus) : undefined },
+      ]),
+    );
+  }
+
+  /** Its task exists now: from here on the allocation is never started again on this host. */
+  recordStarted(allocationId: string, atMs: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO runs (allocation_id, started_at_ms) VALUES (?, ?)
+         ON CONFLICT(allocation_id) DO UPDATE SET started_at_ms = excluded.started_at_ms WHERE runs.started_at_ms = 0`,
+      )
+      .run(allocationId, atMs);
+  }
+
+  recordFinal(status: AllocationStatus): void {
+    this.db
+      .prepare('INSERT INTO runs (allocation_id, final) VALUES (?, ?) ON CONFLICT(allocation_id) DO UPDATE SET final = excluded.final')
+      .run(status.id, JSON.stringify(status));
+  }
+
+  /** The allocation left the desired set and its task is gone: nothing is left to remember. */
+  forgetRun(allocationId: string): void {
+    this.db.prepare('DELETE FROM runs WHERE allocation_id = ?').run(allocationId);
   }
 
   close(): void {

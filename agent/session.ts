@@ -1,6 +1,6 @@
 // The agent's side of the session: connect to any listed coordinator, follow redirects to the
 // leader, say hello, heartbeat at the interval the leader asks for, hand desired allocation
-// sets to the agent. Any failure ends the attempt; the next one starts after a jittered
+// sets and commands to the agent, and carry its status reports and log data back. Any failure ends the attempt; the next one starts after a jittered
 // backoff (a redirect is followed at once) and says hello again.
 import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, sleep, type Clock, type Random, type Timer } from '../shared/clock.js';
@@ -21,7 +21,12 @@ export interface SessionOptions {
   hello: () => Hello;
   usage: () => Usage;
   onDesired: (desired: DesiredAllocations__Output) => void;
-  /** A command from the leader (prefetch a blob, …). */
+  /**
+   * The leader welcomed this session. What changed between the hello and now was dropped (see
+   * send), so this is when to report the current state again.
+   */
+  onConnected?: () => void;
+  /** A command from the leader (prefetch a blob, logs, …). */
   onCommand?: (command: Command__Output) => void;
   /** The bearer token for the next attempt: the node credential, or the join token until there is one. */
   token: () => string | undefined;
@@ -58,7 +63,17 @@ export class CoordinatorSession {
 
   /** Sends a status report now if connected (the next hello carries the state anyway). */
   report(status: StatusReport): void {
-    if (this.state === 'connected') this.current?.write({ status });
+    this.send({ status });
+  }
+
+  /**
+   * Sends one message to the leader if connected, else drops it (false): what the leader
+   * missed it learns from the next hello, or asks for again.
+   */
+  send(message: AgentMessageIn): boolean {
+    if (this.state !== 'connected' || !this.current) return false;
+    this.current.write(message);
+    return true;
   }
 
   /** Keeps a session open until `signal` aborts. */
@@ -134,6 +149,7 @@ export class CoordinatorSession {
           this.state = 'connected';
           this.connectedTo = address;
           log.info({ coordinator: address, leader: message.welcome.leaderAddress }, 'connected to the leader');
+          this.options.onConnected?.();
           const send = () => {
             const beat: AgentMessageIn = { heartbeat: { seq: ++seq, sentAtMs: clock.now(), usage: this.options.usage() } };
             call.write(beat);

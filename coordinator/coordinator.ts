@@ -33,6 +33,10 @@ import { TokenRegistry, type Principal } from './auth/token-registry.js';
 import { bootstrap, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { NodeRegistry, type FencedWriter } from './node-registry.js';
+import { allocationService, deploymentService, jobService } from './api/workload-service.js';
+import { WorkloadController, type WorkloadControllerOptions } from './workloads/controller.js';
+import { EventLog } from './workloads/event-log.js';
+import { LogRelay } from './workloads/log-relay.js';
 
 export interface CoordinatorOptions {
   listen: string;
@@ -51,6 +55,8 @@ export interface CoordinatorOptions {
   id: string | undefined;
   /** TLS for the gRPC API (mutual when it has a CA); undefined: plain text. */
   tls: TlsMaterial | undefined;
+  /** Workload controller tuning (tests shorten its tick); not a flag. */
+  workloads?: Partial<WorkloadControllerOptions>;
 }
 
 export interface CoordinatorDeps {
@@ -68,7 +74,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -76,6 +82,7 @@ export class Coordinator {
   private readonly abort = new AbortController();
   private loops: Promise<unknown> | undefined;
   private closing: Promise<void> | undefined;
+  private readonly logs = new LogRelay();
 
   private constructor(
     readonly id: string,
@@ -184,6 +191,7 @@ export class Coordinator {
   private register(): void {
     const v1 = mlfleetV1();
     const registry = () => this.leaderRole().registry;
+    const workloads = () => this.leaderRole().workloads;
     const writer = () => this.leaderRole().writer;
     const revision = () => this.store.revision();
     const { store, tokens, audit } = this;
@@ -202,6 +210,8 @@ export class Coordinator {
         Session: edge.stream('AgentService.Session', agentSessionHandler({
           registry,
           revision,
+          workloads,
+          logs: this.logs,
           issueCredential: (nodeName, principal) => this.issueNodeCredential(nodeName, principal),
           coordinatorId: this.id,
           leaderAddress: () => this.address,
@@ -215,12 +225,16 @@ export class Coordinator {
       } as grpc.UntypedServiceImplementation,
     );
     serve(v1.ClusterService.service, clusterService({ edge, status: () => this.status() }));
-    serve(v1.NodeService.service, nodeService({ edge, registry, revision, artifacts: this.artifacts }));
-    serve(v1.TenantService.service, tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant) }));
+    serve(v1.NodeService.service, nodeService({ edge, registry, revision, artifacts: this.artifacts, allocated: (node) => workloads().allocatedOn(node) }));
+    serve(v1.TenantService.service, tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant), computeUsed: (tenant) => workloads().usage(tenant) }));
     serve(v1.ModelService.service, artifactService('model', { edge, registry: this.artifacts, writer }));
     serve(v1.DatasetService.service, artifactService('dataset', { edge, registry: this.artifacts, writer }));
     serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));
-    serve(v1.EventService.service, eventService({ edge, audit }));
+    serve(v1.EventService.service, eventService({ edge, audit, events: () => this.leaderRole().events }));
+    const workloadDeps = { edge, workloads, registry, logs: this.logs };
+    serve(v1.DeploymentService.service, deploymentService(workloadDeps));
+    serve(v1.JobService.service, jobService(workloadDeps));
+    serve(v1.AllocationService.service, allocationService(workloadDeps));
   }
 
   /** What only the leader has; NotLeaderError (a redirect) otherwise. */
@@ -323,7 +337,31 @@ export class Coordinator {
       metrics: this.metrics,
       nodeTtlMs: this.options.nodeTtlMs,
     });
-    this.role = { kind: 'leader', leadership, registry, writer };
+    let workloads: WorkloadController;
+    let events: EventLog;
+    try {
+      events = await EventLog.load(this.store, writer, this.clock, this.log.child({ component: 'events' }));
+      workloads = await WorkloadController.load({
+        store: this.store,
+        writer,
+        nodes: registry,
+        artifacts: this.artifacts,
+        events,
+        clock: this.clock,
+        log: this.log.child({ component: 'workloads' }),
+        options: this.options.workloads,
+      });
+    } catch (err) {
+      registry.close();
+      throw err;
+    }
+    registry.onChange((change) => {
+      workloads.kick();
+      if (change.from !== undefined && change.from !== change.to) {
+        events.record({ tenant: '', object: `node/${change.node}`, allocation: '', node: change.node, type: `Node${change.to[0]!.toUpperCase()}${change.to.slice(1)}`, message: `${change.from} → ${change.to}` });
+      }
+    });
+    this.role = { kind: 'leader', leadership, registry, writer, workloads, events };
     this.leader = { id: this.id, address: this.address };
     this.metrics.isLeader.set(1);
     this.log.info({ address: this.address }, 'elected leader');
@@ -331,6 +369,7 @@ export class Coordinator {
 
   private revokeLeadership(): void {
     if (this.role.kind !== 'leader') return;
+    this.role.workloads.close();
     this.role.registry.close();
     this.role = { kind: 'follower' };
     if (this.leader?.id === this.id) this.leader = undefined;

@@ -1,6 +1,8 @@
 // A node as the store keeps it. Only transitions are written here (registration, ready/down,
 // cordon/drain); heartbeats and usage stay in the leader's memory (DESIGN principle 5).
-import type { Capacity, Node, Usage, CacheEntry } from '../shared/proto.js';
+import type { Capacity, Node, Usage, CacheEntry, Resources } from '../shared/proto.js';
+
+export const NOTHING_ALLOCATED: Resources = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, nicMbps: 0 };
 
 export type NodeStoredStatus = 'ready' | 'down';
 export type NodeStatus = 'ready' | 'down' | 'draining';
@@ -36,7 +38,8 @@ export function displayStatus(record: NodeRecord): NodeStatus {
   return record.draining ? 'draining' : 'ready';
 }
 
-export function toProtoNode(view: NodeView): Node {
+/** The node as the API shows it; `allocated` is what placed allocations hold on it. */
+export function toProtoNode(view: NodeView, allocated: Resources = NOTHING_ALLOCATED): Node {
   const { record } = view;
   return {
     name: record.name,
@@ -45,7 +48,7 @@ export function toProtoNode(view: NodeView): Node {
     address: record.address,
     labels: record.labels,
     capacity: record.capacity,
-    allocated: { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, nicMbps: 0 },
+    allocated,
     lastHeartbeatMs: view.lastHeartbeatMs,
     agentVersion: record.agentVersion,
     registeredAtMs: record.registeredAtMs,

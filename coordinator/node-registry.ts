@@ -8,13 +8,14 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Clock, Timer } from '../shared/clock.js';
 import { ConflictError, FailedPreconditionError, NotFoundError } from '../shared/errors.js';
 import type { Command } from '../shared/gen/mlfleet/v1/Command.js';
+import type { DesiredAllocations } from '../shared/gen/mlfleet/v1/DesiredAllocations.js';
 import { KeyedMutex } from '../shared/keyed-mutex.js';
 import { keys } from '../shared/keys.js';
 import type { Logger } from '../shared/log.js';
 import type { Hello, Heartbeat, CacheEntry } from '../shared/proto.js';
 import type { Compare, Op, Store, TxnResult } from '../shared/store/store.js';
 import type { CoordinatorMetrics } from './metrics.js';
-import { displayStatus, type NodeRecord, type NodeView } from './node-record.js';
+import { displayStatus, type NodeRecord, type NodeStatus, type NodeView } from './node-record.js';
 
 /** Leader-only writes: each carries the leadership fence; throws NotLeaderError once deposed. */
 export interface FencedWriter {
@@ -29,6 +30,15 @@ export interface SessionHandle {
   close(reason: string): void;
   /** Sends a command to the agent; false when the session can no longer take one. */
   command(command: Command): boolean;
+  /** Sends the agent its full desired allocation set; false when the session has ended. */
+  desired(set: DesiredAllocations): boolean;
+}
+
+/** A node's stored record changed; `from` is undefined for a new node. */
+export interface NodeChange {
+  node: string;
+  from: NodeStatus | undefined;
+  to: NodeStatus;
 }
 
 export interface NodeRegistryDeps {
@@ -47,6 +57,7 @@ export class NodeRegistry {
   private readonly sessions = new Map<string, SessionHandle>();
   private readonly queues = new KeyedMutex();
   private readonly sweeper: Timer;
+  private readonly listeners = new Set<(change: NodeChange) => void>();
   private closed = false;
 
   private constructor(private readonly deps: NodeRegistryDeps) {
@@ -160,6 +171,17 @@ export class NodeRegistry {
     }
   }
 
+  /** Sends a node's agent its desired set; false when the node has no session with this leader. */
+  sendDesired(name: string, set: DesiredAllocations): boolean {
+    return this.sessions.get(name)?.desired(set) ?? false;
+  }
+
+  /** Calls `listener` after every change of a node's stored record (status, cordon, drain, capacity). */
+  onChange(listener: (change: NodeChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   /** Ends every session that authenticated with this token (it was just revoked). */
   closeSessionsOf(tokenId: string): void {
     for (const session of [...this.sessions.values()]) {
@@ -230,6 +252,10 @@ export class NodeRegistry {
       this.deps.log.info({ node: name, from: displayStatus(previous.record), to: displayStatus(record) }, 'node status changed');
     }
     const now = this.deps.clock.now();
+    const change: NodeChange = { node: name, from: previous ? displayStatus(previous.record) : undefined, to: displayStatus(record) };
+    queueMicrotask(() => {
+      for (const listener of this.listeners) listener(change);
+    });
     this.nodes.set(name, {
       record,
       modRevision,

@@ -1,5 +1,5 @@
 // Tenants and their quotas in the store. Usage is what the tenant holds now: storage is what
-// its model and dataset versions take; compute and deployments arrive with workloads.
+// its model and dataset versions take; compute is what its placed allocations hold.
 import { AlreadyExistsError, ConflictError, NotFoundError } from '../shared/errors.js';
 import { keys } from '../shared/keys.js';
 import { QUOTA_FIELDS, type QuotaName } from '../shared/quota.js';
@@ -17,12 +17,20 @@ export interface TenantRecord {
 export const NO_QUOTA: Quota = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, maxDeployments: 0 };
 
 
-export function toProtoTenant(record: TenantRecord, storageBytes: number): Tenant {
+export interface ComputeUsage {
+  cpuMillis: number;
+  memoryBytes: number;
+  gpus: number;
+  gpuMemoryBytes: number;
+  deployments: number;
+}
+
+export function toProtoTenant(record: TenantRecord, storageBytes: number, compute: ComputeUsage): Tenant {
   return {
     name: record.name,
     description: record.description,
     quota: record.quota,
-    usage: { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes, deployments: 0 },
+    usage: { cpuMillis: compute.cpuMillis, memoryBytes: compute.memoryBytes, gpus: compute.gpus, gpuMemoryBytes: compute.gpuMemoryBytes, storageBytes, deployments: compute.deployments },
     createdAtMs: record.createdAtMs,
   };
 }

@@ -17,4 +17,15 @@ export const keys = {
   artifact: (kind: string, tenant: string, name: string) => `${ROOT}artifacts/${kind}/${tenant}/${name}`,
   nodesPrefix: `${ROOT}nodes/`,
   node: (name: string) => `${ROOT}nodes/${name}`,
+  deploymentsPrefix: `${ROOT}deployments/`,
+  deployment: (tenant: string, name: string) => `${ROOT}deployments/${tenant}/${name}`,
+  jobsPrefix: `${ROOT}jobs/`,
+  job: (tenant: string, name: string) => `${ROOT}jobs/${tenant}/${name}`,
+  allocationsPrefix: `${ROOT}allocations/`,
+  allocation: (id: string) => `${ROOT}allocations/${id}`,
+  /** Bumped with every plan that changes a node's allocations: what a plan compares. */
+  nodePlansPrefix: `${ROOT}node-plans/`,
+  nodePlan: (node: string) => `${ROOT}node-plans/${node}`,
+  eventsPrefix: `${ROOT}events/`,
+  event: (id: number) => `${ROOT}events/${String(id).padStart(15, '0')}`,
 };

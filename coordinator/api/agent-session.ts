@@ -9,16 +9,38 @@ import type { Logger } from '../../shared/log.js';
 import type { AgentMessage, CoordinatorMessage, Hello } from '../../shared/proto.js';
 import type { Command } from '../../shared/gen/mlfleet/v1/Command.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
+import { ALLOCATION_STATES } from '../../shared/workloads.js';
 import type { Principal } from '../auth/token-registry.js';
 import type { CoordinatorMetrics } from '../metrics.js';
 import type { NodeRegistry, SessionHandle } from '../node-registry.js';
 import { heartbeatSchema, helloSchema } from './schemas.js';
+import type { WorkloadController } from '../workloads/controller.js';
+import type { LogRelay } from '../workloads/log-relay.js';
+import type { DesiredAllocations } from '../../shared/gen/mlfleet/v1/DesiredAllocations.js';
+import type { AllocationStatus } from '../../shared/proto.js';
+import { z } from '../../shared/validation.js';
+
+const allocationStatusSchema = z.object({
+  id: z.string().min(1).max(64),
+  state: z.enum(ALLOCATION_STATES),
+  reason: z.string().max(4096),
+  endpoint: z.string().max(300),
+  exitCode: z.number().int(),
+  updatedAtMs: z.number().int().nonnegative(),
+});
+const statusReportSchema = z.object({
+  allocations: z.array(allocationStatusSchema).max(10_000),
+  cache: z.array(z.unknown()),
+});
 
 export interface AgentSessionDeps {
   /** The registry while this coordinator leads; throws NotLeaderError otherwise. */
   registry(): NodeRegistry;
   /** Revision of the desired allocation set sent after welcome. */
   revision(): Promise<number>;
+  /** The workload controller while this coordinator leads: the node's desired set, reported states. */
+  workloads(): WorkloadController;
+  logs: LogRelay;
   coordinatorId: string;
   leaderAddress(): string;
   /** Mints the node's own credential after it joined with a join token. */
@@ -51,6 +73,7 @@ class AgentSession implements SessionHandle {
   readonly id = randomUUID();
   private nodeName: string | undefined;
   private ended = false;
+  private welcomed = false;
   private readonly log: Logger;
 
   constructor(
@@ -91,6 +114,12 @@ class AgentSession implements SessionHandle {
     return true;
   }
 
+  desired(set: DesiredAllocations): boolean {
+    if (this.ended || !this.welcomed) return false;
+    this.call.write({ desired: set });
+    return true;
+  }
+
   close(reason: string): void {
     this.fail(new UnavailableError(reason));
   }
@@ -101,6 +130,7 @@ class AgentSession implements SessionHandle {
     if (message.msg === 'hello') {
       if (this.nodeName) throw new FailedPreconditionError('hello may only be sent once per session');
       const hello = validate(helloSchema, message.hello, 'hello') as Hello;
+      validate(z.array(allocationStatusSchema).max(10_000), hello.allocations, 'hello allocations');
       if (this.principal.role === 'node' && this.principal.node !== hello.nodeName) {
         throw new PermissionDeniedError(`this credential belongs to node "${this.principal.node}"; it cannot report for node "${hello.nodeName}"`);
       }
@@ -114,8 +144,12 @@ class AgentSession implements SessionHandle {
     if (message.msg === 'heartbeat') {
       validate(heartbeatSchema, message.heartbeat, 'heartbeat');
       this.registry.heartbeat(this.nodeName, this, message.heartbeat!);
-    } else {
+    } else if (message.msg === 'status') {
+      validate(statusReportSchema, message.status, 'status report');
       this.registry.reportCache(this.nodeName, this, message.status!.cache);
+      this.reportStatuses(message.status!.allocations as AllocationStatus[]);
+    } else if (message.msg === 'logs') {
+      this.deps.logs.deliver(this.nodeName, message.logs!);
     }
   }
 
@@ -132,8 +166,27 @@ class AgentSession implements SessionHandle {
         nodeCredential,
       },
     });
-    // Allocations arrive with the workloads issue; until then the desired set is empty.
-    this.call.write({ desired: { revision: await this.deps.revision(), allocations: [] } });
+    const workloads = this.deps.workloads();
+    // What the agent runs now first (it may have finished or failed work while away), then
+    // its desired set.
+    await workloads.reportStatuses(hello.nodeName, hello.allocations as AllocationStatus[]);
+    const revision = await this.deps.revision();
+    if (this.ended) return;
+    this.call.write({ desired: { revision, allocations: workloads.desiredFor(hello.nodeName) } });
+    workloads.markSent(hello.nodeName);
+    this.welcomed = true;
+  }
+
+  private reportStatuses(statuses: AllocationStatus[]): void {
+    const node = this.nodeName!;
+    let workloads: WorkloadController;
+    try {
+      workloads = this.deps.workloads();
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    workloads.reportStatuses(node, statuses).catch((err: unknown) => this.log.warn({ err, node }, 'could not record allocation states'));
   }
 
   private fail(err: unknown): void {
@@ -147,7 +200,10 @@ class AgentSession implements SessionHandle {
     if (this.ended) return;
     this.ended = true;
     this.deps.metrics.sessions.dec();
-    if (this.nodeName) this.registry.disconnected(this.nodeName, this);
+    if (this.nodeName) {
+      this.registry.disconnected(this.nodeName, this);
+      this.deps.logs.nodeGone(this.nodeName);
+    }
     end();
   }
 }

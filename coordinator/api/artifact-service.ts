@@ -6,7 +6,6 @@ import { ARTIFACT_FORMATS, parseRef } from '../../shared/artifact-ref.js';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import type { ArtifactVersion, DownloadResponse } from '../../shared/proto.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
-import type { Principal } from '../auth/token-registry.js';
 import type { FencedWriter } from '../node-registry.js';
 import type { ArtifactKind } from '../registry/artifact-record.js';
 import { toProtoArtifact, toProtoVersion, toSummary } from '../registry/artifact-record.js';
@@ -21,7 +20,7 @@ import {
   resolveSchema,
   setAliasSchema,
 } from './schemas.js';
-import { assertTenantVisible } from './tenant-service.js';
+import { tenantOf } from './tenant-service.js';
 
 export interface ArtifactServiceDeps {
   edge: RpcEdge;
@@ -38,15 +37,6 @@ interface PushMessage {
 
 const NO_METADATA = { type: '', inputFormat: '', outputFormat: '', accuracy: 0, labels: {}, sourceJob: '', sourceDatasets: [] };
 
-/** The tenant a call acts in: the caller's, or for admins the one it names. */
-function tenantOf(principal: Principal, requested: string): string {
-  if (!requested) {
-    if (!principal.tenant) throw new InvalidArgumentError('this credential belongs to no tenant: name one');
-    return principal.tenant;
-  }
-  assertTenantVisible(principal, requested);
-  return requested;
-}
 
 export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): grpc.UntypedServiceImplementation {
   const { edge, registry } = deps;

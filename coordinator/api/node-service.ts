@@ -1,6 +1,6 @@
 // NodeService: the leader's node view, and the operator actions on nodes.
 import type * as grpc from '@grpc/grpc-js';
-import type { Node } from '../../shared/proto.js';
+import type { Node, Resources } from '../../shared/proto.js';
 import { displayStatus, toProtoNode } from '../node-record.js';
 import type { NodeRegistry } from '../node-registry.js';
 import { randomUUID } from 'node:crypto';
@@ -15,6 +15,8 @@ export interface NodeServiceDeps {
   /** The registry while this coordinator leads; throws NotLeaderError otherwise. */
   registry(): NodeRegistry;
   revision(): Promise<number>;
+  /** What placed allocations hold on a node. */
+  allocated(node: string): Resources;
 }
 
 export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
@@ -26,7 +28,7 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
       async ({ name }): Promise<Node> => {
         const registry = deps.registry();
         await act(registry, name);
-        return toProtoNode(registry.get(name));
+        return toProtoNode(registry.get(name), deps.allocated(name));
       },
       ({ name }) => `node/${name}`,
     );
@@ -39,10 +41,10 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
         .list()
         .filter((view) => !status || displayStatus(view.record) === status)
         .filter((view) => Object.entries(selector).every(([k, v]) => view.record.labels[k] === v))
-        .map(toProtoNode);
+        .map((view) => toProtoNode(view, deps.allocated(view.record.name)));
       return { nodes, revision };
     }),
-    GetNode: edge.unary('NodeService.GetNode', nodeNameRequestSchema, async ({ name }) => toProtoNode(deps.registry().get(name))),
+    GetNode: edge.unary('NodeService.GetNode', nodeNameRequestSchema, async ({ name }) => toProtoNode(deps.registry().get(name), deps.allocated(name))),
     CordonNode: action('CordonNode', (registry, name) => registry.cordon(name)),
     UncordonNode: action('UncordonNode', (registry, name) => registry.uncordon(name)),
     DrainNode: action('DrainNode', (registry, name) => registry.drain(name)),

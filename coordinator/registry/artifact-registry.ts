@@ -44,6 +44,12 @@ export interface Resolved {
 const MAX_CAS_ATTEMPTS = 10;
 
 export class ArtifactRegistry {
+  /**
+   * Names the workload that uses a version (a deployment serving it), which refuses its
+   * deletion; set by the leader's workload controller.
+   */
+  usedBy: ((kind: ArtifactKind, tenant: string, name: string, version: number) => string | undefined) | undefined;
+
   /** Serializes, per digest, publishing a version against deleting its blob (leader only). */
   private readonly digestLocks = new KeyedMutex();
 
@@ -147,11 +153,12 @@ export class ArtifactRegistry {
     return this.digestLocks.run(doomed.digest, async () => {
       const next = await this.update(writer, kind, tenant, name, (record) => {
         if (!record.versions.some((v) => v.version === version)) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
+        const user = this.usedBy?.(kind, tenant, name, version);
+        if (user) throw new FailedPreconditionError(`${kind} ${name}:${version} is in use by ${user}; roll it to another version or remove it first`);
         const aliases = Object.entries(record.aliases).filter(([, v]) => v === version).map(([a]) => a);
         if (aliases.length > 0) {
           throw new FailedPreconditionError(`${kind} ${name}:${version} is aliased as ${aliases.join(', ')}; move or remove the alias first`);
         }
-        // Deployments that use a version refuse its deletion here once they exist (issue 5).
         return { ...record, versions: record.versions.filter((v) => v.version !== version) };
       });
       if (!(await this.inUse(doomed.digest))) {

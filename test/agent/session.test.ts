@@ -87,3 +87,18 @@ test('reconnect delays are jittered and grow up to the cap', () => {
   const ceilingLate = Math.max(...delays.slice(6));
   assert.ok(ceilingLate > 250, 'later attempts wait longer than the base');
 });
+
+test('messages for the leader are dropped, not queued, while there is no session', () => {
+  const session = new CoordinatorSession({
+    coordinators: ['127.0.0.1:1'],
+    clock: systemClock,
+    random: seededRandom(1),
+    log: silentLogger(),
+    usage: () => ({ cpuMillisUsed: 0, memoryUsedBytes: 0, gpus: [] }),
+    onDesired: () => undefined,
+    token: () => undefined,
+    hello: () => ({ nodeName: 'node-1', agentVersion: 'test', address: '127.0.0.1:7780', labels: {}, capacity: null, sessionId: 's' }) as Hello,
+  });
+  assert.equal(session.send({ logs: { commandId: 'c1', data: Buffer.from('x'), eof: true, error: '' } }), false);
+  session.report({ allocations: [{ id: 'a1', state: 'running' }], cache: [] }); // does not throw
+});

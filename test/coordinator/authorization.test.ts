@@ -43,12 +43,32 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'EventService.ListAuditEvents': ownTenantRead,
   ...artifactExpectations('ModelService'),
   ...artifactExpectations('DatasetService'),
+  // Developers run their tenant's workloads; consumers may see deployments (to call them) and events.
+  'EventService.WatchEvents': ownTenantRead,
+  'DeploymentService.ApplyDeployment': ownTenantWrite,
+  'DeploymentService.ListDeployments': ownTenantRead,
+  'DeploymentService.GetDeployment': ownTenantRead,
+  'DeploymentService.ScaleDeployment': ownTenantWrite,
+  'DeploymentService.DeleteDeployment': ownTenantWrite,
+  'JobService.RunJob': ownTenantWrite,
+  'JobService.ListJobs': operatorRead,
+  'JobService.GetJob': operatorRead,
+  'JobService.CancelJob': ownTenantWrite,
+  'AllocationService.ListAllocations': operatorRead,
+  // No allocation has this id in any tenant: who may ask is all this shows.
+  'AllocationService.GetLogs': (c) => (c === 'admin' || c === 'developer' ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
 };
+
+function ownTenantWrite(c: Caller, scope: Scope): Answer {
+  return c === 'admin' ? 'OK' : c === 'developer' ? (scope === 'own' ? 'OK' : 'NOT_FOUND') : 'PERMISSION_DENIED';
+}
+
+function operatorRead(c: Caller, scope: Scope): Answer {
+  return c === 'consumer' ? 'PERMISSION_DENIED' : ownTenantRead(c, scope);
+}
 
 /** Developers push and change their tenant's artifacts, consumers read them, nodes fetch blobs by digest. */
 function artifactExpectations(service: string): Record<string, (caller: Caller, scope: Scope) => Answer> {
-  const ownTenantWrite = (c: Caller, scope: Scope): Answer =>
-    c === 'admin' ? 'OK' : c === 'developer' ? (scope === 'own' ? 'OK' : 'NOT_FOUND') : 'PERMISSION_DENIED';
   return {
     [`${service}.Push`]: (c) => (c === 'admin' || c === 'developer' ? 'OK' : 'PERMISSION_DENIED'),
     [`${service}.ListArtifacts`]: ownTenantRead,
@@ -162,6 +182,25 @@ function pushMessages(name: string, service: string): unknown[] {
   return [{ header: { name, format, sizeBytes: PAYLOAD.length } }, { chunk: PAYLOAD }];
 }
 
+function deploymentSpec(name: string, tenant: string) {
+  return { name, model: `seed-${tenant}:1`, image: 'mlfleet/runtime:0.1.0', replicas: 0 };
+}
+
+function jobSpec(name: string) {
+  // Asks for more than any node has: it stays pending, holding nothing.
+  return { name, image: 'mlfleet/runtime:0.1.0', command: ['node', '-e', ''], workers: 1, resources: { cpuMillis: 1_000_000 } };
+}
+
+/** Creates a deployment or job in a tenant as that tenant's developer; returns its name. */
+async function seedWorkload(cluster: Cluster, methodName: string, scope: Scope, name: string): Promise<string> {
+  const method = methods().find((m) => m.name === methodName)!;
+  const tenant = scope === 'own' ? 'alpha' : 'beta';
+  const spec = methodName.startsWith('Job') ? jobSpec(name) : deploymentSpec(name, tenant);
+  const result = await callUnary(cluster.coordinator.address, method, { spec }, cluster.developers[scope]);
+  assert.equal(result.answer, 'OK', `seeding ${methodName}: ${result.details}`);
+  return name;
+}
+
 async function artifactRequest(cluster: Cluster, method: string, scope: Scope): Promise<unknown> {
   const [service, rpc] = method.split('.') as [string, string];
   if (service !== 'ModelService' && service !== 'DatasetService') return undefined;
@@ -218,7 +257,28 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
       return { id: info!.id };
     }
     case 'EventService.ListAuditEvents':
+    case 'DeploymentService.ListDeployments':
+    case 'JobService.ListJobs':
+    case 'AllocationService.ListAllocations':
       return { tenant };
+    case 'EventService.WatchEvents':
+      return { tenant, replay: 5 };
+    case 'DeploymentService.ApplyDeployment':
+      return { spec: deploymentSpec(`d-${cluster.fresh()}`, tenant), tenant };
+    case 'DeploymentService.GetDeployment':
+      return { name: 'seed', tenant };
+    case 'DeploymentService.ScaleDeployment':
+      return { name: 'seed', replicas: 0, tenant };
+    case 'DeploymentService.DeleteDeployment':
+      return { name: await seedWorkload(cluster, 'DeploymentService.ApplyDeployment', scope, `d-${cluster.fresh()}`), tenant };
+    case 'JobService.RunJob':
+      return { spec: jobSpec(`j-${cluster.fresh()}`), tenant };
+    case 'JobService.GetJob':
+      return { name: 'seed', tenant };
+    case 'JobService.CancelJob':
+      return { name: await seedWorkload(cluster, 'JobService.RunJob', scope, `j-${cluster.fresh()}`), tenant };
+    case 'AllocationService.GetLogs':
+      return { allocation: 'ffffffffffffffff' };
     default:
       return artifactRequest(cluster, method, scope);
   }
@@ -228,6 +288,10 @@ test('every RPC answers every kind of caller exactly as the authorization rules 
   const cluster = await setUp(t);
   for (const service of ['ModelService', 'DatasetService']) {
     for (const scope of ['own', 'other'] as const) await pushAs(cluster, service, scope, `seed-${scope === 'own' ? 'alpha' : 'beta'}`);
+  }
+  for (const scope of ['own', 'other'] as const) {
+    await seedWorkload(cluster, 'DeploymentService.ApplyDeployment', scope, 'seed');
+    await seedWorkload(cluster, 'JobService.RunJob', scope, 'seed');
   }
   const all = methods();
   const missing = all.filter((m) => !EXPECT[m.name]).map((m) => m.name);

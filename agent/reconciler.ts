@@ -1,0 +1,587 @@
+// The agent's reconciler: makes what runs on this host match the desired allocation set the
+// leader sent last (persisted in LocalState, so it goes on while the control plane is away).
+// Level-triggered (DESIGN principle 4): each pass lists the driver's tasks and compares them
+// with the desired set, on every new set, after each step of an allocation and every few
+// seconds; a lost event costs one resync period, never correctness. It owns
+//  - one job per allocation: pulling (model and datasets leased from the model cache) →
+//    starting (driver.start) → running → ready (HTTP readiness, then liveness probes);
+//  - adoption: a task the driver lists for a desired allocation is taken over, never started
+//    again, and an allocation whose task this host started but which has since vanished is
+//    failed, not re-run: only the coordinator replaces allocations;
+//  - removal of tasks nobody wants any more, reported once as `stopped`;
+//  - the latest AllocationStatus of each allocation, reported (debounced) as it changes.
+// Closing stops the jobs and probes but never a task (DESIGN principle 7).
+import { InvalidArgumentError } from '../shared/errors.js';
+import { sleep, systemClock, type Clock, type Timer } from '../shared/clock.js';
+import { silentLogger, type Logger } from '../shared/log.js';
+import type { Allocation, AllocationStatus } from '../shared/proto.js';
+import { TERMINAL_STATES, taskEnvironment, type AllocationState, type RunBlob, type RunSpec } from '../shared/workloads.js';
+import type { Driver, Task, TaskStatus } from './drivers/driver.js';
+import type { DesiredSet, LocalState, RunRecord } from './local-state.js';
+import type { CacheLease, ModelCache } from './model-cache.js';
+import { probeHttp } from './readiness.js';
+
+export interface ReconcilerTiming {
+  /** A full pass at least this often, events or not. */
+  resyncMs: number;
+  /** Between readiness probes of a server that is not ready yet. */
+  readinessIntervalMs: number;
+  /** Between liveness probes of a ready server. */
+  livenessIntervalMs: number;
+  /** One probe that takes longer counts as not answering. */
+  probeTimeoutMs: number;
+  /** SIGTERM → SIGKILL when a task is removed. */
+  removeGraceMs: number;
+  /** Status changes within this window go out in one report. */
+  reportDebounceMs: number;
+  /**
+   * An adopted server that is not ready gets at least this long (within its readiness timeout)
+   * before it fails: the agent may have been down for most of its timeout.
+   */
+  adoptGraceMs: number;
+}
+
+export const DEFAULT_TIMING: ReconcilerTiming = {
+  resyncMs: 2_000,
+  readinessIntervalMs: 200,
+  livenessIntervalMs: 5_000,
+  probeTimeoutMs: 2_000,
+  removeGraceMs: 10_000,
+  reportDebounceMs: 50,
+  adoptGraceMs: 10_000,
+};
+
+/** Used when a spec names no readiness timeout. */
+const DEFAULT_READINESS_TIMEOUT_MS = 10 * 60_000;
+
+export interface ReconcilerOptions {
+  driver: Driver;
+  cache: ModelCache;
+  /** Where the desired set was persisted and which allocations were started is kept. */
+  state: LocalState;
+  /** Host of the endpoints other hosts reach tasks at (the agent's advertise address). */
+  advertiseHost: string;
+  /** The statuses that changed since the last call; a report to the leader. */
+  onStatus: (changed: AllocationStatus[]) => void;
+  clock?: Clock;
+  log?: Logger;
+  timing?: Partial<ReconcilerTiming>;
+}
+
+interface Held {
+  blob: RunBlob;
+  lease: CacheLease;
+}
+
+/** What the reconciler knows of one allocation, desired or on its way out. */
+interface Entry {
+  readonly id: string;
+  /** Undefined for a task nobody wants that was found on the host. */
+  allocation: Allocation | undefined;
+  spec: RunSpec | undefined;
+  status: AllocationStatus;
+  leases: Held[];
+  /** Aborted on removal and on close: ends the job. */
+  readonly work: AbortController;
+  /** Aborted also when the allocation ends: ends probing. */
+  readonly probes: AbortController;
+  job: Promise<void> | undefined;
+  /** From the launch's start until driver.start returns: a pass must not judge it by a list. */
+  launching: boolean;
+  /** Its task was started or adopted. */
+  hasTask: boolean;
+  /** Pass sequence number at which its task was known to exist (lists older than that may miss it). */
+  taskSeq: number;
+  removing: Promise<void> | undefined;
+}
+
+export class Reconciler {
+  private readonly driver: Driver;
+  private readonly cache: ModelCache;
+  private readonly state: LocalState;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly timing: ReconcilerTiming;
+  private readonly entries = new Map<string, Entry>();
+  private readonly runs: Map<string, RunRecord>;
+  private desired = new Map<string, Allocation>();
+  private revision = 0;
+  private readonly dirty = new Map<string, AllocationStatus>();
+  private flushTimer: Timer | undefined;
+  private resyncTimer: Timer | undefined;
+  private passTail: Promise<void> = Promise.resolve();
+  private queuedPass: Promise<void> | undefined;
+  /** Jobs and removals under way, for close() to wait on. */
+  private readonly work = new Set<Promise<void>>();
+  private seq = 0;
+  private started = false;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: ReconcilerOptions) {
+    this.driver = options.driver;
+    this.cache = options.cache;
+    this.state = options.state;
+    this.clock = options.clock ?? systemClock;
+    this.log = (options.log ?? silentLogger()).child({ component: 'reconciler' });
+    this.timing = { ...DEFAULT_TIMING, ...options.timing };
+    this.runs = this.state.runs();
+    this.accept(this.state.desired());
+  }
+
+  /** Starts reconciling the persisted set now and then every resyncMs. Idempotent. */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    this.resyncTimer = this.clock.setInterval(() => void this.sync(), this.timing.resyncMs);
+    void this.sync();
+  }
+
+  /** start(), then close() once `signal` aborts; resolves when closed. */
+  async run(signal: AbortSignal): Promise<void> {
+    this.start();
+    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    await this.close();
+  }
+
+  /** A new desired set from the leader (already persisted); an older revision is ignored. */
+  setDesired(set: DesiredSet): void {
+    if (this.closed || !this.accept(set)) return;
+    if (this.started) void this.sync();
+  }
+
+  /** One full pass, after any pass under way; concurrent callers share the next pass. */
+  sync(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.queuedPass) return this.queuedPass;
+    const next = this.passTail.then(async () => {
+      this.queuedPass = undefined;
+      try {
+        await this.pass();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'reconcile pass failed; retrying at the next resync');
+      }
+    });
+    this.queuedPass = next;
+    this.passTail = next;
+    return next;
+  }
+
+  /** Every allocation's latest status, for the session's hello. */
+  statuses(): AllocationStatus[] {
+    return [...this.entries.values()].map((entry) => ({ ...entry.status })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  status(allocationId: string): AllocationStatus | undefined {
+    const status = this.entries.get(allocationId)?.status;
+    return status ? { ...status } : undefined;
+  }
+
+  /** Whether the allocation is this host's: desired here, or its task still being removed. */
+  has(allocationId: string): boolean {
+    return this.desired.has(allocationId) || this.entries.has(allocationId);
+  }
+
+  /**
+   * Stops passes, jobs and probes and waits for them, and sends what changed. Tasks keep
+   * running: the next agent adopts them. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.resyncTimer?.cancel();
+      const reason = new Error('the agent is closing');
+      for (const entry of this.entries.values()) entry.work.abort(reason);
+      await this.passTail;
+      while (this.work.size > 0) await Promise.all([...this.work]);
+      this.flushTimer?.cancel();
+      this.flush();
+    })();
+    return this.closing;
+  }
+
+  // ---- passes ----------------------------------------------------------------------------
+
+  private accept(set: DesiredSet): boolean {
+    if (set.revision < this.revision) return false;
+    this.revision = set.revision;
+    this.desired = new Map(set.allocations.map((allocation) => [allocation.id, allocation]));
+    return true;
+  }
+
+  private async pass(): Promise<void> {
+    if (this.closed) return;
+    const listedSeq = ++this.seq;
+    const tasks = new Map((await this.driver.list()).map((task) => [task.allocationId, task]));
+    if (this.closed) return;
+    for (const allocation of this.desired.values()) {
+      const entry = this.entries.get(allocation.id);
+      if (!entry) {
+        this.admit(allocation, tasks.get(allocation.id), listedSeq);
+      } else if (!entry.removing) {
+        entry.allocation = allocation;
+        this.observe(entry, tasks.get(allocation.id), listedSeq);
+      }
+    }
+    // Before the first desired set ever arrived, an empty set means "not known yet", not
+    // "remove everything".
+    if (this.revision === 0) return;
+    for (const entry of this.entries.values()) if (!this.desired.has(entry.id)) this.remove(entry);
+    for (const task of tasks.values()) {
+      if (!this.desired.has(task.allocationId) && !this.entries.has(task.allocationId)) this.remove(this.orphan(task));
+    }
+    for (const id of this.runs.keys()) {
+      if (!this.desired.has(id) && !this.entries.has(id) && !tasks.has(id)) this.forget(id);
+    }
+  }
+
+  /** A desired allocation seen for the first time by this process. */
+  private admit(allocation: Allocation, task: TaskStatus | undefined, listedSeq: number): void {
+    const entry = this.newEntry(allocation.id, allocation, { state: 'pending' });
+    this.entries.set(entry.id, entry);
+    const run = this.runs.get(entry.id);
+    let spec: RunSpec;
+    try {
+      spec = parseRunSpec(allocation.specJson);
+    } catch (err) {
+      this.finish(entry, 'failed', (err as Error).message, 0);
+      return;
+    }
+    entry.spec = spec;
+
+    if (task) {
+      entry.hasTask = true;
+      entry.taskSeq = listedSeq;
+      if (!run?.startedAtMs) this.recordStarted(entry.id, task.startedAtMs || this.clock.now());
+    }
+    if (run?.final) {
+      // It ended before this process began: say so again, and never run it again.
+      this.setStatus(entry, { ...run.final });
+      if (task) this.spawn(entry, (signal) => this.holdLeases(entry, signal));
+      return;
+    }
+    if (task) {
+      this.log.info({ allocation: entry.id, running: task.running }, 'adopting a task that already exists');
+      if (!task.running) {
+        this.finishFromExit(entry, task);
+        this.spawn(entry, (signal) => this.holdLeases(entry, signal));
+        return;
+      }
+      this.setStatus(entry, { state: 'running', endpoint: this.endpoint(allocation) });
+      const timeout = spec.readinessTimeoutMs;
+      const readyBy = Math.max(task.startedAtMs + timeout, this.clock.now() + Math.min(timeout, this.timing.adoptGraceMs));
+      this.spawn(entry, async (signal) => {
+        await this.holdLeases(entry, signal);
+        await this.watch(entry, readyBy);
+      });
+      return;
+    }
+    if (run?.startedAtMs) {
+      this.finish(entry, 'failed', 'its task disappeared', 0);
+      return;
+    }
+    entry.launching = true;
+    this.spawn(entry, (signal) => this.launch(entry, signal));
+  }
+
+  /** A known allocation against the latest list: has its task ended or vanished? */
+  private observe(entry: Entry, task: TaskStatus | undefined, listedSeq: number): void {
+    if (TERMINAL_STATES.has(entry.status.state as AllocationState) || entry.launching || !entry.hasTask) return;
+    // The list was asked for before the task was started: it cannot show it.
+    if (entry.taskSeq > listedSeq) return;
+    if (!task) this.finish(entry, 'failed', 'its task disappeared', 0);
+    else if (!task.running) this.finishFromExit(entry, task);
+  }
+
+  // ---- one allocation --------------------------------------------------------------------
+
+  /** pulling → starting → running → (ready). */
+  private async launch(entry: Entry, signal: AbortSignal): Promise<void> {
+    const allocation = entry.allocation!;
+    const spec = entry.spec!;
+    try {
+      this.setStatus(entry, { state: 'pulling' });
+      entry.leases = await this.acquire(spec, signal);
+      signal.throwIfAborted();
+      this.setStatus(entry, { state: 'starting' });
+      await this.driver.start(this.task(allocation, spec, entry.leases));
+    } catch (err) {
+      entry.launching = false;
+      this.release(entry);
+      // Removed or closing: not a failure of the allocation.
+      if (signal.aborted) return;
+      this.finish(entry, 'failed', (err as Error).message, 0);
+      return;
+    }
+    entry.launching = false;
+    entry.hasTask = true;
+    entry.taskSeq = ++this.seq;
+    this.recordStarted(entry.id, this.clock.now());
+    if (signal.aborted) return;
+    this.setStatus(entry, { state: 'running', endpoint: this.endpoint(allocation) });
+    void this.sync();
+    await this.watch(entry, this.clock.now() + spec.readinessTimeoutMs);
+  }
+
+  /** Readiness until ready or `readyBy`, then liveness, until the allocation ends. */
+  private async watch(entry: Entry, readyBy: number): Promise<void> {
+    const spec = entry.spec!;
+    const port = entry.allocation!.hostPort;
+    // Without a readiness path (jobs) or a port, running is as far as it goes.
+    if (!spec.readinessPath || port === 0) return;
+    const signal = entry.probes.signal;
+    const probe = () => probeHttp(port, spec.readinessPath, { timeoutMs: this.timing.probeTimeoutMs, signal });
+    const ended = () => signal.aborted || TERMINAL_STATES.has(entry.status.state as AllocationState);
+    for (;;) {
+      const result = await probe();
+      if (ended()) return;
+      if (result.ok) break;
+      if (this.clock.now() >= readyBy) {
+        this.finish(entry, 'failed', `not ready after ${seconds(spec.readinessTimeoutMs)} (${result.reason})`, 0);
+        return;
+      }
+      if (!(await this.pause(this.timing.readinessIntervalMs, signal))) return;
+    }
+    this.setStatus(entry, { state: 'ready', reason: '' });
+    for (;;) {
+      if (!(await this.pause(this.timing.livenessIntervalMs, signal))) return;
+      const result = await probe();
+      if (ended()) return;
+      if (result.ok && entry.status.state === 'running') this.setStatus(entry, { state: 'ready', reason: '' });
+      else if (!result.ok && entry.status.state === 'ready') this.setStatus(entry, { state: 'running', reason: `stopped answering: ${result.reason}` });
+    }
+  }
+
+  /** An adopted task's blobs, leased again so the cache keeps them while it exists. */
+  private async holdLeases(entry: Entry, signal: AbortSignal): Promise<void> {
+    try {
+      entry.leases = await this.acquire(entry.spec!, signal);
+    } catch (err) {
+      if (!signal.aborted) this.log.warn({ allocation: entry.id, err: (err as Error).message }, 'could not lease the blobs of an adopted task; the cache may evict them');
+    }
+  }
+
+  /** Every blob of the spec from the cache, all or none. */
+  private async acquire(spec: RunSpec, signal: AbortSignal): Promise<Held[]> {
+    const blobs = [...(spec.model ? [spec.model] : []), ...spec.datasets];
+    const results = await Promise.allSettled(
+      blobs.map((blob) => this.cache.acquire({ digest: blob.digest, sizeBytes: blob.sizeBytes, directory: blob.directory }, signal)),
+    );
+    const failure = results.findIndex((result) => result.status === 'rejected');
+    if (failure >= 0) {
+      for (const result of results) if (result.status === 'fulfilled') result.value.release();
+      const blob = blobs[failure]!;
+      const err = (results[failure] as PromiseRejectedResult).reason as Error;
+      if (signal.aborted) throw err;
+      throw new Error(`could not get ${blob.kind} ${blob.ref} (${blob.digest}) into the cache: ${err.message}`);
+    }
+    return blobs.map((blob, i) => ({ blob, lease: (results[i] as PromiseFulfilledResult<CacheLease>).value }));
+  }
+
+  /** The driver's view of the allocation: mounts, environment, resources. */
+  private task(allocation: Allocation, spec: RunSpec, held: Held[]): Task {
+    // The process driver mounts nothing: the task reads the cache on the host and listens on
+    // the host port itself. In a container, the mounts and the container's port.
+    const onHost = this.driver.name === 'process';
+    const model = held.find((h) => h.blob === spec.model);
+    const env = taskEnvironment(allocation.id, spec, {
+      model: model ? (onHost ? model.lease.path : model.blob.mountPath) : undefined,
+      datasets: Object.fromEntries(held.filter((h) => h.blob !== spec.model).map((h) => [h.blob.name, onHost ? h.lease.path : h.blob.mountPath])),
+      port: onHost ? allocation.hostPort : spec.port,
+    });
+    return {
+      allocationId: allocation.id,
+      kind: allocation.kind,
+      workload: allocation.workload,
+      tenant: allocation.tenant,
+      spec,
+      cpuMillis: allocation.resources?.cpuMillis ?? 0,
+      memoryBytes: allocation.resources?.memoryBytes ?? 0,
+      gpuIndexes: [...allocation.gpuIndexes],
+      hostPort: allocation.hostPort,
+      mounts: held.map((h) => ({ hostPath: h.lease.path, containerPath: h.blob.mountPath, readOnly: true })),
+      env,
+    };
+  }
+
+  /** Removes the task of an allocation nobody wants (after its job stops), then forgets it. */
+  private remove(entry: Entry): void {
+    if (entry.removing) return;
+    entry.work.abort(new Error('removed from the desired set'));
+    const removal = (async () => {
+      await entry.job;
+      // Closing: the next agent removes it.
+      if (this.closed) {
+        entry.removing = undefined;
+        return;
+      }
+      try {
+        await this.driver.remove(entry.id, this.timing.removeGraceMs);
+      } catch (err) {
+        this.log.warn({ allocation: entry.id, err: (err as Error).message }, 'could not remove a task; trying again at the next resync');
+        entry.removing = undefined;
+        return;
+      }
+      this.release(entry);
+      this.entries.delete(entry.id);
+      this.forget(entry.id);
+      this.log.info({ allocation: entry.id }, 'removed: no longer in the desired set');
+      this.setStatus(entry, { state: 'stopped', reason: 'no longer in the desired set', endpoint: '' }, true);
+    })();
+    entry.removing = removal;
+    this.track(removal);
+  }
+
+  /** A task on the host that no desired allocation claims. */
+  private orphan(task: TaskStatus): Entry {
+    const state: AllocationState = task.running ? 'running' : task.exitCode === 0 ? 'completed' : 'failed';
+    const entry = this.newEntry(task.allocationId, undefined, { state, exitCode: task.exitCode ?? 0 });
+    entry.hasTask = true;
+    this.entries.set(entry.id, entry);
+    return entry;
+  }
+
+  private finishFromExit(entry: Entry, task: TaskStatus): void {
+    const code = task.exitCode;
+    if (code === 0) this.finish(entry, 'completed', '', 0);
+    else if (code === undefined) this.finish(entry, 'failed', task.reason || 'the task ended without an exit code', 0);
+    else this.finish(entry, 'failed', task.reason ? `exited with code ${code} (${task.reason})` : `exited with code ${code}`, code);
+  }
+
+  /** A terminal state: remembered across restarts, and the end of probing. */
+  private finish(entry: Entry, state: 'failed' | 'completed', reason: string, exitCode: number): void {
+    if (this.setStatus(entry, { state, reason, exitCode, endpoint: '' })) {
+      this.state.recordFinal(entry.status);
+      this.runs.set(entry.id, { allocationId: entry.id, startedAtMs: this.runs.get(entry.id)?.startedAtMs ?? 0, final: entry.status });
+    }
+    entry.probes.abort(new Error(`allocation ${state}`));
+  }
+
+  // ---- plumbing --------------------------------------------------------------------------
+
+  private newEntry(id: string, allocation: Allocation | undefined, status: Partial<AllocationStatus>): Entry {
+    const work = new AbortController();
+    const probes = new AbortController();
+    work.signal.addEventListener('abort', () => probes.abort(work.signal.reason), { once: true });
+    return {
+      id,
+      allocation,
+      spec: undefined,
+      status: { id, state: 'pending', reason: '', endpoint: '', exitCode: 0, updatedAtMs: this.clock.now(), ...status },
+      leases: [],
+      work,
+      probes,
+      job: undefined,
+      launching: false,
+      hasTask: false,
+      taskSeq: 0,
+      removing: undefined,
+    };
+  }
+
+  /**
+   * Applies `patch` to the entry's status; false when nothing changed. A terminal state is
+   * final: only removal (`stopped`, with `force`) moves on from it.
+   */
+  private setStatus(entry: Entry, patch: Partial<AllocationStatus>, force = false): boolean {
+    const current = entry.status;
+    if (!force && TERMINAL_STATES.has(current.state as AllocationState)) return false;
+    const next: AllocationStatus = { ...current, ...patch, id: entry.id, updatedAtMs: patch.updatedAtMs ?? this.clock.now() };
+    if (next.state === current.state && next.reason === current.reason && next.endpoint === current.endpoint && next.exitCode === current.exitCode) {
+      return false;
+    }
+    entry.status = next;
+    this.dirty.set(entry.id, next);
+    this.log.info({ allocation: entry.id, state: next.state, reason: next.reason || undefined }, 'allocation state');
+    this.flushTimer ??= this.clock.setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flush();
+    }, this.timing.reportDebounceMs);
+    return true;
+  }
+
+  private flush(): void {
+    if (this.dirty.size === 0) return;
+    const changed = [...this.dirty.values()];
+    this.dirty.clear();
+    try {
+      this.options.onStatus(changed);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'reporting allocation statuses failed');
+    }
+  }
+
+  private endpoint(allocation: Allocation): string {
+    if (allocation.hostPort === 0) return '';
+    const host = this.options.advertiseHost;
+    return host.includes(':') ? `[${host}]:${allocation.hostPort}` : `${host}:${allocation.hostPort}`;
+  }
+
+  private recordStarted(id: string, atMs: number): void {
+    this.state.recordStarted(id, atMs);
+    const run = this.runs.get(id);
+    if (!run?.startedAtMs) this.runs.set(id, { allocationId: id, startedAtMs: atMs, final: run?.final });
+  }
+
+  private forget(id: string): void {
+    if (!this.runs.delete(id)) return;
+    this.state.forgetRun(id);
+  }
+
+  private release(entry: Entry): void {
+    for (const held of entry.leases) held.lease.release();
+    entry.leases = [];
+  }
+
+  private spawn(entry: Entry, job: (signal: AbortSignal) => Promise<void>): void {
+    const running = job(entry.work.signal).catch((err: unknown) => {
+      this.log.error({ allocation: entry.id, err }, 'allocation job failed unexpectedly');
+    });
+    entry.job = running;
+    this.track(running);
+  }
+
+  private track(work: Promise<void>): void {
+    this.work.add(work);
+    void work.finally(() => this.work.delete(work));
+  }
+
+  /** Sleeps on the clock; false when `signal` aborted first. */
+  private async pause(ms: number, signal: AbortSignal): Promise<boolean> {
+    try {
+      await sleep(this.clock, ms, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Allocation.spec_json as a RunSpec, with the defaults of fields an older coordinator leaves out. */
+export function parseRunSpec(json: string): RunSpec {
+  let raw: Partial<RunSpec> | null;
+  try {
+    raw = JSON.parse(json) as Partial<RunSpec> | null;
+  } catch (err) {
+    throw new InvalidArgumentError(`the allocation's spec is not JSON (${(err as Error).message}); the coordinator sent something this agent cannot run`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new InvalidArgumentError("the allocation's spec is not a JSON object; the coordinator sent something this agent cannot run");
+  }
+  return {
+    image: raw.image ?? '',
+    command: raw.command ?? [],
+    env: raw.env ?? {},
+    port: raw.port ?? 0,
+    readinessPath: raw.readinessPath ?? '',
+    readinessTimeoutMs: raw.readinessTimeoutMs || DEFAULT_READINESS_TIMEOUT_MS,
+    model: raw.model ?? undefined,
+    datasets: raw.datasets ?? [],
+    rank: raw.rank ?? 0,
+    worldSize: raw.worldSize ?? 1,
+  };
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))}s`;
+}

@@ -1,0 +1,120 @@
+// Request schemas of the workload services (deployments, jobs, allocations, workload events).
+import { parseRef } from '../../shared/artifact-ref.js';
+import { labelMap, z } from '../../shared/validation.js';
+import { tenantName } from './schemas.js';
+
+const uint = z.number().int().nonnegative();
+const optionalTenant = z.union([z.literal(''), tenantName]);
+
+/** Deployment and job names: DNS labels, as Kubernetes object names. */
+export const workloadName = z
+  .string()
+  .min(1, 'is required')
+  .max(63, 'must be at most 63 characters')
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'must be lowercase letters, digits and "-", starting and ending with a letter or digit');
+
+const ref = (what: string) =>
+  z.string().superRefine((value, ctx) => {
+    if (value === '') {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `is required: the ${what} REF (name, name:3 or name@alias)` });
+      return;
+    }
+    try {
+      parseRef(value);
+    } catch (err) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+    }
+  });
+
+/** A container image reference, loosely: no spaces, no control characters. */
+const image = z.string().max(512).regex(/^$|^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, 'is not an image reference (like mlfleet/runtime:0.1.0)');
+const stack = z.string().max(63).regex(/^$|^[a-z0-9][a-z0-9-]*$/, 'must be a stack name (lowercase letters, digits, "-")');
+const command = z.array(z.string().max(8192)).max(256, 'at most 256 arguments');
+const env = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _'), z.string().max(32_768));
+
+const GiB = 2 ** 30;
+export const resourceRequest = z.object({
+  cpuMillis: uint.max(1_024_000, 'must be at most 1024 cores'),
+  memoryBytes: uint.max(64 * 1024 * GiB, 'must be at most 64Ti'),
+  gpus: uint.max(64, 'must be at most 64'),
+  gpuMemoryBytes: uint.max(1024 * GiB, 'must be at most 1Ti'),
+  gpuModel: z.string().max(64),
+  nicMbps: uint.max(10_000_000),
+});
+
+const oneOfStackOrImage = <T extends { stack: string; image: string }>(spec: T, ctx: z.RefinementCtx) => {
+  if ((spec.stack === '') === (spec.image === '')) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give exactly one of stack and image', path: ['stack'] });
+  }
+};
+
+export const deploymentSpec = z
+  .object({
+    name: workloadName,
+    model: ref('model'),
+    stack,
+    image,
+    command,
+    env,
+    port: uint.max(65_535, 'must be a port number'),
+    readinessPath: z.string().max(1024).regex(/^$|^\/\S*$/, 'must be a path starting with /'),
+    replicas: uint.max(1000, 'must be at most 1000'),
+    resources: resourceRequest.nullable(),
+    constraints: labelMap,
+    maxPerNode: uint.max(1000),
+    priority: z.number().int().min(-1_000_000).max(1_000_000, 'must be between -1000000 and 1000000'),
+    rollout: z.object({ maxSurge: uint.max(1000), maxUnavailable: uint.max(1000) }).nullable(),
+  })
+  .superRefine(oneOfStackOrImage);
+
+export const applyDeploymentSchema = z.object({
+  spec: deploymentSpec.nullable().refine((s) => s !== null, 'is required'),
+  tenant: optionalTenant,
+});
+
+export const scaleDeploymentSchema = z.object({ name: workloadName, replicas: uint.max(1000, 'must be at most 1000'), tenant: optionalTenant });
+export const workloadRefSchema = z.object({ name: workloadName, tenant: optionalTenant });
+export const listWorkloadsSchema = z.object({ tenant: optionalTenant });
+
+export const jobSpec = z
+  .object({
+    name: workloadName,
+    stack,
+    image,
+    command,
+    env,
+    datasets: z.array(ref('dataset')).max(32, 'at most 32 datasets'),
+    resources: resourceRequest.nullable(),
+    workers: uint.max(1000, 'must be at most 1000').refine((n) => n !== 0, 'must be at least 1'),
+    maxRetries: uint.max(100, 'must be at most 100'),
+    retryBackoffMs: uint.max(86_400_000, 'must be at most 24h'),
+    deadlineMs: uint.max(30 * 86_400_000, 'must be at most 30d'),
+    constraints: labelMap,
+    priority: z.number().int().min(-1_000_000).max(1_000_000, 'must be between -1000000 and 1000000'),
+  })
+  .superRefine(oneOfStackOrImage);
+
+export const runJobSchema = z.object({
+  spec: jobSpec.nullable().refine((s) => s !== null, 'is required'),
+  tenant: optionalTenant,
+});
+
+export const listAllocationsSchema = z.object({
+  tenant: optionalTenant,
+  node: z.string().max(253),
+  workload: z.string().max(70),
+  all: z.boolean(),
+});
+
+export const getLogsSchema = z.object({
+  allocation: z.string().min(4, 'is required: an allocation id or a prefix of at least 4 characters').max(64).regex(/^[0-9a-f-]+$/, 'must be an allocation id (hex), as `mlfleetctl ps` shows'),
+  tailBytes: uint,
+  follow: z.boolean(),
+});
+
+export const watchEventsSchema = z.object({
+  tenant: optionalTenant,
+  object: z.string().max(140).regex(/^$|^(deployment|job|node)\/[a-z0-9.-]+$/, 'must be deployment/NAME, job/NAME or node/NAME'),
+  replay: uint.max(1000, 'must be at most 1000'),
+  follow: z.boolean(),
+});

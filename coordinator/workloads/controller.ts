@@ -1,0 +1,842 @@
+// The leader's workload controller: holds every deployment, job and allocation (loaded from the
+// store when leadership is won, kept in step by its own writes), and runs the reconcile pass —
+// decide what each workload needs (reconcile.ts), ask the pure scheduler for a plan, commit the
+// plan with an optimistic transaction (plan-commit.ts), and send every node whose allocations
+// changed its full desired set. One mutation runs at a time (API calls, agent reports and passes
+// share one queue), so decisions never interleave.
+import { randomBytes } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
+import type { Clock, Timer } from '../../shared/clock.js';
+import { AlreadyExistsError, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
+import { KeyedMutex } from '../../shared/keyed-mutex.js';
+import { keys } from '../../shared/keys.js';
+import type { Logger } from '../../shared/log.js';
+import type { Allocation, AllocationStatus, Deployment, DeploymentSpec, Job, JobSpec, ResourceRequest, Resources } from '../../shared/proto.js';
+import type { Op, Store } from '../../shared/store/store.js';
+import { ALLOCATION_STATES, TERMINAL_STATES, type AllocationState, type DeploymentStatus } from '../../shared/workloads.js';
+import { displayStatus } from '../node-record.js';
+import type { FencedWriter, NodeRegistry } from '../node-registry.js';
+import type { ArtifactRegistry } from '../registry/artifact-registry.js';
+import { schedule } from '../scheduler/scheduler.js';
+import type { Ask, Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } from '../scheduler/types.js';
+import { listTenants } from '../tenants.js';
+import type { EventInput, EventLog } from './event-log.js';
+import { commitPlan, type PlanWrite } from './plan-commit.js';
+import { decideDeployment, decideJob, type NodeHealth, type Stop } from './reconcile.js';
+import {
+  isLive,
+  isTerminal,
+  toProtoDeployment,
+  toProtoJob,
+  workloadKey,
+  type AllocationRecord,
+  type DeploymentRecord,
+  type JobRecord,
+  type WorkloadKind,
+} from './records.js';
+import { resolveDeployment, resolveJob } from './resolve.js';
+
+export interface WorkloadControllerOptions {
+  /** Host ports handed to serving replicas. */
+  portRange: [number, number];
+  /** How often every workload is looked at even when nothing happened (deadlines, alias moves). */
+  tickMs: number;
+  /** How long an ended job's containers (and their logs) are kept on the hosts. */
+  jobRetentionMs: number;
+  /** Ended allocations are forgotten this long after they ended. */
+  allocationRetentionMs: number;
+}
+
+export const DEFAULT_CONTROLLER_OPTIONS: WorkloadControllerOptions = {
+  portRange: [20_000, 29_999],
+  tickMs: 2_000,
+  jobRetentionMs: 60 * 60_000,
+  allocationRetentionMs: 60 * 60_000,
+};
+
+/** What a replica or worker reserves when its spec asks for nothing. */
+export const DEFAULT_RESOURCES = { cpuMillis: 100, memoryBytes: 256 * 2 ** 20 };
+
+export interface WorkloadControllerDeps {
+  store: Store;
+  writer: FencedWriter;
+  nodes: NodeRegistry;
+  artifacts: ArtifactRegistry;
+  events: EventLog;
+  clock: Clock;
+  log: Logger;
+  options?: Partial<WorkloadControllerOptions>;
+}
+
+interface Stored<T> {
+  record: T;
+  modRevision: number;
+}
+
+interface PendingAsk {
+  ask: Ask;
+  kind: WorkloadKind;
+  tenant: string;
+  name: string;
+  allocation: Omit<AllocationRecord, 'node' | 'gpuIndexes' | 'hostPort'>;
+}
+
+const WRITE_CHUNK = 100;
+
+export class WorkloadController {
+  private readonly deployments = new Map<string, Stored<DeploymentRecord>>();
+  private readonly jobs = new Map<string, Stored<JobRecord>>();
+  private readonly allocations = new Map<string, Stored<AllocationRecord>>();
+  /** modRevision of each node's plan key as this leader last read or wrote it. */
+  private readonly nodePlans = new Map<string, number>();
+  /** Why a workload's replicas or workers are waiting (the scheduler's last explanation). */
+  private readonly pendingReasons = new Map<string, string>();
+  /** The desired set last sent to each node, to send only changes. */
+  private readonly sent = new Map<string, string>();
+  private readonly queue = new KeyedMutex();
+  private readonly options: WorkloadControllerOptions;
+  private readonly ticker: Timer;
+  private kicked = false;
+  private passing: Promise<void> | undefined;
+  private closed = false;
+  private lastResolveMs = 0;
+
+  private constructor(private readonly deps: WorkloadControllerDeps) {
+    this.options = { ...DEFAULT_CONTROLLER_OPTIONS, ...deps.options };
+    this.ticker = deps.clock.setInterval(() => this.kick(), this.options.tickMs);
+  }
+
+  static async load(deps: WorkloadControllerDeps): Promise<WorkloadController> {
+    const controller = new WorkloadController(deps);
+    await controller.reload();
+    deps.artifacts.usedBy = (kind, tenant, name, version) => controller.versionUser(kind, tenant, name, version);
+    deps.log.info({ deployments: controller.deployments.size, jobs: controller.jobs.size, allocations: controller.allocations.size }, 'workloads loaded');
+    controller.kick();
+    return controller;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ticker.cancel();
+    if (this.deps.artifacts.usedBy) this.deps.artifacts.usedBy = undefined;
+  }
+
+  /** Waits for the running pass (tests, shutdown). */
+  async settle(): Promise<void> {
+    while (this.passing) await this.passing;
+  }
+
+  /** Asks for a reconcile pass soon; passes never overlap and bursts of kicks make one pass. */
+  kick(): void {
+    if (this.closed) return;
+    this.kicked = true;
+    if (this.passing) return;
+    this.passing = (async () => {
+      while (this.kicked && !this.closed) {
+        this.kicked = false;
+        await this.queue.run('workloads', () => this.pass()).catch((err: unknown) => this.deps.log.warn({ err }, 'reconcile pass failed; the next one retries'));
+      }
+      this.passing = undefined;
+    })();
+  }
+
+  // ---- deployments -------------------------------------------------------------------------
+
+  applyDeployment(tenant: string, spec: DeploymentSpec): Promise<{ deployment: Deployment; created: boolean }> {
+    return this.mutate(async () => {
+      const key = keys.deployment(tenant, spec.name);
+      const existing = this.deployments.get(key);
+      const resolved = await resolveDeployment(this.deps.artifacts, tenant, spec);
+      const now = this.deps.clock.now();
+      if (!existing) await this.checkDeploymentQuota(tenant);
+      const record: DeploymentRecord = existing
+        ? { ...existing.record, spec, updatedAtMs: now }
+        : { tenant, spec, generation: 1, resolvedVersion: 0, modelDigest: '', run: resolved.run, createdAtMs: now, updatedAtMs: now };
+      const changed = !existing || this.rolloutChanged(existing.record, spec, resolved.run);
+      if (existing && changed) record.generation = existing.record.generation + 1;
+      Object.assign(record, { run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest });
+      if (existing && isDeepStrictEqual(existing.record.spec, spec) && !changed) return { deployment: this.deploymentView(key), created: false };
+      await this.putWorkload(this.deployments, key, record, existing);
+      this.event({ tenant, object: `deployment/${spec.name}`, allocation: '', node: '', type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : `now ${spec.replicas} replicas`) : `${spec.replicas} replicas of model ${resolved.run.model!.ref}` });
+      this.kick();
+      return { deployment: this.deploymentView(key), created: !existing };
+    });
+  }
+
+  scaleDeployment(tenant: string, name: string, replicas: number): Promise<Deployment> {
+    return this.mutate(async () => {
+      const key = keys.deployment(tenant, name);
+      const existing = this.getStored(this.deployments, key, `deployment "${name}"`);
+      if (existing.record.spec.replicas !== replicas) {
+        const record = { ...existing.record, spec: { ...existing.record.spec, replicas }, updatedAtMs: this.deps.clock.now() };
+        await this.putWorkload(this.deployments, key, record, existing);
+        this.event({ tenant, object: `deployment/${name}`, allocation: '', node: '', type: 'Scaled', message: `from ${existing.record.spec.replicas} to ${replicas} replicas` });
+        this.kick();
+      }
+      return this.deploymentView(key);
+    });
+  }
+
+  deleteDeployment(tenant: string, name: string): Promise<void> {
+    return this.mutate(async () => {
+      const key = keys.deployment(tenant, name);
+      const existing = this.getStored(this.deployments, key, `deployment "${name}"`);
+      const mine = this.allocationsOf('deployment', tenant, name);
+      await this.writeStops(mine.filter((a) => a.desired === 'run').map((a) => ({ id: a.id, reason: 'deployment removed' })), [
+        { type: 'delete', key },
+      ], [{ key, target: 'modRevision', op: '=', value: existing.modRevision }]);
+      this.deployments.delete(key);
+      this.pendingReasons.delete(workloadKey('deployment', tenant, name));
+      this.event({ tenant, object: `deployment/${name}`, allocation: '', node: '', type: 'Deleted', message: `stopping ${mine.filter(isLive).length} replicas` });
+      this.pushDesired();
+    });
+  }
+
+  getDeployment(tenant: string, name: string): Deployment {
+    const key = keys.deployment(tenant, name);
+    this.getStored(this.deployments, key, `deployment "${name}"`);
+    return this.deploymentView(key);
+  }
+
+  listDeployments(tenant: string | undefined): Deployment[] {
+    return [...this.deployments.entries()]
+      .filter(([, d]) => tenant === undefined || d.record.tenant === tenant)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([key]) => this.deploymentView(key));
+  }
+
+  // ---- jobs --------------------------------------------------------------------------------
+
+  runJob(tenant: string, spec: JobSpec): Promise<Job> {
+    return this.mutate(async () => {
+      const key = keys.job(tenant, spec.name);
+      if (this.jobs.has(key)) throw new AlreadyExistsError(`job "${spec.name}" already exists; pick another name (jobs are not re-run in place)`);
+      const run = await resolveJob(this.deps.artifacts, tenant, spec);
+      const now = this.deps.clock.now();
+      const record: JobRecord = {
+        tenant,
+        spec: { ...spec, workers: spec.workers || 1 },
+        status: 'pending',
+        attempts: 0,
+        message: 'waiting to be placed',
+        run,
+        createdAtMs: now,
+        startedAtMs: 0,
+        finishedAtMs: 0,
+        notBeforeMs: 0,
+        outputModel: '',
+      };
+      await this.putWorkload(this.jobs, key, record, undefined);
+      this.event({ tenant, object: `job/${spec.name}`, allocation: '', node: '', type: 'Created', message: `${record.spec.workers} worker${record.spec.workers === 1 ? '' : 's'}: ${run.command.join(' ')}` });
+      this.kick();
+      return this.jobView(key);
+    });
+  }
+
+  cancelJob(tenant: string, name: string): Promise<Job> {
+    return this.mutate(async () => {
+      const key = keys.job(tenant, name);
+      const existing = this.getStored(this.jobs, key, `job "${name}"`);
+      if (['succeeded', 'failed', 'cancelled'].includes(existing.record.status)) {
+        throw new FailedPreconditionError(`job "${name}" already ended (${existing.record.status})`);
+      }
+      const now = this.deps.clock.now();
+      await this.putWorkload(this.jobs, key, { ...existing.record, status: 'cancelled', message: 'cancelled', finishedAtMs: now }, existing);
+      const mine = this.allocationsOf('job', tenant, name);
+      await this.writeStops(mine.filter(isLive).map((a) => ({ id: a.id, reason: 'job cancelled' })));
+      this.event({ tenant, object: `job/${name}`, allocation: '', node: '', type: 'Cancelled', message: 'cancelled by a user' });
+      this.pushDesired();
+      return this.jobView(key);
+    });
+  }
+
+  getJob(tenant: string, name: string): Job {
+    const key = keys.job(tenant, name);
+    this.getStored(this.jobs, key, `job "${name}"`);
+    return this.jobView(key);
+  }
+
+  listJobs(tenant: string | undefined): Job[] {
+    return [...this.jobs.entries()]
+      .filter(([, j]) => tenant === undefined || j.record.tenant === tenant)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([key]) => this.jobView(key));
+  }
+
+  // ---- allocations -------------------------------------------------------------------------
+
+  listAllocations(filter: { tenant: string | undefined; node: string; workload: string; all: boolean }): AllocationRecord[] {
+    return [...this.allocations.values()]
+      .map((s) => s.record)
+      .filter((a) => filter.tenant === undefined || a.tenant === filter.tenant)
+      .filter((a) => !filter.node || a.node === filter.node)
+      .filter((a) => !filter.workload || a.workload === filter.workload || `${a.kind}/${a.workload}` === filter.workload)
+      .filter((a) => filter.all || a.desired === 'run' || !isTerminal(a))
+      .sort((a, b) => a.createdAtMs - b.createdAtMs || a.id.localeCompare(b.id));
+  }
+
+  /** An allocation by id or unique id prefix, within `tenant` (undefined: any). */
+  findAllocation(idOrPrefix: string, tenant: string | undefined): AllocationRecord {
+    const matches = [...this.allocations.values()].map((s) => s.record).filter((a) => a.id.startsWith(idOrPrefix) && (tenant === undefined || a.tenant === tenant));
+    if (matches.length === 0) throw new NotFoundError(`allocation "${idOrPrefix}" not found; \`mlfleetctl ps --all\` lists them`);
+    if (matches.length > 1) throw new InvalidArgumentError(`allocation prefix "${idOrPrefix}" is ambiguous (${matches.length} match); give more of the id`);
+    return matches[0]!;
+  }
+
+  /** Compute a tenant holds now (allocations placed and not ended). */
+  usage(tenant: string): ResourceRequest & { deployments: number } {
+    const used = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, gpuModel: '', nicMbps: 0, deployments: 0 };
+    for (const { record: a } of this.allocations.values()) {
+      if (a.tenant !== tenant || !isLive(a)) continue;
+      used.cpuMillis += a.resources.cpuMillis;
+      used.memoryBytes += a.resources.memoryBytes;
+      used.gpus += a.resources.gpus;
+      used.gpuMemoryBytes += a.resources.gpus > 0 ? this.gpuMemoryHeld(a) : a.resources.gpuMemoryBytes;
+    }
+    used.deployments = [...this.deployments.values()].filter((d) => d.record.tenant === tenant).length;
+    return used;
+  }
+
+  /** What live allocations hold on a node (whole GPUs count their devices' memory). */
+  allocatedOn(node: string): Resources {
+    const held = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, nicMbps: 0 };
+    for (const { record: a } of this.allocations.values()) {
+      if (a.node !== node || !isLive(a)) continue;
+      held.cpuMillis += a.resources.cpuMillis;
+      held.memoryBytes += a.resources.memoryBytes;
+      held.gpus += a.resources.gpus;
+      held.gpuMemoryBytes += a.resources.gpus > 0 ? this.gpuMemoryHeld(a) : a.resources.gpuMemoryBytes;
+      held.nicMbps += a.resources.nicMbps;
+    }
+    return held;
+  }
+
+  // ---- agents ------------------------------------------------------------------------------
+
+  /** The full desired set of a node: what its agent should run. */
+  desiredFor(node: string): Allocation[] {
+    return [...this.allocations.values()]
+      .filter((s) => s.record.node === node && s.record.desired === 'run')
+      .map((s) => toAgentAllocation(s.record, s.modRevision));
+  }
+
+  /** The node's agent sent it its set (on hello): remember, so only changes are pushed. */
+  markSent(node: string): void {
+    this.sent.set(node, desiredSignature(this.desiredFor(node)));
+  }
+
+  /** Allocation states reported by a node's agent (hello or status report). */
+  reportStatuses(node: string, statuses: AllocationStatus[]): Promise<void> {
+    if (statuses.length === 0) return Promise.resolve();
+    return this.mutate(async () => {
+      const updates: AllocationRecord[] = [];
+      const now = this.deps.clock.now();
+      for (const status of statuses) {
+        const stored = this.allocations.get(status.id);
+        if (!stored || stored.record.node !== node) continue;
+        const current = stored.record;
+        const state = status.state as AllocationState;
+        if (!ALLOCATION_STATES.includes(state)) continue;
+        // A stopping allocation only ends; its last reports of running on change nothing.
+        if (current.desired === 'stop' && !TERMINAL_STATES.has(state)) continue;
+        // An ended allocation stays ended (a late report of an earlier state changes nothing).
+        if (isTerminal(current) && !(current.status === 'failed' && state === 'stopped') && current.status !== state) continue;
+        const next: AllocationRecord = {
+          ...current,
+          status: state === 'stopped' && current.status === 'failed' ? 'failed' : state,
+          reason: current.desired === 'stop' && current.reason && (state === 'stopped' || state === 'running' || state === 'ready') ? current.reason : status.reason,
+          endpoint: status.endpoint,
+          exitCode: status.exitCode,
+        };
+        if (next.status === current.status && next.reason === current.reason && next.endpoint === current.endpoint && next.exitCode === current.exitCode) continue;
+        next.updatedAtMs = now;
+        updates.push(next);
+        if (next.status !== current.status) {
+          this.event({
+            tenant: next.tenant,
+            object: `${next.kind}/${next.workload}`,
+            allocation: next.id,
+            node,
+            type: STATE_EVENTS[next.status],
+            message: [next.reason, next.endpoint && next.status === 'ready' ? `at ${next.endpoint}` : ''].filter(Boolean).join(' ') || next.status,
+          });
+        }
+      }
+      if (updates.length > 0) {
+        await this.writeAllocations(updates);
+        this.kick();
+      }
+    });
+  }
+
+  // ---- the pass ----------------------------------------------------------------------------
+
+  private async pass(): Promise<void> {
+    const now = this.deps.clock.now();
+    const health = this.nodeHealth();
+    if (now - this.lastResolveMs >= this.options.tickMs) {
+      this.lastResolveMs = now;
+      await this.followModelRefs();
+    }
+    const stops: Stop[] = [];
+    const pending: PendingAsk[] = [];
+    const statuses = new Map<string, { status: DeploymentStatus }>();
+
+    for (const [key, { record }] of this.deployments) {
+      const mine = this.allocationsOf('deployment', record.tenant, record.spec.name);
+      const decision = decideDeployment(record, mine, health);
+      stops.push(...decision.stops);
+      statuses.set(key, { status: decision.status });
+      for (let i = 0; i < decision.asks; i++) pending.push(this.deploymentAsk(record));
+      if (decision.asks === 0) this.pendingReasons.delete(workloadKey('deployment', record.tenant, record.spec.name));
+    }
+    for (const [key, stored] of this.jobs) {
+      const { record } = stored;
+      const mine = this.allocationsOf('job', record.tenant, record.spec.name);
+      const decision = decideJob(record, mine, now, health);
+      stops.push(...decision.stops);
+      if (decision.next) {
+        await this.putWorkload(this.jobs, key, decision.next, stored);
+        if (decision.event) this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', ...decision.event });
+      }
+      if (decision.placeAttempt) pending.push(...this.jobAsks(record));
+      else this.pendingReasons.delete(workloadKey('job', record.tenant, record.spec.name));
+    }
+    await this.writeStops(stops);
+    if (pending.length > 0) await this.place(pending);
+    await this.collectGarbage(now);
+    this.pushDesired();
+  }
+
+  /** Schedules the asks and commits the plan; re-reads and re-plans when the commit finds a node changed. */
+  private async place(pending: PendingAsk[]): Promise<void> {
+    const byId = new Map(pending.map((p) => [p.ask.id, p]));
+    let remaining = pending;
+    for (let attempt = 0; attempt < 3 && remaining.length > 0; attempt++) {
+      const snapshot = await this.snapshot();
+      const plan = schedule(snapshot, remaining.map((p) => p.ask));
+      const result = await this.commit(plan, byId);
+      this.notePlan(plan, byId);
+      if (result.conflicted.size === 0) return;
+      this.deps.log.info({ nodes: [...result.conflicted] }, 'plan conflicted with a change on its nodes; re-reading and re-planning');
+      await this.reload();
+      const placedIds = new Set(result.committed);
+      remaining = remaining.filter((p) => !placedIds.has(p.ask.id) && plan.placements.some((pl) => pl.askId === p.ask.id));
+    }
+  }
+
+  private async commit(plan: Plan, byId: Map<string, PendingAsk>): Promise<{ committed: string[]; conflicted: Set<string> }> {
+    const now = this.deps.clock.now();
+    const writes: PlanWrite[] = [];
+    const jobUpdates = new Map<string, JobRecord>();
+    for (const placement of plan.placements) {
+      const p = byId.get(placement.askId)!;
+      const record: AllocationRecord = { ...p.allocation, node: placement.node, gpuIndexes: placement.gpuIndexes, hostPort: placement.hostPort, createdAtMs: now, updatedAtMs: now };
+      writes.push({ node: placement.node, record, group: p.ask.group || record.id });
+    }
+    for (const preemption of plan.preemptions) {
+      const victim = this.allocations.get(preemption.allocationId)?.record;
+      if (!victim) continue;
+      writes.push({ node: victim.node, record: { ...victim, desired: 'stop', reason: preemption.reason, updatedAtMs: now }, group: byId.get(preemption.askId)?.ask.group || preemption.askId });
+    }
+    const result = await commitPlan(this.deps.writer, writes, this.nodePlans, WRITE_CHUNK);
+    for (const [node, revision] of result.nodeRevisions) this.nodePlans.set(node, revision);
+    const committed: string[] = [];
+    for (const { record, modRevision } of result.written) {
+      const previous = this.allocations.get(record.id);
+      this.allocations.set(record.id, { record, modRevision });
+      if (previous) {
+        const by = plan.preemptions.find((p) => p.allocationId === record.id);
+        const preemptor = by ? byId.get(by.askId) : undefined;
+        this.event({ tenant: record.tenant, object: `${record.kind}/${record.workload}`, allocation: record.id, node: record.node, type: 'Preempted', message: record.reason });
+        if (preemptor) this.event({ tenant: preemptor.tenant, object: `${preemptor.kind}/${preemptor.name}`, allocation: '', node: record.node, type: 'Preempting', message: `stopped ${record.kind}/${record.workload} allocation ${record.id.slice(0, 8)} (priority ${record.priority}) on ${record.node}` });
+        continue;
+      }
+      committed.push(record.id);
+      const p = byId.get(record.id)!;
+      this.event({ tenant: record.tenant, object: `${record.kind}/${record.workload}`, allocation: record.id, node: record.node, type: 'Scheduled', message: `on ${record.node}${record.gpuIndexes.length ? ` with GPU ${record.gpuIndexes.join(',')}` : ''}${record.hostPort ? `, port ${record.hostPort}` : ''}` });
+      if (p.kind === 'job') {
+        const key = keys.job(p.tenant, p.name);
+        const job = jobUpdates.get(key) ?? this.jobs.get(key)?.record;
+        if (job && job.status === 'pending') {
+          jobUpdates.set(key, { ...job, status: 'running', attempts: record.attempt, startedAtMs: now, message: `attempt ${record.attempt} running` });
+        }
+      }
+    }
+    for (const [key, record] of jobUpdates) {
+      await this.putWorkload(this.jobs, key, record, this.jobs.get(key));
+      this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', type: 'Started', message: `attempt ${record.attempts}: ${record.spec.workers} worker${record.spec.workers === 1 ? '' : 's'} placed` });
+    }
+    return { committed, conflicted: result.conflicted };
+  }
+
+  /** Remembers why asks failed (shown by show and events, once per change of reason). */
+  private notePlan(plan: Plan, byId: Map<string, PendingAsk>): void {
+    const reasons = new Map<string, { p: PendingAsk; reason: string }>();
+    for (const failure of plan.failures) {
+      const p = byId.get(failure.askId);
+      if (p && !reasons.has(p.ask.workload)) reasons.set(p.ask.workload, { p, reason: failure.reason });
+    }
+    for (const [key, { p, reason }] of reasons) {
+      if (this.pendingReasons.get(key) === reason) continue;
+      this.pendingReasons.set(key, reason);
+      this.event({ tenant: p.tenant, object: `${p.kind}/${p.name}`, allocation: '', node: '', type: 'Pending', message: reason });
+    }
+    for (const placement of plan.placements) {
+      const p = byId.get(placement.askId);
+      if (p && !reasons.has(p.ask.workload)) this.pendingReasons.delete(p.ask.workload);
+    }
+  }
+
+  private deploymentAsk(record: DeploymentRecord): PendingAsk {
+    const { spec, tenant } = record;
+    const id = newAllocationId();
+    const resources = withDefaults(spec.resources);
+    const workload = workloadKey('deployment', tenant, spec.name);
+    return {
+      kind: 'deployment',
+      tenant,
+      name: spec.name,
+      ask: {
+        id,
+        workload,
+        tenant,
+        priority: spec.priority,
+        resources: { ...resources },
+        constraints: spec.constraints,
+        maxPerNode: spec.maxPerNode,
+        modelDigest: record.modelDigest,
+        needsPort: true,
+        group: '',
+        preempt: true,
+      },
+      allocation: this.newAllocation(id, 'deployment', tenant, spec.name, spec.priority, resources, record.run, record.generation, 0, 0),
+    };
+  }
+
+  private jobAsks(record: JobRecord): PendingAsk[] {
+    const { spec, tenant } = record;
+    const attempt = record.attempts + 1;
+    const workload = workloadKey('job', tenant, spec.name);
+    const resources = withDefaults(spec.resources);
+    return Array.from({ length: spec.workers }, (_, rank) => {
+      const id = newAllocationId();
+      return {
+        kind: 'job' as const,
+        tenant,
+        name: spec.name,
+        ask: {
+          id,
+          workload,
+          tenant,
+          priority: spec.priority,
+          resources: { ...resources },
+          constraints: spec.constraints,
+          maxPerNode: 0,
+          modelDigest: '',
+          needsPort: false,
+          group: spec.workers > 1 ? `${workload}#${attempt}` : '',
+          preempt: true,
+        },
+        allocation: this.newAllocation(id, 'job', tenant, spec.name, spec.priority, resources, { ...record.run, rank, worldSize: spec.workers }, 0, attempt, rank),
+      };
+    });
+  }
+
+  private newAllocation(
+    id: string,
+    kind: WorkloadKind,
+    tenant: string,
+    workload: string,
+    priority: number,
+    resources: ResourceRequest,
+    run: AllocationRecord['run'],
+    generation: number,
+    attempt: number,
+    rank: number,
+  ): PendingAsk['allocation'] {
+    const now = this.deps.clock.now();
+    return { id, kind, workload, tenant, priority, resources, run, generation, attempt, rank, desired: 'run', status: 'pending', reason: '', endpoint: '', exitCode: 0, createdAtMs: now, updatedAtMs: now };
+  }
+
+  private async snapshot(): Promise<Snapshot> {
+    const nodes: SchedNode[] = this.deps.nodes.list().map((view) => {
+      const { record } = view;
+      return {
+        name: record.name,
+        ready: displayStatus(record) === 'ready',
+        cordoned: record.cordoned,
+        labels: record.labels,
+        cpuMillis: record.capacity.cpuMillis,
+        memoryBytes: record.capacity.memoryBytes,
+        gpus: record.capacity.gpus.map((g) => ({ index: g.index, model: g.model, memoryBytes: g.memoryBytes })),
+        nicMbps: record.capacity.nics.reduce((sum, nic) => sum + nic.speedMbps, 0),
+        cached: new Set(view.cache.map((c) => c.digest)),
+      };
+    });
+    const allocations: SchedAllocation[] = [];
+    for (const { record: a } of this.allocations.values()) {
+      if (!isLive(a)) continue;
+      allocations.push({
+        id: a.id,
+        node: a.node,
+        tenant: a.tenant,
+        workload: workloadKey(a.kind, a.tenant, a.workload),
+        priority: a.priority,
+        resources: { cpuMillis: a.resources.cpuMillis, memoryBytes: a.resources.memoryBytes, gpus: a.resources.gpus, gpuMemoryBytes: a.resources.gpuMemoryBytes, gpuModel: a.resources.gpuModel, nicMbps: a.resources.nicMbps },
+        gpuIndexes: a.gpuIndexes,
+        hostPort: a.hostPort,
+      });
+    }
+    const quotas = new Map<string, TenantQuota>();
+    for (const tenant of await listTenants(this.deps.store)) {
+      const q = tenant.quota;
+      if (q.cpuMillis || q.memoryBytes || q.gpus || q.gpuMemoryBytes) quotas.set(tenant.name, { cpuMillis: q.cpuMillis, memoryBytes: q.memoryBytes, gpus: q.gpus, gpuMemoryBytes: q.gpuMemoryBytes });
+    }
+    return { nodes, allocations, quotas, portRange: this.options.portRange };
+  }
+
+  /** A deployment whose model REF is an alias or "latest" follows it: a move rolls it out. */
+  private async followModelRefs(): Promise<void> {
+    for (const [key, stored] of [...this.deployments]) {
+      const { record } = stored;
+      let resolved;
+      try {
+        resolved = await resolveDeployment(this.deps.artifacts, record.tenant, record.spec);
+      } catch (err) {
+        this.deps.log.debug({ err: (err as Error).message, deployment: key }, 'model REF does not resolve; keeping the current version');
+        continue;
+      }
+      if (resolved.modelDigest === record.modelDigest && resolved.resolvedVersion === record.resolvedVersion) continue;
+      const next: DeploymentRecord = { ...record, run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest, generation: record.generation + 1, updatedAtMs: this.deps.clock.now() };
+      await this.putWorkload(this.deployments, key, next, stored);
+      this.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, allocation: '', node: '', type: 'RolloutStarted', message: `${record.spec.model} moved to version ${resolved.resolvedVersion}; rolling out generation ${next.generation}` });
+    }
+  }
+
+  private async collectGarbage(now: number): Promise<void> {
+    // Ended jobs keep their containers (and logs) on the hosts for a while, then let them go.
+    const release: Stop[] = [];
+    for (const { record: job } of this.jobs.values()) {
+      if (job.finishedAtMs === 0 || now - job.finishedAtMs < this.options.jobRetentionMs) continue;
+      for (const a of this.allocationsOf('job', job.tenant, job.spec.name)) if (a.desired === 'run') release.push({ id: a.id, reason: a.reason });
+    }
+    if (release.length > 0) await this.writeStops(release, [], [], true);
+    const forget = [...this.allocations.values()].filter(
+      ({ record: a }) => a.desired === 'stop' && isTerminal(a) && now - a.updatedAtMs >= this.options.allocationRetentionMs,
+    );
+    for (let i = 0; i < forget.length; i += WRITE_CHUNK) {
+      const chunk = forget.slice(i, i + WRITE_CHUNK);
+      await this.deps.writer.txn([], chunk.map(({ record }) => ({ type: 'delete' as const, key: keys.allocation(record.id) })));
+      for (const { record } of chunk) this.allocations.delete(record.id);
+    }
+  }
+
+  // ---- writes ------------------------------------------------------------------------------
+
+  /** Marks allocations to stop (desired = stop), failing those whose node is gone; plus `extra` ops in the first write. */
+  private async writeStops(stops: Stop[], extra: Op[] = [], compares: Parameters<FencedWriter['txn']>[0] = [], keepStatus = false): Promise<void> {
+    const now = this.deps.clock.now();
+    const updates: AllocationRecord[] = [];
+    for (const stop of stops) {
+      const current = this.allocations.get(stop.id)?.record;
+      if (!current || (current.desired === 'stop' && !stop.fail)) continue;
+      const next: AllocationRecord = { ...current, desired: 'stop', updatedAtMs: now, reason: keepStatus ? current.reason : stop.reason };
+      if (stop.fail && !isTerminal(current)) next.status = 'failed';
+      updates.push(next);
+      if (!keepStatus && !isTerminal(current)) {
+        this.event({ tenant: next.tenant, object: `${next.kind}/${next.workload}`, allocation: next.id, node: next.node, type: stop.fail ? 'Lost' : 'Stopping', message: stop.reason });
+      }
+    }
+    if (updates.length === 0 && extra.length === 0) return;
+    await this.writeAllocations(updates, extra, compares);
+  }
+
+  private async writeAllocations(updates: AllocationRecord[], extra: Op[] = [], compares: Parameters<FencedWriter['txn']>[0] = []): Promise<void> {
+    let first = true;
+    for (let i = 0; i < Math.max(1, updates.length); i += WRITE_CHUNK) {
+      const chunk = updates.slice(i, i + WRITE_CHUNK);
+      const ops: Op[] = chunk.map((a) => ({ type: 'put', key: keys.allocation(a.id), value: JSON.stringify(a) }));
+      const result = await this.deps.writer.txn(first ? compares : [], first ? [...ops, ...extra] : ops);
+      if (!result.succeeded) throw new ConflictError('the workload changed while it was being updated; try again');
+      first = false;
+      for (const a of chunk) this.allocations.set(a.id, { record: a, modRevision: result.revision });
+    }
+  }
+
+  private async putWorkload<T extends DeploymentRecord | JobRecord>(map: Map<string, Stored<T>>, key: string, record: T, existing: Stored<T> | undefined): Promise<void> {
+    const result = await this.deps.writer.txn(
+      [{ key, target: 'modRevision', op: '=', value: existing?.modRevision ?? 0 }],
+      [{ type: 'put', key, value: JSON.stringify(record) }],
+    );
+    if (!result.succeeded) {
+      await this.reload();
+      throw new ConflictError(`${key.replace(keys.deploymentsPrefix, 'deployment ').replace(keys.jobsPrefix, 'job ')} changed while it was being updated; try again`);
+    }
+    map.set(key, { record, modRevision: result.revision });
+  }
+
+  /** Sends each node whose desired set changed its new set. */
+  private pushDesired(): void {
+    const byNode = new Map<string, Allocation[]>();
+    for (const node of new Set([...this.sent.keys(), ...[...this.allocations.values()].map((s) => s.record.node)])) byNode.set(node, []);
+    for (const { record, modRevision } of this.allocations.values()) {
+      if (record.desired === 'run') byNode.get(record.node)!.push(toAgentAllocation(record, modRevision));
+    }
+    void this.deps.store.revision().then((revision) => {
+      for (const [node, allocations] of byNode) {
+        const signature = desiredSignature(allocations);
+        if (this.sent.get(node) === signature) continue;
+        if (this.deps.nodes.sendDesired(node, { revision, allocations })) this.sent.set(node, signature);
+      }
+    }).catch((err: unknown) => this.deps.log.warn({ err }, 'could not send desired sets'));
+  }
+
+  private async reload(): Promise<void> {
+    const [deployments, jobs, allocations, plans] = await Promise.all([
+      this.deps.store.range(keys.deploymentsPrefix),
+      this.deps.store.range(keys.jobsPrefix),
+      this.deps.store.range(keys.allocationsPrefix),
+      this.deps.store.range(keys.nodePlansPrefix),
+    ]);
+    this.deployments.clear();
+    this.jobs.clear();
+    this.allocations.clear();
+    this.nodePlans.clear();
+    for (const kv of deployments.kvs) this.deployments.set(kv.key, { record: JSON.parse(kv.value) as DeploymentRecord, modRevision: kv.modRevision });
+    for (const kv of jobs.kvs) this.jobs.set(kv.key, { record: JSON.parse(kv.value) as JobRecord, modRevision: kv.modRevision });
+    for (const kv of allocations.kvs) {
+      const record = JSON.parse(kv.value) as AllocationRecord;
+      this.allocations.set(record.id, { record, modRevision: kv.modRevision });
+    }
+    for (const kv of plans.kvs) this.nodePlans.set(kv.key.slice(keys.nodePlansPrefix.length), kv.modRevision);
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------
+
+  private mutate<T>(fn: () => Promise<T>): Promise<T> {
+    return this.queue.run('workloads', fn);
+  }
+
+  private event(input: EventInput): void {
+    this.deps.events.record(input);
+  }
+
+  private nodeHealth(): (node: string) => NodeHealth {
+    const health = new Map<string, NodeHealth>();
+    for (const view of this.deps.nodes.list()) {
+      const status = displayStatus(view.record);
+      health.set(view.record.name, status === 'down' ? 'down' : status === 'draining' ? 'draining' : 'ready');
+    }
+    return (node) => health.get(node) ?? 'down';
+  }
+
+  private allocationsOf(kind: WorkloadKind, tenant: string, name: string): AllocationRecord[] {
+    const result: AllocationRecord[] = [];
+    for (const { record } of this.allocations.values()) if (record.kind === kind && record.tenant === tenant && record.workload === name) result.push(record);
+    return result;
+  }
+
+  private getStored<T>(map: Map<string, Stored<T>>, key: string, what: string): Stored<T> {
+    const stored = map.get(key);
+    if (!stored) throw new NotFoundError(`${what} not found`);
+    return stored;
+  }
+
+  private deploymentView(key: string): Deployment {
+    const { record } = this.deployments.get(key)!;
+    const mine = this.allocationsOf('deployment', record.tenant, record.spec.name);
+    const decision = decideDeployment(record, mine, this.nodeHealth());
+    const reason = this.pendingReasons.get(workloadKey('deployment', record.tenant, record.spec.name));
+    const ready = mine.filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length;
+    const failedRecently = mine.some((a) => a.status === 'failed' && this.deps.clock.now() - a.updatedAtMs < 60_000);
+    const status: DeploymentStatus = reason ? 'pending' : decision.status === 'available' ? 'available' : failedRecently ? 'degraded' : 'progressing';
+    const message = reason
+      ? `${record.spec.replicas - ready} replica(s) cannot be placed: ${reason}`
+      : status === 'degraded'
+        ? `replicas failed recently: ${mine.filter((a) => a.status === 'failed').at(-1)?.reason ?? ''}`
+        : '';
+    return toProtoDeployment(record, mine, { status, message });
+  }
+
+  private jobView(key: string): Job {
+    const { record } = this.jobs.get(key)!;
+    const view = toProtoJob(record, this.allocationsOf('job', record.tenant, record.spec.name));
+    const reason = this.pendingReasons.get(workloadKey('job', record.tenant, record.spec.name));
+    if (record.status === 'pending' && reason) view.message = `waiting for capacity: ${reason}`;
+    return view;
+  }
+
+  private versionUser(kind: string, tenant: string, name: string, version: number): string | undefined {
+    if (kind !== 'model') return undefined;
+    for (const { record } of this.deployments.values()) {
+      if (record.tenant !== tenant || record.run.model?.name !== name) continue;
+      const live = this.allocationsOf('deployment', tenant, record.spec.name).filter(isLive);
+      if (record.resolvedVersion === version || live.some((a) => a.run.model?.version === version)) return `deployment "${record.spec.name}"`;
+    }
+    return undefined;
+  }
+
+  private rolloutChanged(previous: DeploymentRecord, spec: DeploymentSpec, run: AllocationRecord['run']): boolean {
+    const { replicas: _a, ...before } = previous.spec;
+    const { replicas: _b, ...after } = spec;
+    return !isDeepStrictEqual(before, after) || !isDeepStrictEqual(previous.run, run);
+  }
+
+  private async checkDeploymentQuota(tenant: string): Promise<void> {
+    const record = (await listTenants(this.deps.store)).find((t) => t.name === tenant);
+    const max = record?.quota.maxDeployments ?? 0;
+    const count = [...this.deployments.values()].filter((d) => d.record.tenant === tenant).length;
+    if (max > 0 && count >= max) throw new ResourceExhaustedError(`tenant "${tenant}" deployments quota is ${max}: ${count} exist; remove one or raise the quota`);
+  }
+
+  private gpuMemoryHeld(a: AllocationRecord): number {
+    const node = this.deps.nodes.list().find((v) => v.record.name === a.node);
+    return a.gpuIndexes.reduce((sum, index) => sum + (node?.record.capacity.gpus.find((g) => g.index === index)?.memoryBytes ?? 0), 0);
+  }
+}
+
+const STATE_EVENTS: Record<AllocationState, string> = {
+  pending: 'Pending',
+  pulling: 'Pulling',
+  starting: 'Starting',
+  running: 'Started',
+  ready: 'Ready',
+  failed: 'Failed',
+  completed: 'Completed',
+  stopped: 'Stopped',
+};
+
+function withDefaults(requested: ResourceRequest | null): ResourceRequest {
+  const r = requested ?? { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, gpuModel: '', nicMbps: 0 };
+  return {
+    cpuMillis: r.cpuMillis || DEFAULT_RESOURCES.cpuMillis,
+    memoryBytes: r.memoryBytes || DEFAULT_RESOURCES.memoryBytes,
+    gpus: r.gpus,
+    gpuMemoryBytes: r.gpuMemoryBytes,
+    gpuModel: r.gpuModel,
+    nicMbps: r.nicMbps,
+  };
+}
+
+function newAllocationId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+export function toAgentAllocation(a: AllocationRecord, modRevision: number): Allocation {
+  return {
+    id: a.id,
+    kind: a.kind,
+    workload: a.workload,
+    tenant: a.tenant,
+    resources: { cpuMillis: a.resources.cpuMillis, memoryBytes: a.resources.memoryBytes, gpus: a.resources.gpus, gpuMemoryBytes: a.resources.gpuMemoryBytes, nicMbps: a.resources.nicMbps },
+    gpuIndexes: a.gpuIndexes,
+    hostPort: a.hostPort,
+    specJson: JSON.stringify(a.run),
+    modRevision,
+  };
+}
+
+function desiredSignature(allocations: Allocation[]): string {
+  return allocations.map((a) => a.id).sort().join(',');
+}

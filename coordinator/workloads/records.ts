@@ -1,0 +1,140 @@
+// Deployments, jobs and allocations as the store keeps them, and how users see them.
+import type { AllocationInfo, Deployment, DeploymentSpec, Job, JobSpec, ResourceRequest } from '../../shared/proto.js';
+import type { AllocationState, DeploymentStatus, JobStatus, RunSpec } from '../../shared/workloads.js';
+import { TERMINAL_STATES } from '../../shared/workloads.js';
+
+export type WorkloadKind = 'deployment' | 'job';
+
+export interface DeploymentRecord {
+  tenant: string;
+  spec: DeploymentSpec;
+  /** Grows with every change of what the replicas run (spec or resolved model version). */
+  generation: number;
+  resolvedVersion: number;
+  modelDigest: string;
+  /** The RunSpec of the current generation (without the per-allocation parts). */
+  run: RunSpec;
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+export interface JobRecord {
+  tenant: string;
+  spec: JobSpec;
+  status: JobStatus;
+  /** Attempts started so far (1 while the first runs). */
+  attempts: number;
+  message: string;
+  run: RunSpec;
+  createdAtMs: number;
+  startedAtMs: number;
+  finishedAtMs: number;
+  /** A retry is not placed before this time. */
+  notBeforeMs: number;
+  outputModel: string;
+}
+
+export interface AllocationRecord {
+  id: string;
+  kind: WorkloadKind;
+  workload: string;
+  tenant: string;
+  node: string;
+  priority: number;
+  resources: ResourceRequest;
+  gpuIndexes: number[];
+  hostPort: number;
+  run: RunSpec;
+  /** Deployments: the generation it runs. */
+  generation: number;
+  /** Jobs: the attempt it belongs to and its rank in the gang. */
+  attempt: number;
+  rank: number;
+  /** run: the agent should run it; stop: it is being (or has been) stopped. */
+  desired: 'run' | 'stop';
+  status: AllocationState;
+  reason: string;
+  endpoint: string;
+  exitCode: number;
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+/** "deployment/TENANT/NAME": the key the scheduler spreads and limits replicas by. */
+export function workloadKey(kind: WorkloadKind, tenant: string, name: string): string {
+  return `${kind}/${tenant}/${name}`;
+}
+
+export function isTerminal(allocation: AllocationRecord): boolean {
+  return TERMINAL_STATES.has(allocation.status);
+}
+
+/** Holds resources on its node: meant to run and not yet ended. */
+export function isLive(allocation: AllocationRecord): boolean {
+  return allocation.desired === 'run' && !isTerminal(allocation);
+}
+
+export function toAllocationInfo(a: AllocationRecord): AllocationInfo {
+  return {
+    id: a.id,
+    kind: a.kind,
+    workload: a.workload,
+    tenant: a.tenant,
+    node: a.node,
+    status: a.status,
+    reason: a.reason,
+    endpoint: a.endpoint,
+    resources: a.resources,
+    gpuIndexes: a.gpuIndexes,
+    hostPort: a.hostPort,
+    exitCode: a.exitCode,
+    attempt: a.attempt,
+    rank: a.rank,
+    generation: a.generation,
+    desired: a.desired,
+    createdAtMs: a.createdAtMs,
+    updatedAtMs: a.updatedAtMs,
+    modelDigest: a.run.model?.digest ?? '',
+  };
+}
+
+export function toProtoDeployment(
+  record: DeploymentRecord,
+  allocations: AllocationRecord[],
+  state: { status: DeploymentStatus; message: string },
+): Deployment {
+  const live = allocations.filter((a) => a.desired === 'run' || !isTerminal(a));
+  return {
+    spec: record.spec,
+    tenant: record.tenant,
+    generation: record.generation,
+    resolvedVersion: record.resolvedVersion,
+    modelDigest: record.modelDigest,
+    readyReplicas: live.filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length,
+    status: state.status,
+    message: state.message,
+    allocations: live.sort(byCreation).map(toAllocationInfo),
+    createdAtMs: record.createdAtMs,
+    updatedAtMs: record.updatedAtMs,
+  };
+}
+
+export function toProtoJob(record: JobRecord, allocations: AllocationRecord[]): Job {
+  const current = allocations.filter((a) => a.attempt === record.attempts).sort((a, b) => a.rank - b.rank);
+  return {
+    spec: record.spec,
+    tenant: record.tenant,
+    status: record.status,
+    attempts: record.attempts,
+    message: record.message,
+    allocations: current.map(toAllocationInfo),
+    createdAtMs: record.createdAtMs,
+    startedAtMs: record.startedAtMs,
+    finishedAtMs: record.finishedAtMs,
+    outputModel: record.outputModel,
+  };
+}
+
+function byCreation(a: AllocationRecord, b: AllocationRecord): number {
+  return a.createdAtMs - b.createdAtMs || a.id.localeCompare(b.id);
+}

@@ -1,0 +1,326 @@
+// The workload controller end to end inside a real coordinator (SQLite store), with scripted
+// agents on real sessions: deployments keep their replicas, roll on a spec change or an alias
+// move, move off lost nodes; jobs run to completion, retry, fail, are cancelled; gangs are all
+// or nothing; quotas and priorities hold; plans never over-commit.
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { test, type TestContext } from 'node:test';
+import { CoordinatorClient } from '../../shared/client.js';
+import type { Deployment, Job, WorkloadEvent } from '../../shared/proto.js';
+import { SqliteStore } from '../../shared/store/sqlite-store.js';
+import { Election, fencedTxn } from '../../shared/store/election.js';
+import { Lease } from '../../shared/store/lease.js';
+import { commitPlan } from '../../coordinator/workloads/plan-commit.js';
+import type { AllocationRecord } from '../../coordinator/workloads/records.js';
+import { startLeader } from '../helpers/coordinator.js';
+import { eventually, until } from '../helpers/eventually.js';
+import { FakeAgent, type FakeAgentOptions } from '../helpers/fake-agent.js';
+import { WorkloadApi, type WorkloadServiceName } from '../helpers/workload-api.js';
+import { tempDir } from '../helpers/processes.js';
+
+interface Cluster {
+  address: string;
+  admin: string;
+  join: string;
+  client: CoordinatorClient;
+  call<T>(service: WorkloadServiceName, method: string, request: unknown): Promise<T>;
+  api: WorkloadApi;
+  agent(name: string, options?: FakeAgentOptions): Promise<FakeAgent>;
+}
+
+async function cluster(t: TestContext, nodeTtlMs = 10_000): Promise<Cluster> {
+  const { coordinator, admin, join } = await startLeader(t, { nodeTtlMs, workloads: { tickMs: 100 } });
+  const address = coordinator.address;
+  const api = new WorkloadApi(address, admin);
+  const client = new CoordinatorClient([address], { token: admin });
+  t.after(() => {
+    api.close();
+    client.close();
+  });
+  return {
+    address,
+    admin,
+    join,
+    client,
+    api,
+    call: (service, method, request) => api.call(service, method, request),
+    agent: (name, options) => FakeAgent.start(t, name, address, join, options),
+  };
+}
+
+async function pushModel(c: Cluster, name: string, content: string): Promise<number> {
+  const body = Buffer.from(content);
+  const version = await c.client.push('model', { name, format: 'onnx', sizeBytes: body.length }, Readable.from([body]));
+  return version.version;
+}
+
+const deployment = (name: string, extra: Record<string, unknown> = {}) => ({
+  spec: { name, model: 'm', image: 'mlfleet/runtime:0.1.0', replicas: 2, resources: { cpuMillis: 500, memoryBytes: 2 ** 28 }, ...extra },
+});
+
+const getDeployment = (c: Cluster, name: string) => c.call<Deployment>('DeploymentService', 'GetDeployment', { name });
+const getJob = (c: Cluster, name: string) => c.call<Job>('JobService', 'GetJob', { name });
+
+function events(c: Cluster, object: string): Promise<WorkloadEvent[]> {
+  return c.api.events(object);
+}
+
+test('a deployment is spread over nodes, becomes available when its replicas are ready, and is scaled', async (t) => {
+  const c = await cluster(t);
+  await pushModel(c, 'm', 'model one');
+  const a = await c.agent('node-a');
+  const b = await c.agent('node-b');
+  const created = await c.call<Deployment>('DeploymentService', 'ApplyDeployment', deployment('web', { maxPerNode: 1 }));
+  assert.equal(created.generation, 1);
+  assert.equal(created.resolvedVersion, 1);
+  await until('one replica on each node', () => a.desired.length === 1 && b.desired.length === 1);
+  const alloc = a.desired[0]!;
+  const run = a.run(alloc);
+  assert.equal(run.image, 'mlfleet/runtime:0.1.0');
+  assert.equal(run.model?.digest, created.modelDigest);
+  assert.equal(run.model?.mountPath, '/model');
+  assert.equal(run.port, 8080);
+  assert.ok(alloc.hostPort >= 20_000 && alloc.hostPort <= 29_999, `host port ${alloc.hostPort}`);
+  assert.equal(alloc.resources?.cpuMillis, 500);
+
+  a.reportAll('ready');
+  b.reportAll('ready');
+  const ready = await eventually('deployment available', 5_000, async () => {
+    const d = await getDeployment(c, 'web');
+    return d.status === 'available' ? d : undefined;
+  });
+  assert.equal(ready.readyReplicas, 2);
+  assert.equal((await c.client.getNode('node-a')).allocated?.cpuMillis, 500, "the node shows what its replica holds");
+  assert.equal((await c.client.getTenant('default')).usage?.cpuMillis, 1000, "the tenant's usage counts both replicas");
+  assert.deepEqual(ready.allocations.map((x) => x.endpoint).sort(), [`node-a:${a.desired[0]!.hostPort}`, `node-b:${b.desired[0]!.hostPort}`].sort());
+
+  // Three replicas at most one per node on two nodes: one waits, and says why.
+  await c.call('DeploymentService', 'ScaleDeployment', { name: 'web', replicas: 3 });
+  const pending = await eventually('pending with a reason', 5_000, async () => {
+    const d = await getDeployment(c, 'web');
+    return d.status === 'pending' ? d : undefined;
+  });
+  assert.match(pending.message, /0\/2 nodes/);
+  assert.match(pending.message, /per node/);
+
+  await c.call('DeploymentService', 'ScaleDeployment', { name: 'web', replicas: 1 });
+  await until('scaled down to one replica', () => a.desired.length + b.desired.length === 1);
+  const seen = await events(c, 'deployment/web');
+  for (const type of ['Created', 'Scheduled', 'Ready', 'Scaled', 'Pending', 'Stopping']) {
+    assert.ok(seen.some((e) => e.type === type), `a ${type} event among ${seen.map((e) => e.type).join(', ')}`);
+  }
+});
+
+test('a failed replica is replaced, and replicas on a lost node move to another', async (t) => {
+  const c = await cluster(t, 1_500);
+  await pushModel(c, 'm', 'model one');
+  const a = await c.agent('node-a');
+  await c.call('DeploymentService', 'ApplyDeployment', deployment('web', { replicas: 1 }));
+  await until('placed on node-a', () => a.desired.length === 1);
+  const first = a.desired[0]!.id;
+  a.report({ id: first, state: 'failed', reason: 'exited with code 1', exitCode: 1 });
+  await until('replaced', () => a.desired.length === 1 && a.desired[0]!.id !== first);
+
+  const b = await c.agent('node-b');
+  a.close();
+  await until('moved to node-b after node-a went down', () => b.desired.length === 1, 10_000);
+  const d = await getDeployment(c, 'web');
+  const lost = (await c.call<{ allocations: Array<{ node: string; status: string; reason: string }> }>('AllocationService', 'ListAllocations', { all: true })).allocations.find(
+    (x) => x.node === 'node-a' && x.reason.includes('down'),
+  );
+  assert.equal(lost?.status, 'failed');
+  assert.equal(d.allocations.filter((x) => x.desired === 'run').length, 1);
+});
+
+test('moving the alias a deployment follows rolls it to the new version without going below its replicas', async (t) => {
+  const c = await cluster(t);
+  await pushModel(c, 'm', 'version one');
+  await c.client.setAlias('model', 'm', 'production', 1);
+  const a = await c.agent('node-a');
+  await c.call('DeploymentService', 'ApplyDeployment', deployment('web', { model: 'm@production', replicas: 2 }));
+  await until('two replicas', () => a.desired.length === 2);
+  a.reportAll('ready');
+  await eventually('available', 5_000, async () => ((await getDeployment(c, 'web')).status === 'available' ? true : undefined));
+  const old = new Set(a.desired.map((x) => x.id));
+
+  await pushModel(c, 'm', 'version two');
+  await assert.rejects(c.client.deleteVersion('model', 'm', 1), /in use by deployment "web"/);
+  await c.client.setAlias('model', 'm', 'production', 2);
+  // One surge replica of version 2 comes; no old replica goes before a new one is ready.
+  await until('a new-version replica', () => a.desired.some((x) => !old.has(x.id)));
+  assert.equal(a.desired.filter((x) => old.has(x.id)).length, 2, 'both old replicas still run');
+  const fresh = a.desired.find((x) => !old.has(x.id))!;
+  assert.equal(a.run(fresh).model?.version, 2);
+  for (let round = 0; round < 4 && a.desired.some((x) => old.has(x.id)); round++) {
+    a.reportAll('ready', (x) => !old.has(x.id));
+    await until('progress', () => a.desired.filter((x) => old.has(x.id)).length < 2 - round || a.desired.every((x) => !old.has(x.id)), 5_000).catch(() => undefined);
+    assert.ok(a.desired.filter((x) => x.id && !old.has(x.id)).length + a.desired.filter((x) => old.has(x.id)).length >= 2);
+  }
+  await until('only version 2 replicas left', () => a.desired.length === 2 && a.desired.every((x) => !old.has(x.id)), 10_000);
+  const d = await getDeployment(c, 'web');
+  assert.equal(d.resolvedVersion, 2);
+  assert.equal(d.generation, 2);
+  assert.ok((await events(c, 'deployment/web')).some((e) => e.type === 'RolloutStarted' && /version 2/.test(e.message)));
+});
+
+test('a job retries with backoff and then fails; another succeeds; a third is cancelled', async (t) => {
+  const c = await cluster(t);
+  const a = await c.agent('node-a');
+  const spec = (name: string, extra: Record<string, unknown> = {}) => ({
+    spec: { name, image: 'mlfleet/runtime:0.1.0', command: ['node', 'train.js'], workers: 1, maxRetries: 1, retryBackoffMs: 100, ...extra },
+  });
+  const job = (id: string) => a.desired.find((x) => x.workload === id);
+
+  await c.call('JobService', 'RunJob', spec('flaky'));
+  await until('first attempt placed', () => job('flaky') !== undefined);
+  const first = job('flaky')!;
+  assert.equal((await getJob(c, 'flaky')).status, 'running');
+  a.report({ id: first.id, state: 'failed', reason: 'exited with code 2', exitCode: 2 });
+  await until('second attempt placed', () => a.desired.some((x) => x.workload === 'flaky' && x.id !== first.id));
+  const second = a.desired.find((x) => x.workload === 'flaky' && x.id !== first.id)!;
+  a.report({ id: second.id, state: 'failed', reason: 'exited with code 2', exitCode: 2 });
+  const failed = await eventually('job failed', 5_000, async () => {
+    const j = await getJob(c, 'flaky');
+    return j.status === 'failed' ? j : undefined;
+  });
+  assert.equal(failed.attempts, 2);
+  assert.match(failed.message, /failed after 2 attempts: worker 0 exited with code 2/);
+
+  await c.call('JobService', 'RunJob', spec('good'));
+  await until('placed', () => job('good') !== undefined);
+  a.report({ id: job('good')!.id, state: 'completed' });
+  const succeeded = await eventually('succeeded', 5_000, async () => {
+    const j = await getJob(c, 'good');
+    return j.status === 'succeeded' ? j : undefined;
+  });
+  assert.equal(succeeded.attempts, 1);
+  assert.equal(succeeded.allocations[0]!.status, 'completed');
+
+  await c.call('JobService', 'RunJob', spec('long'));
+  await until('placed', () => job('long') !== undefined);
+  a.report({ id: job('long')!.id, state: 'running' });
+  const cancelled = await c.call<Job>('JobService', 'CancelJob', { name: 'long' });
+  assert.equal(cancelled.status, 'cancelled');
+  await until('its worker is no longer desired', () => job('long') === undefined);
+  await assert.rejects(c.call('JobService', 'RunJob', spec('good')), /already exists/);
+  await assert.rejects(c.call('JobService', 'CancelJob', { name: 'good' }), /already ended/);
+});
+
+test('a job past its deadline is stopped and fails', async (t) => {
+  const c = await cluster(t);
+  const a = await c.agent('node-a');
+  await c.call('JobService', 'RunJob', { spec: { name: 'slow', image: 'i', command: ['node'], workers: 1, deadlineMs: 300 } });
+  await until('placed', () => a.desired.length === 1);
+  a.reportAll('running');
+  const j = await eventually('failed on its deadline', 5_000, async () => {
+    const job = await getJob(c, 'slow');
+    return job.status === 'failed' ? job : undefined;
+  });
+  assert.match(j.message, /deadline of 300ms passed/);
+  await until('stopped', () => a.desired.length === 0);
+});
+
+test('a gang is placed all or nothing, holding nothing while it waits', async (t) => {
+  const c = await cluster(t);
+  // Each node fits one worker.
+  await c.agent('node-a', { cpuMillis: 1000 });
+  await c.agent('node-b', { cpuMillis: 1000 });
+  await c.call('JobService', 'RunJob', { spec: { name: 'gang', image: 'i', command: ['node'], workers: 3, resources: { cpuMillis: 800 } } });
+  const waiting = await eventually('pending with a reason', 5_000, async () => {
+    const j = await getJob(c, 'gang');
+    return j.message.includes('waiting for capacity') ? j : undefined;
+  });
+  assert.equal(waiting.status, 'pending');
+  const held = await c.call<{ allocations: unknown[] }>('AllocationService', 'ListAllocations', { all: true });
+  assert.equal(held.allocations.length, 0, 'a partial gang holds nothing');
+
+  const third = await c.agent('node-c', { cpuMillis: 1000 });
+  await until('the gang runs once a third node joins', () => third.desired.length === 1);
+  const running = await eventually('running', 5_000, async () => {
+    const j = await getJob(c, 'gang');
+    return j.status === 'running' ? j : undefined;
+  });
+  assert.deepEqual(running.allocations.map((x) => x.rank).sort(), [0, 1, 2]);
+  assert.equal(new Set(running.allocations.map((x) => x.node)).size, 3);
+});
+
+test("a tenant's quota keeps work pending with the reason; a higher priority preempts lower-priority work and says so", async (t) => {
+  const c = await cluster(t);
+  await pushModel(c, 'm', 'model');
+  const a = await c.agent('node-a', { cpuMillis: 2000, gpus: [{ model: 'NVIDIA H100 80GB HBM3', memoryBytes: 80 * 2 ** 30 }] });
+  await c.client.setTenantQuota({ name: 'default', quota: { cpuMillis: 1000, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, storageBytes: 0, maxDeployments: 0 }, clear: [] });
+  await c.call('DeploymentService', 'ApplyDeployment', deployment('web', { replicas: 2, resources: { cpuMillis: 800 } }));
+  const over = await eventually('over quota', 5_000, async () => {
+    const d = await getDeployment(c, 'web');
+    return d.status === 'pending' ? d : undefined;
+  });
+  assert.match(over.message, /quota/i);
+  assert.equal(a.desired.length, 1);
+  await c.client.setTenantQuota({ name: 'default', quota: null, clear: ['cpu'] });
+  await until('both replicas once the quota is lifted', () => a.desired.length === 2);
+
+  // The GPU is free; a low-priority job takes it, then a high-priority one needs it.
+  await c.call('JobService', 'RunJob', { spec: { name: 'low', image: 'i', command: ['node'], workers: 1, priority: 1, resources: { cpuMillis: 100, gpus: 1 } } });
+  await until('low placed', () => a.desired.some((x) => x.workload === 'low'));
+  await c.call('JobService', 'RunJob', { spec: { name: 'high', image: 'i', command: ['node'], workers: 1, priority: 100, resources: { cpuMillis: 100, gpus: 1 } } });
+  await until('high replaces low on the GPU', () => a.desired.some((x) => x.workload === 'high') && !a.desired.some((x) => x.workload === 'low' && x.id));
+  assert.deepEqual(a.desired.find((x) => x.workload === 'high')!.gpuIndexes, [0]);
+  assert.ok((await events(c, 'job/low')).some((e) => e.type === 'Preempted' && /high/.test(e.message)));
+  assert.ok((await events(c, 'job/high')).some((e) => e.type === 'Preempting'));
+  // The deployment's replicas (priority 0, but not lower than needed) were left alone.
+  assert.equal(a.desired.filter((x) => x.workload === 'web').length, 2);
+});
+
+test('bad workload requests are refused with the field, and change nothing', async (t) => {
+  const c = await cluster(t);
+  await pushModel(c, 'm', 'model');
+  const bad: Array<[string, string, unknown, RegExp]> = [
+    ['DeploymentService', 'ApplyDeployment', deployment('Bad_Name'), /name: must be lowercase/],
+    ['DeploymentService', 'ApplyDeployment', deployment('x', { stack: 'onnx' }), /exactly one of stack and image/],
+    ['DeploymentService', 'ApplyDeployment', { spec: { ...deployment('x').spec, image: '', stack: 'nope' } }, /unknown stack "nope"/],
+    ['DeploymentService', 'ApplyDeployment', deployment('x', { model: 'missing' }), /model "missing" not found/],
+    ['DeploymentService', 'ApplyDeployment', deployment('x', { model: 'a/../b' }), /model/],
+    ['JobService', 'RunJob', { spec: { name: 'j', image: 'i', command: ['x'], workers: 0 } }, /workers: must be at least 1/],
+    ['JobService', 'RunJob', { spec: { name: 'j', image: 'i', command: [], workers: 1 } }, /needs a command/],
+    ['JobService', 'RunJob', { spec: { name: 'j', image: 'i', command: ['x'], workers: 1, datasets: ['nope'] } }, /dataset "nope" not found/],
+    ['DeploymentService', 'GetDeployment', { name: 'absent' }, /not found/],
+  ];
+  for (const [service, method, request, message] of bad) {
+    await assert.rejects(c.call(service as 'JobService', method, request), message, `${method} ${JSON.stringify(request)}`);
+  }
+  assert.equal((await c.call<{ deployments: unknown[] }>('DeploymentService', 'ListDeployments', {})).deployments.length, 0);
+  assert.equal((await c.call<{ jobs: unknown[] }>('JobService', 'ListJobs', {})).jobs.length, 0);
+});
+
+test('two plans made from the same view cannot both commit on one node: the second is refused and re-planned', async (t) => {
+  const store = await SqliteStore.create(`${tempDir(t)}/s.db`);
+  const lease = await Lease.create(store, 5_000);
+  t.after(async () => {
+    await lease.revoke();
+    await store.close();
+  });
+  const leadership = await new Election(store, '/test/election').campaign('me', lease, new AbortController().signal);
+  const writer = { txn: (c: Parameters<typeof fencedTxn>[2], s: Parameters<typeof fencedTxn>[3], f?: Parameters<typeof fencedTxn>[4]) => fencedTxn(store, leadership, c, s, f) };
+  const record = (id: string, node: string) => ({ id, node, gpuIndexes: [0] }) as unknown as AllocationRecord;
+  const seen = new Map<string, number>();
+  // Both plans put a whole GPU 0 of node-a to use, computed from the same (empty) view.
+  const [one, two] = await Promise.all([
+    commitPlan(writer, [{ node: 'node-a', record: record('one', 'node-a'), group: 'one' }], seen, 100),
+    commitPlan(writer, [{ node: 'node-a', record: record('two', 'node-a'), group: 'two' }], seen, 100),
+  ]);
+  const results = [one, two];
+  assert.equal(results.filter((r) => r.written.length === 1).length, 1, 'exactly one plan committed');
+  assert.equal(results.filter((r) => r.conflicted.has('node-a')).length, 1, 'the other saw the node change');
+  const { kvs } = await store.range('/mlfleet/allocations/');
+  assert.equal(kvs.length, 1);
+  // Plans on different nodes both commit; a chunked plan keeps each gang in one transaction.
+  const many = Array.from({ length: 30 }, (_, i) => ({ node: `n${i % 10}`, record: record(`g${i}`, `n${i % 10}`), group: `gang-${Math.floor(i / 3)}` }));
+  const chunked = await commitPlan(writer, many, new Map(), 8);
+  assert.equal(chunked.written.length, 30);
+  const revisions = new Map<string, Set<number>>();
+  for (const { record: r, modRevision } of chunked.written) {
+    const gang = many.find((m) => m.record.id === r.id)!.group;
+    revisions.set(gang, (revisions.get(gang) ?? new Set()).add(modRevision));
+  }
+  for (const [gang, set] of revisions) assert.equal(set.size, 1, `${gang} was written in one transaction`);
+});

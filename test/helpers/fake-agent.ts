@@ -1,0 +1,115 @@
+// A scripted agent for coordinator tests: opens a real session (join token), says hello with
+// the capacity it is given, records every desired set it is sent, and reports allocation
+// states when the test says so. What a real agent does with its set is the agent tests' job.
+import type { TestContext } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { setBearer } from '../../shared/auth.js';
+import { mlfleetV1, type AgentMessageIn, type Allocation, type CoordinatorMessageOut } from '../../shared/proto.js';
+import type { RunSpec } from '../../shared/workloads.js';
+import { until } from './eventually.js';
+
+export interface FakeAgentOptions {
+  cpuMillis?: number;
+  memoryBytes?: number;
+  gpus?: Array<{ model: string; memoryBytes: number }>;
+  labels?: Record<string, string>;
+  cache?: string[];
+}
+
+export class FakeAgent {
+  /** The newest desired set. */
+  desired: Allocation[] = [];
+  revision = 0;
+  sets = 0;
+  private readonly client: grpc.Client;
+  private call: grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut> | undefined;
+  private heartbeats: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly address: string,
+    private readonly token: string,
+    private readonly options: FakeAgentOptions = {},
+  ) {
+    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
+  }
+
+  static async start(t: TestContext, name: string, address: string, token: string, options: FakeAgentOptions = {}): Promise<FakeAgent> {
+    const agent = new FakeAgent(name, address, token, options);
+    t.after(() => agent.close());
+    await agent.connect();
+    return agent;
+  }
+
+  /** Opens a session; `statuses` go in the hello, as after an agent restart. */
+  async connect(statuses: Array<{ id: string; state: string; reason?: string; exitCode?: number }> = []): Promise<void> {
+    const def = mlfleetV1().AgentService.service.Session;
+    const call = this.client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, setBearer(new grpc.Metadata(), this.token)) as unknown as grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut>;
+    this.call = call;
+    let welcomed = false;
+    call.on('data', (message: CoordinatorMessageOut) => {
+      if (message.msg === 'welcome' && message.welcome) {
+        welcomed = true;
+        let seq = 0;
+        clearInterval(this.heartbeats);
+        this.heartbeats = setInterval(() => call.write({ heartbeat: { seq: ++seq, sentAtMs: Date.now() } }), message.welcome.heartbeatIntervalMs);
+      }
+      if (message.msg === 'desired' && message.desired && message.desired.revision >= this.revision) {
+        this.revision = message.desired.revision;
+        this.desired = message.desired.allocations;
+        this.sets += 1;
+      }
+    });
+    call.on('error', () => clearInterval(this.heartbeats));
+    const { cpuMillis = 8000, memoryBytes = 32 * 2 ** 30, gpus = [], labels = {}, cache = [] } = this.options;
+    call.write({
+      hello: {
+        nodeName: this.name,
+        agentVersion: 'fake',
+        address: `${this.name}:7780`,
+        labels,
+        capacity: {
+          cpuMillis,
+          memoryBytes,
+          gpus: gpus.map((g, index) => ({ index, uuid: `GPU-${this.name}-${index}`, model: g.model, memoryBytes: g.memoryBytes, computeCapability: '9.0', migEnabled: false, driverVersion: '550' })),
+          nics: [],
+          disks: [],
+        },
+        allocations: statuses.map((s) => ({ id: s.id, state: s.state, reason: s.reason ?? '', exitCode: s.exitCode ?? 0, endpoint: '', updatedAtMs: Date.now() })),
+        cache: cache.map((digest) => ({ digest, sizeBytes: 1, inUse: false })),
+      },
+    });
+    await until(`${this.name} welcomed`, () => welcomed && this.sets > 0);
+  }
+
+  /** Reports allocation states, as the reconciler does when they change. */
+  report(...statuses: Array<{ id: string; state: string; reason?: string; exitCode?: number; endpoint?: string }>): void {
+    this.call!.write({
+      status: {
+        allocations: statuses.map((s) => ({ id: s.id, state: s.state, reason: s.reason ?? '', exitCode: s.exitCode ?? 0, endpoint: s.endpoint ?? '', updatedAtMs: Date.now() })),
+        cache: [],
+      },
+    });
+  }
+
+  /** Reports every allocation of its set in `state`. */
+  reportAll(state: string, filter: (a: Allocation) => boolean = () => true): void {
+    const matching = this.desired.filter(filter);
+    if (matching.length > 0) this.report(...matching.map((a) => ({ id: a.id, state, endpoint: state === 'ready' ? `${this.name}:${a.hostPort}` : '' })));
+  }
+
+  run(a: Allocation): RunSpec {
+    return JSON.parse(a.specJson) as RunSpec;
+  }
+
+  disconnect(): void {
+    clearInterval(this.heartbeats);
+    this.call?.cancel();
+    this.call = undefined;
+  }
+
+  close(): void {
+    this.disconnect();
+    this.client.close();
+  }
+}
