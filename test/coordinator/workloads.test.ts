@@ -324,3 +324,34 @@ test('two plans made from the same view cannot both commit on one node: the seco
   }
   for (const [gang, set] of revisions) assert.equal(set.size, 1, `${gang} was written in one transaction`);
 });
+
+test('draining a node moves its replicas off it, each old one stopped only once its replacement is ready; a spec change rolls out', async (t) => {
+  const c = await cluster(t);
+  await pushModel(c, 'm', 'model');
+  const a = await c.agent('node-a');
+  await c.call('DeploymentService', 'ApplyDeployment', deployment('web', { replicas: 2 }));
+  await until('both replicas on node-a', () => a.desired.length === 2);
+  a.reportAll('ready');
+  await eventually('available', 5_000, async () => ((await getDeployment(c, 'web')).status === 'available' ? true : undefined));
+  const b = await c.agent('node-b');
+
+  await c.client.drainNode('node-a');
+  await until('replacements on node-b', () => b.desired.length >= 1);
+  assert.equal(a.desired.length, 2, 'nothing on node-a stops before a replacement is ready');
+  for (let i = 0; i < 10 && a.desired.length > 0; i++) {
+    b.reportAll('ready');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  await until('node-a emptied', () => a.desired.length === 0 && b.desired.length === 2, 10_000);
+
+  // A spec change (here: an environment variable) is a new generation, rolled out the same way.
+  const before = new Set(b.desired.map((x) => x.id));
+  const rolled = await c.call<Deployment>('DeploymentService', 'ApplyDeployment', deployment('web', { replicas: 2, env: { MODE: 'fast' } }));
+  assert.equal(rolled.generation, 2);
+  for (let i = 0; i < 20 && [...b.desired].some((x) => before.has(x.id)); i++) {
+    b.reportAll('ready', (x) => !before.has(x.id));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  await until('only generation 2 replicas', () => b.desired.length === 2 && b.desired.every((x) => !before.has(x.id)), 10_000);
+  assert.deepEqual(b.desired.map((x) => b.run(x).env.MODE), ['fast', 'fast']);
+});
