@@ -82,6 +82,12 @@ export interface TenantQuota {
   gpuMemoryBytes: number;
 }
 
+/**
+ * A value: schedule() never changes it, and remembers what it works out from each snapshot
+ * object (allocations summed per node, nodes by GPU model and cached digest) for later calls on
+ * the same object and on the snapshots applyPlan() derives from it. Make a new snapshot, or
+ * use applyPlan(), rather than changing one or anything in it in place.
+ */
 export interface Snapshot {
   nodes: SchedNode[];
   allocations: SchedAllocation[];
