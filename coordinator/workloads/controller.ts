@@ -199,10 +199,7 @@ export class WorkloadController {
   }
 
   listDeployments(tenant: string | undefined): Deployment[] {
-    return [...this.deployments.entries()]
-      .filter(([, d]) => tenant === undefined || d.record.tenant === tenant)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([key]) => this.deploymentView(key));
+    return listed(this.deployments, tenant).map((key) => this.deploymentView(key));
   }
 
   // ---- jobs --------------------------------------------------------------------------------
@@ -257,10 +254,7 @@ export class WorkloadController {
   }
 
   listJobs(tenant: string | undefined): Job[] {
-    return [...this.jobs.entries()]
-      .filter(([, j]) => tenant === undefined || j.record.tenant === tenant)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([key]) => this.jobView(key));
+    return listed(this.jobs, tenant).map((key) => this.jobView(key));
   }
 
   // ---- allocations -------------------------------------------------------------------------
@@ -806,6 +800,14 @@ const STATE_EVENTS: Record<AllocationState, string> = {
   completed: 'Completed',
   stopped: 'Stopped',
 };
+
+/** The keys of a tenant's (or, undefined, every tenant's) workloads, in key order. */
+function listed(map: Map<string, Stored<{ tenant: string }>>, tenant: string | undefined): string[] {
+  return [...map.entries()]
+    .filter(([, stored]) => tenant === undefined || stored.record.tenant === tenant)
+    .map(([key]) => key)
+    .sort();
+}
 
 function withDefaults(requested: ResourceRequest | null): ResourceRequest {
   const r = requested ?? { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, gpuModel: '', nicMbps: 0 };
