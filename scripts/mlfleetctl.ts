@@ -13,6 +13,11 @@ import { registerTokenCommands } from './cli/commands/tokens.js';
 import { registerEventCommands } from './cli/commands/events.js';
 import { registerModelCommands } from './cli/commands/models.js';
 import { registerDatasetCommands } from './cli/commands/datasets.js';
+import { registerDeployCommand } from './cli/commands/deploy.js';
+import { registerApplyCommand } from './cli/commands/apply.js';
+import { registerDeploymentCommands } from './cli/commands/deployments.js';
+import { registerJobCommands } from './cli/commands/jobs.js';
+import { registerAllocationCommands } from './cli/commands/allocations.js';
 import { deliverInterrupt, InterruptedError } from './cli/interrupt.js';
 
 const EXIT_OK = 0;
@@ -45,6 +50,11 @@ function buildProgram(): Command {
   registerEventCommands(program);
   registerModelCommands(program);
   registerDatasetCommands(program);
+  registerDeployCommand(program);
+  registerApplyCommand(program);
+  registerDeploymentCommands(program);
+  registerJobCommands(program);
+  registerAllocationCommands(program);
   return program;
 }
 

@@ -22,16 +22,24 @@ import {
 } from './errors.js';
 import {
   mlfleetV1,
+  type AllocationServiceClient,
   type Artifact,
   type ArtifactVersion,
   type ClusterStatus,
+  type Deployment,
+  type DeploymentServiceClient,
+  type DeploymentSpec,
   type DownloadResponse,
+  type Job,
+  type JobServiceClient,
+  type JobSpec,
   type ModelServiceClient,
   type Node,
   type PushHeader,
   type PushRequest,
   type Tenant,
   type TokenInfo,
+  type WorkloadEvent,
 } from './proto.js';
 import type { ClusterServiceClient } from './gen/mlfleet/v1/ClusterService.js';
 import type { NodeServiceClient } from './gen/mlfleet/v1/NodeService.js';
@@ -50,6 +58,10 @@ import type { ListTokensResponse__Output } from './gen/mlfleet/v1/ListTokensResp
 import type { ListAuditEventsRequest } from './gen/mlfleet/v1/ListAuditEventsRequest.js';
 import type { ListAuditEventsResponse__Output } from './gen/mlfleet/v1/ListAuditEventsResponse.js';
 import type { ListArtifactsResponse__Output } from './gen/mlfleet/v1/ListArtifactsResponse.js';
+import type { ListDeploymentsResponse__Output } from './gen/mlfleet/v1/ListDeploymentsResponse.js';
+import type { ListJobsResponse__Output } from './gen/mlfleet/v1/ListJobsResponse.js';
+import type { ListAllocationsResponse__Output } from './gen/mlfleet/v1/ListAllocationsResponse.js';
+import type { LogChunk__Output } from './gen/mlfleet/v1/LogChunk.js';
 import { formatDuration } from './units.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7700';
@@ -98,6 +110,9 @@ export type CreatedToken = CreateTokenResponse__Output;
 export type TokenList = ListTokensResponse__Output;
 export type AuditEventList = ListAuditEventsResponse__Output;
 export type ArtifactList = ListArtifactsResponse__Output;
+export type DeploymentList = ListDeploymentsResponse__Output;
+export type JobList = ListJobsResponse__Output;
+export type AllocationList = ListAllocationsResponse__Output;
 export type { ArtifactKind, PushHeader };
 
 export interface PushOptions extends CallOptions {
@@ -124,6 +139,37 @@ export interface Download {
    */
   chunks: AsyncIterable<Buffer>;
 }
+
+export interface AllocationFilter {
+  /** Admins: one tenant's (default: the caller's own; admins: every tenant's). */
+  tenant?: string;
+  node?: string;
+  /** "NAME" or "deployment/NAME", "job/NAME". */
+  workload?: string;
+  /** Include ended allocations (failed, completed, stopped). */
+  all?: boolean;
+}
+
+export interface LogsRequest {
+  /** An allocation id, or a unique prefix of one. */
+  allocation: string;
+  /** Only the last this many bytes kept; 0 or absent: everything kept. */
+  tailBytes?: number;
+  /** Go on with new output until the allocation ends (or the caller stops). */
+  follow?: boolean;
+}
+
+export interface WatchEventsOptions {
+  /** Admins: one tenant's events (default: every tenant's); others always see their own. */
+  tenant?: string;
+  /** Only this object's events: "deployment/NAME", "job/NAME" or "node/NAME". */
+  object?: string;
+  /** How many past events to send first (0: none; at most 1000). */
+  replay?: number;
+  /** Keep the stream open for new events. */
+  follow?: boolean;
+}
+
 export type { CreateTenantRequest, SetTenantQuotaRequest, CreateTokenRequest, ListTokensRequest, ListAuditEventsRequest };
 
 /** A grpc-js client constructor, as mlfleetV1() hands them out. */
@@ -312,6 +358,77 @@ export class CoordinatorClient {
     return this.unary<EventServiceClient, AuditEventList>(mlfleetV1().EventService, (s, md, o, cb) => s.listAuditEvents(request, md, o, cb), options);
   }
 
+  /**
+   * Workload events: the newest `replay` ones, then (with `follow`) each new one as it happens,
+   * until the caller stops iterating, aborts `signal`, or the stream ends. See serverStream.
+   */
+  watchEvents(request: WatchEventsOptions = {}, options: CallOptions = {}): AsyncIterable<WorkloadEvent> {
+    const message = { tenant: request.tenant ?? '', object: request.object ?? '', replay: request.replay ?? 0, follow: request.follow ?? false };
+    return this.serverStream<EventServiceClient, WorkloadEvent>(mlfleetV1().EventService, (s, md, o) => s.watchEvents(message, md, o), 'event stream', options);
+  }
+
+  // ---- DeploymentService ---------------------------------------------------------------
+
+  /** Creates the deployment, or updates it (rolling out a changed spec replica by replica). */
+  applyDeployment(spec: DeploymentSpec, tenant = '', options: CallOptions = {}): Promise<Deployment> {
+    return this.unary<DeploymentServiceClient, Deployment>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.applyDeployment({ spec, tenant }, md, o, cb), options);
+  }
+
+  listDeployments(tenant = '', options: CallOptions = {}): Promise<DeploymentList> {
+    return this.unary<DeploymentServiceClient, DeploymentList>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.listDeployments({ tenant }, md, o, cb), options);
+  }
+
+  getDeployment(name: string, tenant = '', options: CallOptions = {}): Promise<Deployment> {
+    return this.unary<DeploymentServiceClient, Deployment>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.getDeployment({ name, tenant }, md, o, cb), options);
+  }
+
+  scaleDeployment(name: string, replicas: number, tenant = '', options: CallOptions = {}): Promise<Deployment> {
+    const request = { name, replicas, tenant };
+    return this.unary<DeploymentServiceClient, Deployment>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.scaleDeployment(request, md, o, cb), options);
+  }
+
+  /** Stops every replica and forgets the deployment. */
+  async deleteDeployment(name: string, tenant = '', options: CallOptions = {}): Promise<void> {
+    await this.unary<DeploymentServiceClient, unknown>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.deleteDeployment({ name, tenant }, md, o, cb), options);
+  }
+
+  // ---- JobService ----------------------------------------------------------------------
+
+  /** Submits a job; ALREADY_EXISTS (AlreadyExistsError) when one of that name exists. */
+  runJob(spec: JobSpec, tenant = '', options: CallOptions = {}): Promise<Job> {
+    return this.unary<JobServiceClient, Job>(mlfleetV1().JobService, (s, md, o, cb) => s.runJob({ spec, tenant }, md, o, cb), options);
+  }
+
+  listJobs(tenant = '', options: CallOptions = {}): Promise<JobList> {
+    return this.unary<JobServiceClient, JobList>(mlfleetV1().JobService, (s, md, o, cb) => s.listJobs({ tenant }, md, o, cb), options);
+  }
+
+  getJob(name: string, tenant = '', options: CallOptions = {}): Promise<Job> {
+    return this.unary<JobServiceClient, Job>(mlfleetV1().JobService, (s, md, o, cb) => s.getJob({ name, tenant }, md, o, cb), options);
+  }
+
+  /** Stops the job's workers; the job ends `cancelled`. */
+  cancelJob(name: string, tenant = '', options: CallOptions = {}): Promise<Job> {
+    return this.unary<JobServiceClient, Job>(mlfleetV1().JobService, (s, md, o, cb) => s.cancelJob({ name, tenant }, md, o, cb), options);
+  }
+
+  // ---- AllocationService ---------------------------------------------------------------
+
+  listAllocations(filter: AllocationFilter = {}, options: CallOptions = {}): Promise<AllocationList> {
+    const request = { tenant: filter.tenant ?? '', node: filter.node ?? '', workload: filter.workload ?? '', all: filter.all ?? false };
+    return this.unary<AllocationServiceClient, AllocationList>(mlfleetV1().AllocationService, (s, md, o, cb) => s.listAllocations(request, md, o, cb), options);
+  }
+
+  /**
+   * An allocation's output, as its node's agent kept it: the raw bytes, in chunks. With
+   * `follow`, new output keeps coming until the allocation ends or the caller stops.
+   */
+  async *logs(request: LogsRequest, options: CallOptions = {}): AsyncGenerator<Buffer> {
+    const message = { allocation: request.allocation, tailBytes: request.tailBytes ?? 0, follow: request.follow ?? false };
+    const stream = this.serverStream<AllocationServiceClient, LogChunk__Output>(mlfleetV1().AllocationService, (s, md, o) => s.getLogs(message, md, o), 'log stream', options);
+    for await (const chunk of stream) if (chunk.data.length > 0) yield chunk.data;
+  }
+
   // ---- ModelService and DatasetService (one shape, told apart by kind) -------------------
 
   listArtifacts(kind: ArtifactKind, tenant = '', options: CallOptions = {}): Promise<ArtifactList> {
@@ -443,6 +560,50 @@ export class CoordinatorClient {
   }
 
   // ---- the generic machinery -------------------------------------------------------------
+
+  /**
+   * A server-streaming call that only reads (events, logs), as an async iterable. The leader is
+   * found the way a unary call finds it: a follower's redirect, a refusal or a NOT_FOUND arrives
+   * instead of the first message, so the stream is judged on that first message (or on its end)
+   * — which, for a followed stream with nothing to say yet, may come much later. After the first
+   * message an error is final. Breaking out of the loop, or aborting `signal`, cancels the call.
+   */
+  async *serverStream<C extends grpc.Client, Res>(
+    service: ServiceConstructor<C>,
+    open: (stub: C, metadata: grpc.Metadata, options: grpc.CallOptions) => grpc.ClientReadableStream<Res>,
+    what: StreamKind,
+    options: CallOptions = {},
+  ): AsyncGenerator<Res> {
+    const opened = await this.withFailover(async (attempt) => {
+      const stub = await this.connectedStub(service, attempt);
+      const call = open(stub, attempt.metadata, { deadline: streamDeadline(options, attempt) });
+      const onAbort = () => call.cancel();
+      attempt.signal?.addEventListener('abort', onAbort, { once: true });
+      const release = () => {
+        attempt.signal?.removeEventListener('abort', onAbort);
+        call.cancel(); // a no-op once the call has ended
+      };
+      const messages = call[Symbol.asyncIterator]() as AsyncIterator<Res>;
+      try {
+        return { first: await messages.next(), messages, release };
+      } catch (err) {
+        release();
+        throw err;
+      }
+    }, { ...options, leaderOnly: true });
+    try {
+      for (let next = opened.first; !next.done; ) {
+        yield next.value;
+        try {
+          next = await opened.messages.next();
+        } catch (err) {
+          throw finalStreamError(err, what, options.signal);
+        }
+      }
+    } finally {
+      opened.release();
+    }
+  }
 
   /** One unary call of any service, with leader discovery, redirects and retries. */
   unary<C extends grpc.Client, Res>(
@@ -727,17 +888,26 @@ function streamDeadline(options: CallOptions, attempt: Attempt): Date | number {
   return options.deadlineMs !== undefined ? attempt.deadline : Infinity;
 }
 
+/** What a stream carries, for the message when it is cut off. */
+type StreamKind = 'push' | 'download' | 'event stream' | 'log stream';
+
+const AFTER_CUT: Record<StreamKind, string> = {
+  push: 'nothing was stored; push again',
+  download: 'run it again to resume',
+  'event stream': 'run it again to go on watching',
+  'log stream': 'run it again to go on reading',
+};
+
 /**
  * An error once a stream has started moving bytes: typed, and never a reason to try another
  * address (the bytes are gone). The leader stepping down mid-stream says what to do about it.
  */
-function finalStreamError(err: unknown, what: 'push' | 'download', signal?: AbortSignal): unknown {
+function finalStreamError(err: unknown, what: StreamKind, signal?: AbortSignal): unknown {
   if (signal?.aborted) return signal.reason;
   if (MlfleetError.is(err) || !isServiceError(err)) return err;
   const mapped = fromGrpcError(err);
   if (mapped instanceof NotLeaderError || mapped instanceof UnavailableError) {
-    const again = what === 'push' ? 'nothing was stored; push again' : 'run it again to resume';
-    return new UnavailableError(`the ${what} was cut off (${describeUnavailable(err.details || err.message)}); ${again}`);
+    return new UnavailableError(`the ${what} was cut off (${describeUnavailable(err.details || err.message)}); ${AFTER_CUT[what]}`);
   }
   return mapped;
 }

@@ -3,7 +3,7 @@
 // tenant's deployment, job or allocation answers NOT_FOUND.
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
-import { UnavailableError } from '../../shared/errors.js';
+import { FailedPreconditionError } from '../../shared/errors.js';
 import type { NodeRegistry } from '../node-registry.js';
 import type { WorkloadController } from '../workloads/controller.js';
 import type { LogRelay } from '../workloads/log-relay.js';
@@ -101,7 +101,7 @@ export function allocationService(deps: WorkloadServiceDeps): grpc.UntypedServic
         let writing = Promise.resolve();
         const timer = setTimeout(() => {
           if (answered) return;
-          finish(new UnavailableError(`node ${record.node} did not answer with the logs of ${record.id} within ${LOGS_ANSWER_TIMEOUT_MS / 1000}s`));
+          finish(new FailedPreconditionError(`node ${record.node} did not answer with the logs of ${record.id} within ${LOGS_ANSWER_TIMEOUT_MS / 1000}s; is its agent up?`));
         }, LOGS_ANSWER_TIMEOUT_MS);
         const unregister = deps.logs.expect(record.node, commandId, {
           data: (chunk) => {

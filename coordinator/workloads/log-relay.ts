@@ -1,7 +1,7 @@
 // Container output lives on the hosts (bounded, by the agents' drivers). A logs call asks the
 // allocation's agent for it with a command over the session; the agent answers with LogData
 // messages carrying the command's id, which the relay hands to the waiting call.
-import { UnavailableError } from '../../shared/errors.js';
+import { FailedPreconditionError } from '../../shared/errors.js';
 import type { LogData__Output } from '../../shared/gen/mlfleet/v1/LogData.js';
 
 export interface LogReceiver {
@@ -26,7 +26,7 @@ export class LogRelay {
     if (data.data.length > 0) waiting.receiver.data(data.data);
     if (data.eof) {
       this.open.delete(data.commandId);
-      waiting.receiver.end(data.error ? new UnavailableError(data.error) : undefined);
+      waiting.receiver.end(data.error ? new FailedPreconditionError(data.error) : undefined);
     }
   }
 
@@ -35,7 +35,7 @@ export class LogRelay {
     for (const [id, waiting] of [...this.open]) {
       if (waiting.node !== node) continue;
       this.open.delete(id);
-      waiting.receiver.end(new UnavailableError(`node ${node} disconnected while sending logs; try again when it is back`));
+      waiting.receiver.end(new FailedPreconditionError(`node ${node} disconnected while sending logs; try again when it is back`));
     }
   }
 }

@@ -87,8 +87,8 @@ test('the audit table shows who did what to what, and why it failed', async (t) 
 test('events without --audit, or with a bad --limit, is bad usage (exit 2)', async (t) => {
   const leader = await coordinator(t, { role: 'leader', auditEvents: trail() });
   const cases: [string[], RegExp][] = [
-    [['events'], /^mlfleetctl: live events arrive with workloads; use --audit$/m],
-    [['events', '--tenant', 'acme'], /live events arrive with workloads; use --audit/],
+    [['events', '--limit', '5'], /--limit goes with --audit; the live stream takes --replay/],
+    [['events', '--audit', '--no-follow'], /--no-follow goes with the live stream, not --audit/],
     [['events', '--audit', '--limit', '0'], /--limit must be more than 0/],
     [['events', '--audit', '--limit', '5000'], /--limit must be at most 1000/],
     [['events', '--audit', '--limit', 'many'], /--limit "many" is not a whole number/],

@@ -228,7 +228,8 @@ test('Ctrl-C exits quietly with 130', async (t) => {
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   // Interrupt while it waits for the coordinator that never answers.
-  setTimeout(() => child.kill('SIGINT'), 400);
+  await hung.connected;
+  child.kill('SIGINT');
   const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   assert.equal(code, 130);
   assert.equal(output, '');

@@ -516,9 +516,12 @@ export async function deadAddress(): Promise<string> {
 }
 
 /** A TCP server that accepts connections and never says a word: a coordinator that hangs. */
-export async function silentServer(): Promise<{ address: string; close(): Promise<void> }> {
+export async function silentServer(): Promise<{ address: string; connected: Promise<void>; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
+  let onConnection: () => void = () => undefined;
+  const connected = new Promise<void>((resolve) => (onConnection = resolve));
   const server = net.createServer((socket) => {
+    onConnection();
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
@@ -527,6 +530,8 @@ export async function silentServer(): Promise<{ address: string; close(): Promis
   const { port } = server.address() as net.AddressInfo;
   return {
     address: `127.0.0.1:${port}`,
+    /** Resolves once a client has connected (and so is waiting for an answer). */
+    connected,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,7 +1,10 @@
-// Audit events as mlfleetctl shows them: the stable -o json shape and a table, newest first
-// as the coordinator sends them. The token is named by its id, never its secret.
-import type { AuditEvent } from '../../../shared/proto.js';
-import { isoOrNull, table, type Printable } from '../output.js';
+// Events as mlfleetctl shows them. Audit events: the stable -o json shape and a table, newest
+// first as the coordinator sends them; the token is named by its id, never its secret. Workload
+// events: a live stream, so one line per event as it comes (columns cannot be sized to the
+// widest value of a list that never ends), or one compact JSON object per line with -o json.
+import YAML from 'yaml';
+import type { AuditEvent, WorkloadEvent } from '../../../shared/proto.js';
+import { isoOrNull, table, type OutputFormat, type Printable } from '../output.js';
 
 export interface AuditEventJson {
   id: number;
@@ -46,4 +49,53 @@ export function auditEventListView(events: readonly AuditEvent[]): Printable {
         list.map((e) => [e.time ?? '-', e.tenant || '-', e.tokenId || '-', e.role || '-', e.method, e.target || '-', e.result, e.message]),
       ),
   };
+}
+
+export interface WorkloadEventJson {
+  /** Increasing. */
+  id: number;
+  time: string | null;
+  /** '' for node events. */
+  tenant: string;
+  /** "deployment/NAME", "job/NAME" or "node/NAME" */
+  object: string;
+  /** The allocation concerned; '' when none. */
+  allocation: string;
+  node: string;
+  /** Scheduled, Pending, Started, Ready, Failed, Completed, Preempted, Stopped, Retrying, … */
+  type: string;
+  message: string;
+}
+
+export function workloadEventJson(event: WorkloadEvent): WorkloadEventJson {
+  return {
+    id: event.id,
+    time: isoOrNull(event.timeMs),
+    tenant: event.tenant,
+    object: event.object,
+    allocation: event.allocation,
+    node: event.node,
+    type: event.type,
+    message: event.message,
+  };
+}
+
+/** Widths that keep most lines aligned; a longer value just pushes its line's rest along. */
+const OBJECT_WIDTH = 24;
+const TYPE_WIDTH = 12;
+
+/** One event as the `events` stream prints it, with its newline. */
+export function workloadEventLine(event: WorkloadEvent, format: OutputFormat): string {
+  const e = workloadEventJson(event);
+  switch (format) {
+    case 'json':
+      return `${JSON.stringify(e)}\n`;
+    case 'yaml':
+      return `---\n${YAML.stringify(e)}`;
+    case 'table': {
+      // Several replicas of one object report alike ("Started running"): say which one.
+      const message = e.allocation ? `[${e.allocation.slice(0, 8)}] ${e.message}` : e.message;
+      return `${[e.time ?? '-', e.object.padEnd(OBJECT_WIDTH), e.type.padEnd(TYPE_WIDTH), message].join('  ').trimEnd()}\n`;
+    }
+  }
 }

@@ -1,0 +1,86 @@
+// `mlfleetctl jobs …`: training and data-processing jobs — run (flags compiled by
+// shared/workload-spec.ts, as `apply -f` does), list, show, logs, cancel.
+import { Option, type Command } from 'commander';
+import { FailedPreconditionError } from '../../../shared/errors.js';
+import { compileJobSpec } from '../../../shared/workload-spec.js';
+import { withContext } from '../context.js';
+import { countFlag, durationFlag } from '../flags.js';
+import { jobCancelledView, jobCreatedView, jobDetailView, jobListView } from '../views/jobs.js';
+import { addLogOptions, printLogs, type LogOptions } from './allocations.js';
+import { addWorkloadOptions, commandAfterDashes, refFlag, repeatable, resourcesFrom, runtimeFrom, wholeFlag, workloadNameArgument, type WorkloadOptions } from './deploy.js';
+
+interface RunOptions extends WorkloadOptions {
+  workers?: number;
+  dataset?: string[];
+  retries?: number;
+  retryBackoff?: number;
+  deadline?: number;
+}
+
+interface TenantOption {
+  tenant?: string;
+}
+
+export function registerJobCommands(program: Command): void {
+  const jobs = program.command('jobs').description('training and data-processing jobs');
+  const tenantOption = (command: Command) => command.option('--tenant <tenant>', "another tenant's (admins)");
+
+  const run = jobs
+    .command('run')
+    .description('submit a job: WORKERS workers run the command together (a gang: all placed or none) until it exits')
+    .addArgument(workloadNameArgument('job'))
+    .argument('[command...]', "after --: the command each worker runs (default: the stack's training command)")
+    .addOption(new Option('--workers <n>', 'workers in the gang; each gets MLFLEET_RANK and MLFLEET_WORLD_SIZE (default: 1)').argParser(countFlag('--workers')))
+    .addOption(new Option('--dataset <ref>', 'a dataset mounted read-only at /data/NAME (repeat for more)').argParser(repeatable(refFlag)))
+    .addOption(new Option('--retries <n>', 'attempts after the first that fails (default: 0)').argParser(wholeFlag('--retries', 0, 2 ** 32 - 1)))
+    .addOption(new Option('--retry-backoff <duration>', 'wait before a retry, doubled each time (default: 1s)').argParser(durationFlag('--retry-backoff')))
+    .addOption(new Option('--deadline <duration>', 'an attempt still running after this fails the job (default: none)').argParser(durationFlag('--deadline', 'leave it out for no deadline')));
+  addWorkloadOptions(run, 'worker').action((name: string, operands: string[], options: RunOptions, command: Command) => {
+    const spec = compileJobSpec({
+      name,
+      ...runtimeFrom(options, command),
+      command: commandAfterDashes(command, operands),
+      env: options.env,
+      datasets: options.dataset,
+      resources: resourcesFrom(options),
+      workers: options.workers,
+      retries: options.retries,
+      retryBackoffMs: options.retryBackoff,
+      deadlineMs: options.deadline,
+      constraints: options.constraint,
+      priority: options.priority,
+    });
+    return withContext(command, async (ctx) => ctx.print(jobCreatedView(await ctx.client().runJob(spec, options.tenant))));
+  });
+
+  tenantOption(jobs.command('ls').description('list jobs: status, workers, attempts, how long they ran')).action((options: TenantOption, command: Command) =>
+    withContext(command, async (ctx) => ctx.print(jobListView((await ctx.client().listJobs(options.tenant)).jobs))),
+  );
+
+  tenantOption(jobs.command('show').description("show a job: its spec, status and message, and its current attempt's workers").addArgument(workloadNameArgument('job'))).action(
+    (name: string, options: TenantOption, command: Command) => withContext(command, async (ctx) => ctx.print(jobDetailView(await ctx.client().getJob(name, options.tenant)))),
+  );
+
+  tenantOption(
+    addLogOptions(
+      jobs
+        .command('logs')
+        .description("print the output of the job's current (or last) attempt; with several workers each line starts with [rank N]")
+        .addArgument(workloadNameArgument('job')),
+    ),
+  ).action((name: string, options: LogOptions & TenantOption, command: Command) =>
+    withContext(command, async (ctx) => {
+      const job = await ctx.client().getJob(name, options.tenant);
+      const placed = job.allocations.filter((a) => a.node !== '').sort((a, b) => a.rank - b.rank);
+      if (placed.length === 0) {
+        throw new FailedPreconditionError(`job "${name}" has no worker placed yet (${job.status}${job.message ? `: ${job.message}` : ''}); try again once it runs`);
+      }
+      const several = (job.spec?.workers ?? 1) > 1 || placed.length > 1;
+      await printLogs(ctx.client(), placed.map((a) => ({ allocation: a.id, prefix: several ? `[rank ${a.rank}] ` : '' })), options);
+    }),
+  );
+
+  tenantOption(jobs.command('cancel').description("stop the job's workers; it ends cancelled").addArgument(workloadNameArgument('job'))).action(
+    (name: string, options: TenantOption, command: Command) => withContext(command, async (ctx) => ctx.print(jobCancelledView(await ctx.client().cancelJob(name, options.tenant)))),
+  );
+}
