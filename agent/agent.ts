@@ -12,7 +12,7 @@ import { InvalidArgumentError } from '../shared/errors.js';
 import { parseHostPort } from '../shared/config.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { channelCredentials, type TlsMaterial } from '../shared/tls.js';
-import type { Capacity } from '../shared/proto.js';
+import type { Allocation, Capacity } from '../shared/proto.js';
 import { ALLOCATION_STATES } from '../shared/workloads.js';
 import type { Driver } from './drivers/driver.js';
 import { DockerDriver } from './drivers/docker-driver.js';
@@ -22,7 +22,7 @@ import { coordinatorBlobSource } from './blob-source.js';
 import { LocalState } from './local-state.js';
 import { LogStreams } from './log-streams.js';
 import { ModelCache } from './model-cache.js';
-import { Reconciler } from './reconciler.js';
+import { Reconciler, parseRunSpec } from './reconciler.js';
 import { CoordinatorSession } from './session.js';
 import { UsageSampler } from './usage.js';
 
@@ -113,6 +113,8 @@ export class Agent {
       source: coordinatorBlobSource({ leader: () => session.connectedTo, token, credentials }),
       clock,
       log: log.child({ component: 'model-cache' }),
+      // What adopted tasks use is not evicted before the reconciler leases it again.
+      keep: blobsInUse(state.desired().allocations),
     });
     const session: CoordinatorSession = new CoordinatorSession({
       coordinators: options.coordinators,
@@ -228,6 +230,7 @@ export class Agent {
 
   /** Runs the reconciler and the session until close(); resolves once both have stopped. */
   run(): Promise<void> {
+    void this.reconciler.sync().finally(() => this.cache.releaseKept());
     this.running ??= Promise.all([this.reconciler.run(this.abort.signal), this.session.run(this.abort.signal)]).then(() => undefined);
     return this.running;
   }
@@ -246,4 +249,19 @@ export class Agent {
     this.state.close();
     this.log.info('agent stopped');
   }
+}
+
+/** The model and dataset digests a desired set's allocations use. */
+function blobsInUse(allocations: Allocation[]): string[] {
+  const digests: string[] = [];
+  for (const allocation of allocations) {
+    try {
+      const run = parseRunSpec(allocation.specJson);
+      if (run.model) digests.push(run.model.digest);
+      for (const dataset of run.datasets) digests.push(dataset.digest);
+    } catch {
+      // An unreadable spec fails its allocation in the reconciler; it protects nothing here.
+    }
+  }
+  return digests;
 }

@@ -71,6 +71,12 @@ export interface ModelCacheOptions {
    * can cost a download at most. Each checkpoint is an fsync, hence not every chunk.
    */
   checkpointBytes?: number;
+  /**
+   * Digests that tasks still running on this host use (from the saved desired set): kept out of
+   * eviction from the moment the cache opens until releaseKept(), by when the reconciler has
+   * leased what its adopted tasks use.
+   */
+  keep?: Iterable<string>;
 }
 
 /** The bytes fetched are not the content the digest names. */
@@ -108,6 +114,8 @@ export class ModelCache {
   private readonly leases = new Map<string, number>();
   /** Acquires under way, by hex: they protect the entry from eviction before it is leased. */
   private readonly pins = new Map<string, number>();
+  /** Pins taken at open for `keep`, until releaseKept(). */
+  private readonly kept: string[] = [];
   private readonly listeners = new Set<() => void>();
   /** Background work (flights, deletions) that close() waits for. */
   private readonly work = new Set<Promise<void>>();
@@ -138,9 +146,20 @@ export class ModelCache {
       throw new InvalidArgumentError(`the cache budget must be a whole number of bytes, not ${options.maxBytes}`);
     }
     const cache = new ModelCache(path.resolve(options.dir), options.maxBytes, options.source, options.db, options);
+    for (const digest of new Set(options.keep ?? [])) {
+      const hex = hexOf(digest);
+      cache.kept.push(hex);
+      bump(cache.pins, hex, +1);
+    }
     cache.reconcile();
     cache.enforceBudget();
     return cache;
+  }
+
+  /** Ends the protection `keep` gave at open (the reconciler holds leases for what is in use now). */
+  releaseKept(): void {
+    for (const hex of this.kept.splice(0)) bump(this.pins, hex, -1);
+    this.enforceBudget();
   }
 
   /**

@@ -115,10 +115,10 @@ interface OpenCache {
 }
 
 /** A cache over the agent's own database, as the agent opens it; closed in t.after(). */
-function openCache(t: TestContext, dataDir: string, source: BlobSource, options: { maxBytes?: number; clock?: FakeClock } = {}): OpenCache {
+function openCache(t: TestContext, dataDir: string, source: BlobSource, options: { maxBytes?: number; clock?: FakeClock; keep?: string[] } = {}): OpenCache {
   const state = LocalState.open(dataDir);
   const cacheDir = path.join(dataDir, 'cache');
-  const cache = ModelCache.open({ dir: cacheDir, db: state.database, maxBytes: options.maxBytes ?? 1024 ** 3, source, clock: options.clock ?? new FakeClock() });
+  const cache = ModelCache.open({ dir: cacheDir, db: state.database, maxBytes: options.maxBytes ?? 1024 ** 3, source, clock: options.clock ?? new FakeClock(), keep: options.keep });
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -358,6 +358,26 @@ test('the cache survives an agent restart: entries stay and are not fetched agai
   assert.deepEqual(await fs.readdir(dirLease.path), ['weights.bin']);
   fileLease.release();
   dirLease.release();
+});
+
+test('a restart with a smaller budget keeps what running tasks use until the reconciler has leased it', async (t) => {
+  const dataDir = tempDir(t);
+  const source = new FakeBlobSource();
+  const used = source.add(randomBytes(30_000));
+  const idle = source.add(randomBytes(30_000));
+  const before = openCache(t, dataDir, source);
+  await before.cache.prefetch(used);
+  await before.cache.prefetch(idle);
+  await before.close();
+
+  // Room for one: the idle entry goes at once, the one a running task uses stays.
+  const after = openCache(t, dataDir, source, { maxBytes: 40_000, keep: [used.digest] });
+  assert.deepEqual(after.cache.entries().map((e) => e.digest), [used.digest]);
+  const lease = await after.cache.acquire(used);
+  after.cache.releaseKept();
+  assert.deepEqual(after.cache.entries().map((e) => e.digest), [used.digest], 'leased, so still kept');
+  assert.equal(source.requests.length, 2, 'nothing fetched again');
+  lease.release();
 });
 
 test('on restart, index rows without files and files without index rows are dropped', async (t) => {
