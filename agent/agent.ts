@@ -23,6 +23,7 @@ import { LocalState } from './local-state.js';
 import { LogStreams } from './log-streams.js';
 import { ModelCache } from './model-cache.js';
 import { Reconciler, parseRunSpec } from './reconciler.js';
+import { Gateway } from './gateway/gateway.js';
 import { CoordinatorSession } from './session.js';
 import { UsageSampler } from './usage.js';
 
@@ -66,6 +67,7 @@ export class Agent {
     readonly session: CoordinatorSession,
     readonly cache: ModelCache,
     readonly reconciler: Reconciler,
+    readonly gateway: Gateway,
     private readonly driver: Driver,
     private readonly logStreams: LogStreams,
     private readonly state: LocalState,
@@ -122,6 +124,8 @@ export class Agent {
       random,
       log,
       usage: () => sampler.sample(),
+      latencies: () => gateway.takeLatencies(),
+      onRoutes: (table) => gateway.setRoutes(table),
       credentials,
       token,
       onCredential: (credential) => {
@@ -136,7 +140,7 @@ export class Agent {
       hello: () => ({
         nodeName: options.name,
         agentVersion: AGENT_VERSION,
-        address: options.advertise ?? options.gatewayListen,
+        address: options.advertise ?? gateway.address,
         labels,
         capacity: inventory.capacity,
         appliedRevision: state.desired().revision,
@@ -208,20 +212,23 @@ export class Agent {
     });
 
     let ops: OpsServer;
+    let gateway: Gateway;
     try {
+      gateway = await Gateway.start({ listen: options.gatewayListen, node: options.name, log: log.child({ component: 'gateway' }) });
       ops = await startOpsServer(
         options.httpListen,
         () => ({ ok: true, node: options.name, session: session.state, coordinator: session.connectedTo ?? null }),
         metrics,
       );
     } catch (err) {
+      await gateway!?.close();
       await reconciler.close();
       await driver.close();
       await cache.close();
       state.close();
       throw err;
     }
-    return new Agent(options, inventory.capacity, labels, session, cache, reconciler, driver, logStreams, state, ops, log);
+    return new Agent(options, inventory.capacity, labels, session, cache, reconciler, gateway, driver, logStreams, state, ops, log);
   }
 
   get httpAddress(): string {
@@ -244,6 +251,7 @@ export class Agent {
     await this.logStreams.close();
     await this.reconciler.close();
     await this.driver.close();
+    await this.gateway.close();
     await this.ops.close();
     await this.cache.close();
     this.state.close();

@@ -10,7 +10,7 @@ await runMain('mlfleet-agent', async () => {
   const options = await compileAgentOptions(process.argv.slice(2));
   const log = createLogger({ name: 'mlfleet-agent', level: options.logLevel });
   const agent = await Agent.create(options, { log });
-  log.info({ node: options.name, coordinators: options.coordinators, http: agent.httpAddress, driver: options.driver }, 'agent started');
+  log.info({ node: options.name, coordinators: options.coordinators, http: agent.httpAddress, gateway: agent.gateway.address, driver: options.driver }, 'agent started');
   handleSignals(() => agent.close(), log);
   await agent.run();
 });

@@ -13,6 +13,8 @@ import type { DesiredAllocations__Output } from '../shared/gen/mlfleet/v1/Desire
 import type { Welcome__Output } from '../shared/gen/mlfleet/v1/Welcome.js';
 import type { Command__Output } from '../shared/gen/mlfleet/v1/Command.js';
 import type { StatusReport } from '../shared/gen/mlfleet/v1/StatusReport.js';
+import type { LatencySample } from '../shared/gen/mlfleet/v1/LatencySample.js';
+import type { RouteTable__Output } from '../shared/gen/mlfleet/v1/RouteTable.js';
 
 export type SessionState = 'connecting' | 'connected' | 'stopped';
 
@@ -20,6 +22,10 @@ export interface SessionOptions {
   coordinators: string[];
   hello: () => Hello;
   usage: () => Usage;
+  /** The gateway's latency measurements since the last heartbeat. */
+  latencies?: () => LatencySample[];
+  /** A routing table for the gateway. */
+  onRoutes?: (table: RouteTable__Output) => void;
   onDesired: (desired: DesiredAllocations__Output) => void;
   /**
    * The leader welcomed this session. What changed between the hello and now was dropped (see
@@ -151,13 +157,15 @@ export class CoordinatorSession {
           log.info({ coordinator: address, leader: message.welcome.leaderAddress }, 'connected to the leader');
           this.options.onConnected?.();
           const send = () => {
-            const beat: AgentMessageIn = { heartbeat: { seq: ++seq, sentAtMs: clock.now(), usage: this.options.usage() } };
+            const beat: AgentMessageIn = { heartbeat: { seq: ++seq, sentAtMs: clock.now(), usage: this.options.usage(), latencies: this.options.latencies?.() ?? [] } };
             call.write(beat);
           };
           heartbeat?.cancel();
           heartbeat = clock.setInterval(send, Math.max(100, message.welcome.heartbeatIntervalMs));
         } else if (message.msg === 'desired' && message.desired) {
           this.options.onDesired(message.desired);
+        } else if (message.msg === 'routes' && message.routes) {
+          this.options.onRoutes?.(message.routes);
         } else if (message.msg === 'command' && message.command) {
           this.options.onCommand?.(message.command);
         }

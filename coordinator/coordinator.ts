@@ -34,9 +34,13 @@ import { bootstrap, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { NodeRegistry, type FencedWriter } from './node-registry.js';
 import { allocationService, deploymentService, jobService } from './api/workload-service.js';
+import { selectionService } from './api/selection-service.js';
+import { stackService } from './api/stack-service.js';
 import { WorkloadController, type WorkloadControllerOptions } from './workloads/controller.js';
 import { EventLog } from './workloads/event-log.js';
 import { LogRelay } from './workloads/log-relay.js';
+import { StackRegistry } from './workloads/stacks.js';
+import { RouteBook } from './workloads/routes.js';
 
 export interface CoordinatorOptions {
   listen: string;
@@ -74,7 +78,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -212,6 +216,7 @@ export class Coordinator {
           revision,
           workloads,
           logs: this.logs,
+          routes: () => this.leaderRole().routes,
           issueCredential: (nodeName, principal) => this.issueNodeCredential(nodeName, principal),
           coordinatorId: this.id,
           leaderAddress: () => this.address,
@@ -235,6 +240,23 @@ export class Coordinator {
     serve(v1.DeploymentService.service, deploymentService(workloadDeps));
     serve(v1.JobService.service, jobService(workloadDeps));
     serve(v1.AllocationService.service, allocationService(workloadDeps));
+    serve(v1.StackService.service, stackService({ edge, stacks: () => this.leaderRole().stacks, stackUser: (stack) => workloads().stackUser(stack) }));
+    serve(v1.SelectionService.service, selectionService({ edge, workloads, artifacts: this.artifacts, latencyOf: (tenant, name) => this.deploymentLatency(tenant, name) }));
+  }
+
+  /**
+   * Records a deployment's measured p50 latency, which model selection weighs (the agents'
+   * measurements arrive here once the gateway reports them; tests call it directly). Leader only.
+   */
+  recordLatency(tenant: string, deployment: string, p50Ms: number): void {
+    this.leaderRole().workloads.recordLatency(tenant, deployment, p50Ms);
+  }
+
+  /** A deployment's p50 as the gateways measured it, else as recorded (recordLatency). */
+  private deploymentLatency(tenant: string, deployment: string): number | undefined {
+    const { routes, workloads } = this.leaderRole();
+    const replicas = new Set(workloads.listAllocations({ tenant, node: '', workload: deployment, all: false }).filter((a) => a.kind === 'deployment').map((a) => a.id));
+    return routes.latencyOfReplicas(replicas) ?? workloads.latencyOf(tenant, deployment);
   }
 
   /** What only the leader has; NotLeaderError (a redirect) otherwise. */
@@ -339,17 +361,33 @@ export class Coordinator {
     });
     let workloads: WorkloadController;
     let events: EventLog;
+    let stacks: StackRegistry;
+    const routes = new RouteBook(this.artifacts, this.clock);
+    let rebuilding = false;
+    // After each pass: the gateways' routing table, pushed to every agent when it changed.
+    const rebuildRoutes = () => {
+      if (rebuilding) return;
+      rebuilding = true;
+      routes
+        .rebuild(workloads.serving())
+        .then((table) => table && registry.broadcastRoutes(table))
+        .catch((err: unknown) => this.log.warn({ err }, 'could not rebuild the routing table'))
+        .finally(() => (rebuilding = false));
+    };
     try {
       events = await EventLog.load(this.store, writer, this.clock, this.log.child({ component: 'events' }));
+      stacks = await StackRegistry.load(this.store, writer);
       workloads = await WorkloadController.load({
         store: this.store,
         writer,
         nodes: registry,
         artifacts: this.artifacts,
+        stacks,
         events,
         clock: this.clock,
         log: this.log.child({ component: 'workloads' }),
         options: this.options.workloads,
+        onPass: rebuildRoutes,
       });
     } catch (err) {
       registry.close();
@@ -361,7 +399,7 @@ export class Coordinator {
         events.record({ tenant: '', object: `node/${change.node}`, allocation: '', node: change.node, type: `Node${change.to[0]!.toUpperCase()}${change.to.slice(1)}`, message: `${change.from} → ${change.to}` });
       }
     });
-    this.role = { kind: 'leader', leadership, registry, writer, workloads, events };
+    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks };
     this.leader = { id: this.id, address: this.address };
     this.metrics.isLeader.set(1);
     this.log.info({ address: this.address }, 'elected leader');

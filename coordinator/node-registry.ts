@@ -9,6 +9,7 @@ import type { Clock, Timer } from '../shared/clock.js';
 import { ConflictError, FailedPreconditionError, NotFoundError } from '../shared/errors.js';
 import type { Command } from '../shared/gen/mlfleet/v1/Command.js';
 import type { DesiredAllocations } from '../shared/gen/mlfleet/v1/DesiredAllocations.js';
+import type { RouteTable } from '../shared/gen/mlfleet/v1/RouteTable.js';
 import { KeyedMutex } from '../shared/keyed-mutex.js';
 import { keys } from '../shared/keys.js';
 import type { Logger } from '../shared/log.js';
@@ -32,6 +33,8 @@ export interface SessionHandle {
   command(command: Command): boolean;
   /** Sends the agent its full desired allocation set; false when the session has ended. */
   desired(set: DesiredAllocations): boolean;
+  /** Sends the agent's gateway the routing table; false when the session has ended. */
+  routes(table: RouteTable): boolean;
 }
 
 /** A node's stored record changed; `from` is undefined for a new node. */
@@ -174,6 +177,11 @@ export class NodeRegistry {
   /** Sends a node's agent its desired set; false when the node has no session with this leader. */
   sendDesired(name: string, set: DesiredAllocations): boolean {
     return this.sessions.get(name)?.desired(set) ?? false;
+  }
+
+  /** Sends every connected agent's gateway the routing table. */
+  broadcastRoutes(table: RouteTable): void {
+    for (const session of this.sessions.values()) session.routes(table);
   }
 
   /** Calls `listener` after every change of a node's stored record (status, cordon, drain, capacity). */

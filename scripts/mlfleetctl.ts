@@ -18,6 +18,9 @@ import { registerApplyCommand } from './cli/commands/apply.js';
 import { registerDeploymentCommands } from './cli/commands/deployments.js';
 import { registerJobCommands } from './cli/commands/jobs.js';
 import { registerAllocationCommands } from './cli/commands/allocations.js';
+import { registerStackCommands } from './cli/commands/stacks.js';
+import { registerSelectCommand } from './cli/commands/select.js';
+import { registerInferCommand } from './cli/commands/infer.js';
 import { deliverInterrupt, InterruptedError } from './cli/interrupt.js';
 
 const EXIT_OK = 0;
@@ -55,6 +58,9 @@ function buildProgram(): Command {
   registerDeploymentCommands(program);
   registerJobCommands(program);
   registerAllocationCommands(program);
+  registerStackCommands(program);
+  registerSelectCommand(program);
+  registerInferCommand(program);
   return program;
 }
 

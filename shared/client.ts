@@ -37,6 +37,7 @@ import {
   type Node,
   type PushHeader,
   type PushRequest,
+  type Stack,
   type Tenant,
   type TokenInfo,
   type WorkloadEvent,
@@ -62,6 +63,12 @@ import type { ListDeploymentsResponse__Output } from './gen/mlfleet/v1/ListDeplo
 import type { ListJobsResponse__Output } from './gen/mlfleet/v1/ListJobsResponse.js';
 import type { ListAllocationsResponse__Output } from './gen/mlfleet/v1/ListAllocationsResponse.js';
 import type { LogChunk__Output } from './gen/mlfleet/v1/LogChunk.js';
+import type { Stack as StackInput } from './gen/mlfleet/v1/Stack.js';
+import type { StackServiceClient } from './gen/mlfleet/v1/StackService.js';
+import type { ListStacksResponse__Output } from './gen/mlfleet/v1/ListStacksResponse.js';
+import type { SelectRequest as SelectInput } from './gen/mlfleet/v1/SelectRequest.js';
+import type { SelectResponse__Output } from './gen/mlfleet/v1/SelectResponse.js';
+import type { SelectionServiceClient } from './gen/mlfleet/v1/SelectionService.js';
 import { formatDuration } from './units.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7700';
@@ -113,6 +120,12 @@ export type ArtifactList = ListArtifactsResponse__Output;
 export type DeploymentList = ListDeploymentsResponse__Output;
 export type JobList = ListJobsResponse__Output;
 export type AllocationList = ListAllocationsResponse__Output;
+export type StackList = ListStacksResponse__Output;
+/** A stack to register: the fields left out take the proto's zero values (see stacks.proto). */
+export type { StackInput };
+/** What a selection asks: the hard criteria, and prefer or latencyWeight (see selection.proto). */
+export type SelectCriteria = Omit<SelectInput, '_latencyWeight'>;
+export type Selection = SelectResponse__Output;
 export type { ArtifactKind, PushHeader };
 
 export interface PushOptions extends CallOptions {
@@ -427,6 +440,33 @@ export class CoordinatorClient {
     const message = { allocation: request.allocation, tailBytes: request.tailBytes ?? 0, follow: request.follow ?? false };
     const stream = this.serverStream<AllocationServiceClient, LogChunk__Output>(mlfleetV1().AllocationService, (s, md, o) => s.getLogs(message, md, o), 'log stream', options);
     for await (const chunk of stream) if (chunk.data.length > 0) yield chunk.data;
+  }
+
+  // ---- StackService --------------------------------------------------------------------
+
+  /** Built-in stacks first, then the registered ones. */
+  listStacks(options: CallOptions = {}): Promise<StackList> {
+    return this.unary<StackServiceClient, StackList>(mlfleetV1().StackService, (s, md, o, cb) => s.listStacks({}, md, o, cb), options);
+  }
+
+  getStack(name: string, options: CallOptions = {}): Promise<Stack> {
+    return this.unary<StackServiceClient, Stack>(mlfleetV1().StackService, (s, md, o, cb) => s.getStack({ name }, md, o, cb), options);
+  }
+
+  /** Creates a user stack or replaces the one of that name (admins; built-ins cannot be replaced). */
+  registerStack(stack: StackInput, options: CallOptions = {}): Promise<Stack> {
+    return this.unary<StackServiceClient, Stack>(mlfleetV1().StackService, (s, md, o, cb) => s.registerStack({ stack }, md, o, cb), options);
+  }
+
+  async deleteStack(name: string, options: CallOptions = {}): Promise<void> {
+    await this.unary<StackServiceClient, unknown>(mlfleetV1().StackService, (s, md, o, cb) => s.deleteStack({ name }, md, o, cb), options);
+  }
+
+  // ---- SelectionService ----------------------------------------------------------------
+
+  /** The best ready deployment for the criteria, with why; NOT_FOUND (NotFoundError) saying why none is. */
+  select(criteria: SelectCriteria, options: CallOptions = {}): Promise<Selection> {
+    return this.unary<SelectionServiceClient, Selection>(mlfleetV1().SelectionService, (s, md, o, cb) => s.select(criteria, md, o, cb), options);
   }
 
   // ---- ModelService and DatasetService (one shape, told apart by kind) -------------------

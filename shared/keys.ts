@@ -19,6 +19,9 @@ export const keys = {
   node: (name: string) => `${ROOT}nodes/${name}`,
   deploymentsPrefix: `${ROOT}deployments/`,
   deployment: (tenant: string, name: string) => `${ROOT}deployments/${tenant}/${name}`,
+  /** User stacks; the built-in ones live in code (coordinator/workloads/stacks.ts). */
+  stacksPrefix: `${ROOT}stacks/`,
+  stack: (name: string) => `${ROOT}stacks/${name}`,
   jobsPrefix: `${ROOT}jobs/`,
   job: (tenant: string, name: string) => `${ROOT}jobs/${tenant}/${name}`,
   allocationsPrefix: `${ROOT}allocations/`,

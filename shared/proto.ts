@@ -12,6 +12,8 @@ import type { ProtoGrpcType as TokensProto } from './gen/tokens.js';
 import type { ProtoGrpcType as EventsProto } from './gen/events.js';
 import type { ProtoGrpcType as ArtifactsProto } from './gen/artifacts.js';
 import type { ProtoGrpcType as WorkloadsProto } from './gen/workloads.js';
+import type { ProtoGrpcType as StacksProto } from './gen/stacks.js';
+import type { ProtoGrpcType as SelectionProto } from './gen/selection.js';
 
 export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
 export const PROTO_FILES = [
@@ -23,6 +25,8 @@ export const PROTO_FILES = [
   'mlfleet/v1/events.proto',
   'mlfleet/v1/artifacts.proto',
   'mlfleet/v1/workloads.proto',
+  'mlfleet/v1/stacks.proto',
+  'mlfleet/v1/selection.proto',
 ];
 
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -34,7 +38,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto & WorkloadsProto;
+type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto & WorkloadsProto & StacksProto & SelectionProto;
 
 let cached: Proto['mlfleet']['v1'] | undefined;
 
@@ -92,3 +96,9 @@ export type { AllocationStatus__Output as AllocationStatus } from './gen/mlfleet
 export type { DeploymentServiceClient } from './gen/mlfleet/v1/DeploymentService.js';
 export type { JobServiceClient } from './gen/mlfleet/v1/JobService.js';
 export type { AllocationServiceClient } from './gen/mlfleet/v1/AllocationService.js';
+export type { Stack__Output as Stack } from './gen/mlfleet/v1/Stack.js';
+export type { StackServiceClient } from './gen/mlfleet/v1/StackService.js';
+export type { SelectRequest__Output as SelectRequest } from './gen/mlfleet/v1/SelectRequest.js';
+export type { SelectResponse__Output as SelectResponse } from './gen/mlfleet/v1/SelectResponse.js';
+export type { SelectionCandidate__Output as SelectionCandidate } from './gen/mlfleet/v1/SelectionCandidate.js';
+export type { SelectionServiceClient } from './gen/mlfleet/v1/SelectionService.js';

@@ -76,6 +76,11 @@ export function taskEnvironment(
     MLFLEET_WORLD_SIZE: String(spec.worldSize),
   };
   if (paths.model !== undefined) env.MLFLEET_MODEL_PATH = paths.model;
+  // The name and version a serving runtime answers under (the ONNX stack's /v2/models/{name}).
+  if (spec.model !== undefined) {
+    env.MLFLEET_MODEL_NAME = spec.model.name;
+    env.MLFLEET_MODEL_VERSION = String(spec.model.version);
+  }
   if (paths.port > 0) env.PORT = String(paths.port);
   for (const [name, dir] of Object.entries(paths.datasets)) env[`MLFLEET_DATASET_${envName(name)}`] = dir;
   return { ...env, ...spec.env };

@@ -17,6 +17,8 @@ import { heartbeatSchema, helloSchema } from './schemas.js';
 import type { WorkloadController } from '../workloads/controller.js';
 import type { LogRelay } from '../workloads/log-relay.js';
 import type { DesiredAllocations } from '../../shared/gen/mlfleet/v1/DesiredAllocations.js';
+import type { LatencySample__Output as LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
+import type { RouteTable } from '../../shared/gen/mlfleet/v1/RouteTable.js';
 import type { AllocationStatus } from '../../shared/proto.js';
 import { z } from '../../shared/validation.js';
 
@@ -41,6 +43,8 @@ export interface AgentSessionDeps {
   /** The workload controller while this coordinator leads: the node's desired set, reported states. */
   workloads(): WorkloadController;
   logs: LogRelay;
+  /** The gateways' routing table as it stands (sent after the desired set), and their latency reports. */
+  routes(): { table: RouteTable; record(gateway: string, samples: LatencySample[]): void };
   coordinatorId: string;
   leaderAddress(): string;
   /** Mints the node's own credential after it joined with a join token. */
@@ -120,6 +124,12 @@ class AgentSession implements SessionHandle {
     return true;
   }
 
+  routes(table: RouteTable): boolean {
+    if (this.ended || !this.welcomed) return false;
+    this.call.write({ routes: table });
+    return true;
+  }
+
   close(reason: string): void {
     this.fail(new UnavailableError(reason));
   }
@@ -144,6 +154,7 @@ class AgentSession implements SessionHandle {
     if (message.msg === 'heartbeat') {
       validate(heartbeatSchema, message.heartbeat, 'heartbeat');
       this.registry.heartbeat(this.nodeName, this, message.heartbeat!);
+      if (message.heartbeat!.latencies.length > 0) this.deps.routes().record(this.nodeName, message.heartbeat!.latencies);
     } else if (message.msg === 'status') {
       validate(statusReportSchema, message.status, 'status report');
       this.registry.reportCache(this.nodeName, this, message.status!.cache);
@@ -174,6 +185,7 @@ class AgentSession implements SessionHandle {
     if (this.ended) return;
     this.call.write({ desired: { revision, allocations: workloads.desiredFor(hello.nodeName) } });
     workloads.markSent(hello.nodeName);
+    this.call.write({ routes: this.deps.routes().table });
     this.welcomed = true;
   }
 

@@ -41,6 +41,19 @@ export const heartbeatSchema = z.object({
   seq: uint,
   sentAtMs: uint,
   usage: z.unknown(),
+  latencies: z
+    .array(
+      z.object({
+        tenant: z.string().max(63),
+        model: z.string().max(100),
+        allocation: z.string().max(64),
+        count: uint,
+        errors: uint,
+        p50Ms: z.number().nonnegative().finite(),
+        p99Ms: z.number().nonnegative().finite(),
+      }),
+    )
+    .max(10_000),
 });
 
 export const getClusterStatusSchema = z.object({});

@@ -48,6 +48,13 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'JobService.CancelJob': { roles: OPERATORS, mutating: true },
   'AllocationService.ListAllocations': { roles: OPERATORS, mutating: false },
   'AllocationService.GetLogs': { roles: OPERATORS, mutating: false },
+  // Stacks belong to the cluster: everyone reads them (to deploy on one), only admins change them.
+  'StackService.ListStacks': { roles: USERS, mutating: false },
+  'StackService.GetStack': { roles: USERS, mutating: false },
+  'StackService.RegisterStack': { roles: ADMIN, mutating: true },
+  'StackService.DeleteStack': { roles: ADMIN, mutating: true },
+  // Consumers pick a model of their tenant by criteria, as they would call it.
+  'SelectionService.Select': { roles: USERS, mutating: false },
   ...artifactRules('ModelService'),
   ...artifactRules('DatasetService'),
 };

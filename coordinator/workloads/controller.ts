@@ -34,7 +34,7 @@ import {
   type JobRecord,
   type WorkloadKind,
 } from './records.js';
-import { resolveDeployment, resolveJob } from './resolve.js';
+import { resolveDeployment, resolveJob, type StackLookup } from './resolve.js';
 
 export interface WorkloadControllerOptions {
   /** Host ports handed to serving replicas. */
@@ -62,10 +62,14 @@ export interface WorkloadControllerDeps {
   writer: FencedWriter;
   nodes: NodeRegistry;
   artifacts: ArtifactRegistry;
+  /** Where deployments and jobs look up the stack they name. */
+  stacks: StackLookup;
   events: EventLog;
   clock: Clock;
   log: Logger;
   options?: Partial<WorkloadControllerOptions>;
+  /** Called after every reconcile pass (the leader rebuilds the gateways' routing table). */
+  onPass?: () => void;
 }
 
 interface Stored<T> {
@@ -93,6 +97,8 @@ export class WorkloadController {
   private readonly pendingReasons = new Map<string, string>();
   /** The desired set last sent to each node, to send only changes. */
   private readonly sent = new Map<string, string>();
+  /** The latest measured p50 latency (ms) of each deployment, by deployment key; memory only. */
+  private readonly latencies = new Map<string, number>();
   private readonly queue = new KeyedMutex();
   private readonly options: WorkloadControllerOptions;
   private readonly ticker: Timer;
@@ -146,7 +152,7 @@ export class WorkloadController {
     return this.mutate(async () => {
       const key = keys.deployment(tenant, spec.name);
       const existing = this.deployments.get(key);
-      const resolved = await resolveDeployment(this.deps.artifacts, tenant, spec);
+      const resolved = await resolveDeployment(this.deps.artifacts, this.deps.stacks, tenant, spec);
       const now = this.deps.clock.now();
       if (!existing) await this.checkDeploymentQuota(tenant);
       const record: DeploymentRecord = existing
@@ -186,6 +192,7 @@ export class WorkloadController {
         { type: 'delete', key },
       ], [{ key, target: 'modRevision', op: '=', value: existing.modRevision }]);
       this.deployments.delete(key);
+      this.latencies.delete(key);
       this.pendingReasons.delete(workloadKey('deployment', tenant, name));
       this.event({ tenant, object: `deployment/${name}`, allocation: '', node: '', type: 'Deleted', message: `stopping ${mine.filter(isLive).length} replicas` });
       this.pushDesired();
@@ -202,13 +209,36 @@ export class WorkloadController {
     return listed(this.deployments, tenant).map((key) => this.deploymentView(key));
   }
 
+  /**
+   * A deployment's measured p50 latency, as agents report it; the latest report wins. Kept in
+   * memory like heartbeats: a new leader knows none until the next reports.
+   */
+  recordLatency(tenant: string, name: string, p50Ms: number): void {
+    const key = keys.deployment(tenant, name);
+    if (this.deployments.has(key) && Number.isFinite(p50Ms) && p50Ms >= 0) this.latencies.set(key, p50Ms);
+  }
+
+  /** The deployment's latest measured p50 latency (ms); undefined until one is reported. */
+  latencyOf(tenant: string, name: string): number | undefined {
+    return this.latencies.get(keys.deployment(tenant, name));
+  }
+
+  /** What names the stack: a deployment, or a job not yet ended; undefined when nothing does. */
+  stackUser(stack: string): string | undefined {
+    for (const { record } of this.deployments.values()) if (record.spec.stack === stack) return `deployment "${record.spec.name}" of tenant "${record.tenant}"`;
+    for (const { record } of this.jobs.values()) {
+      if (record.spec.stack === stack && record.finishedAtMs === 0) return `job "${record.spec.name}" of tenant "${record.tenant}"`;
+    }
+    return undefined;
+  }
+
   // ---- jobs --------------------------------------------------------------------------------
 
   runJob(tenant: string, spec: JobSpec): Promise<Job> {
     return this.mutate(async () => {
       const key = keys.job(tenant, spec.name);
       if (this.jobs.has(key)) throw new AlreadyExistsError(`job "${spec.name}" already exists; pick another name (jobs are not re-run in place)`);
-      const run = await resolveJob(this.deps.artifacts, tenant, spec);
+      const run = await resolveJob(this.deps.artifacts, this.deps.stacks, tenant, spec);
       const now = this.deps.clock.now();
       const record: JobRecord = {
         tenant,
@@ -400,6 +430,12 @@ export class WorkloadController {
     if (pending.length > 0) await this.place(pending);
     await this.collectGarbage(now);
     this.pushDesired();
+    this.deps.onPass?.();
+  }
+
+  /** Every deployment with its allocations (for the routing table). */
+  serving(): Array<{ record: DeploymentRecord; allocations: AllocationRecord[] }> {
+    return [...this.deployments.values()].map(({ record }) => ({ record, allocations: this.allocationsOf('deployment', record.tenant, record.spec.name) }));
   }
 
   /** Schedules the asks and commits the plan; re-reads and re-plans when the commit finds a node changed. */
@@ -596,7 +632,7 @@ export class WorkloadController {
       const { record } = stored;
       let resolved;
       try {
-        resolved = await resolveDeployment(this.deps.artifacts, record.tenant, record.spec);
+        resolved = await resolveDeployment(this.deps.artifacts, this.deps.stacks, record.tenant, record.spec);
       } catch (err) {
         this.deps.log.debug({ err: (err as Error).message, deployment: key }, 'model REF does not resolve; keeping the current version');
         continue;

@@ -3,10 +3,16 @@
 // checks on the way that every named thing exists and fits together.
 import { parseRef, type ArtifactKind } from '../../shared/artifact-ref.js';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
-import type { DeploymentSpec, JobSpec } from '../../shared/proto.js';
+import type { DeploymentSpec, JobSpec, ResourceRequest } from '../../shared/proto.js';
 import { DEFAULT_READINESS_PATH, MODEL_MOUNT, type RunBlob, type RunSpec } from '../../shared/workloads.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
-import { findStack, stackNames } from './stacks.js';
+import type { Stack } from './stacks.js';
+
+/** Where stacks are looked up (the leader's StackRegistry). */
+export interface StackLookup {
+  find(name: string): Promise<Stack | undefined>;
+  names(): Promise<string[]>;
+}
 
 /** Port a custom serving image listens on when the spec names none. */
 export const DEFAULT_SERVING_PORT = 8080;
@@ -19,9 +25,8 @@ export interface ResolvedDeployment {
   modelDigest: string;
 }
 
-export async function resolveDeployment(artifacts: ArtifactRegistry, tenant: string, spec: DeploymentSpec): Promise<ResolvedDeployment> {
-  const stack = spec.stack ? findStack(spec.stack) : undefined;
-  if (spec.stack && !stack) throw new InvalidArgumentError(`unknown stack "${spec.stack}"; stacks: ${stackNames().join(', ')}`);
+export async function resolveDeployment(artifacts: ArtifactRegistry, stacks: StackLookup, tenant: string, spec: DeploymentSpec): Promise<ResolvedDeployment> {
+  const stack = await findStack(stacks, spec.stack, spec.resources);
   const model = await resolveBlob(artifacts, 'model', tenant, spec.model, stack?.modelMount ?? MODEL_MOUNT);
   if (stack && !stack.formats.includes(model.format)) {
     throw new InvalidArgumentError(`stack "${stack.name}" serves ${stack.formats.join(', ')} models; ${model.blob.ref} is ${model.format}`);
@@ -41,9 +46,8 @@ export async function resolveDeployment(artifacts: ArtifactRegistry, tenant: str
   return { run, resolvedVersion: model.blob.version, modelDigest: model.blob.digest };
 }
 
-export async function resolveJob(artifacts: ArtifactRegistry, tenant: string, spec: JobSpec): Promise<RunSpec> {
-  const stack = spec.stack ? findStack(spec.stack) : undefined;
-  if (spec.stack && !stack) throw new InvalidArgumentError(`unknown stack "${spec.stack}"; stacks: ${stackNames().join(', ')}`);
+export async function resolveJob(artifacts: ArtifactRegistry, stacks: StackLookup, tenant: string, spec: JobSpec): Promise<RunSpec> {
+  const stack = await findStack(stacks, spec.stack, spec.resources);
   const datasets: RunBlob[] = [];
   const names = new Set<string>();
   for (const ref of spec.datasets) {
@@ -66,6 +70,20 @@ export async function resolveJob(artifacts: ArtifactRegistry, tenant: string, sp
     rank: 0,
     worldSize: Math.max(1, spec.workers),
   };
+}
+
+/**
+ * The named stack; undefined for none (an image workload). INVALID_ARGUMENT for an unknown name,
+ * or for GPUs (whole or a memory share) asked of a stack that cannot use them.
+ */
+async function findStack(stacks: StackLookup, name: string, resources: ResourceRequest | null): Promise<Stack | undefined> {
+  if (!name) return undefined;
+  const stack = await stacks.find(name);
+  if (!stack) throw new InvalidArgumentError(`unknown stack "${name}"; stacks: ${(await stacks.names()).join(', ')}`);
+  if (!stack.gpus && ((resources?.gpus ?? 0) > 0 || (resources?.gpuMemoryBytes ?? 0) > 0)) {
+    throw new InvalidArgumentError(`stack "${name}" does not use GPUs; ask for none, or use a stack that does`);
+  }
+  return stack;
 }
 
 async function resolveBlob(

@@ -185,6 +185,8 @@ test('a desired allocation is pulled, then started once with its mounts, environ
     MLFLEET_RANK: '0',
     MLFLEET_WORLD_SIZE: '1',
     MLFLEET_MODEL_PATH: '/model',
+    MLFLEET_MODEL_NAME: model.name,
+    MLFLEET_MODEL_VERSION: '1',
     MLFLEET_DATASET_TRAIN_SET: '/data/train-set',
     PORT: '8080',
     THREADS: '2',

@@ -57,6 +57,13 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'AllocationService.ListAllocations': operatorRead,
   // No allocation has this id in any tenant: who may ask is all this shows.
   'AllocationService.GetLogs': (c) => (c === 'admin' || c === 'developer' ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
+  // Stacks belong to the cluster: every user reads them, only admins change them.
+  'StackService.ListStacks': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
+  'StackService.GetStack': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
+  'StackService.RegisterStack': adminOnly,
+  'StackService.DeleteStack': adminOnly,
+  // No deployment is ready in any tenant: who may ask (and that another tenant is not found) is all this shows.
+  'SelectionService.Select': (c) => (USERS.has(c) ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
 };
 
 function ownTenantWrite(c: Caller, scope: Scope): Answer {
@@ -191,6 +198,10 @@ function jobSpec(name: string) {
   return { name, image: 'mlfleet/runtime:0.1.0', command: ['node', '-e', ''], workers: 1, resources: { cpuMillis: 1_000_000 } };
 }
 
+function stackSpec(name: string) {
+  return { name, image: 'example/server:1.0', formats: ['onnx'], modelMount: '/model', port: 8080, protocol: 'v2', readinessPath: '/ready' };
+}
+
 /** Creates a deployment or job in a tenant as that tenant's developer; returns its name. */
 async function seedWorkload(cluster: Cluster, methodName: string, scope: Scope, name: string): Promise<string> {
   const method = methods().find((m) => m.name === methodName)!;
@@ -279,6 +290,19 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
       return { name: await seedWorkload(cluster, 'JobService.RunJob', scope, `j-${cluster.fresh()}`), tenant };
     case 'AllocationService.GetLogs':
       return { allocation: 'ffffffffffffffff' };
+    case 'StackService.ListStacks':
+      return {};
+    case 'StackService.GetStack':
+      return { name: 'onnx' };
+    case 'StackService.RegisterStack':
+      return { stack: stackSpec(`s-${cluster.fresh()}`) };
+    case 'StackService.DeleteStack': {
+      const name = `s-${cluster.fresh()}`;
+      await cluster.admin.registerStack(stackSpec(name));
+      return { name };
+    }
+    case 'SelectionService.Select':
+      return { type: 'classification', tenant };
     default:
       return artifactRequest(cluster, method, scope);
   }

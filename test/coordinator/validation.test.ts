@@ -22,6 +22,7 @@ const EMPTY_IS_VALID = new Set([
   'JobService.ListJobs',
   'AllocationService.ListAllocations',
   'EventService.WatchEvents',
+  'StackService.ListStacks',
 ]);
 
 interface Started {

@@ -91,6 +91,9 @@ test('a deployment is spread over nodes, becomes available when its replicas are
   });
   assert.equal(ready.readyReplicas, 2);
   assert.equal((await c.client.getNode('node-a')).allocated?.cpuMillis, 500, "the node shows what its replica holds");
+  // Every agent's gateway is told where the ready replicas are.
+  await until('routes pushed to the gateways', () => [a, b].every((x) => x.routes.models.some((m) => m.model === 'm' && m.endpoints.length === 2)));
+  assert.deepEqual(b.routes.models[0]!.endpoints.map((e) => e.address).sort(), [`node-a:${a.desired[0]!.hostPort}`, `node-b:${b.desired[0]!.hostPort}`].sort());
   assert.equal((await c.client.getTenant('default')).usage?.cpuMillis, 1000, "the tenant's usage counts both replicas");
   assert.deepEqual(ready.allocations.map((x) => x.endpoint).sort(), [`node-a:${a.desired[0]!.hostPort}`, `node-b:${b.desired[0]!.hostPort}`].sort());
 

@@ -24,6 +24,7 @@ test('the local cluster shows this host in nodes ls and stops cleanly on Ctrl-C'
       MLFLEET_LISTEN: '127.0.0.1:0',
       MLFLEET_HTTP_LISTEN: '127.0.0.1:0',
       MLFLEET_AGENT_HTTP_LISTEN: '127.0.0.1:0',
+      MLFLEET_GATEWAY_LISTEN: '127.0.0.1:0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

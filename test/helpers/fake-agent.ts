@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { setBearer } from '../../shared/auth.js';
 import { mlfleetV1, type AgentMessageIn, type Allocation, type CoordinatorMessageOut } from '../../shared/proto.js';
 import type { RunSpec } from '../../shared/workloads.js';
+import type { RouteTable__Output } from '../../shared/gen/mlfleet/v1/RouteTable.js';
 import { until } from './eventually.js';
 
 export interface FakeAgentOptions {
@@ -21,9 +22,13 @@ export class FakeAgent {
   desired: Allocation[] = [];
   revision = 0;
   sets = 0;
+  /** The newest routing table for its gateway. */
+  routes: RouteTable__Output = { revision: 0, models: [] };
   private readonly client: grpc.Client;
   private call: grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut> | undefined;
   private heartbeats: NodeJS.Timeout | undefined;
+  /** Latency samples the next heartbeat carries, as a gateway would report them. */
+  readonly latencies: Array<{ tenant: string; model: string; allocation: string; count: number; errors: number; p50Ms: number; p99Ms: number }> = [];
 
   constructor(
     readonly name: string,
@@ -52,8 +57,9 @@ export class FakeAgent {
         welcomed = true;
         let seq = 0;
         clearInterval(this.heartbeats);
-        this.heartbeats = setInterval(() => call.write({ heartbeat: { seq: ++seq, sentAtMs: Date.now() } }), message.welcome.heartbeatIntervalMs);
+        this.heartbeats = setInterval(() => call.write({ heartbeat: { seq: ++seq, sentAtMs: Date.now(), latencies: this.latencies.splice(0) } }), message.welcome.heartbeatIntervalMs);
       }
+      if (message.msg === 'routes' && message.routes) this.routes = message.routes;
       if (message.msg === 'desired' && message.desired && message.desired.revision >= this.revision) {
         this.revision = message.desired.revision;
         this.desired = message.desired.allocations;

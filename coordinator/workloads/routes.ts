@@ -1,0 +1,146 @@
+// The routing table of the agents' inference gateways: every model with ready replicas, where
+// they are and which version each serves, with the registry's metadata and the latency the
+// gateways measure (for selection by criteria). Built by the leader after each reconcile pass
+// and pushed to every agent when it changes (never polled); gateways' latency reports arrive in
+// heartbeats and live in memory only, like heartbeats themselves.
+import type { Clock } from '../../shared/clock.js';
+import type { LatencySample__Output as LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
+import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
+import type { RouteTable__Output as RouteTable } from '../../shared/gen/mlfleet/v1/RouteTable.js';
+import type { ArtifactMetadata } from '../../shared/proto.js';
+import type { ArtifactRegistry } from '../registry/artifact-registry.js';
+import type { AllocationRecord, DeploymentRecord } from './records.js';
+
+/** Latency reports older than this no longer count. */
+const LATENCY_WINDOW_MS = 60_000;
+/** Latency changes alone are pushed to the gateways at most this often. */
+const LATENCY_PUSH_MS = 5_000;
+
+interface Measured {
+  tenant: string;
+  model: string;
+  allocation: string;
+  p50Ms: number;
+  count: number;
+  atMs: number;
+}
+
+export class RouteBook {
+  private readonly latencies = new Map<string, Measured>();
+  private readonly metadata = new Map<string, ArtifactMetadata | undefined>();
+  private current: RouteTable = { revision: 0, models: [] };
+  private signature = '';
+  private pushedLatencies = '';
+  private pushedAtMs = 0;
+
+  constructor(
+    private readonly artifacts: ArtifactRegistry,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The table as last built. */
+  get table(): RouteTable {
+    return this.current;
+  }
+
+  /** A gateway's report (from the heartbeat of node `gateway`). */
+  record(gateway: string, samples: LatencySample[]): void {
+    const now = this.clock.now();
+    for (const s of samples) {
+      if (s.count === 0 || !(s.p50Ms >= 0)) continue;
+      this.latencies.set(`${gateway}\u0000${s.allocation}`, { tenant: s.tenant, model: s.model, allocation: s.allocation, p50Ms: s.p50Ms, count: s.count, atMs: now });
+    }
+  }
+
+  /** The fleet-wide p50 of a model: the gateways' recent reports, weighted by their request counts. */
+  latencyOf(tenant: string, model: string): number | undefined {
+    return this.weighted((m) => m.tenant === tenant && m.model === model);
+  }
+
+  /** The same over the given replicas only (one deployment's). */
+  latencyOfReplicas(allocations: ReadonlySet<string>): number | undefined {
+    return this.weighted((m) => allocations.has(m.allocation));
+  }
+
+  private weighted(include: (m: Measured) => boolean): number | undefined {
+    const now = this.clock.now();
+    let weighted = 0;
+    let count = 0;
+    for (const [key, m] of this.latencies) {
+      if (now - m.atMs > LATENCY_WINDOW_MS) {
+        this.latencies.delete(key);
+        continue;
+      }
+      if (!include(m)) continue;
+      weighted += m.p50Ms * m.count;
+      count += m.count;
+    }
+    return count > 0 ? weighted / count : undefined;
+  }
+
+  /**
+   * Rebuilds the table from the deployments and their allocations; returns it when it changed
+   * (to be pushed to every agent), undefined when it did not.
+   */
+  async rebuild(deployments: Array<{ record: DeploymentRecord; allocations: AllocationRecord[] }>): Promise<RouteTable | undefined> {
+    const byModel = new Map<string, ModelRoute & { newest: number }>();
+    for (const { record, allocations } of deployments) {
+      const model = record.run.model;
+      if (!model) continue;
+      for (const a of allocations) {
+        if (a.desired !== 'run' || a.status !== 'ready' || !a.endpoint || !a.run.model) continue;
+        const key = `${record.tenant}/${model.name}`;
+        let route = byModel.get(key);
+        if (!route) {
+          route = { tenant: record.tenant, model: model.name, endpoints: [], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: record.spec.name, newest: 0 };
+          byModel.set(key, route);
+        }
+        route.endpoints.push({ allocation: a.id, node: a.node, address: a.endpoint, version: a.run.model.version, deployment: record.spec.name });
+        if (a.run.model.version > route.newest) {
+          route.newest = a.run.model.version;
+          route.deployment = record.spec.name;
+        }
+      }
+    }
+    const models: ModelRoute[] = [];
+    for (const route of [...byModel.values()].sort((a, b) => `${a.tenant}/${a.model}`.localeCompare(`${b.tenant}/${b.model}`))) {
+      const { newest, ...rest } = route;
+      const meta = await this.metadataOf(route.tenant, route.model, newest);
+      rest.endpoints.sort((a, b) => a.allocation.localeCompare(b.allocation));
+      models.push({
+        ...rest,
+        type: meta?.type ?? '',
+        inputFormat: meta?.inputFormat ?? '',
+        outputFormat: meta?.outputFormat ?? '',
+        accuracy: meta?.accuracy ?? 0,
+        latencyP50Ms: Number((this.latencyOf(route.tenant, route.model) ?? 0).toFixed(3)),
+      });
+    }
+    // Where replicas are (or what they serve) is news at once; latency, which moves all the
+    // time, at most every LATENCY_PUSH_MS.
+    const signature = JSON.stringify(models.map((m) => ({ ...m, latencyP50Ms: undefined })));
+    const latencies = JSON.stringify(models.map((m) => m.latencyP50Ms));
+    const now = this.clock.now();
+    const moved = signature !== this.signature;
+    if (!moved && (latencies === this.pushedLatencies || now - this.pushedAtMs < LATENCY_PUSH_MS)) return undefined;
+    this.signature = signature;
+    this.pushedLatencies = latencies;
+    this.pushedAtMs = now;
+    this.current = { revision: Number(this.current.revision) + 1, models };
+    return this.current;
+  }
+
+  private async metadataOf(tenant: string, model: string, version: number): Promise<ArtifactMetadata | undefined> {
+    const key = `${tenant}/${model}:${version}`;
+    if (!this.metadata.has(key)) {
+      try {
+        const { version: found } = await this.artifacts.resolve('model', tenant, { name: model, version });
+        this.metadata.set(key, found.metadata);
+      } catch {
+        // The version was removed; the route still serves, without metadata.
+        return undefined;
+      }
+    }
+    return this.metadata.get(key);
+  }
+}

@@ -1,0 +1,80 @@
+// A model selection as mlfleetctl shows it: -o json is the SelectResponse in camelCase (the
+// winner, why, and every eligible candidate with its score, best first); the table says who won
+// and why, then how each candidate scored.
+import type { SelectResponse } from '../../../shared/proto.js';
+import { formatMs } from '../../../shared/selection.js';
+import { keyValues, table, type Printable } from '../output.js';
+
+export interface SelectionJson {
+  deployment: string;
+  tenant: string;
+  model: string;
+  version: number;
+  type: string;
+  inputFormat: string;
+  outputFormat: string;
+  endpoints: string[];
+  reason: string;
+  candidates: Array<{
+    deployment: string;
+    model: string;
+    version: number;
+    accuracy: number;
+    /** null: not measured yet. */
+    latencyMs: number | null;
+    score: number;
+    readyReplicas: number;
+  }>;
+}
+
+export function selectionJson(r: SelectResponse): SelectionJson {
+  return {
+    deployment: r.deployment,
+    tenant: r.tenant,
+    model: r.model,
+    version: r.version,
+    type: r.type,
+    inputFormat: r.inputFormat,
+    outputFormat: r.outputFormat,
+    endpoints: [...r.endpoints],
+    reason: r.reason,
+    candidates: r.candidates.map((c) => ({
+      deployment: c.deployment,
+      model: c.model,
+      version: c.version,
+      accuracy: c.accuracy,
+      latencyMs: c.latencyMeasured ? c.latencyMs : null,
+      score: c.score,
+      readyReplicas: c.readyReplicas,
+    })),
+  };
+}
+
+export function selectionView(response: SelectResponse): Printable {
+  const s = selectionJson(response);
+  return {
+    data: s,
+    table: () =>
+      [
+        keyValues([
+          ['Deployment', s.deployment],
+          ['Model', `${s.model}:${s.version} (${[s.type, s.inputFormat && `${s.inputFormat} in`, s.outputFormat && `${s.outputFormat} out`].filter(Boolean).join(', ')})`],
+          ['Tenant', s.tenant],
+          ['Endpoints', s.endpoints.join(', ')],
+          ['Why', s.reason],
+        ]),
+        '',
+        table(
+          ['DEPLOYMENT', 'MODEL', 'SCORE', 'P50', 'ACCURACY', 'READY'],
+          s.candidates.map((c) => [
+            c.deployment,
+            `${c.model}:${c.version}`,
+            c.score.toFixed(2),
+            c.latencyMs === null ? 'not measured' : formatMs(c.latencyMs),
+            c.accuracy > 0 ? String(c.accuracy) : 'unknown',
+            String(c.readyReplicas),
+          ]),
+        ),
+      ].join('\n'),
+  };
+}

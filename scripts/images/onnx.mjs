@@ -1,0 +1,203 @@
+// mlfleet/onnx: the "onnx" stack's serving image (coordinator/workloads/stacks.ts): the reference
+// ONNX runtime (agent/stacks/onnx, compiled) on mlfleet/runtime. One layer adds, under /opt/mlfleet
+// and in the repository's own layout (dist/…, node_modules/…, a package.json that makes the .js
+// files ES modules):
+//   - the compiled server and exactly the dist modules it imports (followed from server.js; a
+//     bare import other than onnxruntime-node or a node: builtin stops the build),
+//   - onnxruntime-node and onnxruntime-common as installed here, with only this platform's
+//     native binding and libonnxruntime.so (found next to the binding through its RUNPATH),
+//   - on a scratch runtime, the host libraries onnxruntime needs that node does not (librt).
+// Nothing is downloaded. The command is the server; the model is expected at /model, the port
+// is 8080, as the stack says. Build with `npm run build` first: the image takes dist/ as it is.
+import Docker from 'dockerode';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import tar from 'tar-stream';
+import { addEntry, sharedLibraries, writeTar } from './rootfs.mjs';
+import { runtimeImage } from './runtime.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const PREFIX = '/opt/mlfleet';
+const SERVER = 'dist/agent/stacks/onnx/server.js';
+/** The one npm package the server may import; its own dependency comes with it. */
+const PACKAGES = ['onnxruntime-node', 'onnxruntime-common'];
+/** Label holding onnxSourceDigest(), so a test can tell an image built from older code. */
+export const DIGEST_LABEL = 'org.mlfleet.source-digest';
+
+export const onnxImage = {
+  name: 'onnx',
+  repository: 'mlfleet/onnx',
+  description: 'mlfleet reference ONNX runtime (Open Inference Protocol v2 over HTTP, onnxruntime-node)',
+
+  /** @param {{ workDir: string, base: string | undefined, version: string }} options */
+  async context({ workDir, version }) {
+    const docker = new Docker();
+    const runtime = await ensureRuntime(docker, version);
+    const files = await imageFiles();
+    const entries = files.map((file) => ({ name: `${PREFIX}/${file.path}`, source: path.join(ROOT, file.path), mode: file.mode }));
+    entries.push({ name: `${PREFIX}/package.json`, content: `${JSON.stringify({ name: 'mlfleet-onnx', version, private: true, type: 'module' }, null, 2)}\n` });
+    // A scratch runtime holds exactly what this host's node loads; onnxruntime needs a little
+    // more. An image FROM a distribution's node image has its own, matching, libraries.
+    const scratch = (runtime.Config.Labels ?? {})['org.opencontainers.image.base.name'] === 'scratch';
+    if (scratch) for (const library of await extraLibraries()) entries.push({ name: library, source: library, mode: 0o755 });
+    const layer = path.join(workDir, 'onnx.tar');
+    await writeTar(withParents(entries), layer);
+    const digest = await onnxSourceDigest();
+    const ortVersion = JSON.parse(await readFile(path.join(ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')).version;
+    return {
+      dockerfile:
+        [
+          `FROM ${runtimeImage.repository}:${version}`,
+          'ADD onnx.tar /',
+          `WORKDIR ${PREFIX}`,
+          'ENV NODE_ENV=production PORT=8080 MLFLEET_MODEL_PATH=/model',
+          'EXPOSE 8080',
+          `CMD ["node", "${PREFIX}/${SERVER}"]`,
+          `LABEL org.opencontainers.image.title="${this.repository}"`,
+          `LABEL org.opencontainers.image.description="${this.description}"`,
+          `LABEL org.opencontainers.image.version="${version}"`,
+          `LABEL org.opencontainers.image.base.name="${runtimeImage.repository}:${version}"`,
+          `LABEL com.microsoft.onnxruntime.version="${ortVersion}"`,
+          `LABEL ${DIGEST_LABEL}="${digest}"`,
+        ].join('\n') + '\n',
+      files: [{ name: 'onnx.tar', source: layer }],
+    };
+  },
+};
+
+/**
+ * What the image is made of, summed up: the compiled server's modules (content) and the
+ * onnxruntime packages (versions). Equal digests: the image already holds this code.
+ */
+export async function onnxSourceDigest() {
+  const hash = createHash('sha256');
+  for (const file of await serverModules()) hash.update(`${file}\0`).update(await readFile(path.join(ROOT, file))).update('\0');
+  for (const name of PACKAGES) {
+    const { version } = JSON.parse(await readFile(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8'));
+    hash.update(`${name}@${version}\0`);
+  }
+  return hash.digest('hex').slice(0, 32);
+}
+
+/** Every file the layer takes from the repository, relative to it, with its mode. */
+async function imageFiles() {
+  const files = (await serverModules()).map((file) => ({ path: file, mode: 0o644 }));
+  const ortNode = 'node_modules/onnxruntime-node';
+  const native = `bin/napi-v6/${process.platform}/${process.arch}`;
+  if (!existsSync(path.join(ROOT, ortNode, native, 'onnxruntime_binding.node'))) {
+    throw new Error(`${ortNode} has no binding for ${process.platform}/${process.arch} (${native}); run npm ci`);
+  }
+  files.push({ path: `${ortNode}/package.json`, mode: 0o644 });
+  for (const file of await listFiles(path.join(ortNode, 'dist'), (name) => name.endsWith('.js'))) files.push({ path: file, mode: 0o644 });
+  for (const file of await listFiles(path.join(ortNode, native), () => true)) files.push({ path: file, mode: 0o755 });
+  const ortCommon = 'node_modules/onnxruntime-common';
+  files.push({ path: `${ortCommon}/package.json`, mode: 0o644 });
+  // onnxruntime-node require()s it: the CommonJS build, with its {"type": "commonjs"} marker.
+  for (const file of await listFiles(path.join(ortCommon, 'dist/cjs'), (name) => name.endsWith('.js') || name === 'package.json')) {
+    files.push({ path: file, mode: 0o644 });
+  }
+  return files;
+}
+
+/** server.js and every dist module it reaches through relative imports (and its worker's URL). */
+async function serverModules() {
+  if (!existsSync(path.join(ROOT, SERVER))) throw new Error(`${SERVER} is missing: run npm run build first`);
+  const seen = new Set();
+  const queue = [SERVER];
+  while (queue.length > 0) {
+    const file = queue.pop();
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const text = await readFile(path.join(ROOT, file), 'utf8');
+    const specifiers = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|new URL\(\s*)['"]([^'"]+)['"]/g;
+    for (const [, specifier] of text.matchAll(specifiers)) {
+      if (specifier.startsWith('.')) {
+        const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), specifier));
+        // The server reads its version from the package.json above dist/: the image writes its own.
+        if (target === 'package.json') continue;
+        if (!target.startsWith('dist/')) throw new Error(`${file} imports ${specifier}, outside dist/`);
+        if (!existsSync(path.join(ROOT, target))) throw new Error(`${file} imports ${specifier}, which is not built (${target})`);
+        queue.push(target);
+      } else if (!specifier.startsWith('node:') && specifier !== 'onnxruntime-node') {
+        throw new Error(`${file} imports '${specifier}': the onnx image carries only onnxruntime-node and node's builtins`);
+      }
+    }
+  }
+  return [...seen].sort();
+}
+
+async function listFiles(dir, keep) {
+  const out = [];
+  for (const entry of await readdir(path.join(ROOT, dir), { withFileTypes: true })) {
+    const rel = path.posix.join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await listFiles(rel, keep)));
+    else if (keep(entry.name)) out.push(rel);
+  }
+  return out.sort();
+}
+
+/** Libraries the native binding and libonnxruntime load that this host's node does not. */
+async function extraLibraries() {
+  const native = path.join(ROOT, 'node_modules/onnxruntime-node/bin/napi-v6', process.platform, process.arch);
+  const nodeLibraries = new Set(await sharedLibraries(process.execPath));
+  const needed = new Set();
+  for (const name of await readdir(native)) {
+    if (!/\.node$|\.so(\.\d+)*$/.test(name)) continue;
+    for (const library of await sharedLibraries(path.join(native, name))) {
+      if (!library.startsWith(native) && !nodeLibraries.has(library)) needed.add(library);
+    }
+  }
+  return [...needed].sort();
+}
+
+function withParents(entries) {
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  for (const entry of entries) {
+    for (let dir = path.posix.dirname(entry.name); dir !== '/'; dir = path.posix.dirname(dir)) {
+      if (!byName.has(dir)) byName.set(dir, { name: dir, type: 'directory', mode: 0o755 });
+    }
+  }
+  return [...byName.values()].sort((a, b) => a.name.split('/').length - b.name.split('/').length || a.name.localeCompare(b.name));
+}
+
+/**
+ * The runtime image this one is FROM, built here first when the engine lacks it (`npm run images
+ * -- onnx` on a clean engine). The caller holds the build lock, so nobody else builds it meanwhile.
+ */
+async function ensureRuntime(docker, version) {
+  const tag = `${runtimeImage.repository}:${version}`;
+  try {
+    return await docker.getImage(tag).inspect();
+  } catch (err) {
+    if (err.statusCode !== 404) throw err;
+  }
+  console.log(`${tag} is missing: building it first`);
+  const workDir = await mkdtemp(path.join(os.tmpdir(), 'mlfleet-image-runtime-'));
+  try {
+    const context = await runtimeImage.context({ workDir, base: undefined, version });
+    const pack = tar.pack();
+    const feeding = (async () => {
+      await addEntry(pack, { name: 'Dockerfile', content: context.dockerfile });
+      for (const file of context.files) await addEntry(pack, { name: file.name, source: file.source, mode: 0o644 });
+      pack.finalize();
+    })();
+    feeding.catch((err) => pack.destroy(err));
+    const response = await docker.buildImage(pack, { t: tag, rm: true, forcerm: true });
+    await new Promise((resolve, reject) =>
+      docker.modem.followProgress(response, (err, events) => {
+        const failed = err ?? events.find((e) => e.error || e.errorDetail);
+        if (failed) reject(new Error(`building ${tag} failed: ${failed.errorDetail?.message ?? failed.error ?? failed.message}`));
+        else resolve();
+      }),
+    );
+    await feeding;
+    await docker.getImage(tag).tag({ repo: runtimeImage.repository, tag: 'latest' });
+    return await docker.getImage(tag).inspect();
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
