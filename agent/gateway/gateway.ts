@@ -16,6 +16,8 @@ import type { RouteEndpoint__Output as RouteEndpoint } from '../../shared/gen/ml
 import type { RouteTable__Output as RouteTable } from '../../shared/gen/mlfleet/v1/RouteTable.js';
 import type { Logger } from '../../shared/log.js';
 import { LatencyWindow } from './latency.js';
+import { pipeline } from 'node:stream/promises';
+import { Pool, type Dispatcher } from 'undici';
 import { NotFoundError } from '../../shared/errors.js';
 import { select, type Candidate, type Criteria } from '../../shared/selection.js';
 
@@ -39,7 +41,8 @@ export class Gateway {
   private readonly inFlight = new Map<string, number>();
   private turn = 0;
   private readonly windows = new Map<string, LatencyWindow>();
-  private readonly upstream = new http.Agent({ keepAlive: true, maxSockets: 512, keepAliveMsecs: 10_000 });
+  /** One connection pool per replica address (undici: far less work per request than node:http's client). */
+  private readonly pools = new Map<string, Pool>();
 
   private constructor(
     private readonly server: http.Server,
@@ -69,6 +72,13 @@ export class Gateway {
     if (table.revision < this.revision) return;
     this.revision = table.revision;
     this.routes = table.models;
+    // Pools of replicas that left the table are closed.
+    const addresses = new Set(table.models.flatMap((m) => m.endpoints.map((e) => e.address)));
+    for (const [address, pool] of this.pools) {
+      if (addresses.has(address)) continue;
+      this.pools.delete(address);
+      void pool.close().catch(() => undefined);
+    }
   }
 
   /** The models this gateway can route to now. */
@@ -89,7 +99,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
-    this.upstream.destroy();
+    await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -235,23 +245,35 @@ export class Gateway {
    * One attempt. Resolves with the replica's status once its answer has been passed on;
    * rejects with Unreachable when nothing came back from the replica (safe to retry elsewhere).
    */
-  private proxy(req: http.IncomingMessage, res: http.ServerResponse, endpoint: RouteEndpoint, path: string, body: Buffer): Promise<number> {
-    const { host, port } = parseHostPort(endpoint.address);
-    const headers = { ...req.headers, host: endpoint.address, 'content-length': String(body.length) };
-    delete headers.connection;
-    return new Promise((resolve, reject) => {
-      const upstream = http.request({ host, port, method: req.method, path, headers, agent: this.upstream }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-        answer.on('end', () => resolve(answer.statusCode ?? 502));
-        answer.on('error', (err) => {
-          res.destroy(err);
-          resolve(502);
-        });
-      });
-      upstream.on('error', (err) => reject(new Unreachable(err.message)));
-      upstream.end(body);
-    });
+  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, endpoint: RouteEndpoint, path: string, body: Buffer): Promise<number> {
+    let pool = this.pools.get(endpoint.address);
+    if (!pool) {
+      pool = new Pool(`http://${endpoint.address}`, { connections: 256, keepAliveTimeout: 10_000 });
+      this.pools.set(endpoint.address, pool);
+    }
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+    }
+    let answer: Dispatcher.ResponseData;
+    try {
+      answer = await pool.request({ method: (req.method ?? 'GET') as Dispatcher.HttpMethod, path, headers, body });
+    } catch (err) {
+      // Nothing came back: the replica is gone or not listening; another may answer.
+      throw new Unreachable((err as Error).message);
+    }
+    const out: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(answer.headers)) {
+      if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+    }
+    res.writeHead(answer.statusCode, out);
+    try {
+      await pipeline(answer.body, res);
+    } catch {
+      res.destroy();
+      return 502;
+    }
+    return answer.statusCode;
   }
 
   private window(route: ModelRoute, endpoint: RouteEndpoint): LatencyWindow {
@@ -264,6 +286,9 @@ export class Gateway {
     return window;
   }
 }
+
+/** Headers that belong to one connection, not to the request passed on. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'host', 'content-length']);
 
 class HttpError extends Error {
   constructor(
