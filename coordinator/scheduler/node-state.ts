@@ -163,10 +163,30 @@ export class NodeState {
     return this.ports;
   }
 
-  /** The lowest port of the range nobody holds here, or 0. */
-  freePort(range: readonly [number, number]): number {
+  /**
+   * A port of the range nobody holds here, or 0. The search starts at a point the ask's id
+   * hashes to (wrapping around), as Nomad picks dynamic ports at random: a replacement for an
+   * allocation that failed on its port (taken by something outside mlfleet, or by another agent
+   * on the same machine) is a new ask and tries elsewhere in the range, not the same port again.
+   */
+  freePort(range: readonly [number, number], askId: string): number {
     const ports = this.portHolders(range);
-    for (let port = range[0]; port <= range[1]; port++) if (!ports.has(port)) return port;
+    const size = range[1] - range[0] + 1;
+    const start = fnv1a(askId) % size;
+    for (let i = 0; i < size; i++) {
+      const port = range[0] + ((start + i) % size);
+      if (!ports.has(port)) return port;
+    }
     return 0;
   }
+}
+
+/** 32-bit FNV-1a: a cheap, stable spread of ids over a range. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
 }

@@ -225,7 +225,7 @@ export class Placer {
       devices = [pickShareDevice(ns, p)];
       shareBytes = gpuMemoryBytes = p.gpuMemoryBytes;
     }
-    const hostPort = p.ask.needsPort ? ns.freePort(this.state.portRange) : 0;
+    const hostPort = p.ask.needsPort ? ns.freePort(this.state.portRange, p.ask.id) : 0;
     const holding: Holding = { cpuMillis: p.cpuMillis, memoryBytes: p.memoryBytes, nicMbps: p.nicMbps, devices, shareBytes, hostPort };
     this.state.place(ns, holding, p.ask.tenant, p.ask.workload, p.gpus, gpuMemoryBytes);
     return { askId: p.ask.id, node: ns.node.name, gpuIndexes: ns.indexes(devices), hostPort };

@@ -191,14 +191,23 @@ describe('scoring', () => {
 });
 
 describe('host ports', () => {
-  test('a server gets the lowest port of the range nobody on its node holds', () => {
+  test('a server gets a port of the range nobody on its node holds, spread over the range by its ask', () => {
     const s = snapshot({
       nodes: [node('n', { cpu: 64 })],
       allocations: [allocation('old', 'n', { hostPort: 30000 }), allocation('other', 'n', { hostPort: 30002 })],
       portRange: [30000, 30010],
     });
-    const plan = scheduleChecked(s, [...asks(3, { needsPort: true }, 'srv'), ask('batch')]);
-    assert.deepEqual(plan.placements.map((p) => [p.askId, p.hostPort]), [['srv-0', 30001], ['srv-1', 30003], ['srv-2', 30004], ['batch', 0]]);
+    const all = [...asks(3, { needsPort: true }, 'srv'), ask('batch')];
+    const plan = scheduleChecked(s, all);
+    const ports = plan.placements.filter((p) => p.askId !== 'batch').map((p) => p.hostPort);
+    assert.equal(plan.placements.find((p) => p.askId === 'batch')!.hostPort, 0, 'no port for what serves nothing');
+    assert.equal(new Set(ports).size, 3);
+    for (const port of ports) assert.ok(port >= 30000 && port <= 30010 && port !== 30000 && port !== 30002, `port ${port}`);
+    assert.deepEqual(scheduleChecked(s, all).placements, plan.placements, 'the same asks get the same ports');
+    // A replacement (a new ask) starts its search elsewhere: it does not retry a port that failed.
+    const wide = snapshot({ nodes: [node('n', { cpu: 64 })], portRange: [20000, 29999] });
+    const tried = new Set(['r-1', 'r-2', 'r-3', 'r-4'].map((id) => scheduleChecked(wide, [ask(id, { needsPort: true })]).placements[0]!.hostPort));
+    assert.equal(tried.size, 4);
   });
 
   test('a node whose port range is used up takes no more servers', () => {
@@ -334,8 +343,9 @@ describe('concurrent plans and applyPlan', () => {
     const plan = scheduleChecked(s, [hi]);
     const after = applyPlan(s, plan, [hi]);
     assert.deepEqual(after.allocations, [
-      { id: 'hi', node: 'n', tenant: 't', workload: 'job/t/hi', priority: 10, resources: hi.resources, gpuIndexes: [0], hostPort: 30000 },
+      { id: 'hi', node: 'n', tenant: 't', workload: 'job/t/hi', priority: 10, resources: hi.resources, gpuIndexes: [0], hostPort: plan.placements[0]!.hostPort },
     ]);
+    assert.ok(plan.placements[0]!.hostPort > 0);
     assert.throws(() => applyPlan(s, plan, []), /not among the asks given/);
   });
 
