@@ -19,6 +19,7 @@ import { DockerDriver } from './drivers/docker-driver.js';
 import { ProcessDriver } from './drivers/process-driver.js';
 import { detectInventory, loadInventoryFile } from './inventory.js';
 import { coordinatorBlobSource } from './blob-source.js';
+import { coordinatorOutputPusher } from './job-output.js';
 import { LocalState } from './local-state.js';
 import { LogStreams } from './log-streams.js';
 import { ModelCache } from './model-cache.js';
@@ -181,6 +182,8 @@ export class Agent {
       state,
       advertiseHost: parseHostPort(options.advertise ?? options.gatewayListen).host,
       onStatus: (allocations) => session.report({ allocations, cache: cache.entries() }),
+      dataDir: options.dataDir,
+      pushOutput: coordinatorOutputPusher({ leader: () => session.connectedTo, token, credentials }),
       clock,
       log,
     });

@@ -90,6 +90,10 @@ const DIGEST = /^sha256:([0-9a-f]{64})$/;
 const DEFAULT_CHECKPOINT_BYTES = 8 * 1024 * 1024;
 const CHECKPOINT_INTERVAL_MS = 1_000;
 const READ_CHUNK_BYTES = 1024 * 1024;
+/** A download's bytes are written to disk this many at a time, from one of two reused buffers. */
+const WRITE_BYTES = 1024 * 1024;
+/** Checkpoints' worth of bytes that may wait for an fsync under way before the download waits too. */
+const UNSYNCED_CHECKPOINTS = 4;
 
 /** One digest being made present (verified, or fetched and published), shared by its waiters. */
 interface Flight {
@@ -336,29 +340,27 @@ export class ModelCache {
     this.savePartial(digest, offset);
 
     const handle = await fs.open(file, existsSync(file) ? 'r+' : 'wx', 0o600);
+    const partial = new PartialWriter(handle, offset, sizeBytes, {
+      checkpointBytes: this.checkpointBytes,
+      clock: this.clock,
+      record: (syncedBytes) => {
+        this.savePartial(digest, syncedBytes);
+        this.log.debug({ digest, syncedBytes, sizeBytes }, 'download checkpoint');
+      },
+    });
     let closed = false;
     const close = async () => {
       if (closed) return;
       closed = true;
+      await partial.idle();
       await handle.close();
     };
     try {
       await handle.truncate(offset);
       const hash = createHash('sha256');
       await hashPrefix(handle, offset, hash, signal);
-      let written = offset;
-      let synced = offset;
-      let checkpointedAt = this.clock.now();
-      const checkpoint = async () => {
-        if (written === synced) return;
-        await handle.sync();
-        synced = written;
-        checkpointedAt = this.clock.now();
-        this.savePartial(digest, synced);
-        this.log.debug({ digest, syncedBytes: synced, sizeBytes }, 'download checkpoint');
-      };
 
-      if (written < sizeBytes) {
+      if (offset < sizeBytes) {
         this.log.info({ digest, offset, sizeBytes }, offset > 0 ? 'resuming a download' : 'downloading');
         try {
           const chunks = (await this.source.fetch(digest, offset, signal))[Symbol.asyncIterator]();
@@ -368,28 +370,27 @@ export class ModelCache {
               const next = await settledOrAborted(chunks.next(), signal);
               if (next.done) break;
               const chunk = next.value;
-              if (written + chunk.length > sizeBytes) {
+              if (partial.received + chunk.length > sizeBytes) {
                 await close();
                 await this.discardPartial(digest, hex);
                 throw new CorruptBlobError(`the coordinator sent more than the ${sizeBytes} bytes of ${digest}; the download was discarded and the next attempt starts over`);
               }
-              await writeAll(handle, chunk, written);
               hash.update(chunk);
-              written += chunk.length;
-              if (written - synced >= this.checkpointBytes || this.clock.now() - checkpointedAt >= CHECKPOINT_INTERVAL_MS) await checkpoint();
+              await partial.append(chunk);
             }
           } finally {
             void chunks.return?.()?.catch(() => {});
           }
-          if (written < sizeBytes) {
-            throw new UnavailableError(`the download of ${digest} stopped after ${written} of ${sizeBytes} bytes; the next attempt resumes from there`);
+          await partial.settle();
+          if (partial.received < sizeBytes) {
+            throw new UnavailableError(`the download of ${digest} stopped after ${partial.received} of ${sizeBytes} bytes; the next attempt resumes from there`);
           }
         } catch (err) {
           if (!closed) {
-            await checkpoint().catch((syncError: unknown) => this.log.warn({ digest, err: (syncError as Error).message }, 'could not checkpoint a failed download'));
+            await partial.checkpoint().catch((syncError: unknown) => this.log.warn({ digest, err: (syncError as Error).message }, 'could not checkpoint a failed download'));
             await close();
             // Nothing worth resuming: leave no empty file behind (a digest nobody has, say).
-            if (synced === 0) await this.discardPartial(digest, hex);
+            if (partial.synced === 0) await this.discardPartial(digest, hex);
           }
           throw signal.aborted ? signal.reason : err;
         }
@@ -403,7 +404,7 @@ export class ModelCache {
       }
       // Durable before visible: a crash after the rename must not expose a file of zeros. And
       // recorded as complete, so a publish that fails (a full disk) costs no second fetch.
-      await checkpoint();
+      await partial.checkpoint();
     } finally {
       await close();
     }
@@ -679,6 +680,155 @@ async function writeAll(handle: FileHandle, chunk: Uint8Array, position: number)
   while (offset < chunk.length) {
     const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, position + offset);
     offset += bytesWritten;
+  }
+}
+
+interface PartialWriterOptions {
+  checkpointBytes: number;
+  clock: Clock;
+  /** Called with each checkpoint's offset once its bytes are durable. */
+  record: (syncedBytes: number) => void;
+}
+
+/**
+ * A download's partial file, written behind the network: chunks are copied into one of two
+ * large buffers, written with one positional write each while the other fills, and a
+ * checkpoint's fsync runs while the download goes on. Copying lets each chunk go as soon as it
+ * is hashed: chunks kept until written would outlive the young generation and cost full
+ * garbage collections. A checkpoint records only bytes whose write had finished before its
+ * fsync began, so what it records is on disk.
+ */
+class PartialWriter {
+  /** Bytes handed to append(), counted from the blob's start. */
+  private appended: number;
+  /** Bytes whose write has finished. */
+  private written: number;
+  /** Bytes durable and recorded by a checkpoint. */
+  private durable: number;
+  /** The buffer being filled, and how much of it is. */
+  private filling: Buffer | undefined;
+  private filled = 0;
+  /** Buffers free to fill: at most two ever exist, one filling while the other is written. */
+  private readonly spare: Buffer[] = [];
+  private readonly bufferBytes: number;
+  private writing: Promise<void> | undefined;
+  private syncing: Promise<void> | undefined;
+  private checkpointedAt: number;
+  /** The first write or fsync that failed; every later call throws it. */
+  private failure: { error: unknown } | undefined;
+
+  constructor(
+    private readonly handle: FileHandle,
+    offset: number,
+    sizeBytes: number,
+    private readonly options: PartialWriterOptions,
+  ) {
+    this.appended = offset;
+    this.written = offset;
+    this.durable = offset;
+    this.bufferBytes = Math.max(1, Math.min(WRITE_BYTES, sizeBytes - offset));
+    this.checkpointedAt = options.clock.now();
+  }
+
+  /** Bytes handed to append(), counted from the blob's start. */
+  get received(): number {
+    return this.appended;
+  }
+
+  /** Bytes durable and recorded by a checkpoint. */
+  get synced(): number {
+    return this.durable;
+  }
+
+  /** Takes a chunk; resolves when the next may come, usually at once (its write comes later). */
+  async append(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; ) {
+      this.filling ??= this.spare.pop() ?? Buffer.allocUnsafeSlow(this.bufferBytes);
+      const copied = chunk.copy(this.filling, this.filled, at);
+      at += copied;
+      this.filled += copied;
+      this.appended += copied;
+      if (this.filled === this.filling.length) await this.flush();
+    }
+    // The disk falling far behind the network would make a kill -9 cost more than a few
+    // checkpoints' worth: wait for the fsync under way.
+    if (this.syncing && this.appended - this.durable >= UNSYNCED_CHECKPOINTS * this.options.checkpointBytes) await this.syncing;
+    if (!this.syncing && (this.appended - this.durable >= this.options.checkpointBytes || this.options.clock.now() - this.checkpointedAt >= CHECKPOINT_INTERVAL_MS)) {
+      await this.flush();
+      this.startCheckpoint();
+    }
+    this.throwIfFailed();
+  }
+
+  /** Resolves once everything appended is written (not necessarily durable). */
+  async settle(): Promise<void> {
+    await this.flush();
+    await this.idle();
+    this.throwIfFailed();
+  }
+
+  /** Makes everything appended durable and records it. */
+  async checkpoint(): Promise<void> {
+    await this.settle();
+    if (this.written > this.durable) {
+      this.startCheckpoint();
+      await this.syncing;
+      this.throwIfFailed();
+    }
+  }
+
+  /** Resolves once no write or fsync is running; never throws (the handle may then close). */
+  async idle(): Promise<void> {
+    while (this.writing || this.syncing) await Promise.all([this.writing, this.syncing]);
+  }
+
+  /** Starts writing what is filled once the previous write is done, keeping the bytes on disk contiguous. */
+  private async flush(): Promise<void> {
+    if (this.writing) await this.writing;
+    this.throwIfFailed();
+    const buffer = this.filling;
+    if (!buffer || this.filled === 0) return;
+    const end = this.appended;
+    const bytes = buffer.subarray(0, this.filled);
+    this.filling = undefined;
+    this.filled = 0;
+    const write: Promise<void> = writeAll(this.handle, bytes, end - bytes.length)
+      .then(
+        () => {
+          this.written = end;
+          this.spare.push(buffer);
+        },
+        (err: unknown) => void (this.failure ??= { error: err }),
+      )
+      .finally(() => {
+        if (this.writing === write) this.writing = undefined;
+      });
+    this.writing = write;
+  }
+
+  /** An fsync of what is written once the write under way is done; then the offset is recorded. */
+  private startCheckpoint(): void {
+    const previous = this.writing;
+    const sync: Promise<void> = (async () => {
+      await previous;
+      const at = this.written;
+      if (this.failure || at === this.durable) return;
+      try {
+        await this.handle.sync();
+        this.durable = at;
+        this.checkpointedAt = this.options.clock.now();
+        this.options.record(at);
+      } catch (err) {
+        this.failure ??= { error: err };
+      }
+    })().finally(() => {
+      if (this.syncing === sync) this.syncing = undefined;
+    });
+    this.syncing = sync;
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure.error;
   }
 }
 

@@ -11,12 +11,15 @@
 //  - removal of tasks nobody wants any more, reported once as `stopped`;
 //  - the latest AllocationStatus of each allocation, reported (debounced) as it changes.
 // Closing stops the jobs and probes but never a task (DESIGN principle 7).
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { sleep, systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import type { Allocation, AllocationStatus } from '../shared/proto.js';
-import { TERMINAL_STATES, taskEnvironment, type AllocationState, type RunBlob, type RunSpec } from '../shared/workloads.js';
+import { CHECKPOINT_MOUNT, OUTPUT_MOUNT, TERMINAL_STATES, taskEnvironment, type AllocationState, type RunBlob, type RunSpec } from '../shared/workloads.js';
 import type { Driver, Task, TaskStatus } from './drivers/driver.js';
+import { isTransient, type OutputPusher } from './job-output.js';
 import type { DesiredSet, LocalState, RunRecord } from './local-state.js';
 import type { CacheLease, ModelCache } from './model-cache.js';
 import { probeHttp } from './readiness.js';
@@ -28,6 +31,15 @@ export interface ReconcilerTiming {
   readinessIntervalMs: number;
   /** Between liveness probes of a ready server. */
   livenessIntervalMs: number;
+  /** Between tries of a job output push while the leader cannot be reached. */
+  outputRetryMs: number;
+  /**
+   * A job's checkpoint directories stay on the host this long after its last allocation here
+   * started or went (a retry landing here within it resumes), then they are removed.
+   */
+  checkpointRetentionMs: number;
+  /** How often the checkpoint directories are looked at. */
+  checkpointSweepMs: number;
   /** One probe that takes longer counts as not answering. */
   probeTimeoutMs: number;
   /** SIGTERM → SIGKILL when a task is removed. */
@@ -45,6 +57,9 @@ export const DEFAULT_TIMING: ReconcilerTiming = {
   resyncMs: 2_000,
   readinessIntervalMs: 200,
   livenessIntervalMs: 5_000,
+  outputRetryMs: 2_000,
+  checkpointRetentionMs: 24 * 3_600_000,
+  checkpointSweepMs: 10 * 60_000,
   probeTimeoutMs: 2_000,
   removeGraceMs: 10_000,
   reportDebounceMs: 50,
@@ -63,6 +78,13 @@ export interface ReconcilerOptions {
   advertiseHost: string;
   /** The statuses that changed since the last call; a report to the leader. */
   onStatus: (changed: AllocationStatus[]) => void;
+  /**
+   * The agent's data directory: jobs get writable `outputs/<allocation>` (/output) and
+   * `checkpoints/<tenant>/<job>/rank-<r>` (/checkpoint) under it. Undefined: jobs get neither.
+   */
+  dataDir?: string;
+  /** Pushes rank 0's /output of a job that declares an output model, once it exited 0. */
+  pushOutput?: OutputPusher;
   clock?: Clock;
   log?: Logger;
   timing?: Partial<ReconcilerTiming>;
@@ -90,6 +112,8 @@ interface Entry {
   launching: boolean;
   /** Its task was started or adopted. */
   hasTask: boolean;
+  /** Its job's /output is being pushed (rank 0 exited 0). */
+  pushing: boolean;
   /** Pass sequence number at which its task was known to exist (lists older than that may miss it). */
   taskSeq: number;
   removing: Promise<void> | undefined;
@@ -114,6 +138,7 @@ export class Reconciler {
   /** Jobs and removals under way, for close() to wait on. */
   private readonly work = new Set<Promise<void>>();
   private seq = 0;
+  private lastCheckpointSweepMs = 0;
   private started = false;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -233,6 +258,41 @@ export class Reconciler {
     for (const id of this.runs.keys()) {
       if (!this.desired.has(id) && !this.entries.has(id) && !tasks.has(id)) this.forget(id);
     }
+    if (this.options.dataDir && this.clock.now() - this.lastCheckpointSweepMs >= this.timing.checkpointSweepMs) {
+      this.lastCheckpointSweepMs = this.clock.now();
+      this.track(this.sweepCheckpoints(this.options.dataDir).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'could not sweep checkpoint directories')));
+    }
+  }
+
+  /**
+   * Removes the checkpoints of jobs none of whose allocations is here and none of which started
+   * or went within checkpointRetentionMs (the job directory's mtime says when: see touchJobDir).
+   */
+  private async sweepCheckpoints(dataDir: string): Promise<void> {
+    const root = path.join(dataDir, 'checkpoints');
+    const here = new Set<string>();
+    for (const entry of this.entries.values()) if (entry.allocation?.kind === 'job') here.add(path.join(entry.allocation.tenant, entry.allocation.workload));
+    for (const allocation of this.desired.values()) if (allocation.kind === 'job') here.add(path.join(allocation.tenant, allocation.workload));
+    const tenants = await fs.readdir(root).catch(() => [] as string[]);
+    for (const tenant of tenants) {
+      for (const job of await fs.readdir(path.join(root, tenant)).catch(() => [] as string[])) {
+        if (here.has(path.join(tenant, job))) continue;
+        const dir = path.join(root, tenant, job);
+        const stat = await fs.stat(dir).catch(() => undefined);
+        if (!stat || this.clock.now() - stat.mtimeMs < this.timing.checkpointRetentionMs) continue;
+        await fs.rm(dir, { recursive: true, force: true });
+        this.log.info({ tenant, job }, 'removed the checkpoints of a job that has not run here for a while');
+      }
+      await fs.rmdir(path.join(root, tenant)).catch(() => undefined);
+    }
+  }
+
+  /** Marks a job's checkpoint directory as just used (its retention starts again). */
+  private async touchJobDir(allocation: Allocation): Promise<void> {
+    const root = this.options.dataDir;
+    if (!root || allocation.kind !== 'job') return;
+    const now = new Date(this.clock.now());
+    await fs.utimes(path.join(root, 'checkpoints', allocation.tenant, allocation.workload), now, now).catch(() => undefined);
   }
 
   /** A desired allocation seen for the first time by this process. */
@@ -304,6 +364,7 @@ export class Reconciler {
       entry.leases = await this.acquire(spec, signal);
       signal.throwIfAborted();
       this.setStatus(entry, { state: 'starting' });
+      await this.makeJobDirs(allocation, spec);
       await this.driver.start(this.task(allocation, spec, entry.leases));
     } catch (err) {
       entry.launching = false;
@@ -384,11 +445,20 @@ export class Reconciler {
     // the host port itself. In a container, the mounts and the container's port.
     const onHost = this.driver.name === 'process';
     const model = held.find((h) => h.blob === spec.model);
+    const dirs = this.jobDirs(allocation, spec);
     const env = taskEnvironment(allocation.id, spec, {
       model: model ? (onHost ? model.lease.path : model.blob.mountPath) : undefined,
       datasets: Object.fromEntries(held.filter((h) => h.blob !== spec.model).map((h) => [h.blob.name, onHost ? h.lease.path : h.blob.mountPath])),
       port: onHost ? allocation.hostPort : spec.port,
+      output: dirs && (onHost ? dirs.output : OUTPUT_MOUNT),
+      checkpoint: dirs && (onHost ? dirs.checkpoint : CHECKPOINT_MOUNT),
     });
+    const writable = dirs
+      ? [
+          { hostPath: dirs.output, containerPath: OUTPUT_MOUNT, readOnly: false },
+          { hostPath: dirs.checkpoint, containerPath: CHECKPOINT_MOUNT, readOnly: false },
+        ]
+      : [];
     return {
       allocationId: allocation.id,
       kind: allocation.kind,
@@ -399,7 +469,7 @@ export class Reconciler {
       memoryBytes: allocation.resources?.memoryBytes ?? 0,
       gpuIndexes: [...allocation.gpuIndexes],
       hostPort: allocation.hostPort,
-      mounts: held.map((h) => ({ hostPath: h.lease.path, containerPath: h.blob.mountPath, readOnly: true })),
+      mounts: [...held.map((h) => ({ hostPath: h.lease.path, containerPath: h.blob.mountPath, readOnly: true })), ...writable],
       env,
     };
   }
@@ -423,6 +493,8 @@ export class Reconciler {
         return;
       }
       this.release(entry);
+      if (this.options.dataDir) await fs.rm(path.join(this.options.dataDir, 'outputs', entry.id), { recursive: true, force: true }).catch(() => undefined);
+      if (entry.allocation) await this.touchJobDir(entry.allocation);
       this.entries.delete(entry.id);
       this.forget(entry.id);
       this.log.info({ allocation: entry.id }, 'removed: no longer in the desired set');
@@ -443,14 +515,75 @@ export class Reconciler {
 
   private finishFromExit(entry: Entry, task: TaskStatus): void {
     const code = task.exitCode;
-    if (code === 0) this.finish(entry, 'completed', '', 0);
+    if (code === 0 && entry.allocation?.kind === 'job' && entry.spec?.output && entry.spec.rank === 0) this.startOutputPush(entry);
+    else if (code === 0) this.finish(entry, 'completed', '', 0);
     else if (code === undefined) this.finish(entry, 'failed', task.reason || 'the task ended without an exit code', 0);
     else this.finish(entry, 'failed', task.reason ? `exited with code ${code} (${task.reason})` : `exited with code ${code}`, code);
   }
 
+  /**
+   * Rank 0 of a job with an output model exited 0: its /output goes to the leader, and only then
+   * is it `completed` (with the version), so the job succeeds only with its output stored. Tried
+   * again while the leader cannot be reached; any other refusal fails the allocation.
+   */
+  private startOutputPush(entry: Entry): void {
+    if (entry.pushing || TERMINAL_STATES.has(entry.status.state as AllocationState)) return;
+    entry.pushing = true;
+    const previous = entry.job;
+    const allocation = entry.allocation!;
+    const spec = entry.spec!;
+    this.setStatus(entry, { state: 'running', reason: 'exited 0; pushing its output', endpoint: '' });
+    this.spawn(entry, async (signal) => {
+      await previous;
+      const dirs = this.jobDirs(allocation, spec);
+      if (!dirs || !this.options.pushOutput) {
+        this.finish(entry, 'failed', 'exited 0, but this agent cannot push job outputs', 0);
+        return;
+      }
+      for (;;) {
+        try {
+          const version = await this.options.pushOutput({ allocationId: entry.id, dir: dirs.output, output: spec.output! }, signal);
+          this.log.info({ allocation: entry.id, model: spec.output!.model, version }, 'pushed the job output');
+          this.finish(entry, 'completed', '', 0, version);
+          return;
+        } catch (err) {
+          if (signal.aborted) return;
+          if (!isTransient(err)) {
+            this.finish(entry, 'failed', `exited 0, but its output could not be pushed: ${(err as Error).message}`, 0);
+            return;
+          }
+          this.log.warn({ allocation: entry.id, err: (err as Error).message }, 'could not push the job output yet; trying again');
+          if (!(await this.pause(this.timing.outputRetryMs, signal))) return;
+        }
+      }
+    });
+  }
+
+  /** A job allocation's writable directories on this host; undefined for a deployment or without a data directory. */
+  private jobDirs(allocation: Allocation, spec: RunSpec): { output: string; checkpoint: string } | undefined {
+    const root = this.options.dataDir;
+    if (!root || allocation.kind !== 'job') return undefined;
+    return {
+      output: path.join(root, 'outputs', allocation.id),
+      // Per job and rank, not per allocation: a retry on this host finds what the last attempt saved.
+      checkpoint: path.join(root, 'checkpoints', allocation.tenant, allocation.workload, `rank-${spec.rank}`),
+    };
+  }
+
+  /** Creates them, writable by whatever user the container runs as. */
+  private async makeJobDirs(allocation: Allocation, spec: RunSpec): Promise<void> {
+    const dirs = this.jobDirs(allocation, spec);
+    if (!dirs) return;
+    for (const dir of [dirs.output, dirs.checkpoint]) {
+      await fs.mkdir(dir, { recursive: true });
+      await fs.chmod(dir, 0o777);
+    }
+    await this.touchJobDir(allocation);
+  }
+
   /** A terminal state: remembered across restarts, and the end of probing. */
-  private finish(entry: Entry, state: 'failed' | 'completed', reason: string, exitCode: number): void {
-    if (this.setStatus(entry, { state, reason, exitCode, endpoint: '' })) {
+  private finish(entry: Entry, state: 'failed' | 'completed', reason: string, exitCode: number, outputVersion = 0): void {
+    if (this.setStatus(entry, { state, reason, exitCode, endpoint: '', outputVersion })) {
       this.state.recordFinal(entry.status);
       this.runs.set(entry.id, { allocationId: entry.id, startedAtMs: this.runs.get(entry.id)?.startedAtMs ?? 0, final: entry.status });
     }
@@ -467,13 +600,14 @@ export class Reconciler {
       id,
       allocation,
       spec: undefined,
-      status: { id, state: 'pending', reason: '', endpoint: '', exitCode: 0, updatedAtMs: this.clock.now(), ...status },
+      status: { id, state: 'pending', reason: '', endpoint: '', exitCode: 0, updatedAtMs: this.clock.now(), outputVersion: 0, ...status },
       leases: [],
       work,
       probes,
       job: undefined,
       launching: false,
       hasTask: false,
+      pushing: false,
       taskSeq: 0,
       removing: undefined,
     };
@@ -487,7 +621,7 @@ export class Reconciler {
     const current = entry.status;
     if (!force && TERMINAL_STATES.has(current.state as AllocationState)) return false;
     const next: AllocationStatus = { ...current, ...patch, id: entry.id, updatedAtMs: patch.updatedAtMs ?? this.clock.now() };
-    if (next.state === current.state && next.reason === current.reason && next.endpoint === current.endpoint && next.exitCode === current.exitCode) {
+    if (next.state === current.state && next.reason === current.reason && next.endpoint === current.endpoint && next.exitCode === current.exitCode && next.outputVersion === current.outputVersion) {
       return false;
     }
     entry.status = next;
@@ -579,6 +713,9 @@ export function parseRunSpec(json: string): RunSpec {
     datasets: raw.datasets ?? [],
     rank: raw.rank ?? 0,
     worldSize: raw.worldSize ?? 1,
+    peers: raw.peers ?? [],
+    output: raw.output ?? undefined,
+    ...(typeof raw.attempt === 'number' ? { attempt: raw.attempt } : {}),
   };
 }
 

@@ -232,7 +232,7 @@ export class Coordinator {
     serve(v1.ClusterService.service, clusterService({ edge, status: () => this.status() }));
     serve(v1.NodeService.service, nodeService({ edge, registry, revision, artifacts: this.artifacts, allocated: (node) => workloads().allocatedOn(node) }));
     serve(v1.TenantService.service, tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant), computeUsed: (tenant) => workloads().usage(tenant) }));
-    serve(v1.ModelService.service, artifactService('model', { edge, registry: this.artifacts, writer }));
+    serve(v1.ModelService.service, artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs: (node, id) => workloads().jobOutputTarget(node, id) }));
     serve(v1.DatasetService.service, artifactService('dataset', { edge, registry: this.artifacts, writer }));
     serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));
     serve(v1.EventService.service, eventService({ edge, audit, events: () => this.leaderRole().events }));

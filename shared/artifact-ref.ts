@@ -11,6 +11,35 @@ export const ARTIFACT_FORMATS: Readonly<Record<ArtifactKind, readonly string[]>>
   dataset: ['csv', 'parquet', 'jsonl', 'tfrecord', 'arrow', 'images', 'other'],
 };
 
+/** Extensions that name a format; checked against the kind's formats, so a .csv model is "other". */
+export const FORMAT_BY_EXTENSION: Readonly<Record<string, string>> = {
+  '.onnx': 'onnx',
+  '.pt': 'torchscript',
+  '.torchscript': 'torchscript',
+  '.safetensors': 'safetensors',
+  '.csv': 'csv',
+  '.parquet': 'parquet',
+  '.jsonl': 'jsonl',
+  '.tfrecord': 'tfrecord',
+  '.arrow': 'arrow',
+};
+
+/**
+ * The format a pushed path suggests: a directory holding saved_model.pb is a TensorFlow
+ * SavedModel, a file goes by its extension; 'other' when that names none of the kind's formats.
+ */
+export function inferArtifactFormat(kind: ArtifactKind, fileName: string, directory: { savedModel: boolean } | undefined): string {
+  let format = 'other';
+  if (directory) {
+    if (directory.savedModel) format = 'tensorflow-savedmodel';
+  } else {
+    const dot = fileName.lastIndexOf('.');
+    const slash = Math.max(fileName.lastIndexOf('/'), fileName.lastIndexOf('\\'));
+    format = (dot > slash + 1 ? FORMAT_BY_EXTENSION[fileName.slice(dot).toLowerCase()] : undefined) ?? 'other';
+  }
+  return ARTIFACT_FORMATS[kind].includes(format) ? format : 'other';
+}
+
 export interface ArtifactRef {
   name: string;
   version?: number;

@@ -89,6 +89,7 @@ export type { ResourceRequest__Output as ResourceRequest } from './gen/mlfleet/v
 export type { DeploymentSpec__Output as DeploymentSpec } from './gen/mlfleet/v1/DeploymentSpec.js';
 export type { Deployment__Output as Deployment } from './gen/mlfleet/v1/Deployment.js';
 export type { JobSpec__Output as JobSpec } from './gen/mlfleet/v1/JobSpec.js';
+export type { JobOutput__Output as JobOutput } from './gen/mlfleet/v1/JobOutput.js';
 export type { Job__Output as Job } from './gen/mlfleet/v1/Job.js';
 export type { AllocationInfo__Output as AllocationInfo } from './gen/mlfleet/v1/AllocationInfo.js';
 export type { Allocation__Output as Allocation } from './gen/mlfleet/v1/Allocation.js';

@@ -7,7 +7,7 @@
 // reported, each naming the document and the field path. The schema is strict — an unknown
 // field is an error, so a typo (`replica: 3`) cannot silently drop a setting.
 import YAML from 'yaml';
-import { formatRef, parseRef } from './artifact-ref.js';
+import { ARTIFACT_FORMATS, checkName, formatRef, parseRef } from './artifact-ref.js';
 import { InvalidArgumentError } from './errors.js';
 import type { DeploymentSpec, JobSpec, ResourceRequest } from './proto.js';
 import { parseBytes, parseCpuMillis, parseDuration } from './units.js';
@@ -95,6 +95,20 @@ export interface JobInput extends WorkloadInput {
   retries?: number;
   retryBackoffMs?: number;
   deadlineMs?: number;
+  /** Rank 0's /output is pushed as the next version of this model when the job succeeds. */
+  output?: JobOutputInput;
+}
+
+/** A job's output model and the metadata its pushed versions get (as `models push` takes them). */
+export interface JobOutputInput {
+  model: string;
+  /** Empty: from the file's extension, or saved_model.pb in a directory. */
+  format?: string;
+  type?: string;
+  inputFormat?: string;
+  outputFormat?: string;
+  accuracy?: number;
+  labels?: Record<string, string>;
 }
 
 /**
@@ -157,6 +171,21 @@ export function compileJobSpec(input: JobInput): JobSpec {
     deadlineMs: input.deadlineMs ?? JOB_DEFAULTS.deadlineMs,
     constraints: input.constraints ?? {},
     priority: input.priority ?? JOB_DEFAULTS.priority,
+    output: input.output
+      ? {
+          model: checkName(input.output.model, 'output model'),
+          format: input.output.format ?? '',
+          metadata: {
+            type: input.output.type ?? '',
+            inputFormat: input.output.inputFormat ?? '',
+            outputFormat: input.output.outputFormat ?? '',
+            accuracy: input.output.accuracy ?? 0,
+            labels: input.output.labels ?? {},
+            sourceJob: '',
+            sourceDatasets: [],
+          },
+        }
+      : null,
   };
 }
 
@@ -349,6 +378,22 @@ const deploymentSpecSchema = z
     if (spec.model === undefined) issue(ctx, 'is required: the model REF to serve (name, name:3 or name@alias)', ['model']);
   });
 
+/** `output:` of a Job: the model rank 0's /output is pushed as, with what `models push` flags say. */
+const outputSchema = z
+  .object({
+    model: checked((value) => checkName(value, 'output model')),
+    format: checked((value) => {
+      if (!ARTIFACT_FORMATS.model.includes(value)) throw new InvalidArgumentError(`"${value}" is not a model format: ${ARTIFACT_FORMATS.model.join(', ')}`);
+    }).optional(),
+    type: text(64).optional(),
+    inputFormat: text(64).optional(),
+    outputFormat: text(64).optional(),
+    accuracy: z.number().min(0, 'must be between 0 and 1').max(1, 'must be between 0 and 1').optional(),
+    meta: stringMap(LABEL_KEY, LABEL_KEY_HINT, 256).optional(),
+  })
+  .strict()
+  .transform(({ meta, ...rest }): JobOutputInput => ({ ...rest, labels: meta }));
+
 const jobSpecSchema = z
   .object({
     ...commonFields,
@@ -357,6 +402,7 @@ const jobSpecSchema = z
     retries: count.optional(),
     retryBackoff: duration.optional(),
     deadline: duration.optional(),
+    output: outputSchema.optional(),
   })
   .strict()
   .superRefine(stackOrImage);
@@ -388,7 +434,7 @@ const envelopeSchema = z
 const RESOURCE_FIELDS = Object.keys(resourcesSchema.innerType().shape);
 const FIELDS: Record<WorkloadKind, Record<string, string[]>> = {
   Deployment: { spec: Object.keys(deploymentSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS, 'spec.rollout': ['maxSurge', 'maxUnavailable'] },
-  Job: { spec: Object.keys(jobSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS },
+  Job: { spec: Object.keys(jobSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS, 'spec.output': Object.keys(outputSchema.innerType().shape) },
 };
 const ENVELOPE_FIELDS = Object.keys(envelopeSchema.shape);
 

@@ -1,6 +1,7 @@
 // Workload nouns shared by the coordinator, the agent and the CLI: what an allocation runs
 // (the RunSpec the coordinator resolves and the agent's drivers execute), allocation and
 // workload states, and the environment a task is given.
+import type { ArtifactMetadata } from './proto.js';
 
 /** A blob (model or dataset version) the task needs in the node's cache, and where it goes. */
 export interface RunBlob {
@@ -17,6 +18,22 @@ export interface RunBlob {
   /** Where the container sees it (read-only): /model, /data/<name>. */
   mountPath: string;
 }
+
+/** Where a job's result goes (JobSpec.output, resolved): pushed from rank 0's /output on success. */
+export interface RunOutput {
+  /** A model name of the job's tenant: the push is its next version. */
+  model: string;
+  /** '' : from the file's extension (or saved_model.pb in a directory), else other. */
+  format: string;
+  /** As given; the coordinator sets sourceJob and sourceDatasets when it takes the push. */
+  metadata: ArtifactMetadata;
+}
+
+/** The writable directories a job's worker gets, in containers. */
+export const OUTPUT_MOUNT = '/output';
+export const CHECKPOINT_MOUNT = '/checkpoint';
+/** The port each worker of a multi-worker job listens on for its peers, inside its container. */
+export const JOB_PEER_PORT = 29500;
 
 /**
  * What an allocation runs, resolved by the coordinator (stack, image, model version) and sent to
@@ -41,6 +58,12 @@ export interface RunSpec {
   /** Jobs: the worker's index and the gang's size. */
   rank: number;
   worldSize: number;
+  /** Jobs: which attempt this is (1 = the first run; a retry counts up). */
+  attempt?: number;
+  /** Jobs with several workers: host:port of every rank, in rank order (MLFLEET_PEERS). */
+  peers?: string[];
+  /** Jobs: the model rank 0's /output becomes when the job succeeds. */
+  output?: RunOutput;
 }
 
 /** The lifecycle of one allocation as its agent reports it. */
@@ -68,13 +91,23 @@ export const DEFAULT_READINESS_PATH = '/v2/health/ready';
 export function taskEnvironment(
   allocationId: string,
   spec: RunSpec,
-  paths: { model: string | undefined; datasets: Record<string, string>; port: number },
+  paths: { model: string | undefined; datasets: Record<string, string>; port: number; output?: string; checkpoint?: string },
 ): Record<string, string> {
   const env: Record<string, string> = {
     MLFLEET_ALLOCATION_ID: allocationId,
     MLFLEET_RANK: String(spec.rank),
     MLFLEET_WORLD_SIZE: String(spec.worldSize),
+    ...(spec.attempt !== undefined ? { MLFLEET_ATTEMPT: String(spec.attempt) } : {}),
   };
+  if (spec.peers && spec.peers.length > 0) {
+    // torch.distributed's env:// rendezvous reads MASTER_ADDR and MASTER_PORT.
+    env.MLFLEET_PEERS = spec.peers.join(',');
+    const master = splitHostPort(spec.peers[0]!);
+    env.MASTER_ADDR = master.host;
+    env.MASTER_PORT = master.port;
+  }
+  if (paths.output !== undefined) env.MLFLEET_OUTPUT_PATH = paths.output;
+  if (paths.checkpoint !== undefined) env.MLFLEET_CHECKPOINT_PATH = paths.checkpoint;
   if (paths.model !== undefined) env.MLFLEET_MODEL_PATH = paths.model;
   // The name and version a serving runtime answers under (the ONNX stack's /v2/models/{name}).
   if (spec.model !== undefined) {
@@ -84,6 +117,13 @@ export function taskEnvironment(
   if (paths.port > 0) env.PORT = String(paths.port);
   for (const [name, dir] of Object.entries(paths.datasets)) env[`MLFLEET_DATASET_${envName(name)}`] = dir;
   return { ...env, ...spec.env };
+}
+
+/** "host:port" or "[v6]:port" → its parts (the host without brackets). */
+function splitHostPort(address: string): { host: string; port: string } {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon);
+  return { host: host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, port: address.slice(colon + 1) };
 }
 
 function envName(name: string): string {

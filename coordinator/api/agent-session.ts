@@ -29,6 +29,7 @@ const allocationStatusSchema = z.object({
   endpoint: z.string().max(300),
   exitCode: z.number().int(),
   updatedAtMs: z.number().int().nonnegative(),
+  outputVersion: z.number().int().nonnegative().default(0),
 });
 const statusReportSchema = z.object({
   allocations: z.array(allocationStatusSchema).max(10_000),

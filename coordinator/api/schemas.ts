@@ -141,7 +141,7 @@ const artifactRef = z.string().superRefine((ref, ctx) => {
 const optionalTenant = z.union([z.literal(''), tenantName]);
 
 
-const metadata = z.object({
+export const artifactMetadata = z.object({
   type: z.string().max(64),
   inputFormat: z.string().max(64),
   outputFormat: z.string().max(64),
@@ -158,7 +158,9 @@ export function pushHeaderSchema(formats: readonly string[]) {
     directory: z.boolean(),
     sizeBytes: uint.positive('must be more than 0: an empty file cannot be pushed'),
     digest: z.union([z.literal(''), z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>')]),
-    metadata: metadata.nullable(),
+    metadata: artifactMetadata.nullable(),
+    // Agents pushing a job's output: the job allocation (see coordinator/api/job-output-push.ts).
+    jobAllocation: z.string().max(64).regex(/^[0-9a-f]*$/, 'must be an allocation id'),
   });
 }
 

@@ -1,7 +1,8 @@
 // Request schemas of the workload services (deployments, jobs, allocations, workload events).
 import { parseRef } from '../../shared/artifact-ref.js';
 import { labelMap, z } from '../../shared/validation.js';
-import { tenantName } from './schemas.js';
+import { ARTIFACT_FORMATS } from '../../shared/artifact-ref.js';
+import { artifactMetadata, artifactName, tenantName } from './schemas.js';
 
 const uint = z.number().int().nonnegative();
 const optionalTenant = z.union([z.literal(''), tenantName]);
@@ -76,6 +77,13 @@ export const scaleDeploymentSchema = z.object({ name: workloadName, replicas: ui
 export const workloadRefSchema = z.object({ name: workloadName, tenant: optionalTenant });
 export const listWorkloadsSchema = z.object({ tenant: optionalTenant });
 
+/** Where a job's result goes: a model name of the job's tenant (the coordinator fills in its lineage). */
+const jobOutput = z.object({
+  model: artifactName,
+  format: z.string().refine((f) => f === '' || ARTIFACT_FORMATS.model.includes(f), { message: `must be empty (from the file) or one of ${ARTIFACT_FORMATS.model.join(', ')}` }),
+  metadata: artifactMetadata.nullable(),
+});
+
 export const jobSpec = z
   .object({
     name: workloadName,
@@ -91,6 +99,7 @@ export const jobSpec = z
     deadlineMs: uint.max(30 * 86_400_000, 'must be at most 30d'),
     constraints: labelMap,
     priority: z.number().int().min(-1_000_000).max(1_000_000, 'must be between -1000000 and 1000000'),
+    output: jobOutput.nullable(),
   })
   .superRefine(oneOfStackOrImage);
 

@@ -55,14 +55,15 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'StackService.DeleteStack': { roles: ADMIN, mutating: true },
   // Consumers pick a model of their tenant by criteria, as they would call it.
   'SelectionService.Select': { roles: USERS, mutating: false },
-  ...artifactRules('ModelService'),
+  // Agents push a job's output model (coordinator/api/job-output-push.ts checks which).
+  ...artifactRules('ModelService', ['node']),
   ...artifactRules('DatasetService'),
 };
 
 /** Models and datasets: developers change their tenant's, consumers read them, agents fetch blobs. */
-function artifactRules(service: string): Record<string, Rule> {
+function artifactRules(service: string, alsoPush: readonly Role[] = []): Record<string, Rule> {
   return {
-    [`${service}.Push`]: { roles: OPERATORS, mutating: true },
+    [`${service}.Push`]: { roles: [...OPERATORS, ...alsoPush], mutating: true },
     [`${service}.ListArtifacts`]: { roles: USERS, mutating: false },
     [`${service}.GetArtifact`]: { roles: USERS, mutating: false },
     [`${service}.Resolve`]: { roles: USERS, mutating: false },

@@ -7,13 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { Clock, Timer } from '../../shared/clock.js';
-import { AlreadyExistsError, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
+import { AlreadyExistsError, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnavailableError } from '../../shared/errors.js';
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { keys } from '../../shared/keys.js';
 import type { Logger } from '../../shared/log.js';
 import type { Allocation, AllocationStatus, Deployment, DeploymentSpec, Job, JobSpec, ResourceRequest, Resources } from '../../shared/proto.js';
 import type { Op, Store } from '../../shared/store/store.js';
-import { ALLOCATION_STATES, TERMINAL_STATES, type AllocationState, type DeploymentStatus } from '../../shared/workloads.js';
+import { parseHostPort } from '../../shared/config.js';
+import { ALLOCATION_STATES, JOB_PEER_PORT, TERMINAL_STATES, type AllocationState, type DeploymentStatus } from '../../shared/workloads.js';
 import { displayStatus } from '../node-record.js';
 import type { FencedWriter, NodeRegistry } from '../node-registry.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
@@ -56,6 +57,17 @@ export const DEFAULT_CONTROLLER_OPTIONS: WorkloadControllerOptions = {
 
 /** What a replica or worker reserves when its spec asks for nothing. */
 export const DEFAULT_RESOURCES = { cpuMillis: 100, memoryBytes: 256 * 2 ** 20 };
+
+/** Where a job's output push goes (see WorkloadController.jobOutputTarget). */
+export interface JobOutputTarget {
+  tenant: string;
+  model: string;
+  /** "job/NAME". */
+  sourceJob: string;
+  attempt: number;
+  /** The dataset versions the job read: "name:3". */
+  sourceDatasets: string[];
+}
 
 export interface WorkloadControllerDeps {
   store: Store;
@@ -287,6 +299,35 @@ export class WorkloadController {
     return listed(this.jobs, tenant).map((key) => this.jobView(key));
   }
 
+  /**
+   * Where a node's push of a job's output goes, or why it may not push it: only the agent of
+   * the node that runs rank 0 of the job's current attempt, while it runs, and only when the job
+   * declares an output model. The model, tenant and lineage come from the job, not the agent.
+   */
+  jobOutputTarget(node: string, allocationId: string): JobOutputTarget {
+    const a = this.allocations.get(allocationId)?.record;
+    const refuse = (why: string) => new PermissionDeniedError(`node "${node}" may not push the output of allocation ${allocationId.slice(0, 8)}: ${why}`);
+    if (!a || a.node !== node) throw refuse('no such job allocation is placed on it');
+    if (a.kind !== 'job') throw refuse('it is not a job allocation');
+    const job = this.jobs.get(keys.job(a.tenant, a.workload))?.record;
+    if (!job?.spec.output) throw refuse(`job "${a.workload}" declares no output model`);
+    if (a.rank !== 0) throw refuse(`it is worker ${a.rank}; only rank 0's output is pushed`);
+    if (a.attempt !== job.attempts || job.status !== 'running' || !isLive(a)) throw refuse(`it is not running in the current attempt of job "${a.workload}"`);
+    // A job's output is its success: taken once every other worker of the attempt exited 0 (the
+    // agent tries again meanwhile). Should one fail instead, the attempt fails and this is refused.
+    const waiting = this.allocationsOf('job', a.tenant, a.workload).filter((o) => o.attempt === a.attempt && o.id !== a.id && o.status !== 'completed');
+    if (waiting.length > 0) {
+      throw new UnavailableError(`job "${a.workload}": worker${waiting.length === 1 ? '' : 's'} ${waiting.map((o) => o.rank).sort((x, y) => x - y).join(', ')} not done yet; its output is taken once every worker exited 0`);
+    }
+    return {
+      tenant: a.tenant,
+      model: job.spec.output.model,
+      sourceJob: `job/${job.spec.name}`,
+      attempt: a.attempt,
+      sourceDatasets: job.run.datasets.map((d) => `${d.name}:${d.version}`),
+    };
+  }
+
   // ---- allocations -------------------------------------------------------------------------
 
   listAllocations(filter: { tenant: string | undefined; node: string; workload: string; all: boolean }): AllocationRecord[] {
@@ -371,8 +412,9 @@ export class WorkloadController {
           reason: current.desired === 'stop' && current.reason && (state === 'stopped' || state === 'running' || state === 'ready') ? current.reason : status.reason,
           endpoint: status.endpoint,
           exitCode: status.exitCode,
+          outputVersion: state === 'completed' ? status.outputVersion || current.outputVersion || 0 : current.outputVersion || 0,
         };
-        if (next.status === current.status && next.reason === current.reason && next.endpoint === current.endpoint && next.exitCode === current.exitCode) continue;
+        if (next.status === current.status && next.reason === current.reason && next.endpoint === current.endpoint && next.exitCode === current.exitCode && next.outputVersion === (current.outputVersion || 0)) continue;
         next.updatedAtMs = now;
         updates.push(next);
         if (next.status !== current.status) {
@@ -464,6 +506,7 @@ export class WorkloadController {
       const record: AllocationRecord = { ...p.allocation, node: placement.node, gpuIndexes: placement.gpuIndexes, hostPort: placement.hostPort, createdAtMs: now, updatedAtMs: now };
       writes.push({ node: placement.node, record, group: p.ask.group || record.id });
     }
+    this.introducePeers(writes.map((w) => w.record).filter((r) => r.kind === 'job' && r.run.worldSize > 1));
     for (const preemption of plan.preemptions) {
       const victim = this.allocations.get(preemption.allocationId)?.record;
       if (!victim) continue;
@@ -498,6 +541,25 @@ export class WorkloadController {
       this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', type: 'Started', message: `attempt ${record.attempts}: ${record.spec.workers} worker${record.spec.workers === 1 ? '' : 's'} placed` });
     }
     return { committed, conflicted: result.conflicted };
+  }
+
+  /**
+   * A gang is placed whole or not at all, so its workers are all here: each learns where every
+   * rank listens (node address host, host port), in rank order — MLFLEET_PEERS, MASTER_ADDR and
+   * MASTER_PORT (shared/workloads.ts taskEnvironment).
+   */
+  private introducePeers(workers: AllocationRecord[]): void {
+    const hosts = new Map(this.deps.nodes.list().map((view) => [view.record.name, addressHost(view.record.address)]));
+    const gangs = new Map<string, AllocationRecord[]>();
+    for (const w of workers) {
+      const key = `${workloadKey(w.kind, w.tenant, w.workload)}#${w.attempt}`;
+      gangs.set(key, [...(gangs.get(key) ?? []), w]);
+    }
+    for (const gang of gangs.values()) {
+      gang.sort((a, b) => a.rank - b.rank);
+      const peers = gang.map((w) => joinHostPort(hosts.get(w.node) || w.node, w.hostPort));
+      for (const w of gang) w.run = { ...w.run, peers };
+    }
   }
 
   /** Remembers why asks failed (shown by show and events, once per change of reason). */
@@ -564,11 +626,12 @@ export class WorkloadController {
           constraints: spec.constraints,
           maxPerNode: 0,
           modelDigest: '',
-          needsPort: false,
+          // A gang's workers reach each other: each gets a host port (MLFLEET_PEERS, MASTER_PORT).
+          needsPort: spec.workers > 1,
           group: spec.workers > 1 ? `${workload}#${attempt}` : '',
           preempt: true,
         },
-        allocation: this.newAllocation(id, 'job', tenant, spec.name, spec.priority, resources, { ...record.run, rank, worldSize: spec.workers }, 0, attempt, rank),
+        allocation: this.newAllocation(id, 'job', tenant, spec.name, spec.priority, resources, { ...record.run, port: spec.workers > 1 ? JOB_PEER_PORT : 0, rank, worldSize: spec.workers, attempt }, 0, attempt, rank),
       };
     });
   }
@@ -586,7 +649,7 @@ export class WorkloadController {
     rank: number,
   ): PendingAsk['allocation'] {
     const now = this.deps.clock.now();
-    return { id, kind, workload, tenant, priority, resources, run, generation, attempt, rank, desired: 'run', status: 'pending', reason: '', endpoint: '', exitCode: 0, createdAtMs: now, updatedAtMs: now };
+    return { id, kind, workload, tenant, priority, resources, run, generation, attempt, rank, desired: 'run', status: 'pending', reason: '', endpoint: '', exitCode: 0, outputVersion: 0, createdAtMs: now, updatedAtMs: now };
   }
 
   private async snapshot(): Promise<Snapshot> {
@@ -855,6 +918,20 @@ function withDefaults(requested: ResourceRequest | null): ResourceRequest {
     gpuModel: r.gpuModel,
     nicMbps: r.nicMbps,
   };
+}
+
+/** The host of a node's advertised address ("10.0.0.7:7701" → "10.0.0.7"); '' when it has none. */
+function addressHost(address: string): string {
+  if (!address) return '';
+  try {
+    return parseHostPort(address).host;
+  } catch {
+    return '';
+  }
+}
+
+function joinHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function newAllocationId(): string {

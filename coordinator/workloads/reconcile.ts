@@ -131,8 +131,12 @@ export function decideJob(record: JobRecord, allocations: AllocationRecord[], no
     return { placeAttempt: false, stops, next: { ...record, status: 'failed', message, finishedAtMs: now }, event: { type: 'Failed', message } };
   }
   if (current.length > 0 && current.every((a) => a.status === 'completed')) {
-    const message = `${current.length} worker${current.length === 1 ? '' : 's'} exited 0`;
-    return { ...none, next: { ...record, status: 'succeeded', message, finishedAtMs: now }, event: { type: 'Succeeded', message } };
+    // Rank 0's agent pushed its /output before it reported completed (agent/job-output.ts).
+    const version = current.find((a) => a.rank === 0)?.outputVersion ?? 0;
+    const outputModel = record.spec.output && version > 0 ? `${record.spec.output.model}:${version}` : '';
+    const pushed = outputModel ? `; its output is model ${outputModel}` : record.spec.output ? '; no output was pushed' : '';
+    const message = `${current.length} worker${current.length === 1 ? '' : 's'} exited 0${pushed}`;
+    return { ...none, next: { ...record, status: 'succeeded', message, finishedAtMs: now, outputModel }, event: { type: 'Succeeded', message } };
   }
   if (record.spec.deadlineMs > 0 && record.startedAtMs > 0 && now - record.startedAtMs > record.spec.deadlineMs) {
     const message = `stopped: its deadline of ${formatDuration(record.spec.deadlineMs)} passed`;

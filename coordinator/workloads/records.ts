@@ -31,6 +31,7 @@ export interface JobRecord {
   finishedAtMs: number;
   /** A retry is not placed before this time. */
   notBeforeMs: number;
+  /** NAME:VERSION the job pushed (spec.output), once it succeeded. */
   outputModel: string;
 }
 
@@ -56,6 +57,8 @@ export interface AllocationRecord {
   reason: string;
   endpoint: string;
   exitCode: number;
+  /** Jobs with an output model, rank 0 once completed: the version its /output was pushed as (0: none). */
+  outputVersion?: number;
   createdAtMs: number;
   updatedAtMs: number;
 }

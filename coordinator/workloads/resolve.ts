@@ -1,7 +1,7 @@
 // Turns what a user asked for (a deployment or job spec: a stack or an image, model and
 // dataset REFs) into what an agent runs (a RunSpec with concrete digests, mounts, ports), and
 // checks on the way that every named thing exists and fits together.
-import { parseRef, type ArtifactKind } from '../../shared/artifact-ref.js';
+import { checkName, parseRef, type ArtifactKind } from '../../shared/artifact-ref.js';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import type { DeploymentSpec, JobSpec, ResourceRequest } from '../../shared/proto.js';
 import { DEFAULT_READINESS_PATH, MODEL_MOUNT, type RunBlob, type RunSpec } from '../../shared/workloads.js';
@@ -42,9 +42,13 @@ export async function resolveDeployment(artifacts: ArtifactRegistry, stacks: Sta
     datasets: [],
     rank: 0,
     worldSize: 1,
+    peers: [],
+    output: undefined,
   };
   return { run, resolvedVersion: model.blob.version, modelDigest: model.blob.digest };
 }
+
+const NO_METADATA = { type: '', inputFormat: '', outputFormat: '', accuracy: 0, labels: {}, sourceJob: '', sourceDatasets: [] };
 
 export async function resolveJob(artifacts: ArtifactRegistry, stacks: StackLookup, tenant: string, spec: JobSpec): Promise<RunSpec> {
   const stack = await findStack(stacks, spec.stack, spec.resources);
@@ -58,6 +62,7 @@ export async function resolveJob(artifacts: ArtifactRegistry, stacks: StackLooku
   }
   const command = spec.command.length > 0 ? spec.command : (stack?.trainCommand ?? []);
   if (command.length === 0) throw new InvalidArgumentError('a job needs a command (after --, or `command:` in YAML)');
+  if (spec.output) checkName(spec.output.model, 'output model');
   return {
     image: stack?.image ?? spec.image,
     command,
@@ -69,6 +74,16 @@ export async function resolveJob(artifacts: ArtifactRegistry, stacks: StackLooku
     datasets,
     rank: 0,
     worldSize: Math.max(1, spec.workers),
+    // Filled in per allocation once the whole gang is placed (the controller's commit).
+    peers: [],
+    output: spec.output
+      ? {
+          model: spec.output.model,
+          format: spec.output.format,
+          // Lineage is the coordinator's to say: it sets it when it takes the push.
+          metadata: { ...(spec.output.metadata ?? NO_METADATA), sourceJob: '', sourceDatasets: [] },
+        }
+      : undefined,
   };
 }
 

@@ -18,7 +18,7 @@ import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ArtifactKind } from '../../shared/artifact-ref.js';
-import { ARTIFACT_FORMATS } from '../../shared/artifact-ref.js';
+import { FORMAT_BY_EXTENSION, inferArtifactFormat } from '../../shared/artifact-ref.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../../shared/errors.js';
 import type { ArtifactVersion } from '../../shared/proto.js';
 import { directorySize, packDirectory, unpackTar } from '../../shared/tar.js';
@@ -46,19 +46,6 @@ export interface PushSource {
   open(): Readable;
 }
 
-/** Extensions that name a format; checked against the kind's formats, so a .csv model is "other". */
-const FORMAT_BY_EXTENSION: Record<string, string> = {
-  '.onnx': 'onnx',
-  '.pt': 'torchscript',
-  '.torchscript': 'torchscript',
-  '.safetensors': 'safetensors',
-  '.csv': 'csv',
-  '.parquet': 'parquet',
-  '.jsonl': 'jsonl',
-  '.tfrecord': 'tfrecord',
-  '.arrow': 'arrow',
-};
-
 /** The extension `pull` gives a file when DEST is a directory: the first one naming the format. */
 function extensionFor(format: string): string {
   return Object.entries(FORMAT_BY_EXTENSION).find(([, f]) => f === format)?.[0] ?? '';
@@ -66,14 +53,9 @@ function extensionFor(format: string): string {
 
 /** The format a path suggests: by extension for a file, by content for a directory. */
 export async function inferFormat(kind: ArtifactKind, file: string, directory: boolean): Promise<string> {
-  let format = 'other';
-  if (directory) {
-    const savedModel = await fs.stat(path.join(file, 'saved_model.pb')).catch(() => undefined);
-    if (savedModel?.isFile()) format = 'tensorflow-savedmodel';
-  } else {
-    format = FORMAT_BY_EXTENSION[path.extname(file).toLowerCase()] ?? 'other';
-  }
-  return ARTIFACT_FORMATS[kind].includes(format) ? format : 'other';
+  if (!directory) return inferArtifactFormat(kind, file, undefined);
+  const savedModel = await fs.stat(path.join(file, 'saved_model.pb')).catch(() => undefined);
+  return inferArtifactFormat(kind, file, { savedModel: savedModel?.isFile() ?? false });
 }
 
 /**

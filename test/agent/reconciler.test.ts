@@ -5,7 +5,7 @@
 // model cache and real HTTP servers; and once end to end with the real process driver.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,8 +15,9 @@ import type { Driver } from '../../agent/drivers/driver.js';
 import { LocalState } from '../../agent/local-state.js';
 import { LogStreams, LOG_CHUNK_BYTES } from '../../agent/log-streams.js';
 import { ModelCache, type BlobSource } from '../../agent/model-cache.js';
-import { Reconciler, type ReconcilerTiming } from '../../agent/reconciler.js';
-import { NotFoundError } from '../../shared/errors.js';
+import type { OutputPushRequest } from '../../agent/job-output.js';
+import { Reconciler, type ReconcilerOptions, type ReconcilerTiming } from '../../agent/reconciler.js';
+import { InvalidArgumentError, NotFoundError, UnavailableError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/log.js';
 import type { Allocation, AllocationStatus } from '../../shared/proto.js';
 import type { LogData } from '../../shared/gen/mlfleet/v1/LogData.js';
@@ -100,11 +101,11 @@ interface Agent {
 }
 
 /** A reconciler over a data dir, as the agent opens it; closed in t.after() unless closed before. */
-function agent(t: TestContext, dataDir: string, driver: Driver, source: BlobSource, timing: Partial<ReconcilerTiming> = FAST): Agent {
+function agent(t: TestContext, dataDir: string, driver: Driver, source: BlobSource, timing: Partial<ReconcilerTiming> = FAST, extra: Partial<ReconcilerOptions> = {}): Agent {
   const state = LocalState.open(dataDir);
   const cache = ModelCache.open({ dir: path.join(dataDir, 'cache'), db: state.database, maxBytes: 1024 ** 3, source });
   const reports: AllocationStatus[][] = [];
-  const reconciler = new Reconciler({ driver, cache, state, advertiseHost: ADVERTISE, onStatus: (changed) => reports.push(changed), timing, log: silentLogger() });
+  const reconciler = new Reconciler({ driver, cache, state, advertiseHost: ADVERTISE, onStatus: (changed) => reports.push(changed), timing, log: silentLogger(), ...extra });
   reconciler.start();
   let closed: Promise<void> | undefined;
   const close = () =>
@@ -613,5 +614,118 @@ test('end to end with the process driver: a server reaches ready, and removal ki
     /ECONNREFUSED/,
     'the server is gone',
   );
-  assert.ok(a.states('web-1').includes('stopped'));
+  // Reports are debounced: the stopped one goes out a moment after the entry is forgotten.
+  await until('stopped reported', () => a.states('web-1').includes('stopped'));
+});
+
+const OUTPUT = { model: 'sentiment', format: '', metadata: { type: '', inputFormat: '', outputFormat: '', accuracy: 0, labels: {}, sourceJob: '', sourceDatasets: [] } };
+
+test('two attempts of the same job rank share one checkpoint directory on the host; each allocation gets its own output directory', async (t) => {
+  const dataDir = tempDir(t);
+  const driver = new FakeDriver('docker');
+  const a = agent(t, dataDir, driver, new MemoryBlobSource(), FAST, { dataDir });
+  const worker = (id: string, rank: number) => allocation(id, { rank, worldSize: 2 }, { kind: 'job', workload: 'train', tenant: 'acme' });
+  a.desire(1, [worker('attempt1-rank0', 0), worker('attempt1-rank1', 1)]);
+  await reachState(a, 'attempt1-rank0', 'running');
+  await reachState(a, 'attempt1-rank1', 'running');
+  const mounts = (id: string) => Object.fromEntries(driver.started.find((task) => task.allocationId === id)!.mounts.map((m) => [m.containerPath, m]));
+  const first = mounts('attempt1-rank0');
+  assert.equal(first['/checkpoint']?.hostPath, path.join(dataDir, 'checkpoints', 'acme', 'train', 'rank-0'));
+  assert.equal(first['/checkpoint']?.readOnly, false);
+  assert.equal(first['/output']?.hostPath, path.join(dataDir, 'outputs', 'attempt1-rank0'));
+  assert.equal(first['/output']?.readOnly, false);
+  assert.equal(mounts('attempt1-rank1')['/checkpoint']?.hostPath, path.join(dataDir, 'checkpoints', 'acme', 'train', 'rank-1'));
+  const env = driver.started[0]!.env;
+  assert.deepEqual([env.MLFLEET_OUTPUT_PATH, env.MLFLEET_CHECKPOINT_PATH], ['/output', '/checkpoint']);
+  writeFileSync(path.join(first['/checkpoint']!.hostPath, 'step'), '500');
+
+  // Attempt 1 fails and goes; attempt 2 lands on this host and finds the checkpoint.
+  driver.exit('attempt1-rank0', 1);
+  await reachState(a, 'attempt1-rank0', 'failed');
+  a.desire(2, []);
+  await until('attempt 1 removed', () => !a.reconciler.has('attempt1-rank0') && !a.reconciler.has('attempt1-rank1'));
+  assert.equal(existsSync(first['/output']!.hostPath), false, "a removed allocation's output directory goes with it");
+  a.desire(3, [worker('attempt2-rank0', 0)]);
+  await reachState(a, 'attempt2-rank0', 'running');
+  const second = mounts('attempt2-rank0');
+  assert.equal(second['/checkpoint']?.hostPath, first['/checkpoint']?.hostPath, 'the same checkpoint directory');
+  assert.equal(readFileSync(path.join(second['/checkpoint']!.hostPath, 'step'), 'utf8'), '500');
+  assert.notEqual(second['/output']?.hostPath, first['/output']?.hostPath);
+});
+
+test('under the process driver the output and checkpoint directories are host paths; a deployment gets neither', async (t) => {
+  const dataDir = tempDir(t);
+  const driver = new FakeDriver('process');
+  const a = agent(t, dataDir, driver, new MemoryBlobSource(), FAST, { dataDir });
+  a.desire(1, [allocation('job-1', {}, { kind: 'job', workload: 'train' }), allocation('web-1', {}, { kind: 'deployment' })]);
+  await reachState(a, 'job-1', 'running');
+  await reachState(a, 'web-1', 'running');
+  const job = driver.started.find((task) => task.allocationId === 'job-1')!;
+  assert.equal(job.env.MLFLEET_OUTPUT_PATH, path.join(dataDir, 'outputs', 'job-1'));
+  assert.equal(job.env.MLFLEET_CHECKPOINT_PATH, path.join(dataDir, 'checkpoints', 'acme', 'train', 'rank-0'));
+  assert.ok(existsSync(job.env.MLFLEET_OUTPUT_PATH!) && existsSync(job.env.MLFLEET_CHECKPOINT_PATH!), 'both exist before the task starts');
+  const web = driver.started.find((task) => task.allocationId === 'web-1')!;
+  assert.equal(web.env.MLFLEET_OUTPUT_PATH, undefined);
+  assert.equal(web.mounts.length, 0);
+});
+
+test("rank 0 of a job with an output model is completed only once its output is pushed, with the version; a failed push fails it; other ranks and failed tasks push nothing", async (t) => {
+  const dataDir = tempDir(t);
+  const driver = new FakeDriver('process');
+  const pushes: OutputPushRequest[] = [];
+  let answer: () => Promise<number> = async () => 7;
+  const a = agent(t, dataDir, driver, new MemoryBlobSource(), { ...FAST, outputRetryMs: 20 }, {
+    dataDir,
+    pushOutput: async (request) => {
+      pushes.push(request);
+      return answer();
+    },
+  });
+  const worker = (id: string, rank: number) => allocation(id, { rank, worldSize: 2, output: OUTPUT }, { kind: 'job', workload: id });
+  a.desire(1, [worker('ok', 0), worker('rank1', 1), worker('crash', 0), worker('refused', 0)]);
+  for (const id of ['ok', 'rank1', 'crash', 'refused']) await reachState(a, id, 'running');
+
+  // The leader is away for the first two tries: the push is tried again.
+  let tries = 0;
+  answer = async () => {
+    tries += 1;
+    if (tries <= 2) throw new UnavailableError('not connected to the leader');
+    return 7;
+  };
+  driver.exit('ok', 0);
+  await reachState(a, 'ok', 'completed');
+  assert.equal(a.reconciler.status('ok')?.outputVersion, 7);
+  assert.equal(tries, 3);
+  assert.deepEqual(pushes.map((p) => [p.allocationId, p.dir, p.output.model]), Array(3).fill(['ok', path.join(dataDir, 'outputs', 'ok'), 'sentiment']));
+
+  pushes.length = 0;
+  driver.exit('rank1', 0);
+  driver.exit('crash', 1);
+  await reachState(a, 'rank1', 'completed');
+  await reachState(a, 'crash', 'failed');
+  assert.deepEqual(pushes, [], 'only rank 0 pushes, and only after exiting 0');
+  assert.equal(a.reconciler.status('rank1')?.outputVersion, 0);
+
+  answer = async () => {
+    throw new InvalidArgumentError('the job exited 0 but wrote nothing to its output directory');
+  };
+  driver.exit('refused', 0);
+  await reachState(a, 'refused', 'failed');
+  assert.match(a.reconciler.status('refused')!.reason, /exited 0, but its output could not be pushed: .*wrote nothing/);
+});
+
+test("a job's checkpoints are removed once none of its allocations has been on the host for the retention; a job still here keeps them", async (t) => {
+  const dataDir = tempDir(t);
+  const driver = new FakeDriver('process');
+  const a = agent(t, dataDir, driver, new MemoryBlobSource(), { ...FAST, checkpointRetentionMs: 300, checkpointSweepMs: 20 }, { dataDir });
+  a.desire(1, [allocation('gone-1', {}, { kind: 'job', workload: 'gone' }), allocation('kept-1', {}, { kind: 'job', workload: 'kept' })]);
+  await reachState(a, 'gone-1', 'running');
+  await reachState(a, 'kept-1', 'running');
+  const gone = path.join(dataDir, 'checkpoints', 'acme', 'gone');
+  const kept = path.join(dataDir, 'checkpoints', 'acme', 'kept');
+  a.desire(2, [allocation('kept-1', {}, { kind: 'job', workload: 'kept' })]);
+  await until('gone-1 removed', () => !a.reconciler.has('gone-1'));
+  assert.ok(existsSync(gone), 'kept for a retry within the retention');
+  await until('the checkpoints of the job that left are removed', () => !existsSync(gone));
+  assert.ok(existsSync(kept));
 });

@@ -2,7 +2,8 @@
 // (gRPC download from an offset, hashed while it streams, verified, published by rename) and
 // compared, in the same run, with a baseline that sends the same bytes from disk through a
 // plain gRPC stream into a file with no hashing or verification. Reports the throughput of
-// each, their ratio, and the agent's peak RSS during the pull.
+// each, their ratio, and the agent's peak RSS during the pull; and, to tell where the time
+// goes, the CPU seconds of each process and the phases of the pull.
 // Goal: ratio >= 0.85 and agent RSS < 150 MB.
 //   npm run bench -- pull            1 GiB
 //   npm run bench -- pull --quick    256 MiB
@@ -52,6 +53,17 @@ function rssBytes(pid: number): number {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc; 0 once it is gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
+const round2 = (n: number) => Math.round(n * 100) / 100;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 try {
@@ -67,9 +79,15 @@ try {
   const server = node(plain, ['serve', model]);
   const port = (await line(server, 'stdout', (l) => l.startsWith('port'))).split(' ')[1]!;
   const b0 = process.hrtime.bigint();
+  const serverCpu0 = cpuSeconds(server.pid!);
   const fetch = node(plain, ['fetch', `127.0.0.1:${port}`, path.join(dir, 'baseline.out')]);
+  // Sampled while it runs: a process that has exited has no /proc entry to read.
+  let fetchCpu = 0;
+  const fetchSampler = setInterval(() => (fetchCpu = Math.max(fetchCpu, cpuSeconds(fetch.pid!))), 20);
   await exited(fetch);
   const baselineSeconds = Number(process.hrtime.bigint() - b0) / 1e9;
+  clearInterval(fetchSampler);
+  const serverCpu = cpuSeconds(server.pid!) - serverCpu0;
   server.kill('SIGTERM');
   rmSync(path.join(dir, 'baseline.out'), { force: true });
 
@@ -95,14 +113,27 @@ try {
     '--join-token-file', `${dir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'process', '--cache-max-bytes', '8Gi',
   ]);
   await line(agent, 'stderr', (l) => l.includes('connected to the leader'));
-  agent.stderr!.resume();
+  // The agent's own log times split the pull into phases: the command reaching it, the transfer
+  // (fetch, hash, write, verify, publish) and the cache report reaching GetNode.
+  const agentLog = new Map<string, number>();
+  createInterface({ input: agent.stderr! }).on('line', (l) => {
+    try {
+      const entry = JSON.parse(l) as { msg?: string; time?: string };
+      if (entry.msg && entry.time && !agentLog.has(entry.msg)) agentLog.set(entry.msg, Date.parse(entry.time));
+    } catch {
+      // not a log line
+    }
+  });
   await sleep(500);
   const idleRss = rssBytes(agent.pid!);
 
   let peakRss = idleRss;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssBytes(agent.pid!))), 50);
   const getNode = method('NodeService.GetNode');
+  const coordinatorCpu0 = cpuSeconds(coordinator.pid!);
+  const agentCpu0 = cpuSeconds(agent.pid!);
   const p0 = process.hrtime.bigint();
+  const p0Ms = Date.now();
   const prefetch = await callUnary(started.grpc, method('NodeService.PrefetchModel'), { node: 'bench-node', ref: 'bench:1' }, admin);
   if (prefetch.answer !== 'OK') throw new Error(`prefetch: ${prefetch.answer} ${prefetch.details}`);
   for (;;) {
@@ -112,7 +143,12 @@ try {
     await sleep(20);
   }
   const pullSeconds = Number(process.hrtime.bigint() - p0) / 1e9;
+  const seenMs = Date.now();
+  const coordinatorCpu = cpuSeconds(coordinator.pid!) - coordinatorCpu0;
+  const agentCpu = cpuSeconds(agent.pid!) - agentCpu0;
   clearInterval(sampler);
+  const startedMs = agentLog.get('downloading') ?? p0Ms;
+  const cachedMs = agentLog.get('cached') ?? seenMs;
 
   const mib = sizeBytes / 2 ** 20;
   const result = {
@@ -123,8 +159,11 @@ try {
     ratio: Number((baselineSeconds / pullSeconds).toFixed(3)),
     agentIdleRssMiB: Math.round(idleRss / 2 ** 20),
     agentPeakRssMiB: Math.round(peakRss / 2 ** 20),
+    // CPU seconds each side spent: what the throughput costs, less noisy than wall time on a busy host.
+    cpuSeconds: { baselineServer: round2(serverCpu), baselineClient: round2(fetchCpu), coordinator: round2(coordinatorCpu), agent: round2(agentCpu) },
+    phasesMs: { command: startedMs - p0Ms, transfer: cachedMs - startedMs, report: seenMs - cachedMs },
   };
-  console.log(`baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); agent RSS peak ${result.agentPeakRssMiB} MiB`);
+  console.log(`baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; cpu s ${JSON.stringify(result.cpuSeconds)}`);
   console.log(JSON.stringify({ ...result, goalMet: result.ratio >= 0.85 && result.agentPeakRssMiB < 150 }));
 } finally {
   for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');

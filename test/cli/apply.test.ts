@@ -98,6 +98,7 @@ test('a Job in human units becomes the wire spec: durations in ms, scalars in en
       deadlineMs: 2 * 3_600_000,
       constraints: { zone: 'eu-1', gpu: 'true' },
       priority: -5,
+      output: null,
     },
   } satisfies WorkloadObject);
 });
@@ -286,4 +287,21 @@ test('an object defined twice in one file is refused; the same name in two kinds
 test('a file without documents is refused', () => {
   assert.deepEqual(problems('', 'stdin'), ['stdin: no documents; expected YAML documents with kind: Deployment or kind: Job']);
   assert.deepEqual(problems('# nothing\n---\n', 'stdin'), ['stdin: no documents; expected YAML documents with kind: Deployment or kind: Job']);
+});
+
+test("a Job's output: the model its rank 0's /output is pushed as, with metadata; checked like models push", () => {
+  const [job] = parseWorkloadFile(
+    'kind: Job\nname: ft\nspec:\n  image: pytorch/pytorch:2.3\n  command: [python, train.py]\n  output: { model: sentiment, format: onnx, type: classification, accuracy: 0.91, meta: { team: nlp } }\n',
+    'ft.yaml',
+  );
+  assert.deepEqual(job?.kind === 'Job' ? job.spec.output : undefined, {
+    model: 'sentiment',
+    format: 'onnx',
+    metadata: { type: 'classification', inputFormat: '', outputFormat: '', accuracy: 0.91, labels: { team: 'nlp' }, sourceJob: '', sourceDatasets: [] },
+  });
+  const bad = problems('kind: Job\nname: ft\nspec:\n  image: i\n  command: [x]\n  output: { model: Bad Name, format: csv, accuracy: 2, sourceJob: forged }\n');
+  assert.ok(bad.some((p) => /spec\.output\.model: .*not valid/.test(p)), bad.join('\n'));
+  assert.ok(bad.some((p) => /spec\.output\.format: .*not a model format/.test(p)), bad.join('\n'));
+  assert.ok(bad.some((p) => /spec\.output\.accuracy: must be between 0 and 1/.test(p)), bad.join('\n'));
+  assert.ok(bad.some((p) => /spec\.output\.sourceJob: unknown field/.test(p)), bad.join('\n'));
 });

@@ -174,7 +174,7 @@ test('models push -o json prints the version with its stable fields', async (t) 
     format: 'other',
     directory: false,
     createdAt: version.createdAt,
-    metadata: { type: '', inputFormat: '', outputFormat: '', accuracy: 0, labels: { k: 'v=w' } },
+    metadata: { type: '', inputFormat: '', outputFormat: '', accuracy: 0, labels: { k: 'v=w' }, sourceJob: '', sourceDatasets: [] },
   });
   assert.equal((JSON.parse(first.stdout) as { format: string }).format, 'safetensors');
 });
@@ -344,7 +344,7 @@ test('show, ls, alias and rm: -o json has the stable fields; NAME:VERSION shows 
     format: 'onnx',
     directory: false,
     createdAt: artifact.versions[1]!.createdAt,
-    metadata: { type: 'classification', inputFormat: '', outputFormat: '', accuracy: 0, labels: {} },
+    metadata: { type: 'classification', inputFormat: '', outputFormat: '', accuracy: 0, labels: {}, sourceJob: '', sourceDatasets: [] },
   });
   assert.deepEqual(
     artifact.versions.map((v) => v.version),

@@ -111,6 +111,7 @@ interface JobJson {
   attempts: number;
   message: string;
   outputModel: string;
+  output: { model: string; format: string; type: string; inputFormat: string; outputFormat: string; accuracy: number; labels: Record<string, string> } | null;
   image: string;
   command: string[];
   workers: number;
@@ -143,6 +144,9 @@ test('bad flags and arguments are usage errors (exit 2) that never reach the coo
     [['jobs', 'run', 'train', '--image', 'busybox', '--retry-backoff', 'soon', '--', 'true'], /--retry-backoff "soon" is not a duration/],
     [['jobs', 'run', 'train', '--', 'true'], /give --stack STACK/],
     [['jobs', 'run', 'train', '--image', 'busybox', 'true'], /the command goes after --, as in: mlfleetctl jobs run NAME/],
+    [['jobs', 'run', 'train', '--image', 'busybox', '--output-model-type', 'x', '--', 'true'], /give --output-model NAME too/],
+    [['jobs', 'run', 'train', '--image', 'busybox', '--output-model', 'Bad Name', '--', 'true'], /output model "Bad Name" is not valid/],
+    [['jobs', 'run', 'train', '--image', 'busybox', '--output-model', 'm', '--output-model-format', 'csv', '--', 'true'], /Allowed choices are onnx/],
     [['deployments', 'scale', 'web', 'many'], /REPLICAS "many" is not a whole number/],
     [['logs', 'xyz'], /"xyz" is not an allocation id/],
     [['logs', 'abcd', '--tail', 'lots'], /--tail "lots" is not a size/],
@@ -410,6 +414,7 @@ test('jobs run, ls, show and cancel', async (t) => {
   );
   assert.equal(run.name, 'train');
   assert.equal(run.status, 'pending');
+  assert.equal(run.output, null);
   assert.deepEqual(run.command, ['python', 'train.py', '--epochs', '3']);
   assert.deepEqual([run.workers, run.maxRetries, run.retryBackoffMs, run.deadlineMs], [2, 1, 2_000, 3_600_000]);
   assert.deepEqual([run.resources.cpuMillis, run.resources.memoryBytes, run.env], [1000, GiB, { EPOCHS: '3' }]);
@@ -524,4 +529,19 @@ test('workload calls and streams given only a follower find the leader', async (
   );
   const events = ok(await viaFollower('events', '--no-follow', '--object', 'deployment/web'), 'events').trimEnd().split('\n');
   assert.match(events[0]!, /deployment\/web\s+Created\s/);
+});
+
+test('jobs run --output-model sends where the output goes and its metadata; jobs show says so', async (t) => {
+  const c = await cluster(t);
+  const run = json<JobJson>(
+    await c.ctl(
+      '-o', 'json', 'jobs', 'run', 'ft', '--image', 'pytorch/pytorch:2.3', '--output-model', 'sentiment', '--output-model-format', 'onnx',
+      '--output-model-type', 'classification', '--output-model-input', 'text', '--output-model-output', 'tensor', '--output-model-accuracy', '91%',
+      '--output-model-meta', 'team=nlp', '--', 'python', 'train.py',
+    ),
+    'jobs run',
+  );
+  assert.deepEqual(run.output, { model: 'sentiment', format: 'onnx', type: 'classification', inputFormat: 'text', outputFormat: 'tensor', accuracy: 0.91, labels: { team: 'nlp' } });
+  assert.equal(run.outputModel, '');
+  assert.match(ok(await c.ctl('jobs', 'show', 'ft'), 'jobs show'), /^Output model:\s+sentiment \(rank 0's \/output, pushed when the job succeeds\)$/m);
 });

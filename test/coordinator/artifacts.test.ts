@@ -1,13 +1,15 @@
 // The model and dataset registry through the real coordinator and blob store: versions,
-// digests, aliases and refs; and every kind of bad push is a clear error that stores nothing.
+// digests, aliases, refs and downloads; and every kind of bad push is a clear error that
+// stores nothing.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { CHUNK_HEADROOM, chunkMessage, withEncodedChunks } from '../../coordinator/api/artifact-service.js';
 import { setBearer } from '../../shared/auth.js';
-import type { Artifact } from '../../shared/proto.js';
+import { mlfleetV1, type Artifact } from '../../shared/proto.js';
 import { CoordinatorClient } from '../../shared/client.js';
 import { startLeader } from '../helpers/coordinator.js';
 import { callClientStream, callServerStream, callUnary, method } from '../helpers/raw-grpc.js';
@@ -70,6 +72,35 @@ test('each push is a new numbered version with its digest; refs resolve by numbe
   // Resume from an offset.
   assert.ok((await c.download({ ref: 'resnet:2', offset: 1000 })).bytes.equals(v2.subarray(1000)));
   for (const ref of ['resnet:9', 'resnet@staging', 'nothing']) assert.equal((await c.download({ ref })).answer, 'NOT_FOUND', ref);
+});
+
+test('a download of many chunks, from the start or from an odd offset, sends every byte once and in order', async (t) => {
+  const c = await setUp(t);
+  // Several times the chunks one download keeps in flight, so each buffer carries many chunks.
+  const bytes = randomBytes(5 * 1024 * 1024 + 12_345);
+  assert.equal((await c.pushBytes('llm', bytes)).answer, 'OK');
+  const whole = await c.download({ ref: 'llm' });
+  assert.equal(whole.answer, 'OK', whole.details);
+  assert.equal(whole.version?.digest, sha(bytes));
+  assert.ok(whole.bytes.equals(bytes), 'the whole content');
+  const tail = await c.download({ digest: sha(bytes), offset: 777_777 });
+  assert.equal(tail.answer, 'OK', tail.details);
+  assert.ok(tail.bytes.equals(bytes.subarray(777_777)), 'the content from the offset');
+  const none = await c.download({ digest: sha(bytes), offset: bytes.length });
+  assert.deepEqual([none.answer, none.bytes.length], ['OK', 0], 'from the end: the version and no bytes');
+});
+
+test('a chunk encoded in place is byte for byte what protobufjs encodes, whatever its length', () => {
+  const generated = mlfleetV1().ModelService.service;
+  const encoded = withEncodedChunks(generated);
+  for (const length of [0, 1, 127, 128, 16_383, 16_384, 256 * 1024, 2 ** 21 - 1, 2 ** 21]) {
+    const buffer = randomBytes(CHUNK_HEADROOM + length);
+    const message = chunkMessage(buffer, length);
+    assert.ok(message.chunk.equals(buffer.subarray(CHUNK_HEADROOM)), `${length}: the chunk is the bytes after the headroom`);
+    assert.ok(encoded.Download.responseSerialize(message).equals(generated.Download.responseSerialize({ chunk: message.chunk })), `${length} bytes`);
+  }
+  const version = { version: { name: 'resnet', version: 3 } };
+  assert.ok(encoded.Download.responseSerialize(version).equals(generated.Download.responseSerialize(version)), 'other messages are left to protobufjs');
 });
 
 test('identical content is stored once, and its blob goes with the last version that uses it', async (t) => {

@@ -74,7 +74,12 @@ function operatorRead(c: Caller, scope: Scope): Answer {
   return c === 'consumer' ? 'PERMISSION_DENIED' : ownTenantRead(c, scope);
 }
 
-/** Developers push and change their tenant's artifacts, consumers read them, nodes fetch blobs by digest. */
+/**
+ * Developers push and change their tenant's artifacts, consumers read them, nodes fetch blobs by
+ * digest. A node passes ModelService.Push's rule (an agent pushes a job's output model) but the
+ * handler refuses it unless the header names a job allocation with an output model placed on
+ * that node (test/coordinator/workloads.test.ts covers that one case): a plain push is refused.
+ */
 function artifactExpectations(service: string): Record<string, (caller: Caller, scope: Scope) => Answer> {
   return {
     [`${service}.Push`]: (c) => (c === 'admin' || c === 'developer' ? 'OK' : 'PERMISSION_DENIED'),

@@ -3,7 +3,12 @@
 // move, move off lost nodes; jobs run to completion, retry, fail, are cancelled; gangs are all
 // or nothing; quotas and priorities hold; plans never over-commit.
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Readable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { coordinatorOutputPusher } from '../../agent/job-output.js';
+import { JOB_PEER_PORT, taskEnvironment } from '../../shared/workloads.js';
 import { test, type TestContext } from 'node:test';
 import { CoordinatorClient } from '../../shared/client.js';
 import type { Deployment, Job, WorkloadEvent } from '../../shared/proto.js';
@@ -357,4 +362,125 @@ test('draining a node moves its replicas off it, each old one stopped only once 
   }
   await until('only generation 2 replicas', () => b.desired.length === 2 && b.desired.every((x) => !before.has(x.id)), 10_000);
   assert.deepEqual(b.desired.map((x) => b.run(x).env.MODE), ['fast', 'fast']);
+});
+
+test("a job's output: only rank 0's node pushes it, into the job's model and tenant with its lineage; the job succeeds naming the version", async (t) => {
+  const c = await cluster(t);
+  const reviews = Buffer.from('text,label\ngood,1\n');
+  await c.client.push('dataset', { name: 'reviews', format: 'csv', sizeBytes: reviews.length }, Readable.from([reviews]));
+  const a = await c.agent('node-a', { cpuMillis: 1000 });
+  const b = await c.agent('node-b', { cpuMillis: 1000 });
+  const output = { model: 'sentiment', format: 'onnx', metadata: { type: 'classification', inputFormat: 'text', outputFormat: 'tensor', accuracy: 0.9, labels: { team: 'nlp' }, sourceJob: '', sourceDatasets: [] as string[] } };
+  const spec = (name: string, extra: Record<string, unknown> = {}) => ({
+    spec: { name, image: 'mlfleet/runtime:0.1.0', command: ['node', 'train.js'], datasets: ['reviews'], workers: 1, resources: { cpuMillis: 800 }, output, ...extra },
+  });
+
+  // A bad output model name is refused up front, and nothing starts.
+  await assert.rejects(c.call('JobService', 'RunJob', spec('bad', { output: { ...output, model: 'Not A Name' } })), /INVALID_ARGUMENT: .*spec\.output\.model/);
+  await assert.rejects(c.call('JobService', 'RunJob', spec('bad', { output: { ...output, format: 'csv' } })), /INVALID_ARGUMENT: .*spec\.output\.format/);
+  await assert.rejects(getJob(c, 'bad'), /NOT_FOUND/);
+
+  await c.call('JobService', 'RunJob', spec('train'));
+  await until('placed', () => a.desired.length + b.desired.length === 1);
+  const [mine, other] = a.desired.length === 1 ? [a, b] : [b, a];
+  const worker = mine.desired[0]!;
+  assert.deepEqual(mine.run(worker).output?.model, 'sentiment');
+  mine.report({ id: worker.id, state: 'running' });
+  await eventually('running', 5_000, async () => ((await getJob(c, 'train')).allocations[0]?.status === 'running' ? true : undefined));
+
+  const dir = tempDir(t, 'output');
+  await writeFile(path.join(dir, 'model.onnx'), 'weights v1');
+  const pushAs = (agent: FakeAgent, model = 'sentiment') =>
+    coordinatorOutputPusher({ leader: () => c.address, token: () => agent.credential, credentials: grpc.credentials.createInsecure() })(
+      { allocationId: worker.id, dir, output: { ...output, model, metadata: { ...output.metadata, sourceJob: 'forged', sourceDatasets: [] } } },
+      new AbortController().signal,
+    );
+  // Another node, or another model name, is refused.
+  await assert.rejects(pushAs(other), { code: 'PERMISSION_DENIED' });
+  await assert.rejects(pushAs(mine, 'other-model'), { code: 'PERMISSION_DENIED' });
+  const version = await pushAs(mine);
+  assert.equal(version, 1);
+  const stored = (await c.client.getArtifact('model', 'sentiment')).versions[0]!;
+  assert.equal(stored.format, 'onnx');
+  assert.equal(stored.metadata?.type, 'classification');
+  assert.equal(stored.metadata?.sourceJob, 'job/train', 'the coordinator writes the lineage, not the agent');
+  assert.deepEqual(stored.metadata?.sourceDatasets, ['reviews:1']);
+  assert.equal(stored.metadata?.labels['source-attempt'], '1');
+  assert.equal(stored.metadata?.labels.team, 'nlp');
+
+  mine.report({ id: worker.id, state: 'completed', outputVersion: version });
+  const done = await eventually('succeeded', 5_000, async () => {
+    const j = await getJob(c, 'train');
+    return j.status === 'succeeded' ? j : undefined;
+  });
+  assert.equal(done.outputModel, 'sentiment:1');
+  assert.match(done.message, /its output is model sentiment:1/);
+  assert.ok((await events(c, 'job/train')).some((e) => e.type === 'Succeeded' && e.message.includes('sentiment:1')));
+  // The job has ended: its allocation pushes nothing more.
+  await assert.rejects(pushAs(mine), { code: 'PERMISSION_DENIED' });
+
+  // A job that fails pushes nothing, and a job without an output model cannot be pushed for.
+  await c.call('JobService', 'RunJob', spec('plain', { output: null }));
+  await until('placed', () => [...a.desired, ...b.desired].some((x) => x.workload === 'plain'));
+  const plainOn = a.desired.some((x) => x.workload === 'plain') ? a : b;
+  const plain = plainOn.desired.find((x) => x.workload === 'plain')!;
+  await assert.rejects(
+    coordinatorOutputPusher({ leader: () => c.address, token: () => plainOn.credential, credentials: grpc.credentials.createInsecure() })(
+      { allocationId: plain.id, dir, output },
+      new AbortController().signal,
+    ),
+    { code: 'PERMISSION_DENIED' },
+  );
+  assert.equal((await c.client.getArtifact('model', 'sentiment')).versions.length, 1);
+});
+
+test('a gang of 3 learns every rank\'s host:port and its master, the same on every worker', async (t) => {
+  const c = await cluster(t);
+  const agents = [await c.agent('node-a', { cpuMillis: 1000 }), await c.agent('node-b', { cpuMillis: 1000 }), await c.agent('node-c', { cpuMillis: 1000 })];
+  await c.call('JobService', 'RunJob', { spec: { name: 'ddp', image: 'i', command: ['torchrun', 'train.py'], workers: 3, resources: { cpuMillis: 800 } } });
+  await until('the gang is placed', () => agents.every((x) => x.desired.length === 1));
+  const workers = agents.map((x) => ({ node: x.name, allocation: x.desired[0]!, run: x.run(x.desired[0]!) })).sort((x, y) => x.run.rank - y.run.rank);
+  assert.deepEqual(workers.map((w) => w.run.rank), [0, 1, 2]);
+  for (const w of workers) {
+    assert.ok(w.allocation.hostPort > 0, 'each worker has a host port');
+    assert.equal(w.run.port, JOB_PEER_PORT, 'it listens on the peer port in its container');
+  }
+  const peers = workers.map((w) => `${w.node}:${w.allocation.hostPort}`);
+  for (const w of workers) {
+    assert.deepEqual(w.run.peers, peers, 'every worker has the same peers, in rank order');
+    const env = taskEnvironment(w.allocation.id, w.run, { model: undefined, datasets: {}, port: w.allocation.hostPort });
+    assert.equal(env.MLFLEET_PEERS, peers.join(','));
+    assert.equal(env.MASTER_ADDR, workers[0]!.node);
+    assert.equal(env.MASTER_PORT, String(workers[0]!.allocation.hostPort));
+    assert.equal(env.MLFLEET_WORLD_SIZE, '3');
+    assert.equal(env.MLFLEET_RANK, String(w.run.rank));
+  }
+});
+
+test("a gang's output is taken only once every worker exited 0: rank 0's push waits (UNAVAILABLE) until then", async (t) => {
+  const c = await cluster(t);
+  const a = await c.agent('node-a');
+  const output = { model: 'joint', format: 'other', metadata: null };
+  await c.call('JobService', 'RunJob', { spec: { name: 'pair', image: 'i', command: ['node'], workers: 2, output } });
+  await until('placed', () => a.desired.length === 2);
+  a.reportAll('running');
+  const [rank0, rank1] = [...a.desired].sort((x, y) => a.run(x).rank - a.run(y).rank);
+  await eventually('running', 5_000, async () => ((await getJob(c, 'pair')).allocations.every((x) => x.status === 'running') ? true : undefined));
+  const dir = tempDir(t, 'output');
+  await writeFile(path.join(dir, 'weights.bin'), 'joint weights');
+  const push = () =>
+    coordinatorOutputPusher({ leader: () => c.address, token: () => a.credential, credentials: grpc.credentials.createInsecure() })(
+      { allocationId: rank0!.id, dir, output: { ...output, metadata: { type: '', inputFormat: '', outputFormat: '', accuracy: 0, labels: {}, sourceJob: '', sourceDatasets: [] } } },
+      new AbortController().signal,
+    );
+  await assert.rejects(push(), (err: Error & { code?: string }) => err.code === 'UNAVAILABLE' && /worker 1 not done yet/.test(err.message));
+  a.report({ id: rank1!.id, state: 'completed' });
+  await eventually('rank 1 completed', 5_000, async () => ((await getJob(c, 'pair')).allocations.find((x) => x.rank === 1)?.status === 'completed' ? true : undefined));
+  assert.equal(await push(), 1);
+  a.report({ id: rank0!.id, state: 'completed', outputVersion: 1 });
+  const done = await eventually('succeeded', 5_000, async () => {
+    const j = await getJob(c, 'pair');
+    return j.status === 'succeeded' ? j : undefined;
+  });
+  assert.equal(done.outputModel, 'joint:1');
 });

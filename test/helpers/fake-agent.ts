@@ -27,6 +27,8 @@ export class FakeAgent {
   private readonly client: grpc.Client;
   private call: grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut> | undefined;
   private heartbeats: NodeJS.Timeout | undefined;
+  /** The node credential the leader issued when this agent joined (what a real agent pushes job outputs with). */
+  credential: string | undefined;
   /** Latency samples the next heartbeat carries, as a gateway would report them. */
   readonly latencies: Array<{ tenant: string; model: string; allocation: string; count: number; errors: number; p50Ms: number; p99Ms: number }> = [];
 
@@ -55,6 +57,7 @@ export class FakeAgent {
     call.on('data', (message: CoordinatorMessageOut) => {
       if (message.msg === 'welcome' && message.welcome) {
         welcomed = true;
+        if (message.welcome.nodeCredential) this.credential = message.welcome.nodeCredential;
         let seq = 0;
         clearInterval(this.heartbeats);
         this.heartbeats = setInterval(() => call.write({ heartbeat: { seq: ++seq, sentAtMs: Date.now(), latencies: this.latencies.splice(0) } }), message.welcome.heartbeatIntervalMs);
@@ -89,10 +92,10 @@ export class FakeAgent {
   }
 
   /** Reports allocation states, as the reconciler does when they change. */
-  report(...statuses: Array<{ id: string; state: string; reason?: string; exitCode?: number; endpoint?: string }>): void {
+  report(...statuses: Array<{ id: string; state: string; reason?: string; exitCode?: number; endpoint?: string; outputVersion?: number }>): void {
     this.call!.write({
       status: {
-        allocations: statuses.map((s) => ({ id: s.id, state: s.state, reason: s.reason ?? '', exitCode: s.exitCode ?? 0, endpoint: s.endpoint ?? '', updatedAtMs: Date.now() })),
+        allocations: statuses.map((s) => ({ id: s.id, state: s.state, reason: s.reason ?? '', exitCode: s.exitCode ?? 0, endpoint: s.endpoint ?? '', updatedAtMs: Date.now(), outputVersion: s.outputVersion ?? 0 })),
         cache: [],
       },
     });

@@ -36,7 +36,7 @@ interface PushOptions {
 }
 
 /** "k=v", repeatable: the version's free key/values. */
-function metaFlag(text: string, previous: Record<string, string> = {}): Record<string, string> {
+export function metaFlag(text: string, previous: Record<string, string> = {}): Record<string, string> {
   const eq = text.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`"${text}" is not key=value`);
   const key = text.slice(0, eq).trim();
@@ -45,7 +45,7 @@ function metaFlag(text: string, previous: Record<string, string> = {}): Record<s
 }
 
 /** 0.978 or 97.8%: a fraction between 0 and 1. */
-function accuracyFlag(text: string): number {
+export function accuracyFlag(text: string): number {
   const trimmed = text.trim();
   const percent = trimmed.endsWith('%');
   const value = Number(percent ? trimmed.slice(0, -1) : trimmed) / (percent ? 100 : 1);

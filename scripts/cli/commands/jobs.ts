@@ -1,12 +1,14 @@
 // `mlfleetctl jobs …`: training and data-processing jobs — run (flags compiled by
 // shared/workload-spec.ts, as `apply -f` does), list, show, logs, cancel.
 import { Option, type Command } from 'commander';
+import { ARTIFACT_FORMATS, checkName } from '../../../shared/artifact-ref.js';
 import { FailedPreconditionError } from '../../../shared/errors.js';
-import { compileJobSpec } from '../../../shared/workload-spec.js';
+import { compileJobSpec, type JobOutputInput } from '../../../shared/workload-spec.js';
 import { withContext } from '../context.js';
-import { countFlag, durationFlag } from '../flags.js';
+import { countFlag, durationFlag, usageParser } from '../flags.js';
 import { jobCancelledView, jobCreatedView, jobDetailView, jobListView } from '../views/jobs.js';
 import { addLogOptions, printLogs, type LogOptions } from './allocations.js';
+import { accuracyFlag, metaFlag } from './artifacts.js';
 import { addWorkloadOptions, commandAfterDashes, refFlag, repeatable, resourcesFrom, runtimeFrom, wholeFlag, workloadNameArgument, type WorkloadOptions } from './deploy.js';
 
 interface RunOptions extends WorkloadOptions {
@@ -15,10 +17,29 @@ interface RunOptions extends WorkloadOptions {
   retries?: number;
   retryBackoff?: number;
   deadline?: number;
+  outputModel?: string;
+  outputModelFormat?: string;
+  outputModelType?: string;
+  outputModelInput?: string;
+  outputModelOutput?: string;
+  outputModelAccuracy?: number;
+  outputModelMeta?: Record<string, string>;
 }
 
 interface TenantOption {
   tenant?: string;
+}
+
+/** The --output-model-* flags; the others need --output-model (a usage error without it). */
+function outputFrom(options: RunOptions, command: Command): JobOutputInput | undefined {
+  const { outputModel: model, outputModelFormat: format, outputModelType: type, outputModelInput: inputFormat, outputModelOutput: outputFormat, outputModelAccuracy: accuracy, outputModelMeta: labels } = options;
+  if (model === undefined) {
+    if ([format, type, inputFormat, outputFormat, accuracy, labels].some((v) => v !== undefined)) {
+      command.error('the --output-model-* flags describe the output model: give --output-model NAME too');
+    }
+    return undefined;
+  }
+  return { model, format, type, inputFormat, outputFormat, accuracy, labels };
 }
 
 export function registerJobCommands(program: Command): void {
@@ -34,7 +55,18 @@ export function registerJobCommands(program: Command): void {
     .addOption(new Option('--dataset <ref>', 'a dataset mounted read-only at /data/NAME (repeat for more)').argParser(repeatable(refFlag)))
     .addOption(new Option('--retries <n>', 'attempts after the first that fails (default: 0)').argParser(wholeFlag('--retries', 0, 2 ** 32 - 1)))
     .addOption(new Option('--retry-backoff <duration>', 'wait before a retry, doubled each time (default: 1s)').argParser(durationFlag('--retry-backoff')))
-    .addOption(new Option('--deadline <duration>', 'an attempt still running after this fails the job (default: none)').argParser(durationFlag('--deadline', 'leave it out for no deadline')));
+    .addOption(new Option('--deadline <duration>', 'an attempt still running after this fails the job (default: none)').argParser(durationFlag('--deadline', 'leave it out for no deadline')))
+    .addOption(
+      new Option('--output-model <name>', "on success, rank 0's /output (MLFLEET_OUTPUT_PATH) is pushed as the next version of this model").argParser(
+        usageParser((text: string) => checkName(text, 'output model')),
+      ),
+    )
+    .addOption(new Option('--output-model-format <format>', "the output's format (default: from the file extension, or saved_model.pb in a directory)").choices(ARTIFACT_FORMATS.model))
+    .option('--output-model-type <type>', 'what the output model does (as models push --type)')
+    .option('--output-model-input <format>', 'what it takes (as models push --input-format)')
+    .option('--output-model-output <format>', 'what it gives (as models push --output-format)')
+    .addOption(new Option('--output-model-accuracy <a>', 'its accuracy, 0.978 or 97.8% (as models push --accuracy)').argParser(accuracyFlag))
+    .addOption(new Option('--output-model-meta <key=value>', 'a free key/value of the output version (repeat for more)').argParser(metaFlag));
   addWorkloadOptions(run, 'worker').action((name: string, operands: string[], options: RunOptions, command: Command) => {
     const spec = compileJobSpec({
       name,
@@ -49,6 +81,7 @@ export function registerJobCommands(program: Command): void {
       deadlineMs: options.deadline,
       constraints: options.constraint,
       priority: options.priority,
+      output: outputFrom(options, command),
     });
     return withContext(command, async (ctx) => ctx.print(jobCreatedView(await ctx.client().runJob(spec, options.tenant))));
   });

@@ -13,6 +13,9 @@ export interface ArtifactMetadataJson {
   /** 0 when unknown. */
   accuracy: number;
   labels: Record<string, string>;
+  /** Lineage of a version a job pushed: "job/NAME" and the dataset versions it read ("name:3"); '' and [] otherwise. */
+  sourceJob: string;
+  sourceDatasets: string[];
 }
 
 export interface ArtifactVersionJson {
@@ -58,6 +61,8 @@ function metadataJson(metadata: ArtifactMetadata | null): ArtifactMetadataJson {
     outputFormat: metadata?.outputFormat ?? '',
     accuracy: metadata?.accuracy ?? 0,
     labels: sortedRecord(metadata?.labels ?? {}),
+    sourceJob: metadata?.sourceJob ?? '',
+    sourceDatasets: [...(metadata?.sourceDatasets ?? [])],
   };
 }
 
@@ -156,9 +161,13 @@ export function artifactDetailView(artifact: Artifact, now = Date.now()): Printa
           m.inputFormat || m.outputFormat ? `${m.inputFormat || '?'} → ${m.outputFormat || '?'}` : '-',
           m.accuracy > 0 ? String(m.accuracy) : '-',
           Object.keys(m.labels).length > 0 ? formatLabels(m.labels) : '-',
+          m.sourceJob ? [m.sourceJob, ...m.sourceDatasets].join(' ← ') : '-',
         ];
       });
-      return `${head}\n${table(['VERSION', 'FORMAT', 'SIZE', 'DIGEST', 'CREATED', 'ALIASES', 'TYPE', 'INPUT → OUTPUT', 'ACCURACY', 'META'], rows)}`;
+      // SOURCE only when some version has lineage (a job pushed it), so hand-pushed models read as before.
+      const lineage = rows.some((row) => row.at(-1) !== '-');
+      const columns = ['VERSION', 'FORMAT', 'SIZE', 'DIGEST', 'CREATED', 'ALIASES', 'TYPE', 'INPUT → OUTPUT', 'ACCURACY', 'META', ...(lineage ? ['SOURCE'] : [])];
+      return `${head}\n${table(columns, lineage ? rows : rows.map((row) => row.slice(0, -1)))}`;
     },
   };
 }

@@ -17,6 +17,8 @@ export interface JobJson {
   message: string;
   /** The model version the job pushed, when it did; '' otherwise. */
   outputModel: string;
+  /** Where rank 0's /output goes when the job succeeds (--output-model); null: nowhere. */
+  output: { model: string; format: string; type: string; inputFormat: string; outputFormat: string; accuracy: number; labels: Record<string, string> } | null;
   stack: string;
   image: string;
   command: string[];
@@ -47,6 +49,17 @@ export function jobJson(job: Job): JobJson {
     attempts: job.attempts,
     message: job.message,
     outputModel: job.outputModel,
+    output: spec?.output
+      ? {
+          model: spec.output.model,
+          format: spec.output.format,
+          type: spec.output.metadata?.type ?? '',
+          inputFormat: spec.output.metadata?.inputFormat ?? '',
+          outputFormat: spec.output.metadata?.outputFormat ?? '',
+          accuracy: spec.output.metadata?.accuracy ?? 0,
+          labels: sortedRecord(spec.output.metadata?.labels ?? {}),
+        }
+      : null,
     stack: spec?.stack ?? '',
     image: spec?.image ?? '',
     command: [...(spec?.command ?? [])],
@@ -106,6 +119,7 @@ function detailTable(job: Job, now: number): string {
   );
   if (Object.keys(j.env).length > 0) head.push(['Env', formatLabels(j.env)]);
   if (j.outputModel) head.push(['Output model', j.outputModel]);
+  else if (j.output) head.push(['Output model', `${j.output.model} (rank 0's /output, pushed when the job succeeds)`]);
   head.push(['Created', j.createdAt ?? '-'], ['Started', j.startedAt ?? '-'], ['Finished', j.finishedAt ?? '-'], ['Duration', runTime(job, now)]);
   const workersLine: KeyValue[] = [['Allocations', j.allocations.length === 0 ? '<none>' : `${j.allocations.length} (attempt ${j.allocations[0]!.attempt})`]];
   const blocks = [keyValues(head, workersLine), keyValues(workersLine, head)];

@@ -1,0 +1,125 @@
+// A job's result, from this host to the leader: once rank 0's task has exited 0, the reconciler
+// hands its /output directory here, and it goes up through ModelService.Push with this node's
+// credential, naming the job allocation (the coordinator checks that the allocation is rank 0
+// of a job placed on this node that declares an output model, and picks the tenant, the model
+// and the lineage itself: coordinator/api/job-output-push.ts). A directory holding exactly one
+// regular file sends that file; any other content goes as the deterministic tar `models push DIR`
+// sends, so the same output gets the same digest.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { inferArtifactFormat } from '../shared/artifact-ref.js';
+import { setBearer } from '../shared/auth.js';
+import { FailedPreconditionError, MlfleetError, UnavailableError, fromGrpcError } from '../shared/errors.js';
+import { mlfleetV1, type ArtifactVersion, type PushHeader } from '../shared/proto.js';
+import { packDirectory } from '../shared/tar.js';
+import type { RunOutput } from '../shared/workloads.js';
+
+export interface OutputPushRequest {
+  allocationId: string;
+  /** The host directory the task saw as /output. */
+  dir: string;
+  output: RunOutput;
+}
+
+/** Pushes a finished job's output; resolves with the version it became. A transient error (isTransient): try again later. */
+export type OutputPusher = (request: OutputPushRequest, signal: AbortSignal) => Promise<number>;
+
+/**
+ * Worth trying again: the leader is away or moving (UNAVAILABLE, NOT_LEADER), or it waits for
+ * the job's other workers to finish first.
+ */
+export function isTransient(err: unknown): boolean {
+  return MlfleetError.is(err) && (err.code === 'UNAVAILABLE' || err.code === 'NOT_LEADER');
+}
+
+export interface CoordinatorOutputPusherOptions {
+  /** The leader the session is connected to, if any. */
+  leader: () => string | undefined;
+  token: () => string | undefined;
+  credentials: grpc.ChannelCredentials;
+}
+
+/** Bytes per chunk message, as `models push` sends them. */
+const CHUNK_BYTES = 1 << 20;
+
+/** What /output holds, ready to send. */
+export interface OutputContent {
+  directory: boolean;
+  sizeBytes: number;
+  /** sha256:<hex>, computed for a directory's tar; '' for a file (the coordinator hashes it anyway). */
+  digest: string;
+  format: string;
+  open(): Readable;
+}
+
+/** Looks at the output directory: one regular file is sent as it is, anything else as a tar. */
+export async function outputContent(dir: string, format: string): Promise<OutputContent> {
+  const entries = await fs.readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw err;
+  });
+  if (entries.length === 0) throw new FailedPreconditionError('the job exited 0 but wrote nothing to its output directory (/output, MLFLEET_OUTPUT_PATH)');
+  if (entries.length === 1 && entries[0]!.isFile()) {
+    const file = path.join(dir, entries[0]!.name);
+    const stat = await fs.stat(file);
+    if (stat.size === 0) throw new FailedPreconditionError(`the job's only output, ${entries[0]!.name}, is empty`);
+    return { directory: false, sizeBytes: stat.size, digest: '', format: format || inferArtifactFormat('model', file, undefined), open: () => createReadStream(file, { highWaterMark: CHUNK_BYTES }) };
+  }
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  for await (const chunk of packDirectory(dir) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    sizeBytes += chunk.length;
+  }
+  const savedModel = (await fs.stat(path.join(dir, 'saved_model.pb')).catch(() => undefined))?.isFile() ?? false;
+  return { directory: true, sizeBytes, digest: `sha256:${hash.digest('hex')}`, format: format || inferArtifactFormat('model', dir, { savedModel }), open: () => packDirectory(dir) };
+}
+
+export function coordinatorOutputPusher(options: CoordinatorOutputPusherOptions): OutputPusher {
+  return async ({ allocationId, dir, output }, signal) => {
+    const content = await outputContent(dir, output.format);
+    const address = options.leader();
+    if (!address) throw new UnavailableError('not connected to the leader; the output is pushed when the session is back');
+    const header: PushHeader = {
+      name: output.model,
+      format: content.format,
+      directory: content.directory,
+      sizeBytes: content.sizeBytes,
+      digest: content.digest,
+      metadata: output.metadata,
+      jobAllocation: allocationId,
+    };
+    const client = new (mlfleetV1().ModelService)(address, options.credentials);
+    const body = content.open();
+    try {
+      const version = await new Promise<ArtifactVersion>((resolve, reject) => {
+        const call = client.push(setBearer(new grpc.Metadata(), options.token()), (err, value) => (err ? reject(fromGrpcError(err)) : resolve(value as ArtifactVersion)));
+        const onAbort = () => call.cancel();
+        signal.addEventListener('abort', onAbort, { once: true });
+        call.on('status', () => signal.removeEventListener('abort', onAbort));
+        void (async () => {
+          try {
+            call.write({ header });
+            for await (const chunk of body as AsyncIterable<Buffer>) {
+              for (let at = 0; at < chunk.length; at += CHUNK_BYTES) {
+                if (!call.write({ chunk: chunk.subarray(at, at + CHUNK_BYTES) })) await new Promise((resume) => call.once('drain', resume));
+              }
+            }
+            call.end();
+          } catch (err) {
+            call.cancel();
+            reject(err as Error);
+          }
+        })();
+      });
+      return version.version;
+    } finally {
+      body.destroy();
+      client.close();
+    }
+  };
+}
