@@ -441,37 +441,8 @@ export class Reconciler {
 
   /** The driver's view of the allocation: mounts, environment, resources. */
   private task(allocation: Allocation, spec: RunSpec, held: Held[]): Task {
-    // The process driver mounts nothing: the task reads the cache on the host and listens on
-    // the host port itself. In a container, the mounts and the container's port.
-    const onHost = this.driver.name === 'process';
-    const model = held.find((h) => h.blob === spec.model);
-    const dirs = this.jobDirs(allocation, spec);
-    const env = taskEnvironment(allocation.id, spec, {
-      model: model ? (onHost ? model.lease.path : model.blob.mountPath) : undefined,
-      datasets: Object.fromEntries(held.filter((h) => h.blob !== spec.model).map((h) => [h.blob.name, onHost ? h.lease.path : h.blob.mountPath])),
-      port: onHost ? allocation.hostPort : spec.port,
-      output: dirs && (onHost ? dirs.output : OUTPUT_MOUNT),
-      checkpoint: dirs && (onHost ? dirs.checkpoint : CHECKPOINT_MOUNT),
-    });
-    const writable = dirs
-      ? [
-          { hostPath: dirs.output, containerPath: OUTPUT_MOUNT, readOnly: false },
-          { hostPath: dirs.checkpoint, containerPath: CHECKPOINT_MOUNT, readOnly: false },
-        ]
-      : [];
-    return {
-      allocationId: allocation.id,
-      kind: allocation.kind,
-      workload: allocation.workload,
-      tenant: allocation.tenant,
-      spec,
-      cpuMillis: allocation.resources?.cpuMillis ?? 0,
-      memoryBytes: allocation.resources?.memoryBytes ?? 0,
-      gpuIndexes: [...allocation.gpuIndexes],
-      hostPort: allocation.hostPort,
-      mounts: [...held.map((h) => ({ hostPath: h.lease.path, containerPath: h.blob.mountPath, readOnly: true })), ...writable],
-      env,
-    };
+    const paths = new Map(held.map((h) => [h.blob, h.lease.path]));
+    return driverTask(allocation, spec, paths, { onHost: this.driver.name === 'process', dirs: this.jobDirs(allocation, spec) });
   }
 
   /** Removes the task of an allocation nobody wants (after its job stops), then forgets it. */
@@ -721,4 +692,47 @@ export function parseRunSpec(json: string): RunSpec {
 
 function seconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(1))}s`;
+}
+
+/**
+ * The Task a driver gets for an allocation: the blobs at `paths` in the cache mounted
+ * read-only (or, on the host, given by path), the job's writable directories, the environment.
+ * The process driver mounts nothing: the task reads the cache on the host and listens on the
+ * host port itself; in a container, the mounts and the container's port.
+ */
+export function driverTask(
+  allocation: Allocation,
+  spec: RunSpec,
+  paths: ReadonlyMap<RunBlob, string>,
+  options: { onHost: boolean; dirs: { output: string; checkpoint: string } | undefined },
+): Task {
+  const { onHost, dirs } = options;
+  const where = (blob: RunBlob) => (onHost ? paths.get(blob)! : blob.mountPath);
+  const blobs = [...paths.keys()];
+  const env = taskEnvironment(allocation.id, spec, {
+    model: spec.model && paths.has(spec.model) ? where(spec.model) : undefined,
+    datasets: Object.fromEntries(blobs.filter((b) => b !== spec.model).map((b) => [b.name, where(b)])),
+    port: onHost ? allocation.hostPort : spec.port,
+    output: dirs && (onHost ? dirs.output : OUTPUT_MOUNT),
+    checkpoint: dirs && (onHost ? dirs.checkpoint : CHECKPOINT_MOUNT),
+  });
+  const writable = dirs
+    ? [
+        { hostPath: dirs.output, containerPath: OUTPUT_MOUNT, readOnly: false },
+        { hostPath: dirs.checkpoint, containerPath: CHECKPOINT_MOUNT, readOnly: false },
+      ]
+    : [];
+  return {
+    allocationId: allocation.id,
+    kind: allocation.kind,
+    workload: allocation.workload,
+    tenant: allocation.tenant,
+    spec,
+    cpuMillis: allocation.resources?.cpuMillis ?? 0,
+    memoryBytes: allocation.resources?.memoryBytes ?? 0,
+    gpuIndexes: [...allocation.gpuIndexes],
+    hostPort: allocation.hostPort,
+    mounts: [...blobs.map((b) => ({ hostPath: paths.get(b)!, containerPath: b.mountPath, readOnly: true })), ...writable],
+    env,
+  };
 }

@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import { containerSpec } from '../../agent/drivers/docker-driver.js';
+import { driverTask } from '../../agent/reconciler.js';
 import type { Task } from '../../agent/drivers/driver.js';
 import { CoordinatorClient, type StackInput } from '../../shared/client.js';
 import type { Allocation } from '../../shared/proto.js';
 import { compileDeploymentSpec, type DeploymentInput } from '../../shared/workload-spec.js';
-import { taskEnvironment } from '../../shared/workloads.js';
 import { startLeader } from '../helpers/coordinator.js';
 import { until } from '../helpers/eventually.js';
 import { FakeAgent, type FakeAgentOptions } from '../helpers/fake-agent.js';
@@ -73,23 +73,11 @@ async function placed(agent: FakeAgent, deployment: string): Promise<Allocation>
   return agent.desired.find((a) => a.workload === deployment)!;
 }
 
-/** The Task the agent's reconciler hands the docker driver for an allocation (agent/reconciler.ts). */
+/** The Task the agent's reconciler hands the docker driver for an allocation, the model in its cache. */
 function dockerTask(agent: FakeAgent, allocation: Allocation): Task {
   const spec = agent.run(allocation);
   const model = spec.model!;
-  return {
-    allocationId: allocation.id,
-    kind: allocation.kind,
-    workload: allocation.workload,
-    tenant: allocation.tenant,
-    spec,
-    cpuMillis: allocation.resources?.cpuMillis ?? 0,
-    memoryBytes: allocation.resources?.memoryBytes ?? 0,
-    gpuIndexes: [...allocation.gpuIndexes],
-    hostPort: allocation.hostPort,
-    mounts: [{ hostPath: `/var/lib/mlfleet/cache/${model.digest.slice(7)}`, containerPath: model.mountPath, readOnly: true }],
-    env: taskEnvironment(allocation.id, spec, { model: model.mountPath, datasets: {}, port: spec.port }),
-  };
+  return driverTask(allocation, spec, new Map([[model, `/var/lib/mlfleet/cache/${model.digest.slice(7)}`]]), { onHost: false, dirs: undefined });
 }
 
 interface ServingExpectation {
