@@ -230,7 +230,7 @@ export class Coordinator {
       } as grpc.UntypedServiceImplementation,
     );
     serve(v1.ClusterService.service, clusterService({ edge, status: () => this.status() }));
-    serve(v1.NodeService.service, nodeService({ edge, registry, revision, artifacts: this.artifacts, allocated: (node) => workloads().allocatedOn(node) }));
+    serve(v1.NodeService.service, nodeService({ edge, registry, revision, artifacts: this.artifacts, allocated: () => workloads().allocatedByNode() }));
     serve(v1.TenantService.service, tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant), computeUsed: (tenant) => workloads().usage(tenant) }));
     serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs: (node, id) => workloads().jobOutputTarget(node, id) }));
     serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer }));

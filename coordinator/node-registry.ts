@@ -93,6 +93,11 @@ export class NodeRegistry {
     return [...this.nodes.values()].sort((a, b) => a.record.name.localeCompare(b.record.name));
   }
 
+  /** The node's view, or undefined when there is no such node. */
+  find(name: string): NodeView | undefined {
+    return this.nodes.get(name);
+  }
+
   get(name: string): NodeView {
     const view = this.nodes.get(name);
     if (!view) throw new NotFoundError(`node "${name}" not found; \`mlfleetctl nodes ls\` lists the nodes`);

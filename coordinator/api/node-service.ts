@@ -15,8 +15,8 @@ export interface NodeServiceDeps {
   /** The registry while this coordinator leads; throws NotLeaderError otherwise. */
   registry(): NodeRegistry;
   revision(): Promise<number>;
-  /** What placed allocations hold on a node. */
-  allocated(node: string): Resources;
+  /** What placed allocations hold, per node (nodes holding nothing are absent). */
+  allocated(): Map<string, Resources>;
 }
 
 export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplementation {
@@ -28,7 +28,7 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
       async ({ name }): Promise<Node> => {
         const registry = deps.registry();
         await act(registry, name);
-        return toProtoNode(registry.get(name), deps.allocated(name));
+        return toProtoNode(registry.get(name), deps.allocated().get(name));
       },
       ({ name }) => `node/${name}`,
     );
@@ -37,14 +37,15 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
     ListNodes: edge.unary('NodeService.ListNodes', listNodesSchema, async ({ status, selector }) => {
       const registry = deps.registry();
       const revision = await deps.revision();
+      const allocated = deps.allocated();
       const nodes = registry
         .list()
         .filter((view) => !status || displayStatus(view.record) === status)
         .filter((view) => Object.entries(selector).every(([k, v]) => view.record.labels[k] === v))
-        .map((view) => toProtoNode(view, deps.allocated(view.record.name)));
+        .map((view) => toProtoNode(view, allocated.get(view.record.name)));
       return { nodes, revision };
     }),
-    GetNode: edge.unary('NodeService.GetNode', nodeNameRequestSchema, async ({ name }) => toProtoNode(deps.registry().get(name), deps.allocated(name))),
+    GetNode: edge.unary('NodeService.GetNode', nodeNameRequestSchema, async ({ name }) => toProtoNode(deps.registry().get(name), deps.allocated().get(name))),
     CordonNode: action('CordonNode', (registry, name) => registry.cordon(name)),
     UncordonNode: action('UncordonNode', (registry, name) => registry.uncordon(name)),
     DrainNode: action('DrainNode', (registry, name) => registry.drain(name)),

@@ -218,7 +218,8 @@ export class WorkloadController {
   }
 
   listDeployments(tenant: string | undefined): Deployment[] {
-    return listed(this.deployments, tenant).map((key) => this.deploymentView(key));
+    const health = this.nodeHealth();
+    return listed(this.deployments, tenant).map((key) => this.deploymentView(key, health));
   }
 
   /**
@@ -349,31 +350,31 @@ export class WorkloadController {
   }
 
   /** Compute a tenant holds now (allocations placed and not ended). */
-  usage(tenant: string): ResourceRequest & { deployments: number } {
-    const used = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, gpuModel: '', nicMbps: 0, deployments: 0 };
-    for (const { record: a } of this.allocations.values()) {
-      if (a.tenant !== tenant || !isLive(a)) continue;
-      used.cpuMillis += a.resources.cpuMillis;
-      used.memoryBytes += a.resources.memoryBytes;
-      used.gpus += a.resources.gpus;
-      used.gpuMemoryBytes += a.resources.gpus > 0 ? this.gpuMemoryHeld(a) : a.resources.gpuMemoryBytes;
-    }
-    used.deployments = [...this.deployments.values()].filter((d) => d.record.tenant === tenant).length;
-    return used;
+  usage(tenant: string): Resources & { deployments: number } {
+    const used = this.held((a) => (a.tenant === tenant ? tenant : undefined)).get(tenant) ?? nothingHeld();
+    return { ...used, deployments: listed(this.deployments, tenant).length };
   }
 
-  /** What live allocations hold on a node (whole GPUs count their devices' memory). */
-  allocatedOn(node: string): Resources {
-    const held = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, nicMbps: 0 };
+  /** What live allocations hold on every node that holds anything (whole GPUs count their devices' memory). */
+  allocatedByNode(): Map<string, Resources> {
+    return this.held((a) => a.node);
+  }
+
+  /** Sums what live allocations hold, grouped by `group` (undefined: left out); one pass. */
+  private held(group: (a: AllocationRecord) => string | undefined): Map<string, Resources> {
+    const sums = new Map<string, Resources>();
     for (const { record: a } of this.allocations.values()) {
-      if (a.node !== node || !isLive(a)) continue;
-      held.cpuMillis += a.resources.cpuMillis;
-      held.memoryBytes += a.resources.memoryBytes;
-      held.gpus += a.resources.gpus;
-      held.gpuMemoryBytes += a.resources.gpus > 0 ? this.gpuMemoryHeld(a) : a.resources.gpuMemoryBytes;
-      held.nicMbps += a.resources.nicMbps;
+      const key = isLive(a) ? group(a) : undefined;
+      if (key === undefined) continue;
+      let sum = sums.get(key);
+      if (!sum) sums.set(key, (sum = nothingHeld()));
+      sum.cpuMillis += a.resources.cpuMillis;
+      sum.memoryBytes += a.resources.memoryBytes;
+      sum.gpus += a.resources.gpus;
+      sum.gpuMemoryBytes += a.resources.gpus > 0 ? this.gpuMemoryHeld(a) : a.resources.gpuMemoryBytes;
+      sum.nicMbps += a.resources.nicMbps;
     }
-    return held;
+    return sums;
   }
 
   // ---- agents ------------------------------------------------------------------------------
@@ -836,10 +837,10 @@ export class WorkloadController {
     return stored;
   }
 
-  private deploymentView(key: string): Deployment {
+  private deploymentView(key: string, health = this.nodeHealth()): Deployment {
     const { record } = this.deployments.get(key)!;
     const mine = this.allocationsOf('deployment', record.tenant, record.spec.name);
-    const decision = decideDeployment(record, mine, this.nodeHealth());
+    const decision = decideDeployment(record, mine, health);
     const reason = this.pendingReasons.get(workloadKey('deployment', record.tenant, record.spec.name));
     const ready = mine.filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length;
     const failedRecently = mine.some((a) => a.status === 'failed' && this.deps.clock.now() - a.updatedAtMs < 60_000);
@@ -884,7 +885,7 @@ export class WorkloadController {
   }
 
   private gpuMemoryHeld(a: AllocationRecord): number {
-    const node = this.deps.nodes.list().find((v) => v.record.name === a.node);
+    const node = this.deps.nodes.find(a.node);
     return a.gpuIndexes.reduce((sum, index) => sum + (node?.record.capacity.gpus.find((g) => g.index === index)?.memoryBytes ?? 0), 0);
   }
 }
@@ -906,6 +907,10 @@ function listed(map: Map<string, Stored<{ tenant: string }>>, tenant: string | u
     .filter(([, stored]) => tenant === undefined || stored.record.tenant === tenant)
     .map(([key]) => key)
     .sort();
+}
+
+function nothingHeld(): Resources {
+  return { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, nicMbps: 0 };
 }
 
 function withDefaults(requested: ResourceRequest | null): ResourceRequest {
