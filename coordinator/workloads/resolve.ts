@@ -60,7 +60,12 @@ export async function resolveJob(artifacts: ArtifactRegistry, stacks: StackLooku
     names.add(blob.name);
     datasets.push(blob);
   }
-  const command = spec.command.length > 0 ? spec.command : (stack?.trainCommand ?? []);
+  if (stack && stack.trainCommand.length === 0) {
+    throw new InvalidArgumentError(`stack "${stack.name}" does not train (it has no train command); run the job with --image, or on a stack that trains`);
+  }
+  // On a stack, the job's command is the arguments of the stack's train command (for onnx: the
+  // script and its arguments); with an image, the whole argv.
+  const command = stack ? [...stack.trainCommand, ...spec.command] : spec.command;
   if (command.length === 0) throw new InvalidArgumentError('a job needs a command (after --, or `command:` in YAML)');
   if (spec.output) checkName(spec.output.model, 'output model');
   return {

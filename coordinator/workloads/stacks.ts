@@ -24,6 +24,9 @@ export const DEFAULT_STACK_READINESS_TIMEOUT_MS = 15 * 60_000;
 type StackFields = Omit<Stack, 'builtin' | 'readinessTimeoutMs' | 'trainCommand' | 'command' | 'env' | 'gpus'> &
   Partial<Pick<Stack, 'command' | 'env' | 'gpus' | 'trainCommand'>>;
 
+/** Where the onnx image carries the training runner (scripts/images/onnx.mjs). */
+export const ONNX_TRAIN_RUNNER = '/opt/mlfleet/dist/agent/stacks/onnx/train.js';
+
 function builtIn(fields: StackFields): Stack {
   return { command: [], env: {}, gpus: false, trainCommand: [], ...fields, readinessTimeoutMs: DEFAULT_STACK_READINESS_TIMEOUT_MS, builtin: true };
 }
@@ -37,13 +40,15 @@ function builtIn(fields: StackFields): Stack {
 export const BUILT_IN_STACKS: readonly Stack[] = [
   builtIn({
     name: 'onnx',
-    description: 'the reference ONNX runtime (Open Inference Protocol v2 over HTTP)',
+    description: 'the reference ONNX runtime (Open Inference Protocol v2 over HTTP); trains by running a Node script that writes ONNX',
     image: 'mlfleet/onnx:0.1.0',
     formats: ['onnx'],
     modelMount: '/model',
     port: 8080,
     protocol: 'v2',
     readinessPath: '/v2/health/ready',
+    // agent/stacks/onnx/train.ts: the job's command is the script (and its arguments) to run.
+    trainCommand: ['node', ONNX_TRAIN_RUNNER],
   }),
   // TensorFlow Serving (https://www.tensorflow.org/tfx/serving/docker): the image serves REST
   // on 8501 (gRPC on 8500) and its entrypoint loads MODEL_BASE_PATH/MODEL_NAME, with

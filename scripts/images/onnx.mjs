@@ -1,11 +1,15 @@
-// mlfleet/onnx: the "onnx" stack's serving image (coordinator/workloads/stacks.ts): the reference
-// ONNX runtime (agent/stacks/onnx, compiled) on mlfleet/runtime. One layer adds, under /opt/mlfleet
-// and in the repository's own layout (dist/…, node_modules/…, a package.json that makes the .js
-// files ES modules):
-//   - the compiled server and exactly the dist modules it imports (followed from server.js; a
-//     bare import other than onnxruntime-node or a node: builtin stops the build),
+// mlfleet/onnx: the "onnx" stack's image (coordinator/workloads/stacks.ts): the reference ONNX
+// runtime (agent/stacks/onnx, compiled) on mlfleet/runtime, and its training side. One layer
+// adds, under /opt/mlfleet and in the repository's own layout (dist/…, node_modules/…, a
+// package.json that makes the .js files ES modules):
+//   - the compiled server, the training runner (train.js) and exactly the dist modules they
+//     import (followed from both; a bare import other than the packages below or a node: builtin
+//     stops the build), with the onnx.proto the ONNX writer loads,
+//   - /opt/mlfleet/onnx.js, the ONNX writer for training scripts (`import { encodeModel } from
+//     '/opt/mlfleet/onnx.js'`),
 //   - onnxruntime-node and onnxruntime-common as installed here, with only this platform's
 //     native binding and libonnxruntime.so (found next to the binding through its RUNPATH),
+//   - protobufjs (the writer's encoder) and the packages it depends on, their JavaScript only,
 //   - on a scratch runtime, the host libraries onnxruntime needs that node does not (librt).
 // Nothing is downloaded. The command is the server; the model is expected at /model, the port
 // is 8080, as the stack says. Build with `npm run build` first: the image takes dist/ as it is.
@@ -23,8 +27,14 @@ import { runtimeImage } from './runtime.mjs';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PREFIX = '/opt/mlfleet';
 const SERVER = 'dist/agent/stacks/onnx/server.js';
-/** The one npm package the server may import; its own dependency comes with it. */
-const PACKAGES = ['onnxruntime-node', 'onnxruntime-common'];
+/** The training runner: the stack's train command runs it (ONNX_TRAIN_RUNNER in stacks.ts). */
+const TRAINER = 'dist/agent/stacks/onnx/train.js';
+/** The ONNX writer training scripts import (as /opt/mlfleet/onnx.js), and the proto it loads (its ONNX_PROTO). */
+const WRITER = 'dist/agent/stacks/onnx/onnx-model.js';
+const ONNX_PROTO = 'agent/stacks/onnx/onnx.proto';
+/** The npm packages the image's modules may import; onnxruntime-node's own dependency comes with it. */
+const PACKAGES = ['onnxruntime-node', 'onnxruntime-common', 'protobufjs'];
+const IMPORTABLE = new Set(['onnxruntime-node', 'protobufjs']);
 /** Label holding onnxSourceDigest(), so a test can tell an image built from older code. */
 export const DIGEST_LABEL = 'org.mlfleet.source-digest';
 
@@ -40,6 +50,7 @@ export const onnxImage = {
     const files = await imageFiles();
     const entries = files.map((file) => ({ name: `${PREFIX}/${file.path}`, source: path.join(ROOT, file.path), mode: file.mode }));
     entries.push({ name: `${PREFIX}/package.json`, content: `${JSON.stringify({ name: 'mlfleet-onnx', version, private: true, type: 'module' }, null, 2)}\n` });
+    entries.push({ name: `${PREFIX}/onnx.js`, content: `// The ONNX writer for training scripts (agent/stacks/onnx/onnx-model.ts).\nexport * from './${WRITER}';\n` });
     // A scratch runtime holds exactly what this host's node loads; onnxruntime needs a little
     // more. An image FROM a distribution's node image has its own, matching, libraries.
     const scratch = (runtime.Config.Labels ?? {})['org.opencontainers.image.base.name'] === 'scratch';
@@ -75,7 +86,7 @@ export const onnxImage = {
  */
 export async function onnxSourceDigest() {
   const hash = createHash('sha256');
-  for (const file of await serverModules()) hash.update(`${file}\0`).update(await readFile(path.join(ROOT, file))).update('\0');
+  for (const file of [...(await serverModules()), ONNX_PROTO]) hash.update(`${file}\0`).update(await readFile(path.join(ROOT, file))).update('\0');
   for (const name of PACKAGES) {
     const { version } = JSON.parse(await readFile(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8'));
     hash.update(`${name}@${version}\0`);
@@ -85,7 +96,7 @@ export async function onnxSourceDigest() {
 
 /** Every file the layer takes from the repository, relative to it, with its mode. */
 async function imageFiles() {
-  const files = (await serverModules()).map((file) => ({ path: file, mode: 0o644 }));
+  const files = [...(await serverModules()), ONNX_PROTO].map((file) => ({ path: file, mode: 0o644 }));
   const ortNode = 'node_modules/onnxruntime-node';
   const native = `bin/napi-v6/${process.platform}/${process.arch}`;
   if (!existsSync(path.join(ROOT, ortNode, native, 'onnxruntime_binding.node'))) {
@@ -100,14 +111,35 @@ async function imageFiles() {
   for (const file of await listFiles(path.join(ortCommon, 'dist/cjs'), (name) => name.endsWith('.js') || name === 'package.json')) {
     files.push({ path: file, mode: 0o644 });
   }
+  for (const name of await withDependencies('protobufjs')) {
+    const dir = `node_modules/${name}`;
+    // JavaScript and package.json files only: no bundles (dist/), command-line tools or types.
+    const keep = (rel) => /\.(js|json)$/.test(rel) && !/^(dist|cli|bin|scripts|tests?)\//.test(rel);
+    for (const file of await listFiles(dir, () => true)) if (keep(path.posix.relative(dir, file))) files.push({ path: file, mode: 0o644 });
+  }
   return files;
 }
 
-/** server.js and every dist module it reaches through relative imports (and its worker's URL). */
-async function serverModules() {
-  if (!existsSync(path.join(ROOT, SERVER))) throw new Error(`${SERVER} is missing: run npm run build first`);
+/** A package and, transitively, what it depends on (as installed here; @types/ left out). */
+async function withDependencies(name) {
   const seen = new Set();
-  const queue = [SERVER];
+  const queue = [name];
+  while (queue.length > 0) {
+    const next = queue.pop();
+    if (seen.has(next) || next.startsWith('@types/')) continue;
+    seen.add(next);
+    const manifest = JSON.parse(await readFile(path.join(ROOT, 'node_modules', next, 'package.json'), 'utf8'));
+    queue.push(...Object.keys(manifest.dependencies ?? {}));
+  }
+  return [...seen].sort();
+}
+
+/** The server, the training runner, the ONNX writer and every dist module they reach through relative imports (and the worker's URL). */
+async function serverModules() {
+  const entries = [SERVER, TRAINER, WRITER];
+  for (const entry of entries) if (!existsSync(path.join(ROOT, entry))) throw new Error(`${entry} is missing: run npm run build first`);
+  const seen = new Set();
+  const queue = [...entries];
   while (queue.length > 0) {
     const file = queue.pop();
     if (seen.has(file)) continue;
@@ -122,8 +154,8 @@ async function serverModules() {
         if (!target.startsWith('dist/')) throw new Error(`${file} imports ${specifier}, outside dist/`);
         if (!existsSync(path.join(ROOT, target))) throw new Error(`${file} imports ${specifier}, which is not built (${target})`);
         queue.push(target);
-      } else if (!specifier.startsWith('node:') && specifier !== 'onnxruntime-node') {
-        throw new Error(`${file} imports '${specifier}': the onnx image carries only onnxruntime-node and node's builtins`);
+      } else if (!specifier.startsWith('node:') && !IMPORTABLE.has(specifier)) {
+        throw new Error(`${file} imports '${specifier}': the onnx image carries only ${[...IMPORTABLE].join(', ')} and node's builtins`);
       }
     }
   }

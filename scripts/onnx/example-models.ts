@@ -1,7 +1,7 @@
 // The small ONNX models the project makes itself (no download at run time): what the ONNX
 // stack's tests serve, and what `make-example-models` writes for trying a deployment by hand.
 // Each is a few hundred bytes and exercises one thing a serving runtime must get right.
-import { encodeModel, type ElementType, type ModelSpec } from './onnx-model.js';
+import { encodeModel, type ElementType, type ModelSpec } from '../../agent/stacks/onnx/onnx-model.js';
 
 /** y = x·W + b: FP32 input [batch, 3] with a dynamic batch, output [batch, 1]. */
 export const LINEAR_WEIGHTS = { w: [0.5, -1.25, 2], b: [0.75] };

@@ -118,7 +118,7 @@ test('the built-in stacks are listed first, as documented, and cannot be replace
   ]);
   assert.deepEqual(await c.admin.getStack('onnx'), {
     name: 'onnx',
-    description: 'the reference ONNX runtime (Open Inference Protocol v2 over HTTP)',
+    description: 'the reference ONNX runtime (Open Inference Protocol v2 over HTTP); trains by running a Node script that writes ONNX',
     image: 'mlfleet/onnx:0.1.0',
     formats: ['onnx'],
     modelMount: '/model',
@@ -129,7 +129,7 @@ test('the built-in stacks are listed first, as documented, and cannot be replace
     command: [],
     env: {},
     gpus: false,
-    trainCommand: [],
+    trainCommand: ['node', '/opt/mlfleet/dist/agent/stacks/onnx/train.js'],
     builtin: true,
   });
   await assert.rejects(c.admin.registerStack(stack('onnx', { formats: ['onnx'] })), { code: 'FAILED_PRECONDITION', message: /"onnx" is built in and cannot be replaced/ });

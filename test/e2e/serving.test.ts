@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { CoordinatorClient } from '../../shared/client.js';
 import type { Deployment } from '../../shared/proto.js';
-import { encodeModel } from '../../scripts/onnx/onnx-model.js';
+import { encodeModel } from '../../agent/stacks/onnx/onnx-model.js';
 import { linearModel } from '../../scripts/onnx/example-models.js';
 import { startLeader } from '../helpers/coordinator.js';
 import { eventually } from '../helpers/eventually.js';

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
 import * as ort from 'onnxruntime-node';
 import { linearModel } from '../../scripts/onnx/example-models.js';
-import { encodeModel } from '../../scripts/onnx/onnx-model.js';
+import { encodeModel } from '../../agent/stacks/onnx/onnx-model.js';
 import { eventually } from '../helpers/eventually.js';
 import { ensureOnnxImage } from '../helpers/images.js';
 import { freePort } from '../helpers/net.js';

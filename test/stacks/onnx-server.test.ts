@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { fromFloat16Bits, toFloat16Bits } from '../../agent/stacks/onnx/datatypes.js';
 import { denseModel, greetingModel, identityModel, IDENTITY_TYPES, linearModel, offsetModel } from '../../scripts/onnx/example-models.js';
-import { encodeModel, type ModelSpec } from '../../scripts/onnx/onnx-model.js';
+import { encodeModel, type ModelSpec } from '../../agent/stacks/onnx/onnx-model.js';
 import { eventually } from '../helpers/eventually.js';
 import { Daemon, REPO_ROOT } from '../helpers/processes.js';
 

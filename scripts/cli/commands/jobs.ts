@@ -50,7 +50,7 @@ export function registerJobCommands(program: Command): void {
     .command('run')
     .description('submit a job: WORKERS workers run the command together (a gang: all placed or none) until it exits')
     .addArgument(workloadNameArgument('job'))
-    .argument('[command...]', "after --: the command each worker runs (default: the stack's training command)")
+    .argument('[command...]', "after --: with --image, the command each worker runs; with --stack, the arguments of the stack's train command (onnx: the script, e.g. /data/trainer/train.mjs)")
     .addOption(new Option('--workers <n>', 'workers in the gang; each gets MLFLEET_RANK and MLFLEET_WORLD_SIZE (default: 1)').argParser(countFlag('--workers')))
     .addOption(new Option('--dataset <ref>', 'a dataset mounted read-only at /data/NAME (repeat for more)').argParser(repeatable(refFlag)))
     .addOption(new Option('--retries <n>', 'attempts after the first that fails (default: 0)').argParser(wholeFlag('--retries', 0, 2 ** 32 - 1)))

@@ -1,13 +1,15 @@
 // Writes ONNX model files without Python: a small description of a graph (typed inputs and
 // outputs, nodes, initializers) encoded as an ONNX ModelProto with protobufjs and the vendored
-// subset of onnx.proto next to this file. Enough for the example models the project makes for
-// its tests and demos; not a general ONNX toolkit.
+// subset of onnx.proto next to this file. The onnx stack's training side: the mlfleet/onnx image
+// carries it as /opt/mlfleet/onnx.js for training scripts to write their models with (see
+// train.ts), and the project makes its example and test models with it. Not a general ONNX
+// toolkit: enough to write the graphs a small trainer produces.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 
-/** scripts/onnx/onnx.proto, from dist/scripts/onnx/ where this module runs. */
-export const ONNX_PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../scripts/onnx/onnx.proto');
+/** agent/stacks/onnx/onnx.proto, from dist/agent/stacks/onnx/ where this module runs (in the image too). */
+export const ONNX_PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../agent/stacks/onnx/onnx.proto');
 
 /** TensorProto.DataType, by ONNX's own names. */
 export const ELEMENT_TYPES = {
