@@ -59,14 +59,14 @@ async function main() {
   }
   for (const image of selected) {
     const tag = `${image.repository}:${version}`;
-    const found = args.values.force ? undefined : await inspect(docker, tag);
+    const found = args.values.force ? undefined : await upToDate(docker, image, tag);
     if (found) {
       console.log(`${tag} is already built (${found.Id.slice(0, 19)}); --force rebuilds it`);
       continue;
     }
     await withLock(async () => {
       // Another build may have finished while this one waited for the lock.
-      const built = args.values.force ? undefined : await inspect(docker, tag);
+      const built = args.values.force ? undefined : await upToDate(docker, image, tag);
       if (built) return console.log(`${tag} was built meanwhile (${built.Id.slice(0, 19)})`);
       const previous = await inspect(docker, tag);
       await build(docker, image, tag, { version, base: args.values.base });
@@ -74,6 +74,19 @@ async function main() {
     });
   }
   return 0;
+}
+
+/**
+ * The image under `tag` unless it is missing or, for an image that records the code it was built
+ * from (onnx: its compiled server and trainer), built from other code than what is here now.
+ */
+async function upToDate(docker, image, tag) {
+  const found = await inspect(docker, tag);
+  if (!found || !image.sourceDigest) return found;
+  const [label, digest] = [found.Config.Labels?.[image.digestLabel], await image.sourceDigest()];
+  if (label === digest) return found;
+  console.log(`${tag} was built from other code (source digest ${label ?? 'none'}, now ${digest}): rebuilding it`);
+  return undefined;
 }
 
 async function build(docker, image, tag, { version, base }) {

@@ -266,11 +266,24 @@ export class Gateway {
     for (const [name, value] of Object.entries(answer.headers)) {
       if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
     }
-    res.writeHead(answer.statusCode, out);
+    const length = Number(answer.headers['content-length']);
     try {
-      await pipeline(answer.body, res);
+      if (length >= 0 && length <= WHOLE_ANSWER_BYTES) {
+        // Most answers are small: passed on whole, with their length, the status line, headers
+        // and body go out in one write (a chunked answer would take a write more per request,
+        // and the write syscalls are most of what a gateway spends).
+        const chunks: Buffer[] = [];
+        for await (const chunk of answer.body as AsyncIterable<Buffer>) chunks.push(chunk);
+        const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        res.writeHead(answer.statusCode, { ...out, 'content-length': String(body.length) });
+        res.end(body);
+      } else {
+        res.writeHead(answer.statusCode, out);
+        await pipeline(answer.body, res);
+      }
     } catch {
-      res.destroy();
+      if (res.headersSent) res.destroy();
+      else json(res, 502, { error: `replica ${endpoint.address} broke off its answer` });
       return 502;
     }
     return answer.statusCode;
@@ -286,6 +299,9 @@ export class Gateway {
     return window;
   }
 }
+
+/** Answers up to this size are read whole and sent on in one write; larger ones are streamed. */
+const WHOLE_ANSWER_BYTES = 1 << 20;
 
 /** Headers that belong to one connection, not to the request passed on. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'host', 'content-length']);

@@ -41,7 +41,10 @@ export const DIGEST_LABEL = 'org.mlfleet.source-digest';
 export const onnxImage = {
   name: 'onnx',
   repository: 'mlfleet/onnx',
-  description: 'mlfleet reference ONNX runtime (Open Inference Protocol v2 over HTTP, onnxruntime-node)',
+  description: 'mlfleet reference ONNX runtime (Open Inference Protocol v2 over HTTP, onnxruntime-node) and its training runner',
+  /** The label recording sourceDigest(): `npm run images` rebuilds an image built from other code. */
+  digestLabel: DIGEST_LABEL,
+  sourceDigest: () => onnxSourceDigest(),
 
   /** @param {{ workDir: string, base: string | undefined, version: string }} options */
   async context({ workDir, version }) {

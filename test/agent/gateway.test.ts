@@ -203,3 +203,45 @@ test('/v2/select/infer picks by criteria: hard ones never violated, then latency
   assert.equal(vague.status, 400);
   assert.equal((await infer(g, '/v2/select/infer', { ...headers, 'mlfleet-prefer': 'cheapest' })).status, 400);
 });
+
+test('answers pass through whole: small ones with their length, chunked and large ones streamed, statuses and headers kept', async (t) => {
+  const big = Buffer.alloc(3 * 2 ** 20, 'x');
+  const server = http.createServer((req, res) => {
+    if (req.url!.includes('chunked')) {
+      res.writeHead(201, { 'content-type': 'application/json', 'x-replica': 'one' });
+      res.write('{"part": 1,');
+      setTimeout(() => res.end('"rest": true}'), 20);
+    } else if (req.url!.includes('big')) {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length });
+      res.end(big);
+    } else {
+      const text = '{"error": "bad tensor"}';
+      res.writeHead(400, { 'content-type': 'application/json', 'content-length': text.length });
+      res.end(text);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const g = await gateway(t);
+  g.setRoutes({ revision: 1, models: [route('m', [{ id: 'a', node: 'here', address: `127.0.0.1:${(server.address() as AddressInfo).port}` }])] });
+  const [host, port] = g.address.split(':') as [string, string];
+  const get = (path: string) =>
+    new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      http.get({ host, port: Number(port), path }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      }).on('error', reject);
+    });
+  const small = await get('/v2/models/m/ready?small');
+  assert.equal(small.status, 400);
+  assert.equal(small.headers['content-length'], String('{"error": "bad tensor"}'.length));
+  assert.deepEqual(JSON.parse(small.body.toString()), { error: 'bad tensor' });
+  const chunked = await get('/v2/models/m/ready?chunked');
+  assert.equal(chunked.status, 201);
+  assert.equal(chunked.headers['x-replica'], 'one');
+  assert.deepEqual(JSON.parse(chunked.body.toString()), { part: 1, rest: true });
+  const large = await get('/v2/models/m/ready?big');
+  assert.equal(large.status, 200);
+  assert.ok(large.body.equals(big), `a ${big.length}-byte answer arrives whole (${large.body.length} bytes)`);
+});

@@ -1,7 +1,11 @@
 // `npm run bench -- gateway [--quick]`: inference through an agent's gateway against inference
-// straight to the replica — the same model (the example linear model on the reference ONNX
-// runtime), the same client, the same run. Latency with one request at a time (p50/p99), and
-// throughput with 16 in flight; each measured twice, alternating, and the better kept.
+// straight to the replica — the same model on the reference ONNX runtime, the same client, the
+// same run. Latency with one request at a time (p50/p99), and throughput with 16 in flight; each
+// measured twice, alternating, and the better kept. Two models: the example linear model, whose
+// inference costs next to nothing (so the figures are HTTP alone, a proxy's worst case), and a
+// 512-wide dense layer, a small model that does some work. Client, gateway and replica share
+// this machine's cores: the throughput ratio is the replica's and client's CPU per request over
+// theirs plus the gateway's.
 // Goal: the gateway adds <= 0.5 ms at p50 and keeps >= 85% of direct throughput.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { exampleModels } from '../../scripts/onnx/example-models.js';
+import { encodeModel } from '../../agent/stacks/onnx/onnx-model.js';
+import { denseModel, exampleModels } from '../../scripts/onnx/example-models.js';
 import { freePort } from '../helpers/net.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -60,48 +65,89 @@ async function load(url: string, concurrency: number): Promise<Load> {
   return JSON.parse(await firstLine(child)) as Load;
 }
 
-try {
-  writeFileSync(path.join(dir, 'linear.onnx'), exampleModels()['linear.onnx']!);
-  writeFileSync(path.join(dir, 'request.json'), JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 3], data: [1, 2, 3, 4, 5, 6] }] }));
+/** A model the bench serves, and the request it sends. */
+interface Case {
+  name: string;
+  what: string;
+  model: Uint8Array;
+  request: unknown;
+}
+
+const DENSE = 512;
+const CASES: Case[] = [
+  {
+    name: 'linear',
+    what: 'the example linear model (2×3 in, 2×1 out): next to no inference, so what is left is HTTP: the worst case for a proxy',
+    model: exampleModels()['linear.onnx']!,
+    request: { inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 3], data: [1, 2, 3, 4, 5, 6] }] },
+  },
+  {
+    name: `dense-${DENSE}`,
+    what: `a ${DENSE}×${DENSE} dense layer (1×${DENSE} in and out, about 5 KB of JSON each way): a small model that does some work`,
+    model: encodeModel(denseModel(DENSE)),
+    request: { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, DENSE], data: Array.from({ length: DENSE }, (_, i) => (i % 13) / 13) }] },
+  },
+];
+
+interface Result {
+  direct: { p50Ms: number; p99Ms: number; rps: number };
+  gateway: { p50Ms: number; p99Ms: number; rps: number };
+  addedP50Ms: number;
+  throughputRatio: number;
+  errors: number;
+}
+
+async function measure(c: Case): Promise<Result> {
+  const modelFile = path.join(dir, `${c.name}.onnx`);
+  writeFileSync(modelFile, c.model);
+  writeFileSync(path.join(dir, 'request.json'), JSON.stringify(c.request));
   const port = await freePort();
-  node(path.join(root, 'dist/agent/stacks/onnx/server.js'), [], { MLFLEET_MODEL_PATH: path.join(dir, 'linear.onnx'), MLFLEET_MODEL_NAME: 'linear', PORT: String(port) });
+  const server = node(path.join(root, 'dist/agent/stacks/onnx/server.js'), [], { MLFLEET_MODEL_PATH: modelFile, MLFLEET_MODEL_NAME: c.name, PORT: String(port) });
   const replica = `127.0.0.1:${port}`;
   for (let i = 0; i < 200 && !(await ready(`http://${replica}/v2/health/ready`)); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-  const gateway = (await firstLine(node(path.join(here, 'lib/gateway-proc.js'), ['linear', replica]), 'address ')).split(' ')[1]!;
-  const path_ = '/v2/models/linear/infer';
-  const direct = `http://${replica}${path_}`;
-  const through = `http://${gateway}${path_}`;
-  await load(direct, 4);
-  await load(through, 4); // warm both paths up
-
-  const best = (a: Load, b: Load, by: 'latency' | 'rps') => (by === 'latency' ? (a.p50Ms <= b.p50Ms ? a : b) : a.rps >= b.rps ? a : b);
-  const runs: Record<string, Load[]> = { directLatency: [], gatewayLatency: [], directThroughput: [], gatewayThroughput: [] };
-  for (let round = 0; round < 2; round++) {
-    runs.directLatency!.push(await load(direct, 1));
-    runs.gatewayLatency!.push(await load(through, 1));
-    runs.directThroughput!.push(await load(direct, 16));
-    runs.gatewayThroughput!.push(await load(through, 16));
+  const gatewayProc = node(path.join(here, 'lib/gateway-proc.js'), [c.name, replica]);
+  const gateway = (await firstLine(gatewayProc, 'address ')).split(' ')[1]!;
+  try {
+    const path_ = `/v2/models/${c.name}/infer`;
+    const direct = `http://${replica}${path_}`;
+    const through = `http://${gateway}${path_}`;
+    await load(direct, 4);
+    await load(through, 4); // warm both paths up
+    const runs: Record<string, Load[]> = { directLatency: [], gatewayLatency: [], directThroughput: [], gatewayThroughput: [] };
+    for (let round = 0; round < 2; round++) {
+      runs.directLatency!.push(await load(direct, 1));
+      runs.gatewayLatency!.push(await load(through, 1));
+      runs.directThroughput!.push(await load(direct, 16));
+      runs.gatewayThroughput!.push(await load(through, 16));
+    }
+    const best = (a: Load, b: Load, by: 'latency' | 'rps') => (by === 'latency' ? (a.p50Ms <= b.p50Ms ? a : b) : a.rps >= b.rps ? a : b);
+    const pick = (name: string, by: 'latency' | 'rps') => runs[name]!.reduce((a, b) => best(a, b, by));
+    const directLatency = pick('directLatency', 'latency');
+    const gatewayLatency = pick('gatewayLatency', 'latency');
+    const directThroughput = pick('directThroughput', 'rps');
+    const gatewayThroughput = pick('gatewayThroughput', 'rps');
+    return {
+      direct: { p50Ms: directLatency.p50Ms, p99Ms: directLatency.p99Ms, rps: directThroughput.rps },
+      gateway: { p50Ms: gatewayLatency.p50Ms, p99Ms: gatewayLatency.p99Ms, rps: gatewayThroughput.rps },
+      addedP50Ms: Number((gatewayLatency.p50Ms - directLatency.p50Ms).toFixed(3)),
+      throughputRatio: Number((gatewayThroughput.rps / directThroughput.rps).toFixed(3)),
+      errors: Object.values(runs).flat().reduce((sum, r) => sum + r.errors, 0),
+    };
+  } finally {
+    for (const child of [server, gatewayProc]) child.kill('SIGTERM');
   }
-  const pick = (name: string, by: 'latency' | 'rps') => runs[name]!.reduce((a, b) => best(a, b, by));
-  const directLatency = pick('directLatency', 'latency');
-  const gatewayLatency = pick('gatewayLatency', 'latency');
-  const directThroughput = pick('directThroughput', 'rps');
-  const gatewayThroughput = pick('gatewayThroughput', 'rps');
-  const addedP50Ms = Number((gatewayLatency.p50Ms - directLatency.p50Ms).toFixed(3));
-  const throughputRatio = Number((gatewayThroughput.rps / directThroughput.rps).toFixed(3));
-  console.log(`one at a time: direct p50 ${directLatency.p50Ms} ms p99 ${directLatency.p99Ms} ms; through the gateway p50 ${gatewayLatency.p50Ms} ms p99 ${gatewayLatency.p99Ms} ms (+${addedP50Ms} ms)`);
-  console.log(`16 in flight: direct ${directThroughput.rps} req/s, through the gateway ${gatewayThroughput.rps} req/s (${(throughputRatio * 100).toFixed(1)}%)`);
-  const errors = Object.values(runs).flat().reduce((sum, r) => sum + r.errors, 0);
-  console.log(JSON.stringify({
-    bench: 'gateway',
-    seconds,
-    direct: { p50Ms: directLatency.p50Ms, p99Ms: directLatency.p99Ms, rps: directThroughput.rps },
-    gateway: { p50Ms: gatewayLatency.p50Ms, p99Ms: gatewayLatency.p99Ms, rps: gatewayThroughput.rps },
-    addedP50Ms,
-    throughputRatio,
-    errors,
-    goalMet: addedP50Ms <= 0.5 && throughputRatio >= 0.85 && errors === 0,
-  }));
+}
+
+try {
+  const results: Record<string, Result & { goalMet: boolean }> = {};
+  for (const c of CASES) {
+    const r = await measure(c);
+    results[c.name] = { ...r, goalMet: r.addedP50Ms <= 0.5 && r.throughputRatio >= 0.85 && r.errors === 0 };
+    console.log(`${c.name}: ${c.what}`);
+    console.log(`  one at a time: direct p50 ${r.direct.p50Ms} ms p99 ${r.direct.p99Ms} ms; through the gateway p50 ${r.gateway.p50Ms} ms p99 ${r.gateway.p99Ms} ms (+${r.addedP50Ms} ms)`);
+    console.log(`  16 in flight: direct ${r.direct.rps} req/s, through the gateway ${r.gateway.rps} req/s (${(r.throughputRatio * 100).toFixed(1)}%)`);
+  }
+  console.log(JSON.stringify({ bench: 'gateway', seconds, cpus: os.cpus().length, ...results }));
 } finally {
   for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
   await Promise.all(children.map((c) => (c.exitCode !== null ? Promise.resolve() : new Promise((resolve) => c.once('exit', resolve)))));
