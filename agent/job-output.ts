@@ -1,10 +1,13 @@
-// A job's result, from this host to the leader: once rank 0's task has exited 0, the reconciler
-// hands its /output directory here, and it goes up through ModelService.Push with this node's
-// credential, naming the job allocation (the coordinator checks that the allocation is rank 0
-// of a job placed on this node that declares an output model, and picks the tenant, the model
-// and the lineage itself: coordinator/api/job-output-push.ts). A directory holding exactly one
-// regular file sends that file; any other content goes as the deterministic tar `models push DIR`
-// sends, so the same output gets the same digest.
+// A job's result, from this host to the leader: once a task whose /output is wanted has exited
+// 0 (rank 0 of a job with an output model, or any partition of a job with an output dataset),
+// the reconciler hands its /output directory here, and it goes up through ModelService.Push or
+// DatasetService.Push with this node's credential, naming the job allocation (the coordinator
+// checks that the allocation is placed on this node in the job's current attempt, and picks the
+// tenant, the name and the lineage itself: coordinator/api/job-output-push.ts). For a model, a
+// directory holding exactly one regular file sends that file; any other content goes as the
+// deterministic tar `models push DIR` sends, so the same output gets the same digest. A
+// partition's output is always the directory's tar, empty or not, so its file names survive
+// into the dataset the leader assembles from every partition's part.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -22,10 +25,17 @@ export interface OutputPushRequest {
   allocationId: string;
   /** The host directory the task saw as /output. */
   dir: string;
-  output: RunOutput;
+  /** Rank 0 of a job with an output model: the model. */
+  output?: RunOutput;
+  /** A partition of a job with an output dataset: the dataset its output is a part of. */
+  dataset?: string;
 }
 
-/** Pushes a finished job's output; resolves with the version it became. A transient error (isTransient): try again later. */
+/**
+ * Pushes a finished job's output; resolves with the version it became (0 for a partition's part:
+ * the leader makes the version once every partition's is in). A transient error (isTransient):
+ * try again later.
+ */
 export type OutputPusher = (request: OutputPushRequest, signal: AbortSignal) => Promise<number>;
 
 /**
@@ -69,31 +79,46 @@ export async function outputContent(dir: string, format: string): Promise<Output
     if (stat.size === 0) throw new FailedPreconditionError(`the job's only output, ${entries[0]!.name}, is empty`);
     return { directory: false, sizeBytes: stat.size, digest: '', format: format || inferArtifactFormat('model', file, undefined), open: () => createReadStream(file, { highWaterMark: CHUNK_BYTES }) };
   }
+  const savedModel = (await fs.stat(path.join(dir, 'saved_model.pb')).catch(() => undefined))?.isFile() ?? false;
+  return directoryContent(dir, format || inferArtifactFormat('model', dir, { savedModel }));
+}
+
+/**
+ * A partition's output: always the directory's tar (an empty /output is an empty tar — a
+ * partition may have nothing to write), so that the union the leader makes keeps the file names.
+ */
+export async function partContent(dir: string): Promise<OutputContent> {
+  await fs.mkdir(dir, { recursive: true });
+  return directoryContent(dir, 'other');
+}
+
+async function directoryContent(dir: string, format: string): Promise<OutputContent> {
   const hash = createHash('sha256');
   let sizeBytes = 0;
   for await (const chunk of packDirectory(dir) as AsyncIterable<Buffer>) {
     hash.update(chunk);
     sizeBytes += chunk.length;
   }
-  const savedModel = (await fs.stat(path.join(dir, 'saved_model.pb')).catch(() => undefined))?.isFile() ?? false;
-  return { directory: true, sizeBytes, digest: `sha256:${hash.digest('hex')}`, format: format || inferArtifactFormat('model', dir, { savedModel }), open: () => packDirectory(dir) };
+  return { directory: true, sizeBytes, digest: `sha256:${hash.digest('hex')}`, format, open: () => packDirectory(dir) };
 }
 
 export function coordinatorOutputPusher(options: CoordinatorOutputPusherOptions): OutputPusher {
-  return async ({ allocationId, dir, output }, signal) => {
-    const content = await outputContent(dir, output.format);
+  return async ({ allocationId, dir, output, dataset }, signal) => {
+    if (!output && dataset === undefined) throw new FailedPreconditionError('the job declares no output to push');
+    const content = output ? await outputContent(dir, output.format) : await partContent(dir);
     const address = options.leader();
     if (!address) throw new UnavailableError('not connected to the leader; the output is pushed when the session is back');
     const header: PushHeader = {
-      name: output.model,
+      name: output ? output.model : dataset!,
       format: content.format,
       directory: content.directory,
       sizeBytes: content.sizeBytes,
       digest: content.digest,
-      metadata: output.metadata,
+      metadata: output?.metadata ?? null,
       jobAllocation: allocationId,
     };
-    const client = new (mlfleetV1().ModelService)(address, options.credentials);
+    const service = output ? mlfleetV1().ModelService : mlfleetV1().DatasetService;
+    const client = new service(address, options.credentials);
     const body = content.open();
     try {
       const version = await new Promise<ArtifactVersion>((resolve, reject) => {

@@ -486,16 +486,17 @@ export class Reconciler {
 
   private finishFromExit(entry: Entry, task: TaskStatus): void {
     const code = task.exitCode;
-    if (code === 0 && entry.allocation?.kind === 'job' && entry.spec?.output && entry.spec.rank === 0) this.startOutputPush(entry);
+    if (code === 0 && entry.allocation?.kind === 'job' && entry.spec && pushesOutput(entry.spec)) this.startOutputPush(entry);
     else if (code === 0) this.finish(entry, 'completed', '', 0);
     else if (code === undefined) this.finish(entry, 'failed', task.reason || 'the task ended without an exit code', 0);
     else this.finish(entry, 'failed', task.reason ? `exited with code ${code} (${task.reason})` : `exited with code ${code}`, code);
   }
 
   /**
-   * Rank 0 of a job with an output model exited 0: its /output goes to the leader, and only then
-   * is it `completed` (with the version), so the job succeeds only with its output stored. Tried
-   * again while the leader cannot be reached; any other refusal fails the allocation.
+   * Rank 0 of a job with an output model, or a partition of a job with an output dataset, exited
+   * 0: its /output goes to the leader, and only then is it `completed` (with the version; 0 for a
+   * partition's part), so the job succeeds only with its output stored. Tried again while the
+   * leader cannot be reached; any other refusal fails the allocation.
    */
   private startOutputPush(entry: Entry): void {
     if (entry.pushing || TERMINAL_STATES.has(entry.status.state as AllocationState)) return;
@@ -513,8 +514,8 @@ export class Reconciler {
       }
       for (;;) {
         try {
-          const version = await this.options.pushOutput({ allocationId: entry.id, dir: dirs.output, output: spec.output! }, signal);
-          this.log.info({ allocation: entry.id, model: spec.output!.model, version }, 'pushed the job output');
+          const version = await this.options.pushOutput({ allocationId: entry.id, dir: dirs.output, output: spec.output, dataset: spec.outputDataset }, signal);
+          this.log.info({ allocation: entry.id, model: spec.output?.model, dataset: spec.outputDataset, version }, 'pushed the job output');
           this.finish(entry, 'completed', '', 0, version);
           return;
         } catch (err) {
@@ -687,7 +688,14 @@ export function parseRunSpec(json: string): RunSpec {
     peers: raw.peers ?? [],
     output: raw.output ?? undefined,
     ...(typeof raw.attempt === 'number' ? { attempt: raw.attempt } : {}),
+    ...(typeof raw.partitions === 'number' && raw.partitions > 0 ? { partitions: raw.partitions } : {}),
+    ...(raw.outputDataset ? { outputDataset: raw.outputDataset } : {}),
   };
+}
+
+/** Whether a job task that exited 0 has its /output pushed: rank 0 of a job with an output model, or any partition of one with an output dataset. */
+function pushesOutput(spec: RunSpec): boolean {
+  return spec.outputDataset !== undefined || (spec.output !== undefined && spec.rank === 0);
 }
 
 function seconds(ms: number): string {

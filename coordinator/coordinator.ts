@@ -3,6 +3,7 @@
 // in revokeLeadership (Nomad's leader.go), the moment the election lease is lost.
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, sleep, systemClock, type Clock, type Random } from '../shared/clock.js';
@@ -19,6 +20,7 @@ import { openStore } from '../shared/store/open-store.js';
 import type { Store } from '../shared/store/store.js';
 import { agentSessionHandler } from './api/agent-session.js';
 import { artifactService, withEncodedChunks } from './api/artifact-service.js';
+import type { JobOutputs } from './api/job-output-push.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import { openBlobStore } from './blobs/open-blob-store.js';
 import { ArtifactRegistry } from './registry/artifact-registry.js';
@@ -232,8 +234,12 @@ export class Coordinator {
     serve(v1.ClusterService.service, clusterService({ edge, status: () => this.status() }));
     serve(v1.NodeService.service, nodeService({ edge, registry, revision, artifacts: this.artifacts, allocated: () => workloads().allocatedByNode() }));
     serve(v1.TenantService.service, tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant), computeUsed: (tenant) => workloads().usage(tenant) }));
-    serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs: (node, id) => workloads().jobOutputTarget(node, id) }));
-    serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer }));
+    const jobOutputs: JobOutputs = {
+      target: (node, id) => workloads().jobOutputTarget(node, id),
+      recordPart: (node, id, part) => workloads().recordOutputPart(node, id, part),
+    };
+    serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs }));
+    serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs }));
     serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));
     serve(v1.EventService.service, eventService({ edge, audit, events: () => this.leaderRole().events }));
     const workloadDeps = { edge, workloads, registry, logs: this.logs };
@@ -388,6 +394,7 @@ export class Coordinator {
         log: this.log.child({ component: 'workloads' }),
         options: this.options.workloads,
         onPass: rebuildRoutes,
+        scratchDir: path.join(this.options.dataDir, 'scratch'),
       });
     } catch (err) {
       registry.close();

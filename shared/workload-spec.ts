@@ -97,6 +97,10 @@ export interface JobInput extends WorkloadInput {
   deadlineMs?: number;
   /** Rank 0's /output is pushed as the next version of this model when the job succeeds. */
   output?: JobOutputInput;
+  /** K partitions: K workers placed independently, each told its partition (0: not partitioned). */
+  partitions?: number;
+  /** A dataset of the job's tenant: its next version is the union of the partitions' /output. */
+  outputDataset?: string;
 }
 
 /** A job's output model and the metadata its pushed versions get (as `models push` takes them). */
@@ -118,6 +122,45 @@ export interface JobOutputInput {
  */
 export const DEPLOYMENT_DEFAULTS = { replicas: 1, maxSurge: 1, maxUnavailable: 0, priority: 0, maxPerNode: 0 } as const;
 export const JOB_DEFAULTS = { workers: 1, retries: 0, retryBackoffMs: 1000, deadlineMs: 0, priority: 0 } as const;
+
+/** The most partitions a job may have, as the most workers or replicas. */
+export const MAX_PARTITIONS = 1000;
+
+/** What each surface (wire fields, YAML fields, CLI flags) calls the settings jobShapeProblems checks. */
+export interface JobShapeNames {
+  workers: string;
+  partitions: string;
+  outputModel: string;
+  outputDataset: string;
+}
+
+/**
+ * The rules tying a job's workers, partitions and output together, in one place for the CLI,
+ * YAML files and the coordinator: a partitioned job's workers are its partitions (not a gang
+ * of workers per partition), a job has at most one output, and an output dataset is assembled
+ * from partitions. Each problem names the setting to change, as `names` calls it.
+ */
+export function jobShapeProblems(
+  job: { workers: number; partitions: number; outputModel: boolean; outputDataset: string },
+  names: JobShapeNames,
+): Array<{ setting: keyof JobShapeNames; message: string }> {
+  const problems: Array<{ setting: keyof JobShapeNames; message: string }> = [];
+  if (job.partitions > 0 && job.workers > 1) {
+    problems.push({ setting: 'workers', message: `a partitioned job's workers are its partitions (${names.partitions} ${job.partitions} runs ${job.partitions} workers); leave out ${names.workers}` });
+  }
+  if (job.outputDataset && job.outputModel) {
+    problems.push({ setting: 'outputDataset', message: `a job has one output: give ${names.outputModel} or ${names.outputDataset}, not both` });
+  }
+  if (job.outputDataset && job.partitions === 0) {
+    problems.push({ setting: 'partitions', message: `${names.outputDataset} is the union of the partitions' /output: give ${names.partitions} K (1 for a single worker)` });
+  }
+  return problems;
+}
+
+/** The names the CLI's `jobs run` flags give them. */
+export const JOB_FLAG_NAMES: JobShapeNames = { workers: '--workers', partitions: '--partitions', outputModel: '--output-model', outputDataset: '--output-dataset' };
+/** The names in a YAML Job's spec. */
+const JOB_YAML_NAMES: JobShapeNames = { workers: 'workers', partitions: 'partitions', outputModel: 'output.model', outputDataset: 'output.dataset' };
 
 function resourceRequest(r: ResourceInput = {}): ResourceRequest {
   return {
@@ -186,6 +229,8 @@ export function compileJobSpec(input: JobInput): JobSpec {
           },
         }
       : null,
+    partitions: input.partitions ?? 0,
+    outputDataset: input.outputDataset === undefined ? '' : checkName(input.outputDataset, 'output dataset'),
   };
 }
 
@@ -378,10 +423,15 @@ const deploymentSpecSchema = z
     if (spec.model === undefined) issue(ctx, 'is required: the model REF to serve (name, name:3 or name@alias)', ['model']);
   });
 
-/** `output:` of a Job: the model rank 0's /output is pushed as, with what `models push` flags say. */
-const outputSchema = z
+/**
+ * `output:` of a Job: either `model:` (rank 0's /output is pushed as its next version, with what
+ * `models push` flags say) or `dataset:` (a partitioned job's parts are assembled into its next
+ * version), never both.
+ */
+const outputFields = z
   .object({
-    model: checked((value) => checkName(value, 'output model')),
+    model: checked((value) => checkName(value, 'output model')).optional(),
+    dataset: checked((value) => checkName(value, 'output dataset')).optional(),
     format: checked((value) => {
       if (!ARTIFACT_FORMATS.model.includes(value)) throw new InvalidArgumentError(`"${value}" is not a model format: ${ARTIFACT_FORMATS.model.join(', ')}`);
     }).optional(),
@@ -391,8 +441,19 @@ const outputSchema = z
     accuracy: z.number().min(0, 'must be between 0 and 1').max(1, 'must be between 0 and 1').optional(),
     meta: stringMap(LABEL_KEY, LABEL_KEY_HINT, 256).optional(),
   })
-  .strict()
-  .transform(({ meta, ...rest }): JobOutputInput => ({ ...rest, labels: meta }));
+  .strict();
+const outputSchema = outputFields
+  .superRefine((output, ctx) => {
+    if (output.model === undefined && output.dataset === undefined) issue(ctx, 'is required: give model (rank 0\'s /output becomes its next version) or dataset (the partitions\' /output become its next version)', ['model']);
+    if (output.model !== undefined && output.dataset !== undefined) issue(ctx, 'a job has one output: give model or dataset, not both', ['dataset']);
+    else if (output.dataset !== undefined) {
+      const modelFields = (['format', 'type', 'inputFormat', 'outputFormat', 'accuracy', 'meta'] as const).filter((field) => output[field] !== undefined);
+      for (const field of modelFields) issue(ctx, 'describes an output model; an output dataset takes only its name', [field]);
+    }
+  })
+  .transform(({ meta, model, dataset, ...rest }): { model?: JobOutputInput; dataset?: string } =>
+    dataset !== undefined ? { dataset } : { model: { ...rest, model: model!, labels: meta } },
+  );
 
 const jobSpecSchema = z
   .object({
@@ -403,9 +464,15 @@ const jobSpecSchema = z
     retryBackoff: duration.optional(),
     deadline: duration.optional(),
     output: outputSchema.optional(),
+    partitions: whole(1, MAX_PARTITIONS).optional(),
   })
   .strict()
-  .superRefine(stackOrImage);
+  .superRefine((spec, ctx) => {
+    stackOrImage(spec, ctx);
+    const shape = { workers: spec.workers ?? 1, partitions: spec.partitions ?? 0, outputModel: spec.output?.model !== undefined, outputDataset: spec.output?.dataset ?? '' };
+    const paths: Record<keyof JobShapeNames, string[]> = { workers: ['workers'], partitions: ['partitions'], outputModel: ['output', 'model'], outputDataset: ['output', 'dataset'] };
+    for (const problem of jobShapeProblems(shape, JOB_YAML_NAMES)) issue(ctx, problem.message, paths[problem.setting]);
+  });
 
 const SPEC_SCHEMAS = { Deployment: deploymentSpecSchema, Job: jobSpecSchema } as const;
 
@@ -434,7 +501,7 @@ const envelopeSchema = z
 const RESOURCE_FIELDS = Object.keys(resourcesSchema.innerType().shape);
 const FIELDS: Record<WorkloadKind, Record<string, string[]>> = {
   Deployment: { spec: Object.keys(deploymentSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS, 'spec.rollout': ['maxSurge', 'maxUnavailable'] },
-  Job: { spec: Object.keys(jobSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS, 'spec.output': Object.keys(outputSchema.innerType().shape) },
+  Job: { spec: Object.keys(jobSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS, 'spec.output': Object.keys(outputFields.shape) },
 };
 const ENVELOPE_FIELDS = Object.keys(envelopeSchema.shape);
 
@@ -531,8 +598,8 @@ function compileDocument(raw: Record<string, unknown>, problems: Problem[]): Wor
   if (!spec.success) problems.push(...spec.error.issues.flatMap((i) => explain(i, kind)));
   if (!envelope.success || !spec.success) return undefined;
   const { name, tenant = '' } = envelope.data;
-  const { retryBackoff, deadline, ...rest } = spec.data;
-  return { kind, name, tenant, spec: compileJobSpec({ ...rest, name, retryBackoffMs: retryBackoff, deadlineMs: deadline }) };
+  const { retryBackoff, deadline, output, ...rest } = spec.data;
+  return { kind, name, tenant, spec: compileJobSpec({ ...rest, name, retryBackoffMs: retryBackoff, deadlineMs: deadline, output: output?.model, outputDataset: output?.dataset }) };
 }
 
 /** Where in the file `path` is (or its nearest ancestor that is there), to list problems in file order. */

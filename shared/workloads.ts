@@ -19,7 +19,7 @@ export interface RunBlob {
   mountPath: string;
 }
 
-/** Where a job's result goes (JobSpec.output, resolved): pushed from rank 0's /output on success. */
+/** Where a job's model goes (JobSpec.output, resolved): pushed from rank 0's /output on success. */
 export interface RunOutput {
   /** A model name of the job's tenant: the push is its next version. */
   model: string;
@@ -55,15 +55,23 @@ export interface RunSpec {
   /** Serving: the model; jobs: none (their inputs are datasets). */
   model: RunBlob | undefined;
   datasets: RunBlob[];
-  /** Jobs: the worker's index and the gang's size. */
+  /** Jobs: the worker's index and the gang's size (a partitioned job's: the partition and K). */
   rank: number;
   worldSize: number;
+  /** Partitioned jobs: K, the number of partitions (this worker's partition is `rank`). */
+  partitions?: number;
   /** Jobs: which attempt this is (1 = the first run; a retry counts up). */
   attempt?: number;
   /** Jobs with several workers: host:port of every rank, in rank order (MLFLEET_PEERS). */
   peers?: string[];
   /** Jobs: the model rank 0's /output becomes when the job succeeds. */
   output?: RunOutput;
+  /**
+   * Partitioned jobs with an output dataset: its name. Every partition's /output goes to the
+   * leader as a part (a directory tar, empty or not) once it exits 0; the leader makes the
+   * dataset's version from the union of the parts.
+   */
+  outputDataset?: string;
 }
 
 /** The lifecycle of one allocation as its agent reports it. */
@@ -99,6 +107,10 @@ export function taskEnvironment(
     MLFLEET_WORLD_SIZE: String(spec.worldSize),
     ...(spec.attempt !== undefined ? { MLFLEET_ATTEMPT: String(spec.attempt) } : {}),
   };
+  if (spec.partitions) {
+    env.MLFLEET_PARTITION = String(spec.rank);
+    env.MLFLEET_PARTITIONS = String(spec.partitions);
+  }
   if (spec.peers && spec.peers.length > 0) {
     // torch.distributed's env:// rendezvous reads MASTER_ADDR and MASTER_PORT.
     env.MLFLEET_PEERS = spec.peers.join(',');

@@ -22,7 +22,7 @@ import {
   resolveSchema,
   setAliasSchema,
 } from './schemas.js';
-import { pushTarget, type JobOutputLookup } from './job-output-push.js';
+import { pushTarget, type JobOutputs } from './job-output-push.js';
 import { tenantOf } from './tenant-service.js';
 
 export interface ArtifactServiceDeps {
@@ -31,7 +31,7 @@ export interface ArtifactServiceDeps {
   /** The leader's fenced writer; throws NotLeaderError on a follower (blobs live with the leader). */
   writer(): FencedWriter;
   /** Agents pushing a job's output: where it goes (the leader's workload controller). */
-  jobOutputs?: JobOutputLookup;
+  jobOutputs?: JobOutputs;
 }
 
 interface PushMessage {
@@ -74,7 +74,7 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
     assertWellFormed(first.value, 'push message');
     if (first.value.msg !== 'header') throw new InvalidArgumentError('the first message of a push must be its header');
     const header = validate(headerSchema, first.value.header, 'push header');
-    const { tenant, metadata } = pushTarget(kind, context.principal, header, deps.jobOutputs);
+    const target = pushTarget(kind, context.principal, header, deps.jobOutputs);
     context.target = `${kind}/${header.name}`;
     async function* chunks(): AsyncIterable<Buffer> {
       for (;;) {
@@ -86,18 +86,28 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
         yield next.value.chunk;
       }
     }
+    if (target.kind === 'part') {
+      const { node, allocation } = target;
+      const part = await registry.pushPart({ tenant: target.tenant, sizeBytes: header.sizeBytes, digest: header.digest }, chunks(), (blob) =>
+        deps.jobOutputs!.recordPart(node, allocation, blob),
+      );
+      context.target = `${kind}/${header.name} (part from allocation ${allocation.slice(0, 8)})`;
+      // Not a version (yet): version 0 says so; the job names the version once it is assembled.
+      return { name: header.name, tenant: target.tenant, version: 0, digest: part.digest, sizeBytes: part.sizeBytes, format: header.format, directory: true, createdAtMs: 0, createdBy: context.principal.tokenId, metadata: null };
+    }
     const { record, version } = await registry.push(
       writer,
       {
         kind,
-        tenant,
+        tenant: target.tenant,
         createdBy: context.principal.tokenId,
         name: header.name,
         format: header.format,
         directory: header.directory,
         sizeBytes: header.sizeBytes,
         digest: header.digest,
-        metadata,
+        metadata: target.metadata,
+        ...(target.once ? { once: target.once } : {}),
       },
       chunks(),
     );

@@ -1,7 +1,7 @@
 // Request schemas of the workload services (deployments, jobs, allocations, workload events).
-import { parseRef } from '../../shared/artifact-ref.js';
+import { ARTIFACT_FORMATS, ARTIFACT_NAME, NAME_RULE, parseRef } from '../../shared/artifact-ref.js';
 import { labelMap, z } from '../../shared/validation.js';
-import { ARTIFACT_FORMATS } from '../../shared/artifact-ref.js';
+import { jobShapeProblems, MAX_PARTITIONS, type JobShapeNames } from '../../shared/workload-spec.js';
 import { artifactMetadata, artifactName, tenantName } from './schemas.js';
 
 const uint = z.number().int().nonnegative();
@@ -84,6 +84,24 @@ const jobOutput = z.object({
   metadata: artifactMetadata.nullable(),
 });
 
+/**
+ * A job's output dataset: '' (none), NAME, or TENANT/NAME — whose tenant the service then checks
+ * against the job's (a job writes only into its own tenant).
+ */
+const outputDataset = z.string().superRefine((value, ctx) => {
+  if (value === '') return;
+  const parts = value.split('/');
+  const name = parts.at(-1)!;
+  if (parts.length > 2 || (parts.length === 2 && !tenantName.safeParse(parts[0]).success)) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a dataset name: use ${NAME_RULE} (the dataset is in the job's tenant)` });
+  } else if (!ARTIFACT_NAME.test(name)) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${name}" is not a dataset name: use ${NAME_RULE}` });
+  }
+});
+
+/** The JobSpec fields as jobShapeProblems names them, on the wire. */
+const JOB_FIELD_NAMES: JobShapeNames = { workers: 'workers', partitions: 'partitions', outputModel: 'output', outputDataset: 'outputDataset' };
+
 export const jobSpec = z
   .object({
     name: workloadName,
@@ -100,8 +118,14 @@ export const jobSpec = z
     constraints: labelMap,
     priority: z.number().int().min(-1_000_000).max(1_000_000, 'must be between -1000000 and 1000000'),
     output: jobOutput.nullable(),
+    partitions: uint.max(MAX_PARTITIONS, `must be at most ${MAX_PARTITIONS}`),
+    outputDataset,
   })
-  .superRefine(oneOfStackOrImage);
+  .superRefine((spec, ctx) => {
+    oneOfStackOrImage(spec, ctx);
+    const shape = { workers: spec.workers, partitions: spec.partitions, outputModel: spec.output !== null, outputDataset: spec.outputDataset };
+    for (const problem of jobShapeProblems(shape, JOB_FIELD_NAMES)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem.message, path: [JOB_FIELD_NAMES[problem.setting]] });
+  });
 
 export const runJobSchema = z.object({
   spec: jobSpec.nullable().refine((s) => s !== null, 'is required'),

@@ -3,7 +3,8 @@
 // tenant's deployment, job or allocation answers NOT_FOUND.
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
-import { FailedPreconditionError } from '../../shared/errors.js';
+import { FailedPreconditionError, PermissionDeniedError } from '../../shared/errors.js';
+import type { JobSpec } from '../../shared/proto.js';
 import type { NodeRegistry } from '../node-registry.js';
 import type { WorkloadController } from '../workloads/controller.js';
 import type { LogRelay } from '../workloads/log-relay.js';
@@ -70,7 +71,10 @@ export function jobService(deps: WorkloadServiceDeps): grpc.UntypedServiceImplem
     RunJob: edge.unary(
       'JobService.RunJob',
       runJobSchema,
-      async ({ spec, tenant }, { principal }) => deps.workloads().runJob(tenantOf(principal, tenant), spec!),
+      async ({ spec, tenant }, { principal }) => {
+        const jobTenant = tenantOf(principal, tenant);
+        return deps.workloads().runJob(jobTenant, inOwnTenant(jobTenant, spec!));
+      },
       ({ spec }) => `job/${spec?.name ?? ''}`,
     ),
     ListJobs: edge.unary('JobService.ListJobs', listWorkloadsSchema, async ({ tenant }, { principal }) => ({
@@ -84,6 +88,21 @@ export function jobService(deps: WorkloadServiceDeps): grpc.UntypedServiceImplem
       ({ name }) => `job/${name}`,
     ),
   };
+}
+
+/**
+ * A job writes only into its own tenant: an output dataset named TENANT/NAME is refused for any
+ * other tenant (whoever asks, admins included: they run the job in that tenant instead), and is
+ * plain NAME for the job's own.
+ */
+function inOwnTenant(tenant: string, spec: JobSpec): JobSpec {
+  const slash = spec.outputDataset.indexOf('/');
+  if (slash < 0) return spec;
+  const named = spec.outputDataset.slice(0, slash);
+  if (named !== tenant) {
+    throw new PermissionDeniedError(`job "${spec.name}" runs in tenant "${tenant}" and writes only that tenant's datasets, not "${spec.outputDataset}" of tenant "${named}"; name a dataset without a tenant, or run the job in tenant "${named}"`);
+  }
+  return { ...spec, outputDataset: spec.outputDataset.slice(slash + 1) };
 }
 
 export function allocationService(deps: WorkloadServiceDeps): grpc.UntypedServiceImplementation {

@@ -55,15 +55,18 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'StackService.DeleteStack': { roles: ADMIN, mutating: true },
   // Consumers pick a model of their tenant by criteria, as they would call it.
   'SelectionService.Select': { roles: USERS, mutating: false },
-  // Agents push a job's output model (coordinator/api/job-output-push.ts checks which).
-  ...artifactRules('ModelService', ['node']),
+  ...artifactRules('ModelService'),
   ...artifactRules('DatasetService'),
 };
 
-/** Models and datasets: developers change their tenant's, consumers read them, agents fetch blobs. */
-function artifactRules(service: string, alsoPush: readonly Role[] = []): Record<string, Rule> {
+/**
+ * Models and datasets: developers change their tenant's, consumers read them, agents fetch
+ * blobs and push jobs' outputs — an output model, a partition's part of an output dataset
+ * (coordinator/api/job-output-push.ts checks which).
+ */
+function artifactRules(service: string): Record<string, Rule> {
   return {
-    [`${service}.Push`]: { roles: [...OPERATORS, ...alsoPush], mutating: true },
+    [`${service}.Push`]: { roles: [...OPERATORS, 'node'], mutating: true },
     [`${service}.ListArtifacts`]: { roles: USERS, mutating: false },
     [`${service}.GetArtifact`]: { roles: USERS, mutating: false },
     [`${service}.Resolve`]: { roles: USERS, mutating: false },

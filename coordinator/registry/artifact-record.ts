@@ -5,6 +5,11 @@ import type { Artifact, ArtifactMetadata, ArtifactSummary, ArtifactVersion } fro
 export type { ArtifactKind } from '../../shared/artifact-ref.js';
 import type { ArtifactKind } from '../../shared/artifact-ref.js';
 
+/** The label recording which attempt of the source job made a version. */
+export const SOURCE_ATTEMPT_LABEL = 'source-attempt';
+/** The label recording which job allocation pushed a model version: a repeated push gets that version back. */
+export const SOURCE_ALLOCATION_LABEL = 'source-allocation';
+
 export interface VersionRecord {
   version: number;
   digest: string;

@@ -34,6 +34,17 @@ export interface PushSpec {
   /** '' when the client did not declare one. */
   digest: string;
   metadata: ArtifactMetadata;
+  /**
+   * Makes the push idempotent: a version of the artifact for which this holds (the one an
+   * earlier push of the same job output made) is the answer, and no new version is made.
+   */
+  once?: (version: VersionRecord) => boolean;
+}
+
+/** A blob just stored. */
+export interface StoredBlob {
+  digest: string;
+  sizeBytes: number;
 }
 
 export interface Resolved {
@@ -49,6 +60,13 @@ export class ArtifactRegistry {
    * deletion; set by the leader's workload controller.
    */
   usedBy: ((kind: ArtifactKind, tenant: string, name: string, version: number) => string | undefined) | undefined;
+
+  /**
+   * Whether a blob no version names is still needed: a part of a partitioned job's output
+   * dataset, waiting to be assembled. Such a blob is never deleted. Set by the leader's
+   * workload controller.
+   */
+  pinned: ((digest: string) => boolean) | undefined;
 
   /** Serializes, per digest, publishing a version against deleting its blob (leader only). */
   private readonly digestLocks = new KeyedMutex();
@@ -111,6 +129,34 @@ export class ArtifactRegistry {
    */
   async push(writer: FencedWriter, spec: PushSpec, chunks: AsyncIterable<Buffer>): Promise<Resolved> {
     await this.checkQuota(spec);
+    const { kept, stored } = await this.storeBlob(spec, chunks, (blob) => this.appendVersion(writer, spec, blob.digest));
+    await this.dropUnkept(stored, kept.version.digest);
+    return kept;
+  }
+
+  /**
+   * Streams a job partition's output into a blob that no version names, and hands it to `keep`
+   * (which records it, so that `pinned` holds for it from then on, or answers with the part it
+   * recorded before) while no delete can take it. Resolves with the part kept.
+   */
+  async pushPart(spec: { tenant: string; sizeBytes: number; digest: string }, chunks: AsyncIterable<Buffer>, keep: (blob: StoredBlob) => Promise<StoredBlob>): Promise<StoredBlob> {
+    await this.checkQuota(spec);
+    const { kept, stored } = await this.storeBlob(spec, chunks, keep);
+    await this.dropUnkept(stored, kept.digest);
+    return kept;
+  }
+
+  /** Deletes a blob unless a version uses it or it is pinned; for parts once their job is done with them. */
+  async releaseBlob(digest: string): Promise<void> {
+    await this.digestLocks.run(digest, () => this.deleteIfUnused(digest));
+  }
+
+  /**
+   * Streams `chunks` into a new blob, checked against the declared size (and digest), then runs
+   * `keep` with it, serialized against deletes of the same content. Any failure aborts the blob,
+   * or deletes it when `keep` refuses it (unless a version or a part has the same content).
+   */
+  private async storeBlob<T>(spec: { sizeBytes: number; digest: string }, chunks: AsyncIterable<Buffer>, keep: (blob: StoredBlob) => Promise<T>): Promise<{ kept: T; stored: StoredBlob }> {
     const blob = await this.blobs.create();
     let committed: { digest: string; sizeBytes: number };
     try {
@@ -131,8 +177,19 @@ export class ArtifactRegistry {
     return this.digestLocks.run(committed.digest, async () => {
       // A delete of the last version using this content may have removed it meanwhile.
       if (!(await this.blobs.stat(committed.digest))) throw new UnavailableError('the content was deleted while it was pushed; push again');
-      return this.appendVersion(writer, spec, committed.digest);
+      try {
+        return { kept: await keep(committed), stored: committed };
+      } catch (err) {
+        // Refused (the job moved on, the version could not be recorded): the bytes go unless something else has them.
+        await this.deleteIfUnused(committed.digest).catch((cleanup: unknown) => this.log.warn({ err: cleanup, digest: committed.digest }, 'could not delete a blob nothing kept'));
+        throw err;
+      }
     });
+  }
+
+  /** A repeated push answered with what an earlier one made: the bytes it sent, when other ones, go. */
+  private async dropUnkept(stored: StoredBlob, keptDigest: string): Promise<void> {
+    if (stored.digest !== keptDigest) await this.releaseBlob(stored.digest);
   }
 
   async setAlias(writer: FencedWriter, kind: ArtifactKind, tenant: string, name: string, alias: string, version: number): Promise<ArtifactRecord> {
@@ -161,20 +218,25 @@ export class ArtifactRegistry {
         }
         return { ...record, versions: record.versions.filter((v) => v.version !== version) };
       });
-      if (!(await this.inUse(doomed.digest))) {
-        await this.blobs.delete(doomed.digest);
-        this.log.info({ digest: doomed.digest }, 'deleted a blob no version uses');
-      }
+      await this.deleteIfUnused(doomed.digest);
       return next;
     });
   }
 
+  /** Under the digest's lock. */
+  private async deleteIfUnused(digest: string): Promise<void> {
+    if (await this.inUse(digest)) return;
+    await this.blobs.delete(digest);
+    this.log.info({ digest }, 'deleted a blob no version uses');
+  }
+
   private async inUse(digest: string): Promise<boolean> {
+    if (this.pinned?.(digest)) return true;
     for (const kind of ['model', 'dataset'] as const) if (await this.findByDigest(kind, digest)) return true;
     return false;
   }
 
-  private async checkQuota(spec: PushSpec): Promise<void> {
+  private async checkQuota(spec: { tenant: string; sizeBytes: number }): Promise<void> {
     const limit = (await getTenant(this.store, spec.tenant)).quota.storageBytes;
     if (limit === 0) return;
     const used = await this.storageUsed(spec.tenant);
@@ -193,6 +255,11 @@ export class ArtifactRegistry {
       const record: ArtifactRecord = kv
         ? (JSON.parse(kv.value) as ArtifactRecord)
         : { kind: spec.kind, tenant: spec.tenant, name: spec.name, versions: [], aliases: {}, lastVersion: 0, updatedAtMs: now };
+      const earlier = spec.once && record.versions.find(spec.once);
+      if (earlier) {
+        this.log.info({ kind: spec.kind, tenant: spec.tenant, name: spec.name, version: earlier.version }, 'a repeated push: answered with the version it made before');
+        return { record, version: earlier };
+      }
       const version: VersionRecord = {
         version: record.lastVersion + 1,
         digest,

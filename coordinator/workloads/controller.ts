@@ -3,8 +3,11 @@
 // decide what each workload needs (reconcile.ts), ask the pure scheduler for a plan, commit the
 // plan with an optimistic transaction (plan-commit.ts), and send every node whose allocations
 // changed its full desired set. One mutation runs at a time (API calls, agent reports and passes
-// share one queue), so decisions never interleave.
+// share one queue), so decisions never interleave. A partitioned job's output dataset is
+// assembled outside the queue (dataset-assembly.ts), its outcome recorded through it.
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Clock, Timer } from '../../shared/clock.js';
 import { AlreadyExistsError, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnavailableError } from '../../shared/errors.js';
@@ -23,16 +26,20 @@ import type { Ask, Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } fro
 import { listTenants } from '../tenants.js';
 import type { EventInput, EventLog } from './event-log.js';
 import { commitPlan, type PlanWrite } from './plan-commit.js';
+import { assembleDataset, failsTheJob } from './dataset-assembly.js';
 import { decideDeployment, decideJob, type NodeHealth, type Stop } from './reconcile.js';
 import {
   isLive,
+  isPartitioned,
   isTerminal,
   toProtoDeployment,
   toProtoJob,
+  workerCount,
   workloadKey,
   type AllocationRecord,
   type DeploymentRecord,
   type JobRecord,
+  type OutputPart,
   type WorkloadKind,
 } from './records.js';
 import { resolveDeployment, resolveJob, type StackLookup } from './resolve.js';
@@ -61,7 +68,10 @@ export const DEFAULT_RESOURCES = { cpuMillis: 100, memoryBytes: 256 * 2 ** 20 };
 /** Where a job's output push goes (see WorkloadController.jobOutputTarget). */
 export interface JobOutputTarget {
   tenant: string;
-  model: string;
+  /** model: rank 0's output is the model's next version; dataset: a partition's output is a part of it. */
+  kind: 'model' | 'dataset';
+  /** The model or dataset name (in `tenant`). */
+  name: string;
   /** "job/NAME". */
   sourceJob: string;
   attempt: number;
@@ -82,6 +92,8 @@ export interface WorkloadControllerDeps {
   options?: Partial<WorkloadControllerOptions>;
   /** Called after every reconcile pass (the leader rebuilds the gateways' routing table). */
   onPass?: () => void;
+  /** Where output datasets are assembled from their parts (default: the system's temporary directory). */
+  scratchDir?: string;
 }
 
 interface Stored<T> {
@@ -112,6 +124,10 @@ export class WorkloadController {
   /** The latest measured p50 latency (ms) of each deployment, by deployment key; memory only. */
   private readonly latencies = new Map<string, number>();
   private readonly queue = new KeyedMutex();
+  /** Output datasets being assembled, by job key; memory only (a new leader starts again). */
+  private readonly assembling = new Map<string, Promise<void>>();
+  /** Aborts assemblies when leadership ends. */
+  private readonly stopping = new AbortController();
   private readonly options: WorkloadControllerOptions;
   private readonly ticker: Timer;
   private kicked = false;
@@ -128,6 +144,7 @@ export class WorkloadController {
     const controller = new WorkloadController(deps);
     await controller.reload();
     deps.artifacts.usedBy = (kind, tenant, name, version) => controller.versionUser(kind, tenant, name, version);
+    deps.artifacts.pinned = (digest) => controller.partPinned(digest);
     deps.log.info({ deployments: controller.deployments.size, jobs: controller.jobs.size, allocations: controller.allocations.size }, 'workloads loaded');
     controller.kick();
     return controller;
@@ -136,12 +153,14 @@ export class WorkloadController {
   close(): void {
     this.closed = true;
     this.ticker.cancel();
+    this.stopping.abort(new Error('no longer the leader'));
     if (this.deps.artifacts.usedBy) this.deps.artifacts.usedBy = undefined;
+    if (this.deps.artifacts.pinned) this.deps.artifacts.pinned = undefined;
   }
 
-  /** Waits for the running pass (tests, shutdown). */
+  /** Waits for the running pass and output assemblies (tests, shutdown). */
   async settle(): Promise<void> {
-    while (this.passing) await this.passing;
+    while (this.passing || this.assembling.size > 0) await Promise.all([this.passing, ...this.assembling.values()]);
   }
 
   /** Asks for a reconcile pass soon; passes never overlap and bursts of kicks make one pass. */
@@ -251,7 +270,8 @@ export class WorkloadController {
     return this.mutate(async () => {
       const key = keys.job(tenant, spec.name);
       if (this.jobs.has(key)) throw new AlreadyExistsError(`job "${spec.name}" already exists; pick another name (jobs are not re-run in place)`);
-      const run = await resolveJob(this.deps.artifacts, this.deps.stacks, tenant, spec);
+      const resolved = await resolveJob(this.deps.artifacts, this.deps.stacks, tenant, spec);
+      const run = isPartitioned(spec) ? { ...resolved, worldSize: spec.partitions, partitions: spec.partitions, ...(spec.outputDataset ? { outputDataset: spec.outputDataset } : {}) } : resolved;
       const now = this.deps.clock.now();
       const record: JobRecord = {
         tenant,
@@ -265,9 +285,10 @@ export class WorkloadController {
         finishedAtMs: 0,
         notBeforeMs: 0,
         outputModel: '',
+        outputDataset: '',
       };
       await this.putWorkload(this.jobs, key, record, undefined);
-      this.event({ tenant, object: `job/${spec.name}`, allocation: '', node: '', type: 'Created', message: `${record.spec.workers} worker${record.spec.workers === 1 ? '' : 's'}: ${run.command.join(' ')}` });
+      this.event({ tenant, object: `job/${spec.name}`, allocation: '', node: '', type: 'Created', message: `${workersOf(record.spec)}: ${run.command.join(' ')}` });
       this.kick();
       return this.jobView(key);
     });
@@ -285,6 +306,7 @@ export class WorkloadController {
       const mine = this.allocationsOf('job', tenant, name);
       await this.writeStops(mine.filter(isLive).map((a) => ({ id: a.id, reason: 'job cancelled' })));
       this.event({ tenant, object: `job/${name}`, allocation: '', node: '', type: 'Cancelled', message: 'cancelled by a user' });
+      this.releaseParts(mine);
       this.pushDesired();
       return this.jobView(key);
     });
@@ -301,9 +323,11 @@ export class WorkloadController {
   }
 
   /**
-   * Where a node's push of a job's output goes, or why it may not push it: only the agent of
-   * the node that runs rank 0 of the job's current attempt, while it runs, and only when the job
-   * declares an output model. The model, tenant and lineage come from the job, not the agent.
+   * Where a node's push of a job's output goes, or why it may not push it: only the agent of the
+   * node that runs the allocation, in the job's current attempt, while it runs, and only for the
+   * output the job declares — a model (rank 0's output, taken once every other worker exited 0)
+   * or a dataset (every partition's output, a part of it). The name, tenant and lineage come
+   * from the job, not the agent.
    */
   jobOutputTarget(node: string, allocationId: string): JobOutputTarget {
     const a = this.allocations.get(allocationId)?.record;
@@ -311,22 +335,58 @@ export class WorkloadController {
     if (!a || a.node !== node) throw refuse('no such job allocation is placed on it');
     if (a.kind !== 'job') throw refuse('it is not a job allocation');
     const job = this.jobs.get(keys.job(a.tenant, a.workload))?.record;
-    if (!job?.spec.output) throw refuse(`job "${a.workload}" declares no output model`);
-    if (a.rank !== 0) throw refuse(`it is worker ${a.rank}; only rank 0's output is pushed`);
+    if (!job?.spec.output && !job?.spec.outputDataset) throw refuse(`job "${a.workload}" declares no output`);
+    const dataset = job.spec.outputDataset;
+    if (!dataset && a.rank !== 0) throw refuse(`it is worker ${a.rank}; only rank 0's output is pushed`);
     if (a.attempt !== job.attempts || job.status !== 'running' || !isLive(a)) throw refuse(`it is not running in the current attempt of job "${a.workload}"`);
-    // A job's output is its success: taken once every other worker of the attempt exited 0 (the
-    // agent tries again meanwhile). Should one fail instead, the attempt fails and this is refused.
-    const waiting = this.allocationsOf('job', a.tenant, a.workload).filter((o) => o.attempt === a.attempt && o.id !== a.id && o.status !== 'completed');
-    if (waiting.length > 0) {
-      throw new UnavailableError(`job "${a.workload}": worker${waiting.length === 1 ? '' : 's'} ${waiting.map((o) => o.rank).sort((x, y) => x - y).join(', ')} not done yet; its output is taken once every worker exited 0`);
-    }
-    return {
+    const target = {
       tenant: a.tenant,
-      model: job.spec.output.model,
       sourceJob: `job/${job.spec.name}`,
       attempt: a.attempt,
       sourceDatasets: job.run.datasets.map((d) => `${d.name}:${d.version}`),
     };
+    if (dataset) return { ...target, kind: 'dataset', name: dataset };
+    // A job's output model is its success: taken once every other worker of the attempt exited 0
+    // (the agent tries again meanwhile). Should one fail instead, the attempt fails and this is refused.
+    const waiting = this.allocationsOf('job', a.tenant, a.workload).filter((o) => o.attempt === a.attempt && o.id !== a.id && o.status !== 'completed');
+    if (waiting.length > 0) {
+      throw new UnavailableError(`job "${a.workload}": worker${waiting.length === 1 ? '' : 's'} ${waiting.map((o) => o.rank).sort((x, y) => x - y).join(', ')} not done yet; its output is taken once every worker exited 0`);
+    }
+    return { ...target, kind: 'model', name: job.spec.output!.model };
+  }
+
+  /**
+   * Records the stored part of a partition's output on its allocation (persisted, so a new
+   * leader assembles from it); a part recorded before (the agent pushed again after a restart)
+   * stays, and is the answer.
+   */
+  recordOutputPart(node: string, allocationId: string, part: OutputPart): Promise<OutputPart> {
+    return this.mutate(async () => {
+      const target = this.jobOutputTarget(node, allocationId);
+      if (target.kind !== 'dataset') throw new FailedPreconditionError(`job allocation ${allocationId.slice(0, 8)} pushes model ${target.name}, not a part of a dataset`);
+      const current = this.allocations.get(allocationId)!.record;
+      if (current.outputPart) return current.outputPart;
+      await this.writeAllocations([{ ...current, outputPart: { digest: part.digest, sizeBytes: part.sizeBytes }, updatedAtMs: this.deps.clock.now() }]);
+      return part;
+    });
+  }
+
+  /** A part the current attempt of a running job still needs to assemble its output dataset. */
+  private partPinned(digest: string): boolean {
+    for (const { record: a } of this.allocations.values()) {
+      if (a.outputPart?.digest !== digest) continue;
+      const job = this.jobs.get(keys.job(a.tenant, a.workload))?.record;
+      if (job?.status === 'running' && job.attempts === a.attempt) return true;
+    }
+    return false;
+  }
+
+  /** Deletes the parts these allocations stored, unless a version or a running attempt uses them. */
+  private releaseParts(allocations: AllocationRecord[]): void {
+    const digests = new Set(allocations.flatMap((a) => (a.outputPart ? [a.outputPart.digest] : [])));
+    for (const digest of digests) {
+      this.deps.artifacts.releaseBlob(digest).catch((err: unknown) => this.deps.log.warn({ err, digest }, 'could not delete an output part; it is tried again when its allocation is forgotten'));
+    }
   }
 
   // ---- allocations -------------------------------------------------------------------------
@@ -465,9 +525,12 @@ export class WorkloadController {
       if (decision.next) {
         await this.putWorkload(this.jobs, key, decision.next, stored);
         if (decision.event) this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', ...decision.event });
+        // An attempt that ended without success leaves its parts to nothing.
+        if (decision.next.status !== 'running') this.releaseParts(mine);
       }
-      if (decision.placeAttempt) pending.push(...this.jobAsks(record));
+      if (decision.place) pending.push(...this.jobAsks(record, decision.place));
       else this.pendingReasons.delete(workloadKey('job', record.tenant, record.spec.name));
+      if (decision.assemble) this.assemble(key, record, decision.assemble);
     }
     await this.writeStops(stops);
     if (pending.length > 0) await this.place(pending);
@@ -502,12 +565,13 @@ export class WorkloadController {
     const now = this.deps.clock.now();
     const writes: PlanWrite[] = [];
     const jobUpdates = new Map<string, JobRecord>();
+    const jobPlaced = new Map<string, number>();
     for (const placement of plan.placements) {
       const p = byId.get(placement.askId)!;
       const record: AllocationRecord = { ...p.allocation, node: placement.node, gpuIndexes: placement.gpuIndexes, hostPort: placement.hostPort, createdAtMs: now, updatedAtMs: now };
       writes.push({ node: placement.node, record, group: p.ask.group || record.id });
     }
-    this.introducePeers(writes.map((w) => w.record).filter((r) => r.kind === 'job' && r.run.worldSize > 1));
+    this.introducePeers(writes.map((w) => w.record).filter((r) => r.kind === 'job' && r.run.worldSize > 1 && !r.run.partitions));
     for (const preemption of plan.preemptions) {
       const victim = this.allocations.get(preemption.allocationId)?.record;
       if (!victim) continue;
@@ -531,6 +595,7 @@ export class WorkloadController {
       this.event({ tenant: record.tenant, object: `${record.kind}/${record.workload}`, allocation: record.id, node: record.node, type: 'Scheduled', message: `on ${record.node}${record.gpuIndexes.length ? ` with GPU ${record.gpuIndexes.join(',')}` : ''}${record.hostPort ? `, port ${record.hostPort}` : ''}` });
       if (p.kind === 'job') {
         const key = keys.job(p.tenant, p.name);
+        jobPlaced.set(key, (jobPlaced.get(key) ?? 0) + 1);
         const job = jobUpdates.get(key) ?? this.jobs.get(key)?.record;
         if (job && job.status === 'pending') {
           jobUpdates.set(key, { ...job, status: 'running', attempts: record.attempt, startedAtMs: now, message: `attempt ${record.attempt} running` });
@@ -539,7 +604,10 @@ export class WorkloadController {
     }
     for (const [key, record] of jobUpdates) {
       await this.putWorkload(this.jobs, key, record, this.jobs.get(key));
-      this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', type: 'Started', message: `attempt ${record.attempts}: ${record.spec.workers} worker${record.spec.workers === 1 ? '' : 's'} placed` });
+      const placed = jobPlaced.get(key) ?? 0;
+      const all = workerCount(record.spec);
+      const message = isPartitioned(record.spec) && placed < all ? `${placed} of ${all} partitions placed, the others wait for capacity` : `${workersOf(record.spec)} placed`;
+      this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', type: 'Started', message: `attempt ${record.attempts}: ${message}` });
     }
     return { committed, conflicted: result.conflicted };
   }
@@ -607,12 +675,15 @@ export class WorkloadController {
     };
   }
 
-  private jobAsks(record: JobRecord): PendingAsk[] {
+  /** Asks for these ranks of the attempt: a gang's together (one group, host ports for its peers), partitions each on its own. */
+  private jobAsks(record: JobRecord, place: { attempt: number; ranks: number[] }): PendingAsk[] {
     const { spec, tenant } = record;
-    const attempt = record.attempts + 1;
+    const { attempt } = place;
     const workload = workloadKey('job', tenant, spec.name);
     const resources = withDefaults(spec.resources);
-    return Array.from({ length: spec.workers }, (_, rank) => {
+    const gang = !isPartitioned(spec) && spec.workers > 1;
+    const worldSize = workerCount(spec);
+    return place.ranks.map((rank) => {
       const id = newAllocationId();
       return {
         kind: 'job' as const,
@@ -628,13 +699,68 @@ export class WorkloadController {
           maxPerNode: 0,
           modelDigest: '',
           // A gang's workers reach each other: each gets a host port (MLFLEET_PEERS, MASTER_PORT).
-          needsPort: spec.workers > 1,
-          group: spec.workers > 1 ? `${workload}#${attempt}` : '',
+          needsPort: gang,
+          group: gang ? `${workload}#${attempt}` : '',
           preempt: true,
         },
-        allocation: this.newAllocation(id, 'job', tenant, spec.name, spec.priority, resources, { ...record.run, port: spec.workers > 1 ? JOB_PEER_PORT : 0, rank, worldSize: spec.workers, attempt }, 0, attempt, rank),
+        allocation: this.newAllocation(id, 'job', tenant, spec.name, spec.priority, resources, { ...record.run, port: gang ? JOB_PEER_PORT : 0, rank, worldSize, attempt }, 0, attempt, rank),
       };
     });
+  }
+
+  /**
+   * Makes the output dataset of a job whose partitions all exited 0, outside the queue (it
+   * reads, unpacks and packs every part), then records the outcome through it: succeeded with
+   * the version, or failed when the parts cannot make one (a path two partitions wrote, nothing
+   * written at all). A transient failure is tried again by a later pass.
+   */
+  private assemble(key: string, record: JobRecord, partitions: AllocationRecord[]): void {
+    if (this.assembling.has(key) || this.closed) return;
+    const { tenant, spec, attempts: attempt } = record;
+    const dataset = spec.outputDataset;
+    const work = (async () => {
+      let outcome: { version: number } | { error: string };
+      try {
+        const version = await assembleDataset(
+          this.deps.artifacts,
+          this.deps.writer,
+          this.deps.scratchDir ?? path.join(os.tmpdir(), 'mlfleet-scratch'),
+          {
+            tenant,
+            dataset,
+            sourceJob: `job/${spec.name}`,
+            attempt,
+            sourceDatasets: record.run.datasets.map((d) => `${d.name}:${d.version}`),
+            parts: partitions.map((a) => ({ partition: a.rank, ...a.outputPart! })),
+          },
+          this.stopping.signal,
+        );
+        outcome = { version };
+      } catch (err) {
+        if (!failsTheJob(err)) {
+          if (!this.closed) this.deps.log.warn({ err, job: key }, 'could not assemble the output dataset yet; the next pass tries again');
+          return;
+        }
+        outcome = { error: (err as Error).message };
+      }
+      await this.mutate(async () => {
+        const stored = this.jobs.get(key);
+        // Cancelled meanwhile, or another leader got there first: nothing more to record.
+        if (!stored || stored.record.status !== 'running' || stored.record.attempts !== attempt) return;
+        const now = this.deps.clock.now();
+        const count = workerCount(spec);
+        const ended: JobRecord =
+          'version' in outcome
+            ? { ...stored.record, status: 'succeeded', finishedAtMs: now, outputDataset: `${dataset}:${outcome.version}`, message: `${count} partition${count === 1 ? '' : 's'} exited 0; its output is dataset ${dataset}:${outcome.version}` }
+            : { ...stored.record, status: 'failed', finishedAtMs: now, message: `failed: its output dataset ${dataset} could not be made: ${outcome.error}` };
+        await this.putWorkload(this.jobs, key, ended, stored);
+        this.event({ tenant, object: `job/${spec.name}`, allocation: '', node: '', type: ended.status === 'succeeded' ? 'Succeeded' : 'Failed', message: ended.message });
+        this.releaseParts(partitions);
+      });
+    })()
+      .catch((err: unknown) => this.deps.log.warn({ err, job: key }, 'could not record the output dataset; the next pass tries again'))
+      .finally(() => this.assembling.delete(key));
+    this.assembling.set(key, work);
   }
 
   private newAllocation(
@@ -719,6 +845,8 @@ export class WorkloadController {
     const forget = [...this.allocations.values()].filter(
       ({ record: a }) => a.desired === 'stop' && isTerminal(a) && now - a.updatedAtMs >= this.options.allocationRetentionMs,
     );
+    // Parts a leader could not delete when their job was done with them (it stopped first) go now.
+    this.releaseParts(forget.map(({ record }) => record));
     for (let i = 0; i < forget.length; i += WRITE_CHUNK) {
       const chunk = forget.slice(i, i + WRITE_CHUNK);
       await this.deps.writer.txn([], chunk.map(({ record }) => ({ type: 'delete' as const, key: keys.allocation(record.id) })));
@@ -858,6 +986,11 @@ export class WorkloadController {
     const view = toProtoJob(record, this.allocationsOf('job', record.tenant, record.spec.name));
     const reason = this.pendingReasons.get(workloadKey('job', record.tenant, record.spec.name));
     if (record.status === 'pending' && reason) view.message = `waiting for capacity: ${reason}`;
+    if (record.status === 'running' && isPartitioned(record.spec)) {
+      const waiting = record.spec.partitions - view.allocations.length;
+      if (this.assembling.has(key)) view.message = `all ${record.spec.partitions} partitions exited 0; making output dataset ${record.spec.outputDataset} from their parts`;
+      else if (waiting > 0) view.message = `${record.message}; ${waiting} of ${record.spec.partitions} partitions wait for capacity${reason ? `: ${reason}` : ''}`;
+    }
     return view;
   }
 
@@ -900,6 +1033,13 @@ const STATE_EVENTS: Record<AllocationState, string> = {
   completed: 'Completed',
   stopped: 'Stopped',
 };
+
+/** "3 workers", "1 worker", "4 partitions". */
+function workersOf(spec: JobSpec): string {
+  const count = workerCount(spec);
+  const unit = isPartitioned(spec) ? 'partition' : 'worker';
+  return `${count} ${unit}${count === 1 ? '' : 's'}`;
+}
 
 /** The keys of a tenant's (or, undefined, every tenant's) workloads, in key order. */
 function listed(map: Map<string, Stored<{ tenant: string }>>, tenant: string | undefined): string[] {

@@ -33,6 +33,8 @@ export interface JobRecord {
   notBeforeMs: number;
   /** NAME:VERSION the job pushed (spec.output), once it succeeded. */
   outputModel: string;
+  /** NAME:VERSION assembled from the partitions' parts (spec.outputDataset), once it succeeded; absent in older records. */
+  outputDataset?: string;
 }
 
 export interface AllocationRecord {
@@ -59,8 +61,26 @@ export interface AllocationRecord {
   exitCode: number;
   /** Jobs with an output model, rank 0 once completed: the version its /output was pushed as (0: none). */
   outputVersion?: number;
+  /** Partitions of a job with an output dataset: the blob its /output was stored as, once pushed. */
+  outputPart?: OutputPart;
   createdAtMs: number;
   updatedAtMs: number;
+}
+
+/** One partition's /output, stored as a blob (a directory tar) that no version names yet. */
+export interface OutputPart {
+  digest: string;
+  sizeBytes: number;
+}
+
+/** A partitioned job's workers are its partitions, placed one by one (records from before partitions have none). */
+export function isPartitioned(spec: JobSpec): boolean {
+  return spec.partitions > 0;
+}
+
+/** How many workers each attempt of the job runs: its partitions, or its gang's workers. */
+export function workerCount(spec: JobSpec): number {
+  return isPartitioned(spec) ? spec.partitions : spec.workers || 1;
 }
 
 /** "deployment/TENANT/NAME": the key the scheduler spreads and limits replicas by. */
@@ -135,6 +155,7 @@ export function toProtoJob(record: JobRecord, allocations: AllocationRecord[]): 
     startedAtMs: record.startedAtMs,
     finishedAtMs: record.finishedAtMs,
     outputModel: record.outputModel,
+    outputDataset: record.outputDataset ?? '',
   };
 }
 

@@ -696,7 +696,7 @@ test("rank 0 of a job with an output model is completed only once its output is 
   await reachState(a, 'ok', 'completed');
   assert.equal(a.reconciler.status('ok')?.outputVersion, 7);
   assert.equal(tries, 3);
-  assert.deepEqual(pushes.map((p) => [p.allocationId, p.dir, p.output.model]), Array(3).fill(['ok', path.join(dataDir, 'outputs', 'ok'), 'sentiment']));
+  assert.deepEqual(pushes.map((p) => [p.allocationId, p.dir, p.output?.model]), Array(3).fill(['ok', path.join(dataDir, 'outputs', 'ok'), 'sentiment']));
 
   pushes.length = 0;
   driver.exit('rank1', 0);

@@ -99,6 +99,8 @@ test('a Job in human units becomes the wire spec: durations in ms, scalars in en
       constraints: { zone: 'eu-1', gpu: 'true' },
       priority: -5,
       output: null,
+      partitions: 0,
+      outputDataset: '',
     },
   } satisfies WorkloadObject);
 });

@@ -10,47 +10,21 @@ import * as grpc from '@grpc/grpc-js';
 import { coordinatorOutputPusher } from '../../agent/job-output.js';
 import { JOB_PEER_PORT, taskEnvironment } from '../../shared/workloads.js';
 import { test, type TestContext } from 'node:test';
-import { CoordinatorClient } from '../../shared/client.js';
 import type { Deployment, Job, WorkloadEvent } from '../../shared/proto.js';
 import { SqliteStore } from '../../shared/store/sqlite-store.js';
 import { Election, fencedTxn } from '../../shared/store/election.js';
 import { Lease } from '../../shared/store/lease.js';
 import { commitPlan } from '../../coordinator/workloads/plan-commit.js';
 import type { AllocationRecord } from '../../coordinator/workloads/records.js';
-import { startLeader } from '../helpers/coordinator.js';
 import { eventually, until } from '../helpers/eventually.js';
-import { FakeAgent, type FakeAgentOptions } from '../helpers/fake-agent.js';
-import { WorkloadApi, type WorkloadServiceName } from '../helpers/workload-api.js';
+import type { FakeAgent } from '../helpers/fake-agent.js';
+import { workloadCluster, type WorkloadCluster } from '../helpers/workload-cluster.js';
 import { tempDir } from '../helpers/processes.js';
 
-interface Cluster {
-  address: string;
-  admin: string;
-  join: string;
-  client: CoordinatorClient;
-  call<T>(service: WorkloadServiceName, method: string, request: unknown): Promise<T>;
-  api: WorkloadApi;
-  agent(name: string, options?: FakeAgentOptions): Promise<FakeAgent>;
-}
+type Cluster = WorkloadCluster;
 
-async function cluster(t: TestContext, nodeTtlMs = 10_000): Promise<Cluster> {
-  const { coordinator, admin, join } = await startLeader(t, { nodeTtlMs, workloads: { tickMs: 100 } });
-  const address = coordinator.address;
-  const api = new WorkloadApi(address, admin);
-  const client = new CoordinatorClient([address], { token: admin });
-  t.after(() => {
-    api.close();
-    client.close();
-  });
-  return {
-    address,
-    admin,
-    join,
-    client,
-    api,
-    call: (service, method, request) => api.call(service, method, request),
-    agent: (name, options) => FakeAgent.start(t, name, address, join, options),
-  };
+function cluster(t: TestContext, nodeTtlMs = 10_000): Promise<Cluster> {
+  return workloadCluster(t, { nodeTtlMs });
 }
 
 async function pushModel(c: Cluster, name: string, content: string): Promise<number> {

@@ -3,7 +3,7 @@
 import { Option, type Command } from 'commander';
 import { ARTIFACT_FORMATS, checkName } from '../../../shared/artifact-ref.js';
 import { FailedPreconditionError } from '../../../shared/errors.js';
-import { compileJobSpec, type JobOutputInput } from '../../../shared/workload-spec.js';
+import { compileJobSpec, JOB_FLAG_NAMES, jobShapeProblems, MAX_PARTITIONS, type JobOutputInput } from '../../../shared/workload-spec.js';
 import { withContext } from '../context.js';
 import { countFlag, durationFlag, usageParser } from '../flags.js';
 import { jobCancelledView, jobCreatedView, jobDetailView, jobListView } from '../views/jobs.js';
@@ -24,6 +24,8 @@ interface RunOptions extends WorkloadOptions {
   outputModelOutput?: string;
   outputModelAccuracy?: number;
   outputModelMeta?: Record<string, string>;
+  partitions?: number;
+  outputDataset?: string;
 }
 
 interface TenantOption {
@@ -48,7 +50,7 @@ export function registerJobCommands(program: Command): void {
 
   const run = jobs
     .command('run')
-    .description('submit a job: WORKERS workers run the command together (a gang: all placed or none) until it exits')
+    .description('submit a job: WORKERS workers run the command together (a gang: all placed or none), or K partitions each run it on their share, until it exits')
     .addArgument(workloadNameArgument('job'))
     .argument('[command...]', "after --: with --image, the command each worker runs; with --stack, the arguments of the stack's train command (onnx: the script, e.g. /data/trainer/train.mjs)")
     .addOption(new Option('--workers <n>', 'workers in the gang; each gets MLFLEET_RANK and MLFLEET_WORLD_SIZE (default: 1)').argParser(countFlag('--workers')))
@@ -66,8 +68,21 @@ export function registerJobCommands(program: Command): void {
     .option('--output-model-input <format>', 'what it takes (as models push --input-format)')
     .option('--output-model-output <format>', 'what it gives (as models push --output-format)')
     .addOption(new Option('--output-model-accuracy <a>', 'its accuracy, 0.978 or 97.8% (as models push --accuracy)').argParser(accuracyFlag))
-    .addOption(new Option('--output-model-meta <key=value>', 'a free key/value of the output version (repeat for more)').argParser(metaFlag));
+    .addOption(new Option('--output-model-meta <key=value>', 'a free key/value of the output version (repeat for more)').argParser(metaFlag))
+    .addOption(
+      new Option('--partitions <k>', `K workers, each given its partition (MLFLEET_PARTITION 0..K-1, MLFLEET_PARTITIONS K) and placed as soon as it fits (not a gang); at most ${MAX_PARTITIONS}`).argParser(
+        countFlag('--partitions', MAX_PARTITIONS, 'leave it out for a job that is not partitioned'),
+      ),
+    )
+    .addOption(
+      new Option('--output-dataset <name>', "with --partitions: once every partition exited 0, the union of their /output files is the next version of this dataset").argParser(
+        usageParser((text: string) => checkName(text, 'output dataset')),
+      ),
+    );
   addWorkloadOptions(run, 'worker').action((name: string, operands: string[], options: RunOptions, command: Command) => {
+    const shape = { workers: options.workers ?? 1, partitions: options.partitions ?? 0, outputModel: options.outputModel !== undefined, outputDataset: options.outputDataset ?? '' };
+    const [problem] = jobShapeProblems(shape, JOB_FLAG_NAMES);
+    if (problem) command.error(problem.message);
     const spec = compileJobSpec({
       name,
       ...runtimeFrom(options, command),
@@ -82,6 +97,8 @@ export function registerJobCommands(program: Command): void {
       constraints: options.constraint,
       priority: options.priority,
       output: outputFrom(options, command),
+      partitions: options.partitions,
+      outputDataset: options.outputDataset,
     });
     return withContext(command, async (ctx) => ctx.print(jobCreatedView(await ctx.client().runJob(spec, options.tenant))));
   });
@@ -98,7 +115,7 @@ export function registerJobCommands(program: Command): void {
     addLogOptions(
       jobs
         .command('logs')
-        .description("print the output of the job's current (or last) attempt; with several workers each line starts with [rank N]")
+        .description("print the output of the job's current (or last) attempt; with several workers each line starts with [rank N] ([partition N] for a partitioned job)")
         .addArgument(workloadNameArgument('job')),
     ),
   ).action((name: string, options: LogOptions & TenantOption, command: Command) =>
@@ -108,8 +125,10 @@ export function registerJobCommands(program: Command): void {
       if (placed.length === 0) {
         throw new FailedPreconditionError(`job "${name}" has no worker placed yet (${job.status}${job.message ? `: ${job.message}` : ''}); try again once it runs`);
       }
-      const several = (job.spec?.workers ?? 1) > 1 || placed.length > 1;
-      await printLogs(ctx.client(), placed.map((a) => ({ allocation: a.id, prefix: several ? `[rank ${a.rank}] ` : '' })), options);
+      const partitioned = (job.spec?.partitions ?? 0) > 0;
+      const several = (job.spec?.workers ?? 1) > 1 || partitioned || placed.length > 1;
+      const unit = partitioned ? 'partition' : 'rank';
+      await printLogs(ctx.client(), placed.map((a) => ({ allocation: a.id, prefix: several ? `[${unit} ${a.rank}] ` : '' })), options);
     }),
   );
 

@@ -1,6 +1,7 @@
 // Jobs as mlfleetctl shows them: the stable -o json shape (DESIGN "Interfaces users touch":
-// `jobs show -o json` has name, status, attempts, allocations, outputModel), the list table and
-// the detail block with the current attempt's workers.
+// `jobs show -o json` has name, status, attempts, allocations, outputModel; partitioned jobs add
+// partitions and outputDataset), the list table and the detail block with the current attempt's
+// workers.
 import type { Job } from '../../../shared/proto.js';
 import { formatDuration } from '../../../shared/units.js';
 import { formatLabels, indent, isoOrNull, keyValues, sortedRecord, table, type KeyValue, type Printable } from '../output.js';
@@ -17,8 +18,16 @@ export interface JobJson {
   message: string;
   /** The model version the job pushed, when it did; '' otherwise. */
   outputModel: string;
-  /** Where rank 0's /output goes when the job succeeds (--output-model); null: nowhere. */
-  output: { model: string; format: string; type: string; inputFormat: string; outputFormat: string; accuracy: number; labels: Record<string, string> } | null;
+  /** The dataset version made from the partitions' outputs ("name:3"), once it succeeded; '' otherwise. */
+  outputDataset: string;
+  /**
+   * Where the job's output goes when it succeeds, as YAML's `output:` says it: rank 0's /output
+   * as a model (--output-model), or the partitions' /output as a dataset (--output-dataset);
+   * null: nowhere.
+   */
+  output: ModelOutputJson | { dataset: string } | null;
+  /** 0: not partitioned; K: K workers, one per partition. */
+  partitions: number;
   stack: string;
   image: string;
   command: string[];
@@ -40,6 +49,31 @@ export interface JobJson {
   finishedAt: string | null;
 }
 
+interface ModelOutputJson {
+  model: string;
+  format: string;
+  type: string;
+  inputFormat: string;
+  outputFormat: string;
+  accuracy: number;
+  labels: Record<string, string>;
+}
+
+function outputJson(spec: Job['spec']): JobJson['output'] {
+  if (spec?.outputDataset) return { dataset: spec.outputDataset };
+  if (!spec?.output) return null;
+  const { model, format, metadata } = spec.output;
+  return {
+    model,
+    format,
+    type: metadata?.type ?? '',
+    inputFormat: metadata?.inputFormat ?? '',
+    outputFormat: metadata?.outputFormat ?? '',
+    accuracy: metadata?.accuracy ?? 0,
+    labels: sortedRecord(metadata?.labels ?? {}),
+  };
+}
+
 export function jobJson(job: Job): JobJson {
   const spec = job.spec;
   return {
@@ -49,17 +83,9 @@ export function jobJson(job: Job): JobJson {
     attempts: job.attempts,
     message: job.message,
     outputModel: job.outputModel,
-    output: spec?.output
-      ? {
-          model: spec.output.model,
-          format: spec.output.format,
-          type: spec.output.metadata?.type ?? '',
-          inputFormat: spec.output.metadata?.inputFormat ?? '',
-          outputFormat: spec.output.metadata?.outputFormat ?? '',
-          accuracy: spec.output.metadata?.accuracy ?? 0,
-          labels: sortedRecord(spec.output.metadata?.labels ?? {}),
-        }
-      : null,
+    outputDataset: job.outputDataset,
+    output: outputJson(spec),
+    partitions: spec?.partitions ?? 0,
     stack: spec?.stack ?? '',
     image: spec?.image ?? '',
     command: [...(spec?.command ?? [])],
@@ -79,6 +105,16 @@ export function jobJson(job: Job): JobJson {
   };
 }
 
+/** "4: 2 completed, 1 running, 1 waiting for capacity" — the current attempt's partitions by state. */
+function partitionsLine(j: JobJson): string {
+  const counts = new Map<string, number>();
+  for (const a of j.allocations) counts.set(a.status, (counts.get(a.status) ?? 0) + 1);
+  const waiting = j.status === 'running' || j.status === 'pending' ? j.partitions - j.allocations.length : 0;
+  const parts = [...counts].map(([status, n]) => `${n} ${status}`);
+  if (waiting > 0) parts.push(`${waiting} waiting to be placed`);
+  return parts.length > 0 ? `${j.partitions}: ${parts.join(', ')}` : String(j.partitions);
+}
+
 /** How long it ran (so far); "-" before it started. */
 function runTime(job: Job, now: number): string {
   if (job.startedAtMs <= 0) return '-';
@@ -93,7 +129,7 @@ export function jobListView(jobs: readonly Job[], now = Date.now()): Printable {
     table: () =>
       table(
         ['NAME', 'STATUS', 'WORKERS', 'ATTEMPTS', 'DURATION', 'AGE'],
-        list.map((j, i) => [j.name, j.status, String(j.workers), String(j.attempts), runTime(jobs[i]!, now), age(jobs[i]!.createdAtMs, now)]),
+        list.map((j, i) => [j.name, j.status, j.partitions > 0 ? `${j.partitions} partitions` : String(j.workers), String(j.attempts), runTime(jobs[i]!, now), age(jobs[i]!.createdAtMs, now)]),
       ),
   };
 }
@@ -110,7 +146,7 @@ function detailTable(job: Job, now: number): string {
     [j.stack ? 'Stack' : 'Image', j.stack || j.image],
     ['Command', j.command.length > 0 ? j.command.join(' ') : "<the stack's>"],
     ['Datasets', j.datasets.length > 0 ? j.datasets.join(', ') : '<none>'],
-    ['Workers', String(j.workers)],
+    j.partitions > 0 ? ['Partitions', partitionsLine(j)] : ['Workers', String(j.workers)],
     ['Resources', `${formatResources(j.resources)} per worker`],
     ['Attempts', `${j.attempts} of at most ${j.maxRetries + 1}${j.maxRetries > 0 ? ` (retry backoff ${formatDuration(j.retryBackoffMs || 1000)}, doubling)` : ''}`],
     ['Deadline', j.deadlineMs > 0 ? formatDuration(j.deadlineMs) : 'none'],
@@ -119,6 +155,8 @@ function detailTable(job: Job, now: number): string {
   );
   if (Object.keys(j.env).length > 0) head.push(['Env', formatLabels(j.env)]);
   if (j.outputModel) head.push(['Output model', j.outputModel]);
+  else if (j.outputDataset) head.push(['Output dataset', j.outputDataset]);
+  else if (j.output && 'dataset' in j.output) head.push(['Output dataset', `${j.output.dataset} (the union of the partitions' /output, made when all exited 0)`]);
   else if (j.output) head.push(['Output model', `${j.output.model} (rank 0's /output, pushed when the job succeeds)`]);
   head.push(['Created', j.createdAt ?? '-'], ['Started', j.startedAt ?? '-'], ['Finished', j.finishedAt ?? '-'], ['Duration', runTime(job, now)]);
   const workersLine: KeyValue[] = [['Allocations', j.allocations.length === 0 ? '<none>' : `${j.allocations.length} (attempt ${j.allocations[0]!.attempt})`]];
