@@ -59,11 +59,13 @@ export function containerSpec(task: Task, node: string): Docker.ContainerCreateO
     // HostIp '' publishes on every interface: gateways on other hosts reach replicas here.
     hostConfig.PortBindings = { [port]: [{ HostIp: '', HostPort: String(task.hostPort) }] };
   }
+  const env = peersSeenFromContainer(task.env);
+  if (env !== task.env) hostConfig.ExtraHosts = [`${HOST_ALIAS}:host-gateway`];
   return {
     name: containerName(task.allocationId),
     Image: spec.image,
     ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
-    Env: Object.entries(task.env).map(([name, value]) => `${name}=${value}`),
+    Env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
     Labels: {
       [LABELS.allocation]: task.allocationId,
       [LABELS.workload]: task.workload,
@@ -75,6 +77,28 @@ export function containerSpec(task: Task, node: string): Docker.ContainerCreateO
     Tty: false,
     OpenStdin: false,
     HostConfig: hostConfig,
+  };
+}
+
+/** The name a container reaches its host by (Docker maps it to the bridge gateway: host-gateway). */
+export const HOST_ALIAS = 'host.docker.internal';
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
+
+/**
+ * A gang's peers as its workers' containers must dial them. Nodes that advertise a loopback
+ * address (a single-machine cluster, the default `--advertise`) publish the workers' ports on the
+ * host, but inside a container loopback is the container itself: such peers are named by the
+ * host alias instead. The same env (===) when nothing is loopback.
+ */
+export function peersSeenFromContainer(env: Record<string, string>): Record<string, string> {
+  const peers = env.MLFLEET_PEERS?.split(',') ?? [];
+  const host = (address: string) => address.slice(0, address.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+  if (!peers.some((p) => LOOPBACK.test(host(p))) && !LOOPBACK.test(env.MASTER_ADDR ?? '')) return env;
+  const seen = (address: string) => (LOOPBACK.test(host(address)) ? `${HOST_ALIAS}${address.slice(address.lastIndexOf(':'))}` : address);
+  return {
+    ...env,
+    ...(env.MLFLEET_PEERS !== undefined ? { MLFLEET_PEERS: peers.map(seen).join(',') } : {}),
+    ...(env.MASTER_ADDR !== undefined && LOOPBACK.test(env.MASTER_ADDR) ? { MASTER_ADDR: HOST_ALIAS } : {}),
   };
 }
 

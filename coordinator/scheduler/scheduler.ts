@@ -69,7 +69,8 @@ function placeGang(state: ClusterState, placer: Placer, group: string, members: 
     }
     state.rollback(mark);
     placer.forget();
-    const reason = `gang ${group}: ${i} of ${members.length} workers placed; worker ${i + 1}: ${outcome.reason}`;
+    // Nothing of the gang is placed (what the first members took is given back); say how far it got.
+    const reason = `gang ${group}: only ${i} of ${members.length} workers fit, so none is placed; rank ${i}: ${outcome.reason}`;
     for (const m of members) plan.failures.push({ askId: m.ask.id, reason, quota: outcome.quota });
     return;
   }

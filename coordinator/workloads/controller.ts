@@ -6,6 +6,7 @@
 // share one queue), so decisions never interleave. A partitioned job's output dataset is
 // assembled outside the queue (dataset-assembly.ts), its outcome recorded through it.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -142,6 +143,9 @@ export class WorkloadController {
 
   static async load(deps: WorkloadControllerDeps): Promise<WorkloadController> {
     const controller = new WorkloadController(deps);
+    // What a coordinator that died (or lost leadership) while assembling left behind: the
+    // assemblies start again from the parts, which the store keeps.
+    if (deps.scratchDir) await fs.rm(deps.scratchDir, { recursive: true, force: true });
     await controller.reload();
     deps.artifacts.usedBy = (kind, tenant, name, version) => controller.versionUser(kind, tenant, name, version);
     deps.artifacts.pinned = (digest) => controller.partPinned(digest);

@@ -8,7 +8,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import Docker from 'dockerode';
-import { containerName, containerSpec, DockerDriver, LABELS, LOG_MAX_FILES, LOG_MAX_SIZE } from '../../agent/drivers/docker-driver.js';
+import { containerName, containerSpec, DockerDriver, LABELS, LOG_MAX_FILES, LOG_MAX_SIZE, peersSeenFromContainer } from '../../agent/drivers/docker-driver.js';
 import type { Task } from '../../agent/drivers/driver.js';
 import { MlfleetError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/log.js';
@@ -296,4 +296,20 @@ it('fails clearly, naming the image and `npm run images`, when the image is not 
     return true;
   });
   assert.deepEqual(await containersOf(job.allocationId), []);
+});
+
+describe('gang peers seen from a container', () => {
+  it('names loopback peers by host.docker.internal (loopback in a container is the container) and leaves others alone', () => {
+    const local = { MLFLEET_PEERS: '127.0.0.1:31000,127.0.0.1:31001,[::1]:31002', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '31000', OTHER: 'x' };
+    assert.deepEqual(peersSeenFromContainer(local), {
+      MLFLEET_PEERS: 'host.docker.internal:31000,host.docker.internal:31001,host.docker.internal:31002',
+      MASTER_ADDR: 'host.docker.internal',
+      MASTER_PORT: '31000',
+      OTHER: 'x',
+    });
+    const fleet = { MLFLEET_PEERS: '10.0.0.5:31000,10.0.0.6:31001', MASTER_ADDR: '10.0.0.5', MASTER_PORT: '31000' };
+    assert.equal(peersSeenFromContainer(fleet), fleet);
+    const alone = { MLFLEET_RANK: '0' };
+    assert.equal(peersSeenFromContainer(alone), alone);
+  });
 });

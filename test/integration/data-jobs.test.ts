@@ -6,15 +6,10 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import Docker from 'dockerode';
-import { CoordinatorClient } from '../../shared/client.js';
 import type { Job } from '../../shared/proto.js';
-import { startLeader } from '../helpers/coordinator.js';
+import { dockerFleet } from '../helpers/docker-fleet.js';
 import { eventually } from '../helpers/eventually.js';
-import { ensureRuntimeImage } from '../helpers/images.js';
 import { mlfleetctl } from '../helpers/mlfleetctl.js';
-import { startAgent, tempDir } from '../helpers/processes.js';
-import { WorkloadApi } from '../helpers/workload-api.js';
 
 /** One partition's work, in the runtime image (node, no shell): its share of every CSV's rows, upper-cased. */
 const PARTITION = `const fs = require('fs'), path = require('path');
@@ -29,22 +24,10 @@ const FILES: Record<string, string> = {
 };
 
 test('a job over 3 partitions on Docker agents makes a dataset whose content is the union of its partitions', async (t) => {
-  const image = await ensureRuntimeImage();
-  const docker = new Docker();
-  const dir = tempDir(t);
-  const { coordinator, admin, join } = await startLeader(t, { workloads: { tickMs: 200 } });
-  const api = new WorkloadApi(coordinator.address, admin);
-  const client = new CoordinatorClient([coordinator.address], { token: admin });
-  const names = ['data-a', 'data-b'];
-  t.after(async () => {
-    api.close();
-    client.close();
-    for (const c of await docker.listContainers({ all: true, filters: { label: ['mlfleet.allocation'] } })) {
-      if (names.includes(c.Labels['mlfleet.node'] ?? '')) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    }
-  });
-  for (const name of names) await startAgent(t, name, [coordinator.address], dir, ['--driver', 'docker', '--join-token', join]);
-  const env = { MLFLEET_COORDINATOR: coordinator.address, MLFLEET_TOKEN: admin };
+  const f = await dockerFleet(t);
+  const { image, dir, api, client, address: coordinatorAddress, admin } = f;
+  for (const name of ['data-a', 'data-b']) await f.agent(name);
+  const env = { MLFLEET_COORDINATOR: coordinatorAddress, MLFLEET_TOKEN: admin };
 
   const rows = path.join(dir, 'rows');
   await mkdir(rows);

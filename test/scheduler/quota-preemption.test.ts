@@ -214,6 +214,6 @@ describe('preemption', () => {
     const plan = scheduleChecked(s, asks(2, { priority: 10, gpus: 8, preempt: true, group: 'job/t/g' }, 'w'));
     assert.deepEqual(plan.preemptions, []);
     assert.deepEqual(plan.placements, []);
-    assert.match(failure(plan, 'w-0')!.reason, /^gang job\/t\/g: 1 of 2 workers placed; worker 2: 0\/2 nodes: 2 insufficient GPUs; preempting/);
+    assert.match(failure(plan, 'w-0')!.reason, /^gang job\/t\/g: only 1 of 2 workers fit, so none is placed; rank 1: 0\/2 nodes: 2 insufficient GPUs; preempting/);
   });
 });

@@ -276,7 +276,7 @@ describe('gangs', () => {
   test('a gang that cannot be placed whole places nothing, and every member says why', () => {
     const gang = asks(3, { gpus: 2, group: 'job/t/x', workload: 'job/t/x' }, 'w');
     const plan = scheduleChecked(fiveNodes(), [...gang, ask('after', { gpus: 2 })]);
-    const reason = 'gang job/t/x: 2 of 3 workers placed; worker 3: 0/5 nodes: 5 insufficient GPUs';
+    const reason = 'gang job/t/x: only 2 of 3 workers fit, so none is placed; rank 2: 0/5 nodes: 5 insufficient GPUs';
     assert.deepEqual(plan.failures, gang.map((w) => ({ askId: w.id, reason, quota: false })));
     // What the first two workers held for a moment is free again for the next ask.
     assert.equal(plan.placements.length, 1);
