@@ -12,7 +12,7 @@ export const LOG_CHUNK_BYTES = 64 * 1024;
 
 export interface LogStreamsOptions {
   driver: Driver;
-  /** Whether the allocation is this host's (desired here, or its task still being removed). */
+  /** Whether the allocation is this host's (desired here, its task being removed, or a job's stopped task kept for its logs). */
   knows: (allocationId: string) => boolean;
   /** Sends one message to the leader; dropped when there is no session. */
   send: (data: LogData) => void;

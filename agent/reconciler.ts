@@ -8,7 +8,10 @@
 //  - adoption: a task the driver lists for a desired allocation is taken over, never started
 //    again, and an allocation whose task this host started but which has since vanished is
 //    failed, not re-run: only the coordinator replaces allocations;
-//  - removal of tasks nobody wants any more, reported once as `stopped`;
+//  - tasks nobody wants any more, reported once as `stopped`: a job's task is stopped and kept,
+//    with its logs, for stoppedJobRetentionMs after it ended (a gang's other ranks, cancelled or
+//    past their deadline, are what a user debugging the job reads), then removed; any other task
+//    (a server: its port and resources must go) is removed at once;
 //  - the latest AllocationStatus of each allocation, reported (debounced) as it changes.
 // Closing stops the jobs and probes but never a task (DESIGN principle 7).
 import fs from 'node:fs/promises';
@@ -42,8 +45,13 @@ export interface ReconcilerTiming {
   checkpointSweepMs: number;
   /** One probe that takes longer counts as not answering. */
   probeTimeoutMs: number;
-  /** SIGTERM → SIGKILL when a task is removed. */
+  /** SIGTERM → SIGKILL when a task is stopped or removed. */
   removeGraceMs: number;
+  /**
+   * A job's task whose allocation left the desired set is kept, stopped and with its logs, until
+   * this long after it ended (the driver's finish time, so an agent restart does not reset it).
+   */
+  stoppedJobRetentionMs: number;
   /** Status changes within this window go out in one report. */
   reportDebounceMs: number;
   /**
@@ -62,6 +70,7 @@ export const DEFAULT_TIMING: ReconcilerTiming = {
   checkpointSweepMs: 10 * 60_000,
   probeTimeoutMs: 2_000,
   removeGraceMs: 10_000,
+  stoppedJobRetentionMs: 3_600_000,
   reportDebounceMs: 50,
   adoptGraceMs: 10_000,
 };
@@ -116,7 +125,10 @@ interface Entry {
   pushing: boolean;
   /** Pass sequence number at which its task was known to exist (lists older than that may miss it). */
   taskSeq: number;
-  removing: Promise<void> | undefined;
+  /** Its task being stopped or removed (it left the desired set). */
+  leaving: Promise<void> | undefined;
+  /** A job's task stopped on leaving the desired set: kept, ended, with its logs, until its retention ends. */
+  stopped: boolean;
 }
 
 export class Reconciler {
@@ -202,7 +214,7 @@ export class Reconciler {
     return status ? { ...status } : undefined;
   }
 
-  /** Whether the allocation is this host's: desired here, or its task still being removed. */
+  /** Whether the allocation is this host's: desired here, its task being removed, or a job's kept stopped task (for its logs). */
   has(allocationId: string): boolean {
     return this.desired.has(allocationId) || this.entries.has(allocationId);
   }
@@ -243,7 +255,7 @@ export class Reconciler {
       const entry = this.entries.get(allocation.id);
       if (!entry) {
         this.admit(allocation, tasks.get(allocation.id), listedSeq);
-      } else if (!entry.removing) {
+      } else if (!entry.leaving && !entry.stopped) {
         entry.allocation = allocation;
         this.observe(entry, tasks.get(allocation.id), listedSeq);
       }
@@ -251,9 +263,9 @@ export class Reconciler {
     // Before the first desired set ever arrived, an empty set means "not known yet", not
     // "remove everything".
     if (this.revision === 0) return;
-    for (const entry of this.entries.values()) if (!this.desired.has(entry.id)) this.remove(entry);
+    for (const entry of this.entries.values()) if (!this.desired.has(entry.id)) this.retire(entry, tasks.get(entry.id), listedSeq);
     for (const task of tasks.values()) {
-      if (!this.desired.has(task.allocationId) && !this.entries.has(task.allocationId)) this.remove(this.orphan(task));
+      if (!this.desired.has(task.allocationId) && !this.entries.has(task.allocationId)) this.retire(this.orphan(task), task, listedSeq);
     }
     for (const id of this.runs.keys()) {
       if (!this.desired.has(id) && !this.entries.has(id) && !tasks.has(id)) this.forget(id);
@@ -271,7 +283,8 @@ export class Reconciler {
   private async sweepCheckpoints(dataDir: string): Promise<void> {
     const root = path.join(dataDir, 'checkpoints');
     const here = new Set<string>();
-    for (const entry of this.entries.values()) if (entry.allocation?.kind === 'job') here.add(path.join(entry.allocation.tenant, entry.allocation.workload));
+    // A kept stopped task does not need its job's checkpoints: their retention began when it stopped.
+    for (const entry of this.entries.values()) if (entry.allocation?.kind === 'job' && !entry.stopped) here.add(path.join(entry.allocation.tenant, entry.allocation.workload));
     for (const allocation of this.desired.values()) if (allocation.kind === 'job') here.add(path.join(allocation.tenant, allocation.workload));
     const tenants = await fs.readdir(root).catch(() => [] as string[]);
     for (const tenant of tenants) {
@@ -445,34 +458,74 @@ export class Reconciler {
     return driverTask(allocation, spec, paths, { onHost: this.driver.name === 'process', dirs: this.jobDirs(allocation, spec) });
   }
 
-  /** Removes the task of an allocation nobody wants (after its job stops), then forgets it. */
-  private remove(entry: Entry): void {
-    if (entry.removing) return;
+  /**
+   * An allocation nobody wants any more (`task`: its task in a list asked for at `listedSeq`). A
+   * job's task is stopped, then kept until stoppedJobRetentionMs after it ended, then removed;
+   * any other task is removed at once. Kept or removed, the allocation is let go of when its task
+   * stops: it holds no lease, no output directory, no probe, and is reported `stopped` once.
+   */
+  private retire(entry: Entry, task: TaskStatus | undefined, listedSeq: number): void {
+    if (entry.leaving) return;
+    if ((entry.allocation?.kind ?? task?.kind) !== 'job') this.leave(entry, 'remove');
+    else if (!entry.stopped || task?.running) this.leave(entry, 'stop');
+    // A list asked for before the stop may not show the stopped task yet.
+    else if (entry.taskSeq <= listedSeq && !this.kept(task)) this.leave(entry, 'remove');
+  }
+
+  /**
+   * Whether a job's stopped task is within its retention: it ended less than
+   * stoppedJobRetentionMs ago. One that cannot say when (a container created but never started)
+   * has no logs worth keeping.
+   */
+  private kept(task: TaskStatus | undefined): boolean {
+    return task !== undefined && task.finishedAtMs > 0 && this.clock.now() < task.finishedAtMs + this.timing.stoppedJobRetentionMs;
+  }
+
+  /** Stops (keeping it) or removes the task of an allocation nobody wants, after its job ends. */
+  private leave(entry: Entry, how: 'stop' | 'remove'): void {
     entry.work.abort(new Error('removed from the desired set'));
-    const removal = (async () => {
+    const leaving = (async () => {
       await entry.job;
-      // Closing: the next agent removes it.
+      // Closing: the next agent stops or removes it.
       if (this.closed) {
-        entry.removing = undefined;
+        entry.leaving = undefined;
         return;
       }
       try {
-        await this.driver.remove(entry.id, this.timing.removeGraceMs);
+        if (how === 'stop') await this.driver.stop(entry.id, this.timing.removeGraceMs);
+        else await this.driver.remove(entry.id, this.timing.removeGraceMs);
       } catch (err) {
-        this.log.warn({ allocation: entry.id, err: (err as Error).message }, 'could not remove a task; trying again at the next resync');
-        entry.removing = undefined;
+        this.log.warn({ allocation: entry.id, err: (err as Error).message }, `could not ${how} a task; trying again at the next resync`);
+        entry.leaving = undefined;
         return;
       }
-      this.release(entry);
-      if (this.options.dataDir) await fs.rm(path.join(this.options.dataDir, 'outputs', entry.id), { recursive: true, force: true }).catch(() => undefined);
-      if (entry.allocation) await this.touchJobDir(entry.allocation);
-      this.entries.delete(entry.id);
-      this.forget(entry.id);
-      this.log.info({ allocation: entry.id }, 'removed: no longer in the desired set');
+      if (!entry.stopped) await this.letGo(entry);
+      if (how === 'stop') {
+        entry.stopped = true;
+        entry.taskSeq = ++this.seq;
+        entry.leaving = undefined;
+        this.log.info({ allocation: entry.id, keptForMs: this.timing.stoppedJobRetentionMs }, 'stopped: no longer in the desired set; kept with its logs');
+      } else {
+        this.entries.delete(entry.id);
+        this.forget(entry.id);
+        this.log.info({ allocation: entry.id }, 'removed: no longer in the desired set');
+      }
       this.setStatus(entry, { state: 'stopped', reason: 'no longer in the desired set', endpoint: '' }, true);
+      // A task that ended long before it was stopped is past its retention already.
+      if (how === 'stop') void this.sync();
     })();
-    entry.removing = removal;
-    this.track(removal);
+    entry.leaving = leaving;
+    this.track(leaving);
+  }
+
+  /**
+   * What an allocation held while its task ran: cache leases, its output directory. Its job's
+   * checkpoint retention starts again now (see sweepCheckpoints).
+   */
+  private async letGo(entry: Entry): Promise<void> {
+    this.release(entry);
+    if (this.options.dataDir) await fs.rm(path.join(this.options.dataDir, 'outputs', entry.id), { recursive: true, force: true }).catch(() => undefined);
+    if (entry.allocation) await this.touchJobDir(entry.allocation);
   }
 
   /** A task on the host that no desired allocation claims. */
@@ -581,7 +634,8 @@ export class Reconciler {
       hasTask: false,
       pushing: false,
       taskSeq: 0,
-      removing: undefined,
+      leaving: undefined,
+      stopped: false,
     };
   }
 

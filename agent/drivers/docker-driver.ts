@@ -1,5 +1,5 @@
 // The docker driver: one container per allocation, through the Docker engine API (dockerode).
-// Containers carry labels naming their allocation, workload and node; the labels are the only
+// Containers carry labels naming their allocation, kind, workload and node; the labels are the only
 // record the driver keeps, so a restarted agent finds its containers with list() and adopts
 // them (DESIGN principle 7), and a container that is not labelled with this node is never
 // touched. Images are never pulled: they are built on the host (`npm run images`).
@@ -162,17 +162,18 @@ export class DockerDriver implements Driver {
     log.info({ container: container.id, image: task.spec.image, hostPort: task.hostPort, gpus: task.gpuIndexes }, 'container started');
   }
 
+  async stop(allocationId: string, graceMs: number): Promise<void> {
+    const existing = await this.find(allocationId);
+    if (!existing) return;
+    await stopContainer(this.docker.getContainer(existing.Id), graceMs);
+    this.log.info({ allocation: allocationId, container: existing.Id }, 'container stopped; kept with its logs');
+  }
+
   async remove(allocationId: string, graceMs: number): Promise<void> {
     const existing = await this.find(allocationId);
     if (!existing) return;
     const container = this.docker.getContainer(existing.Id);
-    try {
-      // docker stop: SIGTERM, then SIGKILL after t seconds.
-      await container.stop({ t: Math.ceil(Math.max(0, graceMs) / 1000) });
-    } catch (err) {
-      // 304: already stopped; 404: already gone.
-      if (statusCode(err) !== 304 && statusCode(err) !== 404) throw err;
-    }
+    await stopContainer(container, graceMs);
     try {
       await container.remove({ force: true, v: true });
     } catch (err) {
@@ -278,6 +279,16 @@ export class DockerDriver implements Driver {
   }
 }
 
+/** docker stop: SIGTERM, then SIGKILL after the grace period (in whole seconds). */
+async function stopContainer(container: Docker.Container, graceMs: number): Promise<void> {
+  try {
+    await container.stop({ t: Math.ceil(Math.max(0, graceMs) / 1000) });
+  } catch (err) {
+    // 304: already stopped; 404: already gone.
+    if (statusCode(err) !== 304 && statusCode(err) !== 404) throw err;
+  }
+}
+
 function taskStatus(allocationId: string, info: Docker.ContainerInspectInfo): TaskStatus {
   const state = info.State;
   const exited = state.Status === 'exited' || state.Status === 'dead';
@@ -287,6 +298,7 @@ function taskStatus(allocationId: string, info: Docker.ContainerInspectInfo): Ta
   else if (state.Status === 'created') reason = 'created but never started';
   return {
     allocationId,
+    kind: info.Config.Labels?.[LABELS.kind] ?? '',
     running: state.Running,
     exitCode: exited ? state.ExitCode : undefined,
     startedAtMs: time(state.StartedAt),

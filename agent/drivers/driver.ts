@@ -33,10 +33,13 @@ export interface Task {
 
 export interface TaskStatus {
   allocationId: string;
+  /** The Task's kind ("deployment" | "job"); '' when the driver does not know it. */
+  kind: string;
   running: boolean;
   /** Set once the task has exited; undefined while running or when unknown (adopted and gone). */
   exitCode: number | undefined;
   startedAtMs: number;
+  /** When it ended (or was stopped); 0 while running, or when the driver cannot tell. */
   finishedAtMs: number;
   /** Why it stopped when the driver knows more than the exit code ("OOM killed"). */
   reason: string;
@@ -57,9 +60,15 @@ export interface Driver {
    * exited) is left as it is.
    */
   start(task: Task): Promise<void>;
-  /** Stops the task (SIGTERM, then SIGKILL after `graceMs`) and removes it with its logs. Idempotent. */
+  /**
+   * Stops the task (SIGTERM, then SIGKILL after `graceMs`) and keeps it, ended, with its logs:
+   * it holds no resources and binds no port, `list` shows it as not running with the time it
+   * ended, and `logs` still reads it. Idempotent; nothing happens to a task that is not there.
+   */
+  stop(allocationId: string, graceMs: number): Promise<void>;
+  /** Stops the task (as `stop`) and removes it with its logs. Idempotent. */
   remove(allocationId: string, graceMs: number): Promise<void>;
-  /** Every task this driver started on this host that still exists, running or exited. */
+  /** Every task this driver started on this host that still exists, running, exited or stopped. */
   list(): Promise<TaskStatus[]>;
   /** The task's output (stdout and stderr interleaved), bounded by what the driver keeps. */
   logs(allocationId: string, options: LogOptions): AsyncIterable<Buffer>;

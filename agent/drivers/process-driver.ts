@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { Driver, LogOptions, Task, TaskStatus } from './driver.js';
-import { EXIT_FILE, LOG_FILE, RECORD_FILE, ROTATED_SUFFIX, WORK_DIR } from './process-task-dir.js';
+import { EXIT_FILE, LOG_FILE, RECORD_FILE, ROTATED_SUFFIX, STOPPED_FILE, WORK_DIR } from './process-task-dir.js';
 
 /** Output kept per task: the live log up to this, plus one rotated file as large. */
 export const LOG_MAX_BYTES = 8 * 1024 * 1024;
@@ -135,6 +135,17 @@ export class ProcessDriver implements Driver {
     log.info({ pid: child.pid, command, hostPort: task.hostPort, gpus: task.gpuIndexes }, 'process started');
   }
 
+  async stop(allocationId: string, graceMs: number): Promise<void> {
+    const dir = this.taskDir(allocationId);
+    const record = await readRecord(dir);
+    if (!record) return;
+    await this.stopGroup(record, graceMs);
+    // Killed along with its supervisor, it has no exit file to say when it ended: say it here,
+    // once (stopping it again must not make a kept task younger).
+    if (!(await readExit(dir)) && !(await mtimeMs(path.join(dir, STOPPED_FILE)))) await writeFile(path.join(dir, STOPPED_FILE), '');
+    this.log.info({ allocation: allocationId, pid: record.pid }, 'process stopped; kept with its log');
+  }
+
   async remove(allocationId: string, graceMs: number): Promise<void> {
     const dir = this.taskDir(allocationId);
     const record = await readRecord(dir);
@@ -220,7 +231,7 @@ export class ProcessDriver implements Driver {
   }
 
   private async status(dir: string, record: TaskRecord): Promise<TaskStatus> {
-    const base = { allocationId: record.allocationId, startedAtMs: record.startedAtMs };
+    const base = { allocationId: record.allocationId, kind: record.kind, startedAtMs: record.startedAtMs };
     const exit = await readExit(dir);
     if (exit) return { ...base, running: false, exitCode: exit.code, finishedAtMs: exit.atMs, reason: '' };
     if (leaderState(record) === 'running') return { ...base, running: true, exitCode: undefined, finishedAtMs: 0, reason: '' };
@@ -229,7 +240,7 @@ export class ProcessDriver implements Driver {
       ...base,
       running: false,
       exitCode: undefined,
-      finishedAtMs: 0,
+      finishedAtMs: (await mtimeMs(path.join(dir, STOPPED_FILE))) ?? 0,
       reason: 'the task is gone without an exit code (its supervisor was killed, or the host restarted)',
     };
   }
@@ -390,6 +401,14 @@ async function readFrom(handle: FileHandle, offset: number): Promise<Buffer> {
     position += bytesRead;
   }
   return Buffer.concat(parts);
+}
+
+async function mtimeMs(file: string): Promise<number | undefined> {
+  try {
+    return (await stat(file)).mtimeMs;
+  } catch {
+    return undefined;
+  }
 }
 
 async function inode(file: string): Promise<number | undefined> {

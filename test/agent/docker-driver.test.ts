@@ -1,6 +1,7 @@
 // The docker driver against the real local engine, on the runtime image `npm run images`
 // builds: what a task's container gets (port, env, limits, mounts, labels, bounded logs),
-// idempotent starts, adoption by a restarted agent, exit codes, logs, removal.
+// idempotent starts, adoption by a restarted agent, exit codes, logs, stopping a container while
+// keeping it with its logs, removal.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
@@ -210,6 +211,44 @@ describe('a serving container', () => {
     await driver.remove(served.allocationId, 1_000);
     await assert.rejects(get(served.hostPort));
   });
+});
+
+it("is stopped and kept: listed as exited with its kind and when, its logs readable, its host port free for another container; stopping again is harmless", async (t) => {
+  const driver = await driverFor();
+  const hostPort = await freePort();
+  const worker = (rank: string) =>
+    task({
+      kind: 'job',
+      hostPort,
+      env: { PORT: '8080', MLFLEET_RANK: rank },
+      spec: spec({
+        port: 8080,
+        command: node(`require('http').createServer((q, r) => r.end(process.env.MLFLEET_RANK)).listen(8080, () => console.log('rank', process.env.MLFLEET_RANK, 'listening'));
+          process.on('SIGTERM', () => { console.log('rank', process.env.MLFLEET_RANK, 'got SIGTERM'); process.exit(143); });`),
+      }),
+    });
+  const first = worker('1');
+  t.after(() => driver.remove(first.allocationId, 0));
+  await driver.start(first);
+  await eventually('rank 1 answering', 15_000, async () => ((await get(hostPort)) === '1' ? true : undefined), { retryErrors: true, intervalMs: 100 });
+
+  const before = Date.now();
+  await driver.stop(first.allocationId, 5_000);
+  const after = Date.now();
+  assert.deepEqual((await containersOf(first.allocationId)).map((c) => c.State), ['exited']);
+  const status = (await driver.list()).find((s) => s.allocationId === first.allocationId)!;
+  assert.deepEqual([status.kind, status.running, status.exitCode], ['job', false, 143]);
+  assert.ok(status.finishedAtMs >= before - 1_000 && status.finishedAtMs <= after + 1_000, 'it says when it ended');
+  assert.equal(await logs(driver, first.allocationId), 'rank 1 listening\nrank 1 got SIGTERM\n');
+  await driver.stop(first.allocationId, 5_000);
+  await driver.start(first);
+  assert.deepEqual((await containersOf(first.allocationId)).map((c) => c.State), ['exited'], 'stopping or starting again changes nothing');
+
+  // A stopped container binds no port: the next one publishes it.
+  const second = worker('2');
+  t.after(() => driver.remove(second.allocationId, 0));
+  await driver.start(second);
+  await eventually('rank 2 answering on the same host port', 15_000, async () => ((await get(hostPort)) === '2' ? true : undefined), { retryErrors: true, intervalMs: 100 });
 });
 
 it('reports a task that exits 3 as exited with code 3', async (t) => {

@@ -1,6 +1,7 @@
 // The process driver with real child processes: a task's port, environment and GPUs, exit
 // codes, idempotent starts, adoption by a new driver (a restarted agent), exit codes recorded
-// while no agent runs, bounded logs with tail and follow, and removal of the whole process group.
+// while no agent runs, bounded logs with tail and follow, stopping a task while keeping it with its
+// log, and removal of the whole process group.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -275,6 +276,51 @@ it('keeps at most two log files of the cap, with the newest output', async (t) =
   assert.ok(kept.length <= 2 * cap && kept.length > cap, `${kept.length} bytes kept`);
   assert.ok(kept.endsWith('output line 00039999\nthe end\n'));
   assert.equal(await logs(driver, job.allocationId, 8), 'the end\n');
+});
+
+it('stops a task and keeps it: listed as ended with its kind and when, its log readable, its port free; one killed after the grace period says when too; stopping again is harmless', async (t) => {
+  const dataDir = dataDirFor(t);
+  const driver = driverFor(t, { dataDir });
+  const hostPort = await freePort();
+  const serve = (greeting: string) =>
+    node(`require('http').createServer((q, r) => r.end('${greeting}')).listen(${hostPort}, '127.0.0.1', () => console.log('listening'));
+      process.on('SIGTERM', () => { console.log('got SIGTERM'); process.exit(143); });`);
+  const polite = task(serve('first'), { hostPort });
+  const stubborn = task(node(`process.on('SIGTERM', () => console.log('ignoring SIGTERM')); console.log('up'); setInterval(() => {}, 1000);`));
+  await driver.start(polite);
+  await driver.start(stubborn);
+  await eventually('the server answering', 10_000, async () => get(hostPort), { retryErrors: true, intervalMs: 50 });
+  await eventually('the stubborn one up', 10_000, async () => ((await logs(driver, stubborn.allocationId)) ? true : undefined), { intervalMs: 50 });
+
+  const before = Date.now();
+  await Promise.all([driver.stop(polite.allocationId, 5_000), driver.stop(stubborn.allocationId, 300)]);
+  const after = Date.now();
+  const listed = new Map((await driver.list()).map((s) => [s.allocationId, s]));
+  const stopped = listed.get(polite.allocationId)!;
+  assert.deepEqual([stopped.kind, stopped.running, stopped.exitCode], ['job', false, 143]);
+  assert.ok(stopped.finishedAtMs >= before - 1_000 && stopped.finishedAtMs <= after + 1_000, 'it says when it ended');
+  assert.equal(await logs(driver, polite.allocationId), 'listening\ngot SIGTERM\n');
+  // SIGKILLed with its supervisor: no exit code, but the stop recorded when it ended.
+  const killed = listed.get(stubborn.allocationId)!;
+  assert.deepEqual([killed.kind, killed.running, killed.exitCode], ['job', false, undefined]);
+  assert.ok(killed.finishedAtMs >= before - 1_000 && killed.finishedAtMs <= after + 1_000, 'it says when it was stopped');
+  assert.equal(await logs(driver, stubborn.allocationId), 'up\nignoring SIGTERM\n');
+  assert.equal(alive(recordOf(dataDir, stubborn.allocationId).pid), false);
+
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await driver.stop(stubborn.allocationId, 300);
+  await driver.start(polite);
+  const restarted = new ProcessDriver({ dataDir, node: NODE, log: silentLogger() });
+  assert.deepEqual(
+    new Map((await restarted.list()).map((s) => [s.allocationId, s])),
+    listed,
+    'stopping or starting again changes nothing (not even when it ended), and a restarted agent sees the same',
+  );
+
+  // A stopped task binds no port: the next one listens on it.
+  const next = task(serve('second'), { hostPort });
+  await driver.start(next);
+  assert.equal(await eventually('the next task answering', 10_000, async () => ((await get(hostPort)) === 'second' ? 'second' : undefined), { retryErrors: true, intervalMs: 50 }), 'second');
 });
 
 it('stops the whole process group on remove (SIGKILL after the grace period), and removing again is harmless', async (t) => {

@@ -1,6 +1,7 @@
 // The agent's reconciler: a desired allocation is pulled into the cache, started with the right
 // task, probed until ready and reported at each step; tasks end as completed or failed, are
-// removed when no longer desired, are adopted (never started twice) by a restarted agent, and
+// removed when no longer desired (a job's stopped and kept with its logs for a while first,
+// across restarts too), are adopted (never started twice) by a restarted agent, and
 // are never re-run when they vanish. Logs stream back in chunks. Against a fake driver, a real
 // model cache and real HTTP servers; and once end to end with the real process driver.
 import assert from 'node:assert/strict';
@@ -23,6 +24,7 @@ import type { Allocation, AllocationStatus } from '../../shared/proto.js';
 import type { LogData } from '../../shared/gen/mlfleet/v1/LogData.js';
 import type { RunBlob, RunSpec } from '../../shared/workloads.js';
 import { until } from '../helpers/eventually.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { FakeDriver } from '../helpers/fake-driver.js';
 import { freePort } from '../helpers/net.js';
 import { tempDir } from '../helpers/processes.js';
@@ -318,6 +320,106 @@ test('a task found on the host that no desired allocation claims is removed', as
   a.desire(4, []);
   await until('removed', () => !driver.has('stale-1'));
   await until('stopped reported', () => a.states('stale-1').includes('stopped'));
+});
+
+/** What a logs command for `id` sends back: the output and the eof's error. */
+async function readLogs(driver: Driver, a: Agent, id: string): Promise<{ output: string; error: string }> {
+  const { streams, sent, eof } = logStreams(driver, (allocation) => a.reconciler.has(allocation));
+  try {
+    streams.open('cmd', { allocation: id, tailBytes: 0, follow: true });
+    await until('eof', () => eof('cmd') !== undefined);
+    return { output: Buffer.concat(sent.filter((m) => !m.eof).map((m) => m.data as Buffer)).toString(), error: eof('cmd')!.error! };
+  } finally {
+    await streams.close();
+  }
+}
+
+test("a job allocation removed from the set has its task stopped and kept with its logs, holding nothing, until the retention since it ended has passed; a deployment's is removed at once", async (t) => {
+  const clock = new FakeClock();
+  const source = new MemoryBlobSource();
+  const model = source.add('model', 'bert', 'weights', '/model');
+  const dataDir = tempDir(t);
+  const driver = new FakeDriver('docker', () => clock.now());
+  const a = agent(t, dataDir, driver, source, { ...FAST, stoppedJobRetentionMs: 60_000 }, { dataDir, clock });
+  const worker = (id: string) => allocation(id, { model, rank: 1, worldSize: 2 }, { kind: 'job', workload: 'train', hostPort: 31005 });
+  a.desire(1, [worker('rank-1'), allocation('web-1', { model })]);
+  await reachState(a, 'rank-1', 'running');
+  await reachState(a, 'web-1', 'running');
+  driver.print('rank-1', 'rank 1: NCCL watchdog timeout\n');
+
+  // Its gang failed elsewhere: the coordinator stops it (and the deployment went too).
+  a.desire(2, []);
+  await reachState(a, 'rank-1', 'stopped');
+  await until('web-1 removed', () => a.reconciler.status('web-1') === undefined);
+  assert.deepEqual(driver.stopped, [{ allocationId: 'rank-1', graceMs: 10_000 }], 'stopped with the grace period');
+  assert.deepEqual(driver.removed, [{ allocationId: 'web-1', graceMs: 10_000 }], "only the deployment's task is removed");
+  assert.deepEqual((await driver.list()).map((task) => [task.allocationId, task.running]), [['rank-1', false]]);
+  const status = a.reconciler.status('rank-1')!;
+  assert.deepEqual([status.state, status.reason, status.endpoint], ['stopped', 'no longer in the desired set', '']);
+  assert.deepEqual(a.cache.entries().map((e) => e.inUse), [false], 'the stopped task holds no cache lease');
+  assert.equal(existsSync(path.join(dataDir, 'outputs', 'rank-1')), false, 'nor its output directory');
+  assert.deepEqual(await readLogs(driver, a, 'rank-1'), { output: 'rank 1: NCCL watchdog timeout\n', error: '' }, 'its logs are read as before');
+
+  // The retry takes its host port; the kept task is neither started again nor reported again.
+  a.desire(3, [worker('retry-rank-1')]);
+  await reachState(a, 'retry-rank-1', 'running');
+  clock.advance(59_999);
+  await a.reconciler.sync();
+  assert.ok(driver.has('rank-1'), 'kept within the retention');
+  assert.deepEqual(driver.started.map((task) => task.allocationId).sort(), ['rank-1', 'retry-rank-1', 'web-1']);
+  assert.deepEqual(a.reconciler.statuses().map((s) => [s.id, s.state]), [['rank-1', 'stopped'], ['retry-rank-1', 'running']]);
+
+  clock.advance(1);
+  await a.reconciler.sync();
+  await until('removed once the retention has passed', () => !a.reconciler.has('rank-1'));
+  assert.deepEqual(driver.removed.map((r) => r.allocationId), ['web-1', 'rank-1']);
+  assert.equal(driver.has('rank-1'), false);
+  assert.deepEqual(await readLogs(driver, a, 'rank-1'), { output: '', error: 'allocation rank-1 is not on this node' });
+  clock.advance(FAST.reportDebounceMs!);
+  assert.deepEqual(a.states('rank-1').filter((s) => s === 'stopped'), ['stopped'], 'stopped is reported once');
+  assert.deepEqual([...a.state.runs().keys()], ['retry-rank-1'], 'nothing is remembered of it');
+});
+
+test("a restarted agent keeps a job's stopped task until the retention since it ended, and stops (keeping) a job's task it finds running; an old one and a server's are removed at once", async (t) => {
+  const clock = new FakeClock();
+  const driver = new FakeDriver('docker', () => clock.now());
+  const dataDir = tempDir(t);
+  const timing = { ...FAST, stoppedJobRetentionMs: 60_000 };
+  const first = agent(t, dataDir, driver, new MemoryBlobSource(), timing, { clock });
+  first.desire(1, [allocation('rank-0', {}, { kind: 'job', workload: 'train' })]);
+  await reachState(first, 'rank-0', 'running');
+  driver.print('rank-0', 'rank 0: timed out waiting for rank 1\n');
+  first.desire(2, []);
+  await reachState(first, 'rank-0', 'stopped');
+  await first.close();
+
+  clock.advance(30_000);
+  // Left by earlier agents: a job's task that ended long ago, one still running, and a server.
+  driver.existing('old-job', { kind: 'job', running: false, exitCode: 0, finishedAtMs: clock.now() - 2 * 3_600_000 });
+  driver.existing('running-job', { kind: 'job' });
+  driver.existing('web-9', { kind: 'deployment' });
+  const second = agent(t, dataDir, driver, new MemoryBlobSource(), timing, { clock });
+  await until('the tasks found dealt with', () => !driver.has('old-job') && !driver.has('web-9') && second.reconciler.status('running-job')?.state === 'stopped');
+  await second.reconciler.sync();
+  await second.reconciler.sync();
+  assert.deepEqual(driver.removed.map((r) => r.allocationId).sort(), ['old-job', 'web-9']);
+  assert.deepEqual((await driver.list()).map((task) => [task.allocationId, task.running]), [['rank-0', false], ['running-job', false]]);
+  assert.deepEqual(second.reconciler.statuses().map((s) => [s.id, s.state, s.reason]), [
+    ['rank-0', 'stopped', 'no longer in the desired set'],
+    ['running-job', 'stopped', 'no longer in the desired set'],
+  ]);
+  assert.deepEqual(await readLogs(driver, second, 'rank-0'), { output: 'rank 0: timed out waiting for rank 1\n', error: '' });
+
+  // rank-0 ended 60s ago, running-job 30s ago.
+  clock.advance(30_000);
+  await second.reconciler.sync();
+  await until('rank-0 removed', () => !driver.has('rank-0'));
+  assert.ok(driver.has('running-job'));
+  clock.advance(30_000);
+  await second.reconciler.sync();
+  await until('running-job removed', () => !driver.has('running-job'));
+  assert.deepEqual(second.reconciler.statuses(), []);
+  assert.equal(driver.started.length, 1, 'nothing was started again');
 });
 
 test('before any desired set has arrived, tasks on the host are left alone', async (t) => {
@@ -643,8 +745,8 @@ test('two attempts of the same job rank share one checkpoint directory on the ho
   driver.exit('attempt1-rank0', 1);
   await reachState(a, 'attempt1-rank0', 'failed');
   a.desire(2, []);
-  await until('attempt 1 removed', () => !a.reconciler.has('attempt1-rank0') && !a.reconciler.has('attempt1-rank1'));
-  assert.equal(existsSync(first['/output']!.hostPath), false, "a removed allocation's output directory goes with it");
+  await until('attempt 1 stopped', () => a.reconciler.status('attempt1-rank0')?.state === 'stopped' && a.reconciler.status('attempt1-rank1')?.state === 'stopped');
+  assert.equal(existsSync(first['/output']!.hostPath), false, "a stopped allocation's output directory goes with it, though its task is kept for its logs");
   a.desire(3, [worker('attempt2-rank0', 0)]);
   await reachState(a, 'attempt2-rank0', 'running');
   const second = mounts('attempt2-rank0');
@@ -724,8 +826,9 @@ test("a job's checkpoints are removed once none of its allocations has been on t
   const gone = path.join(dataDir, 'checkpoints', 'acme', 'gone');
   const kept = path.join(dataDir, 'checkpoints', 'acme', 'kept');
   a.desire(2, [allocation('kept-1', {}, { kind: 'job', workload: 'kept' })]);
-  await until('gone-1 removed', () => !a.reconciler.has('gone-1'));
+  await reachState(a, 'gone-1', 'stopped');
   assert.ok(existsSync(gone), 'kept for a retry within the retention');
-  await until('the checkpoints of the job that left are removed', () => !existsSync(gone));
+  await until('the checkpoints of the job that left are removed (its stopped task, kept for its logs, needs none)', () => !existsSync(gone));
+  assert.ok(a.reconciler.has('gone-1'), 'its task is still kept');
   assert.ok(existsSync(kept));
 });

@@ -1,4 +1,4 @@
-// A task driver in memory for reconciler tests: it records what it was asked to start and
+// A task driver in memory for reconciler tests: it records what it was asked to start, stop and
 // remove, and lets a test play the host: a task exits, vanishes, prints output, or already
 // exists when the agent starts (to be adopted). Nothing runs; a test that needs a server on the
 // task's port starts one itself.
@@ -16,6 +16,8 @@ interface FakeTask {
 export class FakeDriver implements Driver {
   /** Every start call that created a task, in order. */
   readonly started: Task[] = [];
+  /** Every stop call, in order. */
+  readonly stopped: { allocationId: string; graceMs: number }[] = [];
   /** Every remove call, in order. */
   readonly removed: { allocationId: string; graceMs: number }[] = [];
   private readonly tasks = new Map<string, FakeTask>();
@@ -35,11 +37,20 @@ export class FakeDriver implements Driver {
     if (this.tasks.has(task.allocationId)) return;
     this.started.push(task);
     this.tasks.set(task.allocationId, {
-      status: { allocationId: task.allocationId, running: true, exitCode: undefined, startedAtMs: this.now(), finishedAtMs: 0, reason: '' },
+      status: { allocationId: task.allocationId, kind: task.kind, running: true, exitCode: undefined, startedAtMs: this.now(), finishedAtMs: 0, reason: '' },
       task,
       output: [],
       waiters: new Set(),
     });
+  }
+
+  /** A running task ends as SIGTERM ends it (143); it stays, with its output. */
+  async stop(allocationId: string, graceMs: number): Promise<void> {
+    this.stopped.push({ allocationId, graceMs });
+    const task = this.tasks.get(allocationId);
+    if (!task?.status.running) return;
+    task.status = { ...task.status, running: false, exitCode: 143, finishedAtMs: this.now() };
+    wake(task);
   }
 
   async remove(allocationId: string, graceMs: number): Promise<void> {
@@ -82,10 +93,10 @@ export class FakeDriver implements Driver {
 
   // ---- what a test does to the host ------------------------------------------------------
 
-  /** A task that exists before the agent starts (left by the previous agent process). */
+  /** A task that exists before the agent starts (left by the previous agent process); of no known kind unless `status` says. */
   existing(allocationId: string, status: Partial<TaskStatus> = {}): void {
     this.tasks.set(allocationId, {
-      status: { allocationId, running: true, exitCode: undefined, startedAtMs: this.now(), finishedAtMs: 0, reason: '', ...status },
+      status: { allocationId, kind: '', running: true, exitCode: undefined, startedAtMs: this.now(), finishedAtMs: 0, reason: '', ...status },
       task: undefined,
       output: [],
       waiters: new Set(),

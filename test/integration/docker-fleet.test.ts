@@ -87,7 +87,7 @@ test('deployments and jobs across three Docker agents: spread, a lost agent, ret
   assert.equal(flaky.status, 'succeeded', flaky.message);
   assert.equal(flaky.attempts, 3);
 
-  // Cancel stops a running job's container.
+  // Cancel stops a running job's container (kept, stopped, for its logs: docker-jobs.test.ts).
   await api.call('JobService', 'RunJob', { spec: { name: 'forever', image, command: ['node', '-e', 'setInterval(() => {}, 1000)'], workers: 1 } });
   const running = await eventually('forever running', 60_000, async () => {
     const j = await api.call<Job>('JobService', 'GetJob', { name: 'forever' });
@@ -96,6 +96,6 @@ test('deployments and jobs across three Docker agents: spread, a lost agent, ret
   const containerOf = async () => docker.listContainers({ filters: { label: [`mlfleet.allocation=${running.allocations[0]!.id}`] } });
   assert.equal((await containerOf()).length, 1);
   await api.call('JobService', 'CancelJob', { name: 'forever' });
-  await eventually("the job's container is gone", 30_000, async () => ((await containerOf()).length === 0 ? true : undefined));
+  await eventually("the job's container stops running", 30_000, async () => ((await containerOf()).length === 0 ? true : undefined));
   assert.equal((await api.call<Job>('JobService', 'GetJob', { name: 'forever' })).status, 'cancelled');
 });

@@ -1,9 +1,10 @@
 // Jobs on real Docker through real agents, with the runtime image (node inside, scripts run by
 // `node -e`): a gang of 3 waits, holding nothing anywhere, while one of three hosts is short of
 // memory, then runs once a host with room joins, its workers meeting through their published
-// peer ports; a killed worker fails its gang's attempt as a whole and the retry resumes from
-// what the attempt saved in /checkpoint on that host; a job past its deadline fails and its
-// container is removed. (Cancel removing a job's container: docker-fleet.test.ts.)
+// peer ports; a killed worker fails its gang's attempt as a whole, the other worker's container is
+// stopped but kept with its logs, and the retry resumes from what the attempt saved in
+// /checkpoint on that host; a job past its deadline fails and its container is stopped, kept with
+// its logs. (Cancel stopping a job's container: docker-fleet.test.ts.)
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -52,6 +53,8 @@ if (rank === 0) {
 const CHECKPOINTED = `const fs = require('fs'), path = require('path');
 const e = process.env, saved = path.join(e.MLFLEET_CHECKPOINT_PATH, 'step');
 if (e.MLFLEET_ATTEMPT === '1') {
+  // Said first (stdout is a pipe: written at once), so a saved checkpoint means it was said.
+  console.log('rank', e.MLFLEET_RANK, 'attempt 1 saving step', 100 + Number(e.MLFLEET_RANK));
   fs.writeFileSync(saved + '.part', String(100 + Number(e.MLFLEET_RANK)));
   fs.renameSync(saved + '.part', saved);
   setInterval(() => {}, 1000);
@@ -65,8 +68,9 @@ function ended(f: Fleet, name: string, timeoutMs: number): Promise<Job> {
   return f.jobWhen(name, `${name} ended`, timeoutMs, (j) => ['succeeded', 'failed', 'cancelled'].includes(j.status));
 }
 
-async function gone(f: Fleet, allocation: string, what: string): Promise<void> {
-  await eventually(what, 30_000, async () => ((await f.containers(allocation)).length === 0 ? true : undefined));
+/** The allocation's container has been stopped (exited), and is kept. */
+async function stopped(f: Fleet, allocation: string, what: string): Promise<void> {
+  await eventually(what, 30_000, async () => ((await f.containers(allocation)).map((c) => c.State).join() === 'exited' ? true : undefined));
 }
 
 test('a gang of 3 waits, holding nothing, while a host is short of memory, then runs when a host with room joins, its workers meeting through their peer ports', async (t) => {
@@ -121,10 +125,10 @@ test("a killed worker fails its gang's attempt as a whole, and the retry resumes
   assert.ok(killed, "rank 1's container");
   await f.docker.getContainer(killed.Id).kill();
 
-  // The whole attempt fails: rank 0's container is stopped and removed with it (the killed one
-  // is kept, exited, for its logs, as ended jobs' containers are), and the job waits out its
-  // backoff saying why, with each worker's end.
-  await gone(f, rank0!.id, "rank 0's container of attempt 1 removed");
+  // The whole attempt fails: rank 0's container is stopped and kept, exited, for its logs (as the
+  // killed one is, as ended jobs' containers are), and the job waits out its backoff saying why,
+  // with each worker's end.
+  await stopped(f, rank0!.id, "rank 0's container of attempt 1 stopped");
   assert.deepEqual((await f.containers(rank1!.id)).map((c) => c.State), ['exited']);
   const failed = await f.jobWhen('resume', "rank 0's stop reported", 5_000, (j) => j.allocations.some((a) => a.rank === 0 && a.status !== 'running'));
   assert.equal(failed.status, 'pending', failed.message);
@@ -136,6 +140,9 @@ test("a killed worker fails its gang's attempt as a whole, and the retry resumes
   assert.match(shown.stdout, /^Message:\s+attempt 1 failed \(worker 1 exited with code 137\); retrying in 4s$/m);
   assert.match(shown.stdout, /^ {2}0\s+[0-9a-f]{8}\s+ckpt\s+stopped\s+-\s/m);
   assert.match(shown.stdout, /^ {2}1\s+[0-9a-f]{8}\s+ckpt\s+failed: exited with code 137\s+137\s/m);
+  // What a user debugging the failed attempt reads: the stopped rank's output, from its host.
+  assert.match((await f.api.logs(rank0!.id)).toString(), /^rank 0 attempt 1 saving step 100$/m);
+  assert.match((await f.api.logs(rank1!.id)).toString(), /^rank 1 attempt 1 saving step 101$/m);
 
   const done = await ended(f, 'resume', 60_000);
   assert.equal(done.status, 'succeeded', done.message);
@@ -145,16 +152,17 @@ test("a killed worker fails its gang's attempt as a whole, and the retry resumes
   }
 });
 
-test('a job past its deadline fails saying so, and its container is removed', async (t) => {
+test('a job past its deadline fails saying so, and its container is stopped, kept with its logs', async (t) => {
   const f = await dockerFleet(t);
   await f.agent('late');
-  await f.api.call('JobService', 'RunJob', { spec: { name: 'slow', image: f.image, command: ['node', '-e', 'setInterval(() => {}, 1000)'], workers: 1, deadlineMs: 3_000 } });
+  await f.api.call('JobService', 'RunJob', { spec: { name: 'slow', image: f.image, command: ['node', '-e', "console.log('still at epoch 1'); setInterval(() => {}, 1000)"], workers: 1, deadlineMs: 3_000 } });
   const running = await f.jobWhen('slow', 'slow running', 60_000, (j) => j.allocations[0]?.status === 'running');
   const worker = running.allocations[0]!;
   assert.equal((await f.containers(worker.id)).length, 1);
   const done = await ended(f, 'slow', 20_000);
   assert.equal(done.status, 'failed');
   assert.equal(done.message, 'stopped: its deadline of 3s passed');
-  await gone(f, worker.id, "the job's container removed");
+  await stopped(f, worker.id, "the job's container stopped");
+  assert.match((await f.api.logs(worker.id)).toString(), /^still at epoch 1$/m);
   assert.ok((await f.api.events('job/slow')).some((e) => e.type === 'DeadlineExceeded'));
 });
