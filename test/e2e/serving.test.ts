@@ -14,6 +14,7 @@ import type { Deployment } from '../../shared/proto.js';
 import { encodeModel } from '../../agent/stacks/onnx/onnx-model.js';
 import { linearModel } from '../../scripts/onnx/example-models.js';
 import { startLeader } from '../helpers/coordinator.js';
+import { removeContainersAfter } from '../helpers/docker-fleet.js';
 import { eventually } from '../helpers/eventually.js';
 import { ensureOnnxImage } from '../helpers/images.js';
 import { CLI, runScript } from '../helpers/mlfleetctl.js';
@@ -70,6 +71,7 @@ test('push, deploy on the onnx stack, infer through another host\'s gateway, and
     client.close();
   });
   await startAgent(t, 'serving-host', [coordinator.address], dir, ['--driver', 'docker', '--join-token', join, '--labels', 'role=serve']);
+  removeContainersAfter(t, 'serving-host');
   const edge = await startAgent(t, 'edge-host', [coordinator.address], dir, ['--driver', 'process', '--join-token', join]);
   const gateway = (await edge.waitForMessage('agent started')).gateway as string;
   assert.ok(gateway, 'the agent logs its gateway address');

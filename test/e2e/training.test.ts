@@ -10,6 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { Deployment, Job } from '../../shared/proto.js';
 import { startLeader } from '../helpers/coordinator.js';
+import { removeContainersAfter } from '../helpers/docker-fleet.js';
 import { eventually } from '../helpers/eventually.js';
 import { ensureOnnxImage } from '../helpers/images.js';
 import { CLI, runScript, type TestContext } from '../helpers/mlfleetctl.js';
@@ -36,6 +37,7 @@ test('train → register → deploy → infer: a job on the onnx stack fits a mo
   const api = new WorkloadApi(coordinator.address, admin);
   t.after(() => api.close());
   await startAgent(t, 'gpu-box', [coordinator.address], dir, ['--driver', 'docker', '--join-token', join, '--labels', 'docker=yes']);
+  removeContainersAfter(t, 'gpu-box');
   const edge = await startAgent(t, 'edge-box', [coordinator.address], dir, ['--driver', 'process', '--join-token', join]);
   const gateway = (await edge.waitForMessage('agent started')).gateway as string;
   const cli = async (...args: string[]) => {

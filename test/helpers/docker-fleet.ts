@@ -40,12 +40,9 @@ export async function dockerFleet(t: TestContext): Promise<Fleet> {
   const api = new WorkloadApi(coordinator.address, admin);
   const client = new CoordinatorClient([coordinator.address], { token: admin });
   const agents: Daemon[] = [];
-  // Containers outlive their agents by design: the test removes what its agents started.
-  t.after(async () => {
+  t.after(() => {
     api.close();
     client.close();
-    const started = await Promise.all(agents.map((a) => docker.listContainers({ all: true, filters: { label: [`mlfleet.node=${a.name}`] } })));
-    await Promise.all(started.flat().map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   });
   const job = (name: string) => api.call<Job>('JobService', 'GetJob', { name });
   return {
@@ -66,6 +63,7 @@ export async function dockerFleet(t: TestContext): Promise<Fleet> {
         extra.push('--inventory-file', inventory);
       }
       agents.push(await startAgent(t, name, [coordinator.address], dir, extra));
+      removeContainersAfter(t, name, docker);
       await eventually(`node ${name} ready`, 15_000, async () => ((await client.getNode(name).catch(() => undefined))?.status === 'ready' ? true : undefined));
     },
     dataDir: (name) => path.join(dir, name),
@@ -84,3 +82,16 @@ export async function dockerFleet(t: TestContext): Promise<Fleet> {
   };
 }
 
+
+/**
+ * Containers outlive their agents by design (serving goes on while an agent is down): a test
+ * removes what the agent of `node` started. Call it after starting the agent, so that it runs
+ * after the agent is stopped (after-hooks run in the order they were added) and nothing is
+ * started again behind it.
+ */
+export function removeContainersAfter(t: TestContext, node: string, docker: Docker = new Docker()): void {
+  t.after(async () => {
+    const started = await docker.listContainers({ all: true, filters: { label: [`mlfleet.node=${node}`] } });
+    await Promise.all(started.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  });
+}

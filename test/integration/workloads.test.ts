@@ -12,6 +12,7 @@ import Docker from 'dockerode';
 import { CoordinatorClient } from '../../shared/client.js';
 import type { Deployment, Job } from '../../shared/proto.js';
 import { startLeader } from '../helpers/coordinator.js';
+import { removeContainersAfter } from '../helpers/docker-fleet.js';
 import { eventually } from '../helpers/eventually.js';
 import { ensureRuntimeImage } from '../helpers/images.js';
 import { mlfleetctl } from '../helpers/mlfleetctl.js';
@@ -77,6 +78,7 @@ test('a deployment runs in Docker with its model mounted read-only, survives an 
   await agent.kill('SIGTERM');
   assert.equal((await get(url)).body, body.toString(), 'serving goes on without the agent');
   agent = await startAgent(t, 'dock', [address], dir, ['--driver', 'docker', '--join-token', join]);
+  removeContainersAfter(t, 'dock');
   await agent.waitForMessage('connected to the leader');
   await eventually('the restarted agent reports the replica ready', 20_000, async () => {
     const d = await api.call<Deployment>('DeploymentService', 'GetDeployment', { name: 'echo' });
@@ -194,6 +196,7 @@ test("a job's output in Docker: /output is a writable host directory, pushed whe
   const image = await ensureRuntimeImage();
   const { dir, address, api, client, join } = await setUp(t);
   await startAgent(t, 'dock', [address], dir, ['--driver', 'docker', '--join-token', join]);
+  removeContainersAfter(t, 'dock');
   const WRITE = `const fs = require('fs');
 fs.mkdirSync('/output/weights'); fs.writeFileSync('/output/weights/layer0', 'w0'); fs.writeFileSync('/output/config.json', '{}');
 fs.writeFileSync('/checkpoint/step', '1');
