@@ -2,12 +2,11 @@
 // the caller's tenant; admins may name another tenant; anyone else naming one gets NOT_FOUND.
 // Agents (node credentials) download blobs by digest for the allocations they run.
 import type * as grpc from '@grpc/grpc-js';
-import type { Readable } from 'node:stream';
 import { ARTIFACT_FORMATS, parseRef } from '../../shared/artifact-ref.js';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import type { ArtifactVersion, DownloadResponse } from '../../shared/proto.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
-import { FsBlobStore, type BlobReader } from '../blobs/fs-blob-store.js';
+import type { BlobReader } from '../blobs/blob-store.js';
 import type { FencedWriter } from '../node-registry.js';
 import type { ArtifactKind } from '../registry/artifact-record.js';
 import { toProtoArtifact, toProtoVersion, toSummary } from '../registry/artifact-record.js';
@@ -134,8 +133,7 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
       throw new InvalidArgumentError(`offset ${request.offset} is past the end of the content (${version.sizeBytes} bytes)`);
     }
     call.write({ version: toProtoVersion(found.record, version) });
-    const { blobs } = registry;
-    const reader = blobs instanceof FsBlobStore ? await blobs.openReader(version.digest, request.offset) : streamReader(await blobs.read(version.digest, request.offset));
+    const reader = await registry.blobs.openReader(version.digest, request.offset);
     try {
       await sendChunks(reader, version.sizeBytes - request.offset, call);
     } finally {
@@ -239,31 +237,6 @@ export function chunkMessage(buffer: Buffer, length: number): ChunkMessage {
   buffer[start] = CHUNK_TAG;
   writeVarint(buffer, start + 1, length);
   return { chunk: buffer.subarray(CHUNK_HEADROOM, CHUNK_HEADROOM + length), [ENCODED]: buffer.subarray(start, CHUNK_HEADROOM + length) };
-}
-
-/** A store's stream read as a BlobReader: its chunks are copied into the caller's buffers. */
-function streamReader(stream: Readable): BlobReader {
-  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let rest: Buffer = Buffer.alloc(0);
-  return {
-    async read(buffer, at, length) {
-      let filled = 0;
-      while (filled < length) {
-        if (rest.length === 0) {
-          const next = await chunks.next();
-          if (next.done) break;
-          rest = next.value;
-        }
-        const copied = rest.copy(buffer, at + filled, 0, Math.min(rest.length, length - filled));
-        rest = rest.subarray(copied);
-        filled += copied;
-      }
-      return filled;
-    },
-    async close() {
-      stream.destroy();
-    },
-  };
 }
 
 function varintLength(value: number): number {

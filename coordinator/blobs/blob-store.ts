@@ -29,8 +29,46 @@ export interface BlobStore {
   stat(digest: Digest): Promise<{ sizeBytes: number } | undefined>;
   /** The blob's bytes from `offset`; NotFoundError when it is not stored. */
   read(digest: Digest, offset?: number): Promise<Readable>;
+  /**
+   * The same bytes read into buffers the caller owns and reuses (downloads: nothing allocated
+   * per chunk where the backend allows it); NotFoundError when it is not stored.
+   */
+  openReader(digest: Digest, offset?: number): Promise<BlobReader>;
   delete(digest: Digest): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Sequential reads of one blob into the caller's buffers. */
+export interface BlobReader {
+  /** Fills `buffer[at, at + length)` with the next bytes; fewer only at the blob's end (0 past it). */
+  read(buffer: Buffer, at: number, length: number): Promise<number>;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+/** A backend's stream read as a BlobReader: its chunks are copied into the caller's buffers. */
+export function streamReader(stream: Readable): BlobReader {
+  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let rest: Buffer = Buffer.alloc(0);
+  return {
+    async read(buffer, at, length) {
+      let filled = 0;
+      while (filled < length) {
+        if (rest.length === 0) {
+          const next = await chunks.next();
+          if (next.done) break;
+          rest = next.value;
+        }
+        const copied = rest.copy(buffer, at + filled, 0, Math.min(rest.length, length - filled));
+        rest = rest.subarray(copied);
+        filled += copied;
+      }
+      return filled;
+    },
+    async close() {
+      stream.destroy();
+    },
+  };
 }
 
 export const DIGEST = /^sha256:[0-9a-f]{64}$/;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { FailedPreconditionError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
 import { HashingBlobWriter } from './hashing-writer.js';
-import { checkOffset, hexOf, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
+import { checkOffset, hexOf, type BlobReader, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
 
 export interface FsBlobStoreOptions {
   /** The store's directory; tmp/ and sha256/ are made under it. */
@@ -20,14 +20,6 @@ export interface FsBlobStoreOptions {
    * refuses to reuse one that exists.
    */
   openTemp?: (file: string) => Promise<FileHandle>;
-}
-
-/** Sequential reads of one blob into the caller's buffers. */
-export interface BlobReader {
-  /** Fills `buffer[at, at + length)` with the next bytes; fewer only at the blob's end (0 past it). */
-  read(buffer: Buffer, at: number, length: number): Promise<number>;
-  /** Idempotent. */
-  close(): Promise<void>;
 }
 
 /** Errors that mean the filesystem, or the quota on it, is full. */

@@ -38,7 +38,7 @@ import {
 } from '../../shared/errors.js';
 import { silentLogger, type Logger } from '../../shared/log.js';
 import { formatBytes } from '../../shared/units.js';
-import { checkOffset, hexOf, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
+import { checkOffset, hexOf, streamReader, type BlobReader, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
 import { HashingBlobWriter } from './hashing-writer.js';
 
 const MiB = 1024 * 1024;
@@ -155,6 +155,11 @@ export class S3BlobStore implements BlobStore {
     if (!stat) throw new NotFoundError(`blob ${digest} is not stored`);
     checkOffset(digest, offset, stat.sizeBytes);
     return Readable.from([]);
+  }
+
+  /** The object's body copied into the caller's buffers (the SDK allocates its own as it streams). */
+  async openReader(digest: Digest, offset = 0): Promise<BlobReader> {
+    return streamReader(await this.read(digest, offset));
   }
 
   async delete(digest: Digest): Promise<void> {

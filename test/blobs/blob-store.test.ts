@@ -219,6 +219,26 @@ spec('a blob larger than one part is stored whole', async ({ store, leftovers },
   assert.deepEqual(await leftovers(), [storedAs(backend.name, digest)], 'no temporary data remains');
 });
 
+spec('a reader fills the buffers it is given from an offset, fewer bytes only at the end; a missing blob is NOT_FOUND', async ({ store }, backend) => {
+  const bytes = pattern(backend.multipartBytes + 12_345, 9);
+  const { digest } = await (await upload(store, bytes, 1 * MiB)).commit();
+  for (const offset of [0, 70_000]) {
+    const reader = await store.openReader(digest, offset);
+    const buffer = Buffer.alloc(300_000 + 8);
+    const got: Buffer[] = [];
+    for (;;) {
+      const n = await reader.read(buffer, 8, 300_000);
+      if (n === 0) break;
+      got.push(Buffer.from(buffer.subarray(8, 8 + n)));
+      if (n < 300_000) assert.equal(Buffer.concat(got).length, bytes.length - offset, 'a short read only at the end');
+    }
+    await reader.close();
+    await reader.close();
+    assert.ok(Buffer.concat(got).equals(bytes.subarray(offset)), `from ${offset}`);
+  }
+  await assert.rejects(store.openReader(digestOf(Buffer.from('never stored'))), NotFoundError);
+});
+
 spec('an empty blob is a blob', async ({ store }) => {
   const { digest, sizeBytes } = await (await store.create()).commit();
   assert.equal(digest, digestOf(Buffer.alloc(0)));
