@@ -30,6 +30,7 @@ import { commitPlan, type PlanWrite } from './plan-commit.js';
 import { assembleDataset, failsTheJob } from './dataset-assembly.js';
 import { decideDeployment, decideJob, type NodeHealth, type Stop } from './reconcile.js';
 import {
+  isCurrent,
   isLive,
   isPartitioned,
   isTerminal,
@@ -328,7 +329,7 @@ export class WorkloadController {
 
   /**
    * Where a node's push of a job's output goes, or why it may not push it: only the agent of the
-   * node that runs the allocation, in the job's current attempt, while it runs, and only for the
+   * node that runs the allocation, in its rank's current attempt, while it runs, and only for the
    * output the job declares — a model (rank 0's output, taken once every other worker exited 0)
    * or a dataset (every partition's output, a part of it). The name, tenant and lineage come
    * from the job, not the agent.
@@ -342,7 +343,7 @@ export class WorkloadController {
     if (!job?.spec.output && !job?.spec.outputDataset) throw refuse(`job "${a.workload}" declares no output`);
     const dataset = job.spec.outputDataset;
     if (!dataset && a.rank !== 0) throw refuse(`it is worker ${a.rank}; only rank 0's output is pushed`);
-    if (a.attempt !== job.attempts || job.status !== 'running' || !isLive(a)) throw refuse(`it is not running in the current attempt of job "${a.workload}"`);
+    if (!isCurrent(job, a) || job.status !== 'running' || !isLive(a)) throw refuse(`it is not running in the current attempt of job "${a.workload}"`);
     const target = {
       tenant: a.tenant,
       sourceJob: `job/${job.spec.name}`,
@@ -350,11 +351,13 @@ export class WorkloadController {
       sourceDatasets: job.run.datasets.map((d) => `${d.name}:${d.version}`),
     };
     if (dataset) return { ...target, kind: 'dataset', name: dataset };
-    // A job's output model is its success: taken once every other worker of the attempt exited 0
-    // (the agent tries again meanwhile). Should one fail instead, the attempt fails and this is refused.
-    const waiting = this.allocationsOf('job', a.tenant, a.workload).filter((o) => o.attempt === a.attempt && o.id !== a.id && o.status !== 'completed');
+    // A job's output model is its success: taken once every other worker (in its current attempt)
+    // exited 0 (the agent tries again meanwhile). Should a gang's worker fail instead, the attempt
+    // fails and this is refused.
+    const completed = new Set(this.allocationsOf('job', a.tenant, a.workload).filter((o) => isCurrent(job, o) && o.status === 'completed').map((o) => o.rank));
+    const waiting = Array.from({ length: workerCount(job.spec) }, (_, rank) => rank).filter((rank) => rank !== a.rank && !completed.has(rank));
     if (waiting.length > 0) {
-      throw new UnavailableError(`job "${a.workload}": worker${waiting.length === 1 ? '' : 's'} ${waiting.map((o) => o.rank).sort((x, y) => x - y).join(', ')} not done yet; its output is taken once every worker exited 0`);
+      throw new UnavailableError(`job "${a.workload}": worker${waiting.length === 1 ? '' : 's'} ${waiting.join(', ')} not done yet; its output is taken once every worker exited 0`);
     }
     return { ...target, kind: 'model', name: job.spec.output!.model };
   }
@@ -375,17 +378,20 @@ export class WorkloadController {
     });
   }
 
-  /** A part the current attempt of a running job still needs to assemble its output dataset. */
+  /**
+   * A part a running job still needs to assemble its output dataset: that of a partition's current
+   * attempt (a completed partition keeps its part while others retry), not of one that failed.
+   */
   private partPinned(digest: string): boolean {
     for (const { record: a } of this.allocations.values()) {
       if (a.outputPart?.digest !== digest) continue;
       const job = this.jobs.get(keys.job(a.tenant, a.workload))?.record;
-      if (job?.status === 'running' && job.attempts === a.attempt) return true;
+      if (job?.status === 'running' && isCurrent(job, a)) return true;
     }
     return false;
   }
 
-  /** Deletes the parts these allocations stored, unless a version or a running attempt uses them. */
+  /** Deletes the parts these allocations stored, unless a version or a running job's current partition uses them. */
   private releaseParts(allocations: AllocationRecord[]): void {
     const digests = new Set(allocations.flatMap((a) => (a.outputPart ? [a.outputPart.digest] : [])));
     for (const digest of digests) {
@@ -527,12 +533,13 @@ export class WorkloadController {
       const decision = decideJob(record, mine, now, health);
       stops.push(...decision.stops);
       if (decision.next) {
-        await this.putWorkload(this.jobs, key, decision.next, stored);
-        if (decision.event) this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', ...decision.event });
-        // An attempt that ended without success leaves its parts to nothing.
-        if (decision.next.status !== 'running') this.releaseParts(mine);
+        const next = decision.next;
+        await this.putWorkload(this.jobs, key, next, stored);
+        for (const event of decision.events) this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', ...event });
+        // An attempt that ended without success leaves its parts to nothing, as does a partition's failed attempt.
+        this.releaseParts(next.status === 'running' ? mine.filter((a) => !isCurrent(next, a)) : mine);
       }
-      if (decision.place) pending.push(...this.jobAsks(record, decision.place));
+      if (decision.place.length > 0) pending.push(...this.jobAsks(record, decision.place));
       else this.pendingReasons.delete(workloadKey('job', record.tenant, record.spec.name));
       if (decision.assemble) this.assemble(key, record, decision.assemble);
     }
@@ -679,15 +686,14 @@ export class WorkloadController {
     };
   }
 
-  /** Asks for these ranks of the attempt: a gang's together (one group, host ports for its peers), partitions each on its own. */
-  private jobAsks(record: JobRecord, place: { attempt: number; ranks: number[] }): PendingAsk[] {
+  /** Asks for these ranks, each in its attempt: a gang's together (one group, host ports for its peers), partitions each on its own. */
+  private jobAsks(record: JobRecord, place: Array<{ rank: number; attempt: number }>): PendingAsk[] {
     const { spec, tenant } = record;
-    const { attempt } = place;
     const workload = workloadKey('job', tenant, spec.name);
     const resources = withDefaults(spec.resources);
     const gang = !isPartitioned(spec) && spec.workers > 1;
     const worldSize = workerCount(spec);
-    return place.ranks.map((rank) => {
+    return place.map(({ rank, attempt }) => {
       const id = newAllocationId();
       return {
         kind: 'job' as const,
@@ -991,9 +997,15 @@ export class WorkloadController {
     const reason = this.pendingReasons.get(workloadKey('job', record.tenant, record.spec.name));
     if (record.status === 'pending' && reason) view.message = `waiting for capacity: ${reason}`;
     if (record.status === 'running' && isPartitioned(record.spec)) {
-      const waiting = record.spec.partitions - view.allocations.length;
+      const now = this.deps.clock.now();
+      const backingOff = Object.values(record.partitionRetries ?? {}).filter((r) => r.notBeforeMs > now).length;
+      const waiting = record.spec.partitions - view.allocations.length - backingOff;
+      const also = [
+        waiting > 0 ? `${waiting} of ${record.spec.partitions} partitions wait for capacity${reason ? `: ${reason}` : ''}` : '',
+        backingOff > 0 ? `${backingOff} wait${backingOff === 1 ? 's' : ''} to be retried` : '',
+      ].filter(Boolean);
       if (this.assembling.has(key)) view.message = `all ${record.spec.partitions} partitions exited 0; making output dataset ${record.spec.outputDataset} from their parts`;
-      else if (waiting > 0) view.message = `${record.message}; ${waiting} of ${record.spec.partitions} partitions wait for capacity${reason ? `: ${reason}` : ''}`;
+      else if (also.length > 0) view.message = `${record.message}; ${also.join('; ')}`;
     }
     return view;
   }

@@ -3,7 +3,7 @@
 // status to move to. Pure: the controller gathers the inputs and carries out the result.
 import type { DeploymentStatus, JobStatus } from '../../shared/workloads.js';
 import { formatDuration } from '../../shared/units.js';
-import { isLive, isPartitioned, isTerminal, workerCount, type AllocationRecord, type DeploymentRecord, type JobRecord } from './records.js';
+import { attemptOf, isLive, isPartitioned, isTerminal, workerCount, type AllocationRecord, type DeploymentRecord, type JobRecord, type PartitionRetry } from './records.js';
 
 export interface Stop {
   id: string;
@@ -84,82 +84,164 @@ export function decideDeployment(
 
 export interface JobDecision {
   /**
-   * Workers to place now: every rank of the next attempt, or — partitions being placed
-   * independently — the ranks of the running attempt not placed yet.
+   * Workers to place now, each in its attempt: every rank of a gang's next attempt, or — partitions
+   * being placed independently, each retried on its own — the partitions due and not placed yet.
    */
-  place: { attempt: number; ranks: number[] } | undefined;
+  place: Array<{ rank: number; attempt: number }>;
   stops: Stop[];
   /** The job record to store, when it changes. */
   next: JobRecord | undefined;
-  /** An event to record with the change. */
-  event: { type: string; message: string } | undefined;
-  /** Every partition of the attempt exited 0 with its part stored: make the output dataset from these (by rank). */
+  /** Events to record with the change (one per partition retried). */
+  events: Array<{ type: string; message: string }>;
+  /** Every partition exited 0 with its part stored: make the output dataset from these (by rank). */
   assemble: AllocationRecord[] | undefined;
 }
 
 const ENDED: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancelled']);
+const NONE: JobDecision = { place: [], stops: [], next: undefined, events: [], assemble: undefined };
 
 /**
- * Runs a job to completion: every worker of an attempt exiting 0 → succeeded; any worker
- * failing (or preempted, or its node lost) fails the attempt as a whole, and the job is retried
- * after `retryBackoffMs` × 2^(attempt-1) until `maxRetries` retries are spent; past its deadline
- * the attempt is stopped and the job fails. A gang's workers are placed together; a partitioned
- * job's one by one as capacity allows, the attempt running while some still wait. With an
- * output dataset, success waits for the dataset, made from the partitions' parts (`assemble`).
+ * Runs a job to completion: every worker exiting 0 → succeeded; past its deadline everything is
+ * stopped and the job fails. A gang's workers are placed together, and any of them failing (or
+ * preempted, or its node lost) fails the attempt as a whole: the job is retried after
+ * `retryBackoffMs` × 2^(attempt-1) until `maxRetries` retries are spent. A partitioned job's
+ * partitions are placed one by one as capacity allows and retried one by one (decidePartitions).
+ * With an output dataset, success waits for the dataset, made from the partitions' parts (`assemble`).
  */
 export function decideJob(record: JobRecord, allocations: AllocationRecord[], now: number, nodeHealth: (node: string) => NodeHealth): JobDecision {
-  const none: JobDecision = { place: undefined, stops: [], next: undefined, event: undefined, assemble: undefined };
   const count = workerCount(record.spec);
-  const unit = isPartitioned(record.spec) ? 'partition' : 'worker';
   const current = allocations.filter((a) => a.attempt === record.attempts);
-  const stopAll = (reason: string): Stop[] => allocations.filter(isLive).map((a) => ({ id: a.id, reason }));
   if (ENDED.has(record.status)) {
-    const stops = stopAll(`job ${record.status}`);
-    return stops.length > 0 ? { ...none, stops } : none;
+    const stops = stopAll(allocations, `job ${record.status}`);
+    return stops.length > 0 ? { ...NONE, stops } : NONE;
   }
   if (record.status === 'pending') {
-    if (current.length > 0 && current.some(isLive)) return { ...none, stops: stopAll('an earlier attempt of the job ended') };
-    return now >= record.notBeforeMs ? { ...none, place: { attempt: record.attempts + 1, ranks: ranks(count) } } : none;
+    if (current.length > 0 && current.some(isLive)) return { ...NONE, stops: stopAll(allocations, 'an earlier attempt of the job ended') };
+    return now >= record.notBeforeMs ? { ...NONE, place: ranks(count).map((rank) => ({ rank, attempt: record.attempts + 1 })) } : NONE;
   }
-  // running
+  if (isPartitioned(record.spec)) return decidePartitions(record, allocations, now, nodeHealth);
+  // A running gang.
   const lost = current.filter((a) => isLive(a) && nodeHealth(a.node) === 'down');
-  const failed = current.find((a) => (isTerminal(a) && a.status !== 'completed') || (a.desired === 'stop' && a.status !== 'completed'));
-  // Its agent reports completed only once the part is stored; one that did not push it never will.
-  const unstored = record.spec.outputDataset ? current.find((a) => a.status === 'completed' && !a.outputPart) : undefined;
+  const failed = current.find(failedWorker);
   const cause = failed
-    ? `${unit} ${failed.rank} ${failed.status === 'failed' || failed.status === 'stopped' ? '' : 'was stopped: '}${failed.reason || failed.status}`.replace(/ {2,}/g, ' ')
+    ? `worker ${failed.rank} ${failed.status === 'failed' || failed.status === 'stopped' ? '' : 'was stopped: '}${failed.reason || failed.status}`.replace(/ {2,}/g, ' ')
     : lost.length > 0
-      ? `${unit} ${lost[0]!.rank}'s node ${lost[0]!.node} is down`
-      : unstored
-        ? `${unit} ${unstored.rank} exited 0 but its output was not stored`
-        : undefined;
+      ? `worker ${lost[0]!.rank}'s node ${lost[0]!.node} is down`
+      : undefined;
   if (cause) {
-    const stops = [...lost.map((a) => ({ id: a.id, reason: `node ${a.node} is down`, fail: true })), ...stopAll(`attempt ${record.attempts} failed`).filter((s) => !lost.some((a) => a.id === s.id))];
+    const stops = [...lost.map(lostStop), ...stopAll(allocations, `attempt ${record.attempts} failed`).filter((s) => !lost.some((a) => a.id === s.id))];
     if (record.attempts <= record.spec.maxRetries) {
-      const delay = (record.spec.retryBackoffMs || 1000) * 2 ** (record.attempts - 1);
+      const delay = retryDelay(record, record.attempts);
       const message = `attempt ${record.attempts} failed (${cause}); retrying in ${formatDuration(delay)}`;
-      return { ...none, stops, next: { ...record, status: 'pending', message, notBeforeMs: now + delay }, event: { type: 'Retrying', message } };
+      return { ...NONE, stops, next: { ...record, status: 'pending', message, notBeforeMs: now + delay }, events: [{ type: 'Retrying', message }] };
     }
     const message = `failed after ${record.attempts} attempt${record.attempts === 1 ? '' : 's'}: ${cause}`;
-    return { ...none, stops, next: { ...record, status: 'failed', message, finishedAtMs: now }, event: { type: 'Failed', message } };
+    return { ...NONE, stops, next: { ...record, status: 'failed', message, finishedAtMs: now }, events: [{ type: 'Failed', message }] };
   }
-  if (current.length === count && current.every((a) => a.status === 'completed')) {
-    if (record.spec.outputDataset) return { ...none, assemble: [...current].sort((a, b) => a.rank - b.rank) };
-    // Rank 0's agent pushed its /output before it reported completed (agent/job-output.ts).
-    const version = current.find((a) => a.rank === 0)?.outputVersion ?? 0;
-    const outputModel = record.spec.output && version > 0 ? `${record.spec.output.model}:${version}` : '';
-    const pushed = outputModel ? `; its output is model ${outputModel}` : record.spec.output ? '; no output was pushed' : '';
-    const message = `${count} ${unit}${count === 1 ? '' : 's'} exited 0${pushed}`;
-    return { ...none, next: { ...record, status: 'succeeded', message, finishedAtMs: now, outputModel }, event: { type: 'Succeeded', message } };
+  if (current.length === count && current.every((a) => a.status === 'completed')) return succeed(record, current, now);
+  return pastDeadline(record, allocations, now) ?? NONE;
+}
+
+/**
+ * A running partitioned job, partition by partition (like a Kubernetes Indexed Job with a backoff
+ * limit per index): a partition that fails (exits non-zero, is preempted, loses its node, exits 0
+ * without its part stored) is retried on its own after `retryBackoffMs` × 2^(n-1) for its n-th
+ * retry, while the others keep running and those that completed keep their result. One that has
+ * spent its `maxRetries` fails the job and the others are stopped. All completed → succeeded.
+ */
+function decidePartitions(record: JobRecord, allocations: AllocationRecord[], now: number, nodeHealth: (node: string) => NodeHealth): JobDecision {
+  const place: JobDecision['place'] = [];
+  const lostStops: Stop[] = [];
+  // Until a partition is first retried, every partition is on the job's attempt (records from before start there too).
+  const retries: Record<number, PartitionRetry> = record.partitionRetries
+    ? { ...record.partitionRetries }
+    : record.attempts > 1
+      ? Object.fromEntries(ranks(record.spec.partitions).map((rank) => [rank, { attempt: record.attempts, notBeforeMs: 0 }]))
+      : {};
+  const retried: Array<{ rank: number; attempt: number; cause: string; delay: number }> = [];
+  const done: AllocationRecord[] = [];
+  let spent: { rank: number; attempt: number; cause: string } | undefined;
+  for (const rank of ranks(record.spec.partitions)) {
+    const attempt = attemptOf(record, rank);
+    const mine = allocations.filter((a) => a.rank === rank && a.attempt === attempt);
+    const failed = mine.find(failedWorker);
+    const lost = mine.find((a) => isLive(a) && nodeHealth(a.node) === 'down');
+    const completed = mine.find((a) => a.status === 'completed');
+    // Its agent reports completed only once the part is stored; one that did not push it never will.
+    const unstored = record.spec.outputDataset && completed && !completed.outputPart;
+    const cause = failed
+      ? `${failed.status === 'failed' || failed.status === 'stopped' ? '' : 'was stopped: '}${failed.reason || failed.status}`
+      : lost
+        ? `its node ${lost.node} is down`
+        : unstored
+          ? 'exited 0 but its output was not stored'
+          : undefined;
+    if (lost) lostStops.push(lostStop(lost));
+    if (cause) {
+      if (attempt > record.spec.maxRetries) spent ??= { rank, attempt, cause };
+      else {
+        const delay = retryDelay(record, attempt);
+        retries[rank] = { attempt: attempt + 1, notBeforeMs: now + delay };
+        retried.push({ rank, attempt, cause, delay });
+      }
+    } else if (completed) done.push(completed);
+    else if (mine.length === 0 && now >= (record.partitionRetries?.[rank]?.notBeforeMs ?? 0)) place.push({ rank, attempt });
   }
-  if (record.spec.deadlineMs > 0 && record.startedAtMs > 0 && now - record.startedAtMs > record.spec.deadlineMs) {
-    const message = `stopped: its deadline of ${formatDuration(record.spec.deadlineMs)} passed`;
-    return { ...none, stops: stopAll('deadline exceeded'), next: { ...record, status: 'failed', message, finishedAtMs: now }, event: { type: 'DeadlineExceeded', message } };
+  if (spent) {
+    const { rank, attempt, cause } = spent;
+    const message = `partition ${rank} failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${cause}`;
+    const stops = [...lostStops, ...stopAll(allocations, `partition ${rank} failed`).filter((s) => !lostStops.some((l) => l.id === s.id))];
+    return { ...NONE, stops, next: { ...record, status: 'failed', message, finishedAtMs: now }, events: [{ type: 'Failed', message }] };
   }
-  if (!isPartitioned(record.spec)) return none;
-  const placed = new Set(current.map((a) => a.rank));
-  const waiting = ranks(count).filter((rank) => !placed.has(rank));
-  return waiting.length > 0 ? { ...none, place: { attempt: record.attempts, ranks: waiting } } : none;
+  if (done.length === record.spec.partitions) return succeed(record, done, now);
+  const deadline = pastDeadline(record, allocations, now);
+  if (deadline) return deadline;
+  if (retried.length === 0) return { ...NONE, place };
+  const events = retried.map(({ rank, attempt, cause, delay }) => ({
+    type: 'Retrying',
+    message: `partition ${rank} failed in its attempt ${attempt} (${cause}); retrying it in ${formatDuration(delay)}`,
+  }));
+  const attempts = Math.max(record.attempts, ...retried.map((r) => r.attempt + 1));
+  const next: JobRecord = { ...record, attempts, partitionRetries: retries, message: events.at(-1)!.message };
+  return { ...NONE, place, stops: lostStops, next, events };
+}
+
+/** Every worker (partition) exited 0: succeeded, or — with an output dataset — assemble it first. */
+function succeed(record: JobRecord, workers: AllocationRecord[], now: number): JobDecision {
+  const sorted = [...workers].sort((a, b) => a.rank - b.rank);
+  if (record.spec.outputDataset) return { ...NONE, assemble: sorted };
+  // Rank 0's agent pushed its /output before it reported completed (agent/job-output.ts).
+  const version = sorted.find((a) => a.rank === 0)?.outputVersion ?? 0;
+  const outputModel = record.spec.output && version > 0 ? `${record.spec.output.model}:${version}` : '';
+  const pushed = outputModel ? `; its output is model ${outputModel}` : record.spec.output ? '; no output was pushed' : '';
+  const count = sorted.length;
+  const unit = isPartitioned(record.spec) ? 'partition' : 'worker';
+  const message = `${count} ${unit}${count === 1 ? '' : 's'} exited 0${pushed}`;
+  return { ...NONE, next: { ...record, status: 'succeeded', message, finishedAtMs: now, outputModel }, events: [{ type: 'Succeeded', message }] };
+}
+
+function pastDeadline(record: JobRecord, allocations: AllocationRecord[], now: number): JobDecision | undefined {
+  if (!(record.spec.deadlineMs > 0 && record.startedAtMs > 0 && now - record.startedAtMs > record.spec.deadlineMs)) return undefined;
+  const message = `stopped: its deadline of ${formatDuration(record.spec.deadlineMs)} passed`;
+  return { ...NONE, stops: stopAll(allocations, 'deadline exceeded'), next: { ...record, status: 'failed', message, finishedAtMs: now }, events: [{ type: 'DeadlineExceeded', message }] };
+}
+
+/** Ended without exiting 0, or told to stop (preempted) before it did. */
+function failedWorker(a: AllocationRecord): boolean {
+  return (isTerminal(a) && a.status !== 'completed') || (a.desired === 'stop' && a.status !== 'completed');
+}
+
+/** The wait before retry n (of the job's attempt, or of one partition): the backoff, doubling. */
+function retryDelay(record: JobRecord, n: number): number {
+  return (record.spec.retryBackoffMs || 1000) * 2 ** (n - 1);
+}
+
+function stopAll(allocations: AllocationRecord[], reason: string): Stop[] {
+  return allocations.filter(isLive).map((a) => ({ id: a.id, reason }));
+}
+
+function lostStop(a: AllocationRecord): Stop {
+  return { id: a.id, reason: `node ${a.node} is down`, fail: true };
 }
 
 function ranks(count: number): number[] {

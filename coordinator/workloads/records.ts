@@ -22,8 +22,17 @@ export interface JobRecord {
   tenant: string;
   spec: JobSpec;
   status: JobStatus;
-  /** Attempts started so far (1 while the first runs). */
+  /**
+   * Attempts started so far (1 while the first runs). A partitioned job retries each partition
+   * on its own: the most attempts any partition has taken (a retry counts from when it is due).
+   */
   attempts: number;
+  /**
+   * Partitioned jobs: the partitions that failed at least once, by index — the attempt each is on
+   * now and when that attempt may be placed; the others are on attempt 1. Absent until a first
+   * retry (and in records from before per-partition retries): every partition is on `attempts`.
+   */
+  partitionRetries?: Record<number, PartitionRetry>;
   message: string;
   run: RunSpec;
   createdAtMs: number;
@@ -67,6 +76,12 @@ export interface AllocationRecord {
   updatedAtMs: number;
 }
 
+/** A partition retried on its own: the attempt it is on, placed no sooner than `notBeforeMs`. */
+export interface PartitionRetry {
+  attempt: number;
+  notBeforeMs: number;
+}
+
 /** One partition's /output, stored as a blob (a directory tar) that no version names yet. */
 export interface OutputPart {
   digest: string;
@@ -81,6 +96,17 @@ export function isPartitioned(spec: JobSpec): boolean {
 /** How many workers each attempt of the job runs: its partitions, or its gang's workers. */
 export function workerCount(spec: JobSpec): number {
   return isPartitioned(spec) ? spec.partitions : spec.workers || 1;
+}
+
+/** The attempt the job's worker of this rank is on: a gang's workers share the job's, a partition has its own. */
+export function attemptOf(record: JobRecord, rank: number): number {
+  if (!isPartitioned(record.spec) || !record.partitionRetries) return record.attempts;
+  return record.partitionRetries[rank]?.attempt ?? 1;
+}
+
+/** Whether the job allocation belongs to its rank's current attempt (not to one that failed before). */
+export function isCurrent(record: JobRecord, allocation: AllocationRecord): boolean {
+  return allocation.attempt === attemptOf(record, allocation.rank);
 }
 
 /** "deployment/TENANT/NAME": the key the scheduler spreads and limits replicas by. */
@@ -143,7 +169,7 @@ export function toProtoDeployment(
 }
 
 export function toProtoJob(record: JobRecord, allocations: AllocationRecord[]): Job {
-  const current = allocations.filter((a) => a.attempt === record.attempts).sort((a, b) => a.rank - b.rank);
+  const current = allocations.filter((a) => isCurrent(record, a)).sort((a, b) => a.rank - b.rank);
   return {
     spec: record.spec,
     tenant: record.tenant,

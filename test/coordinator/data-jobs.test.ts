@@ -1,5 +1,6 @@
 // Jobs over partitioned data, inside a real coordinator with scripted agents: partitions are
-// placed one by one as capacity allows and each knows its index; every partition's /output is
+// placed one by one as capacity allows and each knows its index; a failed partition is retried
+// on its own, the others keeping their result; every partition's /output is
 // stored as a part, and once all exited 0 the leader makes the output dataset from their union
 // (a path two partitions wrote fails the job, as does nothing written); a repeated push from
 // one allocation (an agent that restarted) makes nothing new, for parts and for output models;
@@ -146,21 +147,71 @@ test('partitions are placed one by one as capacity allows, each told its index; 
   assert.ok(events.some((e) => e.type === 'Started' && /2 of 3 partitions placed/.test(e.message)), events.map((e) => `${e.type}: ${e.message}`).join('\n'));
 });
 
-test('a failing partition fails the attempt as a whole: the others are stopped and every partition runs again', async (t) => {
+test('a failing partition is retried on its own: the others ran once and keep their result, the retry is told its attempt, and the output dataset is the union', async (t) => {
   const c = await cluster(t);
   const a = await c.agent('node-a');
-  await runJob(c, { name: 'flaky', partitions: 2, maxRetries: 1, retryBackoffMs: 100 });
-  await until('both placed', () => a.desired.length === 2);
-  const firstAttempt = new Set(a.desired.map((x) => x.id));
-  const [p0, p1] = partitionsOf([a], 'flaky');
-  a.report({ id: p0!.allocation.id, state: 'running' }, { id: p1!.allocation.id, state: 'failed', reason: 'exited with code 3', exitCode: 3 });
-  await until('attempt 2 placed whole', () => a.desired.filter((x) => !firstAttempt.has(x.id)).length === 2, 10_000);
-  assert.ok(!a.desired.some((x) => x.id === p0!.allocation.id), 'the running partition of attempt 1 was stopped');
+  await runJob(c, { name: 'flaky', partitions: 3, outputDataset: 'merged', maxRetries: 1, retryBackoffMs: 100 });
+  await until('all three placed', () => partitionsOf([a], 'flaky').length === 3);
+  const [p0, p1, p2] = partitionsOf([a], 'flaky');
+  const env = (allocation: Allocation) => taskEnvironment(allocation.id, a.run(allocation), { model: undefined, datasets: {}, port: 0 });
+  assert.deepEqual([p0, p1, p2].map((p) => env(p!.allocation).MLFLEET_ATTEMPT), ['1', '1', '1']);
+  for (const p of [p0, p1, p2]) a.report({ id: p!.allocation.id, state: 'running' });
+  await eventually('running', 5_000, async () => ((await getJob(c, 'flaky')).allocations.every((x) => x.status === 'running') ? true : undefined));
+  const kept = [
+    await rawPush(c, a, 'dataset', p0!.allocation.id, 'merged', await tarOf(await outputDir(t, { 'part-0.csv': '0\n' })), true),
+    await rawPush(c, a, 'dataset', p2!.allocation.id, 'merged', await tarOf(await outputDir(t, { 'part-2.csv': '2\n' })), true),
+  ];
+  // Partition 1 stores a part and then fails (its agent lost it before it could say completed): that part is not used.
+  const lost = await rawPush(c, a, 'dataset', p1!.allocation.id, 'merged', await tarOf(await outputDir(t, { 'stale.csv': 'from the failed attempt' })), true);
+  a.report({ id: p0!.allocation.id, state: 'completed' }, { id: p1!.allocation.id, state: 'failed', reason: 'exited with code 3', exitCode: 3 });
+
+  const first = new Set([p0, p1, p2].map((p) => p!.allocation.id));
+  await until('partition 1 placed again', () => a.desired.some((x) => !first.has(x.id)), 10_000);
+  const retry = a.desired.find((x) => !first.has(x.id))!;
+  assert.equal(a.run(retry).rank, 1);
+  assert.equal(env(retry).MLFLEET_ATTEMPT, '2', "the partition's own attempt");
+  assert.ok(a.desired.some((x) => x.id === p2!.allocation.id), 'partition 2 kept running');
   const retried = await getJob(c, 'flaky');
-  assert.equal(retried.attempts, 2);
-  assert.deepEqual(retried.allocations.map((x) => [x.rank, x.attempt]), [[0, 2], [1, 2]]);
-  const events = await c.api.events('job/flaky');
-  assert.ok(events.some((e) => e.type === 'Retrying' && /partition 1 exited with code 3/.test(e.message)));
+  assert.equal(retried.status, 'running');
+  assert.equal(retried.attempts, 2, 'the most attempts any partition took');
+  assert.deepEqual(retried.allocations.map((x) => [x.rank, x.attempt, x.id]), [[0, 1, p0!.allocation.id], [1, 2, retry.id], [2, 1, p2!.allocation.id]]);
+  assert.ok((await c.api.events('job/flaky')).some((e) => e.type === 'Retrying' && e.message === 'partition 1 failed in its attempt 1 (exited with code 3); retrying it in 100ms'));
+  await until("the failed attempt's part is deleted", () => !existsSync(blobPath(c, lost.digest)));
+  for (const part of kept) assert.ok(existsSync(blobPath(c, part.digest)), "the completed partitions' parts are kept for the dataset");
+
+  a.report({ id: p2!.allocation.id, state: 'completed' }, { id: retry.id, state: 'running' });
+  await eventually('the retry running', 5_000, async () => ((await getJob(c, 'flaky')).allocations.find((x) => x.rank === 1)?.status === 'running' ? true : undefined));
+  await pushPart(c.address, a, retry.id, await outputDir(t, { 'part-1.csv': '1\n' }), 'merged');
+  a.report({ id: retry.id, state: 'completed' });
+  const done = await ended(c, 'flaky');
+  assert.equal(done.status, 'succeeded', done.message);
+  assert.equal(done.outputDataset, 'merged:1');
+  assert.equal(done.attempts, 2);
+  const all = await c.api.call<{ allocations: Array<{ rank: number; attempt: number }> }>('AllocationService', 'ListAllocations', { all: true, workload: 'job/flaky' });
+  assert.deepEqual(all.allocations.map((x) => `${x.rank}#${x.attempt}`).sort(), ['0#1', '1#1', '1#2', '2#1'], 'partitions 0 and 2 ran once, partition 1 twice');
+  const pulled = tempDir(t, 'pulled');
+  const download = await c.client.download('dataset', { ref: 'merged:1' });
+  await unpackTar(Readable.from(download.chunks), path.join(pulled, 'merged'));
+  assert.deepEqual(await filesIn(path.join(pulled, 'merged')), { 'part-0.csv': '0\n', 'part-1.csv': '1\n', 'part-2.csv': '2\n' });
+});
+
+test('a partition that spends its retries fails the job, naming it, its cause and its attempts; the partitions still running are stopped', async (t) => {
+  const c = await cluster(t);
+  const a = await c.agent('node-a');
+  await runJob(c, { name: 'doomed', partitions: 3, maxRetries: 1, retryBackoffMs: 100 });
+  await until('all three placed', () => partitionsOf([a], 'doomed').length === 3);
+  const [p0, p1, p2] = partitionsOf([a], 'doomed');
+  a.report({ id: p0!.allocation.id, state: 'running' }, { id: p1!.allocation.id, state: 'failed', reason: 'exited with code 1', exitCode: 1 }, { id: p2!.allocation.id, state: 'completed' });
+  const first = new Set([p0, p1, p2].map((p) => p!.allocation.id));
+  await until('partition 1 placed again', () => a.desired.some((x) => !first.has(x.id)), 10_000);
+  const retry = a.desired.find((x) => !first.has(x.id))!;
+  a.report({ id: retry.id, state: 'failed', reason: 'exited with code 1', exitCode: 1 });
+  const done = await ended(c, 'doomed');
+  assert.equal(done.status, 'failed');
+  assert.equal(done.message, 'partition 1 failed after 2 attempts: exited with code 1');
+  assert.equal(done.attempts, 2);
+  await until('the running partition stopped', () => !a.desired.some((x) => x.id === p0!.allocation.id));
+  assert.ok((await c.api.events('job/doomed')).some((e) => e.type === 'Failed' && e.message === done.message));
 });
 
 test("a partitioned job's output dataset is the union of its partitions' files, with lineage; a repeated push keeps the first part; the parts go once it is made", async (t) => {

@@ -115,6 +115,13 @@ function partitionsLine(j: JobJson): string {
   return parts.length > 0 ? `${j.partitions}: ${parts.join(', ')}` : String(j.partitions);
 }
 
+/** "2 of at most 3 (retry backoff 30s, doubling)"; a partitioned job retries each partition on its own. */
+function attemptsLine(j: JobJson): string {
+  const backoff = j.maxRetries > 0 ? `retry backoff ${formatDuration(j.retryBackoffMs || 1000)}, doubling` : '';
+  if (j.partitions > 0) return `${j.attempts} (the most of any partition; at most ${j.maxRetries + 1} per partition${backoff ? `, ${backoff}` : ''})`;
+  return `${j.attempts} of at most ${j.maxRetries + 1}${backoff ? ` (${backoff})` : ''}`;
+}
+
 /** How long it ran (so far); "-" before it started. */
 function runTime(job: Job, now: number): string {
   if (job.startedAtMs <= 0) return '-';
@@ -148,7 +155,7 @@ function detailTable(job: Job, now: number): string {
     ['Datasets', j.datasets.length > 0 ? j.datasets.join(', ') : '<none>'],
     j.partitions > 0 ? ['Partitions', partitionsLine(j)] : ['Workers', String(j.workers)],
     ['Resources', `${formatResources(j.resources)} per worker`],
-    ['Attempts', `${j.attempts} of at most ${j.maxRetries + 1}${j.maxRetries > 0 ? ` (retry backoff ${formatDuration(j.retryBackoffMs || 1000)}, doubling)` : ''}`],
+    ['Attempts', attemptsLine(j)],
     ['Deadline', j.deadlineMs > 0 ? formatDuration(j.deadlineMs) : 'none'],
     ['Constraints', formatLabels(j.constraints)],
     ['Priority', String(j.priority)],
@@ -159,7 +166,8 @@ function detailTable(job: Job, now: number): string {
   else if (j.output && 'dataset' in j.output) head.push(['Output dataset', `${j.output.dataset} (the union of the partitions' /output, made when all exited 0)`]);
   else if (j.output) head.push(['Output model', `${j.output.model} (rank 0's /output, pushed when the job succeeds)`]);
   head.push(['Created', j.createdAt ?? '-'], ['Started', j.startedAt ?? '-'], ['Finished', j.finishedAt ?? '-'], ['Duration', runTime(job, now)]);
-  const workersLine: KeyValue[] = [['Allocations', j.allocations.length === 0 ? '<none>' : `${j.allocations.length} (attempt ${j.allocations[0]!.attempt})`]];
+  const attempts = [...new Set(j.allocations.map((a) => a.attempt))].sort((x, y) => x - y);
+  const workersLine: KeyValue[] = [['Allocations', j.allocations.length === 0 ? '<none>' : `${j.allocations.length} (attempt${attempts.length === 1 ? '' : 's'} ${attempts.join(', ')})`]];
   const blocks = [keyValues(head, workersLine), keyValues(workersLine, head)];
   if (j.allocations.length > 0) blocks.push(indent(workerTable(job.allocations, now)));
   return blocks.join('\n');
