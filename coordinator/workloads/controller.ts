@@ -1000,12 +1000,19 @@ export class WorkloadController {
       const now = this.deps.clock.now();
       const backingOff = Object.values(record.partitionRetries ?? {}).filter((r) => r.notBeforeMs > now).length;
       const waiting = record.spec.partitions - view.allocations.length - backingOff;
-      const also = [
-        waiting > 0 ? `${waiting} of ${record.spec.partitions} partitions wait for capacity${reason ? `: ${reason}` : ''}` : '',
+      // Where each partition stands now (the record's message is the last change: a retry
+      // decided, which is history once that retry runs; the events keep every change).
+      const done = view.allocations.filter((a) => a.status === 'completed').length;
+      const retried = view.allocations.filter((a) => a.status !== 'completed' && a.attempt > 1).length;
+      const counts = [
+        `${done} of ${record.spec.partitions} partitions exited 0`,
+        view.allocations.length > done ? `${view.allocations.length - done} placed${retried > 0 ? ` (${retried} of them retries)` : ''}` : '',
+        waiting > 0 ? `${waiting} wait for capacity${reason ? `: ${reason}` : ''}` : '',
         backingOff > 0 ? `${backingOff} wait${backingOff === 1 ? 's' : ''} to be retried` : '',
       ].filter(Boolean);
-      if (this.assembling.has(key)) view.message = `all ${record.spec.partitions} partitions exited 0; making output dataset ${record.spec.outputDataset} from their parts`;
-      else if (also.length > 0) view.message = `${record.message}; ${also.join('; ')}`;
+      view.message = this.assembling.has(key)
+        ? `all ${record.spec.partitions} partitions exited 0; making output dataset ${record.spec.outputDataset} from their parts`
+        : counts.join('; ');
     }
     return view;
   }

@@ -113,7 +113,7 @@ test('partitions are placed one by one as capacity allows, each told its index; 
   await until('two partitions placed', () => a.desired.length === 2);
   const job = await eventually('running, one partition waiting', 5_000, async () => {
     const j = await getJob(c, 'scan');
-    return j.status === 'running' && /1 of 3 partitions wait for capacity/.test(j.message) ? j : undefined;
+    return j.status === 'running' && /^0 of 3 partitions exited 0; 2 placed; 1 wait for capacity: /.test(j.message) ? j : undefined;
   });
   assert.equal(job.allocations.length, 2);
   const table = jobDetailView(job).table();
@@ -180,7 +180,11 @@ test('a failing partition is retried on its own: the others ran once and keep th
   for (const part of kept) assert.ok(existsSync(blobPath(c, part.digest)), "the completed partitions' parts are kept for the dataset");
 
   a.report({ id: p2!.allocation.id, state: 'completed' }, { id: retry.id, state: 'running' });
-  await eventually('the retry running', 5_000, async () => ((await getJob(c, 'flaky')).allocations.find((x) => x.rank === 1)?.status === 'running' ? true : undefined));
+  const running = await eventually('the retry running', 5_000, async () => {
+    const j = await getJob(c, 'flaky');
+    return j.allocations.find((x) => x.rank === 1)?.status === 'running' ? j : undefined;
+  });
+  assert.equal(running.message, '2 of 3 partitions exited 0; 1 placed (1 of them retries)', 'where the partitions stand now, not the retry decided earlier');
   await pushPart(c.address, a, retry.id, await outputDir(t, { 'part-1.csv': '1\n' }), 'merged');
   a.report({ id: retry.id, state: 'completed' });
   const done = await ended(c, 'flaky');
