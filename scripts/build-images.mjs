@@ -8,7 +8,6 @@
 // --base IMAGE builds mlfleet/runtime FROM IMAGE (node:20-bookworm-slim, say) instead of a
 // scratch root filesystem made from this host's node; for machines with registry access.
 import Docker from 'dockerode';
-import tar from 'tar-stream';
 import { mkdtemp, readFile, rm, writeFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +15,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { IMAGES } from './images/index.mjs';
-import { addEntry } from './images/rootfs.mjs';
+import { buildContext, inspectImage as inspect } from './images/engine.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE = `usage: npm run images -- [--force] [--base IMAGE] [NAME…]
@@ -94,19 +93,8 @@ async function build(docker, image, tag, { version, base }) {
   const workDir = await mkdtemp(path.join(os.tmpdir(), `mlfleet-image-${image.name}-`));
   try {
     const context = await image.context({ workDir, base: image.name === 'runtime' ? base : undefined, version });
-    const pack = tar.pack();
-    const feeding = (async () => {
-      await addEntry(pack, { name: 'Dockerfile', content: context.dockerfile });
-      for (const file of context.files) await addEntry(pack, { name: file.name, source: file.source, mode: 0o644 });
-      pack.finalize();
-    })();
-    feeding.catch((err) => pack.destroy(err));
-    const response = await docker.buildImage(pack, { t: tag, rm: true, forcerm: true });
-    const output = await followBuild(docker, response);
-    await feeding;
+    const { info, output } = await buildContext(docker, context, tag, image.repository);
     const latest = `${image.repository}:latest`;
-    await docker.getImage(tag).tag({ repo: image.repository, tag: 'latest' });
-    const info = await docker.getImage(tag).inspect();
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const contextBytes = (await Promise.all(context.files.map((f) => stat(f.source)))).reduce((sum, s) => sum + s.size, 0);
     console.log(
@@ -117,38 +105,6 @@ async function build(docker, image, tag, { version, base }) {
     throw new Error(`building ${tag} failed: ${err.message}`, { cause: err });
   } finally {
     await rm(workDir, { recursive: true, force: true });
-  }
-}
-
-/** Waits for the build to end; the legacy builder reports a failed step as an `error` event. */
-function followBuild(docker, response) {
-  return new Promise((resolve, reject) => {
-    const output = [];
-    docker.modem.followProgress(
-      response,
-      (err, events) => {
-        if (err) return reject(err);
-        const failed = events.find((e) => e.error || e.errorDetail);
-        if (failed) {
-          const message = failed.errorDetail?.message ?? failed.error;
-          const hint = /pull access denied|not found|no such host|dial tcp|i\/o timeout|manifest unknown/i.test(message)
-            ? ' (the base image must already be in the local engine: there is no registry to pull it from)'
-            : '';
-          return reject(new Error(`${message}${hint}\n${output.join('').trim().split('\n').slice(-15).join('\n')}`));
-        }
-        resolve(output);
-      },
-      (event) => event.stream && output.push(event.stream),
-    );
-  });
-}
-
-async function inspect(docker, tag) {
-  try {
-    return await docker.getImage(tag).inspect();
-  } catch (err) {
-    if (err.statusCode === 404) return undefined;
-    throw err;
   }
 }
 

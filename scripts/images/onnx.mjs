@@ -20,8 +20,8 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import tar from 'tar-stream';
-import { addEntry, sharedLibraries, writeTar } from './rootfs.mjs';
+import { buildContext, inspectImage } from './engine.mjs';
+import { sharedLibraries, writeTar } from './rootfs.mjs';
 import { runtimeImage } from './runtime.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -205,33 +205,15 @@ function withParents(entries) {
  */
 async function ensureRuntime(docker, version) {
   const tag = `${runtimeImage.repository}:${version}`;
-  try {
-    return await docker.getImage(tag).inspect();
-  } catch (err) {
-    if (err.statusCode !== 404) throw err;
-  }
+  const found = await inspectImage(docker, tag);
+  if (found) return found;
   console.log(`${tag} is missing: building it first`);
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'mlfleet-image-runtime-'));
   try {
     const context = await runtimeImage.context({ workDir, base: undefined, version });
-    const pack = tar.pack();
-    const feeding = (async () => {
-      await addEntry(pack, { name: 'Dockerfile', content: context.dockerfile });
-      for (const file of context.files) await addEntry(pack, { name: file.name, source: file.source, mode: 0o644 });
-      pack.finalize();
-    })();
-    feeding.catch((err) => pack.destroy(err));
-    const response = await docker.buildImage(pack, { t: tag, rm: true, forcerm: true });
-    await new Promise((resolve, reject) =>
-      docker.modem.followProgress(response, (err, events) => {
-        const failed = err ?? events.find((e) => e.error || e.errorDetail);
-        if (failed) reject(new Error(`building ${tag} failed: ${failed.errorDetail?.message ?? failed.error ?? failed.message}`));
-        else resolve();
-      }),
-    );
-    await feeding;
-    await docker.getImage(tag).tag({ repo: runtimeImage.repository, tag: 'latest' });
-    return await docker.getImage(tag).inspect();
+    return (await buildContext(docker, context, tag, runtimeImage.repository)).info;
+  } catch (err) {
+    throw new Error(`building ${tag} failed: ${err.message}`, { cause: err });
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
