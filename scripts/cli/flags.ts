@@ -1,7 +1,7 @@
 // Flag value parsers for mlfleetctl: human units (shared/units.ts) and counts turned into the
 // numbers a request carries. A bad value is bad usage — commander's InvalidArgumentError,
 // which mlfleetctl turns into exit 2 — never a failed request (exit 1).
-import { InvalidArgumentError } from 'commander';
+import { CommanderError, InvalidArgumentError } from 'commander';
 import { MlfleetError } from '../../shared/errors.js';
 import { parseBytes, parseCpuMillis, parseDuration } from '../../shared/units.js';
 
@@ -15,6 +15,15 @@ export function usageParser<T>(parse: (text: string) => T): (text: string) => T 
       throw err;
     }
   };
+}
+
+/**
+ * A file named by -f that cannot be read or is not what it must be: bad usage too (exit 2), with
+ * `message` on stderr and without the usage hint a flag error gets.
+ */
+export function badFile(message: string): never {
+  process.stderr.write(`mlfleetctl: ${message}\n`);
+  throw new CommanderError(2, 'mlfleetctl.invalidFile', message);
 }
 
 /**

@@ -4,9 +4,10 @@
 // deployment is created or updated, a job submitted (one that exists is refused by the
 // coordinator). An object that fails does not stop the others; any failure makes the exit 1.
 import { readFile } from 'node:fs/promises';
-import { CommanderError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { parseWorkloadFile, WorkloadFileError, type WorkloadObject } from '../../../shared/workload-spec.js';
 import { withContext, type CliContext } from '../context.js';
+import { badFile } from '../flags.js';
 import { wasCreated } from '../views/deployments.js';
 
 interface ApplyOptions {
@@ -33,12 +34,6 @@ async function readSource(filename: string): Promise<{ content: string; source: 
     return { content: Buffer.concat(chunks).toString('utf8'), source: 'stdin' };
   }
   return { content: await readFile(filename, 'utf8'), source: filename };
-}
-
-/** Stops with exit 2 and `message` on stderr, without the usage hint a flag error gets. */
-function badFile(message: string): never {
-  process.stderr.write(`mlfleetctl: ${message}\n`);
-  throw new CommanderError(2, 'mlfleetctl.invalidFile', message);
 }
 
 async function applyOne(ctx: CliContext, object: WorkloadObject, tenant: string): Promise<AppliedJson> {

@@ -4,13 +4,13 @@
 // is bad usage, exit 2, nothing sent); what the values must be is the coordinator's to check,
 // and it names every field that is wrong.
 import { readFile } from 'node:fs/promises';
-import { Argument, CommanderError, Option, type Command } from 'commander';
+import { Argument, Option, type Command } from 'commander';
 import YAML from 'yaml';
 import type { StackInput } from '../../../shared/client.js';
 import { checkImage, checkWorkloadName, ENV_KEY_HINT, ENV_NAME, parseAssignment } from '../../../shared/workload-spec.js';
 import { z } from '../../../shared/validation.js';
 import { withContext } from '../context.js';
-import { durationFlag, usageParser } from '../flags.js';
+import { badFile, durationFlag, usageParser } from '../flags.js';
 import { stackDeletedView, stackDetailView, stackListView, stackRegisteredView } from '../views/stacks.js';
 import { commandAfterDashes, repeatable, wholeFlag } from './deploy.js';
 
@@ -49,12 +49,6 @@ interface RegisterOptions {
   readinessTimeout?: number;
   env?: Array<[string, string]>;
   gpus?: boolean;
-}
-
-/** Stops with exit 2 and `message` on stderr, without the usage hint a flag error gets. */
-function badFile(message: string): never {
-  process.stderr.write(`mlfleetctl: ${message}\n`);
-  throw new CommanderError(2, 'mlfleetctl.invalidFile', message);
 }
 
 async function readStackFile(filename: string): Promise<StackFile> {
