@@ -10,39 +10,23 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { CoordinatorClient } from '../../shared/client.js';
 import { compileDeploymentSpec } from '../../shared/workload-spec.js';
-import { coordinatorOptions, createCoordinator, startLeader } from '../helpers/coordinator.js';
+import { coordinatorOptions, createCoordinator } from '../helpers/coordinator.js';
 import { eventually, until } from '../helpers/eventually.js';
-import { FakeAgent, type FakeAgentOptions } from '../helpers/fake-agent.js';
-import { CLI, mlfleetctl, tempHome, type Run } from '../helpers/mlfleetctl.js';
+import { CLI, mlfleetctl, runScript, tempHome, type Run } from '../helpers/mlfleetctl.js';
 import { startAgent, tempDir } from '../helpers/processes.js';
+import { workloadCluster, type WorkloadCluster } from '../helpers/workload-cluster.js';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
-interface Cluster {
-  address: string;
-  dir: string;
-  admin: string;
-  client: CoordinatorClient;
+interface Cluster extends WorkloadCluster {
   ctl(...args: string[]): Promise<Run>;
-  agent(name: string, options?: FakeAgentOptions): Promise<FakeAgent>;
 }
 
 async function cluster(t: TestContext): Promise<Cluster> {
-  const { coordinator, dir, admin, join } = await startLeader(t, { workloads: { tickMs: 100 } });
-  const address = coordinator.address;
-  const client = new CoordinatorClient([address], { token: admin });
-  t.after(() => client.close());
-  return {
-    address,
-    dir,
-    admin,
-    client,
-    ctl: (...args) => mlfleetctl(t, ['--coordinator', address, ...args], { MLFLEET_TOKEN: admin }),
-    agent: (name, options) => FakeAgent.start(t, name, address, join, options),
-  };
+  const c = await workloadCluster(t);
+  return { ...c, ctl: (...args) => mlfleetctl(t, ['--coordinator', c.address, ...args], { MLFLEET_TOKEN: c.admin }) };
 }
 
 async function pushModel(c: Cluster, name: string, alias?: string): Promise<void> {
@@ -73,15 +57,8 @@ async function listener(t: TestContext): Promise<{ address: string; connections:
 }
 
 /** mlfleetctl with `input` on stdin. */
-async function withStdin(t: TestContext, args: string[], env: Record<string, string>, input: string): Promise<Run> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', HOME: await tempHome(t), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  child.stdin.end(input);
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  return { code, stdout, stderr };
+function withStdin(t: TestContext, args: string[], env: Record<string, string>, input: string): Promise<Run> {
+  return runScript(t, CLI, args, env, input);
 }
 
 interface DeploymentJson {

@@ -33,16 +33,20 @@ export async function homeWithToken(t: TestContext, token: string): Promise<stri
   return dir;
 }
 
-/** Runs a compiled script with `env` only (plus PATH and a fresh HOME); nothing else is inherited. */
-export async function runScript(t: TestContext, script: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+/**
+ * Runs a compiled script with `env` only (plus PATH and a fresh HOME); nothing else is inherited.
+ * `input`, when given, is its stdin.
+ */
+export async function runScript(t: TestContext, script: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> {
   const child = spawn(process.execPath, [script, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: env.HOME ?? (await tempHome(t)), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  child.stdin?.end(input);
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (c) => resolve(c));
