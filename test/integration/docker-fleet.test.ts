@@ -10,6 +10,7 @@ import Docker from 'dockerode';
 import { CoordinatorClient } from '../../shared/client.js';
 import type { Deployment, Job } from '../../shared/proto.js';
 import { startLeader } from '../helpers/coordinator.js';
+import { removeContainersAfter } from '../helpers/docker-fleet.js';
 import { eventually } from '../helpers/eventually.js';
 import { ensureRuntimeImage } from '../helpers/images.js';
 import { startAgent, tempDir, type Daemon } from '../helpers/processes.js';
@@ -36,16 +37,16 @@ test('deployments and jobs across three Docker agents: spread, a lost agent, ret
   const api = new WorkloadApi(coordinator.address, admin);
   const client = new CoordinatorClient([coordinator.address], { token: admin });
   const names = ['dock-a', 'dock-b', 'dock-c'];
-  // Containers outlive a killed agent by design: the test removes what its agents started.
-  t.after(async () => {
+  t.after(() => {
     api.close();
     client.close();
-    for (const c of await docker.listContainers({ all: true, filters: { label: ['mlfleet.allocation'] } })) {
-      if (names.includes(c.Labels['mlfleet.node'] ?? '')) await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
-    }
   });
   const agents = new Map<string, Daemon>();
-  for (const name of names) agents.set(name, await startAgent(t, name, [coordinator.address], dir, ['--driver', 'docker', '--join-token', join]));
+  for (const name of names) {
+    agents.set(name, await startAgent(t, name, [coordinator.address], dir, ['--driver', 'docker', '--join-token', join]));
+    // Containers outlive a killed agent by design: the test removes what its agents started.
+    removeContainersAfter(t, name, docker);
+  }
 
   const body = Buffer.from('weights');
   await client.push('model', { name: 'm', format: 'other', sizeBytes: body.length }, Readable.from([body]));
