@@ -183,7 +183,7 @@ test('a bad stack is refused naming every wrong field, and nothing is stored', a
   await assert.rejects(c.admin.registerStack(bad), (err: Error & { code?: string }) => {
     assert.equal(err.code, 'INVALID_ARGUMENT');
     for (const field of ['stack.name', 'stack.image', 'stack.formats.1', 'stack.modelMount', 'stack.port', 'stack.protocol', 'stack.readinessPath', 'stack.env.1X', 'stack.builtin']) {
-      assert.match(err.message, new RegExp(`${field.replace('.', '\\.')}: `), `names ${field}: ${err.message}`);
+      assert.match(err.message, new RegExp(`${field.replaceAll('.', '\\.')}: `), `names ${field}: ${err.message}`);
     }
     assert.match(err.message, /formats\.1: must be one of onnx, tensorflow-savedmodel, torchscript, safetensors, other/);
     assert.match(err.message, /port: must be a port number \(1-65535\)/);
