@@ -474,8 +474,6 @@ const jobSpecSchema = z
     for (const problem of jobShapeProblems(shape, JOB_YAML_NAMES)) issue(ctx, problem.message, paths[problem.setting]);
   });
 
-const SPEC_SCHEMAS = { Deployment: deploymentSpecSchema, Job: jobSpecSchema } as const;
-
 const envelopeSchema = z
   .object({
     kind: z.unknown().transform((input, ctx) => {
