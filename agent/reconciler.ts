@@ -16,6 +16,7 @@
 // Closing stops the jobs and probes but never a task (DESIGN principle 7).
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { formatHostPort } from '../shared/config.js';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { sleep, systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/log.js';
@@ -672,9 +673,7 @@ export class Reconciler {
   }
 
   private endpoint(allocation: Allocation): string {
-    if (allocation.hostPort === 0) return '';
-    const host = this.options.advertiseHost;
-    return host.includes(':') ? `[${host}]:${allocation.hostPort}` : `${host}:${allocation.hostPort}`;
+    return allocation.hostPort === 0 ? '' : formatHostPort(this.options.advertiseHost, allocation.hostPort);
   }
 
   private recordStarted(id: string, atMs: number): void {

@@ -134,6 +134,11 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
+/** parseHostPort's inverse: "host:port", or "[host]:port" for an IPv6 host. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 export function parseAddressList(text: string): string[] {
   const list = text.split(',').map((s) => s.trim()).filter(Boolean);
   if (list.length === 0) throw new InvalidArgumentError('at least one address is required');

@@ -2,7 +2,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { parseHostPort } from './config.js';
+import { formatHostPort, parseHostPort } from './config.js';
 
 export interface Health {
   ok: boolean;
@@ -41,7 +41,7 @@ export async function startOpsServer(listen: string, health: () => Health, metri
   });
   const bound = server.address() as AddressInfo;
   return {
-    address: `${host.includes(':') ? `[${host}]` : host}:${bound.port}`,
+    address: formatHostPort(host, bound.port),
     close: () =>
       new Promise((resolve) => {
         server.close(() => resolve());

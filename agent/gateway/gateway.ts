@@ -9,7 +9,7 @@
 // `{"error": …}`. Latency per model and replica is measured here and reported in heartbeats.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseHostPort } from '../../shared/config.js';
+import { formatHostPort, parseHostPort } from '../../shared/config.js';
 import type { LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
 import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
 import type { RouteEndpoint__Output as RouteEndpoint } from '../../shared/gen/mlfleet/v1/RouteEndpoint.js';
@@ -33,6 +33,7 @@ export interface GatewayOptions {
 /** Requests may name the tenant whose model they mean when several tenants serve one name. */
 export const TENANT_HEADER = 'mlfleet-tenant';
 const MAX_ATTEMPTS = 3;
+const DEFAULT_MAX_BODY_BYTES = 64 * 2 ** 20;
 const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?\/?$/;
 
 export class Gateway {
@@ -43,11 +44,14 @@ export class Gateway {
   private readonly windows = new Map<string, LatencyWindow>();
   /** One connection pool per replica address (undici: far less work per request than node:http's client). */
   private readonly pools = new Map<string, Pool>();
+  private readonly maxBodyBytes: number;
 
   private constructor(
     private readonly server: http.Server,
     private readonly options: GatewayOptions,
-  ) {}
+  ) {
+    this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
     let gateway: Gateway | undefined;
@@ -64,7 +68,7 @@ export class Gateway {
 
   get address(): string {
     const { address, port } = this.server.address() as AddressInfo;
-    return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+    return formatHostPort(address, port);
   }
 
   /** A routing table from the leader; an older revision than the one held is ignored. */
@@ -114,7 +118,7 @@ export class Gateway {
       if (url.pathname === '/v2' || url.pathname === '/v2/') return json(res, 200, { name: 'mlfleet-gateway', version: '0.1.0', extensions: ['mlfleet-routing'] });
       if (url.pathname === '/v2/select/infer') {
         const chosen = this.choose(req, url);
-        const body = await readBody(req, this.options.maxBodyBytes ?? 64 * 2 ** 20);
+        const body = await readBody(req, this.maxBodyBytes);
         res.setHeader('mlfleet-selected', `${chosen.route.tenant}/${chosen.route.model}`);
         res.setHeader('mlfleet-selection-reason', chosen.reason.replace(/[^\x20-\x7e]/g, '?'));
         await this.forward(req, res, chosen.route, undefined, `/v2/models/${encodeURIComponent(chosen.route.model)}/infer`, body, true);
@@ -124,7 +128,7 @@ export class Gateway {
       if (!match) return json(res, 404, { error: `no such route: ${req.method} ${url.pathname}` });
       const [, name, version] = match as unknown as [string, string, string | undefined];
       const route = this.find(decodeURIComponent(name), header(req, TENANT_HEADER));
-      const body = await readBody(req, this.options.maxBodyBytes ?? 64 * 2 ** 20);
+      const body = await readBody(req, this.maxBodyBytes);
       await this.forward(req, res, route, version, url.pathname + url.search, body, match[3] === '/infer');
     } catch (err) {
       const status = err instanceof HttpError ? err.status : 500;
