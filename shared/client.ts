@@ -547,23 +547,12 @@ export class CoordinatorClient {
     const service = artifactService(kind);
     const message = { ref: request.ref ?? '', digest: request.digest ?? '', offset: request.offset ?? 0, tenant: request.tenant ?? '' };
     return this.withFailover(async (attempt) => {
-      const stub = await this.connectedStub(service, attempt);
-      const call = stub.download(message, attempt.metadata, { deadline: streamDeadline(options, attempt) });
-      const onAbort = () => call.cancel();
-      attempt.signal?.addEventListener('abort', onAbort, { once: true });
-      const release = () => {
-        attempt.signal?.removeEventListener('abort', onAbort);
-        call.cancel(); // a no-op once the call has ended
-      };
-      const messages = call[Symbol.asyncIterator]() as AsyncIterator<DownloadResponse>;
-      let first: IteratorResult<DownloadResponse>;
-      try {
-        // A follower's redirect, a NOT_FOUND, a refusal: all arrive instead of the first message.
-        first = await messages.next();
-      } catch (err) {
-        release();
-        throw err;
-      }
+      const { first, messages, release } = await this.openStream<ModelServiceClient, DownloadResponse>(
+        service,
+        (s, md, o) => s.download(message, md, o),
+        attempt,
+        options,
+      );
       const version = first.done ? undefined : first.value.version;
       if (!version) {
         release();
@@ -614,23 +603,7 @@ export class CoordinatorClient {
     what: StreamKind,
     options: CallOptions = {},
   ): AsyncGenerator<Res> {
-    const opened = await this.withFailover(async (attempt) => {
-      const stub = await this.connectedStub(service, attempt);
-      const call = open(stub, attempt.metadata, { deadline: streamDeadline(options, attempt) });
-      const onAbort = () => call.cancel();
-      attempt.signal?.addEventListener('abort', onAbort, { once: true });
-      const release = () => {
-        attempt.signal?.removeEventListener('abort', onAbort);
-        call.cancel(); // a no-op once the call has ended
-      };
-      const messages = call[Symbol.asyncIterator]() as AsyncIterator<Res>;
-      try {
-        return { first: await messages.next(), messages, release };
-      } catch (err) {
-        release();
-        throw err;
-      }
-    }, { ...options, leaderOnly: true });
+    const opened = await this.withFailover((attempt) => this.openStream(service, open, attempt, options), { ...options, leaderOnly: true });
     try {
       for (let next = opened.first; !next.done; ) {
         yield next.value;
@@ -642,6 +615,34 @@ export class CoordinatorClient {
       }
     } finally {
       opened.release();
+    }
+  }
+
+  /**
+   * Opens a server stream on one attempt and waits for its first message (or its end): a
+   * follower's redirect, a NOT_FOUND or a refusal arrives instead of it, as an attempt's error.
+   * Aborting the attempt's signal cancels the call; `release` ends it.
+   */
+  private async openStream<C extends grpc.Client, Res>(
+    service: ServiceConstructor<C>,
+    open: (stub: C, metadata: grpc.Metadata, options: grpc.CallOptions) => grpc.ClientReadableStream<Res>,
+    attempt: Attempt,
+    options: CallOptions,
+  ): Promise<{ first: IteratorResult<Res>; messages: AsyncIterator<Res>; release: () => void }> {
+    const stub = await this.connectedStub(service, attempt);
+    const call = open(stub, attempt.metadata, { deadline: streamDeadline(options, attempt) });
+    const onAbort = () => call.cancel();
+    attempt.signal?.addEventListener('abort', onAbort, { once: true });
+    const release = () => {
+      attempt.signal?.removeEventListener('abort', onAbort);
+      call.cancel(); // a no-op once the call has ended
+    };
+    const messages = call[Symbol.asyncIterator]() as AsyncIterator<Res>;
+    try {
+      return { first: await messages.next(), messages, release };
+    } catch (err) {
+      release();
+      throw err;
     }
   }
 
