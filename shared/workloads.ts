@@ -132,7 +132,7 @@ export function taskEnvironment(
 }
 
 /** "host:port" or "[v6]:port" → its parts (the host without brackets). */
-function splitHostPort(address: string): { host: string; port: string } {
+export function splitHostPort(address: string): { host: string; port: string } {
   const colon = address.lastIndexOf(':');
   const host = address.slice(0, colon);
   return { host: host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, port: address.slice(colon + 1) };

@@ -6,6 +6,7 @@
 import Docker from 'dockerode';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import { splitHostPort } from '../../shared/workloads.js';
 import { epochSeconds, lastBytes, logEntries } from './docker-logs.js';
 import type { Driver, LogOptions, Task, TaskStatus } from './driver.js';
 
@@ -92,7 +93,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
  */
 export function peersSeenFromContainer(env: Record<string, string>): Record<string, string> {
   const peers = env.MLFLEET_PEERS?.split(',') ?? [];
-  const host = (address: string) => address.slice(0, address.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1');
+  const host = (address: string) => splitHostPort(address).host;
   if (!peers.some((p) => LOOPBACK.test(host(p))) && !LOOPBACK.test(env.MASTER_ADDR ?? '')) return env;
   const seen = (address: string) => (LOOPBACK.test(host(address)) ? `${HOST_ALIAS}${address.slice(address.lastIndexOf(':'))}` : address);
   return {
