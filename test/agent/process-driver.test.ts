@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -17,6 +16,7 @@ import { silentLogger } from '../../shared/log.js';
 import type { RunSpec } from '../../shared/workloads.js';
 import { eventually } from '../helpers/eventually.js';
 import { freePort } from '../helpers/net.js';
+import { assertTailThenFollow, get, linesThenAfterTheCall, logs } from './driver-checks.js';
 
 const RUN = `${process.pid}-${randomBytes(3).toString('hex')}`;
 const NODE = `test-node-${RUN}`;
@@ -82,28 +82,6 @@ function driverFor(t: TestContext, options: { dataDir?: string; node?: string; l
 
 async function exited(driver: ProcessDriver, allocationId: string, timeoutMs = 10_000) {
   return eventually(`${allocationId} exiting`, timeoutMs, async () => (await driver.list()).find((s) => s.allocationId === allocationId && !s.running), { intervalMs: 50 });
-}
-
-async function text(iterable: AsyncIterable<Buffer>): Promise<string> {
-  const parts: Buffer[] = [];
-  for await (const chunk of iterable) parts.push(chunk);
-  return Buffer.concat(parts).toString();
-}
-
-function logs(driver: ProcessDriver, allocationId: string, tailBytes = 0): Promise<string> {
-  return text(driver.logs(allocationId, { tailBytes, follow: false, signal: new AbortController().signal }));
-}
-
-function get(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const request = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: 2_000 }, (response) => {
-      let body = '';
-      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => resolve(body));
-    });
-    request.on('timeout', () => request.destroy(new Error('timed out')));
-    request.on('error', reject);
-  });
 }
 
 function alive(pid: number): boolean {
@@ -225,26 +203,11 @@ it('gives the last bytes of the log, and a followed log goes on with output writ
   const dataDir = dataDirFor(t);
   const driver = driverFor(t, { dataDir });
   const trigger = path.join(dataDir, 'go');
-  const job = task(
-    node(`
-      for (let i = 0; i < 100; i++) console.log('line-' + String(i).padStart(3, '0'));
-      const timer = setInterval(() => {
-        if (require('fs').existsSync(${JSON.stringify(trigger)})) { console.error('after the call'); clearInterval(timer); }
-      }, 20);`),
-  );
+  const job = task(node(linesThenAfterTheCall(trigger, 20)));
   await driver.start(job);
   await eventually('the first hundred lines', 10_000, async () => ((await logs(driver, job.allocationId)).includes('line-099\n') ? true : undefined), { intervalMs: 50 });
 
-  assert.equal(await logs(driver, job.allocationId, 18), 'line-098\nline-099\n');
-  assert.equal((await logs(driver, job.allocationId)).split('\n').length, 101);
-
-  const followed = driver.logs(job.allocationId, { tailBytes: 9, follow: true, signal: new AbortController().signal })[Symbol.asyncIterator]();
-  assert.equal((await followed.next()).value?.toString(), 'line-099\n');
-  writeFileSync(trigger, '');
-  // The task exits after its line, which ends the follow.
-  const rest: Buffer[] = [];
-  for (let next = await followed.next(); !next.done; next = await followed.next()) rest.push(next.value);
-  assert.equal(Buffer.concat(rest).toString(), 'after the call\n');
+  await assertTailThenFollow(driver, job.allocationId, () => writeFileSync(trigger, ''));
 });
 
 it('ends a followed log when its signal aborts', async (t) => {
