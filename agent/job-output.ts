@@ -8,17 +8,16 @@
 // deterministic tar `models push DIR` sends, so the same output gets the same digest. A
 // partition's output is always the directory's tar, empty or not, so its file names survive
 // into the dataset the leader assembles from every partition's part.
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { inferArtifactFormat } from '../shared/artifact-ref.js';
+import { inferPathFormat } from '../shared/artifact-ref.js';
 import { setBearer } from '../shared/auth.js';
 import { FailedPreconditionError, MlfleetError, UnavailableError, fromGrpcError } from '../shared/errors.js';
 import { mlfleetV1, type ArtifactVersion, type PushHeader } from '../shared/proto.js';
-import { packDirectory } from '../shared/tar.js';
+import { packDirectory, tarDigest } from '../shared/tar.js';
 import type { RunOutput } from '../shared/workloads.js';
 
 export interface OutputPushRequest {
@@ -77,10 +76,9 @@ export async function outputContent(dir: string, format: string): Promise<Output
     const file = path.join(dir, entries[0]!.name);
     const stat = await fs.stat(file);
     if (stat.size === 0) throw new FailedPreconditionError(`the job's only output, ${entries[0]!.name}, is empty`);
-    return { directory: false, sizeBytes: stat.size, digest: '', format: format || inferArtifactFormat('model', file, undefined), open: () => createReadStream(file, { highWaterMark: CHUNK_BYTES }) };
+    return { directory: false, sizeBytes: stat.size, digest: '', format: format || (await inferPathFormat('model', file, false)), open: () => createReadStream(file, { highWaterMark: CHUNK_BYTES }) };
   }
-  const savedModel = (await fs.stat(path.join(dir, 'saved_model.pb')).catch(() => undefined))?.isFile() ?? false;
-  return directoryContent(dir, format || inferArtifactFormat('model', dir, { savedModel }));
+  return directoryContent(dir, format || (await inferPathFormat('model', dir, true)));
 }
 
 /**
@@ -93,13 +91,7 @@ export async function partContent(dir: string): Promise<OutputContent> {
 }
 
 async function directoryContent(dir: string, format: string): Promise<OutputContent> {
-  const hash = createHash('sha256');
-  let sizeBytes = 0;
-  for await (const chunk of packDirectory(dir) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    sizeBytes += chunk.length;
-  }
-  return { directory: true, sizeBytes, digest: `sha256:${hash.digest('hex')}`, format, open: () => packDirectory(dir) };
+  return { directory: true, ...(await tarDigest(dir)), format, open: () => packDirectory(dir) };
 }
 
 export function coordinatorOutputPusher(options: CoordinatorOutputPusherOptions): OutputPusher {

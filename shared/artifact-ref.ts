@@ -1,5 +1,7 @@
 // Names and references of models and datasets, checked the same way by the CLI and the
 // coordinator. A REF is `name` (the latest version), `name:3` or `name@alias`.
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { InvalidArgumentError } from './errors.js';
 
 /** Models and datasets share one registry, one protocol and one CLI, told apart by kind. */
@@ -38,6 +40,13 @@ export function inferArtifactFormat(kind: ArtifactKind, fileName: string, direct
     format = (dot > slash + 1 ? FORMAT_BY_EXTENSION[fileName.slice(dot).toLowerCase()] : undefined) ?? 'other';
   }
   return ARTIFACT_FORMATS[kind].includes(format) ? format : 'other';
+}
+
+/** inferArtifactFormat for a path on disk: a directory is looked into for a saved_model.pb file. */
+export async function inferPathFormat(kind: ArtifactKind, file: string, directory: boolean): Promise<string> {
+  if (!directory) return inferArtifactFormat(kind, file, undefined);
+  const savedModel = await fs.stat(path.join(file, 'saved_model.pb')).catch(() => undefined);
+  return inferArtifactFormat(kind, file, { savedModel: savedModel?.isFile() ?? false });
 }
 
 export interface ArtifactRef {

@@ -4,6 +4,7 @@
 // (mtime, owner, permissions beyond the execute bit) fixed. unpackTar is the way back, for
 // `models pull` and the agent's cache, and treats the archive as hostile: nothing it holds can
 // land outside the destination. Both stream: no file is ever held in memory whole.
+import { createHash } from 'node:crypto';
 import { constants, type Dirent } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -51,6 +52,22 @@ export function packDirectory(dir: string): Readable {
   // Readable.from ends the producer too when the consumer destroys the stream early: it
   // returns the iterator, which destroys the pack, which fails the producer's next write.
   return Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
+}
+
+/**
+ * The size and sha256 of packDirectory(dir), packed once to learn them (a push declares both
+ * before it sends the tar again). `onChunk` sees the bytes counted so far after each chunk, and
+ * may throw to stop.
+ */
+export async function tarDigest(dir: string, onChunk?: (sizeBytes: number) => void): Promise<{ digest: string; sizeBytes: number }> {
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  for await (const chunk of packDirectory(dir) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    sizeBytes += chunk.length;
+    onChunk?.(sizeBytes);
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, sizeBytes };
 }
 
 /**

@@ -18,10 +18,10 @@ import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ArtifactKind } from '../../shared/artifact-ref.js';
-import { FORMAT_BY_EXTENSION, inferArtifactFormat } from '../../shared/artifact-ref.js';
+import { FORMAT_BY_EXTENSION, inferPathFormat } from '../../shared/artifact-ref.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../../shared/errors.js';
 import type { ArtifactVersion } from '../../shared/proto.js';
-import { directorySize, packDirectory, unpackTar } from '../../shared/tar.js';
+import { directorySize, packDirectory, tarDigest, unpackTar } from '../../shared/tar.js';
 import { InterruptedError } from './interrupt.js';
 import type { Progress } from './progress.js';
 import { humanBytes } from './views/artifacts.js';
@@ -51,13 +51,6 @@ function extensionFor(format: string): string {
   return Object.entries(FORMAT_BY_EXTENSION).find(([, f]) => f === format)?.[0] ?? '';
 }
 
-/** The format a path suggests: by extension for a file, by content for a directory. */
-export async function inferFormat(kind: ArtifactKind, file: string, directory: boolean): Promise<string> {
-  if (!directory) return inferArtifactFormat(kind, file, undefined);
-  const savedModel = await fs.stat(path.join(file, 'saved_model.pb')).catch(() => undefined);
-  return inferArtifactFormat(kind, file, { savedModel: savedModel?.isFile() ?? false });
-}
-
 /**
  * Looks at PATH and makes it pushable. A directory is packed once here, to count and hash its
  * tar; `progress` shows that pass, and `signal` stops it.
@@ -72,32 +65,26 @@ export async function pushSource(kind: ArtifactKind, file: string, signal: Abort
       directory: false,
       sizeBytes: stat.size,
       digest: '',
-      inferredFormat: await inferFormat(kind, file, false),
+      inferredFormat: await inferPathFormat(kind, file, false),
       open: () => createReadStream(file, { highWaterMark: FILE_READ_BYTES }),
     };
   }
   if (!stat.isDirectory()) throw new InvalidArgumentError(`cannot push ${file}: only a regular file or a directory can be pushed`);
 
   const bar = progress('packing', await directorySize(file));
-  const hash = createHash('sha256');
-  let sizeBytes = 0;
-  const counting = packDirectory(file);
+  let packed: { digest: string; sizeBytes: number };
   try {
-    for await (const chunk of counting as AsyncIterable<Buffer>) {
+    packed = await tarDigest(file, (sizeBytes) => {
       if (signal.aborted) throw new InterruptedError('interrupted while packing; nothing was pushed');
-      hash.update(chunk);
-      sizeBytes += chunk.length;
       bar.update(sizeBytes);
-    }
+    });
   } finally {
     bar.stop();
-    counting.destroy();
   }
   return {
     directory: true,
-    sizeBytes,
-    digest: `sha256:${hash.digest('hex')}`,
-    inferredFormat: await inferFormat(kind, file, true),
+    ...packed,
+    inferredFormat: await inferPathFormat(kind, file, true),
     open: () => packDirectory(file),
   };
 }
