@@ -31,8 +31,9 @@ const allocationStatusSchema = z.object({
   updatedAtMs: z.number().int().nonnegative(),
   outputVersion: z.number().int().nonnegative().default(0),
 });
+const allocationStatusesSchema = z.array(allocationStatusSchema).max(10_000);
 const statusReportSchema = z.object({
-  allocations: z.array(allocationStatusSchema).max(10_000),
+  allocations: allocationStatusesSchema,
   cache: z.array(z.unknown()),
 });
 
@@ -141,7 +142,7 @@ class AgentSession implements SessionHandle {
     if (message.msg === 'hello') {
       if (this.nodeName) throw new FailedPreconditionError('hello may only be sent once per session');
       const hello = validate(helloSchema, message.hello, 'hello') as Hello;
-      validate(z.array(allocationStatusSchema).max(10_000), hello.allocations, 'hello allocations');
+      validate(allocationStatusesSchema, hello.allocations, 'hello allocations');
       if (this.principal.role === 'node' && this.principal.node !== hello.nodeName) {
         throw new PermissionDeniedError(`this credential belongs to node "${this.principal.node}"; it cannot report for node "${hello.nodeName}"`);
       }
