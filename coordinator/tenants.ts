@@ -41,9 +41,15 @@ export async function listTenants(store: Store): Promise<TenantRecord[]> {
 }
 
 export async function getTenant(store: Store, name: string): Promise<TenantRecord> {
+  const record = await findTenant(store, name);
+  if (!record) throw new NotFoundError(`tenant "${name}" not found`);
+  return record;
+}
+
+/** The tenant's record, or undefined when there is no such tenant. */
+export async function findTenant(store: Store, name: string): Promise<TenantRecord | undefined> {
   const kv = await store.get(keys.tenant(name));
-  if (!kv) throw new NotFoundError(`tenant "${name}" not found`);
-  return JSON.parse(kv.value) as TenantRecord;
+  return kv ? (JSON.parse(kv.value) as TenantRecord) : undefined;
 }
 
 export async function createTenant(writer: FencedWriter, record: TenantRecord): Promise<TenantRecord> {

@@ -19,17 +19,19 @@ import type { Allocation, AllocationStatus, Deployment, DeploymentSpec, Job, Job
 import type { Op, Store } from '../../shared/store/store.js';
 import { parseHostPort } from '../../shared/config.js';
 import { ALLOCATION_STATES, JOB_PEER_PORT, TERMINAL_STATES, type AllocationState, type DeploymentStatus } from '../../shared/workloads.js';
-import { displayStatus } from '../node-record.js';
+import { displayStatus, NOTHING_ALLOCATED } from '../node-record.js';
 import type { FencedWriter, NodeRegistry } from '../node-registry.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
 import { schedule } from '../scheduler/scheduler.js';
 import type { Ask, Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } from '../scheduler/types.js';
-import { listTenants } from '../tenants.js';
+import { findTenant, listTenants } from '../tenants.js';
 import type { EventInput, EventLog } from './event-log.js';
 import { commitPlan, type PlanWrite } from './plan-commit.js';
 import { assembleDataset, failsTheJob } from './dataset-assembly.js';
 import { decideDeployment, decideJob, type NodeHealth, type Stop } from './reconcile.js';
 import {
+  byCreation,
+  hasEnded,
   isCurrent,
   isLive,
   isPartitioned,
@@ -37,6 +39,7 @@ import {
   toProtoDeployment,
   toProtoJob,
   workerCount,
+  workersOf,
   workloadKey,
   type AllocationRecord,
   type DeploymentRecord,
@@ -159,8 +162,8 @@ export class WorkloadController {
     this.closed = true;
     this.ticker.cancel();
     this.stopping.abort(new Error('no longer the leader'));
-    if (this.deps.artifacts.usedBy) this.deps.artifacts.usedBy = undefined;
-    if (this.deps.artifacts.pinned) this.deps.artifacts.pinned = undefined;
+    this.deps.artifacts.usedBy = undefined;
+    this.deps.artifacts.pinned = undefined;
   }
 
   /** Waits for the running pass and output assemblies (tests, shutdown). */
@@ -199,7 +202,7 @@ export class WorkloadController {
       Object.assign(record, { run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest });
       if (existing && isDeepStrictEqual(existing.record.spec, spec) && !changed) return { deployment: this.deploymentView(key), created: false };
       await this.putWorkload(this.deployments, key, record, existing);
-      this.event({ tenant, object: `deployment/${spec.name}`, allocation: '', node: '', type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : `now ${spec.replicas} replicas`) : `${spec.replicas} replicas of model ${resolved.run.model!.ref}` });
+      this.event({ tenant, object: `deployment/${spec.name}`, type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : `now ${spec.replicas} replicas`) : `${spec.replicas} replicas of model ${resolved.run.model!.ref}` });
       this.kick();
       return { deployment: this.deploymentView(key), created: !existing };
     });
@@ -207,12 +210,11 @@ export class WorkloadController {
 
   scaleDeployment(tenant: string, name: string, replicas: number): Promise<Deployment> {
     return this.mutate(async () => {
-      const key = keys.deployment(tenant, name);
-      const existing = this.getStored(this.deployments, key, `deployment "${name}"`);
+      const [key, existing] = this.deploymentNamed(tenant, name);
       if (existing.record.spec.replicas !== replicas) {
         const record = { ...existing.record, spec: { ...existing.record.spec, replicas }, updatedAtMs: this.deps.clock.now() };
         await this.putWorkload(this.deployments, key, record, existing);
-        this.event({ tenant, object: `deployment/${name}`, allocation: '', node: '', type: 'Scaled', message: `from ${existing.record.spec.replicas} to ${replicas} replicas` });
+        this.event({ tenant, object: `deployment/${name}`, type: 'Scaled', message: `from ${existing.record.spec.replicas} to ${replicas} replicas` });
         this.kick();
       }
       return this.deploymentView(key);
@@ -221,8 +223,7 @@ export class WorkloadController {
 
   deleteDeployment(tenant: string, name: string): Promise<void> {
     return this.mutate(async () => {
-      const key = keys.deployment(tenant, name);
-      const existing = this.getStored(this.deployments, key, `deployment "${name}"`);
+      const [key, existing] = this.deploymentNamed(tenant, name);
       const mine = this.allocationsOf('deployment', tenant, name);
       await this.writeStops(mine.filter((a) => a.desired === 'run').map((a) => ({ id: a.id, reason: 'deployment removed' })), [
         { type: 'delete', key },
@@ -230,15 +231,13 @@ export class WorkloadController {
       this.deployments.delete(key);
       this.latencies.delete(key);
       this.pendingReasons.delete(workloadKey('deployment', tenant, name));
-      this.event({ tenant, object: `deployment/${name}`, allocation: '', node: '', type: 'Deleted', message: `stopping ${mine.filter(isLive).length} replicas` });
+      this.event({ tenant, object: `deployment/${name}`, type: 'Deleted', message: `stopping ${mine.filter(isLive).length} replicas` });
       this.pushDesired();
     });
   }
 
   getDeployment(tenant: string, name: string): Deployment {
-    const key = keys.deployment(tenant, name);
-    this.getStored(this.deployments, key, `deployment "${name}"`);
-    return this.deploymentView(key);
+    return this.deploymentView(this.deploymentNamed(tenant, name)[0]);
   }
 
   listDeployments(tenant: string | undefined): Deployment[] {
@@ -293,7 +292,7 @@ export class WorkloadController {
         outputDataset: '',
       };
       await this.putWorkload(this.jobs, key, record, undefined);
-      this.event({ tenant, object: `job/${spec.name}`, allocation: '', node: '', type: 'Created', message: `${workersOf(record.spec)}: ${run.command.join(' ')}` });
+      this.event({ tenant, object: `job/${spec.name}`, type: 'Created', message: `${workersOf(record.spec)}: ${run.command.join(' ')}` });
       this.kick();
       return this.jobView(key);
     });
@@ -301,16 +300,15 @@ export class WorkloadController {
 
   cancelJob(tenant: string, name: string): Promise<Job> {
     return this.mutate(async () => {
-      const key = keys.job(tenant, name);
-      const existing = this.getStored(this.jobs, key, `job "${name}"`);
-      if (['succeeded', 'failed', 'cancelled'].includes(existing.record.status)) {
+      const [key, existing] = this.jobNamed(tenant, name);
+      if (hasEnded(existing.record)) {
         throw new FailedPreconditionError(`job "${name}" already ended (${existing.record.status})`);
       }
       const now = this.deps.clock.now();
       await this.putWorkload(this.jobs, key, { ...existing.record, status: 'cancelled', message: 'cancelled', finishedAtMs: now }, existing);
       const mine = this.allocationsOf('job', tenant, name);
       await this.writeStops(mine.filter(isLive).map((a) => ({ id: a.id, reason: 'job cancelled' })));
-      this.event({ tenant, object: `job/${name}`, allocation: '', node: '', type: 'Cancelled', message: 'cancelled by a user' });
+      this.event({ tenant, object: `job/${name}`, type: 'Cancelled', message: 'cancelled by a user' });
       this.releaseParts(mine);
       this.pushDesired();
       return this.jobView(key);
@@ -318,9 +316,7 @@ export class WorkloadController {
   }
 
   getJob(tenant: string, name: string): Job {
-    const key = keys.job(tenant, name);
-    this.getStored(this.jobs, key, `job "${name}"`);
-    return this.jobView(key);
+    return this.jobView(this.jobNamed(tenant, name)[0]);
   }
 
   listJobs(tenant: string | undefined): Job[] {
@@ -408,7 +404,7 @@ export class WorkloadController {
       .filter((a) => !filter.node || a.node === filter.node)
       .filter((a) => !filter.workload || a.workload === filter.workload || `${a.kind}/${a.workload}` === filter.workload)
       .filter((a) => filter.all || a.desired === 'run' || !isTerminal(a))
-      .sort((a, b) => a.createdAtMs - b.createdAtMs || a.id.localeCompare(b.id));
+      .sort(byCreation);
   }
 
   /** An allocation by id or unique id prefix, within `tenant` (undefined: any). */
@@ -421,7 +417,7 @@ export class WorkloadController {
 
   /** Compute a tenant holds now (allocations placed and not ended). */
   usage(tenant: string): Resources & { deployments: number } {
-    const used = this.held((a) => (a.tenant === tenant ? tenant : undefined)).get(tenant) ?? nothingHeld();
+    const used = this.held((a) => (a.tenant === tenant ? tenant : undefined)).get(tenant) ?? { ...NOTHING_ALLOCATED };
     return { ...used, deployments: listed(this.deployments, tenant).length };
   }
 
@@ -437,7 +433,7 @@ export class WorkloadController {
       const key = isLive(a) ? group(a) : undefined;
       if (key === undefined) continue;
       let sum = sums.get(key);
-      if (!sum) sums.set(key, (sum = nothingHeld()));
+      if (!sum) sums.set(key, (sum = { ...NOTHING_ALLOCATED }));
       sum.cpuMillis += a.resources.cpuMillis;
       sum.memoryBytes += a.resources.memoryBytes;
       sum.gpus += a.resources.gpus;
@@ -451,14 +447,16 @@ export class WorkloadController {
 
   /** The full desired set of a node: what its agent should run. */
   desiredFor(node: string): Allocation[] {
-    return [...this.allocations.values()]
-      .filter((s) => s.record.node === node && s.record.desired === 'run')
-      .map((s) => toAgentAllocation(s.record, s.modRevision));
+    return this.desiredOn(node).map((s) => toAgentAllocation(s.record, s.modRevision));
   }
 
   /** The node's agent sent it its set (on hello): remember, so only changes are pushed. */
   markSent(node: string): void {
-    this.sent.set(node, desiredSignature(this.desiredFor(node)));
+    this.sent.set(node, desiredSignature(this.desiredOn(node).map((s) => s.record)));
+  }
+
+  private desiredOn(node: string): Array<Stored<AllocationRecord>> {
+    return [...this.allocations.values()].filter((s) => s.record.node === node && s.record.desired === 'run');
   }
 
   /** Allocation states reported by a node's agent (hello or status report). */
@@ -518,9 +516,10 @@ export class WorkloadController {
     const stops: Stop[] = [];
     const pending: PendingAsk[] = [];
     const statuses = new Map<string, { status: DeploymentStatus }>();
+    const byWorkload = this.byWorkload();
 
     for (const [key, { record }] of this.deployments) {
-      const mine = this.allocationsOf('deployment', record.tenant, record.spec.name);
+      const mine = byWorkload.get(workloadKey('deployment', record.tenant, record.spec.name)) ?? [];
       const decision = decideDeployment(record, mine, health);
       stops.push(...decision.stops);
       statuses.set(key, { status: decision.status });
@@ -529,13 +528,13 @@ export class WorkloadController {
     }
     for (const [key, stored] of this.jobs) {
       const { record } = stored;
-      const mine = this.allocationsOf('job', record.tenant, record.spec.name);
+      const mine = byWorkload.get(workloadKey('job', record.tenant, record.spec.name)) ?? [];
       const decision = decideJob(record, mine, now, health);
       stops.push(...decision.stops);
       if (decision.next) {
         const next = decision.next;
         await this.putWorkload(this.jobs, key, next, stored);
-        for (const event of decision.events) this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', ...event });
+        for (const event of decision.events) this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, ...event });
         // An attempt that ended without success leaves its parts to nothing, as does a partition's failed attempt.
         this.releaseParts(next.status === 'running' ? mine.filter((a) => !isCurrent(next, a)) : mine);
       }
@@ -552,7 +551,8 @@ export class WorkloadController {
 
   /** Every deployment with its allocations (for the routing table). */
   serving(): Array<{ record: DeploymentRecord; allocations: AllocationRecord[] }> {
-    return [...this.deployments.values()].map(({ record }) => ({ record, allocations: this.allocationsOf('deployment', record.tenant, record.spec.name) }));
+    const byWorkload = this.byWorkload();
+    return [...this.deployments.values()].map(({ record }) => ({ record, allocations: byWorkload.get(workloadKey('deployment', record.tenant, record.spec.name)) ?? [] }));
   }
 
   /** Schedules the asks and commits the plan; re-reads and re-plans when the commit finds a node changed. */
@@ -598,7 +598,7 @@ export class WorkloadController {
         const by = plan.preemptions.find((p) => p.allocationId === record.id);
         const preemptor = by ? byId.get(by.askId) : undefined;
         this.event({ tenant: record.tenant, object: `${record.kind}/${record.workload}`, allocation: record.id, node: record.node, type: 'Preempted', message: record.reason });
-        if (preemptor) this.event({ tenant: preemptor.tenant, object: `${preemptor.kind}/${preemptor.name}`, allocation: '', node: record.node, type: 'Preempting', message: `stopped ${record.kind}/${record.workload} allocation ${record.id.slice(0, 8)} (priority ${record.priority}) on ${record.node}` });
+        if (preemptor) this.event({ tenant: preemptor.tenant, object: `${preemptor.kind}/${preemptor.name}`, node: record.node, type: 'Preempting', message: `stopped ${record.kind}/${record.workload} allocation ${record.id.slice(0, 8)} (priority ${record.priority}) on ${record.node}` });
         continue;
       }
       committed.push(record.id);
@@ -618,7 +618,7 @@ export class WorkloadController {
       const placed = jobPlaced.get(key) ?? 0;
       const all = workerCount(record.spec);
       const message = isPartitioned(record.spec) && placed < all ? `${placed} of ${all} partitions placed, the others wait for capacity` : `${workersOf(record.spec)} placed`;
-      this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, allocation: '', node: '', type: 'Started', message: `attempt ${record.attempts}: ${message}` });
+      this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, type: 'Started', message: `attempt ${record.attempts}: ${message}` });
     }
     return { committed, conflicted: result.conflicted };
   }
@@ -652,7 +652,7 @@ export class WorkloadController {
     for (const [key, { p, reason }] of reasons) {
       if (this.pendingReasons.get(key) === reason) continue;
       this.pendingReasons.set(key, reason);
-      this.event({ tenant: p.tenant, object: `${p.kind}/${p.name}`, allocation: '', node: '', type: 'Pending', message: reason });
+      this.event({ tenant: p.tenant, object: `${p.kind}/${p.name}`, type: 'Pending', message: reason });
     }
     for (const placement of plan.placements) {
       const p = byId.get(placement.askId);
@@ -758,13 +758,12 @@ export class WorkloadController {
         // Cancelled meanwhile, or another leader got there first: nothing more to record.
         if (!stored || stored.record.status !== 'running' || stored.record.attempts !== attempt) return;
         const now = this.deps.clock.now();
-        const count = workerCount(spec);
         const ended: JobRecord =
           'version' in outcome
-            ? { ...stored.record, status: 'succeeded', finishedAtMs: now, outputDataset: `${dataset}:${outcome.version}`, message: `${count} partition${count === 1 ? '' : 's'} exited 0; its output is dataset ${dataset}:${outcome.version}` }
+            ? { ...stored.record, status: 'succeeded', finishedAtMs: now, outputDataset: `${dataset}:${outcome.version}`, message: `${workersOf(spec)} exited 0; its output is dataset ${dataset}:${outcome.version}` }
             : { ...stored.record, status: 'failed', finishedAtMs: now, message: `failed: its output dataset ${dataset} could not be made: ${outcome.error}` };
         await this.putWorkload(this.jobs, key, ended, stored);
-        this.event({ tenant, object: `job/${spec.name}`, allocation: '', node: '', type: ended.status === 'succeeded' ? 'Succeeded' : 'Failed', message: ended.message });
+        this.event({ tenant, object: `job/${spec.name}`, type: ended.status === 'succeeded' ? 'Succeeded' : 'Failed', message: ended.message });
         this.releaseParts(partitions);
       });
     })()
@@ -840,16 +839,17 @@ export class WorkloadController {
       if (resolved.modelDigest === record.modelDigest && resolved.resolvedVersion === record.resolvedVersion) continue;
       const next: DeploymentRecord = { ...record, run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest, generation: record.generation + 1, updatedAtMs: this.deps.clock.now() };
       await this.putWorkload(this.deployments, key, next, stored);
-      this.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, allocation: '', node: '', type: 'RolloutStarted', message: `${record.spec.model} moved to version ${resolved.resolvedVersion}; rolling out generation ${next.generation}` });
+      this.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, type: 'RolloutStarted', message: `${record.spec.model} moved to version ${resolved.resolvedVersion}; rolling out generation ${next.generation}` });
     }
   }
 
   private async collectGarbage(now: number): Promise<void> {
     // Ended jobs keep their containers (and logs) on the hosts for a while, then let them go.
     const release: Stop[] = [];
+    const byWorkload = this.byWorkload();
     for (const { record: job } of this.jobs.values()) {
       if (job.finishedAtMs === 0 || now - job.finishedAtMs < this.options.jobRetentionMs) continue;
-      for (const a of this.allocationsOf('job', job.tenant, job.spec.name)) if (a.desired === 'run') release.push({ id: a.id, reason: a.reason });
+      for (const a of byWorkload.get(workloadKey('job', job.tenant, job.spec.name)) ?? []) if (a.desired === 'run') release.push({ id: a.id, reason: a.reason });
     }
     if (release.length > 0) await this.writeStops(release, [], [], true);
     const forget = [...this.allocations.values()].filter(
@@ -910,14 +910,22 @@ export class WorkloadController {
 
   /** Sends each node whose desired set changed its new set. */
   private pushDesired(): void {
-    const byNode = new Map<string, Allocation[]>();
-    for (const node of new Set([...this.sent.keys(), ...[...this.allocations.values()].map((s) => s.record.node)])) byNode.set(node, []);
-    for (const { record, modRevision } of this.allocations.values()) {
-      if (record.desired === 'run') byNode.get(record.node)!.push(toAgentAllocation(record, modRevision));
+    const byNode = new Map<string, Array<Stored<AllocationRecord>>>();
+    for (const node of this.sent.keys()) byNode.set(node, []);
+    for (const stored of this.allocations.values()) {
+      let mine = byNode.get(stored.record.node);
+      if (!mine) byNode.set(stored.record.node, (mine = []));
+      if (stored.record.desired === 'run') mine.push(stored);
     }
+    // Runs after every pass and mutation: only a changed set is built, and only then is the revision read.
+    const changed: Array<{ node: string; signature: string; allocations: Allocation[] }> = [];
+    for (const [node, mine] of byNode) {
+      const signature = desiredSignature(mine.map((s) => s.record));
+      if (this.sent.get(node) !== signature) changed.push({ node, signature, allocations: mine.map((s) => toAgentAllocation(s.record, s.modRevision)) });
+    }
+    if (changed.length === 0) return;
     void this.deps.store.revision().then((revision) => {
-      for (const [node, allocations] of byNode) {
-        const signature = desiredSignature(allocations);
+      for (const { node, signature, allocations } of changed) {
         if (this.sent.get(node) === signature) continue;
         if (this.deps.nodes.sendDesired(node, { revision, allocations })) this.sent.set(node, signature);
       }
@@ -950,8 +958,10 @@ export class WorkloadController {
     return this.queue.run('workloads', fn);
   }
 
-  private event(input: EventInput): void {
-    this.deps.events.record(input);
+  /** Records an event; one about a whole workload names no allocation and no node. */
+  private event(input: Omit<EventInput, 'allocation' | 'node'> & Partial<Pick<EventInput, 'allocation' | 'node'>>): void {
+    const { tenant, object, allocation = '', node = '', type, message } = input;
+    this.deps.events.record({ tenant, object, allocation, node, type, message });
   }
 
   private nodeHealth(): (node: string) => NodeHealth {
@@ -963,16 +973,34 @@ export class WorkloadController {
     return (node) => health.get(node) ?? 'down';
   }
 
+  /** Every allocation by its workloadKey, in one scan: for passes over every workload (allocationsOf scans per call). */
+  private byWorkload(): Map<string, AllocationRecord[]> {
+    const groups = new Map<string, AllocationRecord[]>();
+    for (const { record } of this.allocations.values()) {
+      const key = workloadKey(record.kind, record.tenant, record.workload);
+      const group = groups.get(key);
+      if (group) group.push(record);
+      else groups.set(key, [record]);
+    }
+    return groups;
+  }
+
   private allocationsOf(kind: WorkloadKind, tenant: string, name: string): AllocationRecord[] {
     const result: AllocationRecord[] = [];
     for (const { record } of this.allocations.values()) if (record.kind === kind && record.tenant === tenant && record.workload === name) result.push(record);
     return result;
   }
 
-  private getStored<T>(map: Map<string, Stored<T>>, key: string, what: string): Stored<T> {
-    const stored = map.get(key);
-    if (!stored) throw new NotFoundError(`${what} not found`);
-    return stored;
+  /** The tenant's deployment and its key; NotFoundError when there is none. */
+  private deploymentNamed(tenant: string, name: string): [string, Stored<DeploymentRecord>] {
+    const key = keys.deployment(tenant, name);
+    return [key, found(this.deployments.get(key), `deployment "${name}"`)];
+  }
+
+  /** The tenant's job and its key; NotFoundError when there is none. */
+  private jobNamed(tenant: string, name: string): [string, Stored<JobRecord>] {
+    const key = keys.job(tenant, name);
+    return [key, found(this.jobs.get(key), `job "${name}"`)];
   }
 
   private deploymentView(key: string, health = this.nodeHealth()): Deployment {
@@ -1034,9 +1062,9 @@ export class WorkloadController {
   }
 
   private async checkDeploymentQuota(tenant: string): Promise<void> {
-    const record = (await listTenants(this.deps.store)).find((t) => t.name === tenant);
+    const record = await findTenant(this.deps.store, tenant);
     const max = record?.quota.maxDeployments ?? 0;
-    const count = [...this.deployments.values()].filter((d) => d.record.tenant === tenant).length;
+    const count = listed(this.deployments, tenant).length;
     if (max > 0 && count >= max) throw new ResourceExhaustedError(`tenant "${tenant}" deployments quota is ${max}: ${count} exist; remove one or raise the quota`);
   }
 
@@ -1057,11 +1085,9 @@ const STATE_EVENTS: Record<AllocationState, string> = {
   stopped: 'Stopped',
 };
 
-/** "3 workers", "1 worker", "4 partitions". */
-function workersOf(spec: JobSpec): string {
-  const count = workerCount(spec);
-  const unit = isPartitioned(spec) ? 'partition' : 'worker';
-  return `${count} ${unit}${count === 1 ? '' : 's'}`;
+function found<T>(stored: T | undefined, what: string): T {
+  if (!stored) throw new NotFoundError(`${what} not found`);
+  return stored;
 }
 
 /** The keys of a tenant's (or, undefined, every tenant's) workloads, in key order. */
@@ -1070,10 +1096,6 @@ function listed(map: Map<string, Stored<{ tenant: string }>>, tenant: string | u
     .filter(([, stored]) => tenant === undefined || stored.record.tenant === tenant)
     .map(([key]) => key)
     .sort();
-}
-
-function nothingHeld(): Resources {
-  return { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, nicMbps: 0 };
 }
 
 function withDefaults(requested: ResourceRequest | null): ResourceRequest {
@@ -1120,6 +1142,6 @@ export function toAgentAllocation(a: AllocationRecord, modRevision: number): All
   };
 }
 
-function desiredSignature(allocations: Allocation[]): string {
+function desiredSignature(allocations: Array<{ id: string }>): string {
   return allocations.map((a) => a.id).sort().join(',');
 }

@@ -1,9 +1,9 @@
 // What a deployment or a job needs next, decided from its record and its allocations alone: how
 // many new allocations to ask the scheduler for, which allocations to stop, and (jobs) the
 // status to move to. Pure: the controller gathers the inputs and carries out the result.
-import type { DeploymentStatus, JobStatus } from '../../shared/workloads.js';
+import type { DeploymentStatus } from '../../shared/workloads.js';
 import { formatDuration } from '../../shared/units.js';
-import { attemptOf, isLive, isPartitioned, isTerminal, workerCount, type AllocationRecord, type DeploymentRecord, type JobRecord, type PartitionRetry } from './records.js';
+import { attemptOf, hasEnded, isLive, isPartitioned, isTerminal, workerCount, workersOf, type AllocationRecord, type DeploymentRecord, type JobRecord, type PartitionRetry } from './records.js';
 
 export interface Stop {
   id: string;
@@ -97,7 +97,6 @@ export interface JobDecision {
   assemble: AllocationRecord[] | undefined;
 }
 
-const ENDED: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancelled']);
 const NONE: JobDecision = { place: [], stops: [], next: undefined, events: [], assemble: undefined };
 
 /**
@@ -111,7 +110,7 @@ const NONE: JobDecision = { place: [], stops: [], next: undefined, events: [], a
 export function decideJob(record: JobRecord, allocations: AllocationRecord[], now: number, nodeHealth: (node: string) => NodeHealth): JobDecision {
   const count = workerCount(record.spec);
   const current = allocations.filter((a) => a.attempt === record.attempts);
-  if (ENDED.has(record.status)) {
+  if (hasEnded(record)) {
     const stops = stopAll(allocations, `job ${record.status}`);
     return stops.length > 0 ? { ...NONE, stops } : NONE;
   }
@@ -214,9 +213,7 @@ function succeed(record: JobRecord, workers: AllocationRecord[], now: number): J
   const version = sorted.find((a) => a.rank === 0)?.outputVersion ?? 0;
   const outputModel = record.spec.output && version > 0 ? `${record.spec.output.model}:${version}` : '';
   const pushed = outputModel ? `; its output is model ${outputModel}` : record.spec.output ? '; no output was pushed' : '';
-  const count = sorted.length;
-  const unit = isPartitioned(record.spec) ? 'partition' : 'worker';
-  const message = `${count} ${unit}${count === 1 ? '' : 's'} exited 0${pushed}`;
+  const message = `${workersOf(record.spec)} exited 0${pushed}`;
   return { ...NONE, next: { ...record, status: 'succeeded', message, finishedAtMs: now, outputModel }, events: [{ type: 'Succeeded', message }] };
 }
 

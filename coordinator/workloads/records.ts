@@ -98,6 +98,20 @@ export function workerCount(spec: JobSpec): number {
   return isPartitioned(spec) ? spec.partitions : spec.workers || 1;
 }
 
+/** "3 workers", "1 worker", "4 partitions". */
+export function workersOf(spec: JobSpec): string {
+  const count = workerCount(spec);
+  const unit = isPartitioned(spec) ? 'partition' : 'worker';
+  return `${count} ${unit}${count === 1 ? '' : 's'}`;
+}
+
+const ENDED: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancelled']);
+
+/** Succeeded, failed or cancelled: the job runs nothing more. */
+export function hasEnded(record: JobRecord): boolean {
+  return ENDED.has(record.status);
+}
+
 /** The attempt the job's worker of this rank is on: a gang's workers share the job's, a partition has its own. */
 export function attemptOf(record: JobRecord, rank: number): number {
   if (!isPartitioned(record.spec) || !record.partitionRetries) return record.attempts;
@@ -185,6 +199,6 @@ export function toProtoJob(record: JobRecord, allocations: AllocationRecord[]): 
   };
 }
 
-function byCreation(a: AllocationRecord, b: AllocationRecord): number {
+export function byCreation(a: AllocationRecord, b: AllocationRecord): number {
   return a.createdAtMs - b.createdAtMs || a.id.localeCompare(b.id);
 }
