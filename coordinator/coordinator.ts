@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, sleep, systemClock, type Clock, type Random } from '../shared/clock.js';
-import { parseHostPort } from '../shared/config.js';
+import { formatHostPort, parseHostPort } from '../shared/config.js';
 import { NotLeaderError } from '../shared/errors.js';
 import { startOpsServer, type OpsServer } from '../shared/http-server.js';
 import { serverCredentials, warnIfPlaintext, type TlsMaterial } from '../shared/tls.js';
@@ -134,7 +134,7 @@ export class Coordinator {
       const port = await bind(server, options.listen, serverCredentials(options.tls));
       const { host } = parseHostPort(options.listen);
       const wildcard = host === '0.0.0.0' || host === '::';
-      const address = options.advertise ?? `${wildcard ? os.hostname() : host.includes(':') ? `[${host}]` : host}:${port}`;
+      const address = options.advertise ?? (wildcard ? `${os.hostname()}:${port}` : formatHostPort(host, port));
       let self: Coordinator | undefined;
       ops = await startOpsServer(options.httpListen, () => self!.health(), metrics.registry);
       const election = new Election(store, keys.electionPrefix, { clock, log });
@@ -425,7 +425,7 @@ export class Coordinator {
 
 function bind(server: grpc.Server, listen: string, credentials: grpc.ServerCredentials): Promise<number> {
   const { host, port } = parseHostPort(listen);
-  const target = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const target = formatHostPort(host, port);
   return new Promise((resolve, reject) =>
     server.bindAsync(target, credentials, (err, bound) =>
       err ? reject(new Error(`cannot listen on ${listen} for gRPC: ${err.message}`)) : resolve(bound),

@@ -17,7 +17,7 @@ import { keys } from '../../shared/keys.js';
 import type { Logger } from '../../shared/log.js';
 import type { Allocation, AllocationStatus, Deployment, DeploymentSpec, Job, JobSpec, ResourceRequest, Resources } from '../../shared/proto.js';
 import type { Op, Store } from '../../shared/store/store.js';
-import { parseHostPort } from '../../shared/config.js';
+import { formatHostPort, parseHostPort } from '../../shared/config.js';
 import { ALLOCATION_STATES, JOB_PEER_PORT, TERMINAL_STATES, type AllocationState, type DeploymentStatus } from '../../shared/workloads.js';
 import { displayStatus, NOTHING_ALLOCATED } from '../node-record.js';
 import type { FencedWriter, NodeRegistry } from '../node-registry.js';
@@ -637,7 +637,7 @@ export class WorkloadController {
     }
     for (const gang of gangs.values()) {
       gang.sort((a, b) => a.rank - b.rank);
-      const peers = gang.map((w) => joinHostPort(hosts.get(w.node) || w.node, w.hostPort));
+      const peers = gang.map((w) => formatHostPort(hosts.get(w.node) || w.node, w.hostPort));
       for (const w of gang) w.run = { ...w.run, peers };
     }
   }
@@ -1118,10 +1118,6 @@ function addressHost(address: string): string {
   } catch {
     return '';
   }
-}
-
-function joinHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function newAllocationId(): string {
