@@ -93,11 +93,14 @@ export class Gateway {
   /** What was measured since the last call, per model and replica (for the next heartbeat). */
   takeLatencies(): LatencySample[] {
     const samples: LatencySample[] = [];
+    const routed = new Set(this.routes.flatMap((r) => r.endpoints.map((e) => e.allocation)));
     for (const [key, window] of this.windows) {
       const measured = window.take();
-      if (!measured) continue;
       const [tenant, model, allocation] = key.split('\u0000') as [string, string, string];
-      samples.push({ tenant, model, allocation, ...measured });
+      // A replica that left the table (a rollout replaced it) is measured no more: its window
+      // goes once its last samples are taken, so windows do not pile up with every rollout.
+      if (!routed.has(allocation)) this.windows.delete(key);
+      if (measured) samples.push({ tenant, model, allocation, ...measured });
     }
     return samples;
   }
