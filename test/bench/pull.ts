@@ -24,7 +24,12 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-pull-bench-'));
 const children: ChildProcess[] = [];
 
 function node(script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  return start(process.execPath, [script, ...args], env);
+}
+
+/** A program run as installed, through its shebang and the Node flags it names there. */
+function start(program: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(child);
   return child;
 }
@@ -53,13 +58,17 @@ function rssBytes(pid: number): number {
   }
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc; 0 once it is gone. */
-function cpuSeconds(pid: number): number {
+type CpuTimes = { user: number; system: number };
+const since = (before: CpuTimes, after: CpuTimes): CpuTimes => ({ user: after.user - before.user, system: after.system - before.system });
+const total = (times: CpuTimes) => round2(times.user + times.system);
+
+/** User and system CPU seconds a process has used so far, from /proc; 0 once it is gone. */
+function cpuTimes(pid: number): CpuTimes {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }; // utime, stime in clock ticks (USER_HZ = 100)
   } catch {
-    return 0;
+    return { user: 0, system: 0 };
   }
 }
 
@@ -79,20 +88,23 @@ try {
   const server = node(plain, ['serve', model]);
   const port = (await line(server, 'stdout', (l) => l.startsWith('port'))).split(' ')[1]!;
   const b0 = process.hrtime.bigint();
-  const serverCpu0 = cpuSeconds(server.pid!);
+  const serverCpu0 = cpuTimes(server.pid!);
   const fetch = node(plain, ['fetch', `127.0.0.1:${port}`, path.join(dir, 'baseline.out')]);
   // Sampled while it runs: a process that has exited has no /proc entry to read.
-  let fetchCpu = 0;
-  const fetchSampler = setInterval(() => (fetchCpu = Math.max(fetchCpu, cpuSeconds(fetch.pid!))), 20);
+  let fetchCpu = { user: 0, system: 0 };
+  const fetchSampler = setInterval(() => {
+    const now = cpuTimes(fetch.pid!);
+    if (now.user + now.system > fetchCpu.user + fetchCpu.system) fetchCpu = now;
+  }, 20);
   await exited(fetch);
   const baselineSeconds = Number(process.hrtime.bigint() - b0) / 1e9;
   clearInterval(fetchSampler);
-  const serverCpu = cpuSeconds(server.pid!) - serverCpu0;
+  const serverCpu = since(serverCpu0, cpuTimes(server.pid!));
   server.kill('SIGTERM');
   rmSync(path.join(dir, 'baseline.out'), { force: true });
 
   // mlfleet: coordinator, push, agent, prefetch into the cache.
-  const coordinator = node(path.join(root, 'dist/coordinator/main.js'), [
+  const coordinator = start(path.join(root, 'dist/coordinator/main.js'), [
     '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/coordinator`,
   ]);
   const started = JSON.parse(await line(coordinator, 'stderr', (l) => l.includes('coordinator started'))) as { grpc: string };
@@ -130,8 +142,8 @@ try {
   let peakRss = idleRss;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssBytes(agent.pid!))), 50);
   const getNode = method('NodeService.GetNode');
-  const coordinatorCpu0 = cpuSeconds(coordinator.pid!);
-  const agentCpu0 = cpuSeconds(agent.pid!);
+  const coordinatorCpu0 = cpuTimes(coordinator.pid!);
+  const agentCpu0 = cpuTimes(agent.pid!);
   const p0 = process.hrtime.bigint();
   const p0Ms = Date.now();
   const prefetch = await callUnary(started.grpc, method('NodeService.PrefetchModel'), { node: 'bench-node', ref: 'bench:1' }, admin);
@@ -144,8 +156,8 @@ try {
   }
   const pullSeconds = Number(process.hrtime.bigint() - p0) / 1e9;
   const seenMs = Date.now();
-  const coordinatorCpu = cpuSeconds(coordinator.pid!) - coordinatorCpu0;
-  const agentCpu = cpuSeconds(agent.pid!) - agentCpu0;
+  const coordinatorCpu = since(coordinatorCpu0, cpuTimes(coordinator.pid!));
+  const agentCpu = since(agentCpu0, cpuTimes(agent.pid!));
   clearInterval(sampler);
   const startedMs = agentLog.get('downloading') ?? p0Ms;
   const cachedMs = agentLog.get('cached') ?? seenMs;
@@ -160,10 +172,12 @@ try {
     agentIdleRssMiB: Math.round(idleRss / 2 ** 20),
     agentPeakRssMiB: Math.round(peakRss / 2 ** 20),
     // CPU seconds each side spent: what the throughput costs, less noisy than wall time on a busy host.
-    cpuSeconds: { baselineServer: round2(serverCpu), baselineClient: round2(fetchCpu), coordinator: round2(coordinatorCpu), agent: round2(agentCpu) },
+    cpuSeconds: { baselineServer: total(serverCpu), baselineClient: total(fetchCpu), coordinator: total(coordinatorCpu), agent: total(agentCpu) },
+    // Of those, the seconds spent in the kernel: copying into the page cache, socket writes.
+    systemSeconds: { baselineServer: round2(serverCpu.system), baselineClient: round2(fetchCpu.system), coordinator: round2(coordinatorCpu.system), agent: round2(agentCpu.system) },
     phasesMs: { command: startedMs - p0Ms, transfer: cachedMs - startedMs, report: seenMs - cachedMs },
   };
-  console.log(`baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; cpu s ${JSON.stringify(result.cpuSeconds)}`);
+  console.log(`baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; cpu s ${JSON.stringify(result.cpuSeconds)}, system ${JSON.stringify(result.systemSeconds)}`);
   console.log(JSON.stringify({ ...result, goalMet: result.ratio >= 0.85 && result.agentPeakRssMiB < 150 }));
 } finally {
   for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');

@@ -64,8 +64,15 @@ export function tempDir(t: TestContext, prefix = 'mlfleet-test-'): string {
   return dir;
 }
 
+/**
+ * A Node program under dist/ in a process of its own. The daemons run as installed, through
+ * their shebang and the Node flags it names (the coordinator's heap limit); other scripts
+ * through this Node.
+ */
 export function spawnDaemon(t: TestContext, name: string, script: string, args: string[]): Daemon {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', script), ...args], {
+  const file = path.join(REPO_ROOT, 'dist', script);
+  const installed = script === 'coordinator/main.js' || script === 'agent/main.js';
+  const child = spawn(installed ? file : process.execPath, installed ? args : [file, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, MLFLEET_LOG_LEVEL: 'debug' },
   });

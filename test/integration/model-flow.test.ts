@@ -25,6 +25,10 @@ function tree(dir: string, base = dir): Record<string, string> {
 test('push, pull, tamper detection and the agent cache, through real processes', async (t) => {
   const dir = tempDir(t);
   const coordinator = await startCoordinator(t, 'c1', ['--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/c1`]);
+  // Run as installed, the coordinator carries the heap limit its shebang names: without it, a
+  // download costs a full garbage collection every few MiB (coordinator/main.ts).
+  const nodeArgs = readFileSync(`/proc/${coordinator.child.pid}/cmdline`, 'utf8').split('\0');
+  assert.ok(nodeArgs.includes('--initial-old-space-size=128'), nodeArgs.join(' '));
   const tokens = await bootstrapTokens([`${dir}/c1`]);
   const ctl = (...args: string[]) => runScript(t, CLI, ['--coordinator', coordinator.grpc, ...args], { MLFLEET_TOKEN: tokens.admin });
 
