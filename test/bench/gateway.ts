@@ -8,7 +8,7 @@
 // theirs plus the gateway's.
 // Goal: the gateway adds <= 0.5 ms at p50 and keeps >= 85% of direct throughput.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,17 +52,37 @@ function ready(url: string): Promise<boolean> {
   });
 }
 
+/** CPU milliseconds (user + system) a process has used so far, from /proc. */
+function cpuMs(child: ChildProcess): number {
+  const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
 interface Load {
   requests: number;
   errors: number;
   rps: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU microseconds per request of the client, the replica and (through it) the gateway. */
+  cpuUsPerRequest: { client: number; replica: number; gateway?: number };
 }
 
-async function load(url: string, concurrency: number): Promise<Load> {
+/** A load run against `url`, with the CPU each process (client, replica, gateway) spent on it. */
+async function load(url: string, concurrency: number, replica: ChildProcess, gateway?: ChildProcess): Promise<Load> {
+  const before = { replica: cpuMs(replica), gateway: gateway ? cpuMs(gateway) : 0 };
   const child = node(path.join(here, 'lib/http-load.js'), [url, String(concurrency), String(seconds * 1000), path.join(dir, 'request.json')]);
-  return JSON.parse(await firstLine(child)) as Load;
+  const result = JSON.parse(await firstLine(child)) as Omit<Load, 'cpuUsPerRequest'> & { cpuMs: number };
+  const perRequest = (ms: number) => Math.round((ms * 1000) / Math.max(result.requests, 1));
+  const { cpuMs: clientMs, ...rest } = result;
+  return {
+    ...rest,
+    cpuUsPerRequest: {
+      client: perRequest(clientMs),
+      replica: perRequest(cpuMs(replica) - before.replica),
+      ...(gateway ? { gateway: perRequest(cpuMs(gateway) - before.gateway) } : {}),
+    },
+  };
 }
 
 /** A model the bench serves, and the request it sends. */
@@ -94,6 +114,8 @@ interface Result {
   gateway: { p50Ms: number; p99Ms: number; rps: number };
   addedP50Ms: number;
   throughputRatio: number;
+  /** In the throughput runs kept. */
+  cpuUsPerRequest: { direct: Load['cpuUsPerRequest']; gateway: Load['cpuUsPerRequest'] };
   errors: number;
 }
 
@@ -111,14 +133,14 @@ async function measure(c: Case): Promise<Result> {
     const path_ = `/v2/models/${c.name}/infer`;
     const direct = `http://${replica}${path_}`;
     const through = `http://${gateway}${path_}`;
-    await load(direct, 4);
-    await load(through, 4); // warm both paths up
+    await load(direct, 4, server);
+    await load(through, 4, server, gatewayProc); // warm both paths up
     const runs: Record<string, Load[]> = { directLatency: [], gatewayLatency: [], directThroughput: [], gatewayThroughput: [] };
     for (let round = 0; round < 2; round++) {
-      runs.directLatency!.push(await load(direct, 1));
-      runs.gatewayLatency!.push(await load(through, 1));
-      runs.directThroughput!.push(await load(direct, 16));
-      runs.gatewayThroughput!.push(await load(through, 16));
+      runs.directLatency!.push(await load(direct, 1, server));
+      runs.gatewayLatency!.push(await load(through, 1, server, gatewayProc));
+      runs.directThroughput!.push(await load(direct, 16, server));
+      runs.gatewayThroughput!.push(await load(through, 16, server, gatewayProc));
     }
     const best = (a: Load, b: Load, by: 'latency' | 'rps') => (by === 'latency' ? (a.p50Ms <= b.p50Ms ? a : b) : a.rps >= b.rps ? a : b);
     const pick = (name: string, by: 'latency' | 'rps') => runs[name]!.reduce((a, b) => best(a, b, by));
@@ -131,6 +153,7 @@ async function measure(c: Case): Promise<Result> {
       gateway: { p50Ms: gatewayLatency.p50Ms, p99Ms: gatewayLatency.p99Ms, rps: gatewayThroughput.rps },
       addedP50Ms: Number((gatewayLatency.p50Ms - directLatency.p50Ms).toFixed(3)),
       throughputRatio: Number((gatewayThroughput.rps / directThroughput.rps).toFixed(3)),
+      cpuUsPerRequest: { direct: directThroughput.cpuUsPerRequest, gateway: gatewayThroughput.cpuUsPerRequest },
       errors: Object.values(runs).flat().reduce((sum, r) => sum + r.errors, 0),
     };
   } finally {
@@ -146,6 +169,8 @@ try {
     console.log(`${c.name}: ${c.what}`);
     console.log(`  one at a time: direct p50 ${r.direct.p50Ms} ms p99 ${r.direct.p99Ms} ms; through the gateway p50 ${r.gateway.p50Ms} ms p99 ${r.gateway.p99Ms} ms (+${r.addedP50Ms} ms)`);
     console.log(`  16 in flight: direct ${r.direct.rps} req/s, through the gateway ${r.gateway.rps} req/s (${(r.throughputRatio * 100).toFixed(1)}%)`);
+    const { direct, gateway } = r.cpuUsPerRequest;
+    console.log(`  CPU per request: direct client ${direct.client} µs + replica ${direct.replica} µs; through the gateway client ${gateway.client} µs + gateway ${gateway.gateway} µs + replica ${gateway.replica} µs`);
   }
   console.log(JSON.stringify({ bench: 'gateway', seconds, cpus: os.cpus().length, ...results }));
 } finally {

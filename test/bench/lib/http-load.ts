@@ -1,7 +1,7 @@
 // A load generator for the gateway benchmark, in its own process so it does not share an event
 // loop with what it measures: `http-load URL CONCURRENCY DURATION_MS BODY_FILE` POSTs the body
 // with keep-alive connections, CONCURRENCY requests in flight, and prints one JSON line:
-// {requests, errors, rps, p50Ms, p99Ms}.
+// {requests, errors, rps, p50Ms, p99Ms, cpuMs} (cpuMs: this client's own CPU time, user + system).
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 
@@ -38,13 +38,15 @@ function once(): Promise<void> {
 
 const deadline = performance.now() + durationMs;
 const started = performance.now();
+const cpuBefore = process.cpuUsage();
 await Promise.all(
   Array.from({ length: concurrency }, async () => {
     while (performance.now() < deadline) await once();
   }),
 );
 const seconds = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpuBefore);
 latencies.sort((a, b) => a - b);
 const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
 agent.destroy();
-console.log(JSON.stringify({ requests: latencies.length, errors, rps: Math.round(latencies.length / seconds), p50Ms: Number(at(0.5).toFixed(3)), p99Ms: Number(at(0.99).toFixed(3)) }));
+console.log(JSON.stringify({ requests: latencies.length, errors, rps: Math.round(latencies.length / seconds), p50Ms: Number(at(0.5).toFixed(3)), p99Ms: Number(at(0.99).toFixed(3)), cpuMs: Math.round((cpu.user + cpu.system) / 1000) }));
