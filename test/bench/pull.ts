@@ -111,7 +111,7 @@ try {
   await line(coordinator, 'stderr', (l) => l.includes('elected leader'));
   coordinator.stderr!.resume();
   const admin = readFileSync(`${dir}/coordinator/admin-token`, 'utf8').trim();
-  const push = node(path.join(root, 'dist/scripts/mlfleetctl.js'), ['--coordinator', started.grpc, '-o', 'json', 'models', 'push', 'bench', model], { MLFLEET_TOKEN: admin });
+  const push = start(path.join(root, 'dist/scripts/mlfleetctl.js'), ['--coordinator', started.grpc, '-o', 'json', 'models', 'push', 'bench', model], { MLFLEET_TOKEN: admin });
   let pushed = '';
   push.stdout!.on('data', (d: Buffer) => (pushed += d));
   push.stderr!.resume();

@@ -35,10 +35,12 @@ export async function homeWithToken(t: TestContext, token: string): Promise<stri
 
 /**
  * Runs a compiled script with `env` only (plus PATH and a fresh HOME); nothing else is inherited.
- * `input`, when given, is its stdin.
+ * `input`, when given, is its stdin. The CLI runs as installed, through its shebang and the Node
+ * flags it names; other scripts through this Node.
  */
 export async function runScript(t: TestContext, script: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> {
-  const child = spawn(process.execPath, [script, ...args], {
+  const installed = script === CLI;
+  const child = spawn(installed ? script : process.execPath, installed ? args : [script, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: env.HOME ?? (await tempHome(t)), ...env },
     stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
