@@ -120,7 +120,7 @@ try {
 
   const inventory = path.join(dir, 'inventory.json');
   writeFileSync(inventory, JSON.stringify({ cpu: '8', memory: '32Gi' }));
-  const agent = node(path.join(root, 'dist/agent/main.js'), [
+  const agent = start(path.join(root, 'dist/agent/main.js'), [
     '--name', 'bench-node', '--coordinator', started.grpc, '--data-dir', `${dir}/agent`, '--http-listen', '127.0.0.1:0',
     '--join-token-file', `${dir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'process', '--cache-max-bytes', '8Gi',
   ]);

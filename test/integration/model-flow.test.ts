@@ -80,6 +80,8 @@ test('push, pull, tamper detection and the agent cache, through real processes',
   const client = new CoordinatorClient([coordinator.grpc], { token: tokens.admin });
   t.after(() => client.close());
   const agent = await startAgent(t, 'cache-node', [coordinator.grpc], dir, ['--join-token-file', tokens.joinFile, '--cache-max-bytes', '1Gi']);
+  // The agent, as installed, caps its young generation (agent/main.ts): its memory during a pull.
+  assert.ok(readFileSync(`/proc/${agent.child.pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=4'));
   await eventually('the agent to register', 10_000, async () => ((await client.listNodes({ status: 'ready' })).nodes.length === 1 ? true : undefined));
   const prefetch = await ctl('nodes', 'prefetch', 'cache-node', 'sentiment@latest');
   assert.equal(prefetch.code, 1, 'an alias that does not exist yet');
