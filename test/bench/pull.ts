@@ -3,10 +3,13 @@
 // compared, in the same run, with a baseline that sends the same bytes from disk through a
 // plain gRPC stream into a file with no hashing or verification. Reports the throughput of
 // each, their ratio, and the agent's peak RSS during the pull; and, to tell where the time
-// goes, the CPU seconds of each process and the phases of the pull.
+// goes, the CPU seconds of each process and the phases of the pull. The pair runs several
+// times, each from a fresh start, and the goal is judged on the median ratio: on a VM the
+// baseline alone moves by half between runs (see the issue 4 notes).
 // Goal: ratio >= 0.85 and agent RSS < 150 MB.
-//   npm run bench -- pull            1 GiB
-//   npm run bench -- pull --quick    256 MiB
+//   npm run bench -- pull                1 GiB, 3 runs
+//   npm run bench -- pull --runs 5       1 GiB, 5 runs
+//   npm run bench -- pull --quick        256 MiB, 1 run
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -19,9 +22,31 @@ import { callUnary, method } from '../helpers/raw-grpc.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const quick = process.argv.includes('--quick');
+const runsFlag = process.argv.indexOf('--runs');
+const runs = runsFlag >= 0 ? Number(process.argv[runsFlag + 1]) : quick ? 1 : 3;
+if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs takes a whole number of runs, at least 1');
 const sizeBytes = (quick ? 256 : 1024) * 2 ** 20;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-pull-bench-'));
 const children: ChildProcess[] = [];
+
+/** Stops every process started so far and waits for them to exit. */
+async function stopAll(): Promise<void> {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+  await Promise.all(children.map(exited));
+  children.length = 0;
+}
+
+interface RunResult {
+  baselineMiBps: number;
+  pullMiBps: number;
+  ratio: number;
+  agentIdleRssMiB: number;
+  agentPeakRssMiB: number;
+  peakRssBytes: number;
+  cpuSeconds: Record<string, number>;
+  systemSeconds: Record<string, number>;
+  phasesMs: Record<string, number>;
+}
 
 function node(script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
   return start(process.execPath, [script, ...args], env);
@@ -75,21 +100,16 @@ function cpuTimes(pid: number): CpuTimes {
 const round2 = (n: number) => Math.round(n * 100) / 100;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-try {
-  // Random bytes: incompressible, like weights.
-  const model = path.join(dir, 'model.onnx');
-  const fd = openSync(model, 'w');
-  const block = Buffer.alloc(8 * 2 ** 20);
-  for (let written = 0; written < sizeBytes; written += block.length) writeSync(fd, randomFillSync(block));
-  closeSync(fd);
-
+/** One baseline and one pull, each from a fresh start: processes, files and cache. */
+async function run(model: string, round: number): Promise<RunResult> {
+  const runDir = mkdtempSync(path.join(dir, 'run-'));
   // Baseline: plain gRPC stream, disk to disk, no verification.
   const plain = path.join(here, 'lib/plain-stream.js');
   const server = node(plain, ['serve', model]);
   const port = (await line(server, 'stdout', (l) => l.startsWith('port'))).split(' ')[1]!;
   const b0 = process.hrtime.bigint();
   const serverCpu0 = cpuTimes(server.pid!);
-  const fetch = node(plain, ['fetch', `127.0.0.1:${port}`, path.join(dir, 'baseline.out')]);
+  const fetch = node(plain, ['fetch', `127.0.0.1:${port}`, path.join(runDir, 'baseline.out')]);
   // Sampled while it runs: a process that has exited has no /proc entry to read.
   let fetchCpu = { user: 0, system: 0 };
   const fetchSampler = setInterval(() => {
@@ -101,16 +121,16 @@ try {
   clearInterval(fetchSampler);
   const serverCpu = since(serverCpu0, cpuTimes(server.pid!));
   server.kill('SIGTERM');
-  rmSync(path.join(dir, 'baseline.out'), { force: true });
+  rmSync(path.join(runDir, 'baseline.out'), { force: true });
 
   // mlfleet: coordinator, push, agent, prefetch into the cache.
   const coordinator = start(path.join(root, 'dist/coordinator/main.js'), [
-    '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/coordinator`,
+    '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${runDir}/c.db`, '--data-dir', `${runDir}/coordinator`,
   ]);
   const started = JSON.parse(await line(coordinator, 'stderr', (l) => l.includes('coordinator started'))) as { grpc: string };
   await line(coordinator, 'stderr', (l) => l.includes('elected leader'));
   coordinator.stderr!.resume();
-  const admin = readFileSync(`${dir}/coordinator/admin-token`, 'utf8').trim();
+  const admin = readFileSync(`${runDir}/coordinator/admin-token`, 'utf8').trim();
   const push = start(path.join(root, 'dist/scripts/mlfleetctl.js'), ['--coordinator', started.grpc, '-o', 'json', 'models', 'push', 'bench', model], { MLFLEET_TOKEN: admin });
   let pushed = '';
   push.stdout!.on('data', (d: Buffer) => (pushed += d));
@@ -118,11 +138,11 @@ try {
   if ((await exited(push)) !== 0) throw new Error('models push failed');
   const digest = (JSON.parse(pushed) as { digest: string }).digest;
 
-  const inventory = path.join(dir, 'inventory.json');
+  const inventory = path.join(runDir, 'inventory.json');
   writeFileSync(inventory, JSON.stringify({ cpu: '8', memory: '32Gi' }));
   const agent = start(path.join(root, 'dist/agent/main.js'), [
-    '--name', 'bench-node', '--coordinator', started.grpc, '--data-dir', `${dir}/agent`, '--http-listen', '127.0.0.1:0',
-    '--join-token-file', `${dir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'process', '--cache-max-bytes', '8Gi',
+    '--name', 'bench-node', '--coordinator', started.grpc, '--data-dir', `${runDir}/agent`, '--http-listen', '127.0.0.1:0',
+    '--join-token-file', `${runDir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'process', '--cache-max-bytes', '8Gi',
   ]);
   await line(agent, 'stderr', (l) => l.includes('connected to the leader'));
   // The agent's own log times split the pull into phases: the command reaching it, the transfer
@@ -164,8 +184,6 @@ try {
 
   const mib = sizeBytes / 2 ** 20;
   const result = {
-    bench: 'pull',
-    sizeMiB: mib,
     baselineMiBps: Number((mib / baselineSeconds).toFixed(1)),
     pullMiBps: Number((mib / pullSeconds).toFixed(1)),
     ratio: Number((baselineSeconds / pullSeconds).toFixed(3)),
@@ -177,10 +195,40 @@ try {
     systemSeconds: { baselineServer: round2(serverCpu.system), baselineClient: round2(fetchCpu.system), coordinator: round2(coordinatorCpu.system), agent: round2(agentCpu.system) },
     phasesMs: { command: startedMs - p0Ms, transfer: cachedMs - startedMs, report: seenMs - cachedMs },
   };
-  console.log(`baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; cpu s ${JSON.stringify(result.cpuSeconds)}, system ${JSON.stringify(result.systemSeconds)}`);
-  console.log(JSON.stringify({ ...result, goalMet: result.ratio >= 0.85 && result.agentPeakRssMiB < 150 }));
+  console.log(`run ${round}: baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; cpu s ${JSON.stringify(result.cpuSeconds)}, system ${JSON.stringify(result.systemSeconds)}`);
+  await stopAll();
+  rmSync(runDir, { recursive: true, force: true });
+  return { ...result, peakRssBytes: peakRss };
+}
+
+try {
+  // Random bytes: incompressible, like weights.
+  const model = path.join(dir, 'model.onnx');
+  const fd = openSync(model, 'w');
+  const block = Buffer.alloc(8 * 2 ** 20);
+  for (let written = 0; written < sizeBytes; written += block.length) writeSync(fd, randomFillSync(block));
+  closeSync(fd);
+
+  const results: RunResult[] = [];
+  for (let round = 1; round <= runs; round++) results.push(await run(model, round));
+  const ratios = results.map((r) => r.ratio).sort((a, b) => a - b);
+  const medianRatio = ratios[Math.floor(ratios.length / 2)]!;
+  const peakRssBytes = Math.max(...results.map((r) => r.peakRssBytes));
+  const summary = {
+    bench: 'pull',
+    sizeMiB: sizeBytes / 2 ** 20,
+    runs,
+    medianRatio,
+    ratios,
+    agentPeakRssMiB: Math.round(peakRssBytes / 2 ** 20),
+    agentPeakRssMB: Math.round(peakRssBytes / 1e6),
+    results: results.map(({ peakRssBytes: _, ...r }) => r),
+    // The goal, on the median of the runs' ratios; RSS in MB as the issue writes it (10^6 bytes).
+    goalMet: medianRatio >= 0.85 && peakRssBytes < 150e6,
+  };
+  console.log(`median ratio ${medianRatio} over ${runs} run(s) (${ratios.join(', ')}); agent RSS peak ${summary.agentPeakRssMiB} MiB (${summary.agentPeakRssMB} MB)`);
+  console.log(JSON.stringify(summary));
 } finally {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-  await Promise.all(children.map(exited));
+  await stopAll();
   rmSync(dir, { recursive: true, force: true });
 }
