@@ -27,8 +27,9 @@ const children: ChildProcess[] = [];
 
 const SERVER = `require('http').createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT))`;
 
-function node(script: string, args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** A daemon run as installed, through its shebang and the Node flags it names there. */
+function daemon(program: string, args: string[]): ChildProcess {
+  const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(child);
   return child;
 }
@@ -54,7 +55,7 @@ function percentile(values: number[], p: number): number {
 
 try {
   const image = await ensureRuntimeImage();
-  const coordinator = node(path.join(root, 'dist/coordinator/main.js'), [
+  const coordinator = daemon(path.join(root, 'dist/coordinator/main.js'), [
     '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/coordinator`,
   ]);
   const started = JSON.parse(await line(coordinator, (l) => l.includes('coordinator started'))) as { grpc: string };
@@ -67,7 +68,7 @@ try {
 
   const inventory = path.join(dir, 'inventory.json');
   writeFileSync(inventory, JSON.stringify({ cpu: '8', memory: '32Gi' }));
-  const agent = node(path.join(root, 'dist/agent/main.js'), [
+  const agent = daemon(path.join(root, 'dist/agent/main.js'), [
     '--name', 'bench-node', '--coordinator', started.grpc, '--data-dir', `${dir}/agent`, '--http-listen', '127.0.0.1:0',
     '--join-token-file', `${dir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'docker',
   ]);

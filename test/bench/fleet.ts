@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { cpuTimes, rssBytes } from './lib/proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -19,16 +20,10 @@ const sizes = quick ? [1000] : [1000, 5000];
 const windowSec = quick ? 20 : 60;
 const warmupSec = quick ? 5 : 10;
 const perProcess = 1250;
-const CLK_TCK = 100;
 
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-}
-
-function rssBytes(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match?.[1] ?? 0) * 1024;
+  const { user, system } = cpuTimes(pid);
+  return user + system;
 }
 
 function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', test: (line: string) => boolean, timeoutMs: number): Promise<string> {
@@ -55,9 +50,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function run(n: number) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-bench-'));
+  // Run as installed, through its shebang and the Node flags it names there.
   const coordinator = spawn(
-    process.execPath,
-    [path.join(root, 'dist/coordinator/main.js'), '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0',
+    path.join(root, 'dist/coordinator/main.js'),
+    ['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0',
       '--store', `sqlite:${path.join(dir, 'c.db')}`, '--data-dir', dir, '--node-ttl', '15s', '--log-level', 'info'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );

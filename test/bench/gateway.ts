@@ -8,7 +8,7 @@
 // theirs plus the gateway's.
 // Goal: the gateway adds <= 0.5 ms at p50 and keeps >= 85% of direct throughput.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { encodeModel } from '../../agent/stacks/onnx/onnx-model.js';
 import { denseModel, exampleModels } from '../../scripts/onnx/example-models.js';
 import { freePort } from '../helpers/net.js';
+import { cpuTimes } from './lib/proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -52,10 +53,10 @@ function ready(url: string): Promise<boolean> {
   });
 }
 
-/** CPU milliseconds (user + system) a process has used so far, from /proc. */
+/** CPU milliseconds (user + system) a process has used so far. */
 function cpuMs(child: ChildProcess): number {
-  const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in clock ticks (USER_HZ = 100)
+  const { user, system } = cpuTimes(child.pid!);
+  return (user + system) * 1000;
 }
 
 interface Load {

@@ -18,6 +18,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { callUnary, method } from '../helpers/raw-grpc.js';
+import { cpuTimes, rssBytes, since, type CpuTimes } from './lib/proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -75,27 +76,7 @@ function exited(child: ChildProcess): Promise<number | null> {
   return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', resolve));
 }
 
-function rssBytes(pid: number): number {
-  try {
-    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-  } catch {
-    return 0;
-  }
-}
-
-type CpuTimes = { user: number; system: number };
-const since = (before: CpuTimes, after: CpuTimes): CpuTimes => ({ user: after.user - before.user, system: after.system - before.system });
 const total = (times: CpuTimes) => round2(times.user + times.system);
-
-/** User and system CPU seconds a process has used so far, from /proc; 0 once it is gone. */
-function cpuTimes(pid: number): CpuTimes {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return { user: 0, system: 0 };
-  }
-}
 
 const round2 = (n: number) => Math.round(n * 100) / 100;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
