@@ -70,6 +70,7 @@ import type { SelectRequest as SelectInput } from './gen/mlfleet/v1/SelectReques
 import type { SelectResponse__Output } from './gen/mlfleet/v1/SelectResponse.js';
 import type { SelectionServiceClient } from './gen/mlfleet/v1/SelectionService.js';
 import { formatDuration } from './units.js';
+import { Wakeup } from './wakeup.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7700';
 
@@ -832,12 +833,8 @@ export class CoordinatorClient {
       // callback runs once its bytes are on the connection, and at most a few are pending.
       // That bounds memory and makes the progress count bytes sent, not bytes queued.
       let pending = 0;
-      let wake: (() => void) | undefined;
-      const poke = () => {
-        const resume = wake;
-        wake = undefined;
-        resume?.();
-      };
+      const wakeup = new Wakeup();
+      const poke = () => wakeup.wake();
       call.on('status', poke); // the answer came: stop waiting for room
       const send = async () => {
         call.write({ header } satisfies PushRequest);
@@ -851,7 +848,7 @@ export class CoordinatorClient {
             options.onProgress?.(sent);
             poke();
           });
-          while (pending >= MAX_PENDING_CHUNKS && !settled) await new Promise<void>((resolve) => (wake = resolve));
+          while (pending >= MAX_PENDING_CHUNKS && !settled) await wakeup.wait();
         }
         if (!settled) call.end();
       };

@@ -6,6 +6,7 @@ import { ARTIFACT_FORMATS, parseRef } from '../../shared/artifact-ref.js';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import type { ArtifactVersion, DownloadResponse } from '../../shared/proto.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
+import { Wakeup } from '../../shared/wakeup.js';
 import type { BlobReader } from '../blobs/blob-store.js';
 import type { FencedWriter } from '../node-registry.js';
 import type { ArtifactKind } from '../registry/artifact-record.js';
@@ -196,17 +197,13 @@ async function sendChunks(reader: BlobReader, sizeBytes: number, call: grpc.Serv
   const chunkBytes = Math.min(CHUNK_BYTES, sizeBytes);
   const free: Buffer[] = [];
   let buffers = 0;
-  let wake: (() => void) | undefined;
-  const ready = () => {
-    const resolve = wake;
-    wake = undefined;
-    resolve?.();
-  };
+  const wakeup = new Wakeup();
+  const ready = () => wakeup.wake();
   // A cancelled call never reports its pending writes: the wait for a buffer ends here instead.
   call.on('cancelled', ready);
   try {
     for (;;) {
-      while (free.length === 0 && buffers === CHUNKS_IN_FLIGHT && !call.cancelled) await new Promise<void>((resolve) => (wake = resolve));
+      while (free.length === 0 && buffers === CHUNKS_IN_FLIGHT && !call.cancelled) await wakeup.wait();
       if (call.cancelled) return;
       let buffer = free.pop();
       if (!buffer) {

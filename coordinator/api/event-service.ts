@@ -4,6 +4,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { WorkloadEvent } from '../../shared/proto.js';
 import type { AuditLog } from '../audit-log.js';
 import type { EventLog } from '../workloads/event-log.js';
+import { Wakeup } from '../../shared/wakeup.js';
 import { drainedOrCancelled, type RpcEdge } from './rpc.js';
 import { listAuditEventsSchema } from './schemas.js';
 import { assertTenantVisible, listScope } from './tenant-service.js';
@@ -30,12 +31,12 @@ export function eventService(deps: EventServiceDeps): grpc.UntypedServiceImpleme
         (scope === undefined ? true : e.tenant === scope || (e.tenant === '' && principal.role === 'admin')) && (!object || e.object === object);
       const log = deps.events();
       const live: WorkloadEvent[] = [];
-      let wake: (() => void) | undefined;
+      const wakeup = new Wakeup();
       const unsubscribe = follow
         ? log.watch((e) => {
             if (!visible(e)) return;
             live.push(e);
-            wake?.();
+            wakeup.wake();
           })
         : undefined;
       try {
@@ -46,14 +47,11 @@ export function eventService(deps: EventServiceDeps): grpc.UntypedServiceImpleme
           lastId = e.id;
         }
         if (!follow) return;
+        call.once('cancelled', () => wakeup.wake());
         while (!call.cancelled) {
           const next = live.shift();
           if (!next) {
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-              call.once('cancelled', resolve);
-            });
-            wake = undefined;
+            await wakeup.wait();
             continue;
           }
           if (next.id <= lastId) continue;

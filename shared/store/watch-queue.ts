@@ -3,6 +3,7 @@
 // same way: close(), the caller's signal or leaving the loop ends iteration at once (batches
 // still queued are dropped); a failure (CompactedError, a canceled watch) is thrown after the
 // batches queued before it.
+import { Wakeup } from '../wakeup.js';
 import type { Watch, WatchEvent } from './store.js';
 
 export interface WatchQueueHooks {
@@ -17,7 +18,7 @@ export class WatchQueue implements Watch {
   private failure: Error | undefined;
   private closed = false;
   private released = false;
-  private wake: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
   private readonly removeAbortListener: () => void;
 
   constructor(
@@ -74,7 +75,7 @@ export class WatchQueue implements Watch {
         }
         if (this.failure) throw this.failure;
         if (this.released) return;
-        await new Promise<void>((resolve) => (this.wake = resolve));
+        await this.wakeup.wait();
       }
     } finally {
       this.close();
@@ -89,8 +90,6 @@ export class WatchQueue implements Watch {
   }
 
   private notify(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
+    this.wakeup.wake();
   }
 }
