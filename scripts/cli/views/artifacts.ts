@@ -6,13 +6,17 @@ import type { Artifact, ArtifactMetadata, ArtifactSummary, ArtifactVersion } fro
 import { formatBytes } from '../../../shared/units.js';
 import { ago, formatLabels, isoOrNull, keyValues, sortedRecord, table, type Printable } from '../output.js';
 
-export interface ArtifactMetadataJson {
+/** What a model is, as its metadata describes it (and as a job's output model will be). */
+export interface ModelDescriptionJson {
   type: string;
   inputFormat: string;
   outputFormat: string;
   /** 0 when unknown. */
   accuracy: number;
   labels: Record<string, string>;
+}
+
+export interface ArtifactMetadataJson extends ModelDescriptionJson {
   /** Lineage of a version a job pushed: "job/NAME" and the dataset versions it read ("name:3"); '' and [] otherwise. */
   sourceJob: string;
   sourceDatasets: string[];
@@ -54,13 +58,19 @@ export function humanBytes(bytes: number): string {
   return `${formatBytes(bytes)}B`;
 }
 
-function metadataJson(metadata: ArtifactMetadata | null): ArtifactMetadataJson {
+export function modelDescriptionJson(metadata: ArtifactMetadata | null | undefined): ModelDescriptionJson {
   return {
     type: metadata?.type ?? '',
     inputFormat: metadata?.inputFormat ?? '',
     outputFormat: metadata?.outputFormat ?? '',
     accuracy: metadata?.accuracy ?? 0,
     labels: sortedRecord(metadata?.labels ?? {}),
+  };
+}
+
+function metadataJson(metadata: ArtifactMetadata | null): ArtifactMetadataJson {
+  return {
+    ...modelDescriptionJson(metadata),
     sourceJob: metadata?.sourceJob ?? '',
     sourceDatasets: [...(metadata?.sourceDatasets ?? [])],
   };

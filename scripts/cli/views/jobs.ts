@@ -6,6 +6,7 @@ import type { Job } from '../../../shared/proto.js';
 import { formatDuration } from '../../../shared/units.js';
 import { formatLabels, indent, isoOrNull, keyValues, sortedRecord, table, type KeyValue, type Printable } from '../output.js';
 import { age, allocationJson, formatResources, resourcesJson, workerTable, type AllocationJson, type ResourcesJson } from './allocations.js';
+import { modelDescriptionJson, type ModelDescriptionJson } from './artifacts.js';
 
 export interface JobJson {
   name: string;
@@ -49,29 +50,16 @@ export interface JobJson {
   finishedAt: string | null;
 }
 
-interface ModelOutputJson {
+interface ModelOutputJson extends ModelDescriptionJson {
   model: string;
   format: string;
-  type: string;
-  inputFormat: string;
-  outputFormat: string;
-  accuracy: number;
-  labels: Record<string, string>;
 }
 
 function outputJson(spec: Job['spec']): JobJson['output'] {
   if (spec?.outputDataset) return { dataset: spec.outputDataset };
   if (!spec?.output) return null;
   const { model, format, metadata } = spec.output;
-  return {
-    model,
-    format,
-    type: metadata?.type ?? '',
-    inputFormat: metadata?.inputFormat ?? '',
-    outputFormat: metadata?.outputFormat ?? '',
-    accuracy: metadata?.accuracy ?? 0,
-    labels: sortedRecord(metadata?.labels ?? {}),
-  };
+  return { model, format, ...modelDescriptionJson(metadata) };
 }
 
 export function jobJson(job: Job): JobJson {
