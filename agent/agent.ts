@@ -127,6 +127,7 @@ export class Agent {
       usage: () => sampler.sample(),
       latencies: () => gateway.takeLatencies(),
       onRoutes: (table) => gateway.setRoutes(table),
+      onTokens: (table) => gateway.setTokens(table),
       credentials,
       token,
       onCredential: (credential) => {
@@ -217,7 +218,14 @@ export class Agent {
     let ops: OpsServer;
     let gateway: Gateway;
     try {
-      gateway = await Gateway.start({ listen: options.gatewayListen, node: options.name, log: log.child({ component: 'gateway' }) });
+      gateway = await Gateway.start({
+        listen: options.gatewayListen,
+        node: options.name,
+        // The hop to other hosts' gateways goes with this node's own credential (never the join token).
+        credential: () => state.getMeta(CREDENTIAL),
+        clock,
+        log: log.child({ component: 'gateway' }),
+      });
       ops = await startOpsServer(
         options.httpListen,
         () => ({ ok: true, node: options.name, session: session.state, coordinator: session.connectedTo ?? null }),

@@ -15,6 +15,7 @@ import type { Command__Output } from '../shared/gen/mlfleet/v1/Command.js';
 import type { StatusReport } from '../shared/gen/mlfleet/v1/StatusReport.js';
 import type { LatencySample } from '../shared/gen/mlfleet/v1/LatencySample.js';
 import type { RouteTable__Output } from '../shared/gen/mlfleet/v1/RouteTable.js';
+import type { TokenTable__Output } from '../shared/gen/mlfleet/v1/TokenTable.js';
 
 export type SessionState = 'connecting' | 'connected' | 'stopped';
 
@@ -26,6 +27,8 @@ export interface SessionOptions {
   latencies?: () => LatencySample[];
   /** A routing table for the gateway. */
   onRoutes?: (table: RouteTable__Output) => void;
+  /** The tokens the gateway checks: a piece of the whole table, or a change. */
+  onTokens?: (table: TokenTable__Output) => void;
   onDesired: (desired: DesiredAllocations__Output) => void;
   /**
    * The leader welcomed this session. What changed between the hello and now was dropped (see
@@ -166,6 +169,8 @@ export class CoordinatorSession {
           this.options.onDesired(message.desired);
         } else if (message.msg === 'routes' && message.routes) {
           this.options.onRoutes?.(message.routes);
+        } else if (message.msg === 'tokens' && message.tokens) {
+          this.options.onTokens?.(message.tokens);
         } else if (message.msg === 'command' && message.command) {
           this.options.onCommand?.(message.command);
         }

@@ -32,6 +32,7 @@ import { tenantService } from './api/tenant-service.js';
 import { tokenService } from './api/token-service.js';
 import { AuditLog } from './audit-log.js';
 import { TokenRegistry, type Principal } from './auth/token-registry.js';
+import { tokenChange, tokenTablePieces } from './auth/gateway-tokens.js';
 import { bootstrap, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { NodeRegistry, type FencedWriter } from './node-registry.js';
@@ -109,6 +110,12 @@ export class Coordinator {
   ) {
     tokens.onRevoked((record) => {
       if (record.role === 'node' && this.role.kind === 'leader') this.role.registry.closeSessionsOf(record.id);
+    });
+    // A token created or revoked reaches every gateway at once (revocation within the session's latency).
+    tokens.onChange((record) => {
+      if (this.role.kind !== 'leader') return;
+      const change = tokenChange(record, this.clock.now());
+      if (change) this.role.registry.broadcastTokens(change);
     });
   }
 
@@ -219,6 +226,7 @@ export class Coordinator {
           workloads,
           logs: this.logs,
           routes: () => this.leaderRole().routes,
+          tokenTable: () => tokenTablePieces(this.tokens.list(), this.clock.now()),
           issueCredential: (nodeName, principal) => this.issueNodeCredential(nodeName, principal),
           coordinatorId: this.id,
           leaderAddress: () => this.address,
@@ -375,7 +383,7 @@ export class Coordinator {
       if (rebuilding) return;
       rebuilding = true;
       routes
-        .rebuild(workloads.serving())
+        .rebuild(workloads.serving(), (node) => registry.find(node)?.record.address ?? '')
         .then((table) => table && registry.broadcastRoutes(table))
         .catch((err: unknown) => this.log.warn({ err }, 'could not rebuild the routing table'))
         .finally(() => (rebuilding = false));

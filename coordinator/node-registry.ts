@@ -10,6 +10,7 @@ import { ConflictError, FailedPreconditionError, NotFoundError } from '../shared
 import type { Command } from '../shared/gen/mlfleet/v1/Command.js';
 import type { DesiredAllocations } from '../shared/gen/mlfleet/v1/DesiredAllocations.js';
 import type { RouteTable } from '../shared/gen/mlfleet/v1/RouteTable.js';
+import type { TokenTable } from '../shared/gen/mlfleet/v1/TokenTable.js';
 import { KeyedMutex } from '../shared/keyed-mutex.js';
 import { keys } from '../shared/keys.js';
 import type { Logger } from '../shared/log.js';
@@ -35,6 +36,8 @@ export interface SessionHandle {
   desired(set: DesiredAllocations): boolean;
   /** Sends the agent's gateway the routing table; false when the session has ended. */
   routes(table: RouteTable): boolean;
+  /** Sends the agent's gateway a change of the tokens it checks; false when the session has ended. */
+  tokens(table: TokenTable): boolean;
 }
 
 /** A node's stored record changed; `from` is undefined for a new node. */
@@ -187,6 +190,11 @@ export class NodeRegistry {
   /** Sends every connected agent's gateway the routing table. */
   broadcastRoutes(table: RouteTable): void {
     for (const session of this.sessions.values()) session.routes(table);
+  }
+
+  /** Sends every connected agent's gateway a change of the tokens it checks. */
+  broadcastTokens(table: TokenTable): void {
+    for (const session of this.sessions.values()) session.tokens(table);
   }
 
   /** Calls `listener` after every change of a node's stored record (status, cordon, drain, capacity). */

@@ -86,6 +86,8 @@ export interface DeploymentInput extends WorkloadInput {
   replicas?: number;
   maxPerNode?: number;
   rollout?: { maxSurge?: number; maxUnavailable?: number };
+  /** Anyone may infer through the gateways, with no token. */
+  public?: boolean;
 }
 
 export interface JobInput extends WorkloadInput {
@@ -189,6 +191,7 @@ export function compileDeploymentSpec(input: DeploymentInput): DeploymentSpec {
     constraints: input.constraints ?? {},
     maxPerNode: input.maxPerNode ?? DEPLOYMENT_DEFAULTS.maxPerNode,
     priority: input.priority ?? DEPLOYMENT_DEFAULTS.priority,
+    public: input.public ?? false,
     // Always sent whole: on the wire an absent policy means the defaults, but a present one
     // takes its zeros literally.
     rollout: {
@@ -416,6 +419,7 @@ const deploymentSpecSchema = z
     replicas: count.optional(),
     maxPerNode: count.optional(),
     rollout: z.object({ maxSurge: count.optional(), maxUnavailable: count.optional() }).strict().optional(),
+    public: z.boolean({ invalid_type_error: 'must be true or false' }).optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {

@@ -3,6 +3,13 @@
 // table comes from the leader over the agent's session whenever it changes (never polled), so
 // the gateway keeps serving with the last table it had while the control plane is away.
 //
+// Trust (DESIGN principle 11): every request but /v2/health/* carries a bearer token, checked
+// here against the tokens the leader sends over the session (token-book.ts), with no call to
+// the leader; who may reach which model is decided by access.ts. Replicas listen on their
+// host's loopback only: a replica on this host is called at 127.0.0.1:port, a replica on
+// another host through that host's gateway (the hop), authenticated by this node's credential
+// and naming the replica in `mlfleet-replica`. The caller's token never reaches a replica.
+//
 // Choice of replica: this host's replicas first, then the one with the fewest requests in
 // flight (ties in turn). A request is retried on another replica when the first cannot be
 // reached (nothing was received from it), up to three replicas. No ready replica → 503 with
@@ -20,18 +27,29 @@ import { pipeline } from 'node:stream/promises';
 import { Pool, type Dispatcher } from 'undici';
 import { NotFoundError } from '../../shared/errors.js';
 import { select, type Candidate, type Criteria } from '../../shared/selection.js';
+import { systemClock, type Clock } from '../../shared/clock.js';
+import type { TokenTable__Output as TokenTable } from '../../shared/gen/mlfleet/v1/TokenTable.js';
+import { splitHostPort } from '../../shared/workloads.js';
+import { AccessError, TENANT_HEADER, checkMayInfer, notFound, routeFor, selectable, type Sender } from './access.js';
+import { TokenBook } from './token-book.js';
 
 export interface GatewayOptions {
   listen: string;
   /** This host's node name: its replicas are preferred. */
   node: string;
   log: Logger;
+  /** This node's credential, which other gateways accept for the hop; undefined before the node joined. */
+  credential(): string | undefined;
+  clock?: Clock;
   /** Largest request body accepted (it is held to be re-sent on a retry). */
   maxBodyBytes?: number;
 }
 
-/** Requests may name the tenant whose model they mean when several tenants serve one name. */
-export const TENANT_HEADER = 'mlfleet-tenant';
+export { TENANT_HEADER } from './access.js';
+/** A hop from another gateway names the replica of this host it is for. */
+export const REPLICA_HEADER = 'mlfleet-replica';
+/** Set on a hop's answer when this host's replica could not be reached: the sender may try another. */
+const HOP_UNREACHABLE = 'mlfleet-hop-unreachable';
 const MAX_ATTEMPTS = 3;
 const DEFAULT_MAX_BODY_BYTES = 64 * 2 ** 20;
 const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?\/?$/;
@@ -45,12 +63,14 @@ export class Gateway {
   /** One connection pool per replica address (undici: far less work per request than node:http's client). */
   private readonly pools = new Map<string, Pool>();
   private readonly maxBodyBytes: number;
+  private readonly tokens: TokenBook;
 
   private constructor(
     private readonly server: http.Server,
     private readonly options: GatewayOptions,
   ) {
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.tokens = new TokenBook(options.clock ?? systemClock);
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -76,13 +96,18 @@ export class Gateway {
     if (table.revision < this.revision) return;
     this.revision = table.revision;
     this.routes = table.models;
-    // Pools of replicas that left the table are closed.
-    const addresses = new Set(table.models.flatMap((m) => m.endpoints.map((e) => e.address)));
+    // Pools of replicas (and gateways) that left the table are closed.
+    const addresses = new Set(table.models.flatMap((m) => m.endpoints.map((e) => this.target(e).origin)));
     for (const [address, pool] of this.pools) {
       if (addresses.has(address)) continue;
       this.pools.delete(address);
       void pool.close().catch(() => undefined);
     }
+  }
+
+  /** A piece of the tokens table from the leader, or a change of it. */
+  setTokens(table: TokenTable): void {
+    this.tokens.apply(table);
   }
 
   /** The models this gateway can route to now. */
@@ -116,11 +141,22 @@ export class Gateway {
     try {
       if (url.pathname === '/v2/health/live') return json(res, 200, { live: true });
       if (url.pathname === '/v2/health/ready') {
-        return this.revision >= 0 ? json(res, 200, { ready: true }) : json(res, 503, { error: 'the gateway has no routing table yet: its agent has not reached the leader' });
+        if (this.revision < 0 || !this.tokens.ready) {
+          return json(res, 503, { error: 'the gateway has no routing table or tokens yet: its agent has not reached the leader' });
+        }
+        return json(res, 200, { ready: true });
       }
-      if (url.pathname === '/v2' || url.pathname === '/v2/') return json(res, 200, { name: 'mlfleet-gateway', version: '0.1.0', extensions: ['mlfleet-routing'] });
+      const sender = this.authenticate(req);
+      const replica = header(req, REPLICA_HEADER);
+      if (replica !== undefined || (!sender.anonymous && sender.caller.role === 'node')) return await this.hop(req, res, url, sender, replica);
+      checkMayInfer(sender);
+      if (url.pathname === '/v2' || url.pathname === '/v2/') {
+        if (sender.anonymous) throw unauthenticated('no token');
+        return json(res, 200, { name: 'mlfleet-gateway', version: '0.1.0', extensions: ['mlfleet-routing'] });
+      }
       if (url.pathname === '/v2/select/infer') {
-        const chosen = this.choose(req, url);
+        if (sender.anonymous) throw unauthenticated('no token: selection chooses among your tenant\'s models');
+        const chosen = this.choose(req, url, sender);
         const body = await readBody(req, this.maxBodyBytes);
         res.setHeader('mlfleet-selected', `${chosen.route.tenant}/${chosen.route.model}`);
         res.setHeader('mlfleet-selection-reason', chosen.reason.replace(/[^\x20-\x7e]/g, '?'));
@@ -128,16 +164,49 @@ export class Gateway {
         return;
       }
       const match = MODEL_PATH.exec(url.pathname);
-      if (!match) return json(res, 404, { error: `no such route: ${req.method} ${url.pathname}` });
+      if (!match) return json(res, 404, { error: `no such route: ${req.method} ${url.pathname.slice(0, 200)}` });
       const [, name, version] = match as unknown as [string, string, string | undefined];
-      const route = this.find(decodeURIComponent(name), header(req, TENANT_HEADER));
+      const route = routeFor(this.routes, sender, decodeURIComponent(name), header(req, TENANT_HEADER));
       const body = await readBody(req, this.maxBodyBytes);
       await this.forward(req, res, route, version, url.pathname + url.search, body, match[3] === '/infer');
     } catch (err) {
-      const status = err instanceof HttpError ? err.status : 500;
+      const status = err instanceof HttpError || err instanceof AccessError ? err.status : 500;
       if (status === 500) this.options.log.warn({ err }, 'gateway request failed');
+      if (status === 401) res.setHeader('www-authenticate', 'Bearer realm="mlfleet"');
       if (!res.headersSent) json(res, status, { error: (err as Error).message });
       else res.destroy();
+    }
+  }
+
+  /** The request's sender: its bearer token checked, or anonymous when it has none (401 for a bad one). */
+  private authenticate(req: http.IncomingMessage): Sender {
+    const authorization = req.headers.authorization;
+    if (authorization === undefined) return { anonymous: true };
+    const verdict = this.tokens.verify(authorization);
+    if (!verdict.ok) throw unauthenticated(verdict.reason);
+    return { anonymous: false, caller: verdict.caller };
+  }
+
+  /**
+   * A request another gateway sends on to a replica of this host: only node credentials may, and
+   * only for a replica that runs here. Its answer is passed back as it comes; a replica that
+   * cannot be reached is said so in a header, so that the sender tries another.
+   */
+  private async hop(req: http.IncomingMessage, res: http.ServerResponse, url: URL, sender: Sender, replica: string | undefined): Promise<void> {
+    if (sender.anonymous || sender.caller.role !== 'node') throw new AccessError(403, `${REPLICA_HEADER} is for gateways: send the request without it`);
+    if (replica === undefined) throw new AccessError(403, `a node credential may only pass requests between gateways (with ${REPLICA_HEADER})`);
+    const endpoint = this.routes.flatMap((r) => r.endpoints).find((e) => e.allocation === replica && e.node === this.options.node);
+    if (!endpoint) {
+      res.setHeader(HOP_UNREACHABLE, '1');
+      throw new HttpError(503, `replica ${replica.slice(0, 64)} does not serve on node ${this.options.node}`);
+    }
+    const body = await readBody(req, this.maxBodyBytes);
+    try {
+      await this.proxy(req, res, endpoint, url.pathname + url.search, body);
+    } catch (err) {
+      if (!(err instanceof Unreachable)) throw err;
+      res.setHeader(HOP_UNREACHABLE, '1');
+      throw new HttpError(503, `replica ${replica} on node ${this.options.node} cannot be reached: ${err.message}`);
     }
   }
 
@@ -148,7 +217,7 @@ export class Gateway {
    * mlfleet-latency-weight, mlfleet-max-latency-ms) or the same names in the query
    * (type, input-format, …).
    */
-  private choose(req: http.IncomingMessage, url: URL): { route: ModelRoute; reason: string } {
+  private choose(req: http.IncomingMessage, url: URL, sender: Sender): { route: ModelRoute; reason: string } {
     const get = (name: string) => header(req, `mlfleet-${name}`) ?? url.searchParams.get(name) ?? '';
     const prefer = get('prefer');
     if (prefer !== '' && prefer !== 'latency' && prefer !== 'accuracy') throw new HttpError(400, `prefer must be latency or accuracy, not "${prefer}"`);
@@ -170,8 +239,7 @@ export class Gateway {
     if (!criteria.type && !criteria.inputFormat && !criteria.outputFormat) {
       throw new HttpError(400, 'say what kind of model: at least one of type, input-format and output-format (as mlfleet-* headers or query parameters)');
     }
-    const tenant = header(req, TENANT_HEADER);
-    const routes = this.routes.filter((r) => tenant === undefined || r.tenant === tenant);
+    const routes = selectable(this.routes, sender, header(req, TENANT_HEADER));
     const candidates: Candidate[] = routes.map((r) => ({
       deployment: r.deployment,
       tenant: r.tenant,
@@ -196,17 +264,6 @@ export class Gateway {
     return { route, reason: selected.reason };
   }
 
-  private find(name: string, tenant: string | undefined): ModelRoute {
-    const named = this.routes.filter((r) => r.model === name && (tenant === undefined || r.tenant === tenant));
-    if (named.length === 0) {
-      throw new HttpError(503, `no ready replica of model "${name}"${tenant ? ` in tenant "${tenant}"` : ''}: is it deployed and ready? (mlfleetctl deployments ls)`);
-    }
-    if (named.length > 1) {
-      throw new HttpError(400, `model "${name}" is served by several tenants (${named.map((r) => r.tenant).join(', ')}): name one in the ${TENANT_HEADER} header`);
-    }
-    return named[0]!;
-  }
-
   /** Sends the request to the best replica, then to the next ones while replicas cannot be reached. */
   private async forward(
     req: http.IncomingMessage,
@@ -218,7 +275,7 @@ export class Gateway {
     infer: boolean,
   ): Promise<void> {
     const candidates = this.order(route.endpoints.filter((e) => version === undefined || String(e.version) === version));
-    if (candidates.length === 0) throw new HttpError(503, `no ready replica of model "${route.model}" version ${version}`);
+    if (candidates.length === 0) throw notFound(route.model, version);
     const failures: string[] = [];
     for (const endpoint of candidates.slice(0, MAX_ATTEMPTS)) {
       const started = performance.now();
@@ -248,19 +305,33 @@ export class Gateway {
       .map((x) => x.e);
   }
 
+  /** Where a replica is called: at this host's loopback, or through its host's gateway. */
+  private target(endpoint: RouteEndpoint): { origin: string; hop: boolean } {
+    if (endpoint.node === this.options.node) return { origin: formatHostPort('127.0.0.1', Number(splitHostPort(endpoint.address).port)), hop: false };
+    return { origin: endpoint.gateway, hop: true };
+  }
+
   /**
    * One attempt. Resolves with the replica's status once its answer has been passed on;
    * rejects with Unreachable when nothing came back from the replica (safe to retry elsewhere).
    */
   private async proxy(req: http.IncomingMessage, res: http.ServerResponse, endpoint: RouteEndpoint, path: string, body: Buffer): Promise<number> {
-    let pool = this.pools.get(endpoint.address);
-    if (!pool) {
-      pool = new Pool(`http://${endpoint.address}`, { connections: 256, keepAliveTimeout: 10_000 });
-      this.pools.set(endpoint.address, pool);
-    }
+    const { origin, hop } = this.target(endpoint);
     const headers: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(req.headers)) {
-      if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
+      if (value !== undefined && !HOP_BY_HOP.has(name) && !CREDENTIALS.has(name)) headers[name] = value;
+    }
+    if (hop) {
+      const credential = this.options.credential();
+      if (!credential) throw new Unreachable(`node ${endpoint.node}'s replica is reached through its gateway, and this node has no credential yet`);
+      if (!origin) throw new Unreachable(`node ${endpoint.node} has no gateway address`);
+      headers.authorization = `Bearer ${credential}`;
+      headers[REPLICA_HEADER] = endpoint.allocation;
+    }
+    let pool = this.pools.get(origin);
+    if (!pool) {
+      pool = new Pool(`http://${origin}`, { connections: 256, keepAliveTimeout: 10_000 });
+      this.pools.set(origin, pool);
     }
     let answer: Dispatcher.ResponseData;
     try {
@@ -268,6 +339,10 @@ export class Gateway {
     } catch (err) {
       // Nothing came back: the replica is gone or not listening; another may answer.
       throw new Unreachable((err as Error).message);
+    }
+    if (hop && answer.headers[HOP_UNREACHABLE] !== undefined) {
+      const text = await answer.body.text().catch(() => '');
+      throw new Unreachable(`through node ${endpoint.node}'s gateway: ${text.slice(0, 300)}`);
     }
     const out: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(answer.headers)) {
@@ -290,7 +365,7 @@ export class Gateway {
       }
     } catch {
       if (res.headersSent) res.destroy();
-      else json(res, 502, { error: `replica ${endpoint.address} broke off its answer` });
+      else json(res, 502, { error: `replica ${endpoint.allocation} broke off its answer` });
       return 502;
     }
     return answer.statusCode;
@@ -312,6 +387,8 @@ const WHOLE_ANSWER_BYTES = 1 << 20;
 
 /** Headers that belong to one connection, not to the request passed on. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'host', 'content-length']);
+/** The caller's credentials stop at the gateway: a replica (another tenant's image, maybe) never sees a token. */
+const CREDENTIALS = new Set(['authorization', 'cookie', 'proxy-authorization', REPLICA_HEADER]);
 
 class HttpError extends Error {
   constructor(
@@ -323,6 +400,10 @@ class HttpError extends Error {
 }
 
 class Unreachable extends Error {}
+
+function unauthenticated(reason: string): AccessError {
+  return new AccessError(401, `${reason}: send "authorization: Bearer <token>" with a token of the model's tenant (mlfleetctl tokens create)`);
+}
 
 function header(req: http.IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];

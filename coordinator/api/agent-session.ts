@@ -19,6 +19,7 @@ import type { LogRelay } from '../workloads/log-relay.js';
 import type { DesiredAllocations } from '../../shared/gen/mlfleet/v1/DesiredAllocations.js';
 import type { LatencySample__Output as LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
 import type { RouteTable } from '../../shared/gen/mlfleet/v1/RouteTable.js';
+import type { TokenTable } from '../../shared/gen/mlfleet/v1/TokenTable.js';
 import type { AllocationStatus } from '../../shared/proto.js';
 import { z } from '../../shared/validation.js';
 
@@ -47,6 +48,8 @@ export interface AgentSessionDeps {
   logs: LogRelay;
   /** The gateways' routing table as it stands (sent after the desired set), and their latency reports. */
   routes(): { table: RouteTable; record(gateway: string, samples: LatencySample[]): void };
+  /** The tokens the gateways check, whole, in pieces (coordinator/auth/gateway-tokens.ts). */
+  tokenTable(): TokenTable[];
   coordinatorId: string;
   leaderAddress(): string;
   /** Mints the node's own credential after it joined with a join token. */
@@ -132,6 +135,12 @@ class AgentSession implements SessionHandle {
     return true;
   }
 
+  tokens(table: TokenTable): boolean {
+    if (this.ended || !this.welcomed) return false;
+    this.call.write({ tokens: table });
+    return true;
+  }
+
   close(reason: string): void {
     this.fail(new UnavailableError(reason));
   }
@@ -187,6 +196,9 @@ class AgentSession implements SessionHandle {
     if (this.ended) return;
     this.call.write({ desired: { revision, allocations: workloads.desiredFor(hello.nodeName) } });
     workloads.markSent(hello.nodeName);
+    // The tokens before the routes, so the gateway never routes without checking. Built and
+    // written in the same turn as `welcomed` is set: no change in between is missed.
+    for (const piece of this.deps.tokenTable()) this.call.write({ tokens: piece });
     this.call.write({ routes: this.deps.routes().table });
     this.welcomed = true;
   }

@@ -65,6 +65,7 @@ export const deploymentSpec = z
     maxPerNode: uint.max(1000),
     priority: z.number().int().min(-1_000_000).max(1_000_000, 'must be between -1000000 and 1000000'),
     rollout: z.object({ maxSurge: uint.max(1000), maxUnavailable: uint.max(1000) }).nullable(),
+    public: z.boolean(),
   })
   .superRefine(oneOfStackOrImage);
 

@@ -2,6 +2,7 @@
 // so any coordinator (leader or follower) authenticates a call from memory. Creating and
 // revoking are leader writes, fenced like every other; the leader applies its own writes at
 // once so a token works the moment its creation is answered.
+import { isDeepStrictEqual } from 'node:util';
 import type { Metadata } from '@grpc/grpc-js';
 import { generateToken, hashSecret, parseToken, readBearer, secretMatches, type Role } from '../../shared/auth.js';
 import { sleep, type Clock } from '../../shared/clock.js';
@@ -42,10 +43,12 @@ export interface NewToken {
 }
 
 type RevokedListener = (record: TokenRecord) => void;
+type ChangeListener = (record: TokenRecord) => void;
 
 export class TokenRegistry {
   private readonly tokens = new Map<string, TokenRecord>();
   private readonly listeners = new Set<RevokedListener>();
+  private readonly changeListeners = new Set<ChangeListener>();
   private revision = 0;
 
   private constructor(
@@ -109,6 +112,12 @@ export class TokenRegistry {
     return () => this.listeners.delete(listener);
   }
 
+  /** Calls `listener` with every record that is new or changed (created, revoked), once per change. */
+  onChange(listener: ChangeListener): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
   /** A new token's record and its secret, not yet stored: callers write it (bootstrap batches several). */
   mint(spec: NewToken): { record: TokenRecord; token: string } {
     const { id, secret, token } = generateToken();
@@ -168,7 +177,10 @@ export class TokenRegistry {
 
   private apply(record: TokenRecord): void {
     const previous = this.tokens.get(record.id);
+    // The leader applies its own writes ahead of the watch, which then brings them again.
+    if (previous && isDeepStrictEqual(previous, record)) return;
     this.tokens.set(record.id, record);
+    for (const listener of this.changeListeners) listener(record);
     if (record.revokedAtMs > 0 && (!previous || previous.revokedAtMs === 0)) {
       for (const listener of this.listeners) listener(record);
     }

@@ -202,7 +202,7 @@ export class WorkloadController {
       Object.assign(record, { run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest });
       if (existing && isDeepStrictEqual(existing.record.spec, spec) && !changed) return { deployment: this.deploymentView(key), created: false };
       await this.putWorkload(this.deployments, key, record, existing);
-      this.event({ tenant, object: `deployment/${spec.name}`, type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : `now ${spec.replicas} replicas`) : `${spec.replicas} replicas of model ${resolved.run.model!.ref}` });
+      this.event({ tenant, object: `deployment/${spec.name}`, type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : updatedMessage(existing.record.spec, spec)) : `${spec.replicas} replicas of model ${resolved.run.model!.ref}` });
       this.kick();
       return { deployment: this.deploymentView(key), created: !existing };
     });
@@ -1056,8 +1056,9 @@ export class WorkloadController {
   }
 
   private rolloutChanged(previous: DeploymentRecord, spec: DeploymentSpec, run: AllocationRecord['run']): boolean {
-    const { replicas: _a, ...before } = previous.spec;
-    const { replicas: _b, ...after } = spec;
+    // The replica count and who may infer change no replica: no rollout.
+    const { replicas: _a, public: _c, ...before } = previous.spec;
+    const { replicas: _b, public: _d, ...after } = spec;
     return !isDeepStrictEqual(before, after) || !isDeepStrictEqual(previous.run, run);
   }
 
@@ -1096,6 +1097,14 @@ function listed(map: Map<string, Stored<{ tenant: string }>>, tenant: string | u
     .filter(([, stored]) => tenant === undefined || stored.record.tenant === tenant)
     .map(([key]) => key)
     .sort();
+}
+
+/** What an update that rolls nothing out changed, for its event. */
+function updatedMessage(before: DeploymentSpec, after: DeploymentSpec): string {
+  const parts: string[] = [];
+  if (before.replicas !== after.replicas) parts.push(`now ${after.replicas} replicas`);
+  if (before.public !== after.public) parts.push(after.public ? 'now public: anyone may infer with no token' : 'no longer public: inference needs a token of the tenant');
+  return parts.join('; ') || `now ${after.replicas} replicas`;
 }
 
 function withDefaults(requested: ResourceRequest | null): ResourceRequest {

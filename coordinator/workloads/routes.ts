@@ -82,7 +82,10 @@ export class RouteBook {
    * Rebuilds the table from the deployments and their allocations; returns it when it changed
    * (to be pushed to every agent), undefined when it did not.
    */
-  async rebuild(deployments: Array<{ record: DeploymentRecord; allocations: AllocationRecord[] }>): Promise<RouteTable | undefined> {
+  async rebuild(
+    deployments: Array<{ record: DeploymentRecord; allocations: AllocationRecord[] }>,
+    gatewayOf: (node: string) => string,
+  ): Promise<RouteTable | undefined> {
     const byModel = new Map<string, ModelRoute & { newest: number }>();
     for (const { record, allocations } of deployments) {
       const model = record.run.model;
@@ -95,7 +98,15 @@ export class RouteBook {
           route = { tenant: record.tenant, model: model.name, endpoints: [], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: record.spec.name, newest: 0 };
           byModel.set(key, route);
         }
-        route.endpoints.push({ allocation: a.id, node: a.node, address: a.endpoint, version: a.run.model.version, deployment: record.spec.name });
+        route.endpoints.push({
+          allocation: a.id,
+          node: a.node,
+          address: a.endpoint,
+          version: a.run.model.version,
+          deployment: record.spec.name,
+          gateway: gatewayOf(a.node),
+          public: record.spec.public,
+        });
         if (a.run.model.version > route.newest) {
           route.newest = a.run.model.version;
           route.deployment = record.spec.name;

@@ -74,6 +74,7 @@ test('a Deployment in human units becomes the wire spec in base units', () => {
       maxPerNode: 1,
       priority: 10,
       rollout: { maxSurge: 1, maxUnavailable: 0 },
+      public: false,
     },
   } satisfies WorkloadObject);
 });

@@ -128,6 +128,7 @@ export function commandAfterDashes(command: Command, operands: string[]): string
 
 interface DeployOptions extends WorkloadOptions {
   model: string;
+  public?: boolean;
   replicas?: number;
   maxPerNode?: number;
   port?: number;
@@ -155,6 +156,7 @@ export function registerDeployCommand(program: Command): void {
     .addOption(new Option('--readiness-path <path>', 'HTTP GET path answering 200 when ready (default: /v2/health/ready)').argParser(readinessPathFlag))
     .addOption(new Option('--max-surge <n>', 'extra replicas allowed during a rollout (default: 1)').argParser(wholeFlag('--max-surge', 0, 2 ** 32 - 1)))
     .addOption(new Option('--max-unavailable <n>', 'replicas allowed to be not ready during a rollout (default: 0)').argParser(wholeFlag('--max-unavailable', 0, 2 ** 32 - 1)))
+    .option('--public', 'anyone may infer through the gateways, with no token (default: a token of the tenant)')
     .action((name: string, operands: string[], options: DeployOptions, command: Command) => {
       const spec = compileDeploymentSpec({
         name,
@@ -170,6 +172,7 @@ export function registerDeployCommand(program: Command): void {
         maxPerNode: options.maxPerNode,
         priority: options.priority,
         rollout: { maxSurge: options.maxSurge, maxUnavailable: options.maxUnavailable },
+        public: options.public,
       });
       return withContext(command, async (ctx) => ctx.print(deploymentAppliedView(await ctx.client().applyDeployment(spec, options.tenant))));
     });

@@ -35,6 +35,8 @@ export interface DeploymentJson {
   maxPerNode: number;
   priority: number;
   rollout: { maxSurge: number; maxUnavailable: number };
+  /** Anonymous inference through the gateways (--public). */
+  public: boolean;
   allocations: AllocationJson[];
   createdAt: string | null;
   updatedAt: string | null;
@@ -64,6 +66,7 @@ export function deploymentJson(d: Deployment): DeploymentJson {
     maxPerNode: spec?.maxPerNode ?? 0,
     priority: spec?.priority ?? 0,
     rollout: { maxSurge: spec?.rollout?.maxSurge ?? 1, maxUnavailable: spec?.rollout?.maxUnavailable ?? 0 },
+    public: spec?.public ?? false,
     allocations: d.allocations.map(allocationJson),
     createdAt: isoOrNull(d.createdAtMs),
     updatedAt: isoOrNull(d.updatedAtMs),
@@ -109,6 +112,7 @@ function detailTable(deployment: Deployment, now: number): string {
     ['Max per node', d.maxPerNode > 0 ? String(d.maxPerNode) : 'no limit'],
     ['Priority', String(d.priority)],
     ['Rollout', `max surge ${d.rollout.maxSurge}, max unavailable ${d.rollout.maxUnavailable}`],
+    ['Inference', d.public ? 'public: anyone, with no token' : 'a token of the tenant'],
   );
   if (Object.keys(d.env).length > 0) head.push(['Env', formatLabels(d.env)]);
   head.push(['Created', d.createdAt ?? '-'], ['Updated', d.updatedAt ?? '-']);

@@ -1,13 +1,30 @@
 // The gateway benchmark's gateway, in its own process: an agent's inference gateway with a
-// routing table naming one replica (`gateway-proc MODEL REPLICA_ADDRESS`); prints its address.
+// routing table naming one replica and a token table holding one consumer token, as the
+// leader would send them (`gateway-proc MODEL REPLICA_ADDRESS TOKEN`); prints its address.
 import { Gateway } from '../../../agent/gateway/gateway.js';
+import { hashSecret, parseToken } from '../../../shared/auth.js';
 import { silentLogger } from '../../../shared/log.js';
 
-const [model, replica] = process.argv.slice(2);
-const gateway = await Gateway.start({ listen: '127.0.0.1:0', node: 'bench', log: silentLogger() });
+const [model, replica, token] = process.argv.slice(2);
+const parsed = parseToken(token ?? '');
+if (!parsed) throw new Error('gateway-proc MODEL REPLICA_ADDRESS TOKEN: no token given');
+const gateway = await Gateway.start({ listen: '127.0.0.1:0', node: 'bench', credential: () => undefined, log: silentLogger() });
+gateway.setTokens({ reset: true, complete: true, tokens: [{ id: parsed.id, secretSha256: hashSecret(parsed.secret), role: 'consumer', tenant: 'bench', node: '', expiresAtMs: 0 }], removed: [] });
 gateway.setRoutes({
   revision: 1,
-  models: [{ tenant: 'bench', model: model!, endpoints: [{ allocation: 'a', node: 'bench', address: replica!, version: 1, deployment: model! }], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: model! }],
+  models: [
+    {
+      tenant: 'bench',
+      model: model!,
+      endpoints: [{ allocation: 'a', node: 'bench', address: replica!, version: 1, deployment: model!, gateway: '', public: false }],
+      type: '',
+      inputFormat: '',
+      outputFormat: '',
+      accuracy: 0,
+      latencyP50Ms: 0,
+      deployment: model!,
+    },
+  ],
 });
 console.log(`address ${gateway.address}`);
 process.on('SIGTERM', () => void gateway.close().then(() => process.exit(0)));
