@@ -74,9 +74,14 @@ export class CliContext {
     const { tlsCert: cert, tlsKey: key, tlsCa: ca } = this.options;
     this.coordinatorClient ??= new CoordinatorClient(this.options.coordinator, {
       credentials: channelCredentials(loadTls({ cert, key, ca }, 'client')),
-      token: this.options.token || readTokenFile(),
+      token: this.token(),
     });
     return this.coordinatorClient;
+  }
+
+  /** The caller's token (--token, MLFLEET_TOKEN, or the token file); undefined when none is given. */
+  token(): string | undefined {
+    return this.options.token || readTokenFile();
   }
 
   print(printable: Printable): void {

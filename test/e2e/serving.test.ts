@@ -46,11 +46,12 @@ interface Answer {
   body: { outputs?: Array<{ data: number[] }>; model_version?: string; error?: string };
 }
 
-function post(address: string, path: string, body: unknown): Promise<Answer> {
+function post(address: string, path: string, body: unknown, token: string): Promise<Answer> {
   const [host, port] = address.split(':') as [string, string];
   const text = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: Number(port), path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
+    const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), authorization: `Bearer ${token}` };
+    const req = http.request({ host, port: Number(port), path, method: 'POST', headers }, (res) => {
       let answer = '';
       res.on('data', (c: Buffer) => (answer += c.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(answer || '{}') as never }));
@@ -88,7 +89,7 @@ test('push, deploy on the onnx stack, infer through another host\'s gateway, and
     const d = await api.call<Deployment>('DeploymentService', 'GetDeployment', { name: 'linear' });
     return d.status === 'available' ? d : undefined;
   });
-  await eventually("the edge host's gateway routes to it", 20_000, async () => ((await post(gateway, '/v2/models/linear/infer', INPUT)).status === 200 ? true : undefined));
+  await eventually("the edge host's gateway routes to it", 20_000, async () => ((await post(gateway, '/v2/models/linear/infer', INPUT, admin)).status === 200 ? true : undefined));
 
   // mlfleetctl infer through the edge host's gateway gives what onnxruntime computes directly.
   const input = path.join(dir, 'input.json');
@@ -104,7 +105,7 @@ test('push, deploy on the onnx stack, infer through another host\'s gateway, and
   const seen = { ok: 0, failed: [] as string[], versions: new Set<string>() };
   const loop = (async () => {
     while (!stop) {
-      const r: Answer = await post(gateway, '/v2/models/linear/infer', INPUT).catch((err: Error) => ({ status: 0, body: { error: err.message } }));
+      const r: Answer = await post(gateway, '/v2/models/linear/infer', INPUT, admin).catch((err: Error) => ({ status: 0, body: { error: err.message } }));
       if (r.status === 200) {
         seen.ok += 1;
         seen.versions.add(String(r.body.model_version));
@@ -118,7 +119,7 @@ test('push, deploy on the onnx stack, infer through another host\'s gateway, and
     return d.resolvedVersion === 2 && d.status === 'available' && d.allocations.every((a) => a.generation === d.generation) ? true : undefined;
   });
   await eventually('only version 2 answers', 20_000, async () => {
-    const r = await post(gateway, '/v2/models/linear/infer', INPUT);
+    const r = await post(gateway, '/v2/models/linear/infer', INPUT, admin);
     return r.body.model_version === '2' ? true : undefined;
   });
   await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -127,6 +128,6 @@ test('push, deploy on the onnx stack, infer through another host\'s gateway, and
   assert.deepEqual(seen.failed, [], `failed requests during the roll (of ${seen.ok + seen.failed.length})`);
   assert.ok(seen.ok > 20, `the loop made ${seen.ok} requests`);
   assert.deepEqual([...seen.versions].sort(), ['1', '2']);
-  const after = await post(gateway, '/v2/models/linear/versions/2/infer', INPUT);
+  const after = await post(gateway, '/v2/models/linear/versions/2/infer', INPUT, admin);
   assert.deepEqual(after.body.outputs![0]!.data, await direct(v2));
 });

@@ -24,7 +24,7 @@ export function registerInferCommand(program: Command): void {
     .addArgument(new Argument('<ref>', 'model: name, name:VERSION or name@ALIAS').argParser(refArgument))
     .requiredOption('--input <file>', 'the request body as JSON ({"inputs": [...]}), or - for stdin')
     .addOption(new Option('--gateway <addr>', 'an agent\'s inference gateway').env('MLFLEET_GATEWAY').default(DEFAULT_GATEWAY).argParser(gatewayArgument))
-    .option('--tenant <tenant>', 'the tenant whose model is meant, when several serve the name')
+    .option('--tenant <tenant>', "another tenant's model (admins), or the tenant whose public model is meant")
     .action((ref: string, options: InferOptions, command: Command) => {
       const body = readInput(options.input, command);
       return withContext(command, async (ctx) => {
@@ -32,7 +32,7 @@ export function registerInferCommand(program: Command): void {
         let version = parsed.version;
         if (parsed.alias !== undefined) version = (await ctx.client().resolve('model', ref)).version;
         const path = `/v2/models/${encodeURIComponent(parsed.name)}${version === undefined ? '' : `/versions/${version}`}/infer`;
-        const answer = await post(options.gateway, path, body, options.tenant);
+        const answer = await post(options.gateway, path, body, options.tenant, ctx.token());
         const parsedAnswer = JSON.parse(answer.body || '{}') as { error?: string };
         if (answer.status !== 200) throw new Error(`the gateway answered ${answer.status}: ${parsedAnswer.error ?? answer.body}`);
         ctx.print({ data: parsedAnswer, table: () => JSON.stringify(parsedAnswer, null, 2) });
@@ -74,11 +74,13 @@ function readInput(file: string, command: Command): string {
   return text!;
 }
 
-function post(gateway: string, path: string, body: string, tenant: string | undefined): Promise<{ status: number; body: string }> {
+/** The request, with the caller's token (a public deployment also answers without one). */
+function post(gateway: string, path: string, body: string, tenant: string | undefined, token: string | undefined): Promise<{ status: number; body: string }> {
   const { host, port } = parseHostPort(gateway);
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) };
     if (tenant) headers['mlfleet-tenant'] = tenant;
+    if (token) headers.authorization = `Bearer ${token}`;
     const req = http.request({ host, port, path, method: 'POST', headers }, (res) => {
       let text = '';
       res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
