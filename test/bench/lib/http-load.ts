@@ -1,16 +1,18 @@
 // A load generator for the gateway benchmark, in its own process so it does not share an event
-// loop with what it measures: `http-load URL CONCURRENCY DURATION_MS BODY_FILE` POSTs the body
-// with keep-alive connections, CONCURRENCY requests in flight, and prints one JSON line:
+// loop with what it measures: `http-load URL CONCURRENCY DURATION_MS BODY_FILE [TOKEN]` POSTs
+// the body (with the bearer token, when given) over keep-alive connections, CONCURRENCY requests in flight, and prints one JSON line:
 // {requests, errors, rps, p50Ms, p99Ms, cpuMs} (cpuMs: this client's own CPU time, user + system).
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 
-const [url, concurrencyText, durationText, bodyFile] = process.argv.slice(2);
+const [url, concurrencyText, durationText, bodyFile, token] = process.argv.slice(2);
 const target = new URL(url!);
 const concurrency = Number(concurrencyText);
 const durationMs = Number(durationText);
 const body = readFileSync(bodyFile!);
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': body.length };
+if (token) headers.authorization = `Bearer ${token}`;
 const latencies: number[] = [];
 let errors = 0;
 
@@ -18,7 +20,7 @@ function once(): Promise<void> {
   return new Promise((resolve) => {
     const started = performance.now();
     const req = http.request(
-      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers },
       (res) => {
         res.resume();
         res.on('end', () => {
