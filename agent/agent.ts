@@ -223,6 +223,7 @@ export class Agent {
         node: options.name,
         // The hop to other hosts' gateways goes with this node's own credential (never the join token).
         credential: () => state.getMeta(CREDENTIAL),
+        tls: options.tls,
         clock,
         log: log.child({ component: 'gateway' }),
       });

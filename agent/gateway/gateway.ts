@@ -9,13 +9,18 @@
 // host's loopback only: a replica on this host is called at 127.0.0.1:port, a replica on
 // another host through that host's gateway (the hop), authenticated by this node's credential
 // and naming the replica in `mlfleet-replica`. The caller's token never reaches a replica.
+// With the agent's TLS material (--tls-cert, --tls-key, --tls-ca: the cluster has mutual TLS),
+// the same port also speaks HTTPS (told apart by the first byte), hops go over HTTPS with this
+// node's certificate, and a hop that does not come over mutual TLS is refused.
 //
 // Choice of replica: this host's replicas first, then the one with the fewest requests in
 // flight (ties in turn). A request is retried on another replica when the first cannot be
 // reached (nothing was received from it), up to three replicas. No ready replica → 503 with
 // `{"error": …}`. Latency per model and replica is measured here and reported in heartbeats.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import https from 'node:https';
+import net, { type AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { formatHostPort, parseHostPort } from '../../shared/config.js';
 import type { LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
 import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
@@ -32,6 +37,7 @@ import type { TokenTable__Output as TokenTable } from '../../shared/gen/mlfleet/
 import { splitHostPort } from '../../shared/workloads.js';
 import { AccessError, TENANT_HEADER, checkMayInfer, notFound, routeFor, selectable, type Sender } from './access.js';
 import { TokenBook } from './token-book.js';
+import type { TlsMaterial } from '../../shared/tls.js';
 
 export interface GatewayOptions {
   listen: string;
@@ -43,6 +49,8 @@ export interface GatewayOptions {
   clock?: Clock;
   /** Largest request body accepted (it is held to be re-sent on a retry). */
   maxBodyBytes?: number;
+  /** The agent's TLS material: with a certificate and a CA, HTTPS beside HTTP and hops over mutual TLS. */
+  tls?: TlsMaterial;
 }
 
 export { TENANT_HEADER } from './access.js';
@@ -65,19 +73,30 @@ export class Gateway {
   private readonly maxBodyBytes: number;
   private readonly tokens: TokenBook;
 
+  /** Hops go over mutual TLS (the agent has a certificate and a CA). */
+  private readonly mutual: boolean;
+
   private constructor(
-    private readonly server: http.Server,
+    private readonly server: net.Server,
+    private readonly servers: http.Server[],
     private readonly options: GatewayOptions,
   ) {
+    this.mutual = options.tls?.cert !== undefined && options.tls.ca !== undefined;
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.tokens = new TokenBook(options.clock ?? systemClock);
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
     let gateway: Gateway | undefined;
-    const server = http.createServer((req, res) => void gateway!.handle(req, res));
-    server.keepAliveTimeout = 30_000;
-    gateway = new Gateway(server, options);
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void gateway!.handle(req, res);
+    const plain = http.createServer(handler);
+    const { tls } = options;
+    // Client certificates are asked for, not required: consumers may call over HTTPS without one.
+    const secure = tls?.cert && tls.key ? https.createServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: tls.ca !== undefined, rejectUnauthorized: false }, handler) : undefined;
+    const servers = secure ? [plain, secure] : [plain];
+    for (const s of servers) s.keepAliveTimeout = 30_000;
+    const server = secure ? net.createServer((socket) => sniff(socket, plain, secure)) : plain;
+    gateway = new Gateway(server, servers, options);
     const { host, port } = parseHostPort(options.listen);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) => reject(new Error(`cannot listen on ${options.listen} for the inference gateway: ${err.message}`)));
@@ -132,8 +151,9 @@ export class Gateway {
 
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.servers) s.closeAllConnections();
+    await closed;
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -195,6 +215,7 @@ export class Gateway {
   private async hop(req: http.IncomingMessage, res: http.ServerResponse, url: URL, sender: Sender, replica: string | undefined): Promise<void> {
     if (sender.anonymous || sender.caller.role !== 'node') throw new AccessError(403, `${REPLICA_HEADER} is for gateways: send the request without it`);
     if (replica === undefined) throw new AccessError(403, `a node credential may only pass requests between gateways (with ${REPLICA_HEADER})`);
+    if (this.mutual && !(req.socket as TLSSocket).authorized) throw new AccessError(403, 'this cluster has mutual TLS: hops between gateways must come over it, with a node certificate the CA signed');
     const endpoint = this.routes.flatMap((r) => r.endpoints).find((e) => e.allocation === replica && e.node === this.options.node);
     if (!endpoint) {
       res.setHeader(HOP_UNREACHABLE, '1');
@@ -330,7 +351,11 @@ export class Gateway {
     }
     let pool = this.pools.get(origin);
     if (!pool) {
-      pool = new Pool(`http://${origin}`, { connections: 256, keepAliveTimeout: 10_000 });
+      const tls = this.options.tls;
+      pool =
+        hop && this.mutual
+          ? new Pool(`https://${origin}`, { connections: 256, keepAliveTimeout: 10_000, connect: { ca: tls!.ca, cert: tls!.cert, key: tls!.key } })
+          : new Pool(`http://${origin}`, { connections: 256, keepAliveTimeout: 10_000 });
       this.pools.set(origin, pool);
     }
     let answer: Dispatcher.ResponseData;
@@ -400,6 +425,29 @@ class HttpError extends Error {
 }
 
 class Unreachable extends Error {}
+
+/**
+ * One port, two protocols: a TLS connection begins with a handshake record (0x16), which no
+ * HTTP request line does. The first byte is looked at and put back; the connection then belongs
+ * to the server of its protocol as if it had accepted it.
+ */
+function sniff(socket: net.Socket, plain: http.Server, secure: https.Server): void {
+  const failed = () => socket.destroy();
+  socket.on('error', failed);
+  // A connection that never says a word is not kept: the servers' own timeouts start once it has.
+  socket.setTimeout(30_000, failed);
+  socket.once('readable', () => {
+    socket.off('error', failed);
+    socket.setTimeout(0);
+    const first = socket.read(1) as Buffer | null;
+    if (first === null) {
+      socket.destroy();
+      return;
+    }
+    socket.unshift(first);
+    (first[0] === 0x16 ? secure : plain).emit('connection', socket);
+  });
+}
 
 function unauthenticated(reason: string): AccessError {
   return new AccessError(401, `${reason}: send "authorization: Bearer <token>" with a token of the model's tenant (mlfleetctl tokens create)`);

@@ -11,6 +11,11 @@ import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/
 import { silentLogger } from '../../shared/log.js';
 import { freePort } from '../helpers/net.js';
 import { mintGatewayToken, tokenTable } from '../helpers/gateway-tokens.js';
+import { spawnSync } from 'node:child_process';
+import https from 'node:https';
+import path from 'node:path';
+import { loadTls, type TlsMaterial } from '../../shared/tls.js';
+import { REPO_ROOT, tempDir } from '../helpers/processes.js';
 
 interface Replica {
   address: string;
@@ -45,7 +50,7 @@ async function replica(t: TestContext, name: string, delayMs = 0): Promise<Repli
  * table — the node credentials for the hop, an acme consumer, a globex consumer, an acme
  * admin — and one routing table, as the leader would send them.
  */
-async function fleet(t: TestContext, nodes = ['here', 'there', 'a', 'b']) {
+async function fleet(t: TestContext, nodes = ['here', 'there', 'a', 'b'], tls?: (node: string) => TlsMaterial) {
   const credentials = new Map(nodes.map((node) => [node, mintGatewayToken('node', '', { node })]));
   const users = {
     acme: mintGatewayToken('consumer', 'acme'),
@@ -56,7 +61,7 @@ async function fleet(t: TestContext, nodes = ['here', 'there', 'a', 'b']) {
   const table = tokenTable(...credentials.values(), ...Object.values(users));
   const gateways = new Map<string, Gateway>();
   for (const node of nodes) {
-    const g = await Gateway.start({ listen: '127.0.0.1:0', node, credential: () => credentials.get(node)!.token, log: silentLogger() });
+    const g = await Gateway.start({ listen: '127.0.0.1:0', node, credential: () => credentials.get(node)!.token, tls: tls?.(node), log: silentLogger() });
     t.after(() => g.close());
     g.setTokens(table);
     gateways.set(node, g);
@@ -378,4 +383,39 @@ test('answers pass through whole: small ones with their length, chunked and larg
   const large = await get('/v2/models/m/ready?big');
   assert.equal(large.status, 200);
   assert.ok(large.body.equals(big), `a ${big.length}-byte answer arrives whole (${large.body.length} bytes)`);
+});
+
+test('with mutual TLS, the gateway port speaks HTTPS beside HTTP, hops go over mutual TLS, and a plain-text hop is refused', async (t) => {
+  const dir = tempDir(t);
+  const made = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', 'make-certs.sh'), dir, 'here', 'there'], { encoding: 'utf8' });
+  assert.equal(made.status, 0, made.stderr);
+  const material = (node: string) => loadTls({ cert: path.join(dir, `${node}.pem`), key: path.join(dir, `${node}-key.pem`), ca: path.join(dir, 'ca.pem') }, 'client')!;
+  const f = await fleet(t, ['here', 'there'], material);
+  const remote = await replica(t, 'remote');
+  f.setRoutes(1, [route('m', [{ id: 'r', node: 'there', address: remote.address }])]);
+  const answer = await f.infer();
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  assert.equal(answer.body.replica, 'remote');
+  // The same hop in plain text, with a valid node credential, is refused: the cluster has mutual TLS.
+  const there = f.gateways.get('there')!;
+  const plainHop = await infer(there, '/v2/models/m/infer', { authorization: `Bearer ${f.credentials.get('here')!.token}`, 'mlfleet-replica': 'r' });
+  assert.equal(plainHop.status, 403);
+  assert.match(String(plainHop.body.error), /mutual TLS/);
+  // Consumers may call over HTTPS (no client certificate needed) or plain HTTP.
+  const [host, port] = f.g.address.split(':') as [string, string];
+  const overHttps = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = https.request(
+      { host, port: Number(port), path: '/v2/models/m/infer', method: 'POST', ca: material('here').ca, headers: { authorization: `Bearer ${f.users.acme.token}`, 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end('{"inputs": []}');
+  });
+  assert.equal(overHttps.status, 200, overHttps.body);
+  assert.equal((await f.infer()).status, 200);
+  assert.equal(remote.hits, 3);
 });
