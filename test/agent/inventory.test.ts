@@ -1,5 +1,5 @@
 // What the agent reports as its host's capacity: GPUs parsed from what nvidia-smi printed on a
-// real H100 host (the team's fixtures), the rest from systeminformation, and the
+// real H100 host (copied into test/fixtures/gpu), the rest from systeminformation, and the
 // --inventory-file that replaces detection.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -21,14 +21,14 @@ import { GPU_QUERY_FIELDS, gpuQueryArgs, locateNvidiaSmi, parseGpuQuery } from '
 import { MlfleetError } from '../../shared/errors.js';
 import type { GpuDevice } from '../../shared/proto.js';
 
-// The compiled test runs from dist/test/agent/; the team folder is the repository's sibling.
-const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/gpu');
+// The compiled test runs from dist/test/agent/; the fixtures stay in the source tree.
+const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test/fixtures/gpu');
 
 async function fixture(name: string): Promise<string> {
   try {
     return await readFile(path.join(FIXTURES, name), 'utf8');
   } catch (err) {
-    throw new Error(`fixture ${name} not found in ${FIXTURES} (the team folder next to the repository): ${(err as Error).message}`);
+    throw new Error(`fixture ${name} not found in ${FIXTURES}: ${(err as Error).message}`);
   }
 }
 
