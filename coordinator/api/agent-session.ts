@@ -49,8 +49,13 @@ export interface AgentSessionDeps {
   routes(): { table: RouteTable; record(gateway: string, samples: LatencySample[]): void };
   coordinatorId: string;
   leaderAddress(): string;
-  /** Mints the node's own credential after it joined with a join token. */
-  issueCredential(nodeName: string, principal: Principal): Promise<string>;
+  /**
+   * Admits a new node that joined with a join token: mints its own credential (ALREADY_EXISTS
+   * when the name is taken; coordinator/auth/node-admission.ts).
+   */
+  admit(nodeName: string, principal: Principal): Promise<{ token: string; credentialId: string }>;
+  /** Revokes a credential minted for a session that ended before the agent could receive it. */
+  abandon(credentialId: string): Promise<void>;
   heartbeatIntervalMs: number;
   nodeTtlMs: number;
   helloTimeoutMs: number;
@@ -78,6 +83,8 @@ export function agentSessionHandler(deps: AgentSessionDeps): (call: SessionCall,
 class AgentSession implements SessionHandle {
   readonly id = randomUUID();
   private nodeName: string | undefined;
+  /** After a join: the credential minted for this node (revoking it ends this session too). */
+  credentialId = '';
   private ended = false;
   private welcomed = false;
   private readonly log: Logger;
@@ -149,7 +156,17 @@ class AgentSession implements SessionHandle {
       helloReceived();
       this.nodeName = hello.nodeName;
       this.log.info({ node: hello.nodeName, version: hello.agentVersion }, 'agent connected');
-      this.registry.hello(hello, this).then(() => this.welcome(hello)).catch((err: unknown) => this.fail(err));
+      this.join(hello)
+        .then(async (credential) => {
+          if (this.ended) {
+            // The agent is gone before it could receive its credential: revoke it, so the name is free to join again.
+            if (credential) await this.deps.abandon(this.credentialId);
+            return;
+          }
+          await this.registry.hello(hello, this);
+          await this.welcome(hello, credential);
+        })
+        .catch((err: unknown) => this.fail(err));
       return;
     }
     if (!this.nodeName) throw new FailedPreconditionError('the first message of a session must be hello');
@@ -166,8 +183,19 @@ class AgentSession implements SessionHandle {
     }
   }
 
-  private async welcome(hello: Hello): Promise<void> {
-    const nodeCredential = this.principal.role === 'join' ? await this.deps.issueCredential(hello.nodeName, this.principal) : '';
+  /**
+   * A join token admits a new node only; the node gets its own credential before the registry
+   * hears of it, so an existing node's session is never replaced by a join. '' for a node
+   * that connects with its credential.
+   */
+  private async join(hello: Hello): Promise<string> {
+    if (this.principal.role !== 'join') return '';
+    const { token, credentialId } = await this.deps.admit(hello.nodeName, this.principal);
+    this.credentialId = credentialId;
+    return token;
+  }
+
+  private async welcome(hello: Hello, nodeCredential: string): Promise<void> {
     if (this.ended) return;
     this.call.write({
       welcome: {

@@ -20,6 +20,9 @@ function token(id: string, overrides: Partial<TokenRecord> = {}): TokenRecord {
     createdBy: 'tok-admin',
     revokedAtMs: 0,
     expiresAtMs: 0,
+    singleUse: false,
+    usedAtMs: 0,
+    usedBy: '',
     ...overrides,
   };
 }
