@@ -10,6 +10,7 @@ import { test, type TestContext } from 'node:test';
 import type { Deployment } from '../../shared/proto.js';
 import { eventually, until } from '../helpers/eventually.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
+import { mlfleetctl } from '../helpers/mlfleetctl.js';
 import { callServerStream, method, openSession } from '../helpers/raw-grpc.js';
 import { workloadCluster, type WorkloadCluster } from '../helpers/workload-cluster.js';
 
@@ -114,6 +115,37 @@ test('nodes rm of a connected node ends its session at once', async (t) => {
   assert.ok((await endedWithin(a, 2_000)) < 2_000);
   assert.match(a.endedWith!.details, /token [0-9a-f]+ was revoked/);
   assert.equal((await openSession(c.address, a.credential, 'node-a')).answer, 'UNAUTHENTICATED');
+});
+
+test('mlfleetctl nodes rm removes a node as an admin; a developer is refused and nothing changes', async (t) => {
+  const c = await workloadCluster(t);
+  const a = await c.agent('node-a');
+  const developer = (await c.client.createToken({ tenant: 'default', role: 'developer', description: '', ttlMs: 0, singleUse: false })).token;
+
+  const refused = await mlfleetctl(t, ['--coordinator', c.address, '--token', developer, 'nodes', 'rm', 'node-a']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /PERMISSION_DENIED|not allowed|may not/i);
+  assert.equal((await c.client.getNode('node-a')).status, 'ready');
+  assert.equal(a.endedWith, undefined);
+
+  const run = await mlfleetctl(t, ['--coordinator', c.address, '--token', c.admin, 'nodes', 'rm', 'node-a']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, 'node node-a removed: its credentials are revoked and its work is being moved elsewhere\n');
+  await endedWithin(a, 2_000);
+  const show = await mlfleetctl(t, ['--coordinator', c.address, '--token', c.admin, 'nodes', 'show', 'node-a']);
+  assert.equal(show.code, 1);
+  assert.match(show.stderr, /node "node-a" not found/);
+  const again = await mlfleetctl(t, ['--coordinator', c.address, '--token', c.admin, 'nodes', 'rm', 'node-a', '-o', 'json']);
+  assert.equal(again.code, 1);
+  const usage = await mlfleetctl(t, ['--coordinator', c.address, '--token', c.admin, 'nodes', 'rm']);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /missing required argument 'name'/);
+  const audit = (await c.client.listAuditEvents({ tenant: '', limit: 50, beforeId: 0 })).events.filter((e) => e.method === 'NodeService.RemoveNode');
+  assert.deepEqual(audit.map((e) => [e.role, e.target, e.result]).sort(), [
+    ['admin', 'node/node-a', 'NOT_FOUND'],
+    ['admin', 'node/node-a', 'OK'],
+    ['developer', 'node/node-a', 'PERMISSION_DENIED'],
+  ]);
 });
 
 test("revoking a node's credential ends its session within 2 s, even the first one (opened with the join token), and it cannot come back", async (t) => {
