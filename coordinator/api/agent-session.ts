@@ -85,6 +85,8 @@ class AgentSession implements SessionHandle {
   private nodeName: string | undefined;
   /** After a join: the credential minted for this node (revoking it ends this session too). */
   credentialId = '';
+  /** The welcome (with the credential, after a join) was written to the agent. */
+  private delivered = false;
   private ended = false;
   private welcomed = false;
   private readonly log: Logger;
@@ -158,13 +160,16 @@ class AgentSession implements SessionHandle {
       this.log.info({ node: hello.nodeName, version: hello.agentVersion }, 'agent connected');
       this.join(hello)
         .then(async (credential) => {
-          if (this.ended) {
-            // The agent is gone before it could receive its credential: revoke it, so the name is free to join again.
-            if (credential) await this.deps.abandon(this.credentialId);
-            return;
+          try {
+            if (this.ended) throw new UnavailableError('the agent left before it was welcomed');
+            await this.registry.hello(hello, this);
+            await this.welcome(hello, credential);
+          } catch (err) {
+            // The agent never received its credential: revoke it, so the name is not held by a
+            // credential nobody has (a record written meanwhile needs `nodes rm`).
+            if (credential && !this.delivered) await this.deps.abandon(this.credentialId).catch((e: unknown) => this.log.warn({ err: e }, 'could not revoke an undelivered node credential'));
+            throw err;
           }
-          await this.registry.hello(hello, this);
-          await this.welcome(hello, credential);
         })
         .catch((err: unknown) => this.fail(err));
       return;
@@ -196,7 +201,7 @@ class AgentSession implements SessionHandle {
   }
 
   private async welcome(hello: Hello, nodeCredential: string): Promise<void> {
-    if (this.ended) return;
+    if (this.ended) throw new UnavailableError('the agent left before it was welcomed');
     this.call.write({
       welcome: {
         nodeName: hello.nodeName,
@@ -207,6 +212,7 @@ class AgentSession implements SessionHandle {
         nodeCredential,
       },
     });
+    this.delivered = true;
     const workloads = this.deps.workloads();
     // What the agent runs now first (it may have finished or failed work while away), then
     // its desired set.
