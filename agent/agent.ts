@@ -139,6 +139,9 @@ export class Agent {
         state.deleteMeta(CREDENTIAL);
         log.warn({ reason: err.message }, options.joinToken ? 'node credential refused; joining again with the join token' : 'node credential refused and there is no join token: an admin must give this node a join token');
       },
+      onJoinRefused: (err) => {
+        log.error({ node: options.name, reason: err.message }, `the coordinator refused this node's join: node "${options.name}" already exists and a join token admits new nodes only; an admin must run \`mlfleetctl nodes rm ${options.name}\` (or start this agent with --name NAME for a new node); retrying with backoff`);
+      },
       hello: () => ({
         nodeName: options.name,
         agentVersion: AGENT_VERSION,

@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, sleep, type Clock, type Random, type Timer } from '../shared/clock.js';
 import { setBearer } from '../shared/auth.js';
-import { MlfleetError, NotLeaderError, UnauthenticatedError, UnavailableError, fromGrpcError } from '../shared/errors.js';
+import { AlreadyExistsError, MlfleetError, NotLeaderError, UnauthenticatedError, UnavailableError, fromGrpcError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { mlfleetV1, type AgentMessageIn, type CoordinatorMessageOut, type Usage } from '../shared/proto.js';
 import type { Hello } from '../shared/gen/mlfleet/v1/Hello.js';
@@ -43,6 +43,11 @@ export interface SessionOptions {
   onCredential?: (credential: string) => void;
   /** The coordinator refused the token (revoked, unknown): the agent may fall back to its join token. */
   onUnauthenticated?: (err: UnauthenticatedError) => void;
+  /**
+   * The leader refused a join: the node's name is taken (a join token admits new nodes only).
+   * The session keeps retrying with backoff, in case an admin removes the node.
+   */
+  onJoinRefused?: (err: AlreadyExistsError) => void;
   clock: Clock;
   random: Random;
   log: Logger;
@@ -106,6 +111,7 @@ export class CoordinatorSession {
         if (signal.aborted) break;
         const error = MlfleetError.is(err) ? err : new UnavailableError(String(err));
         if (error instanceof UnauthenticatedError) this.options.onUnauthenticated?.(error);
+        if (error instanceof AlreadyExistsError) this.options.onJoinRefused?.(error);
         if (error instanceof NotLeaderError && error.leader && error.leader !== address && redirects < maxRedirects) {
           redirects += 1;
           redirect = error.leader;
@@ -113,7 +119,7 @@ export class CoordinatorSession {
           continue;
         }
         electing = error instanceof NotLeaderError;
-        log.warn({ coordinator: address, err: error.message }, 'coordinator session failed');
+        if (!(error instanceof AlreadyExistsError) || !this.options.onJoinRefused) log.warn({ coordinator: address, err: error.message }, 'coordinator session failed');
       }
       const wasWelcomed = this.welcome !== undefined;
       if (wasWelcomed) failures = 0;

@@ -31,6 +31,7 @@ import { RpcEdge, withMalformedRequests } from './api/rpc.js';
 import { tenantService } from './api/tenant-service.js';
 import { tokenService } from './api/token-service.js';
 import { AuditLog } from './audit-log.js';
+import { NodeAdmission } from './auth/node-admission.js';
 import { TokenRegistry, type Principal } from './auth/token-registry.js';
 import { tokenChange, tokenTablePieces } from './auth/gateway-tokens.js';
 import { bootstrap, type BootstrapTokens } from './bootstrap.js';
@@ -90,6 +91,7 @@ export class Coordinator {
   private loops: Promise<unknown> | undefined;
   private closing: Promise<void> | undefined;
   private readonly logs = new LogRelay();
+  private readonly admission: NodeAdmission;
 
   private constructor(
     readonly id: string,
@@ -108,8 +110,11 @@ export class Coordinator {
     private readonly log: Logger,
     private readonly onBootstrap: ((tokens: BootstrapTokens) => void) | undefined,
   ) {
+    this.admission = new NodeAdmission(store, tokens, clock);
+    // A revoked node credential or join token ends the sessions it opened (or, for a join
+    // token's first session, the credential it was issued) at once.
     tokens.onRevoked((record) => {
-      if (record.role === 'node' && this.role.kind === 'leader') this.role.registry.closeSessionsOf(record.id);
+      if ((record.role === 'node' || record.role === 'join') && this.role.kind === 'leader') this.role.registry.closeSessionsOf(record.id);
     });
     // A token created or revoked reaches every gateway at once (revocation within the session's latency).
     tokens.onChange((record) => {
@@ -227,7 +232,8 @@ export class Coordinator {
           logs: this.logs,
           routes: () => this.leaderRole().routes,
           tokenTable: () => tokenTablePieces(this.tokens.list(), this.clock.now()),
-          issueCredential: (nodeName, principal) => this.issueNodeCredential(nodeName, principal),
+          admit: (nodeName, principal) => this.admitNode(nodeName, principal),
+          abandon: async (credentialId) => void (await this.tokens.revoke(writer(), credentialId)),
           coordinatorId: this.id,
           leaderAddress: () => this.address,
           heartbeatIntervalMs: Math.max(100, Math.floor(this.options.nodeTtlMs / 3)),
@@ -240,14 +246,16 @@ export class Coordinator {
       } as grpc.UntypedServiceImplementation,
     );
     serve(v1.ClusterService.service, clusterService({ edge, status: () => this.status() }));
-    serve(v1.NodeService.service, nodeService({ edge, registry, revision, artifacts: this.artifacts, allocated: () => workloads().allocatedByNode() }));
+    serve(v1.NodeService.service, nodeService({ edge, registry, revision, tokens, writer, artifacts: this.artifacts, allocated: () => workloads().allocatedByNode() }));
     serve(v1.TenantService.service, tenantService({ edge, store, writer, now: () => this.clock.now(), storageUsed: (tenant) => this.artifacts.storageUsed(tenant), computeUsed: (tenant) => workloads().usage(tenant) }));
+    // A node credential downloads only the blobs its node's allocations use or it was told to prefetch.
+    const nodeMayFetch = (node: string, digest: string) => workloads().blobsOf(node).has(digest) || registry().wasToldToPrefetch(node, digest);
     const jobOutputs: JobOutputs = {
       target: (node, id) => workloads().jobOutputTarget(node, id),
       recordPart: (node, id, part) => workloads().recordOutputPart(node, id, part),
     };
-    serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs }));
-    serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs }));
+    serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
+    serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
     serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));
     serve(v1.EventService.service, eventService({ edge, audit, events: () => this.leaderRole().events }));
     const workloadDeps = { edge, workloads, registry, logs: this.logs };
@@ -279,21 +287,12 @@ export class Coordinator {
     throw new NotLeaderError(this.leaderAddress);
   }
 
-  /** A node that joined with a join token gets its own credential; any older one is revoked. */
-  private async issueNodeCredential(nodeName: string, principal: Principal): Promise<string> {
-    const { writer } = this.leaderRole();
-    for (const old of this.tokens.list()) {
-      if (old.role === 'node' && old.node === nodeName && old.revokedAtMs === 0) await this.tokens.revoke(writer, old.id);
-    }
-    const { token } = await this.tokens.create(writer, {
-      tenant: '',
-      role: 'node',
-      node: nodeName,
-      description: `credential of node ${nodeName}`,
-      createdBy: principal.tokenId,
-    });
-    this.log.info({ node: nodeName }, 'issued a node credential');
-    return token;
+  /** A new node that joined with a join token gets its own credential; an existing name is refused. */
+  private async admitNode(nodeName: string, principal: Principal): Promise<{ token: string; credentialId: string }> {
+    const { writer, registry } = this.leaderRole();
+    const { token, credential } = await this.admission.admit(writer, principal, nodeName, () => registry.find(nodeName) !== undefined);
+    this.log.info({ node: nodeName, credential: credential.id, joinToken: principal.tokenId }, 'admitted a new node and issued its credential');
+    return { token, credentialId: credential.id };
   }
 
   private async status(): Promise<ClusterStatus> {

@@ -29,6 +29,8 @@ export interface SessionHandle {
   readonly id: string;
   /** The id of the token the session authenticated with. */
   readonly tokenId: string;
+  /** After a join: the id of the credential minted for the node ('' otherwise). */
+  readonly credentialId: string;
   close(reason: string): void;
   /** Sends a command to the agent; false when the session can no longer take one. */
   command(command: Command): boolean;
@@ -40,11 +42,11 @@ export interface SessionHandle {
   tokens(table: TokenTable): boolean;
 }
 
-/** A node's stored record changed; `from` is undefined for a new node. */
+/** A node's stored record changed; `from` is undefined for a new node, `to` 'removed' after `nodes rm`. */
 export interface NodeChange {
   node: string;
   from: NodeStatus | undefined;
-  to: NodeStatus;
+  to: NodeStatus | 'removed';
 }
 
 export interface NodeRegistryDeps {
@@ -61,6 +63,8 @@ const MAX_CAS_ATTEMPTS = 5;
 export class NodeRegistry {
   private readonly nodes = new Map<string, NodeView>();
   private readonly sessions = new Map<string, SessionHandle>();
+  /** Digests the leader told each node to prefetch: a node credential may download them. */
+  private readonly prefetched = new Map<string, Set<string>>();
   private readonly queues = new KeyedMutex();
   private readonly sweeper: Timer;
   private readonly listeners = new Set<(change: NodeChange) => void>();
@@ -173,6 +177,30 @@ export class NodeRegistry {
     return this.update(name, (r) => (r!.cordoned && r!.draining ? undefined : { ...r!, cordoned: true, draining: true }));
   }
 
+  /**
+   * Deletes the node's record (`nodes rm`) and ends its session; its allocations then count as
+   * on a node that is down. The caller revokes its credentials first, so it cannot come back.
+   */
+  async remove(name: string): Promise<NodeView> {
+    return this.queues.run(name, async () => {
+      const view = this.get(name);
+      const key = keys.node(name);
+      const result = await this.deps.writer.txn([{ key, target: 'modRevision', op: '=', value: view.modRevision }], [{ type: 'delete', key }]);
+      if (!result.succeeded) throw new ConflictError(`node "${name}" changed while being removed; try again`);
+      this.nodes.delete(name);
+      this.prefetched.delete(name);
+      const session = this.sessions.get(name);
+      this.sessions.delete(name);
+      session?.close(`node ${name} was removed by an admin`);
+      const change: NodeChange = { node: name, from: displayStatus(view.record), to: 'removed' };
+      queueMicrotask(() => {
+        for (const listener of this.listeners) listener(change);
+      });
+      this.deps.log.info({ node: name }, 'node removed');
+      return view;
+    });
+  }
+
   /** Sends a command to a node's agent; FAILED_PRECONDITION when it is not connected to this leader. */
   command(name: string, command: Command): void {
     this.get(name);
@@ -180,6 +208,16 @@ export class NodeRegistry {
     if (!session || !session.command(command)) {
       throw new FailedPreconditionError(`node "${name}" is not connected; it gets commands once its agent is back`);
     }
+    if (command.prefetch?.digest) {
+      const digests = this.prefetched.get(name) ?? new Set<string>();
+      digests.add(command.prefetch.digest);
+      this.prefetched.set(name, digests);
+    }
+  }
+
+  /** Whether the leader told this node to prefetch the blob (it may then download it). */
+  wasToldToPrefetch(name: string, digest: string): boolean {
+    return this.prefetched.get(name)?.has(digest) ?? false;
   }
 
   /** Sends a node's agent its desired set; false when the node has no session with this leader. */
@@ -203,10 +241,10 @@ export class NodeRegistry {
     return () => this.listeners.delete(listener);
   }
 
-  /** Ends every session that authenticated with this token (it was just revoked). */
+  /** Ends every session that authenticated with this token, or was issued it as its credential (it was just revoked). */
   closeSessionsOf(tokenId: string): void {
     for (const session of [...this.sessions.values()]) {
-      if (session.tokenId === tokenId) session.close(`credential ${tokenId} was revoked`);
+      if (session.tokenId === tokenId || session.credentialId === tokenId) session.close(`token ${tokenId} was revoked`);
     }
   }
 

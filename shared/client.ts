@@ -329,6 +329,11 @@ export class CoordinatorClient {
     return this.unary<NodeServiceClient, Node>(mlfleetV1().NodeService, (s, md, o, cb) => s.drainNode({ name }, md, o, cb), options);
   }
 
+  /** Revokes the node's credentials, deletes its record and replaces its work; answers the node as it was. */
+  removeNode(name: string, options: CallOptions = {}): Promise<Node> {
+    return this.unary<NodeServiceClient, Node>(mlfleetV1().NodeService, (s, md, o, cb) => s.removeNode({ name }, md, o, cb), options);
+  }
+
   /** Has the node fetch a model version into its cache now; answers with what it will fetch. */
   prefetchModel(node: string, ref: string, tenant = '', options: CallOptions = {}): Promise<PrefetchModelResponse__Output> {
     return this.unary<NodeServiceClient, PrefetchModelResponse__Output>(mlfleetV1().NodeService, (s, md, o, cb) => s.prefetchModel({ node, ref, tenant }, md, o, cb), options);

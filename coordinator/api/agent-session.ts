@@ -52,8 +52,13 @@ export interface AgentSessionDeps {
   tokenTable(): TokenTable[];
   coordinatorId: string;
   leaderAddress(): string;
-  /** Mints the node's own credential after it joined with a join token. */
-  issueCredential(nodeName: string, principal: Principal): Promise<string>;
+  /**
+   * Admits a new node that joined with a join token: mints its own credential (ALREADY_EXISTS
+   * when the name is taken; coordinator/auth/node-admission.ts).
+   */
+  admit(nodeName: string, principal: Principal): Promise<{ token: string; credentialId: string }>;
+  /** Revokes a credential minted for a session that ended before the agent could receive it. */
+  abandon(credentialId: string): Promise<void>;
   heartbeatIntervalMs: number;
   nodeTtlMs: number;
   helloTimeoutMs: number;
@@ -81,6 +86,10 @@ export function agentSessionHandler(deps: AgentSessionDeps): (call: SessionCall,
 class AgentSession implements SessionHandle {
   readonly id = randomUUID();
   private nodeName: string | undefined;
+  /** After a join: the credential minted for this node (revoking it ends this session too). */
+  credentialId = '';
+  /** The welcome (with the credential, after a join) was written to the agent. */
+  private delivered = false;
   private ended = false;
   private welcomed = false;
   private readonly log: Logger;
@@ -158,7 +167,20 @@ class AgentSession implements SessionHandle {
       helloReceived();
       this.nodeName = hello.nodeName;
       this.log.info({ node: hello.nodeName, version: hello.agentVersion }, 'agent connected');
-      this.registry.hello(hello, this).then(() => this.welcome(hello)).catch((err: unknown) => this.fail(err));
+      this.join(hello)
+        .then(async (credential) => {
+          try {
+            if (this.ended) throw new UnavailableError('the agent left before it was welcomed');
+            await this.registry.hello(hello, this);
+            await this.welcome(hello, credential);
+          } catch (err) {
+            // The agent never received its credential: revoke it, so the name is not held by a
+            // credential nobody has (a record written meanwhile needs `nodes rm`).
+            if (credential && !this.delivered) await this.deps.abandon(this.credentialId).catch((e: unknown) => this.log.warn({ err: e }, 'could not revoke an undelivered node credential'));
+            throw err;
+          }
+        })
+        .catch((err: unknown) => this.fail(err));
       return;
     }
     if (!this.nodeName) throw new FailedPreconditionError('the first message of a session must be hello');
@@ -175,9 +197,20 @@ class AgentSession implements SessionHandle {
     }
   }
 
-  private async welcome(hello: Hello): Promise<void> {
-    const nodeCredential = this.principal.role === 'join' ? await this.deps.issueCredential(hello.nodeName, this.principal) : '';
-    if (this.ended) return;
+  /**
+   * A join token admits a new node only; the node gets its own credential before the registry
+   * hears of it, so an existing node's session is never replaced by a join. '' for a node
+   * that connects with its credential.
+   */
+  private async join(hello: Hello): Promise<string> {
+    if (this.principal.role !== 'join') return '';
+    const { token, credentialId } = await this.deps.admit(hello.nodeName, this.principal);
+    this.credentialId = credentialId;
+    return token;
+  }
+
+  private async welcome(hello: Hello, nodeCredential: string): Promise<void> {
+    if (this.ended) throw new UnavailableError('the agent left before it was welcomed');
     this.call.write({
       welcome: {
         nodeName: hello.nodeName,
@@ -188,6 +221,7 @@ class AgentSession implements SessionHandle {
         nodeCredential,
       },
     });
+    this.delivered = true;
     const workloads = this.deps.workloads();
     // What the agent runs now first (it may have finished or failed work while away), then
     // its desired set.

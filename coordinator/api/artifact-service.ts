@@ -32,6 +32,8 @@ export interface ArtifactServiceDeps {
   writer(): FencedWriter;
   /** Agents pushing a job's output: where it goes (the leader's workload controller). */
   jobOutputs?: JobOutputs;
+  /** Whether a node may download a blob: one of its allocations uses it, or it was told to prefetch it. */
+  nodeMayFetch?(node: string, digest: string): boolean;
 }
 
 interface PushMessage {
@@ -122,8 +124,12 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
   ): Promise<void> => {
     let found: Resolved | undefined;
     if (request.digest) {
-      // A node fetches whatever an allocation placed on it needs, whichever tenant owns it.
-      found = await registry.findByDigest(kind, request.digest, principal.role === 'node' ? undefined : tenantOf(principal, request.tenant));
+      // A node fetches what an allocation placed on it needs (or the leader told it to
+      // prefetch), whichever tenant owns it, and nothing else: any other digest is not found,
+      // exactly like one no version has.
+      const node = principal.role === 'node';
+      if (node && !deps.nodeMayFetch?.(principal.node, request.digest)) throw new NotFoundError(`no ${kind} version has content ${request.digest}`);
+      found = await registry.findByDigest(kind, request.digest, node ? undefined : tenantOf(principal, request.tenant));
       if (!found) throw new NotFoundError(`no ${kind} version has content ${request.digest}`);
     } else {
       if (principal.role === 'node') throw new InvalidArgumentError('agents download by digest');

@@ -2,7 +2,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Node, Resources } from '../../shared/proto.js';
 import { displayStatus, toProtoNode } from '../node-record.js';
-import type { NodeRegistry } from '../node-registry.js';
+import type { FencedWriter, NodeRegistry } from '../node-registry.js';
+import type { TokenRegistry } from '../auth/token-registry.js';
 import { randomUUID } from 'node:crypto';
 import { parseRef } from '../../shared/artifact-ref.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
@@ -15,6 +16,8 @@ export interface NodeServiceDeps {
   /** The registry while this coordinator leads; throws NotLeaderError otherwise. */
   registry(): NodeRegistry;
   revision(): Promise<number>;
+  tokens: TokenRegistry;
+  writer(): FencedWriter;
   /** What placed allocations hold, per node (nodes holding nothing are absent). */
   allocated(): Map<string, Resources>;
 }
@@ -49,6 +52,24 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
     CordonNode: action('CordonNode', (registry, name) => registry.cordon(name)),
     UncordonNode: action('UncordonNode', (registry, name) => registry.uncordon(name)),
     DrainNode: action('DrainNode', (registry, name) => registry.drain(name)),
+    // The credentials go first (a revocation ends the session), then the record: the node
+    // cannot come back under the name, and its allocations count as on a node that is down.
+    RemoveNode: edge.unary(
+      'NodeService.RemoveNode',
+      nodeNameRequestSchema,
+      async ({ name }): Promise<Node> => {
+        const registry = deps.registry();
+        const writer = deps.writer();
+        const view = registry.get(name);
+        const allocated = deps.allocated().get(name);
+        for (const token of deps.tokens.list()) {
+          if (token.role === 'node' && token.node === name && token.revokedAtMs === 0) await deps.tokens.revoke(writer, token.id);
+        }
+        await registry.remove(name);
+        return toProtoNode(view, allocated);
+      },
+      ({ name }) => `node/${name}`,
+    ),
     PrefetchModel: edge.unary(
       'NodeService.PrefetchModel',
       prefetchModelSchema,

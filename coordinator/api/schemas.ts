@@ -110,8 +110,10 @@ export const createTokenSchema = z
     role: z.enum(['admin', 'developer', 'consumer', 'join'], { errorMap: () => ({ message: 'must be admin, developer, consumer or join' }) }),
     description: z.string().max(256, 'must be at most 256 characters'),
     ttlMs: uint,
+    singleUse: z.boolean().default(false),
   })
-  .refine((r) => r.role === 'join' || r.tenant !== '', { message: 'is required for admin, developer and consumer tokens', path: ['tenant'] });
+  .refine((r) => r.role === 'join' || r.tenant !== '', { message: 'is required for admin, developer and consumer tokens', path: ['tenant'] })
+  .refine((r) => r.role === 'join' || !r.singleUse, { message: 'applies to join tokens only', path: ['singleUse'] });
 
 export const listTokensSchema = z.object({
   tenant: z.union([z.literal(''), tenantName]),

@@ -27,6 +27,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'NodeService.UncordonNode': { roles: ADMIN, mutating: true },
   'NodeService.DrainNode': { roles: ADMIN, mutating: true },
   'NodeService.PrefetchModel': { roles: ADMIN, mutating: true },
+  'NodeService.RemoveNode': { roles: ADMIN, mutating: true },
   'TenantService.CreateTenant': { roles: ADMIN, mutating: true },
   'TenantService.ListTenants': { roles: USERS, mutating: false },
   'TenantService.GetTenant': { roles: USERS, mutating: false },

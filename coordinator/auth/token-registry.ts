@@ -22,6 +22,11 @@ export interface TokenRecord {
   createdBy: string;
   revokedAtMs: number;
   expiresAtMs: number;
+  /** Join tokens: the first successful join consumes it (records written before this field lack it). */
+  singleUse?: boolean;
+  /** Single-use join tokens: when a node joined with it (0 or absent: unused), and which. */
+  usedAtMs?: number;
+  usedBy?: string;
   secretHash: string;
 }
 
@@ -39,6 +44,7 @@ export interface NewToken {
   node?: string;
   description?: string;
   ttlMs?: number;
+  singleUse?: boolean;
   createdBy: string;
 }
 
@@ -92,9 +98,17 @@ export class TokenRegistry {
     if (!parsed || !record || !secretMatches(parsed.secret, record.secretHash)) {
       throw new UnauthenticatedError('the token is not valid');
     }
+    this.assertUsable(record);
+    return { tokenId: record.id, role: record.role, tenant: record.tenant, node: record.node };
+  }
+
+  /** Revoked, expired and used single-use tokens no longer admit anyone (UNAUTHENTICATED). */
+  assertUsable(record: TokenRecord): void {
     if (record.revokedAtMs > 0) throw new UnauthenticatedError(`token ${record.id} has been revoked`);
     if (record.expiresAtMs > 0 && record.expiresAtMs <= this.clock.now()) throw new UnauthenticatedError(`token ${record.id} has expired`);
-    return { tokenId: record.id, role: record.role, tenant: record.tenant, node: record.node };
+    if (record.singleUse && (record.usedAtMs ?? 0) > 0) {
+      throw new UnauthenticatedError(`join token ${record.id} was single-use and node "${record.usedBy ?? ''}" has used it; create another with \`mlfleetctl tokens create --role join\``);
+    }
   }
 
   list(): TokenRecord[] {
@@ -132,6 +146,7 @@ export class TokenRegistry {
       createdBy: spec.createdBy,
       revokedAtMs: 0,
       expiresAtMs: spec.ttlMs ? now + spec.ttlMs : 0,
+      ...(spec.singleUse ? { singleUse: true, usedAtMs: 0, usedBy: '' } : {}),
       secretHash: hashSecret(secret),
     };
     return { record, token };

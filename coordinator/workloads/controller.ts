@@ -450,6 +450,16 @@ export class WorkloadController {
     return this.desiredOn(node).map((s) => toAgentAllocation(s.record, s.modRevision));
   }
 
+  /** The digests of the blobs (model, datasets) the allocations a node should run use: what its credential may download. */
+  blobsOf(node: string): Set<string> {
+    const digests = new Set<string>();
+    for (const { record } of this.desiredOn(node)) {
+      if (record.run.model) digests.add(record.run.model.digest);
+      for (const dataset of record.run.datasets) digests.add(dataset.digest);
+    }
+    return digests;
+  }
+
   /** The node's agent sent it its set (on hello): remember, so only changes are pushed. */
   markSent(node: string): void {
     this.sent.set(node, desiredSignature(this.desiredOn(node).map((s) => s.record)));

@@ -5,6 +5,7 @@ import { until } from '../helpers/eventually.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CoordinatorSession } from '../../agent/session.js';
+import { CoordinatorClient } from '../../shared/client.js';
 import { backoffDelay, seededRandom, systemClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/log.js';
 import type { Hello } from '../../shared/gen/mlfleet/v1/Hello.js';
@@ -21,11 +22,11 @@ async function pair(t: import('node:test').TestContext) {
   await until('the follower to know the leader', () => both.every((c) => c.leaderAddress !== ''));
   const leader = both.find((c) => c.isLeader)!;
   const follower = both.find((c) => !c.isLeader)!;
-  const { join } = await bootstrapTokens([`${dir}/c1`, `${dir}/c2`]);
-  return { leader, follower, join };
+  const { join, admin } = await bootstrapTokens([`${dir}/c1`, `${dir}/c2`]);
+  return { leader, follower, join, admin };
 }
 
-function agentSession(coordinators: string[], hellos: Hello[], joinToken: string) {
+function agentSession(coordinators: string[], hellos: Hello[], joinToken: string, refusals: string[] = []) {
   let credential: string | undefined;
   const abort = new AbortController();
   const session = new CoordinatorSession({
@@ -37,6 +38,9 @@ function agentSession(coordinators: string[], hellos: Hello[], joinToken: string
     onDesired: () => undefined,
     token: () => credential ?? joinToken,
     onCredential: (issued) => void (credential = issued),
+    // As the agent does: a refused credential is dropped and the join token tried again.
+    onUnauthenticated: () => void (credential = undefined),
+    onJoinRefused: (err) => void refusals.push(err.message),
     hello: () => {
       const hello: Hello = {
         nodeName: 'node-1',
@@ -77,6 +81,30 @@ test('when the leader goes away the agent reconnects to the new leader and says 
   await until('the follower to lead', () => follower.isLeader);
   await until('reconnected to the new leader', () => agent.session.state === 'connected' && agent.session.connectedTo === follower.address);
   assert.ok(hellos.length > before, 'hello is sent again after the reconnect');
+});
+
+test("an agent whose credential is revoked is refused a rejoin under its name, says why and backs off, and joins again after nodes rm", async (t) => {
+  const { leader, admin, join } = await pair(t);
+  const client = new CoordinatorClient([leader.address], { token: admin });
+  t.after(() => client.close());
+  const refusals: string[] = [];
+  const agent = agentSession([leader.address], [], join, refusals);
+  t.after(() => agent.stop());
+  await until('connected', () => agent.session.state === 'connected');
+  const first = agent.credential();
+  const credential = (await client.listTokens({ tenant: '', includeRevoked: false })).tokens.find((tk) => tk.role === 'node' && tk.node === 'node-1')!;
+  await client.revokeToken(credential.id);
+
+  await until('the rejoin refused', () => refusals.length > 0);
+  assert.match(refusals[0]!, /node "node-1" already exists and a join token admits new nodes only.*mlfleetctl nodes rm node-1/);
+  const start = refusals.length;
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  assert.ok(refusals.length - start <= 6, `backs off rather than spins: ${refusals.length - start} refusals in 3 s`);
+  assert.notEqual(agent.session.state, 'connected');
+
+  await client.removeNode('node-1');
+  await until('joined again', () => agent.session.state === 'connected', 15_000);
+  assert.ok(agent.credential() && agent.credential() !== first, 'a new credential');
 });
 
 test('reconnect delays are jittered and grow up to the cap', () => {

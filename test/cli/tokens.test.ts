@@ -20,6 +20,9 @@ function token(id: string, overrides: Partial<TokenRecord> = {}): TokenRecord {
     createdBy: 'tok-admin',
     revokedAtMs: 0,
     expiresAtMs: 0,
+    singleUse: false,
+    usedAtMs: 0,
+    usedBy: '',
     ...overrides,
   };
 }
@@ -42,7 +45,7 @@ test('tokens create -o json prints the id and the secret, with tenant, role and 
 
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stderr, '');
-  assert.deepEqual(leader.callsTo('CreateToken')[0]?.request, { tenant: 'acme', role: 'developer', description: 'ci', ttlMs: 30 * DAY });
+  assert.deepEqual(leader.callsTo('CreateToken')[0]?.request, { tenant: 'acme', role: 'developer', description: 'ci', ttlMs: 30 * DAY, singleUse: false });
   const out = JSON.parse(run.stdout) as Record<string, string>;
   assert.deepEqual(Object.keys(out).sort(), ['expiresAt', 'id', 'role', 'tenant', 'token']);
   assert.equal(out.id, 'tok-1');
@@ -65,7 +68,7 @@ test('tokens create prints the secret in the table and warns once on stderr that
   assert.match(run.stdout, /^Token:\s+mlf_secret_1$/m);
   assert.equal(run.stderr.split('\n').filter((line) => line.length > 0).length, 1);
   assert.match(run.stderr, /^mlfleetctl: the token is shown only this once/);
-  assert.deepEqual(leader.callsTo('CreateToken')[0]?.request, { tenant: 'acme', role: 'admin', description: '', ttlMs: 0 });
+  assert.deepEqual(leader.callsTo('CreateToken')[0]?.request, { tenant: 'acme', role: 'admin', description: '', ttlMs: 0, singleUse: false });
 });
 
 test('a join token is created without a tenant', async (t) => {
@@ -73,8 +76,46 @@ test('a join token is created without a tenant', async (t) => {
   const run = await mlfleetctl(t, ['--coordinator', leader.address, 'tokens', 'create', '--role', 'join', '--ttl', '12h', '-o', 'json']);
 
   assert.equal(run.code, 0, run.stderr);
-  assert.deepEqual(leader.callsTo('CreateToken')[0]?.request, { tenant: '', role: 'join', description: '', ttlMs: 12 * 3_600_000 });
+  assert.deepEqual(leader.callsTo('CreateToken')[0]?.request, { tenant: '', role: 'join', description: '', ttlMs: 12 * 3_600_000, singleUse: false });
   assert.equal((JSON.parse(run.stdout) as { tenant: string }).tenant, '');
+});
+
+test('a join token expires after 24h unless --ttl says otherwise; --single-use makes the first join use it up', async (t) => {
+  const leader = await coordinator(t, { role: 'leader' });
+  const plain = await mlfleetctl(t, ['--coordinator', leader.address, 'tokens', 'create', '--role', 'join', '-o', 'json']);
+  const once = await mlfleetctl(t, ['--coordinator', leader.address, 'tokens', 'create', '--role', 'join', '--single-use', '--ttl', '1h', '-o', 'json']);
+  const admin = await mlfleetctl(t, ['--coordinator', leader.address, 'tokens', 'create', '--role', 'admin', '--tenant', 'acme', '-o', 'json']);
+
+  for (const run of [plain, once, admin]) assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(leader.callsTo('CreateToken').map((c) => c.request), [
+    { tenant: '', role: 'join', description: '', ttlMs: DAY, singleUse: false },
+    { tenant: '', role: 'join', description: '', ttlMs: 3_600_000, singleUse: true },
+    { tenant: 'acme', role: 'admin', description: '', ttlMs: 0, singleUse: false },
+  ]);
+  assert.notEqual((JSON.parse(plain.stdout) as { expiresAt: string | null }).expiresAt, null);
+  assert.equal((JSON.parse(admin.stdout) as { expiresAt: string | null }).expiresAt, null);
+});
+
+test('tokens ls shows a single-use join token as single-use until a node uses it, then the node that did', async (t) => {
+  const leader = await coordinator(t, {
+    role: 'leader',
+    tokens: [
+      token('tok-once', { tenant: '', role: 'join', description: 'rack 4', singleUse: true }),
+      token('tok-used', { tenant: '', role: 'join', description: 'rack 5', singleUse: true, usedAtMs: created + DAY, usedBy: 'gpu-7' }),
+    ],
+  });
+  const table = await mlfleetctl(t, ['--coordinator', leader.address, 'tokens', 'ls']);
+  const json = await mlfleetctl(t, ['--coordinator', leader.address, 'tokens', 'ls', '-o', 'json']);
+
+  assert.equal(table.code, 0, table.stderr);
+  const lines = table.stdout.trimEnd().split('\n');
+  assert.match(lines[1]!, /^tok-once\s+-\s+join\s+-\s+single-use\s+.+ ago\s+never\s+rack 4$/);
+  assert.match(lines[2]!, /^tok-used\s+-\s+join\s+-\s+used\(gpu-7\)\s+.+ ago\s+never\s+rack 5$/);
+  const list = JSON.parse(json.stdout) as Array<{ id: string; singleUse: boolean; usedAt: string | null; usedBy: string }>;
+  assert.deepEqual(list.map((x) => [x.id, x.singleUse, x.usedAt, x.usedBy]), [
+    ['tok-once', true, null, ''],
+    ['tok-used', true, '2024-05-02T12:00:00.000Z', 'gpu-7'],
+  ]);
 });
 
 test('tokens ls -o json prints the stable fields and never a secret', async (t) => {
@@ -98,6 +139,9 @@ test('tokens ls -o json prints the stable fields and never a secret', async (t) 
     createdBy: 'tok-admin',
     revokedAt: null,
     expiresAt: null,
+    singleUse: false,
+    usedAt: null,
+    usedBy: '',
   });
   assert.deepEqual(list[1], {
     id: 'tok-node',
@@ -109,6 +153,9 @@ test('tokens ls -o json prints the stable fields and never a secret', async (t) 
     createdBy: 'tok-join',
     revokedAt: null,
     expiresAt: '2024-05-31T12:00:00.000Z',
+    singleUse: false,
+    usedAt: null,
+    usedBy: '',
   });
   assert.ok(list.every((t) => !('token' in t)));
 });
@@ -154,6 +201,7 @@ test('bad tokens usage exits 2 before any call', async (t) => {
     [['tokens', 'create', '--tenant', 'acme', '--role', 'admin', '--ttl', '3w'], /--ttl "3w" is not a duration/],
     [['tokens', 'create', '--tenant', 'acme', '--role', 'admin', '--ttl', '0'], /--ttl must be more than 0/],
     [['tokens', 'revoke'], /missing required argument 'id'/],
+    [['tokens', 'create', '--tenant', 'acme', '--role', 'developer', '--single-use'], /--single-use is for join tokens only/],
   ];
   for (const [args, message] of cases) {
     const run = await mlfleetctl(t, ['--coordinator', leader.address, ...args]);

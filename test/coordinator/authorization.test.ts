@@ -33,6 +33,7 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'NodeService.UncordonNode': adminOnly,
   'NodeService.DrainNode': adminOnly,
   'NodeService.PrefetchModel': adminOnly,
+  'NodeService.RemoveNode': adminOnly,
   'TenantService.CreateTenant': adminOnly,
   'TenantService.ListTenants': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
   'TenantService.GetTenant': ownTenantRead,
@@ -76,7 +77,7 @@ function operatorRead(c: Caller, scope: Scope): Answer {
 
 /**
  * Developers push and change their tenant's artifacts, consumers read them, nodes fetch blobs by
- * digest. A node passes ModelService.Push's rule (an agent pushes a job's output model) but the
+ * digest (only those its allocations use). A node passes ModelService.Push's rule (an agent pushes a job's output model) but the
  * handler refuses it unless the header names a job allocation with an output model placed on
  * that node (test/coordinator/workloads.test.ts covers that one case): a plain push is refused.
  */
@@ -86,7 +87,9 @@ function artifactExpectations(service: string): Record<string, (caller: Caller, 
     [`${service}.ListArtifacts`]: ownTenantRead,
     [`${service}.GetArtifact`]: ownTenantRead,
     [`${service}.Resolve`]: ownTenantRead,
-    [`${service}.Download`]: (c, scope) => (c === 'node' ? 'OK' : ownTenantRead(c, scope)),
+    // A node downloads only what its allocations use (or it was told to prefetch): no
+    // allocation of node-x uses the payload, so it is not found (node-identity.test.ts has the rest).
+    [`${service}.Download`]: (c, scope) => (c === 'node' ? 'NOT_FOUND' : ownTenantRead(c, scope)),
     [`${service}.SetAlias`]: ownTenantWrite,
     [`${service}.DeleteVersion`]: ownTenantWrite,
   };
@@ -258,6 +261,12 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
     case 'NodeService.UncordonNode':
     case 'NodeService.DrainNode':
       return { name: 'node-x' };
+    case 'NodeService.RemoveNode': {
+      // A node of its own to remove, so each allowed call succeeds and nothing else is disturbed.
+      const name = `gone-${cluster.fresh()}`;
+      assert.equal((await openSession(cluster.coordinator.address, cluster.tokens.join, name)).answer, 'OK');
+      return { name };
+    }
     case 'NodeService.PrefetchModel':
       return { node: 'node-p', ref: `seed-${tenant}:1`, tenant };
     case 'TenantService.CreateTenant':

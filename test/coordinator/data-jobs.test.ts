@@ -296,7 +296,8 @@ test('the parts recorded survive a leader change: the next leader makes the outp
   a.close();
   await first.coordinator.close();
   const second = await startLeader(t, { dataDir: dir, workloads: { tickMs: 100 } });
-  const again = new FakeAgent('node-a', second.coordinator.address, second.join);
+  // The node comes back with its credential: a join token admits new nodes only.
+  const again = new FakeAgent('node-a', second.coordinator.address, a.credential!);
   t.after(() => again.close());
   await again.connect(partitions.map((p) => ({ id: p.allocation.id, state: 'completed' })));
   const secondApi = new WorkloadApi(second.coordinator.address, second.admin);

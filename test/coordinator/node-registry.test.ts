@@ -29,7 +29,7 @@ function hello(name: string, overrides: Partial<Hello> = {}): Hello {
 }
 
 function session(id: string): SessionHandle & { closedWith: string | undefined } {
-  return { id, tokenId: `token-${id}`, closedWith: undefined, close(reason: string) { this.closedWith = reason; }, command: () => true, desired: () => true, routes: () => true, tokens: () => true };
+  return { id, tokenId: `token-${id}`, credentialId: '', closedWith: undefined, close(reason: string) { this.closedWith = reason; }, command: () => true, desired: () => true, routes: () => true, tokens: () => true };
 }
 
 async function setup(t: import('node:test').TestContext) {

@@ -27,6 +27,8 @@ export class FakeAgent {
   private readonly client: grpc.Client;
   private call: grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut> | undefined;
   private heartbeats: NodeJS.Timeout | undefined;
+  /** How the leader ended the current session (undefined while it is open). */
+  endedWith: grpc.ServiceError | undefined;
   /** The node credential the leader issued when this agent joined (what a real agent pushes job outputs with). */
   credential: string | undefined;
   /** Latency samples the next heartbeat carries, as a gateway would report them. */
@@ -48,10 +50,13 @@ export class FakeAgent {
     return agent;
   }
 
-  /** Opens a session; `statuses` go in the hello, as after an agent restart. */
+  /**
+   * Opens a session (with its credential once it has one, as a real agent does: the join token
+   * admits a new node only); `statuses` go in the hello, as after an agent restart.
+   */
   async connect(statuses: Array<{ id: string; state: string; reason?: string; exitCode?: number }> = []): Promise<void> {
     const def = mlfleetV1().AgentService.service.Session;
-    const call = this.client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, setBearer(new grpc.Metadata(), this.token)) as unknown as grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut>;
+    const call = this.client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, setBearer(new grpc.Metadata(), this.credential ?? this.token)) as unknown as grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut>;
     this.call = call;
     let welcomed = false;
     call.on('data', (message: CoordinatorMessageOut) => {
@@ -69,7 +74,11 @@ export class FakeAgent {
         this.sets += 1;
       }
     });
-    call.on('error', () => clearInterval(this.heartbeats));
+    this.endedWith = undefined;
+    call.on('error', (err: grpc.ServiceError) => {
+      clearInterval(this.heartbeats);
+      if (this.call === call) this.endedWith = err;
+    });
     const { cpuMillis = 8000, memoryBytes = 32 * 2 ** 30, gpus = [], labels = {}, cache = [] } = this.options;
     call.write({
       hello: {

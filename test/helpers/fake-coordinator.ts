@@ -223,6 +223,7 @@ export class FakeCoordinator {
         n.cordoned = true;
         n.status = 'draining';
       }),
+      RemoveNode: withNode('RemoveNode', (n) => this.nodes.delete(n.name)),
       PrefetchModel: this.unaryHandler('PrefetchModel', ({ ref }) => {
         const { version } = this.resolveVersion('model', ref);
         return { digest: version.digest, sizeBytes: version.sizeBytes };
@@ -418,7 +419,7 @@ export class FakeCoordinator {
 
   private tokenHandlers(): TokenServiceHandlers {
     return {
-      CreateToken: this.unaryHandler('CreateToken', ({ tenant, role, description, ttlMs }) => {
+      CreateToken: this.unaryHandler('CreateToken', ({ tenant, role, description, ttlMs, singleUse }) => {
         const n = this.tokens.size + 1;
         const now = Date.now();
         const info: TokenRecord = {
@@ -431,6 +432,9 @@ export class FakeCoordinator {
           createdBy: 'bootstrap',
           revokedAtMs: 0,
           expiresAtMs: ttlMs > 0 ? now + ttlMs : 0,
+          singleUse,
+          usedAtMs: 0,
+          usedBy: '',
         };
         this.tokens.set(info.id, info);
         this.secrets.set(info.id, `mlf_secret_${n}`);

@@ -69,6 +69,16 @@ export function registerNodeCommands(program: Command): void {
     );
 
   nodes
+    .command('rm')
+    .description("remove a node: revoke its credentials (ending its session), delete it and move its work elsewhere; the name may then join again")
+    .argument('<name>', 'node name')
+    .action((name: string, _options: unknown, command: Command) =>
+      withContext(command, async (ctx) =>
+        ctx.print(nodeActionView(await ctx.client().removeNode(name), 'removed: its credentials are revoked and its work is being moved elsewhere')),
+      ),
+    );
+
+  nodes
     .command('prefetch')
     .description("fetch a model version into the node's cache now, ahead of a deployment")
     .argument('<name>', 'node name')

@@ -18,6 +18,11 @@ export interface TokenJson {
   revokedAt: string | null;
   /** null for a token that does not expire. */
   expiresAt: string | null;
+  /** Join tokens: the first node that joins uses it up. */
+  singleUse: boolean;
+  /** Single-use join tokens: when a node joined with it (null: unused), and which node. */
+  usedAt: string | null;
+  usedBy: string;
 }
 
 export interface CreatedTokenJson {
@@ -40,14 +45,18 @@ export function tokenJson(info: TokenInfo): TokenJson {
     createdBy: info.createdBy,
     revokedAt: isoOrNull(info.revokedAtMs),
     expiresAt: isoOrNull(info.expiresAtMs),
+    singleUse: info.singleUse,
+    usedAt: isoOrNull(info.usedAtMs),
+    usedBy: info.usedBy,
   };
 }
 
-/** revoked, expired or active, as of `now`. */
+/** revoked, expired, used (a single-use join token, with the node that used it) or active, as of `now`. */
 function tokenState(info: TokenInfo, now: number): string {
   if (info.revokedAtMs > 0) return 'revoked';
   if (info.expiresAtMs > 0 && info.expiresAtMs <= now) return 'expired';
-  return 'active';
+  if (info.singleUse && info.usedAtMs > 0) return `used(${info.usedBy})`;
+  return info.singleUse ? 'single-use' : 'active';
 }
 
 /** When it stops working: an ISO date, or "never". */
