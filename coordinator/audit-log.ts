@@ -112,6 +112,7 @@ interface RingReader {
 
 export class AuditLog {
   private readonly writesPerRing = new Map<string, number>();
+  private readonly trimming = new Set<string>();
   private migrating: FencedWriter | undefined;
 
   constructor(
@@ -239,8 +240,21 @@ export class AuditLog {
     }
   }
 
-  /** Deletes a ring's oldest entries beyond RETAIN, a batch at a time. */
+  /**
+   * Deletes a ring's oldest entries beyond RETAIN, a batch at a time; one trim per ring at a
+   * time (two would each delete the excess both counted).
+   */
   private async trim(ring: string, writer: FencedWriter): Promise<void> {
+    if (this.trimming.has(ring)) return;
+    this.trimming.add(ring);
+    try {
+      await this.trimNow(ring, writer);
+    } finally {
+      this.trimming.delete(ring);
+    }
+  }
+
+  private async trimNow(ring: string, writer: FencedWriter): Promise<void> {
     let excess = (await this.store.range(ring, { limit: 1 })).count - RETAIN;
     while (excess > 0) {
       const { kvs } = await this.store.range(ring, { descending: true, limit: Math.min(excess, 500) });
