@@ -3,6 +3,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from './errors.js';
+import { quoted } from './truncate.js';
 
 /** Models and datasets share one registry, one protocol and one CLI, told apart by kind. */
 export type ArtifactKind = 'model' | 'dataset';
@@ -60,7 +61,7 @@ export const ARTIFACT_NAME = /^(?!.*\.\.)[a-z0-9]([a-z0-9._-]{0,98}[a-z0-9])?$/;
 export const NAME_RULE = 'lowercase letters, digits, ".", "_" and "-" (1-100, starting and ending with a letter or digit, no "..")';
 
 export function checkName(name: string, what = 'name'): string {
-  if (!ARTIFACT_NAME.test(name)) throw new InvalidArgumentError(`${what} "${name}" is not valid: use ${NAME_RULE}`);
+  if (!ARTIFACT_NAME.test(name)) throw new InvalidArgumentError(`${what} ${quoted(name)} is not valid: use ${NAME_RULE}`);
   return name;
 }
 
@@ -71,7 +72,7 @@ export function parseRef(ref: string): ArtifactRef {
   const colon = text.lastIndexOf(':');
   if (colon >= 0) {
     const version = text.slice(colon + 1);
-    if (!/^[1-9]\d{0,8}$/.test(version)) throw new InvalidArgumentError(`"${ref}": the version after ":" must be a positive whole number`);
+    if (!/^[1-9]\d{0,8}$/.test(version)) throw new InvalidArgumentError(`${quoted(ref)}: the version after ":" must be a positive whole number`);
     return { name: checkName(text.slice(0, colon)), version: Number(version) };
   }
   return { name: checkName(text) };

@@ -117,6 +117,8 @@ export type TenantList = ListTenantsResponse__Output;
 export type CreatedToken = CreateTokenResponse__Output;
 export type TokenList = ListTokensResponse__Output;
 export type AuditEventList = ListAuditEventsResponse__Output;
+/** ListAuditEventsRequest.limit's ceiling. */
+export const AUDIT_PAGE_MAX = 1000;
 export type ArtifactList = ListArtifactsResponse__Output;
 export type DeploymentList = ListDeploymentsResponse__Output;
 export type JobList = ListJobsResponse__Output;
@@ -375,6 +377,23 @@ export class CoordinatorClient {
 
   listAuditEvents(request: ListAuditEventsRequest = {}, options: CallOptions = {}): Promise<AuditEventList> {
     return this.unary<EventServiceClient, AuditEventList>(mlfleetV1().EventService, (s, md, o, cb) => s.listAuditEvents(request, md, o, cb), options);
+  }
+
+  /**
+   * The audit trail newest first, page after page (each page one call, of up to 1000
+   * entries), until `limit` entries (default: all) or the oldest entry.
+   */
+  async *auditEventPages(request: { tenant?: string; limit?: number } = {}, options: CallOptions = {}): AsyncGenerator<AuditEventList['events']> {
+    let left = request.limit ?? Infinity;
+    let pageToken = '';
+    while (left > 0) {
+      const page = await this.listAuditEvents({ tenant: request.tenant ?? '', limit: Math.min(left, AUDIT_PAGE_MAX), pageToken }, options);
+      const events = page.events.slice(0, left);
+      left -= events.length;
+      if (events.length > 0) yield events;
+      if (!page.nextPageToken) return;
+      pageToken = page.nextPageToken;
+    }
   }
 
   /**

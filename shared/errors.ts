@@ -1,6 +1,7 @@
 // Typed errors with a stable `code` and their gRPC status, converted at the RPC edge in one
 // place (toGrpcError / fromGrpcError) so domain code throws meaning, not transport details.
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { truncate } from './truncate.js';
 
 export const LEADER_METADATA_KEY = 'mlfleet-leader';
 
@@ -96,16 +97,19 @@ export class InternalError extends MlfleetError {
 }
 
 /** The RPC edge: any thrown value becomes a gRPC error with the right status. */
+/** A last bound on an error's text: one that quotes an input whole could not even be delivered. */
+const ERROR_MAX_BYTES = 8 * 1024;
+
 export function toGrpcError(err: unknown): Partial<ServiceError> {
   const metadata = new Metadata();
   if (MlfleetError.is(err)) {
     if (err instanceof NotLeaderError || err.code === 'NOT_LEADER') {
       metadata.set(LEADER_METADATA_KEY, (err as NotLeaderError).leader ?? '');
     }
-    return { code: err.grpcStatus, details: err.message, metadata };
+    return { code: err.grpcStatus, details: truncate(err.message, ERROR_MAX_BYTES), metadata };
   }
   const message = err instanceof Error ? err.message : String(err);
-  return { code: Status.INTERNAL, details: `internal error: ${message}`, metadata };
+  return { code: Status.INTERNAL, details: truncate(`internal error: ${message}`, ERROR_MAX_BYTES), metadata };
 }
 
 /** The client edge: a gRPC error becomes the matching typed error. */

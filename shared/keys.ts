@@ -10,7 +10,11 @@ export const keys = {
   tenantsPrefix: `${ROOT}tenants/`,
   tenant: (name: string) => `${ROOT}tenants/${name}`,
   auditPrefix: `${ROOT}audit/`,
-  audit: (timeMs: number, suffix: string) => `${ROOT}audit/${String(timeMs).padStart(15, '0')}-${suffix}`,
+  /**
+   * One ring of the audit trail (coordinator/audit-log.ts): admins' entries and users'
+   * (developers', consumers') entries per tenant, and one for nodes; each trimmed apart.
+   */
+  auditRing: (kind: 'admin' | 'tenant' | 'node', tenant: string) => `${ROOT}audit/${kind}/${tenant || '_'}/`,
   bootstrap: `${ROOT}bootstrap`,
   artifactsPrefix: (kind: string) => `${ROOT}artifacts/${kind}/`,
   tenantArtifactsPrefix: (kind: string, tenant: string) => `${ROOT}artifacts/${kind}/${tenant}/`,

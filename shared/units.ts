@@ -1,6 +1,7 @@
 // Human units in flags, config files and CLI output: durations ("15s", "500ms", "2m", "30d"),
 // byte sizes ("512Mi", "20Gi", "1.5GB", plain numbers), CPU ("500m", "2", "1.5").
 import { InvalidArgumentError } from './errors.js';
+import { quoted } from './truncate.js';
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -10,7 +11,7 @@ export function parseDuration(text: string, what = 'duration'): number {
   if (/^\d+$/.test(trimmed)) return Number(trimmed);
   const parts = [...trimmed.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== trimmed) {
-    throw new InvalidArgumentError(`${what} "${text}" is not a duration; use forms like 500ms, 15s, 2m, 1h or 30d`);
+    throw new InvalidArgumentError(`${what} ${quoted(text)} is not a duration; use forms like 500ms, 15s, 2m, 1h or 30d`);
   }
   return Math.round(parts.reduce((total, p) => total + Number(p[1]) * DURATION_UNITS[p[2]!]!, 0));
 }
@@ -28,7 +29,7 @@ export function parseBytes(text: string, what = 'size'): number {
   const match = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(text.trim());
   const factor = match ? BYTE_UNITS[match[2]!] : undefined;
   if (!match || factor === undefined) {
-    throw new InvalidArgumentError(`${what} "${text}" is not a size; use forms like 1000, 512Mi, 20Gi or 1.5GB`);
+    throw new InvalidArgumentError(`${what} ${quoted(text)} is not a size; use forms like 1000, 512Mi, 20Gi or 1.5GB`);
   }
   return Math.round(Number(match[1]) * factor);
 }
@@ -36,7 +37,7 @@ export function parseBytes(text: string, what = 'size'): number {
 /** Parses CPU as cores ("2", "1.5") or millicores ("500m") into millicores. */
 export function parseCpuMillis(text: string, what = 'cpu'): number {
   const match = /^(\d+(?:\.\d+)?)(m?)$/.exec(text.trim());
-  if (!match) throw new InvalidArgumentError(`${what} "${text}" is not a CPU amount; use cores (2, 0.5) or millicores (500m)`);
+  if (!match) throw new InvalidArgumentError(`${what} ${quoted(text)} is not a CPU amount; use cores (2, 0.5) or millicores (500m)`);
   return match[2] === 'm' ? Math.round(Number(match[1])) : Math.round(Number(match[1]) * 1000);
 }
 

@@ -2,6 +2,7 @@
 // becomes one InvalidArgumentError listing every problem by field path.
 import { z } from 'zod';
 import { InvalidArgumentError } from './errors.js';
+import { truncate } from './truncate.js';
 
 export { z };
 
@@ -15,14 +16,20 @@ export function assertWellFormed(value: unknown, what: string): void {
   }
 }
 
+/** An invalid request's error lists at most this many problems, each at most this long. */
+const MAX_PROBLEMS = 20;
+const PROBLEM_MAX_BYTES = 512;
+
 export function validate<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknown, what: string): T {
   assertWellFormed(value, what);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
+  // A message may quote the value it refused: each is cut, so an error never echoes an input whole.
+  const problems = result.error.issues.slice(0, MAX_PROBLEMS).map((issue) => {
     const field = issue.path.length > 0 ? issue.path.join('.') : 'request';
-    return `${field}: ${issue.message}`;
+    return truncate(`${field}: ${issue.message}`, PROBLEM_MAX_BYTES);
   });
+  if (result.error.issues.length > MAX_PROBLEMS) problems.push(`and ${result.error.issues.length - MAX_PROBLEMS} more`);
   throw new InvalidArgumentError(`invalid ${what}: ${problems.join('; ')}`);
 }
 

@@ -12,6 +12,7 @@ import { InvalidArgumentError } from './errors.js';
 import type { DeploymentSpec, JobSpec, ResourceRequest } from './proto.js';
 import { parseBytes, parseCpuMillis, parseDuration } from './units.js';
 import { z } from './validation.js';
+import { quoted } from './truncate.js';
 
 export type { DeploymentSpec, JobSpec, ResourceRequest };
 
@@ -29,28 +30,28 @@ export const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/;
 
 /** Throws InvalidArgumentError unless `name` is a valid deployment or job name. */
 export function checkWorkloadName(name: string, what = 'name'): string {
-  if (name.length > 63 || !WORKLOAD_NAME.test(name)) throw new InvalidArgumentError(`${what} "${name}" is not valid: use ${WORKLOAD_NAME_RULE}`);
+  if (name.length > 63 || !WORKLOAD_NAME.test(name)) throw new InvalidArgumentError(`${what} ${quoted(name)} is not valid: use ${WORKLOAD_NAME_RULE}`);
   return name;
 }
 
 /** Throws unless `stack` could name a stack. */
 export function checkStack(stack: string): string {
-  if (stack.length > 63 || !STACK_NAME.test(stack)) throw new InvalidArgumentError(`stack "${stack}" is not a stack name (lowercase letters, digits and "-", like onnx)`);
+  if (stack.length > 63 || !STACK_NAME.test(stack)) throw new InvalidArgumentError(`stack ${quoted(stack)} is not a stack name (lowercase letters, digits and "-", like onnx)`);
   return stack;
 }
 
 /** Throws unless `image` looks like an image reference. */
 export function checkImage(image: string): string {
-  if (image.length > 512 || !IMAGE_REF.test(image)) throw new InvalidArgumentError(`image "${image}" is not an image reference (like mlfleet/runtime:0.1.0)`);
+  if (image.length > 512 || !IMAGE_REF.test(image)) throw new InvalidArgumentError(`image ${quoted(image)} is not an image reference (like mlfleet/runtime:0.1.0)`);
   return image;
 }
 
 /** "KEY=value" → [KEY, value]; the key checked with `keyRule`. */
 export function parseAssignment(text: string, what: string, keyRule: RegExp, keyHint: string): [string, string] {
   const eq = text.indexOf('=');
-  if (eq <= 0) throw new InvalidArgumentError(`${what} "${text}" is not KEY=VALUE`);
+  if (eq <= 0) throw new InvalidArgumentError(`${what} ${quoted(text)} is not KEY=VALUE`);
   const key = text.slice(0, eq);
-  if (!keyRule.test(key)) throw new InvalidArgumentError(`${what} "${text}": "${key}" is not valid; ${keyHint}`);
+  if (!keyRule.test(key)) throw new InvalidArgumentError(`${what} ${quoted(text)}: ${quoted(key)} is not valid; ${keyHint}`);
   return [key, text.slice(eq + 1)];
 }
 
@@ -414,7 +415,7 @@ const deploymentSpecSchema = z
     model: ref('model').optional(),
     port: whole(1, 65_535).optional(),
     readinessPath: checked((value) => {
-      if (!/^\/\S*$/.test(value)) throw new InvalidArgumentError(`"${value}" is not a path starting with /`);
+      if (!/^\/\S*$/.test(value)) throw new InvalidArgumentError(`${quoted(value)} is not a path starting with /`);
     }).optional(),
     replicas: count.optional(),
     maxPerNode: count.optional(),
@@ -437,7 +438,7 @@ const outputFields = z
     model: checked((value) => checkName(value, 'output model')).optional(),
     dataset: checked((value) => checkName(value, 'output dataset')).optional(),
     format: checked((value) => {
-      if (!ARTIFACT_FORMATS.model.includes(value)) throw new InvalidArgumentError(`"${value}" is not a model format: ${ARTIFACT_FORMATS.model.join(', ')}`);
+      if (!ARTIFACT_FORMATS.model.includes(value)) throw new InvalidArgumentError(`${quoted(value)} is not a model format: ${ARTIFACT_FORMATS.model.join(', ')}`);
     }).optional(),
     type: text(64).optional(),
     inputFormat: text(64).optional(),

@@ -19,10 +19,10 @@ export interface EventServiceDeps {
 
 export function eventService(deps: EventServiceDeps): grpc.UntypedServiceImplementation {
   return {
-    ListAuditEvents: deps.edge.unary('EventService.ListAuditEvents', listAuditEventsSchema, async ({ tenant, limit, beforeId }, { principal }) => {
+    ListAuditEvents: deps.edge.unary('EventService.ListAuditEvents', listAuditEventsSchema, async ({ tenant, limit, beforeId, pageToken }, { principal }) => {
       if (tenant) assertTenantVisible(principal, tenant);
       const scope = principal.role === 'admin' ? tenant : principal.tenant;
-      return { events: await deps.audit.list({ tenant: scope, limit: limit || 100, beforeId }) };
+      return deps.audit.list({ tenant: scope, limit: limit || 100, beforeId, pageToken });
     }),
     WatchEvents: deps.edge.serverStream('EventService.WatchEvents', watchEventsSchema, async ({ tenant, object, replay, follow }, { principal }, call) => {
       const scope = listScope(principal, tenant);

@@ -2,6 +2,7 @@
 import { ARTIFACT_NAME, NAME_RULE, parseRef } from '../../shared/artifact-ref.js';
 import { QUOTA_NAMES } from '../../shared/quota.js';
 import { labelMap, nodeName, z } from '../../shared/validation.js';
+import { PAGE_TOKEN } from '../audit-log.js';
 
 const uint = z.number().int().nonnegative();
 
@@ -128,6 +129,7 @@ export const listAuditEventsSchema = z.object({
   tenant: z.union([z.literal(''), tenantName]),
   limit: uint.max(1000, 'must be at most 1000'),
   beforeId: uint,
+  pageToken: z.union([z.literal(''), z.string().regex(PAGE_TOKEN, 'must be the nextPageToken of an earlier page')]),
 });
 
 export const artifactName = z.string().regex(ARTIFACT_NAME, `must be ${NAME_RULE}`);

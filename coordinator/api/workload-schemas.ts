@@ -3,6 +3,7 @@ import { ARTIFACT_FORMATS, ARTIFACT_NAME, NAME_RULE, parseRef } from '../../shar
 import { labelMap, z } from '../../shared/validation.js';
 import { jobShapeProblems, MAX_PARTITIONS, type JobShapeNames } from '../../shared/workload-spec.js';
 import { artifactMetadata, artifactName, tenantName } from './schemas.js';
+import { quoted } from '../../shared/truncate.js';
 
 const uint = z.number().int().nonnegative();
 const optionalTenant = z.union([z.literal(''), tenantName]);
@@ -94,9 +95,9 @@ const outputDataset = z.string().superRefine((value, ctx) => {
   const parts = value.split('/');
   const name = parts.at(-1)!;
   if (parts.length > 2 || (parts.length === 2 && !tenantName.safeParse(parts[0]).success)) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not a dataset name: use ${NAME_RULE} (the dataset is in the job's tenant)` });
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${quoted(value)} is not a dataset name: use ${NAME_RULE} (the dataset is in the job's tenant)` });
   } else if (!ARTIFACT_NAME.test(name)) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${name}" is not a dataset name: use ${NAME_RULE}` });
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${quoted(name)} is not a dataset name: use ${NAME_RULE}` });
   }
 });
 

@@ -48,6 +48,7 @@ import {
   type WorkloadKind,
 } from './records.js';
 import { resolveDeployment, resolveJob, type StackLookup } from './resolve.js';
+import { quoted } from '../../shared/truncate.js';
 
 export interface WorkloadControllerOptions {
   /** Host ports handed to serving replicas. */
@@ -410,8 +411,8 @@ export class WorkloadController {
   /** An allocation by id or unique id prefix, within `tenant` (undefined: any). */
   findAllocation(idOrPrefix: string, tenant: string | undefined): AllocationRecord {
     const matches = [...this.allocations.values()].map((s) => s.record).filter((a) => a.id.startsWith(idOrPrefix) && (tenant === undefined || a.tenant === tenant));
-    if (matches.length === 0) throw new NotFoundError(`allocation "${idOrPrefix}" not found; \`mlfleetctl ps --all\` lists them`);
-    if (matches.length > 1) throw new InvalidArgumentError(`allocation prefix "${idOrPrefix}" is ambiguous (${matches.length} match); give more of the id`);
+    if (matches.length === 0) throw new NotFoundError(`allocation ${quoted(idOrPrefix)} not found; \`mlfleetctl ps --all\` lists them`);
+    if (matches.length > 1) throw new InvalidArgumentError(`allocation prefix ${quoted(idOrPrefix)} is ambiguous (${matches.length} match); give more of the id`);
     return matches[0]!;
   }
 

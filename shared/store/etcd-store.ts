@@ -33,6 +33,7 @@ import {
   type LeaseGrant,
   type Op,
   type OpResult,
+  type RangeOptions,
   type RangeResult,
   type Store,
   type TxnResult,
@@ -134,9 +135,25 @@ export class EtcdStore implements Store {
     return response.kvs[0] && this.toKeyValue(response.kvs[0]);
   }
 
-  async range(prefix: string): Promise<RangeResult> {
-    const response = await this.call(() => this.client.kv.range(this.rangeRequest(prefix)));
-    return { kvs: response.kvs.map((kv) => this.toKeyValue(kv)), revision: Number(response.header.revision) };
+  async range(prefix: string, options: RangeOptions = {}): Promise<RangeResult> {
+    const request = this.rangeRequest(prefix);
+    let { key, range_end } = request;
+    if (options.start !== undefined && Buffer.compare(this.toEtcd(options.start), key) > 0) key = this.toEtcd(options.start);
+    // A range end of '\0' is etcd's "to the last key".
+    const open = range_end.length === 1 && range_end[0] === 0;
+    if (options.end !== undefined && (open || Buffer.compare(this.toEtcd(options.end), range_end) < 0)) range_end = this.toEtcd(options.end);
+    if (!(range_end.length === 1 && range_end[0] === 0) && Buffer.compare(key, range_end) >= 0) return { kvs: [], revision: await this.revision(), count: 0 };
+    const response = await this.call(() =>
+      this.client.kv.range({
+        key,
+        range_end,
+        limit: options.limit ?? 0,
+        // Ascending by key is etcd's natural order; only descending needs asking for.
+        ...(options.descending ? { sort_order: 'Descend' as const, sort_target: 'Key' as const } : {}),
+      }),
+    );
+    const kvs = response.kvs.map((kv) => this.toKeyValue(kv));
+    return { kvs, revision: Number(response.header.revision), count: Number(response.count) };
   }
 
   async revision(): Promise<number> {

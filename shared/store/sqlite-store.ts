@@ -30,6 +30,7 @@ import {
   type LeaseGrant,
   type Op,
   type OpResult,
+  type RangeOptions,
   type RangeResult,
   type Store,
   type TxnResult,
@@ -176,6 +177,20 @@ export function prefixEnd(prefix: string): string | undefined {
   return undefined;
 }
 
+/** Keys in SQLite's BINARY order (UTF-8 bytes), which JavaScript's < (UTF-16 units) is not. */
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** A range's [lo, hi) key bounds: the prefix narrowed by the options; hi undefined: no end. */
+function rangeBounds(prefix: string, options: RangeOptions): { lo: string; hi: string | undefined } {
+  const lo = options.start !== undefined && byteOrder(options.start, prefix) > 0 ? options.start : prefix;
+  const end = prefixEnd(prefix);
+  let hi = end;
+  if (options.end !== undefined && (hi === undefined || byteOrder(options.end, hi) < 0)) hi = options.end;
+  return { lo, hi };
+}
+
 function compareHolds(kv: KeyValue | undefined, compare: Compare): boolean {
   let order: number;
   if (compare.target === 'value') {
@@ -209,6 +224,13 @@ function prepareStatements(db: Database.Database) {
     kvGet: db.prepare<[string], KvRow>('SELECT * FROM kv WHERE key = ?'),
     kvRange: db.prepare<[string, string], KvRow>('SELECT * FROM kv WHERE key >= ? AND key < ? ORDER BY key'),
     kvRangeOpen: db.prepare<[string], KvRow>('SELECT * FROM kv WHERE key >= ? ORDER BY key'),
+    // Bounded ranges (LIMIT -1: none), for paging through a large prefix.
+    kvPage: db.prepare<[string, string, number], KvRow>('SELECT * FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?'),
+    kvPageDesc: db.prepare<[string, string, number], KvRow>('SELECT * FROM kv WHERE key >= ? AND key < ? ORDER BY key DESC LIMIT ?'),
+    kvPageOpen: db.prepare<[string, number], KvRow>('SELECT * FROM kv WHERE key >= ? ORDER BY key LIMIT ?'),
+    kvPageOpenDesc: db.prepare<[string, number], KvRow>('SELECT * FROM kv WHERE key >= ? ORDER BY key DESC LIMIT ?'),
+    kvCount: db.prepare<[string, string], { n: number }>('SELECT COUNT(*) AS n FROM kv WHERE key >= ? AND key < ?'),
+    kvCountOpen: db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM kv WHERE key >= ?'),
     kvOfLease: db.prepare<[string], { key: string }>('SELECT key FROM kv WHERE lease = ? ORDER BY key'),
     kvUpsert: db.prepare<[string, string, number, number, number, string]>(
       'INSERT OR REPLACE INTO kv (key, value, create_revision, mod_revision, version, lease) VALUES (?, ?, ?, ?, ?, ?)',
@@ -367,14 +389,22 @@ export class SqliteStore implements Store {
     return row && toKeyValue(row);
   }
 
-  async range(prefix: string): Promise<RangeResult> {
+  async range(prefix: string, options: RangeOptions = {}): Promise<RangeResult> {
     this.assertOpen();
-    // A read transaction, so the rows and the revision are one snapshot.
+    // A read transaction, so the rows, the count and the revision are one snapshot.
     return this.db.transaction(() => {
       const revision = this.meta('revision');
-      const end = prefixEnd(prefix);
-      const rows = end === undefined ? this.stmts.kvRangeOpen.all(prefix) : this.stmts.kvRange.all(prefix, end);
-      return { kvs: rows.map(toKeyValue), revision };
+      const { lo, hi } = rangeBounds(prefix, options);
+      if (hi !== undefined && byteOrder(lo, hi) >= 0) return { kvs: [], revision, count: 0 };
+      const limit = options.limit ? options.limit : -1;
+      const s = this.stmts;
+      const rows =
+        hi === undefined
+          ? (options.descending ? s.kvPageOpenDesc : s.kvPageOpen).all(lo, limit)
+          : (options.descending ? s.kvPageDesc : s.kvPage).all(lo, hi, limit);
+      const kvs = rows.map(toKeyValue);
+        const count = limit < 0 ? kvs.length : (hi === undefined ? s.kvCountOpen.get(lo) : s.kvCount.get(lo, hi))!.n;
+      return { kvs, revision, count };
     })();
   }
 

@@ -64,6 +64,20 @@ export interface TxnResult {
 export interface RangeResult {
   kvs: KeyValue[];
   revision: number;
+  /** How many keys the range holds, the limit aside (equals kvs.length without a limit). */
+  count: number;
+}
+
+/** Bounds on a range, so that a caller can page through a large prefix. */
+export interface RangeOptions {
+  /** Only keys >= start (keys outside the prefix are never returned). */
+  start?: string;
+  /** Only keys < end. */
+  end?: string;
+  /** At most this many keys; 0 or absent: every key. */
+  limit?: number;
+  /** Largest key first (with a limit: the last keys of the range, largest first). */
+  descending?: boolean;
 }
 
 export interface WatchEvent {
@@ -106,8 +120,11 @@ export interface Store {
   readonly kind: 'sqlite' | 'etcd';
 
   get(key: string): Promise<KeyValue | undefined>;
-  /** All keys starting with prefix, sorted by key, at one revision. */
-  range(prefix: string): Promise<RangeResult>;
+  /**
+   * The keys starting with prefix, within the options' bounds, sorted by key (largest first
+   * when descending), at one revision.
+   */
+  range(prefix: string, options?: RangeOptions): Promise<RangeResult>;
   /** The current revision. */
   revision(): Promise<number>;
 

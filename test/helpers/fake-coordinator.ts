@@ -454,12 +454,14 @@ export class FakeCoordinator {
 
   private eventHandlers(): EventServiceHandlers {
     return {
-      ListAuditEvents: this.unaryHandler('ListAuditEvents', ({ tenant, limit, beforeId }) => ({
-        events: this.auditEvents
-          .filter((e) => (!tenant || e.tenant === tenant) && (!beforeId || e.id < beforeId))
-          .sort((a, b) => b.id - a.id)
-          .slice(0, limit || 100),
-      })),
+      // Pages as the real one does: newest first, the token says where the last page ended.
+      ListAuditEvents: this.unaryHandler('ListAuditEvents', ({ tenant, limit, beforeId, pageToken }) => {
+        const older = this.auditEvents
+          .filter((e) => (!tenant || e.tenant === tenant) && (!beforeId || e.id < beforeId) && (!pageToken || e.id < Number(pageToken)))
+          .sort((a, b) => b.id - a.id);
+        const events = older.slice(0, limit || 100);
+        return { events, nextPageToken: older.length > events.length ? String(events.at(-1)!.id) : '' };
+      }),
       // Workload events need a real coordinator; the CLI's events tests run against one.
       WatchEvents: (call) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'the fake coordinator has no workload events' }),
     };

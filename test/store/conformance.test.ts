@@ -65,6 +65,28 @@ spec('range returns the keys under a prefix, sorted by key, with the revision it
   assert.deepEqual((await store.range('/nothing/')).kvs, []);
 });
 
+spec('a bounded range pages through a prefix from either end, counting what the bounds hold', async (open) => {
+  const { store } = await open();
+  for (const key of ['/p/1', '/p/2', '/p/3', '/p/4', '/p/5', '/pq', '/q/1']) await store.put(key, key);
+  const keysOf = (result: { kvs: { key: string }[] }) => result.kvs.map((kv) => kv.key);
+
+  const first = await store.range('/p/', { limit: 2 });
+  assert.deepEqual(keysOf(first), ['/p/1', '/p/2']);
+  assert.equal(first.count, 5, 'count ignores the limit');
+  const next = await store.range('/p/', { start: '/p/2\0', limit: 2 });
+  assert.deepEqual(keysOf(next), ['/p/3', '/p/4']);
+
+  const newest = await store.range('/p/', { descending: true, limit: 2 });
+  assert.deepEqual(keysOf(newest), ['/p/5', '/p/4'], 'descending: the last keys, largest first');
+  const older = await store.range('/p/', { end: '/p/4', descending: true, limit: 2 });
+  assert.deepEqual(keysOf(older), ['/p/3', '/p/2']);
+  assert.equal(older.count, 3);
+
+  assert.deepEqual(keysOf(await store.range('/p/', { start: '/a', end: '/z' })), ['/p/1', '/p/2', '/p/3', '/p/4', '/p/5'], 'bounds never widen the prefix');
+  assert.deepEqual(await store.range('/p/', { start: '/p/4', end: '/p/2' }), { kvs: [], revision: await store.revision(), count: 0 });
+  assert.equal((await store.range('/p/')).count, 5);
+});
+
 // --- transactions ---------------------------------------------------------------------------
 
 spec('a transaction takes one revision for all of its writes, and a read-only one takes none', async (open) => {

@@ -8,6 +8,7 @@ import {
   type KeyValue,
   type LeaseGrant,
   type Op,
+  type RangeOptions,
   type RangeResult,
   type Store,
   type TxnResult,
@@ -102,8 +103,8 @@ export class PartitionableStore implements Store {
     return this.inner.get(key);
   }
 
-  range(prefix: string): Promise<RangeResult> {
-    return this.inner.range(prefix);
+  range(prefix: string, options?: RangeOptions): Promise<RangeResult> {
+    return this.inner.range(prefix, options);
   }
 
   revision(): Promise<number> {

@@ -7,11 +7,12 @@ import { UnavailableError } from '../../../shared/errors.js';
 import { withContext, type CliContext } from '../context.js';
 import { countFlag } from '../flags.js';
 import { interruptible } from '../interrupt.js';
-import { auditEventListView, workloadEventLine } from '../views/events.js';
+import { auditEventWriter, workloadEventLine } from '../views/events.js';
 import { wholeFlag } from './deploy.js';
 
-/** ListAuditEventsRequest.limit's ceiling; the coordinator answers 100 when none is given. */
-const MAX_AUDIT_LIMIT = 1000;
+/** Entries `events --audit` prints at most (it follows the coordinator's pages up to it). */
+const MAX_AUDIT_LIMIT = 1_000_000;
+const DEFAULT_AUDIT_LIMIT = 100;
 /** WatchEventsRequest.replay's ceiling. */
 const MAX_REPLAY = 1000;
 const DEFAULT_REPLAY = 20;
@@ -56,7 +57,7 @@ export function registerEventCommands(program: Command): void {
     .option('--no-follow', 'print the past events and stop')
     .option('--audit', 'list the audit trail of state-changing calls instead')
     .addOption(
-      new Option('--limit <n>', `with --audit: at most this many entries, 1 to ${MAX_AUDIT_LIMIT} (default: 100)`).argParser(
+      new Option('--limit <n>', `with --audit: at most this many entries, 1 to ${MAX_AUDIT_LIMIT} (default: ${DEFAULT_AUDIT_LIMIT})`).argParser(
         countFlag('--limit', MAX_AUDIT_LIMIT),
       ),
     )
@@ -70,8 +71,9 @@ export function registerEventCommands(program: Command): void {
       }
       return withContext(command, async (ctx) => {
         if (!options.audit) return watch(ctx, options);
-        const { events } = await ctx.client().listAuditEvents({ tenant: options.tenant ?? '', limit: options.limit ?? 0 });
-        ctx.print(auditEventListView(events));
+        const out = auditEventWriter(ctx.output, (text) => process.stdout.write(text));
+        for await (const page of ctx.client().auditEventPages({ tenant: options.tenant ?? '', limit: options.limit ?? DEFAULT_AUDIT_LIMIT })) out.page(page);
+        out.end();
       });
     });
 }

@@ -4,7 +4,7 @@
 // widest value of a list that never ends), or one compact JSON object per line with -o json.
 import YAML from 'yaml';
 import type { AuditEvent, WorkloadEvent } from '../../../shared/proto.js';
-import { isoOrNull, table, type OutputFormat, type Printable } from '../output.js';
+import { isoOrNull, render, table, type OutputFormat, type Printable } from '../output.js';
 
 export interface AuditEventJson {
   id: number;
@@ -48,6 +48,31 @@ export function auditEventListView(events: readonly AuditEvent[]): Printable {
         ['TIME', 'TENANT', 'TOKEN', 'ROLE', 'METHOD', 'TARGET', 'RESULT', 'MESSAGE'],
         list.map((e) => [e.time ?? '-', e.tenant || '-', e.tokenId || '-', e.role || '-', e.method, e.target || '-', e.result, e.message]),
       ),
+  };
+}
+
+/**
+ * `events --audit` printed page by page as pages come: -o json and -o yaml write exactly what
+ * auditEventListView would for the whole list; a table needs every row to size its columns.
+ */
+export function auditEventWriter(format: OutputFormat, write: (text: string) => void): { page(events: readonly AuditEvent[]): void; end(): void } {
+  let count = 0;
+  const rows: AuditEvent[] = [];
+  return {
+    page(events) {
+      for (const event of events) {
+        const e = auditEventJson(event);
+        if (format === 'json') write(`${count === 0 ? '[\n' : ',\n'}${JSON.stringify(e, null, 2).replace(/^/gm, '  ')}`);
+        else if (format === 'yaml') write(YAML.stringify([e]));
+        else rows.push(event);
+        count++;
+      }
+    },
+    end() {
+      if (format === 'table') write(render(format, auditEventListView(rows)));
+      else if (count === 0) write(format === 'json' ? '[]\n' : YAML.stringify([]));
+      else if (format === 'json') write('\n]\n');
+    },
   };
 }
 
