@@ -4,6 +4,7 @@
 // the leader's commands (prefetch, logs), and serves /healthz and /metrics. The gateway joins
 // it in a later issue.
 import { randomUUID } from 'node:crypto';
+import { chmodSync, chownSync } from 'node:fs';
 import path from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { systemClock, type Clock, type Random } from '../shared/clock.js';
@@ -17,6 +18,7 @@ import { ALLOCATION_STATES } from '../shared/workloads.js';
 import type { Driver } from './drivers/driver.js';
 import { DockerDriver } from './drivers/docker-driver.js';
 import { ProcessDriver } from './drivers/process-driver.js';
+import { processTaskUser } from './task-user.js';
 import { detectInventory, loadInventoryFile } from './inventory.js';
 import { coordinatorBlobSource } from './blob-source.js';
 import { coordinatorOutputPusher } from './job-output.js';
@@ -36,6 +38,8 @@ export interface AgentOptions {
   dataDir: string;
   labels: Record<string, string>;
   driver: 'docker' | 'process';
+  /** The user --driver process runs tasks as (agent/task-user.ts); unused by docker. */
+  taskUser: string;
   gatewayListen: string;
   httpListen: string;
   /** Where other hosts reach this agent; defaults to the gateway address. */
@@ -94,10 +98,18 @@ export class Agent {
     }
     let driver: Driver;
     try {
-      driver =
-        options.driver === 'docker'
-          ? await DockerDriver.create({ node: options.name, log })
-          : new ProcessDriver({ dataDir: options.dataDir, node: options.name, log });
+      if (options.driver === 'docker') {
+        driver = await DockerDriver.create({ node: options.name, log });
+      } else {
+        const taskUser = processTaskUser(options.taskUser, log);
+        driver = new ProcessDriver({ dataDir: options.dataDir, node: options.name, log, taskUser });
+        // Tasks reach the model cache and their directories by host path: the data dir lets the
+        // task user's group pass, and list nothing (agent.db is 0600).
+        if (taskUser) {
+          chownSync(options.dataDir, 0, taskUser.gid);
+          chmodSync(options.dataDir, 0o710);
+        }
+      }
     } catch (err) {
       state.close();
       throw err;

@@ -3,6 +3,15 @@
 // record the driver keeps, so a restarted agent finds its containers with list() and adopts
 // them (DESIGN principle 7), and a container that is not labelled with this node is never
 // touched. Images are never pulled: they are built on the host (`npm run images`).
+//
+// Containers are boxed (issue 13): uid 1000 (the images' user), no capabilities, no new
+// privileges, the engine's seccomp profile, a PIDs limit; each tenant's containers sit on the
+// tenant's own bridge network (Docker drops traffic between bridge networks), and ports are
+// published on loopback, so a replica is reached through its host's gateway only. A gang
+// worker's peer port is also published on its tenant network's gateway address (peers on this
+// host) and on the address the coordinator told its peers (peers on other hosts), nowhere else.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import Docker from 'dockerode';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -16,7 +25,36 @@ export const LABELS = {
   kind: 'mlfleet.kind',
   tenant: 'mlfleet.tenant',
   node: 'mlfleet.node',
+  /** On networks the driver made: "tenant". */
+  network: 'mlfleet.network',
 } as const;
+
+/**
+ * Processes (threads included) one container may hold: far above what a server or a trainer
+ * with its data loader workers uses, far below what takes the host's pid space down (a fork
+ * bomb stops here).
+ */
+export const PIDS_LIMIT = 4096;
+/** The user tasks run as, whatever the image says: the images' own user (scripts/images/rootfs.mjs IMAGE_USER). */
+export const TASK_USER = { uid: 1000, gid: 1000 } as const;
+
+/** The bridge network a tenant's containers sit on, on every host. */
+export function tenantNetworkName(tenant: string): string {
+  return `mlfleet-tenant-${tenant}`;
+}
+
+/** Where a container is attached, as the driver found or made it. */
+export interface ContainerNetwork {
+  /** The tenant's network (tenantNetworkName). */
+  name: string;
+  /** The host's address on that network: what the container reaches its host at. */
+  gateway: string;
+  /**
+   * A gang worker whose peers dial it at a non-loopback address: that address (resolved),
+   * which its peer port is also published on.
+   */
+  peerHostIp?: string;
+}
 
 /**
  * Docker keeps at most this much of a container's output (json-file: the live file plus one
@@ -35,7 +73,7 @@ export function containerName(allocationId: string): string {
 }
 
 /** The create request for `task`'s container: pure, so what reaches the engine is testable anywhere. */
-export function containerSpec(task: Task, node: string): Docker.ContainerCreateOptions {
+export function containerSpec(task: Task, node: string, network: ContainerNetwork): Docker.ContainerCreateOptions {
   const { spec } = task;
   const port = spec.port > 0 ? `${spec.port}/tcp` : undefined;
   const hostConfig: Docker.HostConfig = {
@@ -52,19 +90,29 @@ export function containerSpec(task: Task, node: string): Docker.ContainerCreateO
     // A small init as PID 1 forwards SIGTERM to the task and reaps its children: node (or
     // python) as PID 1 ignores SIGTERM, and every stop would wait out the grace period.
     Init: true,
+    CapDrop: ['ALL'],
+    SecurityOpt: ['no-new-privileges:true'],
+    PidsLimit: PIDS_LIMIT,
+    NetworkMode: network.name,
   };
   if (task.gpuIndexes.length > 0) {
     hostConfig.DeviceRequests = [{ Driver: 'nvidia', DeviceIDs: task.gpuIndexes.map(String), Capabilities: [['gpu']] }];
   }
   if (port && task.hostPort > 0) {
-    // HostIp '' publishes on every interface: gateways on other hosts reach replicas here.
-    hostConfig.PortBindings = { [port]: [{ HostIp: '', HostPort: String(task.hostPort) }] };
+    // Loopback only: this host's gateway reaches a replica there, and nobody else does.
+    const on = ['127.0.0.1'];
+    // A gang worker's peers: on this host they dial the tenant network's gateway (a container of
+    // another tenant is on another bridge, and Docker drops what crosses bridges); on other hosts
+    // the address the coordinator gave them.
+    if (task.kind === 'job') on.push(network.gateway, ...(network.peerHostIp ? [network.peerHostIp] : []));
+    hostConfig.PortBindings = { [port]: [...new Set(on)].map((HostIp) => ({ HostIp, HostPort: String(task.hostPort) })) };
   }
   const env = peersSeenFromContainer(task.env);
-  if (env !== task.env) hostConfig.ExtraHosts = [`${HOST_ALIAS}:host-gateway`];
+  if (env !== task.env) hostConfig.ExtraHosts = [`${HOST_ALIAS}:${network.gateway}`];
   return {
     name: containerName(task.allocationId),
     Image: spec.image,
+    User: `${TASK_USER.uid}:${TASK_USER.gid}`,
     ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
     Env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
     Labels: {
@@ -81,7 +129,7 @@ export function containerSpec(task: Task, node: string): Docker.ContainerCreateO
   };
 }
 
-/** The name a container reaches its host by (Docker maps it to the bridge gateway: host-gateway). */
+/** The name a container reaches its host by: its tenant network's gateway address. */
 export const HOST_ALIAS = 'host.docker.internal';
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
 
@@ -89,7 +137,8 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
  * A gang's peers as its workers' containers must dial them. Nodes that advertise a loopback
  * address (a single-machine cluster, the default `--advertise`) publish the workers' ports on the
  * host, but inside a container loopback is the container itself: such peers are named by the
- * host alias instead. The same env (===) when nothing is loopback.
+ * host alias (the tenant network's gateway, where peer ports are published) instead. The same
+ * env (===) when nothing is loopback.
  */
 export function peersSeenFromContainer(env: Record<string, string>): Record<string, string> {
   const peers = env.MLFLEET_PEERS?.split(',') ?? [];
@@ -103,16 +152,29 @@ export function peersSeenFromContainer(env: Record<string, string>): Record<stri
   };
 }
 
+/** The host a gang worker's peers dial it at, when that is not loopback (undefined otherwise). */
+export function ownPeerHost(task: Task): string | undefined {
+  const own = task.env.MLFLEET_PEERS?.split(',')[task.spec.rank];
+  if (!own) return undefined;
+  const host = splitHostPort(own).host;
+  return LOOPBACK.test(host) ? undefined : host;
+}
+
 export interface DockerDriverOptions {
   /** This agent's node name: the containers it owns carry it as a label. */
   node: string;
   log: Logger;
   /** The engine (default: the local one, or DOCKER_HOST). */
   docker?: Docker;
+  /** How long the engine has to answer at start (default 10 s). */
+  pingTimeoutMs?: number;
 }
 
 export class DockerDriver implements Driver {
   readonly name = 'docker' as const;
+  readonly taskOwner = { ...TASK_USER, viaHostPath: false };
+  /** Tenant networks found or made by this driver, by tenant. */
+  private readonly networks = new Map<string, Promise<{ name: string; gateway: string }>>();
 
   private constructor(
     private readonly docker: Docker,
@@ -120,13 +182,28 @@ export class DockerDriver implements Driver {
     private readonly log: Logger,
   ) {}
 
-  /** Fails unless the engine answers, so the agent finds out at start, not at the first task. */
+  /**
+   * Fails unless the engine answers within `pingTimeoutMs`, so the agent finds out at start, not
+   * at the first task, and never falls back to running tasks as plain processes.
+   */
   static async create(options: DockerDriverOptions): Promise<DockerDriver> {
     const docker = options.docker ?? new Docker();
+    const timeoutMs = options.pingTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await docker.ping();
+      await Promise.race([
+        docker.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000}s`)), timeoutMs);
+        }),
+      ]);
     } catch (err) {
-      throw new UnavailableError(`no Docker engine answers (${(err as Error).message}): start dockerd, or run the agent with --driver process`);
+      const where = process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock';
+      throw new UnavailableError(
+        `the docker driver (the default) needs a Docker engine, and none answers at ${where} (${(err as Error).message}): start dockerd, or run the agent with --driver process, which runs tasks as plain processes of --task-user on this host, without containers: for trusted, single-tenant hosts only`,
+      );
+    } finally {
+      clearTimeout(timer);
     }
     return new DockerDriver(docker, options.node, options.log.child({ component: 'docker-driver' }));
   }
@@ -142,7 +219,7 @@ export class DockerDriver implements Driver {
     }
     let container: Docker.Container;
     try {
-      container = await this.docker.createContainer(containerSpec(task, this.node));
+      container = await this.docker.createContainer(containerSpec(task, this.node, await this.networkFor(task)));
     } catch (err) {
       const status = statusCode(err);
       if (status === 404 && /no such image/i.test((err as Error).message)) {
@@ -237,6 +314,56 @@ export class DockerDriver implements Driver {
 
   async close(): Promise<void> {
     // Nothing to release: containers outlive the agent, and dockerode holds no connection open.
+  }
+
+  /** The tenant's network (made when missing) and, for a gang worker dialled from other hosts, the address to publish on. */
+  private async networkFor(task: Task): Promise<ContainerNetwork> {
+    let network = this.networks.get(task.tenant);
+    if (!network) {
+      network = this.tenantNetwork(task.tenant);
+      this.networks.set(task.tenant, network);
+      network.catch(() => this.networks.delete(task.tenant));
+    }
+    const host = task.kind === 'job' ? ownPeerHost(task) : undefined;
+    const peerHostIp = host === undefined ? undefined : isIP(host) ? host : (await lookup(host)).address;
+    return { ...(await network), ...(peerHostIp ? { peerHostIp } : {}) };
+  }
+
+  private async tenantNetwork(tenant: string): Promise<{ name: string; gateway: string }> {
+    const name = tenantNetworkName(tenant);
+    let info = await this.inspectNetwork(name);
+    if (!info) {
+      try {
+        await this.docker.createNetwork({
+          Name: name,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          Labels: { [LABELS.network]: 'tenant', [LABELS.tenant]: tenant },
+        });
+        this.log.info({ network: name, tenant }, "created the tenant's network");
+      } catch (err) {
+        if (statusCode(err) !== 409) throw err; // 409: another agent made it meanwhile
+      }
+      info = await this.inspectNetwork(name);
+      if (!info) throw new UnavailableError(`Docker network ${name} was created but cannot be found`);
+    }
+    if (info.Labels?.[LABELS.network] !== 'tenant' || info.Labels?.[LABELS.tenant] !== tenant || info.Driver !== 'bridge') {
+      throw new FailedPreconditionError(
+        `Docker network ${name} exists but is not mlfleet's network for tenant ${tenant} (labels ${LABELS.network}=tenant, ${LABELS.tenant}=${tenant}); remove it (docker network rm ${name})`,
+      );
+    }
+    const gateway = info.IPAM?.Config?.find((c) => c.Gateway && isIP(c.Gateway) === 4)?.Gateway;
+    if (!gateway) throw new FailedPreconditionError(`Docker network ${name} has no IPv4 gateway; remove it (docker network rm ${name}) and mlfleet makes it again`);
+    return { name, gateway };
+  }
+
+  private async inspectNetwork(name: string): Promise<Docker.NetworkInspectInfo | undefined> {
+    try {
+      return (await this.docker.getNetwork(name).inspect()) as Docker.NetworkInspectInfo;
+    } catch (err) {
+      if (statusCode(err) === 404) return undefined;
+      throw err;
+    }
   }
 
   private async startContainer(container: Docker.Container, task: Task): Promise<void> {
