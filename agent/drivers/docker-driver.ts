@@ -7,15 +7,15 @@
 // Containers are boxed (issue 13): uid 1000 (the images' user), no capabilities, no new
 // privileges, the engine's seccomp profile, a PIDs limit; each tenant's containers sit on the
 // tenant's own bridge network (Docker drops traffic between bridge networks), and ports are
-// published on loopback, so a replica is reached through its host's gateway only. A gang
-// worker's peer port is also published on its tenant network's gateway address (peers on this
-// host) and on the address the coordinator told its peers (peers on other hosts), nowhere else.
+// published on loopback, so a replica is reached through its host's gateway only. Gang workers
+// on one host meet on their tenant network (peersSeenFromContainer); a worker with peers on
+// other hosts is also published on the address the coordinator told them, nowhere else.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import Docker from 'dockerode';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { splitHostPort } from '../../shared/workloads.js';
+import { JOB_PEER_PORT, splitHostPort } from '../../shared/workloads.js';
 import { epochSeconds, lastBytes, logEntries } from './docker-logs.js';
 import type { Driver, LogOptions, Task, TaskStatus } from './driver.js';
 
@@ -47,8 +47,6 @@ export function tenantNetworkName(tenant: string): string {
 export interface ContainerNetwork {
   /** The tenant's network (tenantNetworkName). */
   name: string;
-  /** The host's address on that network: what the container reaches its host at. */
-  gateway: string;
   /**
    * A gang worker whose peers dial it at a non-loopback address: that address (resolved),
    * which its peer port is also published on.
@@ -99,16 +97,14 @@ export function containerSpec(task: Task, node: string, network: ContainerNetwor
     hostConfig.DeviceRequests = [{ Driver: 'nvidia', DeviceIDs: task.gpuIndexes.map(String), Capabilities: [['gpu']] }];
   }
   if (port && task.hostPort > 0) {
-    // Loopback only: this host's gateway reaches a replica there, and nobody else does.
-    const on = ['127.0.0.1'];
-    // A gang worker's peers: on this host they dial the tenant network's gateway (a container of
-    // another tenant is on another bridge, and Docker drops what crosses bridges); on other hosts
-    // the address the coordinator gave them.
-    if (task.kind === 'job') on.push(network.gateway, ...(network.peerHostIp ? [network.peerHostIp] : []));
+    // Loopback only: this host's gateway reaches a replica there, and nothing else does (a
+    // container's loopback is its own). A gang worker whose peers are on other hosts is also
+    // published on the address they dial; peers on this host dial it on the tenant network.
+    const on = ['127.0.0.1', ...(task.kind === 'job' && network.peerHostIp ? [network.peerHostIp] : [])];
     hostConfig.PortBindings = { [port]: [...new Set(on)].map((HostIp) => ({ HostIp, HostPort: String(task.hostPort) })) };
   }
   const env = peersSeenFromContainer(task.env);
-  if (env !== task.env) hostConfig.ExtraHosts = [`${HOST_ALIAS}:${network.gateway}`];
+  const aliases = task.kind === 'job' && task.hostPort > 0 ? [peerAlias(task.hostPort)] : [];
   return {
     name: containerName(task.allocationId),
     Image: spec.image,
@@ -126,29 +122,38 @@ export function containerSpec(task: Task, node: string, network: ContainerNetwor
     Tty: false,
     OpenStdin: false,
     HostConfig: hostConfig,
+    ...(aliases.length > 0 ? { NetworkingConfig: { EndpointsConfig: { [network.name]: { Aliases: aliases } } } } : {}),
   };
 }
 
-/** The name a container reaches its host by: its tenant network's gateway address. */
-export const HOST_ALIAS = 'host.docker.internal';
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
 
 /**
+ * The name a gang worker publishing host port `hostPort` has on its tenant network: host ports
+ * are unique on a host, so its peers on this host find it by that name.
+ */
+export function peerAlias(hostPort: number | string): string {
+  return `mlfleet-peer-${hostPort}`;
+}
+
+/**
  * A gang's peers as its workers' containers must dial them. Nodes that advertise a loopback
- * address (a single-machine cluster, the default `--advertise`) publish the workers' ports on the
- * host, but inside a container loopback is the container itself: such peers are named by the
- * host alias (the tenant network's gateway, where peer ports are published) instead. The same
- * env (===) when nothing is loopback.
+ * address (a single-machine cluster, the default `--advertise`) name every peer by loopback and
+ * its host port, but inside a container loopback is the container itself, and a port published
+ * on a host address is reached from every bridge through Docker's proxy (any tenant's container):
+ * such a peer is dialled on its tenant network instead, by its alias (peerAlias) at the port it
+ * listens on in its container (JOB_PEER_PORT). The same env (===) when nothing is loopback.
  */
 export function peersSeenFromContainer(env: Record<string, string>): Record<string, string> {
   const peers = env.MLFLEET_PEERS?.split(',') ?? [];
   const host = (address: string) => splitHostPort(address).host;
   if (!peers.some((p) => LOOPBACK.test(host(p))) && !LOOPBACK.test(env.MASTER_ADDR ?? '')) return env;
-  const seen = (address: string) => (LOOPBACK.test(host(address)) ? `${HOST_ALIAS}${address.slice(address.lastIndexOf(':'))}` : address);
+  const seen = (address: string) => (LOOPBACK.test(host(address)) ? `${peerAlias(splitHostPort(address).port)}:${JOB_PEER_PORT}` : address);
+  const masterLocal = env.MASTER_ADDR !== undefined && LOOPBACK.test(env.MASTER_ADDR) && env.MASTER_PORT !== undefined;
   return {
     ...env,
     ...(env.MLFLEET_PEERS !== undefined ? { MLFLEET_PEERS: peers.map(seen).join(',') } : {}),
-    ...(env.MASTER_ADDR !== undefined && LOOPBACK.test(env.MASTER_ADDR) ? { MASTER_ADDR: HOST_ALIAS } : {}),
+    ...(masterLocal ? { MASTER_ADDR: peerAlias(env.MASTER_PORT!), MASTER_PORT: String(JOB_PEER_PORT) } : {}),
   };
 }
 
@@ -174,7 +179,7 @@ export class DockerDriver implements Driver {
   readonly name = 'docker' as const;
   readonly taskOwner = { ...TASK_USER, viaHostPath: false };
   /** Tenant networks found or made by this driver, by tenant. */
-  private readonly networks = new Map<string, Promise<{ name: string; gateway: string }>>();
+  private readonly networks = new Map<string, Promise<string>>();
 
   private constructor(
     private readonly docker: Docker,
@@ -326,10 +331,10 @@ export class DockerDriver implements Driver {
     }
     const host = task.kind === 'job' ? ownPeerHost(task) : undefined;
     const peerHostIp = host === undefined ? undefined : isIP(host) ? host : (await lookup(host)).address;
-    return { ...(await network), ...(peerHostIp ? { peerHostIp } : {}) };
+    return { name: await network, ...(peerHostIp ? { peerHostIp } : {}) };
   }
 
-  private async tenantNetwork(tenant: string): Promise<{ name: string; gateway: string }> {
+  private async tenantNetwork(tenant: string): Promise<string> {
     const name = tenantNetworkName(tenant);
     let info = await this.inspectNetwork(name);
     if (!info) {
@@ -352,9 +357,7 @@ export class DockerDriver implements Driver {
         `Docker network ${name} exists but is not mlfleet's network for tenant ${tenant} (labels ${LABELS.network}=tenant, ${LABELS.tenant}=${tenant}); remove it (docker network rm ${name})`,
       );
     }
-    const gateway = info.IPAM?.Config?.find((c) => c.Gateway && isIP(c.Gateway) === 4)?.Gateway;
-    if (!gateway) throw new FailedPreconditionError(`Docker network ${name} has no IPv4 gateway; remove it (docker network rm ${name}) and mlfleet makes it again`);
-    return { name, gateway };
+    return name;
   }
 
   private async inspectNetwork(name: string): Promise<Docker.NetworkInspectInfo | undefined> {

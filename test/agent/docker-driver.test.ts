@@ -265,12 +265,12 @@ it('gives the last bytes of the log, and a followed log goes on with lines writt
   await assertTailThenFollow(driver, job.allocationId, () => writeFileSync(path.join(trigger, 'go'), ''));
 });
 
-const NETWORK = { name: 'mlfleet-tenant-acme', gateway: '172.18.0.1' };
+const NETWORK = { name: 'mlfleet-tenant-acme' };
 
 it('asks the nvidia driver for exactly the assigned GPUs', () => {
   const created = containerSpec(task({ gpuIndexes: [1, 3], spec: spec({ image: 'example/trainer:1' }) }), 'gpu-host', NETWORK);
   assert.deepEqual(created.HostConfig?.DeviceRequests, [{ Driver: 'nvidia', DeviceIDs: ['1', '3'], Capabilities: [['gpu']] }]);
-  assert.equal(created.Labels?.[LABELS.node], 'gpu-host', NETWORK);
+  assert.equal(created.Labels?.[LABELS.node], 'gpu-host');
   const cpuOnly = containerSpec(task({ spec: spec({ image: 'example/trainer:1', command: ['train'] }) }), 'gpu-host', NETWORK);
   assert.equal(cpuOnly.HostConfig?.DeviceRequests, undefined);
   assert.deepEqual(cpuOnly.Cmd, ['train']);
@@ -297,12 +297,12 @@ it('fails clearly, naming the image and `npm run images`, when the image is not 
 });
 
 describe('gang peers seen from a container', () => {
-  it('names loopback peers by host.docker.internal (loopback in a container is the container) and leaves others alone', () => {
+  it('names loopback peers by their alias on the tenant network, at the port they listen on in their container, and leaves others alone', () => {
     const local = { MLFLEET_PEERS: '127.0.0.1:31000,127.0.0.1:31001,[::1]:31002', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '31000', OTHER: 'x' };
     assert.deepEqual(peersSeenFromContainer(local), {
-      MLFLEET_PEERS: 'host.docker.internal:31000,host.docker.internal:31001,host.docker.internal:31002',
-      MASTER_ADDR: 'host.docker.internal',
-      MASTER_PORT: '31000',
+      MLFLEET_PEERS: 'mlfleet-peer-31000:29500,mlfleet-peer-31001:29500,mlfleet-peer-31002:29500',
+      MASTER_ADDR: 'mlfleet-peer-31000',
+      MASTER_PORT: '29500',
       OTHER: 'x',
     });
     const fleet = { MLFLEET_PEERS: '10.0.0.5:31000,10.0.0.6:31001', MASTER_ADDR: '10.0.0.5', MASTER_PORT: '31000' };

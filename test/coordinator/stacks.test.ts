@@ -98,7 +98,7 @@ async function servingContainer(c: Cluster, agent: FakeAgent, input: Omit<Deploy
   const allocation = await placed(agent, input.name);
   const task = dockerTask(agent, allocation);
   assert.equal(task.spec.readinessPath, expected.readinessPath);
-  const spec = containerSpec(task, agent.name, { name: 'mlfleet-tenant-default', gateway: '172.18.0.1' });
+  const spec = containerSpec(task, agent.name, { name: 'mlfleet-tenant-default' });
   assert.equal(spec.Image, expected.image);
   assert.deepEqual(spec.HostConfig?.Binds, [`${task.mounts[0]!.hostPath}:${expected.mount}:ro`]);
   assert.deepEqual(spec.ExposedPorts, { [`${expected.port}/tcp`]: {} });
