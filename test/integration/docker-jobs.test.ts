@@ -73,7 +73,7 @@ async function stopped(f: Fleet, allocation: string, what: string): Promise<void
   await eventually(what, 30_000, async () => ((await f.containers(allocation)).map((c) => c.State).join() === 'exited' ? true : undefined));
 }
 
-test('a gang of 3 waits, holding nothing, while a host is short of memory, then runs when a host with room joins, its workers meeting on their tenant's network', async (t) => {
+test('a gang of 3 waits, holding nothing, while a host is short of memory, then runs when a host with room joins, its workers meeting on their tenant network', async (t) => {
   const f = await dockerFleet(t);
   await Promise.all([f.agent('gang-a'), f.agent('gang-b'), f.agent('gang-small', { memory: '16Gi' })]);
   // 40Gi a worker: the 64Gi hosts fit one each, the 16Gi one none.
