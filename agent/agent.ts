@@ -4,7 +4,6 @@
 // the leader's commands (prefetch, logs), and serves /healthz and /metrics. The gateway joins
 // it in a later issue.
 import { randomUUID } from 'node:crypto';
-import { chmodSync, chownSync } from 'node:fs';
 import path from 'node:path';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { systemClock, type Clock, type Random } from '../shared/clock.js';
@@ -103,12 +102,6 @@ export class Agent {
       } else {
         const taskUser = processTaskUser(options.taskUser, log);
         driver = new ProcessDriver({ dataDir: options.dataDir, node: options.name, log, taskUser });
-        // Tasks reach the model cache and their directories by host path: the data dir lets the
-        // task user's group pass, and list nothing (agent.db is 0600).
-        if (taskUser) {
-          chownSync(options.dataDir, 0, taskUser.gid);
-          chmodSync(options.dataDir, 0o710);
-        }
       }
     } catch (err) {
       state.close();

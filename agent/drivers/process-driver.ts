@@ -15,7 +15,7 @@
 // systemd delegation); the scheduler's accounting still reserves them. GPUs are confined with
 // CUDA_VISIBLE_DEVICES, which well-behaved CUDA programs honour.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, chownSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -84,6 +84,12 @@ export class ProcessDriver implements Driver {
     this.pollMs = options.pollMs ?? 200;
     this.taskUser = options.taskUser;
     this.taskOwner = options.taskUser && { uid: options.taskUser.uid, gid: options.taskUser.gid, viaHostPath: true };
+    if (options.taskUser) {
+      // Tasks reach the model cache and their directories by host path: the data dir lets the
+      // task user's group pass, and list nothing (agent.db is 0600).
+      chownSync(options.dataDir, 0, options.taskUser.gid);
+      chmodSync(options.dataDir, 0o710);
+    }
   }
 
   /** A directory of the driver's that the task user may pass through (0710, its group) but not read; 0700 without one. */
