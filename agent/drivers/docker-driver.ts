@@ -45,7 +45,7 @@ export function tenantNetworkName(tenant: string): string {
 
 /** Where a container is attached, as the driver found or made it. */
 export interface ContainerNetwork {
-  /** The tenant's network (tenantNetworkName). */
+  /** The tenant's network (tenantNetworkName), by name or, as the driver gives it, by id. */
   name: string;
   /**
    * A gang worker whose peers dial it at a non-loopback address: that address (resolved),
@@ -334,10 +334,15 @@ export class DockerDriver implements Driver {
     return { name: await network, ...(peerHostIp ? { peerHostIp } : {}) };
   }
 
+  /**
+   * The id of the tenant's network, made when missing. Agents on one host may make it at the
+   * same moment, and the engine then keeps two of that name: every agent takes the oldest and
+   * removes the others.
+   */
   private async tenantNetwork(tenant: string): Promise<string> {
     const name = tenantNetworkName(tenant);
-    let info = await this.inspectNetwork(name);
-    if (!info) {
+    let found = await this.networksNamed(name);
+    if (found.length === 0) {
       try {
         await this.docker.createNetwork({
           Name: name,
@@ -349,24 +354,24 @@ export class DockerDriver implements Driver {
       } catch (err) {
         if (statusCode(err) !== 409) throw err; // 409: another agent made it meanwhile
       }
-      info = await this.inspectNetwork(name);
-      if (!info) throw new UnavailableError(`Docker network ${name} was created but cannot be found`);
+      found = await this.networksNamed(name);
     }
-    if (info.Labels?.[LABELS.network] !== 'tenant' || info.Labels?.[LABELS.tenant] !== tenant || info.Driver !== 'bridge') {
+    const foreign = found.find((n) => n.Labels?.[LABELS.network] !== 'tenant' || n.Labels?.[LABELS.tenant] !== tenant || n.Driver !== 'bridge');
+    if (foreign) {
       throw new FailedPreconditionError(
         `Docker network ${name} exists but is not mlfleet's network for tenant ${tenant} (labels ${LABELS.network}=tenant, ${LABELS.tenant}=${tenant}); remove it (docker network rm ${name})`,
       );
     }
-    return name;
+    const [kept, ...extra] = found.sort((x, y) => x.Created.localeCompare(y.Created) || x.Id.localeCompare(y.Id));
+    if (!kept) throw new UnavailableError(`Docker network ${name} was created but cannot be found`);
+    for (const network of extra) await this.docker.getNetwork(network.Id).remove().catch(() => undefined);
+    return kept.Id;
   }
 
-  private async inspectNetwork(name: string): Promise<Docker.NetworkInspectInfo | undefined> {
-    try {
-      return (await this.docker.getNetwork(name).inspect()) as Docker.NetworkInspectInfo;
-    } catch (err) {
-      if (statusCode(err) === 404) return undefined;
-      throw err;
-    }
+  private async networksNamed(name: string): Promise<Docker.NetworkInspectInfo[]> {
+    // The engine's name filter matches parts of names.
+    const listed = (await this.docker.listNetworks({ filters: { name: [name] } })) as Docker.NetworkInspectInfo[];
+    return listed.filter((n) => n.Name === name);
   }
 
   private async startContainer(container: Docker.Container, task: Task): Promise<void> {
