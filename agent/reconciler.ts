@@ -513,6 +513,8 @@ export class Reconciler {
         this.log.info({ allocation: entry.id }, 'removed: no longer in the desired set');
       }
       this.setStatus(entry, { state: 'stopped', reason: 'no longer in the desired set', endpoint: '' }, true);
+      // What the stopped task left in its checkpoint directory keeps no setuid bit (after the status: nothing waits on it).
+      if (how === 'stop' && entry.allocation?.kind === 'job' && entry.spec) await this.stripJobDirs(entry.allocation, entry.spec).catch(() => undefined);
       // A task that ended long before it was stopped is past its retention already.
       if (how === 'stop') void this.sync();
     })();
@@ -526,7 +528,6 @@ export class Reconciler {
    */
   private async letGo(entry: Entry): Promise<void> {
     this.release(entry);
-    if (entry.allocation?.kind === 'job' && entry.spec) await this.stripJobDirs(entry.allocation, entry.spec).catch(() => undefined);
     if (this.options.dataDir) await fs.rm(path.join(this.options.dataDir, 'outputs', entry.id), { recursive: true, force: true }).catch(() => undefined);
     if (entry.allocation) await this.touchJobDir(entry.allocation);
   }
