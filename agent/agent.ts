@@ -17,6 +17,7 @@ import { ALLOCATION_STATES } from '../shared/workloads.js';
 import type { Driver } from './drivers/driver.js';
 import { DockerDriver } from './drivers/docker-driver.js';
 import { ProcessDriver } from './drivers/process-driver.js';
+import { processTaskUser } from './task-user.js';
 import { detectInventory, loadInventoryFile } from './inventory.js';
 import { coordinatorBlobSource } from './blob-source.js';
 import { coordinatorOutputPusher } from './job-output.js';
@@ -36,6 +37,8 @@ export interface AgentOptions {
   dataDir: string;
   labels: Record<string, string>;
   driver: 'docker' | 'process';
+  /** The user --driver process runs tasks as (agent/task-user.ts); unused by docker. */
+  taskUser: string;
   gatewayListen: string;
   httpListen: string;
   /** Where other hosts reach this agent; defaults to the gateway address. */
@@ -94,10 +97,12 @@ export class Agent {
     }
     let driver: Driver;
     try {
-      driver =
-        options.driver === 'docker'
-          ? await DockerDriver.create({ node: options.name, log })
-          : new ProcessDriver({ dataDir: options.dataDir, node: options.name, log });
+      if (options.driver === 'docker') {
+        driver = await DockerDriver.create({ node: options.name, log });
+      } else {
+        const taskUser = processTaskUser(options.taskUser, log);
+        driver = new ProcessDriver({ dataDir: options.dataDir, node: options.name, log, taskUser });
+      }
     } catch (err) {
       state.close();
       throw err;

@@ -2,7 +2,7 @@
 // set the coordinator sent, and which allocations this host has started (and how those that
 // ended, ended), so serving goes on, and is re-adopted rather than started twice, while the
 // control plane is away or the agent restarts (DESIGN principles 4 and 7).
-import { mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Allocation, AllocationStatus } from '../shared/proto.js';
@@ -25,11 +25,27 @@ export interface RunRecord {
 export class LocalState {
   private constructor(private readonly db: Database.Database) {}
 
+  /**
+   * Opens <dataDir>/agent.db. The node credential lives here: the data dir is made 0700 and the
+   * database with its WAL files 0600, also when an older agent left them looser.
+   */
   static open(dataDir: string): LocalState {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const db = new Database(path.join(dataDir, 'agent.db'));
-    db.pragma('journal_mode = WAL');
-    db.pragma('busy_timeout = 5000');
+    chmodSync(dataDir, 0o700);
+    const file = path.join(dataDir, 'agent.db');
+    const files = [file, `${file}-wal`, `${file}-shm`];
+    // Created 0600 from the first byte: SQLite creates files with the process's umask.
+    const umask = process.umask(0o077);
+    let db: Database.Database;
+    try {
+      db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('busy_timeout = 5000');
+    } finally {
+      process.umask(umask);
+    }
+    // SQLite gives the WAL files the database's mode when it makes them again.
+    for (const f of files) if (existsSync(f)) chmodSync(f, 0o600);
     db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS desired (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL, allocations TEXT NOT NULL);

@@ -14,6 +14,7 @@ import { compileAgentOptions } from './options.js';
 await runMain('mlfleet-agent', async () => {
   const options = await compileAgentOptions(process.argv.slice(2));
   const log = createLogger({ name: 'mlfleet-agent', level: options.logLevel });
+  for (const warning of options.warnings) log.warn(warning);
   const agent = await Agent.create(options, { log });
   log.info({ node: options.name, coordinators: options.coordinators, http: agent.httpAddress, gateway: agent.gateway.address, driver: options.driver }, 'agent started');
   handleSignals(() => agent.close(), log);

@@ -12,14 +12,15 @@ function readTokenFile(file: string): string {
 }
 import type { AgentOptions } from './agent.js';
 import { defaultNodeName } from './node-name.js';
-import { detectDriver } from './driver-detect.js';
+import { DEFAULT_TASK_USER } from './task-user.js';
 
 const OPTIONS: OptionSpec[] = [
   { key: 'coordinator', flag: '--coordinator <addrs>', description: 'coordinator addresses, comma-separated', default: '127.0.0.1:7700' },
   { key: 'name', flag: '--name <name>', description: 'node name (default: the host name)' },
   { key: 'dataDir', flag: '--data-dir <path>', description: 'local state and model cache', default: './.mlfleet/agent' },
   { key: 'labels', flag: '--labels <k=v,...>', description: 'node labels for placement constraints', default: '' },
-  { key: 'driver', flag: '--driver <driver>', description: 'docker | process (default: docker when a Docker engine answers)' },
+  { key: 'driver', flag: '--driver <driver>', description: 'docker | process: process runs tasks as plain processes of --task-user, for trusted single-tenant hosts only', default: 'docker' },
+  { key: 'taskUser', flag: '--task-user <name>', description: 'the unprivileged user --driver process runs tasks as (the agent must be root to switch)', default: DEFAULT_TASK_USER },
   { key: 'gatewayListen', flag: '--gateway-listen <addr>', description: 'inference gateway address', default: '127.0.0.1:7780' },
   { key: 'httpListen', flag: '--http-listen <addr>', description: '/healthz and /metrics address', default: '127.0.0.1:7781' },
   { key: 'advertise', flag: '--advertise <addr>', description: 'address other hosts reach this agent at (default: the gateway address)' },
@@ -33,7 +34,12 @@ const OPTIONS: OptionSpec[] = [
   { key: 'logLevel', flag: '--log-level <level>', description: 'trace | debug | info | warn | error', default: 'info' },
 ];
 
-export async function compileAgentOptions(argv: string[]): Promise<AgentOptions & { logLevel: string }> {
+/** What the agent says once its logger exists: options given in a way worth warning about. */
+export interface OptionWarnings {
+  warnings: string[];
+}
+
+export async function compileAgentOptions(argv: string[]): Promise<AgentOptions & { logLevel: string } & OptionWarnings> {
   const args = parseArgs('mlfleet-agent', 'The mlfleet agent: runs workloads on this host', OPTIONS, argv);
   const driver = args.values.driver;
   if (driver !== undefined && driver !== 'docker' && driver !== 'process') {
@@ -43,12 +49,18 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
   const parsedName = nodeName.safeParse(name);
   if (!parsedName.success) throw new InvalidArgumentError(`${args.sources.name}: node name "${name}" ${parsedName.error.issues[0]!.message}`);
   const hostPort = (text: string) => (parseHostPort(text), text);
+  const warnings: string[] = [];
+  if (args.values.joinToken !== undefined && args.sources.joinToken === '--join-token') {
+    warnings.push('--join-token on the command line is visible to every local user (ps, /proc/*/cmdline): use --join-token-file PATH (mode 0600) or MLFLEET_JOIN_TOKEN instead');
+  }
   return {
+    warnings,
     coordinators: compile(args, 'coordinator', parseAddressList),
     name,
     dataDir: compile(args, 'dataDir', (t) => t),
     labels: compile(args, 'labels', parseLabels),
-    driver: (driver as 'docker' | 'process' | undefined) ?? (await detectDriver()),
+    driver: (driver as 'docker' | 'process' | undefined) ?? 'docker',
+    taskUser: compile(args, 'taskUser', (t) => t),
     gatewayListen: compile(args, 'gatewayListen', hostPort),
     httpListen: compile(args, 'httpListen', hostPort),
     advertise: compileOptional(args, 'advertise', hostPort),

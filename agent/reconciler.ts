@@ -27,6 +27,7 @@ import { isTransient, type OutputPusher } from './job-output.js';
 import type { DesiredSet, LocalState, RunRecord } from './local-state.js';
 import type { CacheLease, ModelCache } from './model-cache.js';
 import { probeHttp } from './readiness.js';
+import { makeTaskDir, stripSetIds } from './task-dirs.js';
 
 export interface ReconcilerTiming {
   /** A full pass at least this often, events or not. */
@@ -512,6 +513,8 @@ export class Reconciler {
         this.log.info({ allocation: entry.id }, 'removed: no longer in the desired set');
       }
       this.setStatus(entry, { state: 'stopped', reason: 'no longer in the desired set', endpoint: '' }, true);
+      // What the stopped task left in its checkpoint directory keeps no setuid bit (after the status: nothing waits on it).
+      if (how === 'stop' && entry.allocation?.kind === 'job' && entry.spec) await this.stripJobDirs(entry.allocation, entry.spec).catch(() => undefined);
       // A task that ended long before it was stopped is past its retention already.
       if (how === 'stop') void this.sync();
     })();
@@ -540,6 +543,10 @@ export class Reconciler {
 
   private finishFromExit(entry: Entry, task: TaskStatus): void {
     const code = task.exitCode;
+    if (entry.allocation?.kind === 'job' && entry.spec) {
+      const { allocation, spec } = entry;
+      this.track(this.stripJobDirs(allocation, spec).catch((err: unknown) => this.log.warn({ allocation: allocation.id, err: (err as Error).message }, 'could not clear setuid bits in the job directories')));
+    }
     if (code === 0 && entry.allocation?.kind === 'job' && entry.spec && pushesOutput(entry.spec)) this.startOutputPush(entry);
     else if (code === 0) this.finish(entry, 'completed', '', 0);
     else if (code === undefined) this.finish(entry, 'failed', task.reason || 'the task ended without an exit code', 0);
@@ -561,6 +568,7 @@ export class Reconciler {
     this.setStatus(entry, { state: 'running', reason: 'exited 0; pushing its output', endpoint: '' });
     this.spawn(entry, async (signal) => {
       await previous;
+      await this.stripJobDirs(allocation, spec);
       const dirs = this.jobDirs(allocation, spec);
       if (!dirs || !this.options.pushOutput) {
         this.finish(entry, 'failed', 'exited 0, but this agent cannot push job outputs', 0);
@@ -596,15 +604,22 @@ export class Reconciler {
     };
   }
 
-  /** Creates them, writable by whatever user the container runs as. */
+  /** Creates them, writable by the user the driver runs tasks as and reachable by no other (task-dirs.ts). */
   private async makeJobDirs(allocation: Allocation, spec: RunSpec): Promise<void> {
     const dirs = this.jobDirs(allocation, spec);
     if (!dirs) return;
-    for (const dir of [dirs.output, dirs.checkpoint]) {
-      await fs.mkdir(dir, { recursive: true });
-      await fs.chmod(dir, 0o777);
-    }
+    for (const dir of [dirs.output, dirs.checkpoint]) await makeTaskDir(this.options.dataDir!, dir, this.driver.taskOwner);
     await this.touchJobDir(allocation);
+  }
+
+  /** A job's task ended: no setuid or setgid file it left is kept or pushed. */
+  private async stripJobDirs(allocation: Allocation, spec: RunSpec): Promise<void> {
+    const dirs = this.jobDirs(allocation, spec);
+    if (!dirs) return;
+    for (const dir of [dirs.output, dirs.checkpoint]) {
+      const changed = await stripSetIds(dir);
+      if (changed.length > 0) this.log.warn({ allocation: allocation.id, files: changed }, 'cleared setuid/setgid bits the task left on files');
+    }
   }
 
   /** A terminal state: remembered across restarts, and the end of probing. */

@@ -3,7 +3,7 @@
 // SQLite and one agent for this host, in one process. State lives under ./.mlfleet (or
 // MLFLEET_DATA_DIR); Ctrl-C stops both cleanly, and running it again picks the state up.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import path from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { defaultNodeName } from '../agent/node-name.js';
@@ -50,6 +50,15 @@ await runMain('mlfleet local cluster', async () => {
     writeSecret(tokenFile, adminToken);
     tokenNote = `written to ${tokenFile.replace(homedir(), '~')}`;
   }
+  // A developer's machine without Docker still gets a cluster, but never silently: the process
+  // driver runs every task as this user, with no containers (the agent itself never falls back).
+  const driver = await detectDriver();
+  if (driver === 'process') {
+    process.stderr.write(
+      'WARNING: no Docker engine answers, so this local cluster runs tasks with the process driver: as plain processes of your user, ' +
+        'able to read your files and the cluster\'s tokens. Start dockerd for containers; never use this for other people\'s workloads.\n',
+    );
+  }
   let agent: Agent;
   try {
     agent = await Agent.create(
@@ -58,7 +67,8 @@ await runMain('mlfleet local cluster', async () => {
         name: process.env.MLFLEET_NAME ?? defaultNodeName(),
         dataDir: path.join(dataDir, 'agent'),
         labels: {},
-        driver: await detectDriver(),
+        driver,
+        taskUser: userInfo().username,
         gatewayListen: process.env.MLFLEET_GATEWAY_LISTEN ?? '127.0.0.1:7780',
         httpListen: process.env.MLFLEET_AGENT_HTTP_LISTEN ?? '127.0.0.1:7781',
         advertise: undefined,

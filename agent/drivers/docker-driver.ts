@@ -3,10 +3,19 @@
 // record the driver keeps, so a restarted agent finds its containers with list() and adopts
 // them (DESIGN principle 7), and a container that is not labelled with this node is never
 // touched. Images are never pulled: they are built on the host (`npm run images`).
+//
+// Containers are boxed (issue 13): uid 1000 (the images' user), no capabilities, no new
+// privileges, the engine's seccomp profile, a PIDs limit; each tenant's containers sit on the
+// tenant's own bridge network (Docker drops traffic between bridge networks), and ports are
+// published on loopback, so a replica is reached through its host's gateway only. Gang workers
+// on one host meet on their tenant network (peersSeenFromContainer); a worker with peers on
+// other hosts is also published on the address the coordinator told them, nowhere else.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import Docker from 'dockerode';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { splitHostPort } from '../../shared/workloads.js';
+import { JOB_PEER_PORT, splitHostPort } from '../../shared/workloads.js';
 import { epochSeconds, lastBytes, logEntries } from './docker-logs.js';
 import type { Driver, LogOptions, Task, TaskStatus } from './driver.js';
 
@@ -16,7 +25,34 @@ export const LABELS = {
   kind: 'mlfleet.kind',
   tenant: 'mlfleet.tenant',
   node: 'mlfleet.node',
+  /** On networks the driver made: "tenant". */
+  network: 'mlfleet.network',
 } as const;
+
+/**
+ * Processes (threads included) one container may hold: far above what a server or a trainer
+ * with its data loader workers uses, far below what takes the host's pid space down (a fork
+ * bomb stops here).
+ */
+export const PIDS_LIMIT = 4096;
+/** The user tasks run as, whatever the image says: the images' own user (scripts/images/rootfs.mjs IMAGE_USER). */
+export const TASK_USER = { uid: 1000, gid: 1000 } as const;
+
+/** The bridge network a tenant's containers sit on, on every host. */
+export function tenantNetworkName(tenant: string): string {
+  return `mlfleet-tenant-${tenant}`;
+}
+
+/** Where a container is attached, as the driver found or made it. */
+export interface ContainerNetwork {
+  /** The tenant's network (tenantNetworkName), by name or, as the driver gives it, by id. */
+  name: string;
+  /**
+   * A gang worker whose peers dial it at a non-loopback address: that address (resolved),
+   * which its peer port is also published on.
+   */
+  peerHostIp?: string;
+}
 
 /**
  * Docker keeps at most this much of a container's output (json-file: the live file plus one
@@ -35,7 +71,7 @@ export function containerName(allocationId: string): string {
 }
 
 /** The create request for `task`'s container: pure, so what reaches the engine is testable anywhere. */
-export function containerSpec(task: Task, node: string): Docker.ContainerCreateOptions {
+export function containerSpec(task: Task, node: string, network: ContainerNetwork): Docker.ContainerCreateOptions {
   const { spec } = task;
   const port = spec.port > 0 ? `${spec.port}/tcp` : undefined;
   const hostConfig: Docker.HostConfig = {
@@ -52,19 +88,27 @@ export function containerSpec(task: Task, node: string): Docker.ContainerCreateO
     // A small init as PID 1 forwards SIGTERM to the task and reaps its children: node (or
     // python) as PID 1 ignores SIGTERM, and every stop would wait out the grace period.
     Init: true,
+    CapDrop: ['ALL'],
+    SecurityOpt: ['no-new-privileges:true'],
+    PidsLimit: PIDS_LIMIT,
+    NetworkMode: network.name,
   };
   if (task.gpuIndexes.length > 0) {
     hostConfig.DeviceRequests = [{ Driver: 'nvidia', DeviceIDs: task.gpuIndexes.map(String), Capabilities: [['gpu']] }];
   }
   if (port && task.hostPort > 0) {
-    // HostIp '' publishes on every interface: gateways on other hosts reach replicas here.
-    hostConfig.PortBindings = { [port]: [{ HostIp: '', HostPort: String(task.hostPort) }] };
+    // Loopback only: this host's gateway reaches a replica there, and nothing else does (a
+    // container's loopback is its own). A gang worker whose peers are on other hosts is also
+    // published on the address they dial; peers on this host dial it on the tenant network.
+    const on = ['127.0.0.1', ...(task.kind === 'job' && network.peerHostIp ? [network.peerHostIp] : [])];
+    hostConfig.PortBindings = { [port]: [...new Set(on)].map((HostIp) => ({ HostIp, HostPort: String(task.hostPort) })) };
   }
   const env = peersSeenFromContainer(task.env);
-  if (env !== task.env) hostConfig.ExtraHosts = [`${HOST_ALIAS}:host-gateway`];
+  const aliases = task.kind === 'job' && task.hostPort > 0 ? [peerAlias(task.hostPort)] : [];
   return {
     name: containerName(task.allocationId),
     Image: spec.image,
+    User: `${TASK_USER.uid}:${TASK_USER.gid}`,
     ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
     Env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
     Labels: {
@@ -78,29 +122,47 @@ export function containerSpec(task: Task, node: string): Docker.ContainerCreateO
     Tty: false,
     OpenStdin: false,
     HostConfig: hostConfig,
+    ...(aliases.length > 0 ? { NetworkingConfig: { EndpointsConfig: { [network.name]: { Aliases: aliases } } } } : {}),
   };
 }
 
-/** The name a container reaches its host by (Docker maps it to the bridge gateway: host-gateway). */
-export const HOST_ALIAS = 'host.docker.internal';
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
 
 /**
+ * The name a gang worker publishing host port `hostPort` has on its tenant network: host ports
+ * are unique on a host, so its peers on this host find it by that name.
+ */
+export function peerAlias(hostPort: number | string): string {
+  return `mlfleet-peer-${hostPort}`;
+}
+
+/**
  * A gang's peers as its workers' containers must dial them. Nodes that advertise a loopback
- * address (a single-machine cluster, the default `--advertise`) publish the workers' ports on the
- * host, but inside a container loopback is the container itself: such peers are named by the
- * host alias instead. The same env (===) when nothing is loopback.
+ * address (a single-machine cluster, the default `--advertise`) name every peer by loopback and
+ * its host port, but inside a container loopback is the container itself, and a port published
+ * on a host address is reached from every bridge through Docker's proxy (any tenant's container):
+ * such a peer is dialled on its tenant network instead, by its alias (peerAlias) at the port it
+ * listens on in its container (JOB_PEER_PORT). The same env (===) when nothing is loopback.
  */
 export function peersSeenFromContainer(env: Record<string, string>): Record<string, string> {
   const peers = env.MLFLEET_PEERS?.split(',') ?? [];
   const host = (address: string) => splitHostPort(address).host;
   if (!peers.some((p) => LOOPBACK.test(host(p))) && !LOOPBACK.test(env.MASTER_ADDR ?? '')) return env;
-  const seen = (address: string) => (LOOPBACK.test(host(address)) ? `${HOST_ALIAS}${address.slice(address.lastIndexOf(':'))}` : address);
+  const seen = (address: string) => (LOOPBACK.test(host(address)) ? `${peerAlias(splitHostPort(address).port)}:${JOB_PEER_PORT}` : address);
+  const masterLocal = env.MASTER_ADDR !== undefined && LOOPBACK.test(env.MASTER_ADDR) && env.MASTER_PORT !== undefined;
   return {
     ...env,
     ...(env.MLFLEET_PEERS !== undefined ? { MLFLEET_PEERS: peers.map(seen).join(',') } : {}),
-    ...(env.MASTER_ADDR !== undefined && LOOPBACK.test(env.MASTER_ADDR) ? { MASTER_ADDR: HOST_ALIAS } : {}),
+    ...(masterLocal ? { MASTER_ADDR: peerAlias(env.MASTER_PORT!), MASTER_PORT: String(JOB_PEER_PORT) } : {}),
   };
+}
+
+/** The host a gang worker's peers dial it at, when that is not loopback (undefined otherwise). */
+export function ownPeerHost(task: Task): string | undefined {
+  const own = task.env.MLFLEET_PEERS?.split(',')[task.spec.rank];
+  if (!own) return undefined;
+  const host = splitHostPort(own).host;
+  return LOOPBACK.test(host) ? undefined : host;
 }
 
 export interface DockerDriverOptions {
@@ -109,10 +171,15 @@ export interface DockerDriverOptions {
   log: Logger;
   /** The engine (default: the local one, or DOCKER_HOST). */
   docker?: Docker;
+  /** How long the engine has to answer at start (default 10 s). */
+  pingTimeoutMs?: number;
 }
 
 export class DockerDriver implements Driver {
   readonly name = 'docker' as const;
+  readonly taskOwner = { ...TASK_USER, viaHostPath: false };
+  /** Tenant networks found or made by this driver, by tenant. */
+  private readonly networks = new Map<string, Promise<string>>();
 
   private constructor(
     private readonly docker: Docker,
@@ -120,13 +187,28 @@ export class DockerDriver implements Driver {
     private readonly log: Logger,
   ) {}
 
-  /** Fails unless the engine answers, so the agent finds out at start, not at the first task. */
+  /**
+   * Fails unless the engine answers within `pingTimeoutMs`, so the agent finds out at start, not
+   * at the first task, and never falls back to running tasks as plain processes.
+   */
   static async create(options: DockerDriverOptions): Promise<DockerDriver> {
     const docker = options.docker ?? new Docker();
+    const timeoutMs = options.pingTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await docker.ping();
+      await Promise.race([
+        docker.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000}s`)), timeoutMs);
+        }),
+      ]);
     } catch (err) {
-      throw new UnavailableError(`no Docker engine answers (${(err as Error).message}): start dockerd, or run the agent with --driver process`);
+      const where = process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock';
+      throw new UnavailableError(
+        `the docker driver (the default) needs a Docker engine, and none answers at ${where} (${(err as Error).message}): start dockerd, or run the agent with --driver process, which runs tasks as plain processes of --task-user on this host, without containers: for trusted, single-tenant hosts only`,
+      );
+    } finally {
+      clearTimeout(timer);
     }
     return new DockerDriver(docker, options.node, options.log.child({ component: 'docker-driver' }));
   }
@@ -142,7 +224,7 @@ export class DockerDriver implements Driver {
     }
     let container: Docker.Container;
     try {
-      container = await this.docker.createContainer(containerSpec(task, this.node));
+      container = await this.docker.createContainer(containerSpec(task, this.node, await this.networkFor(task)));
     } catch (err) {
       const status = statusCode(err);
       if (status === 404 && /no such image/i.test((err as Error).message)) {
@@ -237,6 +319,59 @@ export class DockerDriver implements Driver {
 
   async close(): Promise<void> {
     // Nothing to release: containers outlive the agent, and dockerode holds no connection open.
+  }
+
+  /** The tenant's network (made when missing) and, for a gang worker dialled from other hosts, the address to publish on. */
+  private async networkFor(task: Task): Promise<ContainerNetwork> {
+    let network = this.networks.get(task.tenant);
+    if (!network) {
+      network = this.tenantNetwork(task.tenant);
+      this.networks.set(task.tenant, network);
+      network.catch(() => this.networks.delete(task.tenant));
+    }
+    const host = task.kind === 'job' ? ownPeerHost(task) : undefined;
+    const peerHostIp = host === undefined ? undefined : isIP(host) ? host : (await lookup(host)).address;
+    return { name: await network, ...(peerHostIp ? { peerHostIp } : {}) };
+  }
+
+  /**
+   * The id of the tenant's network, made when missing. Agents on one host may make it at the
+   * same moment, and the engine then keeps two of that name: every agent takes the oldest and
+   * removes the others.
+   */
+  private async tenantNetwork(tenant: string): Promise<string> {
+    const name = tenantNetworkName(tenant);
+    let found = await this.networksNamed(name);
+    if (found.length === 0) {
+      try {
+        await this.docker.createNetwork({
+          Name: name,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          Labels: { [LABELS.network]: 'tenant', [LABELS.tenant]: tenant },
+        });
+        this.log.info({ network: name, tenant }, "created the tenant's network");
+      } catch (err) {
+        if (statusCode(err) !== 409) throw err; // 409: another agent made it meanwhile
+      }
+      found = await this.networksNamed(name);
+    }
+    const foreign = found.find((n) => n.Labels?.[LABELS.network] !== 'tenant' || n.Labels?.[LABELS.tenant] !== tenant || n.Driver !== 'bridge');
+    if (foreign) {
+      throw new FailedPreconditionError(
+        `Docker network ${name} exists but is not mlfleet's network for tenant ${tenant} (labels ${LABELS.network}=tenant, ${LABELS.tenant}=${tenant}); remove it (docker network rm ${name})`,
+      );
+    }
+    const [kept, ...extra] = found.sort((x, y) => x.Created.localeCompare(y.Created) || x.Id.localeCompare(y.Id));
+    if (!kept) throw new UnavailableError(`Docker network ${name} was created but cannot be found`);
+    for (const network of extra) await this.docker.getNetwork(network.Id).remove().catch(() => undefined);
+    return kept.Id;
+  }
+
+  private async networksNamed(name: string): Promise<Docker.NetworkInspectInfo[]> {
+    // The engine's name filter matches parts of names.
+    const listed = (await this.docker.listNetworks({ filters: { name: [name] } })) as Docker.NetworkInspectInfo[];
+    return listed.filter((n) => n.Name === name);
   }
 
   private async startContainer(container: Docker.Container, task: Task): Promise<void> {

@@ -4,6 +4,7 @@
 // Every driver finds the tasks it started again after an agent restart (`list`), so the agent
 // adopts them instead of starting duplicates (DESIGN principle 7).
 import type { RunSpec } from '../../shared/workloads.js';
+import type { TaskOwner } from '../task-dirs.js';
 
 export interface Mount {
   hostPath: string;
@@ -55,6 +56,8 @@ export interface LogOptions {
 
 export interface Driver {
   readonly name: 'docker' | 'process';
+  /** The user tasks run as, who owns their writable directories; undefined: the agent's own. */
+  readonly taskOwner?: TaskOwner;
   /**
    * Starts the task. Idempotent: a task of this allocation that already exists (running or
    * exited) is left as it is.

@@ -6,17 +6,24 @@
 // output log bounded and records the exit code: the task, its log and its exit code all outlive
 // the agent, and a restarted agent adopts the task from its directory (DESIGN principle 7).
 //
+// Tasks run as --task-user (an unprivileged user of their own, agent/task-user.ts) when the agent
+// runs as root: they cannot read the agent's credential or a coordinator's files. This driver
+// gives no other isolation: it is for trusted, single-tenant hosts, and only runs when asked for
+// (--driver process).
+//
 // CPU and memory limits are NOT enforced by this driver (that would take cgroups, i.e. root or
 // systemd delegation); the scheduler's accounting still reserves them. GPUs are confined with
 // CUDA_VISIBLE_DEVICES, which well-behaved CUDA programs honour.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { chmodSync, chownSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import type { TaskOwner } from '../task-dirs.js';
+import type { TaskUser } from '../task-user.js';
 import type { Driver, LogOptions, Task, TaskStatus } from './driver.js';
 import { EXIT_FILE, LOG_FILE, RECORD_FILE, ROTATED_SUFFIX, STOPPED_FILE, WORK_DIR } from './process-task-dir.js';
 
@@ -38,6 +45,8 @@ export interface ProcessDriverOptions {
   logMaxBytes?: number;
   /** How often a followed log looks for new output (default 200 ms). */
   pollMs?: number;
+  /** The user tasks run as (the agent must be root); undefined: the agent's own user. */
+  taskUser?: TaskUser;
 }
 
 /** task.json: what the driver needs to find the task again after a restart. */
@@ -64,6 +73,8 @@ export class ProcessDriver implements Driver {
   private readonly logMaxBytes: number;
   private readonly pollMs: number;
   private warnedLimits = false;
+  private readonly taskUser: TaskUser | undefined;
+  readonly taskOwner: TaskOwner | undefined;
 
   constructor(options: ProcessDriverOptions) {
     this.tasksDir = path.join(options.dataDir, 'tasks');
@@ -71,6 +82,24 @@ export class ProcessDriver implements Driver {
     this.log = options.log.child({ component: 'process-driver' });
     this.logMaxBytes = options.logMaxBytes ?? LOG_MAX_BYTES;
     this.pollMs = options.pollMs ?? 200;
+    this.taskUser = options.taskUser;
+    this.taskOwner = options.taskUser && { uid: options.taskUser.uid, gid: options.taskUser.gid, viaHostPath: true };
+    if (options.taskUser) {
+      // Tasks reach the model cache and their directories by host path: the data dir lets the
+      // task user's group pass, and list nothing (agent.db is 0600).
+      chownSync(options.dataDir, 0, options.taskUser.gid);
+      chmodSync(options.dataDir, 0o710);
+    }
+  }
+
+  /** A directory of the driver's that the task user may pass through (0710, its group) but not read; 0700 without one. */
+  private async passable(dir: string): Promise<void> {
+    if (this.taskUser) {
+      await chown(dir, 0, this.taskUser.gid);
+      await chmod(dir, 0o710);
+    } else {
+      await chmod(dir, 0o700);
+    }
   }
 
   async start(task: Task): Promise<void> {
@@ -83,6 +112,7 @@ export class ProcessDriver implements Driver {
     }
     const dir = this.taskDir(task.allocationId);
     await mkdir(this.tasksDir, { recursive: true });
+    await this.passable(this.tasksDir);
     try {
       await mkdir(dir);
     } catch (err) {
@@ -100,17 +130,21 @@ export class ProcessDriver implements Driver {
       this.log.warn('the process driver does not enforce CPU or memory limits: tasks may use more than they were given (use the docker driver to enforce them)');
     }
     if (task.mounts.length > 0) log.debug({ mounts: task.mounts }, 'no mounts for process tasks: the environment points at the host paths');
+    await this.passable(dir);
     const work = path.join(dir, WORK_DIR);
-    await mkdir(work);
+    await mkdir(work, { mode: 0o700 });
+    if (this.taskUser) await chown(work, this.taskUser.uid, this.taskUser.gid);
 
     const env: Record<string, string> = {};
     for (const name of INHERITED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name]!;
+    if (this.taskUser) Object.assign(env, { HOME: work, USER: this.taskUser.name, LOGNAME: this.taskUser.name });
     Object.assign(env, task.env);
     // No GPUs assigned means none visible, as in a container without device requests.
     env.CUDA_VISIBLE_DEVICES = task.gpuIndexes.join(',');
 
     const startedAtMs = Date.now();
-    const child = spawn(process.execPath, [SUPERVISOR, dir, String(this.logMaxBytes), '--', ...command], {
+    const as = this.taskUser ? ['--as', `${this.taskUser.uid}:${this.taskUser.gid}`] : [];
+    const child = spawn(process.execPath, [SUPERVISOR, dir, String(this.logMaxBytes), ...as, '--', ...command], {
       cwd: work,
       env,
       detached: true, // its own session and process group: it outlives the agent and is signalled as one
@@ -132,7 +166,7 @@ export class ProcessDriver implements Driver {
       startedAtMs,
     };
     await writeAtomically(path.join(dir, RECORD_FILE), JSON.stringify(record, null, 2) + '\n');
-    log.info({ pid: child.pid, command, hostPort: task.hostPort, gpus: task.gpuIndexes }, 'process started');
+    log.info({ pid: child.pid, command, hostPort: task.hostPort, gpus: task.gpuIndexes, user: this.taskUser?.name }, 'process started');
   }
 
   async stop(allocationId: string, graceMs: number): Promise<void> {

@@ -3,7 +3,11 @@
 // while the agent is stopped or restarting (DESIGN principle 7). It leads the task's process
 // group, so the driver stops the task and everything it started with one signal to the group.
 //
-//   node process-supervisor.js TASK_DIR LOG_MAX_BYTES -- COMMAND [ARG…]
+//   node process-supervisor.js TASK_DIR LOG_MAX_BYTES [--as UID:GID] -- COMMAND [ARG…]
+//
+// With --as (the agent runs as root and has a --task-user), the command runs as that user with
+// no supplementary groups, while this process stays the agent's: the task cannot touch its log,
+// its exit code or the driver's record.
 //
 // TASK_DIR/output.log holds the newest output; once it would pass LOG_MAX_BYTES it becomes
 // output.log.1 (replacing the older one) and a new output.log begins, so at most twice the
@@ -61,12 +65,16 @@ function recordExit(taskDir: string, code: number): void {
 }
 
 function main(): void {
-  const [taskDir, maxBytesArg, separator, ...command] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const [taskDir, maxBytesArg] = args;
+  const as = args[2] === '--as' ? /^(\d+):(\d+)$/.exec(args[3] ?? '') : undefined;
+  const [separator, ...command] = args.slice(args[2] === '--as' ? 4 : 2);
   const maxBytes = Number(maxBytesArg);
-  if (!taskDir || separator !== '--' || command.length === 0 || !(maxBytes > 0)) {
-    process.stderr.write('usage: process-supervisor TASK_DIR LOG_MAX_BYTES -- COMMAND [ARG…]\n');
+  if (!taskDir || separator !== '--' || command.length === 0 || !(maxBytes > 0) || as === null) {
+    process.stderr.write('usage: process-supervisor TASK_DIR LOG_MAX_BYTES [--as UID:GID] -- COMMAND [ARG…]\n');
     process.exit(2);
   }
+  const user = as ? { uid: Number(as[1]), gid: Number(as[2]) } : {};
   const log = new RotatingLog(path.join(taskDir, LOG_FILE), maxBytes);
   // The driver signals the whole group: the task decides what SIGTERM means, and this process
   // stays to record how it ended (SIGKILL after the grace period ends it all).
@@ -81,7 +89,7 @@ function main(): void {
     process.exit(0);
   };
 
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: process.cwd(), env: process.env });
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: process.cwd(), env: process.env, ...user });
   child.stdout.on('data', (chunk: Buffer) => log.write(chunk));
   child.stderr.on('data', (chunk: Buffer) => log.write(chunk));
   child.on('error', (err: NodeJS.ErrnoException) => {

@@ -146,7 +146,7 @@ describe('a serving container', () => {
     assert.equal(info.HostConfig.Memory, 256 * MIB);
     assert.deepEqual(info.HostConfig.LogConfig, { Type: 'json-file', Config: { 'max-size': LOG_MAX_SIZE, 'max-file': String(LOG_MAX_FILES) } });
     assert.equal(info.HostConfig.RestartPolicy?.Name, 'no');
-    assert.deepEqual(info.HostConfig.PortBindings, { '8080/tcp': [{ HostIp: '', HostPort: String(served.hostPort) }] });
+    assert.deepEqual(info.HostConfig.PortBindings, { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(served.hostPort) }] });
   });
 
   it('is one container however often start() is called', async () => {
@@ -265,15 +265,17 @@ it('gives the last bytes of the log, and a followed log goes on with lines writt
   await assertTailThenFollow(driver, job.allocationId, () => writeFileSync(path.join(trigger, 'go'), ''));
 });
 
+const NETWORK = { name: 'mlfleet-tenant-acme' };
+
 it('asks the nvidia driver for exactly the assigned GPUs', () => {
-  const created = containerSpec(task({ gpuIndexes: [1, 3], spec: spec({ image: 'example/trainer:1' }) }), 'gpu-host');
+  const created = containerSpec(task({ gpuIndexes: [1, 3], spec: spec({ image: 'example/trainer:1' }) }), 'gpu-host', NETWORK);
   assert.deepEqual(created.HostConfig?.DeviceRequests, [{ Driver: 'nvidia', DeviceIDs: ['1', '3'], Capabilities: [['gpu']] }]);
   assert.equal(created.Labels?.[LABELS.node], 'gpu-host');
-  const cpuOnly = containerSpec(task({ spec: spec({ image: 'example/trainer:1', command: ['train'] }) }), 'gpu-host');
+  const cpuOnly = containerSpec(task({ spec: spec({ image: 'example/trainer:1', command: ['train'] }) }), 'gpu-host', NETWORK);
   assert.equal(cpuOnly.HostConfig?.DeviceRequests, undefined);
   assert.deepEqual(cpuOnly.Cmd, ['train']);
   // No command: the image's own; no limits: 0, which docker reads as unlimited.
-  const defaults = containerSpec(task({ spec: spec({ image: 'example/server:1' }) }), 'gpu-host');
+  const defaults = containerSpec(task({ spec: spec({ image: 'example/server:1' }) }), 'gpu-host', NETWORK);
   assert.equal(defaults.Cmd, undefined);
   assert.equal(defaults.HostConfig?.NanoCpus, 0);
   assert.equal(defaults.HostConfig?.Memory, 0);
@@ -295,12 +297,12 @@ it('fails clearly, naming the image and `npm run images`, when the image is not 
 });
 
 describe('gang peers seen from a container', () => {
-  it('names loopback peers by host.docker.internal (loopback in a container is the container) and leaves others alone', () => {
+  it('names loopback peers by their alias on the tenant network, at the port they listen on in their container, and leaves others alone', () => {
     const local = { MLFLEET_PEERS: '127.0.0.1:31000,127.0.0.1:31001,[::1]:31002', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '31000', OTHER: 'x' };
     assert.deepEqual(peersSeenFromContainer(local), {
-      MLFLEET_PEERS: 'host.docker.internal:31000,host.docker.internal:31001,host.docker.internal:31002',
-      MASTER_ADDR: 'host.docker.internal',
-      MASTER_PORT: '31000',
+      MLFLEET_PEERS: 'mlfleet-peer-31000:29500,mlfleet-peer-31001:29500,mlfleet-peer-31002:29500',
+      MASTER_ADDR: 'mlfleet-peer-31000',
+      MASTER_PORT: '29500',
       OTHER: 'x',
     });
     const fleet = { MLFLEET_PEERS: '10.0.0.5:31000,10.0.0.6:31001', MASTER_ADDR: '10.0.0.5', MASTER_PORT: '31000' };

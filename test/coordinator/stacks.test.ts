@@ -91,18 +91,18 @@ interface ServingExpectation {
 /**
  * Deploys one replica on `agent` and builds the container the docker driver would create for
  * it, checking what every serving stack needs: its image, the model mounted read-only at the
- * stack's path, its port exposed and published on the replica's host port, its readiness check.
+ * stack's path, its port exposed and published on the replica's host port (loopback only), its readiness check.
  */
 async function servingContainer(c: Cluster, agent: FakeAgent, input: Omit<DeploymentInput, 'replicas'>, expected: ServingExpectation) {
   await deploy(c, input);
   const allocation = await placed(agent, input.name);
   const task = dockerTask(agent, allocation);
   assert.equal(task.spec.readinessPath, expected.readinessPath);
-  const spec = containerSpec(task, agent.name);
+  const spec = containerSpec(task, agent.name, { name: 'mlfleet-tenant-default' });
   assert.equal(spec.Image, expected.image);
   assert.deepEqual(spec.HostConfig?.Binds, [`${task.mounts[0]!.hostPath}:${expected.mount}:ro`]);
   assert.deepEqual(spec.ExposedPorts, { [`${expected.port}/tcp`]: {} });
-  assert.deepEqual(spec.HostConfig?.PortBindings, { [`${expected.port}/tcp`]: [{ HostIp: '', HostPort: String(allocation.hostPort) }] });
+  assert.deepEqual(spec.HostConfig?.PortBindings, { [`${expected.port}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: String(allocation.hostPort) }] });
   for (const variable of [`PORT=${expected.port}`, `MLFLEET_MODEL_PATH=${expected.mount}`]) assert.ok(spec.Env?.includes(variable), `${variable} in ${spec.Env?.join(' ')}`);
   return spec;
 }

@@ -116,7 +116,9 @@ export async function startAgent(t: TestContext, name: string, coordinators: str
   writeFileSync(inventory, JSON.stringify({ cpu: '16', memory: '64Gi', gpus: { count: 2, model: 'NVIDIA H100 80GB HBM3', memory: '80Gi' }, nics: [{ name: 'eth0', speedMbps: 25000 }] }));
   const daemon = spawnDaemon(t, name, 'agent/main.js', [
     '--name', name, '--coordinator', coordinators.join(','), '--data-dir', path.join(dataDir, name),
-    '--http-listen', '127.0.0.1:0', '--gateway-listen', '127.0.0.1:0', '--inventory-file', inventory, '--driver', 'process', ...extra,
+    '--http-listen', '127.0.0.1:0', '--gateway-listen', '127.0.0.1:0', '--inventory-file', inventory, '--driver', 'process',
+    // Tasks run as this test's own user, as before --task-user: the isolation it brings is tested in process-driver.test.ts.
+    '--task-user', os.userInfo().username, ...extra,
   ]);
   await daemon.waitForMessage('agent started');
   return daemon;

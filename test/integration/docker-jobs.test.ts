@@ -1,7 +1,7 @@
 // Jobs on real Docker through real agents, with the runtime image (node inside, scripts run by
 // `node -e`): a gang of 3 waits, holding nothing anywhere, while one of three hosts is short of
-// memory, then runs once a host with room joins, its workers meeting through their published
-// peer ports; a killed worker fails its gang's attempt as a whole, the other worker's container is
+// memory, then runs once a host with room joins, its workers meeting on their tenant's network
+// by their peer aliases; a killed worker fails its gang's attempt as a whole, the other worker's container is
 // stopped but kept with its logs, and the retry resumes from what the attempt saved in
 // /checkpoint on that host; a job past its deadline fails and its container is stopped, kept with
 // its logs. (Cancel stopping a job's container: docker-fleet.test.ts.)
@@ -18,7 +18,7 @@ const GiB = 2 ** 30;
 
 /**
  * Each worker checks what it was told, then they meet: rank 0 listens on PORT (the peer port in
- * its container, published on the host port MLFLEET_PEERS names), the others connect to
+ * its container, which its peers on this host dial at its alias on the tenant network), the others connect to
  * MASTER_ADDR:MASTER_PORT (retrying until rank 0 listens) and are welcomed.
  */
 const RENDEZVOUS = `const net = require('net');
@@ -73,7 +73,7 @@ async function stopped(f: Fleet, allocation: string, what: string): Promise<void
   await eventually(what, 30_000, async () => ((await f.containers(allocation)).map((c) => c.State).join() === 'exited' ? true : undefined));
 }
 
-test('a gang of 3 waits, holding nothing, while a host is short of memory, then runs when a host with room joins, its workers meeting through their peer ports', async (t) => {
+test('a gang of 3 waits, holding nothing, while a host is short of memory, then runs when a host with room joins, its workers meeting on their tenant network', async (t) => {
   const f = await dockerFleet(t);
   await Promise.all([f.agent('gang-a'), f.agent('gang-b'), f.agent('gang-small', { memory: '16Gi' })]);
   // 40Gi a worker: the 64Gi hosts fit one each, the 16Gi one none.
@@ -100,7 +100,8 @@ test('a gang of 3 waits, holding nothing, while a host is short of memory, then 
   const workers = [...done.allocations].sort((a, b) => a.rank - b.rank);
   assert.deepEqual(workers.map((w) => w.rank), [0, 1, 2]);
   assert.deepEqual(workers.map((w) => w.node).sort(), ['gang-a', 'gang-b', 'gang-d'], 'one worker on each host with room');
-  const peers = workers.map((w) => `host.docker.internal:${w.hostPort}`).join(',');
+  // On one host they meet on their tenant's network, each named by its host port (peerAlias).
+  const peers = workers.map((w) => `mlfleet-peer-${w.hostPort}:29500`).join(',');
   const logs = await Promise.all(workers.map(async (w) => (await f.api.logs(w.id)).toString()));
   for (const [rank, output] of logs.entries()) assert.match(output, new RegExp(`^rank ${rank} of 3 peers ${peers}$`, 'm'));
   assert.match(logs[0]!, /^rank 0 met rank 1, rank 2$/m);
