@@ -89,6 +89,8 @@ export interface DeploymentInput extends WorkloadInput {
   rollout?: { maxSurge?: number; maxUnavailable?: number };
   /** Anyone may infer through the gateways, with no token. */
   public?: boolean;
+  /** The largest request body the gateways pass on (0 or absent: 8 MiB). */
+  maxRequestBytes?: number;
 }
 
 export interface JobInput extends WorkloadInput {
@@ -193,6 +195,7 @@ export function compileDeploymentSpec(input: DeploymentInput): DeploymentSpec {
     maxPerNode: input.maxPerNode ?? DEPLOYMENT_DEFAULTS.maxPerNode,
     priority: input.priority ?? DEPLOYMENT_DEFAULTS.priority,
     public: input.public ?? false,
+    maxRequestBytes: input.maxRequestBytes ?? 0,
     // Always sent whole: on the wire an absent policy means the defaults, but a present one
     // takes its zeros literally.
     rollout: {
@@ -421,6 +424,7 @@ const deploymentSpecSchema = z
     maxPerNode: count.optional(),
     rollout: z.object({ maxSurge: count.optional(), maxUnavailable: count.optional() }).strict().optional(),
     public: z.boolean({ invalid_type_error: 'must be true or false' }).optional(),
+    maxRequestSize: size.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -595,7 +599,8 @@ function compileDocument(raw: Record<string, unknown>, problems: Problem[]): Wor
     if (!spec.success) problems.push(...spec.error.issues.flatMap((i) => explain(i, kind)));
     if (!envelope.success || !spec.success) return undefined;
     const { name, tenant = '' } = envelope.data;
-    return { kind, name, tenant, spec: compileDeploymentSpec({ ...spec.data, model: spec.data.model!, name }) };
+    const { maxRequestSize, ...deployment } = spec.data;
+    return { kind, name, tenant, spec: compileDeploymentSpec({ ...deployment, model: deployment.model!, name, maxRequestBytes: maxRequestSize }) };
   }
   const spec = jobSpecSchema.safeParse(raw.spec);
   if (!spec.success) problems.push(...spec.error.issues.flatMap((i) => explain(i, kind)));

@@ -37,6 +37,7 @@ import type { TokenTable__Output as TokenTable } from '../../shared/gen/mlfleet/
 import { splitHostPort } from '../../shared/workloads.js';
 import { AccessError, TENANT_HEADER, checkMayInfer, notFound, routeFor, selectable, type Sender } from './access.js';
 import { TokenBook } from './token-book.js';
+import { BodyError, DEFAULT_MAX_REQUEST_BYTES, takeBody, tooLarge, type RequestBody } from './request-body.js';
 import type { TlsMaterial } from '../../shared/tls.js';
 
 export interface GatewayOptions {
@@ -47,8 +48,6 @@ export interface GatewayOptions {
   /** This node's credential, which other gateways accept for the hop; undefined before the node joined. */
   credential(): string | undefined;
   clock?: Clock;
-  /** Largest request body accepted (it is held to be re-sent on a retry). */
-  maxBodyBytes?: number;
   /** The agent's TLS material: with a certificate and a CA, HTTPS beside HTTP and hops over mutual TLS. */
   tls?: TlsMaterial;
 }
@@ -59,7 +58,6 @@ export const REPLICA_HEADER = 'mlfleet-replica';
 /** Set on a hop's answer when this host's replica could not be reached: the sender may try another. */
 const HOP_UNREACHABLE = 'mlfleet-hop-unreachable';
 const MAX_ATTEMPTS = 3;
-const DEFAULT_MAX_BODY_BYTES = 64 * 2 ** 20;
 const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?\/?$/;
 
 export class Gateway {
@@ -70,7 +68,6 @@ export class Gateway {
   private readonly windows = new Map<string, LatencyWindow>();
   /** One connection pool per replica address (undici: far less work per request than node:http's client). */
   private readonly pools = new Map<string, Pool>();
-  private readonly maxBodyBytes: number;
   private readonly tokens: TokenBook;
 
   /** Hops go over mutual TLS (the agent has a certificate and a CA). */
@@ -82,7 +79,6 @@ export class Gateway {
     private readonly options: GatewayOptions,
   ) {
     this.mutual = options.tls?.cert !== undefined && options.tls.ca !== undefined;
-    this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.tokens = new TokenBook(options.clock ?? systemClock);
   }
 
@@ -177,20 +173,18 @@ export class Gateway {
       if (url.pathname === '/v2/select/infer') {
         if (sender.anonymous) throw unauthenticated('no token: selection chooses among your tenant\'s models');
         const chosen = this.choose(req, url, sender);
-        const body = await readBody(req, this.maxBodyBytes);
         res.setHeader('mlfleet-selected', `${chosen.route.tenant}/${chosen.route.model}`);
         res.setHeader('mlfleet-selection-reason', chosen.reason.replace(/[^\x20-\x7e]/g, '?'));
-        await this.forward(req, res, chosen.route, undefined, `/v2/models/${encodeURIComponent(chosen.route.model)}/infer`, body, true);
+        await this.forward(req, res, chosen.route, undefined, `/v2/models/${encodeURIComponent(chosen.route.model)}/infer`, true);
         return;
       }
       const match = MODEL_PATH.exec(url.pathname);
       if (!match) return json(res, 404, { error: `no such route: ${req.method} ${url.pathname.slice(0, 200)}` });
       const [, name, version] = match as unknown as [string, string, string | undefined];
       const route = routeFor(this.routes, sender, decodeURIComponent(name), header(req, TENANT_HEADER));
-      const body = await readBody(req, this.maxBodyBytes);
-      await this.forward(req, res, route, version, url.pathname + url.search, body, match[3] === '/infer');
+      await this.forward(req, res, route, version, url.pathname + url.search, match[3] === '/infer');
     } catch (err) {
-      const status = err instanceof HttpError || err instanceof AccessError ? err.status : 500;
+      const status = err instanceof HttpError || err instanceof AccessError || err instanceof BodyError ? err.status : 500;
       if (status === 500) this.options.log.warn({ err }, 'gateway request failed');
       if (status === 401) res.setHeader('www-authenticate', 'Bearer realm="mlfleet"');
       if (!res.headersSent) json(res, status, { error: (err as Error).message });
@@ -221,7 +215,7 @@ export class Gateway {
       res.setHeader(HOP_UNREACHABLE, '1');
       throw new HttpError(503, `replica ${replica.slice(0, 64)} does not serve on node ${this.options.node}`);
     }
-    const body = await readBody(req, this.maxBodyBytes);
+    const body = await takeBody(req, maxRequestBytes(endpoint));
     try {
       await this.proxy(req, res, endpoint, url.pathname + url.search, body);
     } catch (err) {
@@ -292,11 +286,16 @@ export class Gateway {
     route: ModelRoute,
     version: string | undefined,
     path: string,
-    body: Buffer,
     infer: boolean,
   ): Promise<void> {
-    const candidates = this.order(route.endpoints.filter((e) => version === undefined || String(e.version) === version));
-    if (candidates.length === 0) throw notFound(route.model, version);
+    const matching = route.endpoints.filter((e) => version === undefined || String(e.version) === version);
+    if (matching.length === 0) throw notFound(route.model, version);
+    // The body is bounded by what the most generous of these deployments takes, and goes only to
+    // replicas whose deployment takes its size.
+    const body = await takeBody(req, Math.max(...matching.map(maxRequestBytes)));
+    const size = body.kind === 'whole' ? body.data.length : body.length;
+    const candidates = this.order(size === undefined ? matching : matching.filter((e) => maxRequestBytes(e) >= size));
+    if (candidates.length === 0) throw tooLarge(Math.max(...matching.map(maxRequestBytes)));
     const failures: string[] = [];
     for (const endpoint of candidates.slice(0, MAX_ATTEMPTS)) {
       const started = performance.now();
@@ -309,6 +308,9 @@ export class Gateway {
         if (!(err instanceof Unreachable)) throw err;
         if (infer) this.window(route, endpoint).add(performance.now() - started, true);
         failures.push(`${endpoint.address}: ${err.message}`);
+        // A streamed body goes to one replica: the client that sent it to that one took it (and
+        // destroys it when the request fails).
+        if (body.kind === 'stream') break;
         this.options.log.debug({ replica: endpoint.address, err: err.message }, 'replica unreachable; trying another');
       } finally {
         this.inFlight.set(endpoint.allocation, (this.inFlight.get(endpoint.allocation) ?? 1) - 1);
@@ -336,7 +338,7 @@ export class Gateway {
    * One attempt. Resolves with the replica's status once its answer has been passed on;
    * rejects with Unreachable when nothing came back from the replica (safe to retry elsewhere).
    */
-  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, endpoint: RouteEndpoint, path: string, body: Buffer): Promise<number> {
+  private async proxy(req: http.IncomingMessage, res: http.ServerResponse, endpoint: RouteEndpoint, path: string, body: RequestBody): Promise<number> {
     const { origin, hop } = this.target(endpoint);
     const headers: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(req.headers)) {
@@ -349,6 +351,7 @@ export class Gateway {
       headers.authorization = `Bearer ${credential}`;
       headers[REPLICA_HEADER] = endpoint.allocation;
     }
+    if (body.kind === 'stream' && body.length !== undefined) headers['content-length'] = String(body.length);
     let pool = this.pools.get(origin);
     if (!pool) {
       const tls = this.options.tls;
@@ -360,8 +363,10 @@ export class Gateway {
     }
     let answer: Dispatcher.ResponseData;
     try {
-      answer = await pool.request({ method: (req.method ?? 'GET') as Dispatcher.HttpMethod, path, headers, body });
+      answer = await pool.request({ method: (req.method ?? 'GET') as Dispatcher.HttpMethod, path, headers, body: body.kind === 'whole' ? body.data : body.chunks });
     } catch (err) {
+      // The body passed its bound on the way: the request was cut, and the caller is told why.
+      if (err instanceof BodyError) throw err;
       // Nothing came back: the replica is gone or not listening; another may answer.
       throw new Unreachable((err as Error).message);
     }
@@ -426,6 +431,11 @@ class HttpError extends Error {
 
 class Unreachable extends Error {}
 
+/** What a replica's deployment takes. */
+function maxRequestBytes(endpoint: RouteEndpoint): number {
+  return Number(endpoint.maxRequestBytes) || DEFAULT_MAX_REQUEST_BYTES;
+}
+
 /**
  * One port, two protocols: a TLS connection begins with a handshake record (0x16), which no
  * HTTP request line does. The first byte is looked at and put back; the connection then belongs
@@ -462,15 +472,4 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
-}
-
-async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new HttpError(413, `the request body is over ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }

@@ -50,6 +50,9 @@ const oneOfStackOrImage = <T extends { stack: string; image: string }>(spec: T, 
   }
 };
 
+/** The largest request body a deployment may ask its gateways to pass on. */
+const MAX_REQUEST_BYTES = 2 ** 30;
+
 export const deploymentSpec = z
   .object({
     name: workloadName,
@@ -67,6 +70,7 @@ export const deploymentSpec = z
     priority: z.number().int().min(-1_000_000).max(1_000_000, 'must be between -1000000 and 1000000'),
     rollout: z.object({ maxSurge: uint.max(1000), maxUnavailable: uint.max(1000) }).nullable(),
     public: z.boolean(),
+    maxRequestBytes: z.number().int().min(0).max(MAX_REQUEST_BYTES, `must be at most ${MAX_REQUEST_BYTES} (1 GiB)`),
   })
   .superRefine(oneOfStackOrImage);
 

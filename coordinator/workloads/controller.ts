@@ -1068,8 +1068,8 @@ export class WorkloadController {
 
   private rolloutChanged(previous: DeploymentRecord, spec: DeploymentSpec, run: AllocationRecord['run']): boolean {
     // The replica count and who may infer change no replica: no rollout.
-    const { replicas: _a, public: _c, ...before } = previous.spec;
-    const { replicas: _b, public: _d, ...after } = spec;
+    const { replicas: _a, public: _c, maxRequestBytes: _e, ...before } = previous.spec;
+    const { replicas: _b, public: _d, maxRequestBytes: _f, ...after } = spec;
     return !isDeepStrictEqual(before, after) || !isDeepStrictEqual(previous.run, run);
   }
 
@@ -1115,6 +1115,7 @@ function updatedMessage(before: DeploymentSpec, after: DeploymentSpec): string {
   const parts: string[] = [];
   if (before.replicas !== after.replicas) parts.push(`now ${after.replicas} replicas`);
   if (before.public !== after.public) parts.push(after.public ? 'now public: anyone may infer with no token' : 'no longer public: inference needs a token of the tenant');
+  if (before.maxRequestBytes !== after.maxRequestBytes) parts.push(`requests now up to ${after.maxRequestBytes || 'the default 8 MiB'}${after.maxRequestBytes ? ' bytes' : ''}`);
   return parts.join('; ') || `now ${after.replicas} replicas`;
 }
 

@@ -106,6 +106,7 @@ export class RouteBook {
           deployment: record.spec.name,
           gateway: gatewayOf(a.node),
           public: record.spec.public,
+          maxRequestBytes: record.spec.maxRequestBytes,
         });
         if (a.run.model.version > route.newest) {
           route.newest = a.run.model.version;

@@ -12,6 +12,7 @@ import { silentLogger } from '../../shared/log.js';
 import { freePort } from '../helpers/net.js';
 import { mintGatewayToken, tokenTable } from '../helpers/gateway-tokens.js';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import https from 'node:https';
 import path from 'node:path';
 import { loadTls, type TlsMaterial } from '../../shared/tls.js';
@@ -93,7 +94,7 @@ function route(
   return {
     tenant,
     model,
-    endpoints: endpoints.map((e) => ({ allocation: e.id, node: e.node, address: e.address, version: e.version ?? 1, deployment: model, gateway: '', public: e.public ?? false })),
+    endpoints: endpoints.map((e) => ({ allocation: e.id, node: e.node, address: e.address, version: e.version ?? 1, deployment: model, gateway: '', public: e.public ?? false, maxRequestBytes: 0 })),
     type: '',
     inputFormat: '',
     outputFormat: '',
@@ -418,4 +419,98 @@ test('with mutual TLS, the gateway port speaks HTTPS beside HTTP, hops go over m
   assert.equal(overHttps.status, 200, overHttps.body);
   assert.equal((await f.infer()).status, 200);
   assert.equal(remote.hits, 3);
+});
+
+/** A replica that takes bodies as they come, keeping only their size and SHA-256. */
+async function sink(t: TestContext): Promise<{ address: string; bodies: Array<{ size: number; sha256: string; length: string | undefined }> }> {
+  const bodies: Array<{ size: number; sha256: string; length: string | undefined }> = [];
+  const server = http.createServer((req, res) => {
+    const hash = createHash('sha256');
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      hash.update(c);
+    });
+    req.on('end', () => {
+      bodies.push({ size, sha256: hash.digest('hex'), length: req.headers['content-length'] });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ size }));
+    });
+    req.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, bodies };
+}
+
+/** POSTs `size` bytes made on the fly (1 MiB pieces of a pattern), with or without a length. */
+function postGenerated(g: Gateway, path: string, token: string, size: number, chunked: boolean): Promise<{ status: number; body: string; sha256: string }> {
+  const [host, port] = g.address.split(':') as [string, string];
+  const piece = Buffer.alloc(2 ** 20, 'abcdefgh');
+  const hash = createHash('sha256');
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' };
+    if (!chunked) headers['content-length'] = String(size);
+    const req = http.request({ host, port: Number(port), path, method: 'POST', headers }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, sha256: hash.digest('hex') }));
+    });
+    req.on('error', (err) => (/ECONNRESET|EPIPE/.test(err.message) ? resolve({ status: 0, body: err.message, sha256: '' }) : reject(err)));
+    let sent = 0;
+    const write = () => {
+      while (sent < size) {
+        const chunk = piece.subarray(0, Math.min(piece.length, size - sent));
+        sent += chunk.length;
+        hash.update(chunk);
+        if (!req.write(chunk)) return void req.once('drain', write);
+      }
+      req.end();
+    };
+    write();
+  });
+}
+
+test("request bodies are bounded by their deployment (8 MiB unless it says more): a declared length over it is 413 before the replica sees a byte", async (t) => {
+  const f = await fleet(t);
+  const small = await sink(t);
+  f.setRoutes(1, [route('m', [{ id: 'a', node: 'here', address: small.address }])]);
+  const over = await postGenerated(f.g, '/v2/models/m/infer', f.users.acme.token, 9 * 2 ** 20, false);
+  assert.equal(over.status, 413);
+  assert.match(over.body, /over 8388608 bytes.*--max-request-size/);
+  const chunkedOver = await postGenerated(f.g, '/v2/models/m/infer', f.users.acme.token, 9 * 2 ** 20, true);
+  assert.ok(chunkedOver.status === 413 || chunkedOver.status === 0, `a chunked body past the bound is cut (${chunkedOver.status})`);
+  assert.ok(small.bodies.every((b) => b.size <= 8 * 2 ** 20), 'no replica got more than its deployment takes');
+  // The same connection goes on serving: a refused body was drained, not left paused.
+  const fits = await postGenerated(f.g, '/v2/models/m/infer', f.users.acme.token, 3 * 2 ** 20, false);
+  assert.equal(fits.status, 200);
+  assert.equal(small.bodies.at(-1)!.sha256, fits.sha256);
+});
+
+test('large bodies stream through, locally and over the hop, intact and with their length; eight 60 MiB bodies at once do not grow the gateway by their size', async (t) => {
+  const f = await fleet(t);
+  const local = await sink(t);
+  const remote = await sink(t);
+  const big = 128 * 2 ** 20;
+  const withCap = (r: ModelRoute) => {
+    for (const e of r.endpoints) e.maxRequestBytes = big;
+    return r;
+  };
+  f.setRoutes(1, [withCap(route('near', [{ id: 'l', node: 'here', address: local.address }])), withCap(route('far', [{ id: 'r', node: 'there', address: remote.address }]))]);
+  for (const [model, replica] of [['near', local], ['far', remote]] as const) {
+    for (const chunked of [false, true]) {
+      const sent = await postGenerated(f.g, `/v2/models/${model}/infer`, f.users.acme.token, 20 * 2 ** 20 + 7, chunked);
+      assert.equal(sent.status, 200, `${model}, chunked ${chunked}: ${sent.body}`);
+      const got = replica.bodies.at(-1)!;
+      assert.equal(got.sha256, sent.sha256, `${model}: the body arrives intact`);
+      if (!chunked) assert.equal(got.length, String(20 * 2 ** 20 + 7), 'its length goes with it');
+    }
+  }
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  const answers = await Promise.all(Array.from({ length: 8 }, () => postGenerated(f.g, '/v2/models/far/infer', f.users.acme.token, 60 * 2 ** 20, false)));
+  const grown = process.memoryUsage().rss - before;
+  assert.deepEqual(answers.map((a) => a.status), Array(8).fill(200));
+  // Held whole, the bodies would take 480 MiB in each of two gateways (and the test's process holds both).
+  assert.ok(grown < 200 * 2 ** 20, `memory grew by ${(grown / 2 ** 20).toFixed(0)} MiB for 480 MiB streamed through two gateways`);
 });

@@ -75,6 +75,7 @@ test('a Deployment in human units becomes the wire spec in base units', () => {
       priority: 10,
       rollout: { maxSurge: 1, maxUnavailable: 0 },
       public: false,
+      maxRequestBytes: 0,
     },
   } satisfies WorkloadObject);
 });

@@ -129,6 +129,7 @@ export function commandAfterDashes(command: Command, operands: string[]): string
 interface DeployOptions extends WorkloadOptions {
   model: string;
   public?: boolean;
+  maxRequestSize?: number;
   replicas?: number;
   maxPerNode?: number;
   port?: number;
@@ -157,6 +158,7 @@ export function registerDeployCommand(program: Command): void {
     .addOption(new Option('--max-surge <n>', 'extra replicas allowed during a rollout (default: 1)').argParser(wholeFlag('--max-surge', 0, 2 ** 32 - 1)))
     .addOption(new Option('--max-unavailable <n>', 'replicas allowed to be not ready during a rollout (default: 0)').argParser(wholeFlag('--max-unavailable', 0, 2 ** 32 - 1)))
     .option('--public', 'anyone may infer through the gateways, with no token (default: a token of the tenant)')
+    .addOption(new Option('--max-request-size <size>', 'the largest request body the gateways pass on, up to 1Gi (default: 8Mi)').argParser(bytesLimit('--max-request-size')))
     .action((name: string, operands: string[], options: DeployOptions, command: Command) => {
       const spec = compileDeploymentSpec({
         name,
@@ -173,6 +175,7 @@ export function registerDeployCommand(program: Command): void {
         priority: options.priority,
         rollout: { maxSurge: options.maxSurge, maxUnavailable: options.maxUnavailable },
         public: options.public,
+        maxRequestBytes: options.maxRequestSize,
       });
       return withContext(command, async (ctx) => ctx.print(deploymentAppliedView(await ctx.client().applyDeployment(spec, options.tenant))));
     });

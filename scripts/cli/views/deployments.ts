@@ -2,6 +2,7 @@
 // touch": `deployments show -o json` has name, model, resolvedVersion, replicas, readyReplicas
 // and allocations with id, node, status, endpoint), the list table and the detail block.
 import type { Deployment } from '../../../shared/proto.js';
+import { formatBytes } from '../../../shared/units.js';
 import { formatLabels, indent, isoOrNull, keyValues, sortedRecord, table, type KeyValue, type Printable } from '../output.js';
 import { age, allocationJson, formatResources, replicaTable, resourcesJson, type AllocationJson, type ResourcesJson } from './allocations.js';
 
@@ -37,6 +38,8 @@ export interface DeploymentJson {
   rollout: { maxSurge: number; maxUnavailable: number };
   /** Anonymous inference through the gateways (--public). */
   public: boolean;
+  /** The largest request body the gateways pass on; 0: the default (8 MiB). */
+  maxRequestBytes: number;
   allocations: AllocationJson[];
   createdAt: string | null;
   updatedAt: string | null;
@@ -67,6 +70,7 @@ export function deploymentJson(d: Deployment): DeploymentJson {
     priority: spec?.priority ?? 0,
     rollout: { maxSurge: spec?.rollout?.maxSurge ?? 1, maxUnavailable: spec?.rollout?.maxUnavailable ?? 0 },
     public: spec?.public ?? false,
+    maxRequestBytes: Number(spec?.maxRequestBytes ?? 0),
     allocations: d.allocations.map(allocationJson),
     createdAt: isoOrNull(d.createdAtMs),
     updatedAt: isoOrNull(d.updatedAtMs),
@@ -112,7 +116,7 @@ function detailTable(deployment: Deployment, now: number): string {
     ['Max per node', d.maxPerNode > 0 ? String(d.maxPerNode) : 'no limit'],
     ['Priority', String(d.priority)],
     ['Rollout', `max surge ${d.rollout.maxSurge}, max unavailable ${d.rollout.maxUnavailable}`],
-    ['Inference', d.public ? 'public: anyone, with no token' : 'a token of the tenant'],
+    ['Inference', `${d.public ? 'public: anyone, with no token' : 'a token of the tenant'}; requests up to ${d.maxRequestBytes > 0 ? formatBytes(d.maxRequestBytes) : '8Mi (default)'}`],
   );
   if (Object.keys(d.env).length > 0) head.push(['Env', formatLabels(d.env)]);
   head.push(['Created', d.createdAt ?? '-'], ['Updated', d.updatedAt ?? '-']);

@@ -16,7 +16,7 @@ gateway.setRoutes({
     {
       tenant: 'bench',
       model: model!,
-      endpoints: [{ allocation: 'a', node: 'bench', address: replica!, version: 1, deployment: model!, gateway: '', public: false }],
+      endpoints: [{ allocation: 'a', node: 'bench', address: replica!, version: 1, deployment: model!, gateway: '', public: false, maxRequestBytes: 0 }],
       type: '',
       inputFormat: '',
       outputFormat: '',
