@@ -414,6 +414,7 @@ export class Coordinator {
       }
     });
     this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks };
+    registry.open();
     this.leader = { id: this.id, address: this.address };
     this.metrics.isLeader.set(1);
     this.log.info({ address: this.address }, 'elected leader');

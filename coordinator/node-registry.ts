@@ -66,16 +66,27 @@ export class NodeRegistry {
   /** Digests the leader told each node to prefetch: a node credential may download them. */
   private readonly prefetched = new Map<string, Set<string>>();
   private readonly queues = new KeyedMutex();
-  private readonly sweeper: Timer;
+  private sweeper: Timer | undefined;
   private readonly listeners = new Set<(change: NodeChange) => void>();
   private closed = false;
 
   private constructor(private readonly deps: NodeRegistryDeps) {
-    const interval = Math.min(1000, Math.max(50, Math.floor(deps.nodeTtlMs / 10)));
-    this.sweeper = deps.clock.setInterval(() => this.sweep(), interval);
   }
 
-  /** Rebuilds the view from the store; every node gets one TTL from now to show up. */
+  /**
+   * The leader now takes sessions: every node's TTL starts from here. Until this moment agents
+   * could not reach this leader (it was still loading the workloads), so a TTL counted from the
+   * load would mark healthy nodes down on a slow failover.
+   */
+  open(): void {
+    if (this.sweeper || this.closed) return;
+    const now = this.deps.clock.now();
+    for (const view of this.nodes.values()) view.lastSeenMs = Math.max(view.lastSeenMs, now);
+    const interval = Math.min(1000, Math.max(50, Math.floor(this.deps.nodeTtlMs / 10)));
+    this.sweeper = this.deps.clock.setInterval(() => this.sweep(), interval);
+  }
+
+  /** Rebuilds the view from the store; every node gets one TTL from open() to show up. */
   static async load(deps: NodeRegistryDeps): Promise<NodeRegistry> {
     const registry = new NodeRegistry(deps);
     const { kvs } = await deps.store.range(keys.nodesPrefix);
@@ -250,7 +261,7 @@ export class NodeRegistry {
 
   close(): void {
     this.closed = true;
-    this.sweeper.cancel();
+    this.sweeper?.cancel();
     this.deps.metrics.nodeCounts = undefined;
     for (const session of this.sessions.values()) session.close('this coordinator no longer leads');
     this.sessions.clear();

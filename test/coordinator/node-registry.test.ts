@@ -36,11 +36,13 @@ async function setup(t: import('node:test').TestContext) {
   const clock = new FakeClock();
   const store = await SqliteStore.create(`${tempDir(t)}/c.db`, { clock });
   t.after(() => store.close());
-  const load = async () => {
+  /** A registry as the coordinator makes one: loaded, then opened once it takes sessions (`open` false: not yet). */
+  const load = async (open = true) => {
     const registry = await NodeRegistry.load({
       store, clock, writer: store, log: silentLogger(), metrics: new CoordinatorMetrics(), nodeTtlMs: TTL,
     });
     t.after(() => registry.close());
+    if (open) registry.open();
     return registry;
   };
   return { clock, store, load };
@@ -138,6 +140,26 @@ test('a new leader gives every node one TTL to reconnect before marking it down'
   await settle();
   assert.equal(next.get('gpu-1').record.status, 'ready', 'the node that reconnected stays ready');
   assert.equal(next.get('gpu-2').record.status, 'down', 'the node that did not is down after the grace TTL');
+});
+
+test("a new leader's grace TTL counts from when it takes sessions, not from when it began loading", async (t) => {
+  const { clock, load } = await setup(t);
+  const first = await load();
+  await first.hello(hello('gpu-1'), session('1'));
+  first.close();
+  // The next leader loads the registry, then spends longer than a TTL loading the workloads
+  // (a loaded machine), during which no agent can reach it.
+  const next = await load(false);
+  clock.advance(TTL * 2);
+  await settle();
+  assert.equal(next.get('gpu-1').record.status, 'ready', 'nothing is swept before the leader opens');
+  next.open();
+  clock.advance(TTL - 100);
+  await settle();
+  assert.equal(next.get('gpu-1').record.status, 'ready', 'a whole TTL from opening to reconnect');
+  clock.advance(200);
+  await settle();
+  assert.equal(next.get('gpu-1').record.status, 'down', 'and down once it has passed');
 });
 
 test('cordon, drain and uncordon change the stored record; unknown nodes are NOT_FOUND', async (t) => {
