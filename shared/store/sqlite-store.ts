@@ -19,7 +19,7 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, ResourceExhaustedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { WatchQueue } from './watch-queue.js';
 import {
@@ -347,6 +347,8 @@ export class SqliteStore implements Store {
 
   private readonly stmts: Statements;
   private readonly watchers = new Set<Watcher>();
+  /** Leases renewed while the disk took no write: their expiry, which this process's sweeper honours. */
+  private readonly renewedInMemory = new Map<number, number>();
   private readonly sweeper: Timer;
   private poller: Timer | undefined;
   private dataVersion: number;
@@ -453,13 +455,15 @@ export class SqliteStore implements Store {
     }
     this.assertOpen();
     const granted = Math.ceil(ttlMs);
-    const id = this.stmts.leaseInsert.run(granted, this.options.clock.now() + granted).lastInsertRowid;
+    const id = this.diskFullAs(() => this.stmts.leaseInsert.run(granted, this.options.clock.now() + granted).lastInsertRowid);
     return { id: String(id), ttlMs: granted };
   }
 
   async leaseKeepAlive(id: string): Promise<void> {
     const leaseId = parseLeaseId(id);
-    const { value: alive } = this.write((w) => {
+    let alive: boolean;
+    try {
+      alive = this.write((w) => {
       const lease = leaseId === undefined ? undefined : this.stmts.leaseGet.get(leaseId);
       if (!lease) return false;
       if (lease.expires_at <= w.now) {
@@ -469,7 +473,18 @@ export class SqliteStore implements Store {
       }
       this.stmts.leaseRenew.run(w.now + lease.ttl_ms, lease.id);
       return true;
-    });
+      }).value;
+      if (leaseId !== undefined) this.renewedInMemory.delete(leaseId);
+    } catch (err) {
+      // A full disk takes no renewal; it takes no other write either, so no other holder can
+      // take what this lease holds (a lone coordinator keeps its leadership). The lease is renewed in this process's memory, which this process's
+      // sweeper honours, until the disk takes the renewal again.
+      const lease = leaseId === undefined || !(err instanceof ResourceExhaustedError) ? undefined : this.stmts.leaseGet.get(leaseId);
+      if (!lease) throw err;
+      this.renewedInMemory.set(lease.id, this.options.clock.now() + lease.ttl_ms);
+      this.options.log.warn({ lease: id, err: (err as Error).message }, 'lease renewed in memory only: the disk is full');
+      return;
+    }
     if (!alive) throw new LeaseNotFoundError(id);
   }
 
@@ -508,7 +523,7 @@ export class SqliteStore implements Store {
   private write<T>(body: (w: WriteTxn) => T): { value: T; revision: number } {
     this.assertOpen();
     let changed = false;
-    const result = this.db
+    const result = this.diskFullAs(() => this.db
       .transaction(() => {
         const current = this.meta('revision');
         const w = new WriteTxn(this.stmts, current + 1, this.options.clock.now());
@@ -523,9 +538,19 @@ export class SqliteStore implements Store {
         }
         return { value, revision: w.revision };
       })
-      .immediate();
+      .immediate());
     if (changed) this.announce();
     return result;
+  }
+
+  /** Runs a write; SQLite's "database or disk is full" becomes RESOURCE_EXHAUSTED naming the file (nothing was written). */
+  private diskFullAs<T>(run: () => T): T {
+    try {
+      return run();
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_FULL') throw err;
+      throw new ResourceExhaustedError(`the disk holding the store ${this.file} is full; nothing was written: free space there`);
+    }
   }
 
   private compactTo(revision: number): void {
@@ -612,6 +637,8 @@ export class SqliteStore implements Store {
     try {
       const now = this.options.clock.now();
       for (const { id } of this.stmts.leasesExpired.all(now)) {
+        if ((this.renewedInMemory.get(id) ?? 0) > now) continue;
+        this.renewedInMemory.delete(id);
         this.write((w) => {
           // Another process may have renewed or swept it since the read above.
           const lease = this.stmts.leaseGet.get(id);
