@@ -399,12 +399,14 @@ const commonFields = {
   image: checked(checkImage).optional(),
   command: stringList(scalar(LIMITS.commandArgBytes), LIMITS.commandArgs, '[python, train.py]')
     .superRefine((argv, ctx) => {
+      if (!Array.isArray(argv)) return; // already refused, its problem named
       const bytes = argvBytes(argv);
       if (bytes > LIMITS.commandTotalBytes) issue(ctx, `is ${bytes} bytes in all, over the limit of ${formatLimit(LIMITS.commandTotalBytes)}`);
     })
     .optional(),
   env: stringMap(ENV_NAME, ENV_KEY_HINT, LIMITS.envValueBytes)
     .superRefine((env, ctx) => {
+      if (typeof env !== 'object' || env === null) return; // already refused, its problem named
       const count = Object.keys(env).length;
       if (count > LIMITS.envVars) issue(ctx, `has ${count} variables, over the limit of ${LIMITS.envVars}`);
       const bytes = envBytes(env);
@@ -414,6 +416,7 @@ const commonFields = {
   resources: resourcesSchema.optional(),
   constraints: stringMap(LABEL_KEY, LABEL_KEY_HINT, 128)
     .superRefine((labels, ctx) => {
+      if (typeof labels !== 'object' || labels === null) return; // already refused, its problem named
       const count = Object.keys(labels).length;
       if (count > LIMITS.labels) issue(ctx, `has ${count} entries, over the limit of ${LIMITS.labels}`);
     })
