@@ -127,6 +127,13 @@ test('every RPC refuses oversized and malformed input with a bounded error, and 
     assert.ok(answer.details.length <= MAX_DETAILS, `${method.name}: the error is bounded`);
   }
 
+  // The HTTP routes (/healthz, /metrics) take no body and bounded headers.
+  const posted = await fetch(`http://${c.http}/healthz`, { method: 'POST', body: Buffer.alloc(1024 * 1024, 0x61) }).catch((err: Error) => err);
+  assert.ok(posted instanceof Error || posted.status === 405, `a body is refused: ${posted instanceof Error ? posted.message : posted.status}`);
+  const headers = await fetch(`http://${c.http}/healthz`, { headers: { 'x-big': 'a'.repeat(64 * 1024) } });
+  assert.equal(headers.status, 431, 'oversized headers are refused');
+  assert.equal((await fetch(`http://${c.http}/healthz`)).status, 200);
+
   clearInterval(sampler);
   await leaderAnswers(c, admin);
   assert.ok(c.running, 'the coordinator is still running');
