@@ -28,6 +28,7 @@ import type { DesiredSet, LocalState, RunRecord } from './local-state.js';
 import type { CacheLease, ModelCache } from './model-cache.js';
 import { probeHttp } from './readiness.js';
 import { makeTaskDir, stripSetIds } from './task-dirs.js';
+import { parseBoundedJson } from '../shared/limits.js';
 
 export interface ReconcilerTiming {
   /** A full pass at least this often, events or not. */
@@ -735,8 +736,9 @@ export class Reconciler {
 export function parseRunSpec(json: string): RunSpec {
   let raw: Partial<RunSpec> | null;
   try {
-    raw = JSON.parse(json) as Partial<RunSpec> | null;
+    raw = parseBoundedJson(json, "the allocation's spec") as Partial<RunSpec> | null;
   } catch (err) {
+    if (err instanceof RangeError) throw new InvalidArgumentError(`${err.message}; the coordinator sent something this agent cannot run`);
     throw new InvalidArgumentError(`the allocation's spec is not JSON (${(err as Error).message}); the coordinator sent something this agent cannot run`);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {

@@ -9,7 +9,8 @@ import { AlreadyExistsError, MlfleetError, NotLeaderError, UnauthenticatedError,
 import type { Logger } from '../shared/log.js';
 import { mlfleetV1, type AgentMessageIn, type CoordinatorMessageOut, type Usage } from '../shared/proto.js';
 import type { Hello } from '../shared/gen/mlfleet/v1/Hello.js';
-import type { DesiredAllocations__Output } from '../shared/gen/mlfleet/v1/DesiredAllocations.js';
+import { DesiredAssembler, type DesiredSet } from '../shared/desired-pieces.js';
+import { LIMITS } from '../shared/limits.js';
 import type { Welcome__Output } from '../shared/gen/mlfleet/v1/Welcome.js';
 import type { Command__Output } from '../shared/gen/mlfleet/v1/Command.js';
 import type { StatusReport } from '../shared/gen/mlfleet/v1/StatusReport.js';
@@ -29,7 +30,8 @@ export interface SessionOptions {
   onRoutes?: (table: RouteTable__Output) => void;
   /** The tokens the gateway checks: a piece of the whole table, or a change. */
   onTokens?: (table: TokenTable__Output) => void;
-  onDesired: (desired: DesiredAllocations__Output) => void;
+  /** A whole desired set, once every piece of it has come (shared/desired-pieces.ts). */
+  onDesired: (desired: DesiredSet) => void;
   /**
    * The leader welcomed this session. What changed between the hello and now was dropped (see
    * send), so this is when to report the current state again.
@@ -63,6 +65,9 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_time_ms': 15_000,
   'grpc.keepalive_timeout_ms': 5_000,
   'grpc.max_reconnect_backoff_ms': 1_000,
+  // Deliberate ceilings: the leader sends bounded pieces, far under what is accepted here.
+  'grpc.max_receive_message_length': LIMITS.grpcClientReceiveBytes,
+  'grpc.max_send_message_length': LIMITS.grpcReceiveBytes,
 };
 
 export class CoordinatorSession {
@@ -146,6 +151,8 @@ export class CoordinatorSession {
     this.current = call;
     let heartbeat: Timer | undefined;
     let seq = 0;
+    // Pieces gathered on this session only: a set half-sent before a break is sent again whole.
+    const assembler = new DesiredAssembler();
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => call.cancel();
       signal.addEventListener('abort', onAbort, { once: true });
@@ -172,7 +179,8 @@ export class CoordinatorSession {
           heartbeat?.cancel();
           heartbeat = clock.setInterval(send, Math.max(100, message.welcome.heartbeatIntervalMs));
         } else if (message.msg === 'desired' && message.desired) {
-          this.options.onDesired(message.desired);
+          const set = assembler.add(message.desired);
+          if (set) this.options.onDesired(set);
         } else if (message.msg === 'routes' && message.routes) {
           this.options.onRoutes?.(message.routes);
         } else if (message.msg === 'tokens' && message.tokens) {

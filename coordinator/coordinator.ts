@@ -34,6 +34,7 @@ import { AuditLog } from './audit-log.js';
 import { NodeAdmission } from './auth/node-admission.js';
 import { TokenRegistry, type Principal } from './auth/token-registry.js';
 import { tokenChange, tokenTablePieces } from './auth/gateway-tokens.js';
+import { LIMITS } from '../shared/limits.js';
 import { bootstrap, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { NodeRegistry, type FencedWriter } from './node-registry.js';
@@ -136,6 +137,10 @@ export class Coordinator {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
       'grpc.max_concurrent_streams': 1_000_000,
+      // Deliberate ceilings (shared/limits.ts): a larger request is refused by its size before
+      // it is decoded; desired sets go out in pieces far under what agents accept.
+      'grpc.max_receive_message_length': LIMITS.grpcReceiveBytes,
+      'grpc.max_send_message_length': LIMITS.grpcClientReceiveBytes,
     } as grpc.ServerOptions);
     let ops: OpsServer | undefined;
     let blobs: BlobStore | undefined;

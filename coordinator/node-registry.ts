@@ -8,7 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Clock, Timer } from '../shared/clock.js';
 import { ConflictError, FailedPreconditionError, NotFoundError } from '../shared/errors.js';
 import type { Command } from '../shared/gen/mlfleet/v1/Command.js';
-import type { DesiredAllocations } from '../shared/gen/mlfleet/v1/DesiredAllocations.js';
+import type { DesiredSet } from '../shared/desired-pieces.js';
 import type { RouteTable } from '../shared/gen/mlfleet/v1/RouteTable.js';
 import type { TokenTable } from '../shared/gen/mlfleet/v1/TokenTable.js';
 import { KeyedMutex } from '../shared/keyed-mutex.js';
@@ -35,7 +35,7 @@ export interface SessionHandle {
   /** Sends a command to the agent; false when the session can no longer take one. */
   command(command: Command): boolean;
   /** Sends the agent its full desired allocation set; false when the session has ended. */
-  desired(set: DesiredAllocations): boolean;
+  desired(set: DesiredSet): boolean;
   /** Sends the agent's gateway the routing table; false when the session has ended. */
   routes(table: RouteTable): boolean;
   /** Sends the agent's gateway a change of the tokens it checks; false when the session has ended. */
@@ -232,7 +232,7 @@ export class NodeRegistry {
   }
 
   /** Sends a node's agent its desired set; false when the node has no session with this leader. */
-  sendDesired(name: string, set: DesiredAllocations): boolean {
+  sendDesired(name: string, set: DesiredSet): boolean {
     return this.sessions.get(name)?.desired(set) ?? false;
   }
 

@@ -71,6 +71,7 @@ import type { SelectResponse__Output } from './gen/mlfleet/v1/SelectResponse.js'
 import type { SelectionServiceClient } from './gen/mlfleet/v1/SelectionService.js';
 import { formatDuration } from './units.js';
 import { Wakeup } from './wakeup.js';
+import { LIMITS } from './limits.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7700';
 
@@ -238,6 +239,9 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_reconnect_backoff_ms': 1000,
   // No DNS TXT lookups for service config: one less round trip per host name.
   'grpc.service_config_disable_resolution': 1,
+  // Deliberate ceilings (shared/limits.ts): what a coordinator accepts, and a margin for answers.
+  'grpc.max_send_message_length': LIMITS.grpcReceiveBytes,
+  'grpc.max_receive_message_length': LIMITS.grpcClientReceiveBytes,
 };
 
 /** Splits "a:1, b:2" (or a list of such strings) into addresses; at least one is required. */

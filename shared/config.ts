@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { InvalidArgumentError, MlfleetError } from './errors.js';
 import { parseBytes, parseDuration } from './units.js';
+import { LIMITS } from './limits.js';
 
 export interface OptionSpec {
   /** camelCase key: the YAML key and the compiled option's name. */
@@ -161,6 +162,9 @@ export function parseLabels(text: string): Record<string, string> {
     }
     labels[key] = value;
   }
+  // The coordinator refuses a hello with more: say so at start, not on every reconnect.
+  const count = Object.keys(labels).length;
+  if (count > LIMITS.labels) throw new InvalidArgumentError(`${count} labels, over the limit of ${LIMITS.labels}`);
   return labels;
 }
 

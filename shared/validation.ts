@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { InvalidArgumentError } from './errors.js';
 import { truncate } from './truncate.js';
+import { argvBytes, envBytes, formatLimit, LIMITS } from './limits.js';
 
 export { z };
 
@@ -40,7 +41,42 @@ export const nodeName = z
   .max(253, 'must be at most 253 characters')
   .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, 'must be lowercase letters, digits, "." and "-", starting and ending with a letter or digit');
 
-export const labelMap = z.record(
-  z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/, 'label keys are letters, digits, . _ - / (max 63)'),
-  z.string().max(128, 'label values are at most 128 characters'),
-);
+export const labelMap = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/, 'label keys are letters, digits, . _ - / (max 63)'),
+    z.string().max(128, 'label values are at most 128 characters'),
+  )
+  .superRefine((labels, ctx) => {
+    const count = Object.keys(labels).length;
+    if (count > LIMITS.labels) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `has ${count} entries, over the limit of ${LIMITS.labels}` });
+  });
+
+/** An environment (deployment, job, stack): bounded in count, in each value and in total. */
+export const boundedEnv = z
+  .record(
+    z.string().max(256, 'environment variable names are at most 256 characters').regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _'),
+    z.string().max(LIMITS.envValueBytes, `each value is at most ${formatLimit(LIMITS.envValueBytes)}`),
+  )
+  .superRefine((env, ctx) => {
+    const count = Object.keys(env).length;
+    if (count > LIMITS.envVars) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `has ${count} variables, over the limit of ${LIMITS.envVars}` });
+    const bytes = envBytes(env);
+    if (bytes > LIMITS.envTotalBytes) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `is ${bytes} bytes in all, over the limit of ${formatLimit(LIMITS.envTotalBytes)}` });
+  });
+
+/** A command line: bounded in arguments, in each argument and in total. */
+export const boundedArgv = z
+  .array(z.string().max(LIMITS.commandArgBytes, `each argument is at most ${formatLimit(LIMITS.commandArgBytes)}`))
+  .max(LIMITS.commandArgs, `at most ${LIMITS.commandArgs} arguments`)
+  .superRefine((argv, ctx) => {
+    const bytes = argvBytes(argv);
+    if (bytes > LIMITS.commandTotalBytes) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `is ${bytes} bytes in all, over the limit of ${formatLimit(LIMITS.commandTotalBytes)}` });
+  });
+
+/** A refinement that bounds a whole object by its JSON size (a spec, metadata). */
+export function withinJsonBytes(maxBytes: number) {
+  return (value: unknown, ctx: z.RefinementCtx) => {
+    const bytes = Buffer.byteLength(JSON.stringify(value));
+    if (bytes > maxBytes) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `is ${bytes} bytes as JSON, over the limit of ${formatLimit(maxBytes)}`, path: [] });
+  };
+}

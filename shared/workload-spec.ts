@@ -13,6 +13,7 @@ import type { DeploymentSpec, JobSpec, ResourceRequest } from './proto.js';
 import { parseBytes, parseCpuMillis, parseDuration } from './units.js';
 import { z } from './validation.js';
 import { quoted } from './truncate.js';
+import { argvBytes, envBytes, formatLimit, LIMITS } from './limits.js';
 
 export type { DeploymentSpec, JobSpec, ResourceRequest };
 
@@ -399,10 +400,30 @@ const resourcesSchema = z
 const commonFields = {
   stack: checked(checkStack).optional(),
   image: checked(checkImage).optional(),
-  command: stringList(scalar(8192), 256, '[python, train.py]').optional(),
-  env: stringMap(ENV_NAME, ENV_KEY_HINT, 32_768).optional(),
+  command: stringList(scalar(LIMITS.commandArgBytes), LIMITS.commandArgs, '[python, train.py]')
+    .superRefine((argv, ctx) => {
+      if (!Array.isArray(argv)) return; // already refused, its problem named
+      const bytes = argvBytes(argv);
+      if (bytes > LIMITS.commandTotalBytes) issue(ctx, `is ${bytes} bytes in all, over the limit of ${formatLimit(LIMITS.commandTotalBytes)}`);
+    })
+    .optional(),
+  env: stringMap(ENV_NAME, ENV_KEY_HINT, LIMITS.envValueBytes)
+    .superRefine((env, ctx) => {
+      if (typeof env !== 'object' || env === null) return; // already refused, its problem named
+      const count = Object.keys(env).length;
+      if (count > LIMITS.envVars) issue(ctx, `has ${count} variables, over the limit of ${LIMITS.envVars}`);
+      const bytes = envBytes(env);
+      if (bytes > LIMITS.envTotalBytes) issue(ctx, `is ${bytes} bytes in all, over the limit of ${formatLimit(LIMITS.envTotalBytes)}`);
+    })
+    .optional(),
   resources: resourcesSchema.optional(),
-  constraints: stringMap(LABEL_KEY, LABEL_KEY_HINT, 128).optional(),
+  constraints: stringMap(LABEL_KEY, LABEL_KEY_HINT, 128)
+    .superRefine((labels, ctx) => {
+      if (typeof labels !== 'object' || labels === null) return; // already refused, its problem named
+      const count = Object.keys(labels).length;
+      if (count > LIMITS.labels) issue(ctx, `has ${count} entries, over the limit of ${LIMITS.labels}`);
+    })
+    .optional(),
   priority: whole(-1_000_000, 1_000_000).optional(),
 };
 
@@ -629,6 +650,9 @@ export function parseWorkloadFile(content: string, source: string): WorkloadObje
   const objects: WorkloadObject[] = [];
   const seen = new Map<string, number>();
   let index = 0;
+  // Measured before the parser sees it: a file this large is no workload file.
+  const bytes = Buffer.byteLength(content);
+  if (bytes > LIMITS.workloadFileBytes) throw new WorkloadFileError(source, [`${source}: is ${bytes} bytes, over the limit of ${formatLimit(LIMITS.workloadFileBytes)} for a workload file`]);
   for (const document of YAML.parseAllDocuments(content)) {
     index += 1;
     const where = `${source} document ${index}`;

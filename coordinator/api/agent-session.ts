@@ -16,7 +16,7 @@ import type { NodeRegistry, SessionHandle } from '../node-registry.js';
 import { heartbeatSchema, helloSchema } from './schemas.js';
 import type { WorkloadController } from '../workloads/controller.js';
 import type { LogRelay } from '../workloads/log-relay.js';
-import type { DesiredAllocations } from '../../shared/gen/mlfleet/v1/DesiredAllocations.js';
+import { desiredPieces, type DesiredSet } from '../../shared/desired-pieces.js';
 import type { LatencySample__Output as LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
 import type { RouteTable } from '../../shared/gen/mlfleet/v1/RouteTable.js';
 import type { TokenTable } from '../../shared/gen/mlfleet/v1/TokenTable.js';
@@ -132,10 +132,15 @@ class AgentSession implements SessionHandle {
     return true;
   }
 
-  desired(set: DesiredAllocations): boolean {
+  desired(set: DesiredSet): boolean {
     if (this.ended || !this.welcomed) return false;
-    this.call.write({ desired: set });
+    this.writeDesired(set);
     return true;
+  }
+
+  /** The set in bounded pieces (shared/desired-pieces.ts), never one message that grows with the node. */
+  private writeDesired(set: DesiredSet): void {
+    for (const piece of desiredPieces(set)) this.call.write({ desired: piece });
   }
 
   routes(table: RouteTable): boolean {
@@ -228,7 +233,7 @@ class AgentSession implements SessionHandle {
     await workloads.reportStatuses(hello.nodeName, hello.allocations as AllocationStatus[]);
     const revision = await this.deps.revision();
     if (this.ended) return;
-    this.call.write({ desired: { revision, allocations: workloads.desiredFor(hello.nodeName) } });
+    this.writeDesired({ revision, allocations: workloads.desiredFor(hello.nodeName) });
     workloads.markSent(hello.nodeName);
     // The tokens before the routes, so the gateway never routes without checking. Built and
     // written in the same turn as `welcomed` is set: no change in between is missed.

@@ -1,7 +1,8 @@
 // One schema per request message (DESIGN principle 8). Handlers receive the parsed result.
 import { ARTIFACT_NAME, NAME_RULE, parseRef } from '../../shared/artifact-ref.js';
 import { QUOTA_NAMES } from '../../shared/quota.js';
-import { labelMap, nodeName, z } from '../../shared/validation.js';
+import { labelMap, nodeName, withinJsonBytes, z } from '../../shared/validation.js';
+import { LIMITS } from '../../shared/limits.js';
 import { PAGE_TOKEN } from '../audit-log.js';
 
 const uint = z.number().int().nonnegative();
@@ -145,15 +146,20 @@ const artifactRef = z.string().superRefine((ref, ctx) => {
 const optionalTenant = z.union([z.literal(''), tenantName]);
 
 
-export const artifactMetadata = z.object({
-  type: z.string().max(64),
-  inputFormat: z.string().max(64),
-  outputFormat: z.string().max(64),
-  accuracy: z.number().min(0, 'must be between 0 and 1').max(1, 'must be between 0 and 1'),
-  labels: z.record(z.string().min(1).max(63), z.string().max(256)),
-  sourceJob: z.string().max(253),
-  sourceDatasets: z.array(z.string().max(200)),
-});
+export const artifactMetadata = z
+  .object({
+    type: z.string().max(64),
+    inputFormat: z.string().max(64),
+    outputFormat: z.string().max(64),
+    accuracy: z.number().min(0, 'must be between 0 and 1').max(1, 'must be between 0 and 1'),
+    labels: z.record(z.string().min(1).max(63), z.string().max(256)).superRefine((labels, ctx) => {
+      const count = Object.keys(labels).length;
+      if (count > LIMITS.labels) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `has ${count} entries, over the limit of ${LIMITS.labels}` });
+    }),
+    sourceJob: z.string().max(253),
+    sourceDatasets: z.array(z.string().max(200)).max(LIMITS.sourceDatasets, `at most ${LIMITS.sourceDatasets} datasets`),
+  })
+  .superRefine(withinJsonBytes(LIMITS.metadataBytes));
 
 export function pushHeaderSchema(formats: readonly string[]) {
   return z.object({

@@ -1,8 +1,9 @@
 // Request schemas of StackService. A registered stack is checked whole: every field that is
 // wrong is named, and nothing is stored.
 import { ARTIFACT_FORMATS } from '../../shared/artifact-ref.js';
-import { ENV_NAME, IMAGE_REF } from '../../shared/workload-spec.js';
-import { z } from '../../shared/validation.js';
+import { IMAGE_REF } from '../../shared/workload-spec.js';
+import { boundedArgv, boundedEnv, withinJsonBytes, z } from '../../shared/validation.js';
+import { LIMITS } from '../../shared/limits.js';
 import { STACK_PROTOCOLS } from '../workloads/stacks.js';
 import { workloadName } from './workload-schemas.js';
 
@@ -15,7 +16,7 @@ const absolutePath = z
   .regex(/^(\/[^/\s]+)+$/, 'must be an absolute path like /models (no spaces, no trailing /)')
   .refine((p) => !p.split('/').some((segment) => segment === '.' || segment === '..'), 'must not contain "." or ".." segments');
 
-const argv = z.array(z.string().max(8192)).max(256, 'at most 256 arguments');
+const argv = boundedArgv;
 
 export const stackSchema = z.object({
   name: workloadName,
@@ -31,11 +32,11 @@ export const stackSchema = z.object({
   readinessPath: z.string().max(1024, 'must be at most 1024 characters').regex(/^\/\S*$/, 'must be an HTTP path starting with / (the server answers 200 there once ready)'),
   readinessTimeoutMs: z.number().int().nonnegative().max(86_400_000, 'must be at most 24h'),
   command: argv,
-  env: z.record(z.string().regex(ENV_NAME, 'environment variable names are letters, digits and _'), z.string().max(32_768)),
+  env: boundedEnv,
   gpus: z.boolean(),
   trainCommand: argv,
   builtin: z.literal(false, { errorMap: () => ({ message: 'is set by mlfleet: only the stacks it ships are built in' }) }),
-});
+}).superRefine(withinJsonBytes(LIMITS.specBytes));
 
 export const listStacksSchema = z.object({});
 export const getStackSchema = z.object({ name: workloadName });

@@ -1,6 +1,7 @@
 // Request schemas of the workload services (deployments, jobs, allocations, workload events).
 import { ARTIFACT_FORMATS, ARTIFACT_NAME, NAME_RULE, parseRef } from '../../shared/artifact-ref.js';
-import { labelMap, z } from '../../shared/validation.js';
+import { boundedArgv, boundedEnv, labelMap, withinJsonBytes, z } from '../../shared/validation.js';
+import { LIMITS } from '../../shared/limits.js';
 import { jobShapeProblems, MAX_PARTITIONS, type JobShapeNames } from '../../shared/workload-spec.js';
 import { artifactMetadata, artifactName, tenantName } from './schemas.js';
 import { quoted } from '../../shared/truncate.js';
@@ -31,8 +32,8 @@ const ref = (what: string) =>
 /** A container image reference, loosely: no spaces, no control characters. */
 const image = z.string().max(512).regex(/^$|^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, 'is not an image reference (like mlfleet/runtime:0.1.0)');
 const stack = z.string().max(63).regex(/^$|^[a-z0-9][a-z0-9-]*$/, 'must be a stack name (lowercase letters, digits, "-")');
-const command = z.array(z.string().max(8192)).max(256, 'at most 256 arguments');
-const env = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _'), z.string().max(32_768));
+const command = boundedArgv;
+const env = boundedEnv;
 
 const GiB = 2 ** 30;
 export const resourceRequest = z.object({
@@ -72,7 +73,8 @@ export const deploymentSpec = z
     public: z.boolean(),
     maxRequestBytes: z.number().int().min(0).max(MAX_REQUEST_BYTES, `must be at most ${MAX_REQUEST_BYTES} (1 GiB)`),
   })
-  .superRefine(oneOfStackOrImage);
+  .superRefine(oneOfStackOrImage)
+  .superRefine(withinJsonBytes(LIMITS.specBytes));
 
 export const applyDeploymentSchema = z.object({
   spec: deploymentSpec.nullable().refine((s) => s !== null, 'is required'),
@@ -127,6 +129,7 @@ export const jobSpec = z
     partitions: uint.max(MAX_PARTITIONS, `must be at most ${MAX_PARTITIONS}`),
     outputDataset,
   })
+  .superRefine(withinJsonBytes(LIMITS.specBytes))
   .superRefine((spec, ctx) => {
     oneOfStackOrImage(spec, ctx);
     const shape = { workers: spec.workers, partitions: spec.partitions, outputModel: spec.output !== null, outputDataset: spec.outputDataset };

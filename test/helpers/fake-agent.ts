@@ -7,6 +7,7 @@ import { setBearer } from '../../shared/auth.js';
 import { mlfleetV1, type AgentMessageIn, type Allocation, type CoordinatorMessageOut } from '../../shared/proto.js';
 import type { RunSpec } from '../../shared/workloads.js';
 import type { RouteTable__Output } from '../../shared/gen/mlfleet/v1/RouteTable.js';
+import { DesiredAssembler } from '../../shared/desired-pieces.js';
 import { until } from './eventually.js';
 
 export interface FakeAgentOptions {
@@ -22,6 +23,8 @@ export class FakeAgent {
   desired: Allocation[] = [];
   revision = 0;
   sets = 0;
+  /** Desired-set messages received (a large set comes in several pieces). */
+  desiredPieces = 0;
   /** The newest routing table for its gateway. */
   routes: RouteTable__Output = { revision: 0, models: [] };
   private readonly client: grpc.Client;
@@ -59,6 +62,7 @@ export class FakeAgent {
     const call = this.client.makeBidiStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, setBearer(new grpc.Metadata(), this.credential ?? this.token)) as unknown as grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut>;
     this.call = call;
     let welcomed = false;
+    const assembler = new DesiredAssembler();
     call.on('data', (message: CoordinatorMessageOut) => {
       if (message.msg === 'welcome' && message.welcome) {
         welcomed = true;
@@ -68,10 +72,14 @@ export class FakeAgent {
         this.heartbeats = setInterval(() => call.write({ heartbeat: { seq: ++seq, sentAtMs: Date.now(), latencies: this.latencies.splice(0) } }), message.welcome.heartbeatIntervalMs);
       }
       if (message.msg === 'routes' && message.routes) this.routes = message.routes;
-      if (message.msg === 'desired' && message.desired && message.desired.revision >= this.revision) {
-        this.revision = message.desired.revision;
-        this.desired = message.desired.allocations;
-        this.sets += 1;
+      if (message.msg === 'desired' && message.desired) {
+        this.desiredPieces += 1;
+        const set = assembler.add(message.desired);
+        if (set && set.revision >= this.revision) {
+          this.revision = set.revision;
+          this.desired = set.allocations;
+          this.sets += 1;
+        }
       }
     });
     this.endedWith = undefined;
