@@ -237,6 +237,8 @@ export class BlobPeers {
     const client = this.client(peer.address);
     let settle!: (err: Error | null) => void;
     const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+    // The answer may come (a refusal, a refused connection) while the bytes are still being read.
+    done.catch(() => undefined);
     const call = client['store']!(this.metadata(), { deadline: this.deadline(sizeBytes) }, (err: grpc.ServiceError | null) => settle(err)) as grpc.ClientWritableStream<unknown>;
     const source = await this.options.blobs.read(digest);
     try {
