@@ -18,6 +18,7 @@ import { keys } from '../../shared/keys.js';
 import type { Logger } from '../../shared/log.js';
 import { mlfleetV1 } from '../../shared/proto.js';
 import type { Store } from '../../shared/store/store.js';
+import { assertWellFormed } from '../../shared/validation.js';
 import { channelCredentials, type TlsMaterial } from '../../shared/tls.js';
 import type { ArtifactRecord } from '../registry/artifact-record.js';
 import { DIGEST, type BlobStore } from './blob-store.js';
@@ -134,9 +135,10 @@ export class BlobPeers {
   service(): grpc.UntypedServiceImplementation {
     const fetch = async (call: grpc.ServerWritableStream<{ digest: string }, unknown>) => {
       try {
-        this.authenticate(call.metadata);
+        assertWellFormed(call.request, 'peer fetch request');
         const digest = call.request.digest;
-        if (!DIGEST.test(digest)) throw new InvalidArgumentError('a peer fetch names a digest, sha256:<64 lowercase hex>');
+        if (!DIGEST.test(digest)) throw new InvalidArgumentError('invalid peer fetch request: digest: must be sha256:<64 lowercase hex>');
+        this.authenticate(call.metadata);
         if (!(await this.options.blobs.stat(digest))) throw new NotFoundError(`blob ${digest} is not stored on this coordinator`);
         const stream = await this.options.blobs.read(digest);
         try {
@@ -151,7 +153,7 @@ export class BlobPeers {
         }
         call.end();
       } catch (err) {
-        call.destroy(toGrpcError(err) as Error);
+        call.emit('error', toGrpcError(err));
       }
     };
     const store = (call: grpc.ServerReadableStream<{ msg?: string; header?: { digest?: string; sizeBytes?: number }; chunk?: Buffer }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
@@ -169,21 +171,24 @@ export class BlobPeers {
   }
 
   private async receive(call: grpc.ServerReadableStream<{ msg?: string; header?: { digest?: string; sizeBytes?: number }; chunk?: Buffer }, unknown>): Promise<{ digest: string; sizeBytes: number }> {
-    this.authenticate(call.metadata);
     const messages = call[Symbol.asyncIterator]() as AsyncIterator<{ msg?: string; header?: { digest?: string; sizeBytes?: number }; chunk?: Buffer }>;
     const first = await messages.next();
+    if (!first.done) assertWellFormed(first.value, 'peer store message');
     const header = first.done ? undefined : first.value.header;
     const digest = header?.digest ?? '';
     const sizeBytes = Number(header?.sizeBytes ?? -1);
     if (first.done || first.value.msg !== 'header' || !DIGEST.test(digest) || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
-      throw new InvalidArgumentError('a peer store begins with a header naming the digest and the size');
+      throw new InvalidArgumentError('invalid peer store: header: the first message must be a header naming digest and size_bytes');
     }
+    // Only the shape of one message is looked at before the caller is known.
+    this.authenticate(call.metadata);
     const known = await this.options.blobs.stat(digest);
     const writer = await this.options.blobs.create();
     try {
       for (;;) {
         const next = await messages.next();
         if (next.done) break;
+        assertWellFormed(next.value, 'peer store message');
         const chunk = next.value.chunk;
         if (next.value.msg !== 'chunk' || !chunk) throw new InvalidArgumentError('after its header a peer store sends only chunks');
         if (writer.bytesWritten + chunk.length > sizeBytes) throw new InvalidArgumentError(`the peer declared ${sizeBytes} bytes but sent more`);
