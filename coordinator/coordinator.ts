@@ -159,6 +159,7 @@ export class Coordinator {
       const artifacts = new ArtifactRegistry(store, blobStore, clock, log.child({ component: 'artifacts' }));
       const peers = new BlobPeers({ store, blobs: blobStore, selfId: id, secret: await loadPeerSecret(store), tls: options.tls, log: log.child({ component: 'blob-peers' }), intervalMs: options.blobSyncIntervalMs ?? 5_000, clock });
       artifacts.replicate = (blob) => peers.replicate(blob.digest, blob.sizeBytes);
+      artifacts.fetchMissing = (digest, sizeBytes) => peers.ensureLocal(digest, sizeBytes);
       self = new Coordinator(id, address, options, store, metrics, server, ops, election, tokens, audit, artifacts, peers, clock, random, log, deps.onBootstrap);
       self.register();
       return self;
@@ -261,9 +262,8 @@ export class Coordinator {
       target: (node, id) => workloads().jobOutputTarget(node, id),
       recordPart: (node, id, part) => workloads().recordOutputPart(node, id, part),
     };
-    const ensureBlob = (digest: string, sizeBytes: number) => this.peers.ensureLocal(digest, sizeBytes);
-    serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch, ensureBlob }));
-    serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch, ensureBlob }));
+    serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
+    serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
     // Coordinators only, with the peer secret: copies of blobs (coordinator/blobs/blob-peers.ts).
     serve(v1.BlobPeerService.service, this.peers.service());
     serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));

@@ -34,8 +34,6 @@ export interface ArtifactServiceDeps {
   jobOutputs?: JobOutputs;
   /** Whether a node may download a blob: one of its allocations uses it, or it was told to prefetch it. */
   nodeMayFetch?(node: string, digest: string): boolean;
-  /** Makes sure a blob is held on this coordinator, fetching it from a peer coordinator if not. */
-  ensureBlob?(digest: string, sizeBytes: number): Promise<void>;
 }
 
 interface PushMessage {
@@ -141,7 +139,8 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
     if (request.offset > version.sizeBytes) {
       throw new InvalidArgumentError(`offset ${request.offset} is past the end of the content (${version.sizeBytes} bytes)`);
     }
-    await deps.ensureBlob?.(version.digest, version.sizeBytes);
+    // Not held here (pushed through another coordinator that has since gone): from a peer first.
+    await registry.fetchMissing?.(version.digest, version.sizeBytes);
     call.write({ version: toProtoVersion(found.record, version) });
     const reader = await registry.blobs.openReader(version.digest, request.offset);
     try {

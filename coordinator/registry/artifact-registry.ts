@@ -75,6 +75,12 @@ export class ArtifactRegistry {
    */
   replicate: ((blob: StoredBlob) => Promise<void>) | undefined;
 
+  /**
+   * Makes sure a blob is held by this coordinator's store, fetching it from a peer coordinator
+   * when not (coordinator/blobs/blob-peers.ts); for readers of blobs no download asks for.
+   */
+  fetchMissing: ((digest: string, sizeBytes: number) => Promise<void>) | undefined;
+
   /** Serializes, per digest, publishing a version against deleting its blob (leader only). */
   private readonly digestLocks = new KeyedMutex();
 
