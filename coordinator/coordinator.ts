@@ -23,6 +23,7 @@ import { artifactService, withEncodedChunks } from './api/artifact-service.js';
 import type { JobOutputs } from './api/job-output-push.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import { openBlobStore } from './blobs/open-blob-store.js';
+import { BlobPeers, loadPeerSecret } from './blobs/blob-peers.js';
 import { ArtifactRegistry } from './registry/artifact-registry.js';
 import { clusterService } from './api/cluster-service.js';
 import { eventService } from './api/event-service.js';
@@ -64,6 +65,8 @@ export interface CoordinatorOptions {
   id: string | undefined;
   /** TLS for the gRPC API (mutual when it has a CA); undefined: plain text. */
   tls: TlsMaterial | undefined;
+  /** Between two passes of the loop that fetches missing blobs from peers (default 5 s); not a flag. */
+  blobSyncIntervalMs?: number;
   /** Workload controller tuning (tests shorten its tick); not a flag. */
   workloads?: Partial<WorkloadControllerOptions>;
 }
@@ -106,6 +109,7 @@ export class Coordinator {
     private readonly tokens: TokenRegistry,
     private readonly audit: AuditLog,
     private readonly artifacts: ArtifactRegistry,
+    private readonly peers: BlobPeers,
     private readonly clock: Clock,
     private readonly random: Random,
     private readonly log: Logger,
@@ -158,7 +162,10 @@ export class Coordinator {
       const tokens = await TokenRegistry.load(store, clock, log.child({ component: 'tokens' }));
       const audit = new AuditLog(store, clock, log.child({ component: 'audit' }));
       const artifacts = new ArtifactRegistry(store, blobStore, clock, log.child({ component: 'artifacts' }));
-      self = new Coordinator(id, address, options, store, metrics, server, ops, election, tokens, audit, artifacts, clock, random, log, deps.onBootstrap);
+      const peers = new BlobPeers({ store, blobs: blobStore, selfId: id, secret: await loadPeerSecret(store), tls: options.tls, log: log.child({ component: 'blob-peers' }), intervalMs: options.blobSyncIntervalMs ?? 5_000, clock });
+      artifacts.replicate = (blob) => peers.replicate(blob.digest, blob.sizeBytes);
+      artifacts.fetchMissing = (digest, sizeBytes) => peers.ensureLocal(digest, sizeBytes);
+      self = new Coordinator(id, address, options, store, metrics, server, ops, election, tokens, audit, artifacts, peers, clock, random, log, deps.onBootstrap);
       self.register();
       return self;
     } catch (err) {
@@ -186,7 +193,7 @@ export class Coordinator {
   /** Starts campaigning and serving; resolves when the coordinator has closed. */
   run(): Promise<void> {
     const signal = this.abort.signal;
-    this.loops ??= Promise.all([this.campaignLoop(signal), this.observeLoop(signal), this.tokens.run(signal)]);
+    this.loops ??= Promise.all([this.campaignLoop(signal), this.observeLoop(signal), this.tokens.run(signal), this.peers.run(signal)]);
     return this.loops.then(() => undefined);
   }
 
@@ -204,6 +211,7 @@ export class Coordinator {
         });
       });
       await this.ops.close();
+      this.peers.close();
       await this.artifacts.blobs.close();
       await this.store.close();
       this.log.info('coordinator stopped');
@@ -261,6 +269,8 @@ export class Coordinator {
     };
     serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
     serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
+    // Coordinators only, with the peer secret: copies of blobs (coordinator/blobs/blob-peers.ts).
+    serve(v1.BlobPeerService.service, this.peers.service());
     serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));
     serve(v1.EventService.service, eventService({ edge, audit, events: () => this.leaderRole().events }));
     const workloadDeps = { edge, workloads, registry, logs: this.logs };

@@ -16,6 +16,8 @@ export const keys = {
    */
   auditRing: (kind: 'admin' | 'tenant' | 'node', tenant: string) => `${ROOT}audit/${kind}/${tenant || '_'}/`,
   bootstrap: `${ROOT}bootstrap`,
+  /** The secret coordinators show each other to copy blobs (coordinator/blobs/blob-peers.ts); never logged. */
+  peerSecret: `${ROOT}peer-secret`,
   artifactsPrefix: (kind: string) => `${ROOT}artifacts/${kind}/`,
   tenantArtifactsPrefix: (kind: string, tenant: string) => `${ROOT}artifacts/${kind}/${tenant}/`,
   artifact: (kind: string, tenant: string, name: string) => `${ROOT}artifacts/${kind}/${tenant}/${name}`,

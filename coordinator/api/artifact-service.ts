@@ -139,6 +139,8 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
     if (request.offset > version.sizeBytes) {
       throw new InvalidArgumentError(`offset ${request.offset} is past the end of the content (${version.sizeBytes} bytes)`);
     }
+    // Not held here (pushed through another coordinator that has since gone): from a peer first.
+    await registry.fetchMissing?.(version.digest, version.sizeBytes);
     call.write({ version: toProtoVersion(found.record, version) });
     const reader = await registry.blobs.openReader(version.digest, request.offset);
     try {

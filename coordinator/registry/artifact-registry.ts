@@ -68,6 +68,19 @@ export class ArtifactRegistry {
    */
   pinned: ((digest: string) => boolean) | undefined;
 
+  /**
+   * Copies a blob just stored to another coordinator before anything records it (the
+   * filesystem blob store with several coordinators: coordinator/blobs/blob-peers.ts); a
+   * refusal aborts the push and nothing is recorded.
+   */
+  replicate: ((blob: StoredBlob) => Promise<void>) | undefined;
+
+  /**
+   * Makes sure a blob is held by this coordinator's store, fetching it from a peer coordinator
+   * when not (coordinator/blobs/blob-peers.ts); for readers of blobs no download asks for.
+   */
+  fetchMissing: ((digest: string, sizeBytes: number) => Promise<void>) | undefined;
+
   /** Serializes, per digest, publishing a version against deleting its blob (leader only). */
   private readonly digestLocks = new KeyedMutex();
 
@@ -129,7 +142,10 @@ export class ArtifactRegistry {
    */
   async push(writer: FencedWriter, spec: PushSpec, chunks: AsyncIterable<Buffer>): Promise<Resolved> {
     await this.checkQuota(spec);
-    const { kept, stored } = await this.storeBlob(spec, chunks, (blob) => this.appendVersion(writer, spec, blob.digest));
+    const { kept, stored } = await this.storeBlob(spec, chunks, async (blob) => {
+      await this.replicate?.(blob);
+      return this.appendVersion(writer, spec, blob.digest);
+    });
     await this.dropUnkept(stored, kept.version.digest);
     return kept;
   }
@@ -141,7 +157,10 @@ export class ArtifactRegistry {
    */
   async pushPart(spec: { tenant: string; sizeBytes: number; digest: string }, chunks: AsyncIterable<Buffer>, keep: (blob: StoredBlob) => Promise<StoredBlob>): Promise<StoredBlob> {
     await this.checkQuota(spec);
-    const { kept, stored } = await this.storeBlob(spec, chunks, keep);
+    const { kept, stored } = await this.storeBlob(spec, chunks, async (blob) => {
+      await this.replicate?.(blob);
+      return keep(blob);
+    });
     await this.dropUnkept(stored, kept.digest);
     return kept;
   }

@@ -54,6 +54,8 @@ export async function assembleDataset(registry: ArtifactRegistry, writer: Fenced
     for (const part of [...job.parts].sort((a, b) => a.partition - b.partition)) {
       signal.throwIfAborted();
       const unpacked = path.join(dir, `part-${part.partition}`);
+      // A part pushed to an earlier leader may be on another coordinator: fetched from it first.
+      await registry.fetchMissing?.(part.digest, part.sizeBytes).catch(() => undefined);
       const source = await registry.blobs.read(part.digest).catch((err: unknown) => {
         if (err instanceof NotFoundError) throw new NotFoundError(`the output of partition ${part.partition} (${part.digest}) is no longer stored`);
         throw err;

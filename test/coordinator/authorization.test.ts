@@ -26,6 +26,9 @@ const USERS = new Set<Caller>(['admin', 'developer', 'consumer']);
 /** Who may do what, as the issue states it (admin: everything; developer: its tenant's work; consumer: read). */
 const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'AgentService.Session': (c) => (c === 'join' || c === 'node' ? 'OK' : 'PERMISSION_DENIED'),
+  // Coordinators only, with the cluster's peer secret: no token of any kind is one.
+  'BlobPeerService.Fetch': () => 'UNAUTHENTICATED',
+  'BlobPeerService.Store': () => 'UNAUTHENTICATED',
   'ClusterService.GetStatus': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
   'NodeService.ListNodes': (c) => (c === 'admin' || c === 'developer' ? 'OK' : 'PERMISSION_DENIED'),
   'NodeService.GetNode': (c) => (c === 'admin' || c === 'developer' ? 'OK' : 'PERMISSION_DENIED'),
@@ -317,6 +320,10 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
     }
     case 'SelectionService.Select':
       return { type: 'classification', tenant };
+    case 'BlobPeerService.Fetch':
+      return { digest: PAYLOAD_DIGEST };
+    case 'BlobPeerService.Store':
+      return [{ header: { digest: PAYLOAD_DIGEST, sizeBytes: 1 } }, { chunk: Buffer.from('x') }];
     default:
       return artifactRequest(cluster, method, scope);
   }
