@@ -153,8 +153,8 @@ export class Gateway {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://gateway');
     try {
+      const url = requestUrl(req);
       if (url.pathname === '/v2/health/live') return json(res, 200, { live: true });
       if (url.pathname === '/v2/health/ready') {
         if (this.revision < 0 || !this.tokens.ready) {
@@ -181,7 +181,7 @@ export class Gateway {
       const match = MODEL_PATH.exec(url.pathname);
       if (!match) return json(res, 404, { error: `no such route: ${req.method} ${url.pathname.slice(0, 200)}` });
       const [, name, version] = match as unknown as [string, string, string | undefined];
-      const route = routeFor(this.routes, sender, decodeURIComponent(name), header(req, TENANT_HEADER));
+      const route = routeFor(this.routes, sender, decodePathPart(name), header(req, TENANT_HEADER));
       await this.forward(req, res, route, version, url.pathname + url.search, match[3] === '/infer');
     } catch (err) {
       const status = err instanceof HttpError || err instanceof AccessError || err instanceof BodyError ? err.status : 500;
@@ -430,6 +430,24 @@ class HttpError extends Error {
 }
 
 class Unreachable extends Error {}
+
+/** The request's path and query; 400 for a target no URL parser takes. */
+function requestUrl(req: http.IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'http://gateway');
+  } catch {
+    throw new HttpError(400, 'the request target is not a valid path');
+  }
+}
+
+/** A model name from the path; 400 for a malformed percent-encoding. */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HttpError(400, 'the model name in the path is not valid percent-encoding');
+  }
+}
 
 /** What a replica's deployment takes. */
 function maxRequestBytes(endpoint: RouteEndpoint): number {
