@@ -256,6 +256,9 @@ export class ModelCache {
       try {
         await this.materialize(flight, hex);
       } catch (err) {
+        // A download that filled the disk leaves nothing behind: its partial bytes would keep
+        // the disk full for every other writer on the host until someone asked again.
+        if (isDiskFull(err)) await this.discardPartial(blob.digest, hex).catch(() => undefined);
         throw this.explainDiskError(err);
       }
     });
@@ -451,8 +454,11 @@ export class ModelCache {
   }
 
   private async discardPartial(digest: string, hex: string): Promise<void> {
-    this.index.deletePartial(digest);
+    // The bytes first: on a full disk the index (in agent.db, on the same disk) may take no
+    // write, and a record of a partial whose file is gone is harmless (a download resumes from
+    // what is on disk, here nothing).
     await fs.rm(this.partialPath(hex), { force: true });
+    this.index.deletePartial(digest);
   }
 
   // ---- integrity -------------------------------------------------------------------------
@@ -477,8 +483,8 @@ export class ModelCache {
 
   /** A full disk says which disk and what to do, instead of a bare ENOSPC. */
   private explainDiskError(err: unknown): unknown {
+    if (!isDiskFull(err)) return err;
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
     return new ResourceExhaustedError(`the model cache at ${this.dir} is out of disk space (${code}); free space there or lower --cache-max-bytes below what the disk holds`);
   }
 
@@ -909,3 +915,7 @@ async function removePath(target: string): Promise<void> {
   await fs.rm(target, { recursive: true, force: true });
 }
 
+function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}

@@ -4,45 +4,17 @@
 // its leadership (a lone coordinator has no one to hand it to), and once space is freed it
 // takes writes again.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import os from 'node:os';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { CoordinatorClient } from '../../shared/client.js';
 import type { MlfleetError } from '../../shared/errors.js';
 import { bootstrapTokens, startCoordinator } from '../helpers/processes.js';
+import { fill, smallDisk } from '../helpers/small-disk.js';
 
 const ELECTION_TTL_MS = 1_000;
-
-/** A fresh directory with a tmpfs of `size` mounted on it, unmounted (lazily: a process may still hold files there) and removed after the test. */
-function smallDisk(t: TestContext, size: string): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-small-disk-'));
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], { encoding: 'utf8' });
-  t.after(() => {
-    if (mounted.status === 0) spawnSync('umount', ['-l', dir]);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  assert.equal(mounted.status, 0, `this test mounts a small tmpfs to fill (it needs root, as CI runs): ${mounted.stderr}`);
-  return dir;
-}
-
-/** Writes zeros into `file` until the disk says no more. */
-function fill(file: string): number {
-  const fd = openSync(file, 'w');
-  const block = Buffer.alloc(64 * 1024);
-  let written = 0;
-  try {
-    for (;;) written += writeSync(fd, block);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    closeSync(fd);
-  }
-  return written;
-}
 
 async function health(http: string): Promise<{ role: string }> {
   const res = await fetch(`http://${http}/healthz`);
