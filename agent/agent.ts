@@ -159,7 +159,11 @@ export class Agent {
         sessionId,
       }),
       // Statuses that changed while the hello was on its way were dropped: the full set again.
-      onConnected: () => session.report({ allocations: reconciler.statuses(), cache: cache.entries() }),
+      onConnected: () => {
+        session.report({ allocations: reconciler.statuses(), cache: cache.entries() });
+        // Prefetches cut by a restart or a lost leader go on without being asked for again.
+        void cache.resumePrefetches();
+      },
       onDesired: (desired) => {
         const set = { revision: desired.revision, allocations: desired.allocations };
         if (state.saveDesired(set)) {

@@ -423,6 +423,31 @@ test('a download cut off mid-way resumes after a restart from the bytes already 
   lease.release();
 });
 
+test('a prefetch cut off is remembered and resumed after a restart without being asked again', async (t) => {
+  const dataDir = tempDir(t);
+  const source = new FakeBlobSource();
+  const content = randomBytes(600_000);
+  const blob = source.add(content);
+  const missing = { digest: digestOf(Buffer.from('never pushed')), sizeBytes: 12, directory: false };
+  source.failNextAfter(250_000);
+
+  const before = openCache(t, dataDir, source);
+  await assert.rejects(before.cache.prefetch(blob), /connection reset by peer/);
+  await assert.rejects(before.cache.prefetch(missing), NotFoundError);
+  assert.deepEqual(before.cache.pendingPrefetches(), [blob.digest], 'a cut prefetch is kept; one that can never succeed is not');
+  await before.close();
+
+  const after = openCache(t, dataDir, source);
+  assert.deepEqual(after.cache.pendingPrefetches(), [blob.digest]);
+  await after.cache.resumePrefetches();
+  assert.deepEqual(after.cache.entries().map((e) => e.digest), [blob.digest]);
+  assert.deepEqual(after.cache.pendingPrefetches(), []);
+  assert.deepEqual(source.requests.filter((r) => r.digest === blob.digest).map((r) => r.offset), [0, 250_000], 'resumed from the bytes on disk');
+  const requests = source.requests.length;
+  await after.cache.resumePrefetches();
+  assert.equal(source.requests.length, requests, 'nothing left to resume');
+});
+
 test('an acquire that gives up stops the download, and the next acquire resumes it', async (t) => {
   const source = new FakeBlobSource();
   const content = randomBytes(500_000);
