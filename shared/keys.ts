@@ -16,6 +16,8 @@ export const keys = {
    */
   auditRing: (kind: 'admin' | 'tenant' | 'node', tenant: string) => `${ROOT}audit/${kind}/${tenant || '_'}/`,
   bootstrap: `${ROOT}bootstrap`,
+  /** The cluster's id, made once: agents label their containers with it (coordinator/bootstrap.ts). */
+  cluster: `${ROOT}cluster`,
   artifactsPrefix: (kind: string) => `${ROOT}artifacts/${kind}/`,
   tenantArtifactsPrefix: (kind: string, tenant: string) => `${ROOT}artifacts/${kind}/${tenant}/`,
   artifact: (kind: string, tenant: string, name: string) => `${ROOT}artifacts/${kind}/${tenant}/${name}`,
