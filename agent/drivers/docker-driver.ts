@@ -407,8 +407,16 @@ export class DockerDriver implements Driver {
       await container.start();
     } catch (err) {
       if (statusCode(err) === 304) return; // already running
-      // Leave nothing half-made behind (a port taken, a bad mount): the next start begins anew.
-      await container.remove({ force: true }).catch(() => undefined);
+      // Leave nothing half-made behind (a port taken, a bad mount, an engine shutting down):
+      // the next start begins anew. The reconciler tries again should all of these fail.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const removed = await container.remove({ force: true }).then(
+          () => true,
+          (removeError: unknown) => statusCode(removeError) === 404,
+        );
+        if (removed) break;
+        await new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1)));
+      }
       throw new FailedPreconditionError(`container for allocation ${task.allocationId} (${task.spec.image}) did not start: ${(err as Error).message}`);
     }
   }
