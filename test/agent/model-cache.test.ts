@@ -11,10 +11,11 @@ import { test, type TestContext } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LocalState } from '../../agent/local-state.js';
 import { ModelCache, type BlobSource, type CacheBlob } from '../../agent/model-cache.js';
-import { NotFoundError } from '../../shared/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import { packDirectory } from '../../shared/tar.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { spawnDaemon, tempDir } from '../helpers/processes.js';
+import tar from 'tar-stream';
 
 function digestOf(content: Buffer): string {
   return `sha256:${createHash('sha256').update(content).digest('hex')}`;
@@ -446,6 +447,27 @@ test('a prefetch cut off is remembered and resumed after a restart without being
   const requests = source.requests.length;
   await after.cache.resumePrefetches();
   assert.equal(source.requests.length, requests, 'nothing left to resume');
+});
+
+test('a directory blob whose tar holds a path as a file and as a directory is refused for good, not retried', async (t) => {
+  const pack = tar.pack();
+  pack.entry({ name: 'model', type: 'file' }, 'weights');
+  pack.entry({ name: 'model/', type: 'directory' });
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  const source = new FakeBlobSource();
+  const blob = source.add(Buffer.concat(chunks), true);
+  const { cache, cacheDir } = openCache(t, tempDir(t), source);
+
+  await assert.rejects(cache.prefetch(blob), (err: unknown) => {
+    assert.ok(err instanceof InvalidArgumentError, String(err));
+    assert.match(err.message, /cannot be unpacked: .*"model" as a file and then as a directory/);
+    return true;
+  });
+  assert.deepEqual(cache.pendingPrefetches(), [], 'not remembered for a retry');
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'partial')), [], 'the bytes are discarded');
+  assert.deepEqual(cache.entries(), []);
 });
 
 test('an acquire that gives up stops the download, and the next acquire resumes it', async (t) => {
