@@ -52,6 +52,8 @@ export interface AgentOptions {
 }
 
 const CREDENTIAL = 'nodeCredential';
+/** The cluster's id, from the leader's welcome: the docker driver labels and tells apart containers by it. */
+const CLUSTER = 'clusterId';
 
 export interface AgentDeps {
   clock?: Clock;
@@ -98,7 +100,13 @@ export class Agent {
     let driver: Driver;
     try {
       if (options.driver === 'docker') {
-        driver = await DockerDriver.create({ node: options.name, log });
+        driver = await DockerDriver.create({
+          node: options.name,
+          log,
+          cluster: () => state.getMeta(CLUSTER),
+          // Containers made before clusters had ids: only those this agent started are its own.
+          ownsUnlabelled: (allocationId) => state.runs().has(allocationId),
+        });
       } else {
         const taskUser = processTaskUser(options.taskUser, log);
         driver = new ProcessDriver({ dataDir: options.dataDir, node: options.name, log, taskUser });
@@ -159,7 +167,17 @@ export class Agent {
         sessionId,
       }),
       // Statuses that changed while the hello was on its way were dropped: the full set again.
-      onConnected: () => session.report({ allocations: reconciler.statuses(), cache: cache.entries() }),
+      onConnected: () => {
+        const clusterId = session.welcome?.clusterId;
+        if (clusterId && clusterId !== state.getMeta(CLUSTER)) {
+          const before = state.getMeta(CLUSTER);
+          if (before) log.warn({ before, now: clusterId }, "this node now belongs to another cluster: containers labelled with the old cluster's id are left alone and no longer managed");
+          state.setMeta(CLUSTER, clusterId);
+        }
+        session.report({ allocations: reconciler.statuses(), cache: cache.entries() });
+        // Prefetches cut by a restart or a lost leader go on without being asked for again.
+        void cache.resumePrefetches();
+      },
       onDesired: (desired) => {
         const set = { revision: desired.revision, allocations: desired.allocations };
         if (state.saveDesired(set)) {

@@ -1,7 +1,8 @@
 // The model cache's index, kept in the agent's SQLite (<data-dir>/agent.db) so it outlives the
 // process: which blobs the cache holds, how big, when each was last used (the eviction
 // order), for a directory the manifest that tells a damaged tree from a whole one, and how far
-// each unfinished download got. Reference counts are deliberately absent: a lease belongs to
+// each unfinished download got, and which prefetches were asked for and not yet finished (so a
+// restarted agent resumes them unasked). Reference counts are deliberately absent: a lease belongs to
 // the process that took it and dies with it.
 import type Database from 'better-sqlite3';
 
@@ -37,6 +38,21 @@ export interface PartialDownload {
   updatedAt: number;
 }
 
+/** A prefetch the leader asked for that has not finished yet. */
+export interface PrefetchIntent {
+  digest: string;
+  sizeBytes: number;
+  directory: boolean;
+  requestedAt: number;
+}
+
+interface PrefetchRow {
+  digest: string;
+  size_bytes: number;
+  directory: number;
+  requested_at: number;
+}
+
 interface EntryRow {
   digest: string;
   size_bytes: number;
@@ -68,6 +84,12 @@ const SCHEMA = `
     synced_bytes INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
   );
+  CREATE TABLE IF NOT EXISTS cache_prefetches (
+    digest TEXT PRIMARY KEY,
+    size_bytes INTEGER NOT NULL,
+    directory INTEGER NOT NULL,
+    requested_at INTEGER NOT NULL
+  );
 `;
 
 const NEXT_SEQ = '(SELECT COALESCE(MAX(use_seq), 0) + 1 FROM cache_entries)';
@@ -96,6 +118,13 @@ export class CacheIndex {
          ON CONFLICT(digest) DO UPDATE SET synced_bytes = excluded.synced_bytes, updated_at = excluded.updated_at`,
       ),
       deletePartial: db.prepare('DELETE FROM cache_partials WHERE digest = ?'),
+      prefetches: db.prepare('SELECT * FROM cache_prefetches ORDER BY requested_at, digest'),
+      prefetchCount: db.prepare('SELECT COUNT(*) AS n FROM cache_prefetches'),
+      savePrefetch: db.prepare(
+        `INSERT INTO cache_prefetches (digest, size_bytes, directory, requested_at) VALUES (@digest, @sizeBytes, @directory, @requestedAt)
+         ON CONFLICT(digest) DO UPDATE SET size_bytes = excluded.size_bytes, directory = excluded.directory`,
+      ),
+      deletePrefetch: db.prepare('DELETE FROM cache_prefetches WHERE digest = ?'),
     };
   }
 
@@ -147,6 +176,28 @@ export class CacheIndex {
 
   deletePartial(digest: string): void {
     this.statements.deletePartial.run(digest);
+  }
+
+  /** Unfinished prefetches, oldest first. */
+  prefetches(): PrefetchIntent[] {
+    return (this.statements.prefetches.all() as PrefetchRow[]).map((row) => ({
+      digest: row.digest,
+      sizeBytes: row.size_bytes,
+      directory: row.directory !== 0,
+      requestedAt: row.requested_at,
+    }));
+  }
+
+  prefetchCount(): number {
+    return (this.statements.prefetchCount.get() as { n: number }).n;
+  }
+
+  savePrefetch(intent: PrefetchIntent): void {
+    this.statements.savePrefetch.run({ ...intent, directory: intent.directory ? 1 : 0 });
+  }
+
+  deletePrefetch(digest: string): void {
+    this.statements.deletePrefetch.run(digest);
   }
 }
 

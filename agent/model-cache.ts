@@ -9,7 +9,10 @@
 //  - integrity: an entry is checked again when an allocation takes it, and a damaged one is
 //    fetched again;
 //  - the byte budget (--cache-max-bytes): entries nobody holds go least recently used first;
-//    an entry in use is never evicted.
+//    an entry in use is never evicted;
+//  - prefetches: each one asked for is recorded until it finishes or fails for good, and
+//    resumePrefetches() (called whenever the session reaches a leader) takes up the rest, so a
+//    prefetch cut by a restart or a lost leader finishes without anyone asking again.
 // Leases (reference counts) live in memory, since they belong to this process; the index lives
 // in the agent's SQLite (cache-index.ts) and survives restarts.
 import { syncDirectory } from '../shared/durable-files.js';
@@ -87,6 +90,8 @@ export class CorruptBlobError extends MlfleetError {
 }
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
+/** Unfinished prefetches remembered at most; one more is still fetched, just not remembered. */
+const MAX_PREFETCH_INTENTS = 256;
 const DEFAULT_CHECKPOINT_BYTES = 8 * 1024 * 1024;
 const CHECKPOINT_INTERVAL_MS = 1_000;
 const READ_CHUNK_BYTES = 1024 * 1024;
@@ -191,9 +196,51 @@ export class ModelCache {
     }
   }
 
-  /** Fetches `blob` ahead of need (the coordinator's prefetch command), holding nothing. */
+  /**
+   * Fetches `blob` ahead of need (the coordinator's prefetch command), holding nothing. Until it
+   * finishes, or fails in a way no retry can mend, it is remembered in the agent's database and
+   * resumePrefetches() takes it up again.
+   */
   async prefetch(blob: CacheBlob, signal?: AbortSignal): Promise<void> {
-    (await this.acquire(blob, signal)).release();
+    this.assertOpen();
+    hexOf(blob.digest); // a malformed digest is refused before it is remembered
+    if (this.index.prefetchCount() < MAX_PREFETCH_INTENTS) {
+      this.index.savePrefetch({ digest: blob.digest, sizeBytes: blob.sizeBytes, directory: blob.directory, requestedAt: this.clock.now() });
+    } else {
+      this.log.warn({ digest: blob.digest, limit: MAX_PREFETCH_INTENTS }, 'too many unfinished prefetches to remember another; this one is not resumed after a restart');
+    }
+    try {
+      (await this.acquire(blob, signal)).release();
+    } catch (err) {
+      if (!isRetryable(err)) this.index.deletePrefetch(blob.digest);
+      throw err;
+    }
+    this.index.deletePrefetch(blob.digest);
+  }
+
+  /**
+   * Takes up every prefetch that was asked for and has not finished (cut by a restart, a lost
+   * leader, a full disk), in the background; each failure is logged, and one that can be
+   * retried stays for the next call. Returns once they have all settled.
+   */
+  async resumePrefetches(): Promise<void> {
+    if (this.closed) return;
+    const pending = this.index.prefetches().filter((intent) => !this.flights.has(hexOf(intent.digest)));
+    if (pending.length === 0) return;
+    this.log.info({ prefetches: pending.length }, 'resuming unfinished prefetches');
+    await Promise.all(
+      pending.map((intent) =>
+        this.prefetch({ digest: intent.digest, sizeBytes: intent.sizeBytes, directory: intent.directory }).then(
+          () => this.log.info({ digest: intent.digest }, 'resumed prefetch finished'),
+          (err: unknown) => this.log.warn({ digest: intent.digest, err: (err as Error).message }, 'resumed prefetch failed'),
+        ),
+      ),
+    );
+  }
+
+  /** Digests of prefetches asked for and not finished yet. */
+  pendingPrefetches(): string[] {
+    return this.index.prefetches().map((intent) => intent.digest);
   }
 
   /** What the cache holds, for the session's report: the scheduler prefers hosts that have a model. */
@@ -657,6 +704,16 @@ function settledOrAborted<T>(promise: Promise<T>, signal: AbortSignal | undefine
       },
     );
   });
+}
+
+/**
+ * Whether a failed fetch may succeed later (no leader, a closing cache, a full disk, a cut
+ * stream) rather than never (bytes that are not the digest, a tar that cannot be unpacked, a
+ * digest the coordinator does not have).
+ */
+function isRetryable(err: unknown): boolean {
+  if (!MlfleetError.is(err)) return true;
+  return !(err instanceof InvalidArgumentError || err instanceof CorruptBlobError || err.code === 'NOT_FOUND');
 }
 
 async function statOrUndefined(file: string): Promise<import('node:fs').Stats | undefined> {

@@ -388,6 +388,13 @@ export class Reconciler {
       // Removed or closing: not a failure of the allocation.
       if (signal.aborted) return;
       this.finish(entry, 'failed', (err as Error).message, 0);
+      // A start that failed half-way (created, then the engine went away) leaves no dead task
+      // behind: the coordinator replaces the allocation, and this one never runs again.
+      this.track(
+        this.driver.remove(entry.id, 0).catch((removeError: unknown) =>
+          this.log.warn({ allocation: entry.id, err: (removeError as Error).message }, 'could not remove what a failed start left; trying again when it leaves the desired set'),
+        ),
+      );
       return;
     }
     entry.launching = false;

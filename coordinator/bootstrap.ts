@@ -1,7 +1,10 @@
 // The first leader to find an empty store creates the `default` tenant, an admin token and an
 // agent join token, in one transaction guarded by the bootstrap key (so two leaders racing on a
 // new etcd cannot both do it), and writes the two secrets to <data-dir>/admin-token and
-// <data-dir>/join-token, readable by the owner only.
+// <data-dir>/join-token, readable by the owner only. It also gives the cluster its id, once
+// (ensureClusterId): agents label what they run with it, so two clusters on one Docker engine
+// never touch each other's containers.
+import { randomBytes } from 'node:crypto';
 import { writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import type { Clock } from '../shared/clock.js';
@@ -48,6 +51,32 @@ export async function bootstrap(
   writeSecret(adminTokenFile, admin.token);
   writeSecret(joinTokenFile, join.token);
   return { adminToken: admin.token, joinToken: join.token, adminTokenFile, joinTokenFile };
+}
+
+/** A cluster id: 16 lowercase hex digits, short enough for Docker network names. */
+export const CLUSTER_ID = /^[0-9a-f]{16}$/;
+
+/**
+ * The cluster's id, made by the first leader that finds none (a new store, or one bootstrapped
+ * before clusters had ids) and never changed after: a transaction guarded on the key's absence,
+ * so two leaders racing both end up with the one that was written.
+ */
+export async function ensureClusterId(store: Store, writer: FencedWriter, clock: Clock): Promise<string> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const existing = await store.get(keys.cluster);
+    if (existing) {
+      const id = (JSON.parse(existing.value) as { id?: unknown }).id;
+      if (typeof id !== 'string' || !CLUSTER_ID.test(id)) throw new Error(`the store's cluster id (${keys.cluster}) is malformed; restore it from a backup`);
+      return id;
+    }
+    const id = randomBytes(8).toString('hex');
+    const result = await writer.txn(
+      [{ key: keys.cluster, target: 'createRevision', op: '=', value: 0 }],
+      [{ type: 'put', key: keys.cluster, value: JSON.stringify({ id, createdAtMs: clock.now() }) }],
+    );
+    if (result.succeeded) return id;
+  }
+  throw new Error('could not read or create the cluster id');
 }
 
 export function writeSecret(file: string, secret: string): void {

@@ -36,7 +36,7 @@ import { NodeAdmission } from './auth/node-admission.js';
 import { TokenRegistry, type Principal } from './auth/token-registry.js';
 import { tokenChange, tokenTablePieces } from './auth/gateway-tokens.js';
 import { LIMITS } from '../shared/limits.js';
-import { bootstrap, type BootstrapTokens } from './bootstrap.js';
+import { bootstrap, ensureClusterId, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { NodeRegistry, type FencedWriter } from './node-registry.js';
 import { allocationService, deploymentService, jobService } from './api/workload-service.js';
@@ -86,7 +86,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -248,6 +248,7 @@ export class Coordinator {
           admit: (nodeName, principal) => this.admitNode(nodeName, principal),
           abandon: async (credentialId) => void (await this.tokens.revoke(writer(), credentialId)),
           coordinatorId: this.id,
+          clusterId: () => this.leaderRole().clusterId,
           leaderAddress: () => this.address,
           heartbeatIntervalMs: Math.max(100, Math.floor(this.options.nodeTtlMs / 3)),
           nodeTtlMs: this.options.nodeTtlMs,
@@ -379,6 +380,7 @@ export class Coordinator {
       this.log.info({ adminTokenFile: bootstrapped.adminTokenFile, joinTokenFile: bootstrapped.joinTokenFile }, 'bootstrapped an empty store');
       this.onBootstrap?.(bootstrapped);
     }
+    const clusterId = await ensureClusterId(this.store, writer, this.clock);
     const registry = await NodeRegistry.load({
       store: this.store,
       writer,
@@ -428,7 +430,7 @@ export class Coordinator {
         events.record({ tenant: '', object: `node/${change.node}`, allocation: '', node: change.node, type: `Node${change.to[0]!.toUpperCase()}${change.to.slice(1)}`, message: `${change.from} → ${change.to}` });
       }
     });
-    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks };
+    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId };
     registry.open();
     this.leader = { id: this.id, address: this.address };
     this.metrics.isLeader.set(1);

@@ -18,6 +18,8 @@ export const keys = {
   bootstrap: `${ROOT}bootstrap`,
   /** The secret coordinators show each other to copy blobs (coordinator/blobs/blob-peers.ts); never logged. */
   peerSecret: `${ROOT}peer-secret`,
+  /** The cluster's id, made once: agents label their containers with it (coordinator/bootstrap.ts). */
+  cluster: `${ROOT}cluster`,
   artifactsPrefix: (kind: string) => `${ROOT}artifacts/${kind}/`,
   tenantArtifactsPrefix: (kind: string, tenant: string) => `${ROOT}artifacts/${kind}/${tenant}/`,
   artifact: (kind: string, tenant: string, name: string) => `${ROOT}artifacts/${kind}/${tenant}/${name}`,

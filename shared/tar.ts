@@ -208,8 +208,9 @@ export async function unpackTar(source: Readable | AsyncIterable<Buffer>, dest: 
     sourceError = err;
     extract.destroy(err as Error);
   });
+  const placed = new Map<string, 'file' | 'directory'>();
   try {
-    for await (const entry of extract) await place(entry, root);
+    for await (const entry of extract) await place(entry, root, placed);
   } catch (err) {
     // A source that is still sending would keep the feeder waiting on its next chunk.
     if (source instanceof Readable) source.destroy();
@@ -259,11 +260,40 @@ async function removeUnpacked(root: string, createdRoot: boolean): Promise<void>
 
 type ExtractEntry = AsyncIterable<unknown> & { header: Header; resume(): unknown };
 
-async function place(entry: ExtractEntry, root: string): Promise<void> {
+/**
+ * Records what `relative` (and each directory above it) is, refusing a path the archive has
+ * already given as the other kind: such an archive cannot be unpacked, and unpacking it again
+ * would fail the same way, so it is an InvalidArgumentError naming the path, never an I/O error
+ * to retry.
+ */
+function claim(placed: Map<string, 'file' | 'directory'>, relative: string, kind: 'file' | 'directory', name: string): void {
+  const segments = relative.split('/');
+  for (let i = 1; i < segments.length; i++) {
+    const parent = segments.slice(0, i).join('/');
+    if (placed.get(parent) === 'file') throw kindConflict(parent, 'a file', 'a directory', name);
+    placed.set(parent, 'directory');
+  }
+  const before = placed.get(relative);
+  if (before !== undefined && before !== kind) {
+    throw kindConflict(relative, before === 'file' ? 'a file' : 'a directory', kind === 'file' ? 'a file' : 'a directory', name);
+  }
+  if (before === 'file') throw new InvalidArgumentError(`the archive cannot be unpacked: it holds ${JSON.stringify(name)} more than once`);
+  placed.set(relative, kind);
+}
+
+function kindConflict(relative: string, first: string, then: string, name: string): InvalidArgumentError {
+  const via = name.replace(/\/+$/, '') === relative ? '' : ` (by entry ${JSON.stringify(name)})`;
+  return new InvalidArgumentError(`the archive cannot be unpacked: it holds ${JSON.stringify(relative)} as ${first} and then as ${then}${via}; repack it from a real directory tree`);
+}
+
+async function place(entry: ExtractEntry, root: string, placed: Map<string, 'file' | 'directory'>): Promise<void> {
   const { name, type, mode } = entry.header;
   const relative = safeRelativePath(name);
   if (type === 'directory') {
-    if (relative !== '') await fs.mkdir(path.join(root, relative), { recursive: true, mode: DIRECTORY_MODE });
+    if (relative !== '') {
+      claim(placed, relative, 'directory', name);
+      await fs.mkdir(path.join(root, relative), { recursive: true, mode: DIRECTORY_MODE });
+    }
     entry.resume();
     return;
   }
@@ -271,16 +301,12 @@ async function place(entry: ExtractEntry, root: string): Promise<void> {
     throw new InvalidArgumentError(`the archive's entry ${JSON.stringify(name)} is a ${type}; only regular files and directories are unpacked`);
   }
   if (relative === '') throw new InvalidArgumentError(`the archive holds a file with no name (${JSON.stringify(name)})`);
+  claim(placed, relative, 'file', name);
   const target = path.join(root, relative);
   await fs.mkdir(path.dirname(target), { recursive: true, mode: DIRECTORY_MODE });
-  let handle: FileHandle;
-  try {
-    // 'wx' creates or fails: never follows or overwrites what is already there.
-    handle = await fs.open(target, 'wx', mode & 0o111 ? EXECUTABLE_FILE_MODE : FILE_MODE);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new InvalidArgumentError(`the archive holds ${JSON.stringify(name)} more than once`);
-    throw err;
-  }
+  // 'wx' creates or fails: never follows or overwrites what is already there (claim() has
+  // refused every repeat the archive itself holds, so a failure here is the file system's).
+  const handle = await fs.open(target, 'wx', mode & 0o111 ? EXECUTABLE_FILE_MODE : FILE_MODE);
   try {
     for await (const chunk of entry) await writeAll(handle, chunk as Buffer);
   } finally {

@@ -1,8 +1,13 @@
 // The docker driver: one container per allocation, through the Docker engine API (dockerode).
-// Containers carry labels naming their allocation, kind, workload and node; the labels are the only
-// record the driver keeps, so a restarted agent finds its containers with list() and adopts
-// them (DESIGN principle 7), and a container that is not labelled with this node is never
-// touched. Images are never pulled: they are built on the host (`npm run images`).
+// Containers carry labels naming their allocation, kind, workload, node and cluster; the labels
+// are the only record the driver keeps, so a restarted agent finds its containers with list()
+// and adopts them (DESIGN principle 7), and a container that is not labelled with this node is
+// never touched. Nor is one labelled with another cluster: two clusters (production and a dev
+// cluster, say) may run agents of the same node name on one engine (issue 14). A container of
+// this node with no cluster label was made before clusters had ids; it is adopted only when this
+// agent's own records say it started that allocation (ownsUnlabelled), which no other cluster's
+// agent can claim, and it is replaced by a labelled one when it next starts. Images are never
+// pulled: they are built on the host (`npm run images`).
 //
 // Containers are boxed (issue 13): uid 1000 (the images' user), no capabilities, no new
 // privileges, the engine's seccomp profile, a PIDs limit; each tenant's containers sit on the
@@ -25,6 +30,8 @@ export const LABELS = {
   kind: 'mlfleet.kind',
   tenant: 'mlfleet.tenant',
   node: 'mlfleet.node',
+  /** The cluster's id (coordinator/bootstrap.ts): containers and networks of other clusters are never touched. */
+  cluster: 'mlfleet.cluster',
   /** On networks the driver made: "tenant". */
   network: 'mlfleet.network',
 } as const;
@@ -38,9 +45,12 @@ export const PIDS_LIMIT = 4096;
 /** The user tasks run as, whatever the image says: the images' own user (scripts/images/rootfs.mjs IMAGE_USER). */
 export const TASK_USER = { uid: 1000, gid: 1000 } as const;
 
-/** The bridge network a tenant's containers sit on, on every host. */
-export function tenantNetworkName(tenant: string): string {
-  return `mlfleet-tenant-${tenant}`;
+/**
+ * The bridge network a tenant's containers sit on, on every host: one per cluster, so tenants of
+ * the same name in two clusters on one engine do not share a network.
+ */
+export function tenantNetworkName(tenant: string, cluster?: string): string {
+  return cluster ? `mlfleet-${cluster}-tenant-${tenant}` : `mlfleet-tenant-${tenant}`;
 }
 
 /** Where a container is attached, as the driver found or made it. */
@@ -71,7 +81,7 @@ export function containerName(allocationId: string): string {
 }
 
 /** The create request for `task`'s container: pure, so what reaches the engine is testable anywhere. */
-export function containerSpec(task: Task, node: string, network: ContainerNetwork): Docker.ContainerCreateOptions {
+export function containerSpec(task: Task, node: string, network: ContainerNetwork, cluster?: string): Docker.ContainerCreateOptions {
   const { spec } = task;
   const port = spec.port > 0 ? `${spec.port}/tcp` : undefined;
   const hostConfig: Docker.HostConfig = {
@@ -117,6 +127,7 @@ export function containerSpec(task: Task, node: string, network: ContainerNetwor
       [LABELS.kind]: task.kind,
       [LABELS.tenant]: task.tenant,
       [LABELS.node]: node,
+      ...(cluster ? { [LABELS.cluster]: cluster } : {}),
     },
     ...(port ? { ExposedPorts: { [port]: {} } } : {}),
     Tty: false,
@@ -173,6 +184,14 @@ export interface DockerDriverOptions {
   docker?: Docker;
   /** How long the engine has to answer at start (default 10 s). */
   pingTimeoutMs?: number;
+  /**
+   * The cluster this agent belongs to (from the leader's welcome, kept in the agent's
+   * database), undefined until it first reaches a leader. Left out (tests of the driver alone),
+   * containers are told apart by node alone, as before clusters had ids.
+   */
+  cluster?: () => string | undefined;
+  /** Whether this agent's records say it started the allocation: adopts a container that has no cluster label. */
+  ownsUnlabelled?: (allocationId: string) => boolean;
 }
 
 export class DockerDriver implements Driver {
@@ -185,6 +204,8 @@ export class DockerDriver implements Driver {
     private readonly docker: Docker,
     private readonly node: string,
     private readonly log: Logger,
+    private readonly clusterOf: (() => string | undefined) | undefined,
+    private readonly ownsUnlabelled: (allocationId: string) => boolean,
   ) {}
 
   /**
@@ -210,7 +231,7 @@ export class DockerDriver implements Driver {
     } finally {
       clearTimeout(timer);
     }
-    return new DockerDriver(docker, options.node, options.log.child({ component: 'docker-driver' }));
+    return new DockerDriver(docker, options.node, options.log.child({ component: 'docker-driver' }), options.cluster, options.ownsUnlabelled ?? (() => false));
   }
 
   async start(task: Task): Promise<void> {
@@ -222,9 +243,13 @@ export class DockerDriver implements Driver {
       log.debug({ container: existing.Id, state: existing.State }, 'container already exists; leaving it');
       return;
     }
+    const cluster = this.clusterOf?.();
+    if (this.clusterOf && !cluster) {
+      throw new UnavailableError(`node ${this.node} does not know its cluster's id yet (it has not reached a leader since it was upgraded); allocation ${task.allocationId} starts once it has`);
+    }
     let container: Docker.Container;
     try {
-      container = await this.docker.createContainer(containerSpec(task, this.node, await this.networkFor(task)));
+      container = await this.docker.createContainer(containerSpec(task, this.node, await this.networkFor(task), cluster));
     } catch (err) {
       const status = statusCode(err);
       if (status === 404 && /no such image/i.test((err as Error).message)) {
@@ -267,7 +292,7 @@ export class DockerDriver implements Driver {
   }
 
   async list(): Promise<TaskStatus[]> {
-    const containers = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.node}=${this.node}`] } });
+    const containers = (await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.node}=${this.node}`] } })).filter((c) => this.owns(c));
     const statuses = await Promise.all(
       containers.map(async (summary) => {
         const allocationId = summary.Labels[LABELS.allocation];
@@ -340,7 +365,9 @@ export class DockerDriver implements Driver {
    * removes the others.
    */
   private async tenantNetwork(tenant: string): Promise<string> {
-    const name = tenantNetworkName(tenant);
+    const cluster = this.clusterOf?.();
+    const name = tenantNetworkName(tenant, cluster);
+    const labels: Record<string, string> = { [LABELS.network]: 'tenant', [LABELS.tenant]: tenant, ...(cluster ? { [LABELS.cluster]: cluster } : {}) };
     let found = await this.networksNamed(name);
     if (found.length === 0) {
       try {
@@ -348,7 +375,7 @@ export class DockerDriver implements Driver {
           Name: name,
           Driver: 'bridge',
           CheckDuplicate: true,
-          Labels: { [LABELS.network]: 'tenant', [LABELS.tenant]: tenant },
+          Labels: labels,
         });
         this.log.info({ network: name, tenant }, "created the tenant's network");
       } catch (err) {
@@ -356,10 +383,11 @@ export class DockerDriver implements Driver {
       }
       found = await this.networksNamed(name);
     }
-    const foreign = found.find((n) => n.Labels?.[LABELS.network] !== 'tenant' || n.Labels?.[LABELS.tenant] !== tenant || n.Driver !== 'bridge');
+    const foreign = found.find((n) => Object.entries(labels).some(([key, value]) => n.Labels?.[key] !== value) || n.Driver !== 'bridge');
     if (foreign) {
+      const wanted = Object.entries(labels).map(([key, value]) => `${key}=${value}`).join(', ');
       throw new FailedPreconditionError(
-        `Docker network ${name} exists but is not mlfleet's network for tenant ${tenant} (labels ${LABELS.network}=tenant, ${LABELS.tenant}=${tenant}); remove it (docker network rm ${name})`,
+        `Docker network ${name} exists but is not mlfleet's network for tenant ${tenant} (labels ${wanted}); remove it (docker network rm ${name})`,
       );
     }
     const [kept, ...extra] = found.sort((x, y) => x.Created.localeCompare(y.Created) || x.Id.localeCompare(y.Id));
@@ -379,8 +407,16 @@ export class DockerDriver implements Driver {
       await container.start();
     } catch (err) {
       if (statusCode(err) === 304) return; // already running
-      // Leave nothing half-made behind (a port taken, a bad mount): the next start begins anew.
-      await container.remove({ force: true }).catch(() => undefined);
+      // Leave nothing half-made behind (a port taken, a bad mount, an engine shutting down):
+      // the next start begins anew. The reconciler tries again should all of these fail.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const removed = await container.remove({ force: true }).then(
+          () => true,
+          (removeError: unknown) => statusCode(removeError) === 404,
+        );
+        if (removed) break;
+        await new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1)));
+      }
       throw new FailedPreconditionError(`container for allocation ${task.allocationId} (${task.spec.image}) did not start: ${(err as Error).message}`);
     }
   }
@@ -391,7 +427,19 @@ export class DockerDriver implements Driver {
       all: true,
       filters: { label: [`${LABELS.allocation}=${allocationId}`, `${LABELS.node}=${this.node}`] },
     });
-    return found[0];
+    return found.find((c) => this.owns(c));
+  }
+
+  /**
+   * Whether a container labelled with this node is this agent's: it carries this cluster's id,
+   * or none and this agent started its allocation. Without a cluster (the driver alone), all are.
+   */
+  private owns(container: Docker.ContainerInfo): boolean {
+    if (!this.clusterOf) return true;
+    const labelled = container.Labels?.[LABELS.cluster];
+    if (labelled) return labelled === this.clusterOf();
+    const allocationId = container.Labels?.[LABELS.allocation];
+    return allocationId !== undefined && this.ownsUnlabelled(allocationId);
   }
 
   /**

@@ -51,6 +51,8 @@ export interface AgentSessionDeps {
   /** The tokens the gateways check, whole, in pieces (coordinator/auth/gateway-tokens.ts). */
   tokenTable(): TokenTable[];
   coordinatorId: string;
+  /** The cluster's id (coordinator/bootstrap.ts ensureClusterId), while this coordinator leads. */
+  clusterId(): string;
   leaderAddress(): string;
   /**
    * Admits a new node that joined with a join token: mints its own credential (ALREADY_EXISTS
@@ -224,6 +226,7 @@ class AgentSession implements SessionHandle {
         heartbeatIntervalMs: this.deps.heartbeatIntervalMs,
         nodeTtlMs: this.deps.nodeTtlMs,
         nodeCredential,
+        clusterId: this.deps.clusterId(),
       },
     });
     this.delivered = true;

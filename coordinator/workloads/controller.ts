@@ -28,6 +28,7 @@ import { findTenant, listTenants } from '../tenants.js';
 import type { EventInput, EventLog } from './event-log.js';
 import { commitPlan, type PlanWrite } from './plan-commit.js';
 import { assembleDataset, failsTheJob } from './dataset-assembly.js';
+import { crashLoopMessage, decideCrashBackoff, DEFAULT_CRASH_BACKOFF, type CrashBackoffPolicy, type CrashLoop } from './crash-backoff.js';
 import { decideDeployment, decideJob, type NodeHealth, type Stop } from './reconcile.js';
 import {
   byCreation,
@@ -59,6 +60,8 @@ export interface WorkloadControllerOptions {
   jobRetentionMs: number;
   /** Ended allocations are forgotten this long after they ended. */
   allocationRetentionMs: number;
+  /** How replacements of failing replicas back off (crash-backoff.ts). */
+  crashBackoff: CrashBackoffPolicy;
 }
 
 export const DEFAULT_CONTROLLER_OPTIONS: WorkloadControllerOptions = {
@@ -66,6 +69,7 @@ export const DEFAULT_CONTROLLER_OPTIONS: WorkloadControllerOptions = {
   tickMs: 2_000,
   jobRetentionMs: 60 * 60_000,
   allocationRetentionMs: 60 * 60_000,
+  crashBackoff: DEFAULT_CRASH_BACKOFF,
 };
 
 /** What a replica or worker reserves when its spec asks for nothing. */
@@ -125,6 +129,8 @@ export class WorkloadController {
   private readonly nodePlans = new Map<string, number>();
   /** Why a workload's replicas or workers are waiting (the scheduler's last explanation). */
   private readonly pendingReasons = new Map<string, string>();
+  /** Deployments whose replicas keep failing, by key (crash-backoff.ts); this leader's memory only. */
+  private readonly crashLoops = new Map<string, CrashLoop>();
   /** The desired set last sent to each node, to send only changes. */
   private readonly sent = new Map<string, string>();
   /** The latest measured p50 latency (ms) of each deployment, by deployment key; memory only. */
@@ -532,11 +538,13 @@ export class WorkloadController {
     for (const [key, { record }] of this.deployments) {
       const mine = byWorkload.get(workloadKey('deployment', record.tenant, record.spec.name)) ?? [];
       const decision = decideDeployment(record, mine, health);
+      const asks = this.crashBackoff(key, record, mine, now) ? 0 : decision.asks;
       stops.push(...decision.stops);
       statuses.set(key, { status: decision.status });
-      for (let i = 0; i < decision.asks; i++) pending.push(this.deploymentAsk(record));
-      if (decision.asks === 0) this.pendingReasons.delete(workloadKey('deployment', record.tenant, record.spec.name));
+      for (let i = 0; i < asks; i++) pending.push(this.deploymentAsk(record));
+      if (asks === 0) this.pendingReasons.delete(workloadKey('deployment', record.tenant, record.spec.name));
     }
+    for (const key of this.crashLoops.keys()) if (!this.deployments.has(key)) this.crashLoops.delete(key);
     for (const [key, stored] of this.jobs) {
       const { record } = stored;
       const mine = byWorkload.get(workloadKey('job', record.tenant, record.spec.name)) ?? [];
@@ -558,6 +566,15 @@ export class WorkloadController {
     await this.collectGarbage(now);
     this.pushDesired();
     this.deps.onPass?.();
+  }
+
+  /** Counts the deployment's failed replicas and says whether its replacements wait (crash-backoff.ts). */
+  private crashBackoff(key: string, record: DeploymentRecord, mine: AllocationRecord[], now: number): boolean {
+    const crash = decideCrashBackoff(this.crashLoops.get(key), mine, now, this.options.crashBackoff);
+    if (crash.loop) this.crashLoops.set(key, crash.loop);
+    else this.crashLoops.delete(key);
+    for (const event of crash.events) this.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, allocation: '', node: '', ...event });
+    return crash.hold;
   }
 
   /** Every deployment with its allocations (for the routing table). */
@@ -1021,10 +1038,13 @@ export class WorkloadController {
     const reason = this.pendingReasons.get(workloadKey('deployment', record.tenant, record.spec.name));
     const ready = mine.filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length;
     const failedRecently = mine.some((a) => a.status === 'failed' && this.deps.clock.now() - a.updatedAtMs < 60_000);
-    const status: DeploymentStatus = reason ? 'pending' : decision.status === 'available' ? 'available' : failedRecently ? 'degraded' : 'progressing';
+    const backingOff = crashLoopMessage(this.crashLoops.get(key), this.deps.clock.now());
+    const status: DeploymentStatus = reason ? 'pending' : decision.status === 'available' ? 'available' : failedRecently || backingOff ? 'degraded' : 'progressing';
     const message = reason
       ? `${record.spec.replicas - ready} replica(s) cannot be placed: ${reason}`
-      : status === 'degraded'
+      : backingOff && status === 'degraded'
+        ? backingOff
+        : status === 'degraded'
         ? `replicas failed recently: ${mine.filter((a) => a.status === 'failed').at(-1)?.reason ?? ''}`
         : '';
     return toProtoDeployment(record, mine, { status, message });

@@ -8,7 +8,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import Docker from 'dockerode';
-import { containerName, containerSpec, DockerDriver, LABELS, LOG_MAX_FILES, LOG_MAX_SIZE, peersSeenFromContainer } from '../../agent/drivers/docker-driver.js';
+import { containerName, containerSpec, DockerDriver, LABELS, LOG_MAX_FILES, LOG_MAX_SIZE, peersSeenFromContainer, tenantNetworkName } from '../../agent/drivers/docker-driver.js';
 import type { Task } from '../../agent/drivers/driver.js';
 import { MlfleetError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/log.js';
@@ -309,5 +309,47 @@ describe('gang peers seen from a container', () => {
     assert.equal(peersSeenFromContainer(fleet), fleet);
     const alone = { MLFLEET_RANK: '0' };
     assert.equal(peersSeenFromContainer(alone), alone);
+  });
+});
+
+describe('two clusters on one engine', () => {
+  const clusters = [randomBytes(8).toString('hex'), randomBytes(8).toString('hex')] as const;
+
+  after(async () => {
+    for (const cluster of clusters) await docker.getNetwork(tenantNetworkName('acme', cluster)).remove().catch(() => undefined);
+  });
+
+  it("lists and removes its own cluster's containers only, adopts the unlabelled ones it started, and starts nothing before it knows its cluster", async () => {
+    const legacy = await driverFor();
+    const old = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+    await legacy.start(old);
+    const [a, b] = clusters;
+    const driverA = await DockerDriver.create({ node: NODE, log: silentLogger(), docker, cluster: () => a, ownsUnlabelled: (id) => id === old.allocationId });
+    const driverB = await DockerDriver.create({ node: NODE, log: silentLogger(), docker, cluster: () => b, ownsUnlabelled: () => false });
+    const ofA = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+    const ofB = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+    await driverA.start(ofA);
+    await driverB.start(ofB);
+
+    const [containerA] = await containersOf(ofA.allocationId);
+    assert.equal(containerA?.Labels[LABELS.cluster], a);
+    const networkA = (await docker.getNetwork(tenantNetworkName('acme', a)).inspect()) as Docker.NetworkInspectInfo;
+    assert.equal((await docker.getContainer(containerA.Id).inspect()).HostConfig.NetworkMode, networkA.Id, "on its cluster's own tenant network");
+    assert.equal(networkA.Labels?.[LABELS.cluster], a);
+    assert.deepEqual((await driverA.list()).map((s) => s.allocationId).sort(), [ofA.allocationId, old.allocationId].sort());
+    assert.deepEqual((await driverB.list()).map((s) => s.allocationId), [ofB.allocationId]);
+
+    // B's agent removing what it does not know (its reconciler's strays) never reaches A's.
+    await driverB.remove(ofA.allocationId, 0);
+    await driverB.remove(old.allocationId, 0);
+    assert.equal((await containersOf(ofA.allocationId))[0]?.State, 'running');
+    assert.equal((await containersOf(old.allocationId))[0]?.State, 'running');
+
+    const unwelcomed = await DockerDriver.create({ node: NODE, log: silentLogger(), docker, cluster: () => undefined, ownsUnlabelled: () => false });
+    assert.deepEqual(await unwelcomed.list(), []);
+    await assert.rejects(unwelcomed.start(task({ spec: spec() })), /does not know its cluster's id yet/);
+
+    for (const [driver, t] of [[driverA, ofA], [driverA, old], [driverB, ofB]] as const) await driver.remove(t.allocationId, 0);
+    assert.deepEqual([...(await containersOf(ofA.allocationId)), ...(await containersOf(old.allocationId)), ...(await containersOf(ofB.allocationId))], []);
   });
 });

@@ -11,10 +11,11 @@ import { test, type TestContext } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LocalState } from '../../agent/local-state.js';
 import { ModelCache, type BlobSource, type CacheBlob } from '../../agent/model-cache.js';
-import { NotFoundError } from '../../shared/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import { packDirectory } from '../../shared/tar.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { spawnDaemon, tempDir } from '../helpers/processes.js';
+import tar from 'tar-stream';
 
 function digestOf(content: Buffer): string {
   return `sha256:${createHash('sha256').update(content).digest('hex')}`;
@@ -421,6 +422,52 @@ test('a download cut off mid-way resumes after a restart from the bytes already 
   assert.equal(source.bytesServed, content.length, 'every byte was sent once');
   assert.deepEqual(await fs.readFile(lease.path), content);
   lease.release();
+});
+
+test('a prefetch cut off is remembered and resumed after a restart without being asked again', async (t) => {
+  const dataDir = tempDir(t);
+  const source = new FakeBlobSource();
+  const content = randomBytes(600_000);
+  const blob = source.add(content);
+  const missing = { digest: digestOf(Buffer.from('never pushed')), sizeBytes: 12, directory: false };
+  source.failNextAfter(250_000);
+
+  const before = openCache(t, dataDir, source);
+  await assert.rejects(before.cache.prefetch(blob), /connection reset by peer/);
+  await assert.rejects(before.cache.prefetch(missing), NotFoundError);
+  assert.deepEqual(before.cache.pendingPrefetches(), [blob.digest], 'a cut prefetch is kept; one that can never succeed is not');
+  await before.close();
+
+  const after = openCache(t, dataDir, source);
+  assert.deepEqual(after.cache.pendingPrefetches(), [blob.digest]);
+  await after.cache.resumePrefetches();
+  assert.deepEqual(after.cache.entries().map((e) => e.digest), [blob.digest]);
+  assert.deepEqual(after.cache.pendingPrefetches(), []);
+  assert.deepEqual(source.requests.filter((r) => r.digest === blob.digest).map((r) => r.offset), [0, 250_000], 'resumed from the bytes on disk');
+  const requests = source.requests.length;
+  await after.cache.resumePrefetches();
+  assert.equal(source.requests.length, requests, 'nothing left to resume');
+});
+
+test('a directory blob whose tar holds a path as a file and as a directory is refused for good, not retried', async (t) => {
+  const pack = tar.pack();
+  pack.entry({ name: 'model', type: 'file' }, 'weights');
+  pack.entry({ name: 'model/', type: 'directory' });
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  const source = new FakeBlobSource();
+  const blob = source.add(Buffer.concat(chunks), true);
+  const { cache, cacheDir } = openCache(t, tempDir(t), source);
+
+  await assert.rejects(cache.prefetch(blob), (err: unknown) => {
+    assert.ok(err instanceof InvalidArgumentError, String(err));
+    assert.match(err.message, /cannot be unpacked: .*"model" as a file and then as a directory/);
+    return true;
+  });
+  assert.deepEqual(cache.pendingPrefetches(), [], 'not remembered for a retry');
+  assert.deepEqual(await fs.readdir(path.join(cacheDir, 'partial')), [], 'the bytes are discarded');
+  assert.deepEqual(cache.entries(), []);
 });
 
 test('an acquire that gives up stops the download, and the next acquire resumes it', async (t) => {

@@ -182,6 +182,10 @@ for (const [what, entries, message] of [
   ['a hard link', [{ header: { name: 'link', type: 'link', linkname: '/etc/passwd' } }], /link/],
   ['a device file', [{ header: { name: 'dev', type: 'character-device', devmajor: 1, devminor: 3 } }], /character-device/],
   ['a duplicate file', [{ header: { name: 'a', type: 'file' }, body: 'one' }, { header: { name: 'a', type: 'file' }, body: 'two' }], /more than once/],
+  ['a file and then a directory of the same name', [{ header: { name: 'model', type: 'file' }, body: 'x' }, { header: { name: 'model/', type: 'directory' } }], /"model" as a file and then as a directory/],
+  ['a directory and then a file of the same name', [{ header: { name: 'model/', type: 'directory' } }, { header: { name: 'model', type: 'file' }, body: 'x' }], /"model" as a directory and then as a file/],
+  ['a file and then a file beneath it', [{ header: { name: 'model', type: 'file' }, body: 'x' }, { header: { name: 'model/weights.bin', type: 'file' }, body: 'y' }], /"model" as a file and then as a directory \(by entry "model\/weights.bin"\)/],
+  ['a file beneath a path and then a file of that name', [{ header: { name: 'model/weights.bin', type: 'file' }, body: 'y' }, { header: { name: 'model', type: 'file' }, body: 'x' }], /"model" as a directory and then as a file/],
 ] as const) {
   test(`unpacking refuses ${what} and leaves nothing behind`, async (t) => {
     const outer = tempDir(t);

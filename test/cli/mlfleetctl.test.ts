@@ -113,6 +113,28 @@ test('nodes show prints a key: value block with GPUs and NICs', async (t) => {
   assert.match(run.stdout, /^\s+eth0\s+25000 Mbps$/m);
 });
 
+test('nodes show lists what the node\'s cache holds, in the table and in -o json', async (t) => {
+  const resnet = `sha256:${'a'.repeat(64)}`;
+  const bert = `sha256:${'b'.repeat(64)}`;
+  const nodes = [sampleNode('gpu-1', { cache: [{ digest: resnet, sizeBytes: 100 * 2 ** 20, inUse: false }, { digest: bert, sizeBytes: 2 * 2 ** 30, inUse: true }] }), sampleNode('cpu-1', { cache: [] })];
+  const leader = await coordinator(t, { role: 'leader', nodes });
+
+  const table = await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'gpu-1']);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /^Cache:\s+2 blobs, 2\.1Gi$/m);
+  assert.match(table.stdout, new RegExp(`^\\s+${resnet}\\s+100Mi\\s+no$`, 'm'));
+  assert.match(table.stdout, new RegExp(`^\\s+${bert}\\s+2Gi\\s+yes$`, 'm'));
+
+  const json = await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'gpu-1', '-o', 'json']);
+  assert.deepEqual(JSON.parse(json.stdout).cache, [
+    { digest: resnet, sizeBytes: 100 * 2 ** 20, inUse: false },
+    { digest: bert, sizeBytes: 2 * 2 ** 30, inUse: true },
+  ]);
+
+  const empty = await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'cpu-1']);
+  assert.match(empty.stdout, /^Cache:\s+<empty>$/m);
+});
+
 test('nodes show of an unknown node fails with the NOT_FOUND message and exit 1', async (t) => {
   const leader = await coordinator(t, { role: 'leader', nodes: fleet() });
   const run = await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'nope']);

@@ -34,6 +34,8 @@ export class FakeAgent {
   endedWith: grpc.ServiceError | undefined;
   /** The node credential the leader issued when this agent joined (what a real agent pushes job outputs with). */
   credential: string | undefined;
+  /** The cluster's id, from the last welcome. */
+  clusterId: string | undefined;
   /** Latency samples the next heartbeat carries, as a gateway would report them. */
   readonly latencies: Array<{ tenant: string; model: string; allocation: string; count: number; errors: number; p50Ms: number; p99Ms: number }> = [];
 
@@ -67,6 +69,7 @@ export class FakeAgent {
       if (message.msg === 'welcome' && message.welcome) {
         welcomed = true;
         if (message.welcome.nodeCredential) this.credential = message.welcome.nodeCredential;
+        this.clusterId = message.welcome.clusterId;
         let seq = 0;
         clearInterval(this.heartbeats);
         this.heartbeats = setInterval(() => call.write({ heartbeat: { seq: ++seq, sentAtMs: Date.now(), latencies: this.latencies.splice(0) } }), message.welcome.heartbeatIntervalMs);

@@ -78,9 +78,21 @@ export function nodeListView(nodes: readonly Node[], now = Date.now()): Printabl
   };
 }
 
-/** `nodes show`: the node object, or a key: value block with GPU and NIC lists. */
+/** `nodes show -o json`: the node, and what its agent's cache holds (too long for `nodes ls`). */
+export interface NodeDetailJson extends NodeJson {
+  cache: { digest: string; sizeBytes: number; inUse: boolean }[];
+}
+
+export function nodeDetailJson(node: Node): NodeDetailJson {
+  const cache = (node.cache ?? [])
+    .map((entry) => ({ digest: entry.digest, sizeBytes: Number(entry.sizeBytes), inUse: entry.inUse }))
+    .sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
+  return { ...nodeJson(node), cache };
+}
+
+/** `nodes show`: the node object, or a key: value block with GPU, NIC and cache lists. */
 export function nodeDetailView(node: Node, now = Date.now()): Printable {
-  const n = nodeJson(node);
+  const n = nodeDetailJson(node);
   return {
     data: n,
     table: () => {
@@ -120,6 +132,12 @@ export function nodeDetailView(node: Node, now = Date.now()): Printable {
             ),
           ),
         );
+      }
+      const cacheBytes = n.cache.reduce((sum, entry) => sum + entry.sizeBytes, 0);
+      const cacheLine: KeyValue[] = [['Cache', n.cache.length === 0 ? '<empty>' : `${n.cache.length} blobs, ${formatBytes(cacheBytes)}`]];
+      blocks.push(keyValues(cacheLine, head));
+      if (n.cache.length > 0) {
+        blocks.push(indent(table(['DIGEST', 'SIZE', 'IN USE'], n.cache.map((entry) => [entry.digest, formatBytes(entry.sizeBytes), entry.inUse ? 'yes' : 'no']))));
       }
       return blocks.join('\n');
     },
