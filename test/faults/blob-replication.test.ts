@@ -1,11 +1,13 @@
-// Fault: kill -9 of the leader under push load, three coordinator processes on a real etcd
-// with the default filesystem blob store. 30 small pushes, one at a time; the leader is killed
-// after the 10th is acknowledged. No acknowledged version is lost, and every one is pulled,
-// byte for byte, from the new leader. The outage (kill to the next acknowledged push) is reported.
+// Fault: kill -9 of the leader under push and deploy load, three coordinator processes on a
+// real etcd with the default filesystem blob store. 30 small pushes, one at a time, each followed
+// by a deployment of the version just pushed; the leader is killed after the 10th push is
+// acknowledged. No acknowledged version or deployment is lost, and every version is pulled, byte
+// for byte, from the new leader. The outage (kill to the next acknowledged write) is reported.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { CoordinatorClient } from '../../shared/client.js';
+import { compileDeploymentSpec } from '../../shared/workload-spec.js';
 import { pulledDigest, pushRandom, type Pushed } from '../helpers/blob-copies.js';
 import { startEtcd } from '../helpers/etcd.js';
 import { bootstrapTokens, startCoordinator, tempDir, type StartedCoordinator } from '../helpers/processes.js';
@@ -15,7 +17,7 @@ const KILL_AFTER = 10;
 /** How long one push may keep being retried through the failover. */
 const PUSH_WITHIN_MS = 20_000;
 
-test('kill -9 of the leader under pushes loses no acknowledged version, and the new leader serves every one', async (t) => {
+test('kill -9 of the leader under pushes and deployments loses no acknowledged write, and the new leader serves every version', async (t) => {
   const etcd = await startEtcd(t, { dedicated: true });
   const dir = tempDir(t);
   const storeSpec = `etcd:${etcd.endpoints.join(',')}`;
@@ -27,24 +29,32 @@ test('kill -9 of the leader under pushes loses no acknowledged version, and the 
   t.after(() => client.close());
 
   const acknowledged: Pushed[] = [];
+  const deployed: string[] = [];
+  /** Retries `write` through the failover, as a user would, until it is acknowledged. */
+  const untilAcknowledged = async <T>(what: string, write: () => Promise<T>): Promise<T> => {
+    const deadline = Date.now() + PUSH_WITHIN_MS;
+    for (;;) {
+      try {
+        return await write();
+      } catch (err) {
+        refusedDuringFailover += 1;
+        if (Date.now() > deadline) throw new Error(`${what} was not acknowledged within ${PUSH_WITHIN_MS} ms: ${(err as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  };
   let killed: { leader: StartedCoordinator; atMs: number } | undefined;
   let outageMs: number | undefined;
   let refusedDuringFailover = 0;
   for (let i = 0; i < PUSHES; i++) {
     const body = randomBytes(2_048 + ((i * 4_099) % 30_000));
-    const deadline = Date.now() + PUSH_WITHIN_MS;
-    for (;;) {
-      try {
-        acknowledged.push(await pushRandom(client, `model-${i % 4}`, 0, body));
-        break;
-      } catch (err) {
-        // Not acknowledged: pushed again, as a user would.
-        refusedDuringFailover += 1;
-        if (Date.now() > deadline) throw new Error(`push ${i} was not acknowledged within ${PUSH_WITHIN_MS} ms: ${(err as Error).message}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
+    const pushed = await untilAcknowledged(`push ${i}`, () => pushRandom(client, `model-${i % 4}`, 0, body));
+    acknowledged.push(pushed);
     if (killed && outageMs === undefined) outageMs = Date.now() - killed.atMs;
+    // A deployment of it (no agent runs it: what matters is that the acknowledged write stays).
+    const spec = compileDeploymentSpec({ name: `web-${i}`, model: `${pushed.name}:${pushed.version}`, image: 'mlfleet/runtime:0.1.0', port: 8080 });
+    await untilAcknowledged(`deployment ${i}`, () => client.applyDeployment(spec));
+    deployed.push(spec.name);
     if (i + 1 === KILL_AFTER) {
       const leaderAddress = (await client.clusterStatus()).leader;
       const leader = coordinators.find((c) => c.grpc === leaderAddress);
@@ -70,4 +80,7 @@ test('kill -9 of the leader under pushes loses no acknowledged version, and the 
     assert.equal(digest, pushed.digest, `${pushed.name}:${pushed.version} from the new leader ${newLeader}`);
   }
   t.diagnostic(`${acknowledged.length} acknowledged versions, ${lost} lost; all pulled from the new leader ${newLeader}`);
+  const deployments = new Set((await after.listDeployments()).deployments.map((d) => d.spec?.name));
+  assert.deepEqual(deployed.filter((name) => !deployments.has(name)), [], 'every acknowledged deployment is on the new leader');
+  t.diagnostic(`${deployed.length} acknowledged deployments, all on the new leader`);
 });
