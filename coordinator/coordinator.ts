@@ -63,6 +63,8 @@ export interface CoordinatorOptions {
   id: string | undefined;
   /** TLS for the gRPC API (mutual when it has a CA); undefined: plain text. */
   tls: TlsMaterial | undefined;
+  /** An upload that sends nothing for this long is ended (--upload-idle-timeout; default 30 s). */
+  uploadIdleMs?: number;
   /** Workload controller tuning (tests shorten its tick); not a flag. */
   workloads?: Partial<WorkloadControllerOptions>;
 }
@@ -135,7 +137,9 @@ export class Coordinator {
     const server = new grpc.Server({
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-      'grpc.max_concurrent_streams': 1_000_000,
+      // Per connection. Each caller's share of open calls is bounded at the edge (admission.ts);
+      // this only stops one connection from asking for unbounded bookkeeping.
+      'grpc.max_concurrent_streams': 1_000,
     } as grpc.ServerOptions);
     let ops: OpsServer | undefined;
     let blobs: BlobStore | undefined;
@@ -219,6 +223,8 @@ export class Coordinator {
       leaderWriter: () => (this.role.kind === 'leader' ? this.role.writer : undefined),
       requireLeader: () => void this.leaderRole(),
       log: this.log,
+      uploadIdleMs: this.options.uploadIdleMs,
+      onRejected: (role) => this.metrics.rejectedCalls.inc({ role }),
     });
     const serve = (service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) =>
       this.server.addService(withMalformedRequests(service), implementation);
@@ -324,13 +330,17 @@ export class Coordinator {
       let lease: Lease | undefined;
       let leadership: Leadership | undefined;
       try {
-        lease = await Lease.create(this.store, this.options.electionTtlMs, { clock: this.clock, log: this.log });
+        const onRenewed = (gapMs: number) => this.metrics.noteLeaseRenewal(gapMs);
+        lease = await Lease.create(this.store, this.options.electionTtlMs, { clock: this.clock, log: this.log, onRenewed });
         await this.store.put(keys.coordinator(this.id), JSON.stringify(member), { lease: lease.id });
         leadership = await this.election.campaign(JSON.stringify(member), lease, AbortSignal.any([signal, lease.lost]));
         await this.establishLeadership(leadership);
         failures = 0;
         await aborted(AbortSignal.any([signal, leadership.lost]));
-        if (!signal.aborted) this.log.warn('leadership lost');
+        if (!signal.aborted) {
+          this.log.warn('leadership lost');
+          this.metrics.leadershipLosses.inc();
+        }
       } catch (err) {
         if (!signal.aborted) this.log.warn({ err: (err as Error).message }, 'campaign failed');
       } finally {

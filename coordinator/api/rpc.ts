@@ -6,11 +6,12 @@
 // leader's address; bad request → INVALID_ARGUMENT; then the handler.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../shared/log.js';
-import { MlfleetError, NotLeaderError, PermissionDeniedError, toGrpcError } from '../../shared/errors.js';
+import { DeadlineExceededError, MlfleetError, NotLeaderError, PermissionDeniedError, ResourceExhaustedError, toGrpcError } from '../../shared/errors.js';
 import { MALFORMED, validate, type z } from '../../shared/validation.js';
 import type { AuditLog } from '../audit-log.js';
 import type { Principal, TokenRegistry } from '../auth/token-registry.js';
 import { RULES } from '../auth/rules.js';
+import { Admission, type Lane } from './admission.js';
 import type { FencedWriter } from '../node-registry.js';
 
 export interface CallContext {
@@ -31,10 +32,33 @@ export interface RpcEdgeDeps {
   /** Throws NotLeaderError (a redirect) unless this coordinator leads. */
   requireLeader(): void;
   log: Logger;
+  /** Bounds on each caller's open calls (default: DEFAULT_ADMISSION_LIMITS). */
+  admission?: Admission;
+  /** Told of each call refused for its caller's share (for metrics). */
+  onRejected?(role: string): void;
+  /** How long an upload may send nothing before it is ended (default: UPLOAD_IDLE_MS). */
+  uploadIdleMs?: number;
 }
 
+/** An upload that sends no message for this long is ended and its temporary data dropped. */
+export const UPLOAD_IDLE_MS = 30_000;
+
 export class RpcEdge {
-  constructor(private readonly deps: RpcEdgeDeps) {}
+  readonly admission: Admission;
+  readonly uploadIdleMs: number;
+
+  constructor(private readonly deps: RpcEdgeDeps) {
+    this.admission = deps.admission ?? new Admission();
+    this.uploadIdleMs = deps.uploadIdleMs ?? UPLOAD_IDLE_MS;
+  }
+
+  /** Takes a share of the caller's open calls, or refuses with RESOURCE_EXHAUSTED and a retry hint. */
+  private admit(principal: Principal, lane: Lane): () => void {
+    const verdict = this.admission.admit(principal, lane);
+    if (!verdict.ok) this.deps.onRejected?.(principal.role);
+    if (!verdict.ok) throw new ResourceExhaustedError(verdict.reason, verdict.retryAfterMs);
+    return verdict.release;
+  }
 
   /** Authenticates the caller and checks that its role may call `method` ("Service.Method"). */
   authorize(method: string, metadata: grpc.Metadata): Principal {
@@ -69,10 +93,12 @@ export class RpcEdge {
     return (call, callback) => {
       let principal: Principal | undefined;
       let request: Req | undefined;
+      let release = () => {};
       const run = async () => {
         const caller = this.deps.tokens.authenticate(call.metadata);
         principal = caller;
         this.permit(method, caller);
+        release = this.admit(caller, 'unary');
         request = validate(schema, call.request, `${shortName} request`);
         return handler(request, { metadata: call.metadata, peer: call.getPeer(), principal: caller });
       };
@@ -83,17 +109,19 @@ export class RpcEdge {
         const parsed = schema.safeParse(call.request);
         return parsed.success ? target(parsed.data) : undefined;
       };
-      run().then(
-        (response) => {
-          this.audit(method, principal, aim(), call.getPeer(), undefined);
-          callback(null, response);
-        },
-        (err: unknown) => {
-          if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
-          this.audit(method, principal, aim(), call.getPeer(), err);
-          callback(toGrpcError(err) as grpc.ServiceError);
-        },
-      );
+      run()
+        .then(
+          (response) => {
+            this.audit(method, principal, aim(), call.getPeer(), undefined);
+            callback(null, response);
+          },
+          (err: unknown) => {
+            if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+            this.audit(method, principal, aim(), call.getPeer(), err);
+            callback(toGrpcError(err) as grpc.ServiceError);
+          },
+        )
+        .finally(() => release());
     };
   }
 
@@ -104,13 +132,18 @@ export class RpcEdge {
   ): grpc.handleClientStreamingCall<Req, Res> {
     return (call, callback) => {
       let context: CallContext | undefined;
+      let release = () => {};
       // A cancelled upload must end the handler's read loop, so that it cleans up.
       call.on('cancelled', () => call.destroy(new Error('the client cancelled the call')));
       const run = async () => {
-        context = { metadata: call.metadata, peer: call.getPeer(), principal: this.authorize(method, call.metadata) };
+        const principal = this.authorize(method, call.metadata);
+        release = this.admit(principal, 'upload');
+        context = { metadata: call.metadata, peer: call.getPeer(), principal };
         return handler(call, context);
       };
-      run().then(
+      run()
+        .finally(() => release())
+        .then(
         (response) => {
           this.audit(method, context?.principal, context?.target, call.getPeer(), undefined);
           callback(null, response);
@@ -132,12 +165,19 @@ export class RpcEdge {
   ): grpc.handleServerStreamingCall<unknown, Res> {
     const shortName = method.slice(method.indexOf('.') + 1);
     return (call) => {
+      let release = () => {};
+      // Released when the client goes, even before the handler has noticed.
+      call.once('cancelled', () => release());
       const run = async () => {
         const principal = this.authorize(method, call.metadata);
+        release = this.admit(principal, 'stream');
+        if (call.cancelled) release();
         const request = validate(schema, call.request, `${shortName} request`);
         await handler(request, { metadata: call.metadata, peer: call.getPeer(), principal }, call);
       };
-      run().then(
+      run()
+        .finally(() => release())
+        .then(
         () => call.end(),
         (err: unknown) => {
           if (call.cancelled) return;
@@ -155,12 +195,16 @@ export class RpcEdge {
   ): grpc.handleBidiStreamingCall<Req, Res> {
     return (call) => {
       let principal: Principal;
+      let release: () => void;
       try {
         principal = this.authorize(method, call.metadata);
+        release = this.admit(principal, 'stream');
       } catch (err) {
         call.emit('error', toGrpcError(err));
         return;
       }
+      // However the stream ends: the client goes, the handler ends it or fails it.
+      for (const event of ['cancelled', 'finish', 'close', 'error']) call.once(event, () => release());
       handler(call, principal);
     };
   }
@@ -218,4 +262,33 @@ export function drainedOrCancelled(call: grpc.ServerWritableStream<unknown, unkn
     call.on('drain', done);
     call.on('cancelled', done);
   });
+}
+
+/**
+ * The messages of a client stream, each awaited at most `idleMs`: a peer that stops sending
+ * ends the call with DEADLINE_EXCEEDED (and the reader's cleanup runs) instead of holding its
+ * temporary file and descriptor for ever.
+ */
+export function messagesWithin<T>(call: grpc.ServerReadableStream<T, unknown>, idleMs: number, what: string): AsyncIterator<T> {
+  const messages = call[Symbol.asyncIterator]() as AsyncIterator<T>;
+  return {
+    next: () =>
+      new Promise<IteratorResult<T>>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          const err = new DeadlineExceededError(`${what} sent nothing for ${idleMs} ms; it was ended (send the data without pausing that long)`);
+          reject(err);
+          call.destroy(err);
+        }, idleMs);
+        messages.next().then(
+          (result) => {
+            clearTimeout(timer);
+            resolve(result);
+          },
+          (err: unknown) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        );
+      }),
+  };
 }
