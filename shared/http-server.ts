@@ -4,6 +4,19 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { formatHostPort, parseHostPort } from './config.js';
 
+/**
+ * Deadlines of every HTTP listener (the ops servers, the gateway): a connection that has not
+ * sent a whole request head within HEADERS_TIMEOUT_MS is closed (slowloris), checked every
+ * CHECK_INTERVAL_MS (Node's default check runs every 30 s, far too rarely to bound anything).
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
+const CHECK_INTERVAL_MS = 1_000;
+
+/** Options for http.createServer / https.createServer: the deadlines above, and `requestTimeoutMs` for a whole request. */
+export function deadlines(requestTimeoutMs: number): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
+  return { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: requestTimeoutMs, connectionsCheckingInterval: CHECK_INTERVAL_MS };
+}
+
 export interface Health {
   ok: boolean;
   [detail: string]: unknown;
@@ -17,7 +30,7 @@ export interface OpsServer {
 
 export async function startOpsServer(listen: string, health: () => Health, metrics: Registry): Promise<OpsServer> {
   const { host, port } = parseHostPort(listen);
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(deadlines(30_000), (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -33,6 +46,7 @@ export async function startOpsServer(listen: string, health: () => Health, metri
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n');
     }
   });
+  server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new Error(`cannot listen on ${listen} for HTTP: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)),
