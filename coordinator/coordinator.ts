@@ -139,7 +139,7 @@ export class Coordinator {
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
       // Per connection. Each caller's share of open calls is bounded at the edge (admission.ts);
       // this only stops one connection from asking for unbounded bookkeeping.
-      'grpc.max_concurrent_streams': 1_000,
+      'grpc.max_concurrent_streams': 100,
     } as grpc.ServerOptions);
     let ops: OpsServer | undefined;
     let blobs: BlobStore | undefined;
@@ -226,6 +226,7 @@ export class Coordinator {
       uploadIdleMs: this.options.uploadIdleMs,
       onRejected: (role) => this.metrics.rejectedCalls.inc({ role }),
     });
+    this.metrics.openCalls = () => edge.admission.inFlight();
     const serve = (service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) =>
       this.server.addService(withMalformedRequests(service), implementation);
     serve(

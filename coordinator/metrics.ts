@@ -51,6 +51,16 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
 
+  /** Set by the RPC edge: calls open now, counted only when /metrics is scraped. */
+  openCalls: (() => number) | undefined;
+
+  readonly callsOpen: Gauge = new Gauge({
+    name: 'mlfleet_rpc_calls_open',
+    help: 'Calls open at the RPC edge (unary and streams), each within its caller’s share',
+    registers: [this.registry],
+    collect: (): void => this.callsOpen.set(this.openCalls?.() ?? 0),
+  });
+
   /** Set by the leader's node registry; counted only when /metrics is scraped. */
   nodeCounts: (() => Record<string, number>) | undefined;
 

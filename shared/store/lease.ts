@@ -11,7 +11,7 @@ import { LeaseNotFoundError, type Store } from './store.js';
 export interface LeaseOptions {
   clock?: Clock;
   log?: Logger;
-  /** Called after each successful renewal with the time since the one before (for metrics). */
+  /** Called after each successful renewal with the time since the one before was sent (for metrics). */
   onRenewed?: (gapMs: number) => void;
 }
 
@@ -76,7 +76,8 @@ export class Lease {
       try {
         await this.store.leaseKeepAlive(this.id);
         if (this.stopping.signal.aborted) return; // revoked or lost while the call was out
-        this.onRenewed?.(sentAt - renewedAt);
+        // How long the lease went unconfirmed: from the renewal before to this one's answer.
+        this.onRenewed?.(this.clock.now() - renewedAt);
         renewedAt = sentAt;
         this.armWatchdog(renewedAt);
         delay = interval;
