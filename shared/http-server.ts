@@ -1,5 +1,7 @@
 // The small HTTP server both daemons run on --http-listen: /healthz and /metrics.
 import http from 'node:http';
+import type https from 'node:https';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { formatHostPort, parseHostPort } from './config.js';
@@ -13,8 +15,20 @@ export const HEADERS_TIMEOUT_MS = 10_000;
 const CHECK_INTERVAL_MS = 1_000;
 
 /** Options for http.createServer / https.createServer: the deadlines above, and `requestTimeoutMs` for a whole request. */
-export function deadlines(requestTimeoutMs: number): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
-  return { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: requestTimeoutMs, connectionsCheckingInterval: CHECK_INTERVAL_MS };
+export function deadlines(requestTimeoutMs: number): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number; handshakeTimeout: number } {
+  return { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: requestTimeoutMs, connectionsCheckingInterval: CHECK_INTERVAL_MS, handshakeTimeout: HEADERS_TIMEOUT_MS };
+}
+
+/**
+ * Node's headersTimeout starts at a connection's first byte: one that never sends a byte is
+ * kept for ever. Such a connection (or a TLS one silent after its handshake) is closed after
+ * HEADERS_TIMEOUT_MS without a byte; once a request has begun, the server's own deadlines take
+ * over (a slow answer, an inference that takes minutes, is not cut for silence).
+ */
+export function closeSilentConnections(server: http.Server | https.Server): void {
+  const guard = (socket: net.Socket) => socket.setTimeout(HEADERS_TIMEOUT_MS, () => socket.destroy());
+  server.on(server instanceof http.Server ? 'connection' : 'secureConnection', guard);
+  server.on('request', (req: http.IncomingMessage) => req.socket.setTimeout(0));
 }
 
 export interface Health {
@@ -47,6 +61,7 @@ export async function startOpsServer(listen: string, health: () => Health, metri
     }
   });
   server.keepAliveTimeout = 5_000;
+  closeSilentConnections(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new Error(`cannot listen on ${listen} for HTTP: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)),

@@ -22,7 +22,7 @@ import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { formatHostPort, parseHostPort } from '../../shared/config.js';
-import { HEADERS_TIMEOUT_MS, deadlines } from '../../shared/http-server.js';
+import { HEADERS_TIMEOUT_MS, closeSilentConnections, deadlines } from '../../shared/http-server.js';
 import type { LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
 import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
 import type { RouteEndpoint__Output as RouteEndpoint } from '../../shared/gen/mlfleet/v1/RouteEndpoint.js';
@@ -98,7 +98,10 @@ export class Gateway {
     // Client certificates are asked for, not required: consumers may call over HTTPS without one.
     const secure = tls?.cert && tls.key ? https.createServer({ ...deadlines(REQUEST_TIMEOUT_MS), cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: tls.ca !== undefined, rejectUnauthorized: false }, handler) : undefined;
     const servers = secure ? [plain, secure] : [plain];
-    for (const s of servers) s.keepAliveTimeout = 30_000;
+    for (const s of servers) {
+      s.keepAliveTimeout = 30_000;
+      closeSilentConnections(s);
+    }
     const server = secure ? net.createServer((socket) => sniff(socket, plain, secure)) : plain;
     gateway = new Gateway(server, servers, options);
     const { host, port } = parseHostPort(options.listen);

@@ -55,9 +55,17 @@ export class RpcEdge {
   /** Takes a share of the caller's open calls, or refuses with RESOURCE_EXHAUSTED and a retry hint. */
   private admit(principal: Principal, lane: Lane): () => void {
     const verdict = this.admission.admit(principal, lane);
-    if (!verdict.ok) this.deps.onRejected?.(principal.role);
-    if (!verdict.ok) throw new ResourceExhaustedError(verdict.reason, verdict.retryAfterMs);
-    return verdict.release;
+    if (verdict.ok) return verdict.release;
+    this.deps.onRejected?.(principal.role);
+    // Shedding must cost little: a flood is refused thousands of times a second, and a stack
+    // trace (of no use for a refusal) was the largest single cost of each.
+    const depth = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      throw new ResourceExhaustedError(verdict.reason, verdict.retryAfterMs);
+    } finally {
+      Error.stackTraceLimit = depth;
+    }
   }
 
   /** Authenticates the caller and checks that its role may call `method` ("Service.Method"). */
