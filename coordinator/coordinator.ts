@@ -138,8 +138,8 @@ export class Coordinator {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
       // Per connection. Each caller's share of open calls is bounded at the edge (admission.ts);
-      // this only stops one connection from asking for unbounded bookkeeping.
-      'grpc.max_concurrent_streams': 100,
+      // this bounds what one connection costs, refusals included (RpcEdge.answer).
+      'grpc.max_concurrent_streams': 64,
     } as grpc.ServerOptions);
     let ops: OpsServer | undefined;
     let blobs: BlobStore | undefined;

@@ -22,13 +22,18 @@ export function deadlines(requestTimeoutMs: number): { headersTimeout: number; r
 /**
  * Node's headersTimeout starts at a connection's first byte: one that never sends a byte is
  * kept for ever. Such a connection (or a TLS one silent after its handshake) is closed after
- * HEADERS_TIMEOUT_MS without a byte; once a request has begun, the server's own deadlines take
- * over (a slow answer, an inference that takes minutes, is not cut for silence).
+ * HEADERS_TIMEOUT_MS without a byte; once one has come, the server's own deadlines take over
+ * (and a slow answer, an inference that takes minutes, is not cut for silence).
  */
 export function closeSilentConnections(server: http.Server | https.Server): void {
-  const guard = (socket: net.Socket) => socket.setTimeout(HEADERS_TIMEOUT_MS, () => socket.destroy());
+  const guard = (socket: net.Socket) => {
+    const timer = setTimeout(() => {
+      if (socket.bytesRead === 0) socket.destroy();
+    }, HEADERS_TIMEOUT_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  };
   server.on(server instanceof http.Server ? 'connection' : 'secureConnection', guard);
-  server.on('request', (req: http.IncomingMessage) => req.socket.setTimeout(0));
 }
 
 export interface Health {

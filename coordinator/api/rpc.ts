@@ -36,20 +36,28 @@ export interface RpcEdgeDeps {
   admission?: Admission;
   /** Told of each call refused for its caller's share (for metrics). */
   onRejected?(role: string): void;
+  /** How long a shed call waits for its answer (default: REFUSAL_DELAY_MS). */
+  refusalDelayMs?: number;
   /** How long an upload may send nothing before it is ended (default: UPLOAD_IDLE_MS). */
   uploadIdleMs?: number;
 }
 
 /** An upload that sends no message for this long is ended and its temporary data dropped. */
 export const UPLOAD_IDLE_MS = 30_000;
+/** How long a call shed for its caller's share waits for its answer (see RpcEdge.answer). */
+export const REFUSAL_DELAY_MS = 1_000;
+/** The refusals of admission, answered late. */
+const shed = new WeakSet<Error>();
 
 export class RpcEdge {
   readonly admission: Admission;
   readonly uploadIdleMs: number;
+  private readonly refusalDelayMs: number;
 
   constructor(private readonly deps: RpcEdgeDeps) {
     this.admission = deps.admission ?? new Admission();
     this.uploadIdleMs = deps.uploadIdleMs ?? UPLOAD_IDLE_MS;
+    this.refusalDelayMs = deps.refusalDelayMs ?? REFUSAL_DELAY_MS;
   }
 
   /** Takes a share of the caller's open calls, or refuses with RESOURCE_EXHAUSTED and a retry hint. */
@@ -62,7 +70,9 @@ export class RpcEdge {
     const depth = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
     try {
-      throw new ResourceExhaustedError(verdict.reason, verdict.retryAfterMs);
+      const refusal = new ResourceExhaustedError(verdict.reason, verdict.retryAfterMs);
+      shed.add(refusal);
+      throw refusal;
     } finally {
       Error.stackTraceLimit = depth;
     }
@@ -126,7 +136,7 @@ export class RpcEdge {
           (err: unknown) => {
             if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
             this.audit(method, principal, aim(), call.getPeer(), err);
-            callback(toGrpcError(err) as grpc.ServiceError);
+            this.answer(err, () => callback(toGrpcError(err) as grpc.ServiceError));
           },
         )
         .finally(() => release());
@@ -159,7 +169,7 @@ export class RpcEdge {
         (err: unknown) => {
           if (!MlfleetError.is(err) && !call.cancelled) this.deps.log.error({ err, method }, 'unexpected error in RPC');
           this.audit(method, context?.principal, context?.target, call.getPeer(), call.cancelled ? new Error('cancelled by the client') : err);
-          callback(toGrpcError(err) as grpc.ServiceError);
+          this.answer(err, () => callback(toGrpcError(err) as grpc.ServiceError));
         },
       );
     };
@@ -190,7 +200,7 @@ export class RpcEdge {
         (err: unknown) => {
           if (call.cancelled) return;
           if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
-          call.emit('error', toGrpcError(err));
+          this.answer(err, () => call.emit('error', toGrpcError(err)));
         },
       );
     };
@@ -208,13 +218,24 @@ export class RpcEdge {
         principal = this.authorize(method, call.metadata);
         release = this.admit(principal, 'stream');
       } catch (err) {
-        call.emit('error', toGrpcError(err));
+        this.answer(err, () => call.emit('error', toGrpcError(err)));
         return;
       }
       // However the stream ends: the client goes, the handler ends it or fails it.
       for (const event of ['cancelled', 'finish', 'close', 'error']) call.once(event, () => release());
       handler(call, principal);
     };
+  }
+
+  /**
+   * Sends an error answer; a call shed for its caller's share is answered only after
+   * `refusalDelayMs`, holding one of its connection's (at most 64) streams meanwhile: a caller
+   * that ignores the hint and retries at once is then refused at most 64 times a second per
+   * connection, instead of as fast as the leader can refuse, which would leave it nothing else.
+   */
+  private answer(err: unknown, send: () => void): void {
+    if (err instanceof ResourceExhaustedError && shed.has(err) && this.refusalDelayMs > 0) setTimeout(send, this.refusalDelayMs);
+    else send();
   }
 
   private audit(method: string, principal: Principal | undefined, target: string | undefined, peer: string, err: unknown): void {

@@ -1,7 +1,8 @@
 // A consumer floods the leader with WatchEvents(replay=1000, follow) streams, a few thousand at
 // once and reopened as soon as refused, for a bounded time, against a real coordinator process
 // on etcd with a real agent: the leader keeps leadership, renews its lease on time, the agent's
-// heartbeats keep arriving, and the flood is shed with RESOURCE_EXHAUSTED and a retry hint.
+// heartbeats keep arriving, and the flood is shed with RESOURCE_EXHAUSTED and a retry hint,
+// answered a second late so that retrying at once buys the flood nothing.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
@@ -81,9 +82,10 @@ test('a consumer flooding the leader with thousands of replaying watches is shed
   console.log('stream flood:', JSON.stringify(figures));
 
   assert.deepEqual(other, [], 'nothing but refusals and open streams');
-  assert.ok(attempts >= STREAMS && refused >= STREAMS - 100, `the flood was shed: ${refused} of ${attempts} refused`);
+  // 64 streams per connection reach the leader; past the consumer's 32 each is refused, a second later.
+  assert.ok(attempts >= STREAMS && refused > 0 && rejected >= CONNECTIONS * 64 - 32, `the flood was shed: ${rejected} refusals on the leader, ${refused} seen by the flood`);
   assert.equal(hinted, refused, 'every refusal carries the retry-after-ms hint and says it');
-  // The rest of the client's streams wait on its side: 100 streams per connection at most.
+  // The rest of the client's streams wait on its side: 64 streams per connection at most.
   assert.ok(callsOpen <= 32 + 1, `at most the consumer's share is open on the leader: ${callsOpen}`);
   assert.ok(replayed <= 32 * 1000, `only the admitted streams replayed: ${replayed} events`);
   const lost = coordinator.lines.filter((l) => l.msg === 'leadership lost' || l.msg === 'lease lost' || l.msg === 'lease keep-alive failed; retrying');
