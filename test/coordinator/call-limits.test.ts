@@ -9,7 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_ADMISSION_LIMITS } from '../../coordinator/api/admission.js';
 import { setBearer } from '../../shared/auth.js';
 import { CoordinatorClient } from '../../shared/client.js';
-import { RETRY_AFTER_METADATA_KEY } from '../../shared/errors.js';
+import { RETRY_AFTER_METADATA_KEY, ResourceExhaustedError, fromGrpcError } from '../../shared/errors.js';
+import { isTransient } from '../../agent/job-output.js';
 import { startLeader } from '../helpers/coordinator.js';
 import { eventually } from '../helpers/eventually.js';
 import { callServerStream, callUnary, method, openSession, statusName } from '../helpers/raw-grpc.js';
@@ -62,6 +63,11 @@ test('a consumer past its streams is refused RESOURCE_EXHAUSTED with a retry hin
     assert.match(err.details, new RegExp(`already has ${limit} streams open, the most a consumer may; retry after 1000 ms`));
     assert.deepEqual(err.metadata.get(RETRY_AFTER_METADATA_KEY), ['1000']);
   }
+  // Clients see the hint: an agent retries a shed upload, but not a quota's refusal (no hint).
+  const typed = fromGrpcError(refusals[0]!);
+  assert.ok(typed instanceof ResourceExhaustedError && typed.retryAfterMs === 1000);
+  assert.equal(isTransient(typed), true);
+  assert.equal(isTransient(new ResourceExhaustedError('storage quota of tenant default exceeded')), false);
 
   // Meanwhile: an admin's calls and streams, an agent's session, and the consumer's own unary calls.
   assert.equal((await callUnary(address, method('TokenService.ListTokens'), {}, admin)).answer, 'OK');
