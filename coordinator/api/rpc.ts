@@ -240,6 +240,9 @@ export class RpcEdge {
 
   private audit(method: string, principal: Principal | undefined, target: string | undefined, peer: string, err: unknown): void {
     if (!RULES[method]?.mutating || !principal) return;
+    // A shed call did nothing, and a flood of them must not become a flood of audit writes:
+    // mlfleet_rpc_rejected_total counts them.
+    if (err instanceof Error && shed.has(err)) return;
     // A follower's redirect is not an action: the leader audits the call it then gets.
     if (err instanceof NotLeaderError || (MlfleetError.is(err) && err.code === 'NOT_LEADER')) return;
     const failed = err !== undefined;

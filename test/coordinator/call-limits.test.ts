@@ -110,4 +110,10 @@ test('a stalled push is ended after the idle timeout and leaves no temporary fil
   // The tenant's places came back with them.
   const after = await stalledPush(raw, admin, 'after');
   assert.equal(statusName(after!.code), 'DEADLINE_EXCEEDED');
+  // The cut pushes are audited; the shed one, which did nothing, is not.
+  const client = new CoordinatorClient([coordinator.address], { token: admin });
+  t.after(() => client.close());
+  const audited = (await client.listAuditEvents({ limit: 100 })).events.filter((e) => e.method === 'ModelService.Push');
+  assert.equal(audited.filter((e) => e.result === 'DEADLINE_EXCEEDED').length, perTenant + 1);
+  assert.equal(audited.filter((e) => e.result === 'RESOURCE_EXHAUSTED').length, 0);
 });
