@@ -162,16 +162,16 @@ export class RpcEdge {
       run()
         .finally(() => release())
         .then(
-        (response) => {
-          this.audit(method, context?.principal, context?.target, call.getPeer(), undefined);
-          callback(null, response);
-        },
-        (err: unknown) => {
-          if (!MlfleetError.is(err) && !call.cancelled) this.deps.log.error({ err, method }, 'unexpected error in RPC');
-          this.audit(method, context?.principal, context?.target, call.getPeer(), call.cancelled ? new Error('cancelled by the client') : err);
-          this.answer(err, () => callback(toGrpcError(err) as grpc.ServiceError));
-        },
-      );
+          (response) => {
+            this.audit(method, context?.principal, context?.target, call.getPeer(), undefined);
+            callback(null, response);
+          },
+          (err: unknown) => {
+            if (!MlfleetError.is(err) && !call.cancelled) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+            this.audit(method, context?.principal, context?.target, call.getPeer(), call.cancelled ? new Error('cancelled by the client') : err);
+            this.answer(err, () => callback(toGrpcError(err) as grpc.ServiceError));
+          },
+        );
     };
   }
 
@@ -196,13 +196,13 @@ export class RpcEdge {
       run()
         .finally(() => release())
         .then(
-        () => call.end(),
-        (err: unknown) => {
-          if (call.cancelled) return;
-          if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
-          this.answer(err, () => call.emit('error', toGrpcError(err)));
-        },
-      );
+          () => call.end(),
+          (err: unknown) => {
+            if (call.cancelled) return;
+            if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+            this.answer(err, () => call.emit('error', toGrpcError(err)));
+          },
+        );
     };
   }
 
