@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { inferPathFormat } from '../shared/artifact-ref.js';
 import { setBearer } from '../shared/auth.js';
-import { FailedPreconditionError, MlfleetError, UnavailableError, fromGrpcError } from '../shared/errors.js';
+import { FailedPreconditionError, MlfleetError, ResourceExhaustedError, UnavailableError, fromGrpcError } from '../shared/errors.js';
 import { mlfleetV1, type ArtifactVersion, type PushHeader } from '../shared/proto.js';
 import { packDirectory, tarDigest } from '../shared/tar.js';
 import type { RunOutput } from '../shared/workloads.js';
@@ -42,7 +42,10 @@ export type OutputPusher = (request: OutputPushRequest, signal: AbortSignal) => 
  * the job's other workers to finish first.
  */
 export function isTransient(err: unknown): boolean {
-  return MlfleetError.is(err) && (err.code === 'UNAVAILABLE' || err.code === 'NOT_LEADER');
+  // A push shed because the tenant had its share of uploads in flight comes with a retry hint
+  // (a quota's RESOURCE_EXHAUSTED has none): it is tried again, not the job failed.
+  const shed = err instanceof ResourceExhaustedError && err.retryAfterMs !== undefined;
+  return MlfleetError.is(err) && (err.code === 'UNAVAILABLE' || err.code === 'NOT_LEADER' || shed);
 }
 
 export interface CoordinatorOutputPusherOptions {

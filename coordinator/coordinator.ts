@@ -67,6 +67,8 @@ export interface CoordinatorOptions {
   tls: TlsMaterial | undefined;
   /** Between two passes of the loop that fetches missing blobs from peers (default 5 s); not a flag. */
   blobSyncIntervalMs?: number;
+  /** An upload that sends nothing for this long is ended (--upload-idle-timeout; default 30 s). */
+  uploadIdleMs?: number;
   /** Workload controller tuning (tests shorten its tick); not a flag. */
   workloads?: Partial<WorkloadControllerOptions>;
 }
@@ -140,7 +142,9 @@ export class Coordinator {
     const server = new grpc.Server({
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-      'grpc.max_concurrent_streams': 1_000_000,
+      // Per connection. Each caller's share of open calls is bounded at the edge (admission.ts);
+      // this bounds what one connection costs, refusals included (RpcEdge.answer).
+      'grpc.max_concurrent_streams': 64,
       // Deliberate ceilings (shared/limits.ts): a larger request is refused by its size before
       // it is decoded; desired sets go out in pieces far under what agents accept.
       'grpc.max_receive_message_length': LIMITS.grpcReceiveBytes,
@@ -232,7 +236,10 @@ export class Coordinator {
       leaderWriter: () => (this.role.kind === 'leader' ? this.role.writer : undefined),
       requireLeader: () => void this.leaderRole(),
       log: this.log,
+      uploadIdleMs: this.options.uploadIdleMs,
+      onRejected: (role) => this.metrics.rejectedCalls.inc({ role }),
     });
+    this.metrics.openCalls = () => edge.admission.inFlight();
     const serve = (service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) =>
       this.server.addService(withMalformedRequests(service), implementation);
     serve(
@@ -340,13 +347,17 @@ export class Coordinator {
       let lease: Lease | undefined;
       let leadership: Leadership | undefined;
       try {
-        lease = await Lease.create(this.store, this.options.electionTtlMs, { clock: this.clock, log: this.log });
+        const onRenewed = (gapMs: number) => this.metrics.noteLeaseRenewal(gapMs);
+        lease = await Lease.create(this.store, this.options.electionTtlMs, { clock: this.clock, log: this.log, onRenewed });
         await this.store.put(keys.coordinator(this.id), JSON.stringify(member), { lease: lease.id });
         leadership = await this.election.campaign(JSON.stringify(member), lease, AbortSignal.any([signal, lease.lost]));
         await this.establishLeadership(leadership);
         failures = 0;
         await aborted(AbortSignal.any([signal, leadership.lost]));
-        if (!signal.aborted) this.log.warn('leadership lost');
+        if (!signal.aborted) {
+          this.log.warn('leadership lost');
+          this.metrics.leadershipLosses.inc();
+        }
       } catch (err) {
         if (!signal.aborted) this.log.warn({ err: (err as Error).message }, 'campaign failed');
       } finally {

@@ -32,6 +32,35 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
 
+  readonly leadershipLosses = new Counter({
+    name: 'mlfleet_leadership_losses_total',
+    help: 'Times this coordinator lost leadership without closing',
+    registers: [this.registry],
+  });
+
+  readonly leaseRenewalGap = new Gauge({
+    name: 'mlfleet_lease_renewal_gap_max_seconds',
+    help: 'Longest time between two successful renewals of the election lease (its TTL/3 when nothing delays them)',
+    registers: [this.registry],
+  });
+
+  readonly rejectedCalls = new Counter({
+    name: 'mlfleet_rpc_rejected_total',
+    help: 'Calls refused with RESOURCE_EXHAUSTED because their caller had its share of calls open',
+    labelNames: ['role'],
+    registers: [this.registry],
+  });
+
+  /** Set by the RPC edge: calls open now, counted only when /metrics is scraped. */
+  openCalls: (() => number) | undefined;
+
+  readonly callsOpen: Gauge = new Gauge({
+    name: 'mlfleet_rpc_calls_open',
+    help: 'Calls open at the RPC edge (unary and streams), each within its caller’s share',
+    registers: [this.registry],
+    collect: (): void => this.callsOpen.set(this.openCalls?.() ?? 0),
+  });
+
   /** Set by the leader's node registry; counted only when /metrics is scraped. */
   nodeCounts: (() => Record<string, number>) | undefined;
 
@@ -52,6 +81,14 @@ export class CoordinatorMetrics {
     labelNames: ['to'],
     registers: [this.registry],
   });
+
+  private worstLeaseGapMs = 0;
+
+  noteLeaseRenewal(gapMs: number): void {
+    if (gapMs <= this.worstLeaseGapMs) return;
+    this.worstLeaseGapMs = gapMs;
+    this.leaseRenewalGap.set(gapMs / 1000);
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'mlfleet_coordinator_' });

@@ -4,6 +4,8 @@ import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { truncate } from './truncate.js';
 
 export const LEADER_METADATA_KEY = 'mlfleet-leader';
+/** On a RESOURCE_EXHAUSTED answer: milliseconds to wait before trying again. */
+export const RETRY_AFTER_METADATA_KEY = 'retry-after-ms';
 
 const MARK = Symbol.for('mlfleet.error');
 
@@ -56,8 +58,16 @@ export class ConflictError extends MlfleetError {
 }
 
 export class ResourceExhaustedError extends MlfleetError {
-  constructor(message: string) {
+  /** `retryAfterMs`: when the caller may try again, sent as the `retry-after-ms` metadata. */
+  constructor(message: string, readonly retryAfterMs?: number) {
     super('RESOURCE_EXHAUSTED', Status.RESOURCE_EXHAUSTED, message);
+  }
+}
+
+/** A call that waited too long on its peer (an upload that stopped sending). */
+export class DeadlineExceededError extends MlfleetError {
+  constructor(message: string) {
+    super('DEADLINE_EXCEEDED', Status.DEADLINE_EXCEEDED, message);
   }
 }
 
@@ -106,6 +116,7 @@ export function toGrpcError(err: unknown): Partial<ServiceError> {
     if (err instanceof NotLeaderError || err.code === 'NOT_LEADER') {
       metadata.set(LEADER_METADATA_KEY, (err as NotLeaderError).leader ?? '');
     }
+    if (err instanceof ResourceExhaustedError && err.retryAfterMs !== undefined) metadata.set(RETRY_AFTER_METADATA_KEY, String(err.retryAfterMs));
     return { code: err.grpcStatus, details: truncate(err.message, ERROR_MAX_BYTES), metadata };
   }
   const message = err instanceof Error ? err.message : String(err);
@@ -126,8 +137,10 @@ export function fromGrpcError(err: ServiceError): MlfleetError {
       return new FailedPreconditionError(details);
     case Status.ABORTED:
       return new ConflictError(details);
-    case Status.RESOURCE_EXHAUSTED:
-      return new ResourceExhaustedError(details);
+    case Status.RESOURCE_EXHAUSTED: {
+      const retryAfter = Number(err.metadata?.get(RETRY_AFTER_METADATA_KEY)[0]);
+      return new ResourceExhaustedError(details, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined);
+    }
     case Status.PERMISSION_DENIED:
       return new PermissionDeniedError(details);
     case Status.UNAUTHENTICATED:

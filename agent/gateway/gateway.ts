@@ -22,6 +22,7 @@ import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { formatHostPort, parseHostPort } from '../../shared/config.js';
+import { HEADERS_TIMEOUT_MS, closeSilentConnections, deadlines } from '../../shared/http-server.js';
 import type { LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
 import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
 import type { RouteEndpoint__Output as RouteEndpoint } from '../../shared/gen/mlfleet/v1/RouteEndpoint.js';
@@ -58,6 +59,8 @@ export const REPLICA_HEADER = 'mlfleet-replica';
 /** Set on a hop's answer when this host's replica could not be reached: the sender may try another. */
 const HOP_UNREACHABLE = 'mlfleet-hop-unreachable';
 const MAX_ATTEMPTS = 3;
+/** A whole inference request, body included, must arrive within this long. */
+const REQUEST_TIMEOUT_MS = 120_000;
 const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/infer)?\/?$/;
 
 export class Gateway {
@@ -85,12 +88,16 @@ export class Gateway {
   static async start(options: GatewayOptions): Promise<Gateway> {
     let gateway: Gateway | undefined;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void gateway!.handle(req, res);
-    const plain = http.createServer(handler);
+    // A request head within HEADERS_TIMEOUT_MS, a whole request (its body too) within two minutes.
+    const plain = http.createServer(deadlines(REQUEST_TIMEOUT_MS), handler);
     const { tls } = options;
     // Client certificates are asked for, not required: consumers may call over HTTPS without one.
-    const secure = tls?.cert && tls.key ? https.createServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: tls.ca !== undefined, rejectUnauthorized: false }, handler) : undefined;
+    const secure = tls?.cert && tls.key ? https.createServer({ ...deadlines(REQUEST_TIMEOUT_MS), cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: tls.ca !== undefined, rejectUnauthorized: false }, handler) : undefined;
     const servers = secure ? [plain, secure] : [plain];
-    for (const s of servers) s.keepAliveTimeout = 30_000;
+    for (const s of servers) {
+      s.keepAliveTimeout = 30_000;
+      closeSilentConnections(s);
+    }
     const server = secure ? net.createServer((socket) => sniff(socket, plain, secure)) : plain;
     gateway = new Gateway(server, servers, options);
     const { host, port } = parseHostPort(options.listen);
@@ -463,7 +470,7 @@ function sniff(socket: net.Socket, plain: http.Server, secure: https.Server): vo
   const failed = () => socket.destroy();
   socket.on('error', failed);
   // A connection that never says a word is not kept: the servers' own timeouts start once it has.
-  socket.setTimeout(30_000, failed);
+  socket.setTimeout(HEADERS_TIMEOUT_MS, failed);
   socket.once('readable', () => {
     socket.off('error', failed);
     socket.setTimeout(0);

@@ -12,7 +12,7 @@ import type { FencedWriter } from '../node-registry.js';
 import type { ArtifactKind } from '../registry/artifact-record.js';
 import { toProtoArtifact, toProtoVersion, toSummary } from '../registry/artifact-record.js';
 import type { ArtifactRegistry, Resolved } from '../registry/artifact-registry.js';
-import { drainedOrCancelled, type CallContext, type RpcEdge } from './rpc.js';
+import { drainedOrCancelled, messagesWithin, type CallContext, type RpcEdge } from './rpc.js';
 import {
   deleteVersionSchema,
   downloadSchema,
@@ -70,7 +70,7 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
 
   const push = async (call: grpc.ServerReadableStream<PushMessage, ArtifactVersion>, context: CallContext): Promise<ArtifactVersion> => {
     const writer = deps.writer();
-    const messages = call[Symbol.asyncIterator]() as AsyncIterator<PushMessage>;
+    const messages = messagesWithin(call, edge.uploadIdleMs, 'the push');
     const first = await messages.next();
     if (first.done) throw new InvalidArgumentError('the push sent nothing: its first message must be the header');
     assertWellFormed(first.value, 'push message');

@@ -17,7 +17,17 @@ export interface EventServiceDeps {
   events(): EventLog;
 }
 
+/**
+ * Replays read and parse up to the whole event log (10,000 entries): this many at once, the
+ * rest wait their turn, so that a flood of watches cannot hold the event loop for long
+ * stretches ahead of the lease renewal and the agents' heartbeats.
+ */
+const REPLAYS_AT_ONCE = 4;
+/** Replayed events written per turn of the event loop. */
+const REPLAY_BATCH = 100;
+
 export function eventService(deps: EventServiceDeps): grpc.UntypedServiceImplementation {
+  const replays = new Turns(REPLAYS_AT_ONCE);
   return {
     ListAuditEvents: deps.edge.unary('EventService.ListAuditEvents', listAuditEventsSchema, async ({ tenant, limit, beforeId, pageToken }, { principal }) => {
       if (tenant) assertTenantVisible(principal, tenant);
@@ -40,11 +50,21 @@ export function eventService(deps: EventServiceDeps): grpc.UntypedServiceImpleme
           })
         : undefined;
       try {
-        const past = await log.recent(replay, visible);
         let lastId = 0;
-        for (const e of past) {
-          if (!call.write(e)) await drainedOrCancelled(call);
-          lastId = e.id;
+        if (replay > 0) {
+          await replays.take();
+          try {
+            if (call.cancelled) return;
+            const past = await log.recent(replay, visible);
+            for (let i = 0; i < past.length && !call.cancelled; i++) {
+              const e = past[i]!;
+              if (!call.write(e)) await drainedOrCancelled(call);
+              lastId = e.id;
+              if ((i + 1) % REPLAY_BATCH === 0) await yieldToEventLoop();
+            }
+          } finally {
+            replays.give();
+          }
         }
         if (!follow) return;
         call.once('cancelled', () => wakeup.wake());
@@ -63,4 +83,30 @@ export function eventService(deps: EventServiceDeps): grpc.UntypedServiceImpleme
       }
     }),
   };
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** At most `size` holders at once; the others wait in order. */
+class Turns {
+  private held = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly size: number) {}
+
+  async take(): Promise<void> {
+    if (this.held < this.size) {
+      this.held += 1;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.held -= 1;
+  }
 }

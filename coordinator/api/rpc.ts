@@ -6,11 +6,12 @@
 // leader's address; bad request → INVALID_ARGUMENT; then the handler.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../shared/log.js';
-import { MlfleetError, NotLeaderError, PermissionDeniedError, toGrpcError } from '../../shared/errors.js';
+import { DeadlineExceededError, MlfleetError, NotLeaderError, PermissionDeniedError, ResourceExhaustedError, toGrpcError } from '../../shared/errors.js';
 import { MALFORMED, validate, type z } from '../../shared/validation.js';
 import type { AuditLog } from '../audit-log.js';
 import type { Principal, TokenRegistry } from '../auth/token-registry.js';
 import { RULES } from '../auth/rules.js';
+import { Admission, type Lane } from './admission.js';
 import type { FencedWriter } from '../node-registry.js';
 
 export interface CallContext {
@@ -31,10 +32,51 @@ export interface RpcEdgeDeps {
   /** Throws NotLeaderError (a redirect) unless this coordinator leads. */
   requireLeader(): void;
   log: Logger;
+  /** Bounds on each caller's open calls (default: DEFAULT_ADMISSION_LIMITS). */
+  admission?: Admission;
+  /** Told of each call refused for its caller's share (for metrics). */
+  onRejected?(role: string): void;
+  /** How long a shed call waits for its answer (default: REFUSAL_DELAY_MS). */
+  refusalDelayMs?: number;
+  /** How long an upload may send nothing before it is ended (default: UPLOAD_IDLE_MS). */
+  uploadIdleMs?: number;
 }
 
+/** An upload that sends no message for this long is ended and its temporary data dropped. */
+export const UPLOAD_IDLE_MS = 30_000;
+/** How long a call shed for its caller's share waits for its answer (see RpcEdge.answer). */
+export const REFUSAL_DELAY_MS = 1_000;
+/** The refusals of admission, answered late. */
+const shed = new WeakSet<Error>();
+
 export class RpcEdge {
-  constructor(private readonly deps: RpcEdgeDeps) {}
+  readonly admission: Admission;
+  readonly uploadIdleMs: number;
+  private readonly refusalDelayMs: number;
+
+  constructor(private readonly deps: RpcEdgeDeps) {
+    this.admission = deps.admission ?? new Admission();
+    this.uploadIdleMs = deps.uploadIdleMs ?? UPLOAD_IDLE_MS;
+    this.refusalDelayMs = deps.refusalDelayMs ?? REFUSAL_DELAY_MS;
+  }
+
+  /** Takes a share of the caller's open calls, or refuses with RESOURCE_EXHAUSTED and a retry hint. */
+  private admit(principal: Principal, lane: Lane): () => void {
+    const verdict = this.admission.admit(principal, lane);
+    if (verdict.ok) return verdict.release;
+    this.deps.onRejected?.(principal.role);
+    // Shedding must cost little: a flood is refused thousands of times a second, and a stack
+    // trace (of no use for a refusal) was the largest single cost of each.
+    const depth = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      const refusal = new ResourceExhaustedError(verdict.reason, verdict.retryAfterMs);
+      shed.add(refusal);
+      throw refusal;
+    } finally {
+      Error.stackTraceLimit = depth;
+    }
+  }
 
   /** Authenticates the caller and checks that its role may call `method` ("Service.Method"). */
   authorize(method: string, metadata: grpc.Metadata): Principal {
@@ -69,10 +111,12 @@ export class RpcEdge {
     return (call, callback) => {
       let principal: Principal | undefined;
       let request: Req | undefined;
+      let release = () => {};
       const run = async () => {
         const caller = this.deps.tokens.authenticate(call.metadata);
         principal = caller;
         this.permit(method, caller);
+        release = this.admit(caller, 'unary');
         request = validate(schema, call.request, `${shortName} request`);
         return handler(request, { metadata: call.metadata, peer: call.getPeer(), principal: caller });
       };
@@ -83,17 +127,19 @@ export class RpcEdge {
         const parsed = schema.safeParse(call.request);
         return parsed.success ? target(parsed.data) : undefined;
       };
-      run().then(
-        (response) => {
-          this.audit(method, principal, aim(), call.getPeer(), undefined);
-          callback(null, response);
-        },
-        (err: unknown) => {
-          if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
-          this.audit(method, principal, aim(), call.getPeer(), err);
-          callback(toGrpcError(err) as grpc.ServiceError);
-        },
-      );
+      run()
+        .then(
+          (response) => {
+            this.audit(method, principal, aim(), call.getPeer(), undefined);
+            callback(null, response);
+          },
+          (err: unknown) => {
+            if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+            this.audit(method, principal, aim(), call.getPeer(), err);
+            this.answer(err, () => callback(toGrpcError(err) as grpc.ServiceError));
+          },
+        )
+        .finally(() => release());
     };
   }
 
@@ -104,23 +150,28 @@ export class RpcEdge {
   ): grpc.handleClientStreamingCall<Req, Res> {
     return (call, callback) => {
       let context: CallContext | undefined;
+      let release = () => {};
       // A cancelled upload must end the handler's read loop, so that it cleans up.
       call.on('cancelled', () => call.destroy(new Error('the client cancelled the call')));
       const run = async () => {
-        context = { metadata: call.metadata, peer: call.getPeer(), principal: this.authorize(method, call.metadata) };
+        const principal = this.authorize(method, call.metadata);
+        release = this.admit(principal, 'upload');
+        context = { metadata: call.metadata, peer: call.getPeer(), principal };
         return handler(call, context);
       };
-      run().then(
-        (response) => {
-          this.audit(method, context?.principal, context?.target, call.getPeer(), undefined);
-          callback(null, response);
-        },
-        (err: unknown) => {
-          if (!MlfleetError.is(err) && !call.cancelled) this.deps.log.error({ err, method }, 'unexpected error in RPC');
-          this.audit(method, context?.principal, context?.target, call.getPeer(), call.cancelled ? new Error('cancelled by the client') : err);
-          callback(toGrpcError(err) as grpc.ServiceError);
-        },
-      );
+      run()
+        .finally(() => release())
+        .then(
+          (response) => {
+            this.audit(method, context?.principal, context?.target, call.getPeer(), undefined);
+            callback(null, response);
+          },
+          (err: unknown) => {
+            if (!MlfleetError.is(err) && !call.cancelled) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+            this.audit(method, context?.principal, context?.target, call.getPeer(), call.cancelled ? new Error('cancelled by the client') : err);
+            this.answer(err, () => callback(toGrpcError(err) as grpc.ServiceError));
+          },
+        );
     };
   }
 
@@ -132,19 +183,26 @@ export class RpcEdge {
   ): grpc.handleServerStreamingCall<unknown, Res> {
     const shortName = method.slice(method.indexOf('.') + 1);
     return (call) => {
+      let release = () => {};
+      // Released when the client goes, even before the handler has noticed.
+      call.once('cancelled', () => release());
       const run = async () => {
         const principal = this.authorize(method, call.metadata);
+        release = this.admit(principal, 'stream');
+        if (call.cancelled) release();
         const request = validate(schema, call.request, `${shortName} request`);
         await handler(request, { metadata: call.metadata, peer: call.getPeer(), principal }, call);
       };
-      run().then(
-        () => call.end(),
-        (err: unknown) => {
-          if (call.cancelled) return;
-          if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
-          call.emit('error', toGrpcError(err));
-        },
-      );
+      run()
+        .finally(() => release())
+        .then(
+          () => call.end(),
+          (err: unknown) => {
+            if (call.cancelled) return;
+            if (!MlfleetError.is(err)) this.deps.log.error({ err, method }, 'unexpected error in RPC');
+            this.answer(err, () => call.emit('error', toGrpcError(err)));
+          },
+        );
     };
   }
 
@@ -155,18 +213,36 @@ export class RpcEdge {
   ): grpc.handleBidiStreamingCall<Req, Res> {
     return (call) => {
       let principal: Principal;
+      let release: () => void;
       try {
         principal = this.authorize(method, call.metadata);
+        release = this.admit(principal, 'stream');
       } catch (err) {
-        call.emit('error', toGrpcError(err));
+        this.answer(err, () => call.emit('error', toGrpcError(err)));
         return;
       }
+      // However the stream ends: the client goes, the handler ends it or fails it.
+      for (const event of ['cancelled', 'finish', 'close', 'error']) call.once(event, () => release());
       handler(call, principal);
     };
   }
 
+  /**
+   * Sends an error answer; a call shed for its caller's share is answered only after
+   * `refusalDelayMs`, holding one of its connection's (at most 64) streams meanwhile: a caller
+   * that ignores the hint and retries at once is then refused at most 64 times a second per
+   * connection, instead of as fast as the leader can refuse, which would leave it nothing else.
+   */
+  private answer(err: unknown, send: () => void): void {
+    if (err instanceof ResourceExhaustedError && shed.has(err) && this.refusalDelayMs > 0) setTimeout(send, this.refusalDelayMs);
+    else send();
+  }
+
   private audit(method: string, principal: Principal | undefined, target: string | undefined, peer: string, err: unknown): void {
     if (!RULES[method]?.mutating || !principal) return;
+    // A shed call did nothing, and a flood of them must not become a flood of audit writes:
+    // mlfleet_rpc_rejected_total counts them.
+    if (err instanceof Error && shed.has(err)) return;
     // A follower's redirect is not an action: the leader audits the call it then gets.
     if (err instanceof NotLeaderError || (MlfleetError.is(err) && err.code === 'NOT_LEADER')) return;
     const failed = err !== undefined;
@@ -218,4 +294,33 @@ export function drainedOrCancelled(call: grpc.ServerWritableStream<unknown, unkn
     call.on('drain', done);
     call.on('cancelled', done);
   });
+}
+
+/**
+ * The messages of a client stream, each awaited at most `idleMs`: a peer that stops sending
+ * ends the call with DEADLINE_EXCEEDED (and the reader's cleanup runs) instead of holding its
+ * temporary file and descriptor for ever.
+ */
+export function messagesWithin<T>(call: grpc.ServerReadableStream<T, unknown>, idleMs: number, what: string): AsyncIterator<T> {
+  const messages = call[Symbol.asyncIterator]() as AsyncIterator<T>;
+  return {
+    next: () =>
+      new Promise<IteratorResult<T>>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          const err = new DeadlineExceededError(`${what} sent nothing for ${idleMs} ms; it was ended (send the data without pausing that long)`);
+          reject(err);
+          call.destroy(err);
+        }, idleMs);
+        messages.next().then(
+          (result) => {
+            clearTimeout(timer);
+            resolve(result);
+          },
+          (err: unknown) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        );
+      }),
+  };
 }

@@ -11,6 +11,8 @@ import { LeaseNotFoundError, type Store } from './store.js';
 export interface LeaseOptions {
   clock?: Clock;
   log?: Logger;
+  /** Called after each successful renewal with the time since the one before was sent (for metrics). */
+  onRenewed?: (gapMs: number) => void;
 }
 
 export class Lease {
@@ -26,7 +28,7 @@ export class Lease {
     const requestedAt = clock.now();
     const grant = await store.leaseGrant(ttlMs);
     const log = (options.log ?? silentLogger()).child({ component: 'lease', lease: grant.id });
-    return new Lease(store, grant.id, grant.ttlMs, requestedAt, clock, log);
+    return new Lease(store, grant.id, grant.ttlMs, requestedAt, clock, log, options.onRenewed);
   }
 
   private constructor(
@@ -38,6 +40,7 @@ export class Lease {
     requestedAt: number,
     private readonly clock: Clock,
     private readonly log: Logger,
+    private readonly onRenewed: ((gapMs: number) => void) | undefined,
   ) {
     // The store started counting no earlier than the grant request: measure from there.
     this.armWatchdog(requestedAt);
@@ -73,6 +76,8 @@ export class Lease {
       try {
         await this.store.leaseKeepAlive(this.id);
         if (this.stopping.signal.aborted) return; // revoked or lost while the call was out
+        // How long the lease went unconfirmed: from the renewal before to this one's answer.
+        this.onRenewed?.(this.clock.now() - renewedAt);
         renewedAt = sentAt;
         this.armWatchdog(renewedAt);
         delay = interval;
