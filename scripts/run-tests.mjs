@@ -1,5 +1,6 @@
 // Runs every compiled test file (dist/test/**/*.test.js) under node:test, or only those whose
-// path contains one of the arguments: `npm test -- store agent/inventory`.
+// path contains one of the arguments: `npm test -- store agent/inventory`. Fault tests run last,
+// one at a time.
 import { readdirSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -22,9 +23,21 @@ if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ') || '(all)'} under ${testDir}`);
   process.exit(2);
 }
-const result = spawnSync(
-  process.execPath,
-  ['--test', '--test-timeout=120000', '--test-concurrency=2', '--test-reporter=spec', ...files],
-  { stdio: 'inherit', cwd: root },
-);
-process.exit(result.status ?? 1);
+// The fault suite (test/faults: leader kills, floods, full disks) runs after the rest, one file
+// at a time: each puts a bounded but real load on the machine, and what it measures (a leader
+// that keeps its lease under a flood) must not depend on which other file shares the cores.
+const isFault = (file) => path.relative(testDir, file).startsWith(`faults${path.sep}`);
+const phases = [
+  { files: files.filter((f) => !isFault(f)), concurrency: 2 },
+  { files: files.filter(isFault), concurrency: 1 },
+].filter((phase) => phase.files.length > 0);
+let status = 0;
+for (const phase of phases) {
+  const result = spawnSync(
+    process.execPath,
+    ['--test', '--test-timeout=120000', `--test-concurrency=${phase.concurrency}`, '--test-reporter=spec', ...phase.files],
+    { stdio: 'inherit', cwd: root },
+  );
+  status ||= result.status ?? 1;
+}
+process.exit(status);
