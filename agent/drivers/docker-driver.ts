@@ -197,8 +197,6 @@ export interface DockerDriverOptions {
 export class DockerDriver implements Driver {
   readonly name = 'docker' as const;
   readonly taskOwner = { ...TASK_USER, viaHostPath: false };
-  /** Tenant networks found or made by this driver, by tenant. */
-  private readonly networks = new Map<string, Promise<string>>();
 
   private constructor(
     private readonly docker: Docker,
@@ -249,7 +247,7 @@ export class DockerDriver implements Driver {
     }
     let container: Docker.Container;
     try {
-      container = await this.docker.createContainer(containerSpec(task, this.node, await this.networkFor(task), cluster));
+      container = await this.createContainer(task, cluster);
     } catch (err) {
       const status = statusCode(err);
       if (status === 404 && /no such image/i.test((err as Error).message)) {
@@ -289,6 +287,33 @@ export class DockerDriver implements Driver {
       if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
     }
     this.log.info({ allocation: allocationId, container: existing.Id }, 'container removed');
+    const tenant = existing.Labels[LABELS.tenant];
+    if (tenant !== undefined) await this.releaseNetwork(tenant);
+  }
+
+  /**
+   * Removes the tenant's network once no container of the tenant (of this cluster, any node)
+   * is left on the engine: Docker has address pools for a few dozen bridge networks only, so a
+   * host must not keep one for every tenant it ever ran. One in use (another agent's container
+   * was attached meanwhile) stays: Docker refuses to remove it.
+   */
+  private async releaseNetwork(tenant: string): Promise<void> {
+    const cluster = this.clusterOf?.();
+    const labels = [`${LABELS.tenant}=${tenant}`, ...(cluster ? [`${LABELS.cluster}=${cluster}`] : [])];
+    try {
+      const left = await this.docker.listContainers({ all: true, filters: { label: labels } });
+      if (left.length > 0) return;
+      for (const network of await this.networksNamed(tenantNetworkName(tenant, cluster))) {
+        await this.docker.getNetwork(network.Id).remove().catch(() => undefined);
+      }
+    } catch (err) {
+      this.log.debug({ tenant, err: (err as Error).message }, 'could not release the tenant network; it stays for now');
+    }
+  }
+
+  /** Creates the task's container on its tenant's network (made when missing). */
+  private async createContainer(task: Task, cluster: string | undefined): Promise<Docker.Container> {
+    return this.docker.createContainer(containerSpec(task, this.node, await this.networkFor(task), cluster));
   }
 
   async list(): Promise<TaskStatus[]> {
@@ -348,12 +373,9 @@ export class DockerDriver implements Driver {
 
   /** The tenant's network (made when missing) and, for a gang worker dialled from other hosts, the address to publish on. */
   private async networkFor(task: Task): Promise<ContainerNetwork> {
-    let network = this.networks.get(task.tenant);
-    if (!network) {
-      network = this.tenantNetwork(task.tenant);
-      this.networks.set(task.tenant, network);
-      network.catch(() => this.networks.delete(task.tenant));
-    }
+    // Looked up at every start (a start is rare, a lookup one call): another agent of the
+    // cluster on this engine may have released the network since (releaseNetwork).
+    const network = this.tenantNetwork(task.tenant);
     const host = task.kind === 'job' ? ownPeerHost(task) : undefined;
     const peerHostIp = host === undefined ? undefined : isIP(host) ? host : (await lookup(host)).address;
     return { name: await network, ...(peerHostIp ? { peerHostIp } : {}) };

@@ -4,13 +4,14 @@
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../shared/clock.js';
-import { FailedPreconditionError, InvalidArgumentError, MlfleetError, PermissionDeniedError, UnavailableError, toGrpcError } from '../../shared/errors.js';
+import { FailedPreconditionError, InvalidArgumentError, MlfleetError, PermissionDeniedError, UnavailableError, toGrpcError, ResourceExhaustedError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { AgentMessage, CoordinatorMessage, Hello } from '../../shared/proto.js';
 import type { Command } from '../../shared/gen/mlfleet/v1/Command.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
 import { ALLOCATION_STATES } from '../../shared/workloads.js';
 import type { Principal } from '../auth/token-registry.js';
+import type { StreamShare } from './rpc.js';
 import type { CoordinatorMetrics } from '../metrics.js';
 import type { NodeRegistry, SessionHandle } from '../node-registry.js';
 import { heartbeatSchema, helloSchema } from './schemas.js';
@@ -72,8 +73,8 @@ export interface AgentSessionDeps {
 type SessionCall = grpc.ServerDuplexStream<AgentMessage, CoordinatorMessage>;
 
 /** Handles one authorized session (the RPC edge has checked the token's role). */
-export function agentSessionHandler(deps: AgentSessionDeps): (call: SessionCall, principal: Principal) => void {
-  return (call, principal) => {
+export function agentSessionHandler(deps: AgentSessionDeps): (call: SessionCall, principal: Principal, share: StreamShare) => void {
+  return (call, principal, share) => {
     let registry: NodeRegistry;
     try {
       registry = deps.registry();
@@ -81,7 +82,7 @@ export function agentSessionHandler(deps: AgentSessionDeps): (call: SessionCall,
       call.emit('error', toGrpcError(err));
       return;
     }
-    new AgentSession(call, registry, principal, deps).start();
+    new AgentSession(call, registry, principal, share, deps).start();
   };
 }
 
@@ -100,6 +101,7 @@ class AgentSession implements SessionHandle {
     private readonly call: SessionCall,
     private readonly registry: NodeRegistry,
     private readonly principal: Principal,
+    private readonly share: StreamShare,
     private readonly deps: AgentSessionDeps,
   ) {
     this.log = deps.log.child({ session: this.id, peer: call.getPeer() });
@@ -213,6 +215,11 @@ class AgentSession implements SessionHandle {
     if (this.principal.role !== 'join') return '';
     const { token, credentialId } = await this.deps.admit(hello.nodeName, this.principal);
     this.credentialId = credentialId;
+    // Admitted: the session goes on as the node, so it no longer holds one of the join token's
+    // few streams (a fleet joining with one token would otherwise stop at the first few nodes).
+    if (!this.share.transfer({ tokenId: credentialId, role: 'node', tenant: '', node: hello.nodeName })) {
+      throw new ResourceExhaustedError(`node ${hello.nodeName} already has every session it may have open; try again shortly`);
+    }
     return token;
   }
 

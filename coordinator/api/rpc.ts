@@ -14,6 +14,12 @@ import { RULES } from '../auth/rules.js';
 import { Admission, type Lane } from './admission.js';
 import type { FencedWriter } from '../node-registry.js';
 
+/** What an open stream holds of its caller's share. */
+export interface StreamShare {
+  /** Holds the stream against `to`'s share instead; false (and nothing changed) when `to` has none left. */
+  transfer(to: Principal): boolean;
+}
+
 export interface CallContext {
   metadata: grpc.Metadata;
   peer: string;
@@ -206,10 +212,15 @@ export class RpcEdge {
     };
   }
 
-  /** A bidirectional stream: authorized once, when it opens. */
+  /**
+   * A bidirectional stream: authorized once, when it opens. Its share of its caller's streams
+   * can be handed to another principal (`share.transfer`): an agent's first session opens under
+   * the join token and goes on as its node once admitted, so that a join token's small share
+   * bounds the joins in progress, not every node that ever joined with it.
+   */
   stream<Req, Res>(
     method: string,
-    handler: (call: grpc.ServerDuplexStream<Req, Res>, principal: Principal) => void,
+    handler: (call: grpc.ServerDuplexStream<Req, Res>, principal: Principal, share: StreamShare) => void,
   ): grpc.handleBidiStreamingCall<Req, Res> {
     return (call) => {
       let principal: Principal;
@@ -221,9 +232,25 @@ export class RpcEdge {
         this.answer(err, () => call.emit('error', toGrpcError(err)));
         return;
       }
+      let ended = false;
       // However the stream ends: the client goes, the handler ends it or fails it.
-      for (const event of ['cancelled', 'finish', 'close', 'error']) call.once(event, () => release());
-      handler(call, principal);
+      for (const event of ['cancelled', 'finish', 'close', 'error']) {
+        call.once(event, () => {
+          ended = true;
+          release();
+        });
+      }
+      const share: StreamShare = {
+        transfer: (to) => {
+          if (ended) return true;
+          const verdict = this.admission.admit(to, 'stream');
+          if (!verdict.ok) return false;
+          release();
+          release = verdict.release;
+          return true;
+        },
+      };
+      handler(call, principal, share);
     };
   }
 

@@ -352,4 +352,27 @@ describe('two clusters on one engine', () => {
     for (const [driver, t] of [[driverA, ofA], [driverA, old], [driverB, ofB]] as const) await driver.remove(t.allocationId, 0);
     assert.deepEqual([...(await containersOf(ofA.allocationId)), ...(await containersOf(old.allocationId)), ...(await containersOf(ofB.allocationId))], []);
   });
+
+  it("removes a tenant's network with its last container, keeps it while another uses it, and makes it again when needed", async () => {
+    const [a] = clusters;
+    const network = tenantNetworkName('acme', a);
+    const exists = async () => (await docker.listNetworks({ filters: { name: [network] } })).some((n) => n.Name === network);
+    const driver = await DockerDriver.create({ node: NODE, log: silentLogger(), docker, cluster: () => a, ownsUnlabelled: () => false });
+    // Another agent of the cluster on the same engine (another node name) shares the network.
+    const neighbour = await DockerDriver.create({ node: OTHER_NODE, log: silentLogger(), docker, cluster: () => a, ownsUnlabelled: () => false });
+    const first = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+    const second = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+    await driver.start(first);
+    await neighbour.start(second);
+    await driver.remove(first.allocationId, 0);
+    assert.ok(await exists(), "kept: the neighbour's container still uses it");
+    await neighbour.remove(second.allocationId, 0);
+    assert.equal(await exists(), false, 'gone with the last container: Docker has address pools for a few dozen networks only');
+    // A driver that still remembers the network's id makes it again.
+    const third = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+    await driver.start(third);
+    assert.equal((await containersOf(third.allocationId))[0]?.State, 'running');
+    assert.ok(await exists());
+    await driver.remove(third.allocationId, 0);
+  });
 });

@@ -12,6 +12,7 @@ import { CoordinatorClient } from '../../shared/client.js';
 import { RETRY_AFTER_METADATA_KEY, ResourceExhaustedError, fromGrpcError } from '../../shared/errors.js';
 import { isTransient } from '../../agent/job-output.js';
 import { startLeader } from '../helpers/coordinator.js';
+import { FakeAgent } from '../helpers/fake-agent.js';
 import { eventually } from '../helpers/eventually.js';
 import { callServerStream, callUnary, method, openSession, statusName } from '../helpers/raw-grpc.js';
 
@@ -116,4 +117,14 @@ test('a stalled push is ended after the idle timeout and leaves no temporary fil
   const audited = (await client.listAuditEvents({ limit: 100 })).events.filter((e) => e.method === 'ModelService.Push');
   assert.equal(audited.filter((e) => e.result === 'DEADLINE_EXCEEDED').length, perTenant + 1);
   assert.equal(audited.filter((e) => e.result === 'RESOURCE_EXHAUSTED').length, 0);
+});
+
+test("a fleet joins with one join token: a joined session is held as its node, so the join token's share bounds joins in progress only", async (t) => {
+  const { coordinator, join } = await startLeader(t);
+  const share = DEFAULT_ADMISSION_LIMITS.perRole.join.streams;
+  // Three times as many nodes as the join token has streams, each keeping its first session.
+  const agents = [];
+  for (let i = 0; i < share * 3; i++) agents.push(await FakeAgent.start(t, `joiner-${i}`, coordinator.address, join));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual(agents.filter((a) => a.endedWith !== undefined).map((a) => a.name), [], 'every session is still open');
 });

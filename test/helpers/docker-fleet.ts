@@ -93,5 +93,8 @@ export function removeContainersAfter(t: TestContext, node: string, docker: Dock
   t.after(async () => {
     const started = await docker.listContainers({ all: true, filters: { label: [`mlfleet.node=${node}`] } });
     await Promise.all(started.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    // And the tenant networks nothing uses any more (Docker refuses to remove one in use):
+    // the engine has address pools for a few dozen only.
+    await docker.pruneNetworks({ filters: { label: ['mlfleet.network=tenant'] } }).catch(() => undefined);
   });
 }
