@@ -90,9 +90,21 @@ export async function startPrivateDockerd(t: TestContext, options: { addressPool
     const proc = child;
     if (!proc) return;
     proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    let killed = false;
+    const timer = setTimeout(() => ((killed = true), proc.kill('SIGKILL')), STOP_TIMEOUT_MS);
     await exited;
     clearTimeout(timer);
+    if (killed) stopOrphanedContainerd();
+  };
+
+  /** dockerd killed leaves the containerd it started running: that one (it runs on our exec root), by its pid. */
+  const stopOrphanedContainerd = () => {
+    try {
+      const pid = Number(readFileSync(path.join(dir, 'exec', 'containerd', 'containerd.pid'), 'utf8').trim());
+      if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) process.kill(pid, 'SIGTERM');
+    } catch {
+      // gone already
+    }
   };
 
   t.after(async () => {
