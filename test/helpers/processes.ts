@@ -69,12 +69,12 @@ export function tempDir(t: TestContext, prefix = 'mlfleet-test-'): string {
  * their shebang and the Node flags it names (the coordinator's heap limit); other scripts
  * through this Node.
  */
-export function spawnDaemon(t: TestContext, name: string, script: string, args: string[]): Daemon {
+export function spawnDaemon(t: TestContext, name: string, script: string, args: string[], env: NodeJS.ProcessEnv = {}): Daemon {
   const file = path.join(REPO_ROOT, 'dist', script);
   const installed = script === 'coordinator/main.js' || script === 'agent/main.js';
   const child = spawn(installed ? file : process.execPath, installed ? args : [file, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, MLFLEET_LOG_LEVEL: 'debug' },
+    env: { ...process.env, MLFLEET_LOG_LEVEL: 'debug', ...env },
   });
   const daemon = new Daemon(name, child);
   t.after(() => daemon.kill('SIGKILL'));
@@ -111,7 +111,7 @@ export async function bootstrapTokens(dataDirs: string[], timeoutMs = 15_000): P
 }
 
 /** A synthetic host: an agent with a capacity file, so tests control what the node has. */
-export async function startAgent(t: TestContext, name: string, coordinators: string[], dataDir: string, extra: string[] = []): Promise<Daemon> {
+export async function startAgent(t: TestContext, name: string, coordinators: string[], dataDir: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
   const inventory = path.join(dataDir, `${name}-inventory.json`);
   writeFileSync(inventory, JSON.stringify({ cpu: '16', memory: '64Gi', gpus: { count: 2, model: 'NVIDIA H100 80GB HBM3', memory: '80Gi' }, nics: [{ name: 'eth0', speedMbps: 25000 }] }));
   const daemon = spawnDaemon(t, name, 'agent/main.js', [
@@ -119,7 +119,7 @@ export async function startAgent(t: TestContext, name: string, coordinators: str
     '--http-listen', '127.0.0.1:0', '--gateway-listen', '127.0.0.1:0', '--inventory-file', inventory, '--driver', 'process',
     // Tasks run as this test's own user, as before --task-user: the isolation it brings is tested in process-driver.test.ts.
     '--task-user', os.userInfo().username, ...extra,
-  ]);
+  ], env);
   await daemon.waitForMessage('agent started');
   return daemon;
 }
