@@ -1,10 +1,15 @@
 // A Docker engine of a test's own: a dockerd on its own socket, data root, exec root (so its own
 // managed containerd) and address pool, which the test may stop and start again without touching
-// the machine's shared engine that other test files use at the same time. It runs without a
-// default bridge (the docker driver makes its own tenant networks) and without iptables rules:
-// dockerd rewrites its iptables chains when it starts, and those chains are the shared engine's
-// too. Published ports still work through docker-proxy, which is all loopback serving needs.
-import { spawn, type ChildProcess } from 'node:child_process';
+// the machine's shared engine that other test files use at the same time. Its default bridge is
+// one of its own, made here, and it runs without iptables rules: dockerd rewrites its iptables
+// chains when it starts, and those chains are the shared engine's too. Published ports still
+// work through docker-proxy, which is all loopback serving needs. Both engines live in the host's
+// network namespace, and a dockerd starting again on its data root deletes the host's docker0
+// (the shared engine's default bridge) whatever it is told: docker0 is put back as it was after
+// each start and stop of this one. The fault suite runs one file at a time, so no other test
+// has a container on docker0 meanwhile.
+import { randomBytes } from 'node:crypto';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,13 +35,30 @@ const START_TIMEOUT_MS = 30_000;
  * Starts a private dockerd; in t.after() it removes every container and network on it, stops it
  * and removes its directories.
  */
-export async function startPrivateDockerd(t: TestContext, options: { addressPool?: string } = {}): Promise<PrivateDockerd> {
+export async function startPrivateDockerd(t: TestContext, options: { addressPool?: string; bridgeAddress?: string } = {}): Promise<PrivateDockerd> {
   // A short path: the engine's and containerd's unix sockets live under it (108-byte limit).
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfd-'));
   for (const sub of ['data', 'exec']) mkdirSync(path.join(dir, sub));
   const socket = path.join(dir, 'docker.sock');
   const host = `unix://${socket}`;
   const logFile = path.join(dir, 'dockerd.log');
+  // Its own default bridge (an interface name is at most 15 bytes), in its own address pool.
+  const bridge = `mlfd${randomBytes(4).toString('hex')}`;
+  const ip = (...args: string[]) => {
+    const run = spawnSync('ip', args, { encoding: 'utf8' });
+    if (run.status !== 0) throw new Error(`ip ${args.join(' ')} failed (the private dockerd needs root and iproute2): ${run.stderr || run.error?.message}`);
+  };
+  ip('link', 'add', bridge, 'type', 'bridge');
+  ip('addr', 'add', options.bridgeAddress ?? '10.214.0.1/24', 'dev', bridge);
+  ip('link', 'set', bridge, 'up');
+  const docker0 = spawnSync('ip', ['-o', '-4', 'addr', 'show', 'dev', 'docker0'], { encoding: 'utf8' }).stdout.match(/inet (\S+)/)?.[1];
+  /** Puts the shared engine's docker0 back, with its address, when this engine deleted it. */
+  const restoreDocker0 = () => {
+    if (!docker0 || spawnSync('ip', ['link', 'show', 'docker0']).status === 0) return;
+    ip('link', 'add', 'docker0', 'type', 'bridge');
+    ip('addr', 'add', docker0, 'dev', 'docker0');
+    ip('link', 'set', 'docker0', 'up');
+  };
   const docker = new Docker({ socketPath: socket });
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -58,7 +80,7 @@ export async function startPrivateDockerd(t: TestContext, options: { addressPool
       '--exec-root', path.join(dir, 'exec'),
       '--pidfile', path.join(dir, 'docker.pid'),
       '--default-address-pool', options.addressPool ?? 'base=10.213.0.0/16,size=24',
-      '--bridge', 'none',
+      '--bridge', bridge,
       '--iptables=false',
       '--ip-masq=false',
     ], { stdio: ['ignore', out, out] });
@@ -78,6 +100,7 @@ export async function startPrivateDockerd(t: TestContext, options: { addressPool
       if (!child) throw new Error(`the private dockerd exited while starting:\n${logTail()}`);
       try {
         await docker.ping();
+        restoreDocker0();
         return;
       } catch {
         if (Date.now() > deadline) throw new Error(`the private dockerd did not answer on ${host} within ${START_TIMEOUT_MS / 1000}s:\n${logTail()}`);
@@ -95,6 +118,7 @@ export async function startPrivateDockerd(t: TestContext, options: { addressPool
     await exited;
     clearTimeout(timer);
     if (killed) stopOrphanedContainerd();
+    restoreDocker0();
   };
 
   /** dockerd killed leaves the containerd it started running: that one (it runs on our exec root), by its pid. */
@@ -116,6 +140,7 @@ export async function startPrivateDockerd(t: TestContext, options: { addressPool
       await Promise.all(networks.filter((n) => !builtIn.has(n.Name)).map((n) => docker.getNetwork(n.Id).remove().catch(() => undefined)));
     }
     await stop();
+    spawnSync('ip', ['link', 'del', bridge]);
     rmSync(dir, { recursive: true, force: true });
   });
 

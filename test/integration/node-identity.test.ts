@@ -32,8 +32,9 @@ test("an agent joining under a connected node's name is refused and retries with
   assert.match(String(refused.msg), /node "node-a" already exists and a join token admits new nodes only; an admin must run `mlfleetctl nodes rm node-a`/);
   assert.equal(refused.level, 50, 'logged as an error');
   await new Promise((resolve) => setTimeout(resolve, 3_000));
+  // Backoff with full jitter (a random wait up to 250 ms × 2^n): a handful in 3 s, where spinning would be hundreds.
   const refusals = impostor.lines.filter(refusal).length;
-  assert.ok(refusals >= 2 && refusals <= 6, `retries with backoff, neither gives up nor spins: ${refusals} refusals in ~3 s`);
+  assert.ok(refusals >= 2 && refusals <= 15, `retries with backoff, neither gives up nor spins: ${refusals} refusals in ~3 s`);
   assert.equal(impostor.lines.some((l) => l.msg === 'connected to the leader'), false);
 
   // Nothing changed for the real node: the same valid credential, its one session, and work runs there.
