@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 import { startLeader } from '../helpers/coordinator.js';
+import { eventually } from '../helpers/eventually.js';
 import { startAgent, tempDir } from '../helpers/processes.js';
 
 /** Sends `raw` on a fresh connection; the status of the first answer (0 when the connection was closed without one). */
@@ -41,6 +42,8 @@ test("oversized and malformed requests to a real agent's gateway and ops server 
   const gateway = started.gateway as string;
   const ops = started.http as string;
   const bearer = { authorization: `Bearer ${admin}` };
+  // Once the gateway has its routing table and tokens from the leader, it checks tokens.
+  await eventually('the gateway is ready', 15_000, async () => ((await send(gateway, request('GET /v2/health/ready HTTP/1.1'))) === 200 ? true : undefined));
   const big = 'x'.repeat(100 * 1024);
 
   const cases: Array<[string, string | Buffer, number[]]> = [
