@@ -28,6 +28,7 @@ import { findTenant, listTenants } from '../tenants.js';
 import type { EventInput, EventLog } from './event-log.js';
 import { commitPlan, type PlanWrite } from './plan-commit.js';
 import { assembleDataset, failsTheJob } from './dataset-assembly.js';
+import { rollsOut, updatedMessage } from './deployment-update.js';
 import { crashLoopMessage, decideCrashBackoff, DEFAULT_CRASH_BACKOFF, type CrashBackoffPolicy, type CrashLoop } from './crash-backoff.js';
 import { decideDeployment, decideJob, type NodeHealth, type Stop } from './reconcile.js';
 import {
@@ -204,7 +205,7 @@ export class WorkloadController {
       const record: DeploymentRecord = existing
         ? { ...existing.record, spec, updatedAtMs: now }
         : { tenant, spec, generation: 1, resolvedVersion: 0, modelDigest: '', run: resolved.run, createdAtMs: now, updatedAtMs: now };
-      const changed = !existing || this.rolloutChanged(existing.record, spec, resolved.run);
+      const changed = !existing || rollsOut(existing.record, spec, resolved.run);
       if (existing && changed) record.generation = existing.record.generation + 1;
       Object.assign(record, { run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest });
       if (existing && isDeepStrictEqual(existing.record.spec, spec) && !changed) return { deployment: this.deploymentView(key), created: false };
@@ -1086,13 +1087,6 @@ export class WorkloadController {
     return undefined;
   }
 
-  private rolloutChanged(previous: DeploymentRecord, spec: DeploymentSpec, run: AllocationRecord['run']): boolean {
-    // The replica count and who may infer change no replica: no rollout.
-    const { replicas: _a, public: _c, maxRequestBytes: _e, ...before } = previous.spec;
-    const { replicas: _b, public: _d, maxRequestBytes: _f, ...after } = spec;
-    return !isDeepStrictEqual(before, after) || !isDeepStrictEqual(previous.run, run);
-  }
-
   private async checkDeploymentQuota(tenant: string): Promise<void> {
     const record = await findTenant(this.deps.store, tenant);
     const max = record?.quota.maxDeployments ?? 0;
@@ -1128,15 +1122,6 @@ function listed(map: Map<string, Stored<{ tenant: string }>>, tenant: string | u
     .filter(([, stored]) => tenant === undefined || stored.record.tenant === tenant)
     .map(([key]) => key)
     .sort();
-}
-
-/** What an update that rolls nothing out changed, for its event. */
-function updatedMessage(before: DeploymentSpec, after: DeploymentSpec): string {
-  const parts: string[] = [];
-  if (before.replicas !== after.replicas) parts.push(`now ${after.replicas} replicas`);
-  if (before.public !== after.public) parts.push(after.public ? 'now public: anyone may infer with no token' : 'no longer public: inference needs a token of the tenant');
-  if (before.maxRequestBytes !== after.maxRequestBytes) parts.push(`requests now up to ${after.maxRequestBytes || 'the default 8 MiB'}${after.maxRequestBytes ? ' bytes' : ''}`);
-  return parts.join('; ') || `now ${after.replicas} replicas`;
 }
 
 function withDefaults(requested: ResourceRequest | null): ResourceRequest {
