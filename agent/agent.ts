@@ -121,7 +121,10 @@ export class Agent {
     const sessionId = randomUUID();
     const sampler = new UsageSampler();
     const credentials = channelCredentials(options.tls);
-    const token = () => state.getMeta(CREDENTIAL) ?? options.joinToken;
+    // The node's credential, kept in agent.db and held here: every session, download, push and
+    // gateway hop presents it, and the hop is on the inference path.
+    let credential = state.getMeta(CREDENTIAL);
+    const token = () => credential ?? options.joinToken;
     const cache = ModelCache.open({
       dir: path.join(options.dataDir, 'cache'),
       db: state.database,
@@ -143,13 +146,15 @@ export class Agent {
       onTokens: (table) => gateway.setTokens(table),
       credentials,
       token,
-      onCredential: (credential) => {
-        state.setMeta(CREDENTIAL, credential);
+      onCredential: (issued) => {
+        state.setMeta(CREDENTIAL, issued);
+        credential = issued;
         log.info('joined: stored this node\'s credential');
       },
       onUnauthenticated: (err) => {
-        if (!state.getMeta(CREDENTIAL)) return;
+        if (!credential) return;
         state.deleteMeta(CREDENTIAL);
+        credential = undefined;
         log.warn({ reason: err.message }, options.joinToken ? 'node credential refused; joining again with the join token' : 'node credential refused and there is no join token: an admin must give this node a join token');
       },
       onJoinRefused: (err) => {
@@ -248,7 +253,7 @@ export class Agent {
         listen: options.gatewayListen,
         node: options.name,
         // The hop to other hosts' gateways goes with this node's own credential (never the join token).
-        credential: () => state.getMeta(CREDENTIAL),
+        credential: () => credential,
         tls: options.tls,
         clock,
         log: log.child({ component: 'gateway' }),

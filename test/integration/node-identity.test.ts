@@ -3,24 +3,15 @@
 // backoff — while the real node keeps its credential and its session and goes on running work.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CoordinatorClient } from '../../shared/client.js';
 import type { Job } from '../../shared/proto.js';
-import { startLeader } from '../helpers/coordinator.js';
 import { eventually } from '../helpers/eventually.js';
 import { startAgent, tempDir, type LogLine } from '../helpers/processes.js';
-import { WorkloadApi } from '../helpers/workload-api.js';
+import { workloadCluster } from '../helpers/workload-cluster.js';
 
 const refusal = (line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith("the coordinator refused this node's join");
 
 test("an agent joining under a connected node's name is refused and retries with backoff; the real node keeps its session and runs work", async (t) => {
-  const { coordinator, admin, join } = await startLeader(t, { workloads: { tickMs: 200 } });
-  const address = coordinator.address;
-  const api = new WorkloadApi(address, admin);
-  const client = new CoordinatorClient([address], { token: admin });
-  t.after(() => {
-    api.close();
-    client.close();
-  });
+  const { address, api, client, join } = await workloadCluster(t, { workloads: { tickMs: 200 } });
   const real = await startAgent(t, 'node-a', [address], tempDir(t), ['--join-token', join]);
   await real.waitForMessage('connected to the leader');
   await eventually('node-a ready', 10_000, async () => ((await client.getNode('node-a')).status === 'ready' ? true : undefined));
