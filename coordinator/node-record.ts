@@ -1,6 +1,6 @@
 // A node as the store keeps it. Only transitions are written here (registration, ready/down,
 // cordon/drain); heartbeats and usage stay in the leader's memory (DESIGN principle 5).
-import type { Capacity, Node, Usage, CacheEntry, Resources } from '../shared/proto.js';
+import type { Capacity, Node, Usage, CacheEntry, DeliveryCounters, Resources } from '../shared/proto.js';
 
 export const NOTHING_ALLOCATED: Resources = { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, nicMbps: 0 };
 
@@ -31,6 +31,8 @@ export interface NodeView {
   lastSeenMs: number;
   usage: Usage | undefined;
   cache: CacheEntry[];
+  /** Where the agent's blob bytes came from, as its last heartbeat said. */
+  delivery?: DeliveryCounters | undefined;
 }
 
 export function displayStatus(record: NodeRecord): NodeStatus {
@@ -55,5 +57,6 @@ export function toProtoNode(view: NodeView, allocated: Resources = NOTHING_ALLOC
     statusChangedAtMs: record.statusChangedAtMs,
     usage: view.usage ?? null,
     cache: view.cache,
+    delivery: view.delivery ?? null,
   };
 }

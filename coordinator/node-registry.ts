@@ -157,6 +157,7 @@ export class NodeRegistry {
     view.lastHeartbeatMs = now;
     view.lastSeenMs = now;
     view.usage = heartbeat.usage ?? undefined;
+    view.delivery = heartbeat.delivery ?? undefined;
     this.deps.metrics.heartbeats.inc();
     if (heartbeat.sentAtMs > 0) this.deps.metrics.heartbeatLag.observe(Math.max(0, now - heartbeat.sentAtMs) / 1000);
     if (view.record.status === 'down') this.markReady(name);
@@ -332,6 +333,7 @@ export class NodeRegistry {
       lastHeartbeatMs: previous?.lastHeartbeatMs ?? 0,
       lastSeenMs: previous?.lastSeenMs ?? now,
       usage: previous?.usage,
+      delivery: previous?.delivery,
       cache: previous?.cache ?? [],
     });
   }

@@ -14,6 +14,7 @@ import type { ProtoGrpcType as ArtifactsProto } from './gen/artifacts.js';
 import type { ProtoGrpcType as WorkloadsProto } from './gen/workloads.js';
 import type { ProtoGrpcType as StacksProto } from './gen/stacks.js';
 import type { ProtoGrpcType as SelectionProto } from './gen/selection.js';
+import type { ProtoGrpcType as DeliveryProto } from './gen/delivery.js';
 
 export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
 export const PROTO_FILES = [
@@ -27,6 +28,7 @@ export const PROTO_FILES = [
   'mlfleet/v1/workloads.proto',
   'mlfleet/v1/stacks.proto',
   'mlfleet/v1/selection.proto',
+  'mlfleet/v1/delivery.proto',
 ];
 
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -38,7 +40,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto & WorkloadsProto & StacksProto & SelectionProto;
+type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto & WorkloadsProto & StacksProto & SelectionProto & DeliveryProto;
 
 let cached: Proto['mlfleet']['v1'] | undefined;
 
@@ -63,6 +65,11 @@ export type { Disk__Output as Disk } from './gen/mlfleet/v1/Disk.js';
 export type { Resources__Output as Resources } from './gen/mlfleet/v1/Resources.js';
 export type { Usage__Output as Usage } from './gen/mlfleet/v1/Usage.js';
 export type { CacheEntry__Output as CacheEntry } from './gen/mlfleet/v1/CacheEntry.js';
+export type { DeliveryCounters__Output as DeliveryCounters } from './gen/mlfleet/v1/DeliveryCounters.js';
+export type { BlobLocation__Output as BlobLocation } from './gen/mlfleet/v1/BlobLocation.js';
+export type { BlobSource__Output as BlobSourceInfo } from './gen/mlfleet/v1/BlobSource.js';
+export type { PushTicket__Output as PushTicket } from './gen/mlfleet/v1/PushTicket.js';
+export type { DeliveryServiceClient } from './gen/mlfleet/v1/DeliveryService.js';
 export type { Node__Output as Node } from './gen/mlfleet/v1/Node.js';
 export type { ClusterStatus__Output as ClusterStatus } from './gen/mlfleet/v1/ClusterStatus.js';
 export type { AgentServiceClient } from './gen/mlfleet/v1/AgentService.js';

@@ -59,7 +59,7 @@ test('a node is ready after hello and stays ready while heartbeats arrive', asyn
   assert.equal(registry.get('gpu-1').record.status, 'ready');
   for (let i = 0; i < 10; i++) {
     clock.advance(5_000);
-    registry.heartbeat('gpu-1', s, { seq: i, sentAtMs: clock.now(), usage: null, latencies: [] });
+    registry.heartbeat('gpu-1', s, { seq: i, sentAtMs: clock.now(), usage: null, latencies: [], delivery: null });
   }
   await settle();
   assert.equal(registry.get('gpu-1').record.status, 'ready');
@@ -79,7 +79,7 @@ test('a node without heartbeats for the TTL is marked down in the store, and rea
   assert.equal(registry.get('gpu-1').record.status, 'down');
   assert.equal(JSON.parse((await store.get(keys.node('gpu-1')))!.value).status, 'down');
 
-  registry.heartbeat('gpu-1', s, { seq: 1, sentAtMs: clock.now(), usage: null, latencies: [] });
+  registry.heartbeat('gpu-1', s, { seq: 1, sentAtMs: clock.now(), usage: null, latencies: [], delivery: null });
   await settle();
   assert.equal(registry.get('gpu-1').record.status, 'ready');
 });
@@ -92,7 +92,7 @@ test('heartbeats are not written to the store; only transitions are', async (t) 
   const before = await store.revision();
   for (let i = 0; i < 50; i++) {
     clock.advance(1_000);
-    registry.heartbeat('gpu-1', s, { seq: i, sentAtMs: clock.now(), usage: { cpuMillisUsed: i, memoryUsedBytes: GiB, gpus: [] }, latencies: [] });
+    registry.heartbeat('gpu-1', s, { seq: i, sentAtMs: clock.now(), usage: { cpuMillisUsed: i, memoryUsedBytes: GiB, gpus: [] }, latencies: [], delivery: null });
   }
   await settle();
   assert.equal(await store.revision(), before);
