@@ -35,6 +35,13 @@ export interface BlobStore {
    */
   openReader(digest: Digest, offset?: number): Promise<BlobReader>;
   delete(digest: Digest): Promise<void>;
+  /**
+   * The blob's piece manifest as encodeManifest (shared/pieces.ts) wrote it, kept beside the
+   * blob (pieces/<hex>); undefined when none was saved (a blob stored before pieces existed).
+   */
+  readPieces(digest: Digest): Promise<Buffer | undefined>;
+  /** Saves the piece manifest of a stored blob; replaces one saved before. */
+  writePieces(digest: Digest, manifest: Buffer): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -134,6 +134,36 @@ export class FsBlobStore implements BlobStore {
 
   async delete(digest: Digest): Promise<void> {
     await fs.rm(this.pathOf(digest), { force: true });
+    await fs.rm(this.piecesPathOf(digest), { force: true });
+  }
+
+  /** Where a blob's piece manifest lives: pieces/, beside sha256/, never mistaken for a blob. */
+  piecesPathOf(digest: Digest): string {
+    const hex = hexOf(digest);
+    return path.join(this.root, 'pieces', hex.slice(0, 2), hex);
+  }
+
+  async readPieces(digest: Digest): Promise<Buffer | undefined> {
+    try {
+      return await fs.readFile(this.piecesPathOf(digest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** Written to a temporary file and renamed: a reader sees the old manifest or the new one. */
+  async writePieces(digest: Digest, manifest: Buffer): Promise<void> {
+    const target = this.piecesPathOf(digest);
+    const temp = path.join(this.tmpDir, `pieces-${randomBytes(12).toString('hex')}`);
+    try {
+      await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+      await fs.writeFile(temp, manifest, { mode: 0o600, flag: 'wx' });
+      await fs.rename(temp, target);
+    } catch (err) {
+      await fs.rm(temp, { force: true });
+      throw this.mapError(err);
+    }
   }
 
   /** Aborts uploads still in progress; idempotent. */

@@ -165,8 +165,32 @@ export class S3BlobStore implements BlobStore {
   async delete(digest: Digest): Promise<void> {
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(digest) }));
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.piecesKeyOf(digest) }));
     } catch (err) {
       throw this.mapError(err, `delete ${digest}`);
+    }
+  }
+
+  /** Where a blob's piece manifest lives: pieces/<hex>, beside sha256/. */
+  piecesKeyOf(digest: Digest): string {
+    return `${this.options.prefix}pieces/${hexOf(digest)}`;
+  }
+
+  async readPieces(digest: Digest): Promise<Buffer | undefined> {
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.piecesKeyOf(digest) }));
+      return Buffer.from(await response.Body!.transformToByteArray());
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw this.mapError(err, `read the piece manifest of ${digest}`);
+    }
+  }
+
+  async writePieces(digest: Digest, manifest: Buffer): Promise<void> {
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: this.piecesKeyOf(digest), Body: manifest, ContentLength: manifest.length }));
+    } catch (err) {
+      throw this.mapError(err, `save the piece manifest of ${digest}`);
     }
   }
 
