@@ -37,6 +37,7 @@ export const helloSchema = z.object({
   allocations: z.array(z.unknown()),
   cache: z.array(cacheEntry),
   sessionId: z.string().max(100),
+  peerUploadMbps: uint,
 });
 
 export const heartbeatSchema = z.object({
@@ -56,6 +57,9 @@ export const heartbeatSchema = z.object({
       }),
     )
     .max(10_000),
+  delivery: z
+    .object({ fromPeersBytes: uint, fromCoordinatorBytes: uint, fromS3Bytes: uint, toPeersBytes: uint, corruptPieces: uint })
+    .nullable(),
 });
 
 export const getClusterStatusSchema = z.object({});

@@ -24,6 +24,7 @@ function hello(name: string, overrides: Partial<Hello> = {}): Hello {
     allocations: [],
     cache: [],
     sessionId: 's',
+    peerUploadMbps: 0,
     ...overrides,
   };
 }
