@@ -10,6 +10,7 @@ import { backoffDelay, sleep, systemClock, type Clock, type Random } from '../sh
 import { formatHostPort, parseHostPort } from '../shared/config.js';
 import { NotLeaderError } from '../shared/errors.js';
 import { startOpsServer, type OpsServer } from '../shared/http-server.js';
+import { baseUrl } from '../shared/blob-http.js';
 import { serverCredentials, warnIfPlaintext, type TlsMaterial } from '../shared/tls.js';
 import { keys } from '../shared/keys.js';
 import { silentLogger, type Logger } from '../shared/log.js';
@@ -58,6 +59,8 @@ export interface CoordinatorOptions {
   blobStore: string | undefined;
   /** The address agents and the CLI are redirected to; default: the bound gRPC address. */
   advertise: string | undefined;
+  /** Where --http-listen (blob bytes) is reached; default: derived from advertise and the bound port. */
+  httpAdvertise?: string | undefined;
   nodeTtlMs: number;
   /** TTL of the election lease: how long a dead leader holds leadership at most. */
   electionTtlMs: number;
@@ -183,6 +186,15 @@ export class Coordinator {
 
   get httpAddress(): string {
     return this.ops.address;
+  }
+
+  /**
+   * The base URL (scheme://host:port) of this coordinator's blob routes, as agents and clients
+   * reach them: --http-advertise, else the host of --advertise (or of the bound HTTP address
+   * when that is not a wildcard) with the bound HTTP port; https when the coordinator has TLS.
+   */
+  get blobBaseUrl(): string {
+    return baseUrl(this.options.httpAdvertise ?? advertisedHttp(this.address, this.ops.address), this.options.tls !== undefined);
   }
 
   get isLeader(): boolean {
@@ -471,4 +483,11 @@ function bind(server: grpc.Server, listen: string, credentials: grpc.ServerCrede
 
 function aborted(signal: AbortSignal): Promise<void> {
   return signal.aborted ? Promise.resolve() : new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/** The HTTP address to advertise: the bound one, with the advertised gRPC host when it was bound to a wildcard. */
+function advertisedHttp(advertise: string, bound: string): string {
+  const http = parseHostPort(bound);
+  if (http.host !== '0.0.0.0' && http.host !== '::') return bound;
+  return formatHostPort(parseHostPort(advertise).host, http.port);
 }

@@ -71,6 +71,13 @@ export class DeadlineExceededError extends MlfleetError {
   }
 }
 
+/** Stored bytes are not what their digest names: the store is damaged. */
+export class DataLossError extends MlfleetError {
+  constructor(message: string) {
+    super('DATA_LOSS', Status.DATA_LOSS, message);
+  }
+}
+
 export class PermissionDeniedError extends MlfleetError {
   constructor(message: string) {
     super('PERMISSION_DENIED', Status.PERMISSION_DENIED, message);
