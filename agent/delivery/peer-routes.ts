@@ -119,6 +119,7 @@ export class PeerRoutes {
     const gone = new AbortController();
     const onClose = () => gone.abort(new Error('the peer went away'));
     res.on('close', onClose);
+    if (res.destroyed) gone.abort(new Error('the peer went away'));
     const file = await held.open();
     try {
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'content-length': range.end - range.start };
@@ -127,13 +128,21 @@ export class PeerRoutes {
       const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, range.end - range.start));
       let at = range.start;
       while (at < range.end) {
+        if (gone.signal.aborted) throw gone.signal.reason as Error;
         const want = Math.min(buffer.length, range.end - at);
         await limiter.take(want, gone.signal);
         const { bytesRead } = await file.read(buffer, 0, want, at);
         if (bytesRead !== want) throw new Error(`the blob's file ended at ${at + bytesRead} of ${held.sizeBytes} bytes`);
-        // write() copies nothing: the next read waits until this buffer has gone to the socket.
+        // write() copies nothing: the next read waits until this buffer has gone to the socket
+        // (or the peer has gone, whose pending write may never call back).
         await new Promise<void>((resolve, reject) => {
-          res.write(buffer.subarray(0, want), (err) => (err ? reject(err) : resolve()));
+          const onGone = () => reject(gone.signal.reason as Error);
+          gone.signal.addEventListener('abort', onGone, { once: true });
+          res.write(buffer.subarray(0, want), (err) => {
+            gone.signal.removeEventListener('abort', onGone);
+            if (err) reject(err);
+            else resolve();
+          });
         });
         this.options.counters.sentToPeer(want);
         at += want;
