@@ -75,3 +75,12 @@ test('the flag: given, or half the fastest NIC, or 1000; bad text is refused', (
   for (const bad of ['-1', '1.5', 'fast', '', '1e3']) assert.throws(() => parsePeerUploadMbps(bad), /whole number of megabits/);
   assert.throws(() => new UploadLimiter(0, new FakeClock()), /above 0/);
 });
+
+test('the agent takes --peer-upload-mbps (0 included) and refuses a bad one naming the flag', async () => {
+  const { compileAgentOptions } = await import('../../agent/options.js');
+  const base = ['--name', 'peer-host', '--driver', 'process'];
+  assert.equal((await compileAgentOptions([...base, '--peer-upload-mbps', '250'])).peerUploadMbps, 250);
+  assert.equal((await compileAgentOptions([...base, '--peer-upload-mbps', '0'])).peerUploadMbps, 0);
+  assert.equal((await compileAgentOptions(base)).peerUploadMbps, undefined);
+  await assert.rejects(compileAgentOptions([...base, '--peer-upload-mbps', 'fast']), /--peer-upload-mbps: peer upload rate must be a whole number/);
+});
