@@ -26,6 +26,10 @@ import { LogStreams } from './log-streams.js';
 import { ModelCache } from './model-cache.js';
 import { Reconciler, parseRunSpec } from './reconciler.js';
 import { Gateway } from './gateway/gateway.js';
+import { DeliveryCounters } from './delivery/counters.js';
+import { registerDeliveryMetrics } from './delivery/metrics.js';
+import { PeerRoutes, type PieceHolder } from './delivery/peer-routes.js';
+import { UploadLimiter, peerUploadMbps } from './delivery/upload-limiter.js';
 import { CoordinatorSession } from './session.js';
 import { UsageSampler } from './usage.js';
 
@@ -45,6 +49,8 @@ export interface AgentOptions {
   advertise: string | undefined;
   cacheMaxBytes: number;
   inventoryFile: string | undefined;
+  /** --peer-upload-mbps: the cap on bytes given to peers (0: none); undefined: from the inventory's NICs (upload-limiter.ts). */
+  peerUploadMbps?: number;
   /** TLS to the coordinators (a client certificate for mutual TLS); undefined: plain text. */
   tls: TlsMaterial | undefined;
   /** Lets a node join the first time; afterwards it uses the credential the leader issued it. */
@@ -79,6 +85,8 @@ export class Agent {
     private readonly state: LocalState,
     private readonly ops: OpsServer,
     private readonly log: Logger,
+    /** What this agent's deliveries moved (the fetcher and the peer routes count into it). */
+    readonly delivery: DeliveryCounters,
   ) {}
 
   static async create(options: AgentOptions, deps: AgentDeps = {}): Promise<Agent> {
@@ -118,6 +126,10 @@ export class Agent {
 
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, prefix: 'mlfleet_agent_' });
+    // One count of what deliveries moved, for the fetcher, the peer routes, heartbeats and /metrics.
+    const delivery = new DeliveryCounters();
+    registerDeliveryMetrics(metrics, delivery);
+    const uploadMbps = peerUploadMbps(options.peerUploadMbps, inventory.capacity?.nics ?? []);
     const sessionId = randomUUID();
     const sampler = new UsageSampler();
     const credentials = channelCredentials(options.tls);
@@ -142,6 +154,7 @@ export class Agent {
       log,
       usage: () => sampler.sample(),
       latencies: () => gateway.takeLatencies(),
+      delivery: () => delivery.toProto(),
       onRoutes: (table) => gateway.setRoutes(table),
       onTokens: (table) => gateway.setTokens(table),
       credentials,
@@ -170,6 +183,7 @@ export class Agent {
         allocations: reconciler.statuses(),
         cache: cache.entries(),
         sessionId,
+        peerUploadMbps: uploadMbps,
       }),
       // Statuses that changed while the hello was on its way were dropped: the full set again.
       onConnected: () => {
@@ -257,6 +271,15 @@ export class Agent {
         tls: options.tls,
         clock,
         log: log.child({ component: 'gateway' }),
+        peers: new PeerRoutes({
+          // ModelCache.heldPieces comes with the fetcher's part of issue 15; until it does, nothing is held.
+          holder: { heldPieces: (digest) => (cache as Partial<PieceHolder>).heldPieces?.(digest) },
+          grantKey: () => session.grantPublicKey,
+          limiter: uploadMbps > 0 ? new UploadLimiter(uploadMbps, clock) : undefined,
+          counters: delivery,
+          clock,
+          log: log.child({ component: 'peer-routes' }),
+        }),
       });
       ops = await startOpsServer(
         options.httpListen,
@@ -271,7 +294,7 @@ export class Agent {
       state.close();
       throw err;
     }
-    return new Agent(options, inventory.capacity, labels, session, cache, reconciler, gateway, driver, logStreams, state, ops, log);
+    return new Agent(options, inventory.capacity, labels, session, cache, reconciler, gateway, driver, logStreams, state, ops, log, delivery);
   }
 
   get httpAddress(): string {

@@ -13,6 +13,7 @@ function readTokenFile(file: string): string {
 import type { AgentOptions } from './agent.js';
 import { defaultNodeName } from './node-name.js';
 import { DEFAULT_TASK_USER } from './task-user.js';
+import { parsePeerUploadMbps } from './delivery/upload-limiter.js';
 
 const OPTIONS: OptionSpec[] = [
   { key: 'coordinator', flag: '--coordinator <addrs>', description: 'coordinator addresses, comma-separated', default: '127.0.0.1:7700' },
@@ -27,6 +28,7 @@ const OPTIONS: OptionSpec[] = [
   { key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', description: 'model cache budget, e.g. 100Gi', default: '50Gi' },
   { key: 'joinToken', flag: '--join-token <token>', description: 'join token for the first connection (the coordinator wrote one to <data-dir>/join-token)' },
   { key: 'joinTokenFile', flag: '--join-token-file <path>', description: 'file holding the join token' },
+  { key: 'peerUploadMbps', flag: '--peer-upload-mbps <n>', description: 'cap on the bytes given to other agents, in Mbit/s (default: half the fastest NIC, else 1000; 0: share no pieces)' },
   { key: 'inventoryFile', flag: '--inventory-file <path>', description: 'JSON capacity that replaces what is detected' },
   { key: 'tlsCert', flag: '--tls-cert <file>', description: 'PEM client certificate for coordinators that require one (mutual TLS)' },
   { key: 'tlsKey', flag: '--tls-key <file>', description: 'PEM private key of --tls-cert' },
@@ -66,6 +68,7 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
     advertise: compileOptional(args, 'advertise', hostPort),
     cacheMaxBytes: compile(args, 'cacheMaxBytes', (t) => parseBytes(t, 'cache size')),
     inventoryFile: compileOptional(args, 'inventoryFile', (t) => t),
+    peerUploadMbps: compileOptional(args, 'peerUploadMbps', parsePeerUploadMbps),
     joinToken: compileOptional(args, 'joinToken', (t) => t) ?? compileOptional(args, 'joinTokenFile', readTokenFile),
     tls: compileTls(args, 'client'),
     logLevel: compile(args, 'logLevel', (t) => t),

@@ -7,7 +7,7 @@ import { backoffDelay, sleep, type Clock, type Random, type Timer } from '../sha
 import { setBearer } from '../shared/auth.js';
 import { AlreadyExistsError, MlfleetError, NotLeaderError, UnauthenticatedError, UnavailableError, fromGrpcError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import { mlfleetV1, type AgentMessageIn, type CoordinatorMessageOut, type Usage } from '../shared/proto.js';
+import { mlfleetV1, type AgentMessageIn, type CoordinatorMessageOut, type DeliveryCounters, type Usage } from '../shared/proto.js';
 import type { Hello } from '../shared/gen/mlfleet/v1/Hello.js';
 import { DesiredAssembler, type DesiredSet } from '../shared/desired-pieces.js';
 import { LIMITS } from '../shared/limits.js';
@@ -26,6 +26,8 @@ export interface SessionOptions {
   usage: () => Usage;
   /** The gateway's latency measurements since the last heartbeat. */
   latencies?: () => LatencySample[];
+  /** What the agent's blob deliveries moved since it started (agent/delivery/counters.ts), for every heartbeat. */
+  delivery?: () => DeliveryCounters;
   /** A routing table for the gateway. */
   onRoutes?: (table: RouteTable__Output) => void;
   /** The tokens the gateway checks: a piece of the whole table, or a change. */
@@ -75,6 +77,11 @@ export class CoordinatorSession {
   /** The coordinator this session talks to while connected. */
   connectedTo: string | undefined;
   welcome: Welcome__Output | undefined;
+  /**
+   * The key the leader signs peers' grants with (Welcome.grant_public_key), kept while the
+   * session reconnects, so that peers holding grants are still served while the leader is away.
+   */
+  grantPublicKey: Buffer | undefined;
 
   private current: grpc.ClientDuplexStream<AgentMessageIn, CoordinatorMessageOut> | undefined;
 
@@ -167,13 +174,14 @@ export class CoordinatorSession {
       call.on('data', (message: CoordinatorMessageOut) => {
         if (message.msg === 'welcome' && message.welcome) {
           this.welcome = message.welcome;
+          if (message.welcome.grantPublicKey.length > 0) this.grantPublicKey = Buffer.from(message.welcome.grantPublicKey);
           if (message.welcome.nodeCredential) this.options.onCredential?.(message.welcome.nodeCredential);
           this.state = 'connected';
           this.connectedTo = address;
           log.info({ coordinator: address, leader: message.welcome.leaderAddress }, 'connected to the leader');
           this.options.onConnected?.();
           const send = () => {
-            const beat: AgentMessageIn = { heartbeat: { seq: ++seq, sentAtMs: clock.now(), usage: this.options.usage(), latencies: this.options.latencies?.() ?? [] } };
+            const beat: AgentMessageIn = { heartbeat: { seq: ++seq, sentAtMs: clock.now(), usage: this.options.usage(), latencies: this.options.latencies?.() ?? [], delivery: this.options.delivery?.() } };
             call.write(beat);
           };
           heartbeat?.cancel();

@@ -40,6 +40,7 @@ import { AccessError, TENANT_HEADER, checkMayInfer, notFound, routeFor, selectab
 import { TokenBook } from './token-book.js';
 import { BodyError, DEFAULT_MAX_REQUEST_BYTES, takeBody, tooLarge, type RequestBody } from './request-body.js';
 import type { TlsMaterial } from '../../shared/tls.js';
+import { BLOBS_PATH } from '../../shared/blob-http.js';
 
 export interface GatewayOptions {
   listen: string;
@@ -51,6 +52,8 @@ export interface GatewayOptions {
   clock?: Clock;
   /** The agent's TLS material: with a certificate and a CA, HTTPS beside HTTP and hops over mutual TLS. */
   tls?: TlsMaterial;
+  /** Answers other agents' requests under /v1/blobs/ (agent/delivery/peer-routes.ts), after the token is checked here. */
+  peers?: { handle(req: http.IncomingMessage, res: http.ServerResponse, sender: Sender, pathname: string): Promise<void> };
 }
 
 export { TENANT_HEADER } from './access.js';
@@ -170,6 +173,11 @@ export class Gateway {
         return json(res, 200, { ready: true });
       }
       const sender = this.authenticate(req);
+      if (url.pathname.startsWith(BLOBS_PATH)) {
+        if (this.mutual && !(req.socket as TLSSocket).authorized) throw new AccessError(403, 'this cluster has mutual TLS: peers must fetch over it, with a node certificate the CA signed');
+        if (!this.options.peers) throw new HttpError(404, 'this gateway serves no blobs');
+        return await this.options.peers.handle(req, res, sender, url.pathname);
+      }
       const replica = header(req, REPLICA_HEADER);
       if (replica !== undefined || (!sender.anonymous && sender.caller.role === 'node')) return await this.hop(req, res, url, sender, replica);
       checkMayInfer(sender);

@@ -1,10 +1,11 @@
 // The agent's session with real coordinators (two, sharing one SQLite file, so one leads and
 // one follows): it follows the follower's redirect, registers, heartbeats, and after the
 // leader goes away reconnects to the new one and says hello again.
-import { until } from '../helpers/eventually.js';
+import { eventually, until } from '../helpers/eventually.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CoordinatorSession } from '../../agent/session.js';
+import { CoordinatorSession, type SessionOptions } from '../../agent/session.js';
+import { DeliveryCounters } from '../../agent/delivery/counters.js';
 import { CoordinatorClient } from '../../shared/client.js';
 import { backoffDelay, seededRandom, systemClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/log.js';
@@ -26,7 +27,7 @@ async function pair(t: import('node:test').TestContext) {
   return { leader, follower, join, admin };
 }
 
-function agentSession(coordinators: string[], hellos: Hello[], joinToken: string, refusals: string[] = []) {
+function agentSession(coordinators: string[], hellos: Hello[], joinToken: string, refusals: string[] = [], extra: Partial<SessionOptions> = {}) {
   let credential: string | undefined;
   const abort = new AbortController();
   const session = new CoordinatorSession({
@@ -53,6 +54,7 @@ function agentSession(coordinators: string[], hellos: Hello[], joinToken: string
       hellos.push(hello);
       return hello;
     },
+    ...extra,
   });
   const running = session.run(abort.signal);
   return { session, credential: () => credential, stop: async () => { abort.abort(); await running; } };
@@ -105,6 +107,27 @@ test("an agent whose credential is revoked is refused a rejoin under its name, s
   await client.removeNode('node-1');
   await until('joined again', () => agent.session.state === 'connected', 15_000);
   assert.ok(agent.credential() && agent.credential() !== first, 'a new credential');
+});
+
+test('every heartbeat carries the delivery counters, and the leader shows the latest in the node', async (t) => {
+  const { leader, admin, join } = await pair(t);
+  const client = new CoordinatorClient([leader.address], { token: admin });
+  t.after(() => client.close());
+  const counters = new DeliveryCounters();
+  const agent = agentSession([leader.address], [], join, [], { delivery: () => counters.toProto() });
+  t.after(() => agent.stop());
+  await until('connected', () => agent.session.state === 'connected');
+  counters.received('peer', 3 * 1024 * 1024);
+  counters.received('coordinator', 1024 * 1024);
+  counters.received('s3', 5);
+  counters.corrupt('peer');
+  counters.corrupt('s3');
+  counters.sentToPeer(7 * 1024 * 1024);
+  const expected = { fromPeersBytes: 3 * 1024 * 1024, fromCoordinatorBytes: 1024 * 1024, fromS3Bytes: 5, toPeersBytes: 7 * 1024 * 1024, corruptPieces: 2 };
+  const shown = async () => (await client.getNode('node-1')).delivery;
+  await eventually('the node shows the counters', 10_000, async () => (JSON.stringify(await shown()) === JSON.stringify(expected) ? true : undefined));
+  counters.sentToPeer(1);
+  await eventually('their next value', 10_000, async () => (Number((await shown())?.toPeersBytes) === 7 * 1024 * 1024 + 1 ? true : undefined));
 });
 
 test('reconnect delays are jittered and grow up to the cap', () => {

@@ -135,6 +135,24 @@ test('nodes show lists what the node\'s cache holds, in the table and in -o json
   assert.match(empty.stdout, /^Cache:\s+<empty>$/m);
 });
 
+test('nodes show prints what the agent\'s deliveries moved (by source, to peers, corrupt pieces), and -o json has them as delivery', async (t) => {
+  const delivery = { fromPeersBytes: 3 * 2 ** 30, fromCoordinatorBytes: 512 * 2 ** 20, fromS3Bytes: 0, toPeersBytes: 6 * 2 ** 30, corruptPieces: 2 };
+  const nodes = [sampleNode('gpu-1', { delivery }), sampleNode('cpu-1')];
+  const leader = await coordinator(t, { role: 'leader', nodes });
+
+  const table = await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'gpu-1']);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /^Received:\s+3Gi from peers, 512Mi from the coordinator, 0B? from S3$/m);
+  assert.match(table.stdout, /^Sent to peers:\s+6Gi$/m);
+  assert.match(table.stdout, /^Corrupt pieces:\s+2$/m);
+  const json = await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'gpu-1', '-o', 'json']);
+  assert.deepEqual(JSON.parse(json.stdout).delivery, delivery);
+
+  const silent = await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'cpu-1', '-o', 'json']);
+  assert.equal(JSON.parse(silent.stdout).delivery, null);
+  assert.match((await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'cpu-1'])).stdout, /^Received:\s+not reported yet$/m);
+});
+
 test('nodes show of an unknown node fails with the NOT_FOUND message and exit 1', async (t) => {
   const leader = await coordinator(t, { role: 'leader', nodes: fleet() });
   const run = await mlfleetctl(t, ['--coordinator', leader.address, 'nodes', 'show', 'nope']);

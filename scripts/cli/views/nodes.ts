@@ -81,13 +81,19 @@ export function nodeListView(nodes: readonly Node[], now = Date.now()): Printabl
 /** `nodes show -o json`: the node, and what its agent's cache holds (too long for `nodes ls`). */
 export interface NodeDetailJson extends NodeJson {
   cache: { digest: string; sizeBytes: number; inUse: boolean }[];
+  /** What the agent's blob deliveries moved since it started; null before it reported any. */
+  delivery: { fromPeersBytes: number; fromCoordinatorBytes: number; fromS3Bytes: number; toPeersBytes: number; corruptPieces: number } | null;
 }
 
 export function nodeDetailJson(node: Node): NodeDetailJson {
   const cache = (node.cache ?? [])
     .map((entry) => ({ digest: entry.digest, sizeBytes: Number(entry.sizeBytes), inUse: entry.inUse }))
     .sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0));
-  return { ...nodeJson(node), cache };
+  const d = node.delivery;
+  const delivery = d
+    ? { fromPeersBytes: Number(d.fromPeersBytes), fromCoordinatorBytes: Number(d.fromCoordinatorBytes), fromS3Bytes: Number(d.fromS3Bytes), toPeersBytes: Number(d.toPeersBytes), corruptPieces: Number(d.corruptPieces) }
+    : null;
+  return { ...nodeJson(node), cache, delivery };
 }
 
 /** `nodes show`: the node object, or a key: value block with GPU, NIC and cache lists. */
@@ -139,6 +145,15 @@ export function nodeDetailView(node: Node, now = Date.now()): Printable {
       if (n.cache.length > 0) {
         blocks.push(indent(table(['DIGEST', 'SIZE', 'IN USE'], n.cache.map((entry) => [entry.digest, formatBytes(entry.sizeBytes), entry.inUse ? 'yes' : 'no']))));
       }
+      const d = n.delivery;
+      const deliveryLines: KeyValue[] = d
+        ? [
+            ['Received', `${formatBytes(d.fromPeersBytes)} from peers, ${formatBytes(d.fromCoordinatorBytes)} from the coordinator, ${formatBytes(d.fromS3Bytes)} from S3`],
+            ['Sent to peers', formatBytes(d.toPeersBytes)],
+            ['Corrupt pieces', String(d.corruptPieces)],
+          ]
+        : [['Received', 'not reported yet']];
+      blocks.push(keyValues(deliveryLines, head));
       return blocks.join('\n');
     },
   };

@@ -1,0 +1,159 @@
+// The routes other agents fetch pieces from (docs/delivery.md "GET /v1/blobs/<digest>[/pieces]
+// (agent, for peers)"), mounted on the inference gateway's listener, which the gateway hands
+// every /v1/blobs/ request to after checking its bearer token against its TokenBook:
+// - only a node credential, with the grant the leader gave that node for that digest
+//   (Ed25519, checked with the key of the session's Welcome), is served; anything else is
+//   401/403 and reads nothing;
+// - `/pieces`: the bitfield of the pieces held verified, `mlfleet-piece-bytes` its piece size;
+//   404 when nothing of the blob is held;
+// - a blob's bytes: one Range inside held pieces (206), or the whole blob once complete (200);
+//   416 otherwise. Sent in MiB reads through the agent's UploadLimiter and counted in its
+//   DeliveryCounters. With sharing off (--peer-upload-mbps 0) nothing is served (404).
+// These requests are neither proxied to replicas nor measured as inference.
+import type http from 'node:http';
+import type { FileHandle } from 'node:fs/promises';
+import { GRANT_HEADER, PIECE_BYTES_HEADER, parseBlobPath, parseRange, verifyGrant } from '../../shared/blob-http.js';
+import type { Clock } from '../../shared/clock.js';
+import { InvalidArgumentError, PermissionDeniedError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import { MiB, type Bitfield } from '../../shared/pieces.js';
+import { AccessError, type Sender } from '../gateway/access.js';
+import type { DeliveryCounters } from './counters.js';
+import type { UploadLimiter } from './upload-limiter.js';
+
+/** What this agent holds of one blob (ModelCache.heldPieces): finished entries and downloads in progress. */
+export interface HeldPieces {
+  sizeBytes: number;
+  pieceBytes: number;
+  /** The pieces held verified, which stay where they are while the handle is open. */
+  bitfield: Bitfield;
+  open(): Promise<FileHandle>;
+}
+
+export interface PieceHolder {
+  heldPieces(digest: string): HeldPieces | undefined;
+}
+
+export interface PeerRoutesOptions {
+  holder: PieceHolder;
+  /** The leader's grant key (Welcome.grant_public_key, SPKI DER); undefined before any welcome. */
+  grantKey(): Buffer | undefined;
+  /** Shared by every peer response; undefined: sharing is off (--peer-upload-mbps 0). */
+  limiter: UploadLimiter | undefined;
+  counters: DeliveryCounters;
+  clock: Clock;
+  log: Logger;
+}
+
+/** One read of the blob's file, and one write to the socket, at most. */
+const READ_BYTES = MiB;
+
+export class PeerRoutes {
+  constructor(private readonly options: PeerRoutesOptions) {}
+
+  /** Answers a request for a path under /v1/blobs/; errors are AccessErrors, which the gateway answers. */
+  async handle(req: http.IncomingMessage, res: http.ServerResponse, sender: Sender, pathname: string): Promise<void> {
+    const blob = parseBlobPath(pathname);
+    if (!blob) throw new AccessError(404, `no such route: ${pathname.slice(0, 200)}; peers fetch /v1/blobs/sha256:<hex>[/pieces]`);
+    if (req.method !== 'GET') {
+      res.setHeader('allow', 'GET');
+      throw new AccessError(405, `peers fetch blobs with GET, not ${req.method}`);
+    }
+    this.authorize(req, sender, blob.digest);
+    if (!this.options.limiter) throw new AccessError(404, 'this agent shares no pieces with peers (--peer-upload-mbps 0)');
+    const held = this.options.holder.heldPieces(blob.digest);
+    if (!held || held.bitfield.count() === 0) throw new AccessError(404, `this agent holds no piece of ${blob.digest}`);
+    if (blob.pieces) {
+      const body = Buffer.from(held.bitfield.bytes);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, [PIECE_BYTES_HEADER]: String(held.pieceBytes) });
+      res.end(body);
+      return;
+    }
+    const range = this.rangeOf(req, res, held);
+    await this.send(req, res, held, range);
+  }
+
+  /** A node credential and that node's grant for this digest; 401/403 otherwise. */
+  private authorize(req: http.IncomingMessage, sender: Sender, digest: string): void {
+    if (sender.anonymous) throw new AccessError(401, 'peer fetches need "authorization: Bearer <node credential>"');
+    const { caller } = sender;
+    if (caller.role !== 'node' || !caller.node) throw new AccessError(403, `a ${caller.role} token may not fetch from peers: only agents may, with their node credential and a grant`);
+    const grant = req.headers[GRANT_HEADER];
+    try {
+      verifyGrant(this.options.grantKey() ?? Buffer.alloc(0), Array.isArray(grant) ? grant[0] : grant, { node: caller.node, digest, nowMs: this.options.clock.now() });
+    } catch (err) {
+      if (err instanceof PermissionDeniedError) throw new AccessError(403, err.message);
+      throw err;
+    }
+  }
+
+  /** The [start, end) to send, inside pieces held; 416 (with the blob's size) otherwise. */
+  private rangeOf(req: http.IncomingMessage, res: http.ServerResponse, held: HeldPieces): { start: number; end: number; partial: boolean } {
+    let range: ReturnType<typeof parseRange>;
+    try {
+      range = parseRange(req.headers.range, held.sizeBytes);
+    } catch (err) {
+      if (err instanceof InvalidArgumentError) throw new AccessError(400, err.message);
+      throw err;
+    }
+    const unsatisfiable = (why: string) => {
+      res.setHeader('content-range', `bytes */${held.sizeBytes}`);
+      return new AccessError(416, why);
+    };
+    if (range === 'unsatisfiable') throw unsatisfiable(`the range is outside the blob's ${held.sizeBytes} bytes`);
+    if (range === undefined) {
+      if (!held.bitfield.complete()) throw unsatisfiable('this agent holds only some pieces of the blob: ask for a range inside them');
+      return { start: 0, end: held.sizeBytes, partial: false };
+    }
+    const first = Math.floor(range.start / held.pieceBytes);
+    const last = Math.floor((range.end - 1) / held.pieceBytes);
+    for (let i = first; i <= last; i += 1) {
+      if (!held.bitfield.has(i)) throw unsatisfiable(`this agent does not hold piece ${i} of the blob (GET its /pieces)`);
+    }
+    return { ...range, partial: true };
+  }
+
+  /** Writes [start, end) in MiB reads, each after the limiter allows it and the socket drained the last. */
+  private async send(req: http.IncomingMessage, res: http.ServerResponse, held: HeldPieces, range: { start: number; end: number; partial: boolean }): Promise<void> {
+    const limiter = this.options.limiter!;
+    const gone = new AbortController();
+    const onClose = () => gone.abort(new Error('the peer went away'));
+    res.on('close', onClose);
+    if (res.destroyed) gone.abort(new Error('the peer went away'));
+    const file = await held.open();
+    try {
+      const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'content-length': range.end - range.start };
+      if (range.partial) headers['content-range'] = `bytes ${range.start}-${range.end - 1}/${held.sizeBytes}`;
+      res.writeHead(range.partial ? 206 : 200, headers);
+      const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, range.end - range.start));
+      let at = range.start;
+      while (at < range.end) {
+        if (gone.signal.aborted) throw gone.signal.reason as Error;
+        const want = Math.min(buffer.length, range.end - at);
+        await limiter.take(want, gone.signal);
+        const { bytesRead } = await file.read(buffer, 0, want, at);
+        if (bytesRead !== want) throw new Error(`the blob's file ended at ${at + bytesRead} of ${held.sizeBytes} bytes`);
+        // write() copies nothing: the next read waits until this buffer has gone to the socket
+        // (or the peer has gone, whose pending write may never call back).
+        await new Promise<void>((resolve, reject) => {
+          const onGone = () => reject(gone.signal.reason as Error);
+          gone.signal.addEventListener('abort', onGone, { once: true });
+          res.write(buffer.subarray(0, want), (err) => {
+            gone.signal.removeEventListener('abort', onGone);
+            if (err) reject(err);
+            else resolve();
+          });
+        });
+        this.options.counters.sentToPeer(want);
+        at += want;
+      }
+      res.end();
+    } catch (err) {
+      if (!gone.signal.aborted) this.options.log.warn({ err: (err as Error).message, url: req.url }, 'sending pieces to a peer failed');
+      res.destroy();
+    } finally {
+      res.off('close', onClose);
+      await file.close();
+    }
+  }
+}

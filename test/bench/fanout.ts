@@ -1,0 +1,208 @@
+// Fanout benchmark (issue 15): one model pushed to a coordinator, then 16 real agent processes
+// on this machine (process driver, each its own data dir and gateway port) all asked at once to
+// prefetch it. Measures the time until the last agent has it in its cache (GetNode) and the
+// coordinator's egress (its /metrics `mlfleet_coordinator_blob_sent_bytes_total`), with peer
+// sharing on (agents serve each other pieces) and off (`--peer-upload-mbps 0` on every agent),
+// each from a fresh start, and the bytes each agent received by source and gave to peers (its
+// heartbeat's delivery counters, as GetNode shows them).
+// Goal (issue 15): with sharing on, the coordinator sends about one copy (egress / size near 1)
+// and the fleet has the model sooner than with sharing off.
+//   npm run bench -- fanout             1 GiB, 16 agents
+//   npm run bench -- fanout --quick     256 MiB, 16 agents
+//   npm run bench -- fanout --agents 8  fewer agents
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { callUnary, method } from '../helpers/raw-grpc.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../../..');
+const quick = process.argv.includes('--quick');
+const agentsFlag = process.argv.indexOf('--agents');
+const agentCount = agentsFlag >= 0 ? Number(process.argv[agentsFlag + 1]) : 16;
+if (!Number.isInteger(agentCount) || agentCount < 1 || agentCount > 64) throw new Error('--agents takes a whole number from 1 to 64');
+const sizeBytes = (quick ? 256 : 1024) * 2 ** 20;
+/** The whole fanout must finish within this long, or the run fails saying which agents lack the model. */
+const FANOUT_TIMEOUT_MS = (quick ? 5 : 15) * 60_000;
+const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-fanout-bench-'));
+const children: ChildProcess[] = [];
+
+interface Delivery {
+  fromPeersBytes: number;
+  fromCoordinatorBytes: number;
+  fromS3Bytes: number;
+  toPeersBytes: number;
+  corruptPieces: number;
+}
+
+interface ModeResult {
+  sharing: boolean;
+  seconds: number;
+  /** Bytes the coordinator sent, from its /metrics; null when it has no such counter. */
+  egressBytes: number | null;
+  egressRatio: number | null;
+  /** Summed over the agents. */
+  delivery: Delivery;
+  /** Seconds from the prefetches until each agent had the model, slowest last. */
+  perAgentSeconds: number[];
+}
+
+function start(program: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(child);
+  return child;
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', resolve));
+}
+
+async function stopAll(): Promise<void> {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+  await Promise.all(children.map(exited));
+  children.length = 0;
+}
+
+function line(child: ChildProcess, stream: 'stdout' | 'stderr', test: (l: string) => boolean, timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('timed out waiting for output')), timeoutMs);
+    const lines = createInterface({ input: child[stream]! });
+    lines.on('line', (l) => {
+      if (!test(l)) return;
+      clearTimeout(timer);
+      lines.close();
+      child[stream]!.resume();
+      resolve(l);
+    });
+    child.once('exit', () => reject(new Error(`process exited (${child.exitCode}) before: ${test.toString().slice(0, 80)}`)));
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+/** The coordinator's blob egress counter, or null when its /metrics has none (the blob routes not merged yet). */
+async function coordinatorEgress(httpAddress: string): Promise<number | null> {
+  try {
+    const res = await fetch(`http://${httpAddress}/metrics`);
+    if (!res.ok) return null;
+    const text = await res.text();
+    let total: number | null = null;
+    for (const l of text.split('\n')) {
+      const match = /^mlfleet_coordinator_blob_sent_bytes_total(?:\{[^}]*\})?\s+([0-9.eE+]+)$/.exec(l);
+      if (match) total = (total ?? 0) + Number(match[1]);
+    }
+    return total;
+  } catch {
+    return null;
+  }
+}
+
+async function fanout(model: string, sharing: boolean): Promise<ModeResult> {
+  const runDir = mkdtempSync(path.join(dir, sharing ? 'on-' : 'off-'));
+  const coordinator = start(path.join(root, 'dist/coordinator/main.js'), [
+    '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${runDir}/c.db`, '--data-dir', `${runDir}/coordinator`,
+  ]);
+  const started = JSON.parse(await line(coordinator, 'stderr', (l) => l.includes('coordinator started'))) as { grpc: string; http: string };
+  await line(coordinator, 'stderr', (l) => l.includes('elected leader'));
+  const admin = readFileSync(`${runDir}/coordinator/admin-token`, 'utf8').trim();
+  const push = start(path.join(root, 'dist/scripts/mlfleetctl.js'), ['--coordinator', started.grpc, '-o', 'json', 'models', 'push', 'bench', model], { MLFLEET_TOKEN: admin });
+  let pushed = '';
+  push.stdout!.on('data', (d: Buffer) => (pushed += d));
+  push.stderr!.resume();
+  if ((await exited(push)) !== 0) throw new Error('models push failed');
+  const digest = (JSON.parse(pushed) as { digest: string }).digest;
+
+  // A 20 Gbit/s NIC in the inventory: sharing on caps each agent's uploads at 10 Gbit/s.
+  const inventory = path.join(runDir, 'inventory.json');
+  writeFileSync(inventory, JSON.stringify({ cpu: '8', memory: '32Gi', nics: [{ name: 'lo', speedMbps: 20_000 }] }));
+  const names = Array.from({ length: agentCount }, (_, i) => `fan-${String(i).padStart(2, '0')}`);
+  const agents = names.map((name) =>
+    start(path.join(root, 'dist/agent/main.js'), [
+      '--name', name, '--coordinator', started.grpc, '--data-dir', `${runDir}/${name}`, '--http-listen', '127.0.0.1:0', '--gateway-listen', '127.0.0.1:0',
+      '--join-token-file', `${runDir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'process', '--cache-max-bytes', '8Gi',
+      ...(sharing ? [] : ['--peer-upload-mbps', '0']),
+    ]),
+  );
+  await Promise.all(agents.map((agent) => line(agent, 'stderr', (l) => l.includes('connected to the leader'))));
+  await sleep(500);
+
+  const egress0 = await coordinatorEgress(started.http);
+  const getNode = method('NodeService.GetNode');
+  const t0 = process.hrtime.bigint();
+  const asked = await Promise.all(names.map((node) => callUnary(started.grpc, method('NodeService.PrefetchModel'), { node, ref: 'bench:1' }, admin)));
+  const refused = asked.findIndex((a) => a.answer !== 'OK');
+  if (refused >= 0) throw new Error(`prefetch on ${names[refused]}: ${asked[refused]!.answer} ${asked[refused]!.details}`);
+  const doneAt = new Map<string, number>();
+  const deadline = Date.now() + FANOUT_TIMEOUT_MS;
+  while (doneAt.size < names.length) {
+    if (Date.now() > deadline) throw new Error(`after ${FANOUT_TIMEOUT_MS / 1000} s these agents still lack the model: ${names.filter((n) => !doneAt.has(n)).join(', ')}`);
+    await Promise.all(
+      names
+        .filter((n) => !doneAt.has(n))
+        .map(async (name) => {
+          const answer = await callUnary(started.grpc, getNode, { name }, admin);
+          const cache = (answer.response as { cache?: { digest: string }[] } | undefined)?.cache ?? [];
+          if (cache.some((e) => e.digest === digest)) doneAt.set(name, Number(process.hrtime.bigint() - t0) / 1e9);
+        }),
+    );
+    await sleep(50);
+  }
+  const seconds = Math.max(...doneAt.values());
+  const egress1 = await coordinatorEgress(started.http);
+  // The counters arrive with heartbeats (1 s apart by default): one more beat before reading them.
+  await sleep(1_500);
+  const delivery: Delivery = { fromPeersBytes: 0, fromCoordinatorBytes: 0, fromS3Bytes: 0, toPeersBytes: 0, corruptPieces: 0 };
+  for (const name of names) {
+    const node = (await callUnary(started.grpc, getNode, { name }, admin)).response as { delivery?: Partial<Record<keyof Delivery, number | string>> } | undefined;
+    for (const key of Object.keys(delivery) as (keyof Delivery)[]) delivery[key] += Number(node?.delivery?.[key] ?? 0);
+  }
+  const egressBytes = egress0 === null || egress1 === null ? null : egress1 - egress0;
+  const result: ModeResult = {
+    sharing,
+    seconds: round3(seconds),
+    egressBytes,
+    egressRatio: egressBytes === null ? null : round3(egressBytes / sizeBytes),
+    delivery,
+    perAgentSeconds: [...doneAt.values()].sort((a, b) => a - b).map(round3),
+  };
+  console.log(
+    `sharing ${sharing ? 'on ' : 'off'}: last of ${agentCount} agents had the model after ${result.seconds} s; coordinator egress ${egressBytes === null ? 'unknown (no mlfleet_coordinator_blob_sent_bytes_total)' : `${(egressBytes / 2 ** 20).toFixed(0)} MiB (${result.egressRatio} x the model)`}; received ${JSON.stringify(delivery)}`,
+  );
+  await stopAll();
+  rmSync(runDir, { recursive: true, force: true });
+  return result;
+}
+
+try {
+  // Random bytes: incompressible, like weights.
+  const model = path.join(dir, 'model.onnx');
+  const fd = openSync(model, 'w');
+  const block = Buffer.alloc(8 * 2 ** 20);
+  for (let written = 0; written < sizeBytes; written += block.length) writeSync(fd, randomFillSync(block));
+  closeSync(fd);
+
+  const on = await fanout(model, true);
+  const off = await fanout(model, false);
+  const summary = {
+    bench: 'fanout',
+    sizeMiB: sizeBytes / 2 ** 20,
+    agents: agentCount,
+    on,
+    off,
+    // Egress / model size with sharing on and off, and the time on / the time off.
+    egressRatioOn: on.egressRatio,
+    egressRatioOff: off.egressRatio,
+    timeRatio: round3(on.seconds / off.seconds),
+    goalMet: on.egressRatio !== null && on.egressRatio <= 1.5 && on.seconds <= off.seconds,
+  };
+  console.log(`egress / size: on ${on.egressRatio ?? 'unknown'}, off ${off.egressRatio ?? 'unknown'}; time on / off ${summary.timeRatio}`);
+  console.log(JSON.stringify(summary));
+} finally {
+  await stopAll();
+  rmSync(dir, { recursive: true, force: true });
+}
