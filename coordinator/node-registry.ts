@@ -146,6 +146,7 @@ export class NodeRegistry {
     view.lastHeartbeatMs = now;
     view.lastSeenMs = now;
     view.cache = hello.cache;
+    view.peerUploadMbps = hello.peerUploadMbps;
     return view;
   }
 
@@ -334,6 +335,7 @@ export class NodeRegistry {
       lastSeenMs: previous?.lastSeenMs ?? now,
       usage: previous?.usage,
       delivery: previous?.delivery,
+      peerUploadMbps: previous?.peerUploadMbps,
       cache: previous?.cache ?? [],
     });
   }

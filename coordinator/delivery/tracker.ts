@@ -112,16 +112,15 @@ export class FetchTracker {
       if (node.name === requester || !canServe(node)) continue;
       if (node.cache.some((entry) => entry.digest === digest)) holders.push({ node: node.name, address: node.address, complete: true });
     }
-    const held = new Set(holders.map((h) => h.node));
     const fetchers: PeerChoice[] = [];
     const counted: string[] = [];
     for (const name of this.fetchersOf(digest, now)) {
-      if (held.has(name)) continue; // done: its cache lists the blob
+      const node = byName.get(name);
+      if (node?.cache.some((entry) => entry.digest === digest)) continue; // done: its cache lists the blob
       if (name === requester) {
         counted.push(name);
         continue;
       }
-      const node = byName.get(name);
       if (!node || !canServe(node)) continue;
       counted.push(name);
       fetchers.push({ node: name, address: node.address, complete: false });
