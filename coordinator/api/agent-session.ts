@@ -281,8 +281,8 @@ class AgentSession implements SessionHandle {
     this.ended = true;
     this.deps.metrics.sessions.dec();
     if (this.nodeName) {
-      this.registry.disconnected(this.nodeName, this);
-      this.deps.sessionEnded?.(this.nodeName);
+      // A session a newer one replaced leaves the newer one's fetches alone.
+      if (this.registry.disconnected(this.nodeName, this)) this.deps.sessionEnded?.(this.nodeName);
       this.deps.logs.nodeGone(this.nodeName);
     }
     end();
