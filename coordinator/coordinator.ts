@@ -25,6 +25,11 @@ import type { JobOutputs } from './api/job-output-push.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import { openBlobStore } from './blobs/open-blob-store.js';
 import { BlobPeers, loadPeerSecret } from './blobs/blob-peers.js';
+import { loadClusterGrantKeys } from './delivery/grant-keys.js';
+import { locateHandler } from './delivery/locate-service.js';
+import { PieceManifests } from './delivery/manifests.js';
+import { FetchTracker } from './delivery/tracker.js';
+import type { GrantKeys } from '../shared/blob-http.js';
 import { ArtifactRegistry } from './registry/artifact-registry.js';
 import { clusterService } from './api/cluster-service.js';
 import { eventService } from './api/event-service.js';
@@ -91,7 +96,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -115,6 +120,7 @@ export class Coordinator {
     private readonly audit: AuditLog,
     private readonly artifacts: ArtifactRegistry,
     private readonly peers: BlobPeers,
+    private readonly grantKeys: GrantKeys,
     private readonly clock: Clock,
     private readonly random: Random,
     private readonly log: Logger,
@@ -172,7 +178,9 @@ export class Coordinator {
       const peers = new BlobPeers({ store, blobs: blobStore, selfId: id, secret: await loadPeerSecret(store), tls: options.tls, log: log.child({ component: 'blob-peers' }), intervalMs: options.blobSyncIntervalMs ?? 5_000, clock });
       artifacts.replicate = (blob) => peers.replicate(blob.digest, blob.sizeBytes);
       artifacts.fetchMissing = (digest, sizeBytes) => peers.ensureLocal(digest, sizeBytes);
-      self = new Coordinator(id, address, options, store, metrics, server, ops, election, tokens, audit, artifacts, peers, clock, random, log, deps.onBootstrap);
+      // One key for every coordinator: a new leader's grants verify with the key agents hold.
+      const grantKeys = await loadClusterGrantKeys(store);
+      self = new Coordinator(id, address, options, store, metrics, server, ops, election, tokens, audit, artifacts, peers, grantKeys, clock, random, log, deps.onBootstrap);
       self.register();
       return self;
     } catch (err) {
@@ -269,6 +277,10 @@ export class Coordinator {
           coordinatorId: this.id,
           clusterId: () => this.leaderRole().clusterId,
           leaderAddress: () => this.address,
+          grantPublicKey: this.grantKeys.publicKeyDer,
+          sessionEnded: (node) => {
+            if (this.role.kind === 'leader') this.role.tracker.forget(node);
+          },
           heartbeatIntervalMs: Math.max(100, Math.floor(this.options.nodeTtlMs / 3)),
           nodeTtlMs: this.options.nodeTtlMs,
           helloTimeoutMs: 10_000,
@@ -289,6 +301,23 @@ export class Coordinator {
     };
     serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
     serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
+    // Where blob bytes are read (docs/delivery.md); BeginPush/CommitPush join Locate here.
+    serve(v1.DeliveryService.service, {
+      Locate: locateHandler({
+        edge,
+        artifacts: this.artifacts,
+        manifests: new PieceManifests(this.artifacts.blobs, this.log.child({ component: 'manifests' })),
+        nodeMayFetch,
+        tracker: () => this.leaderRole().tracker,
+        nodes: () => registry().list(),
+        blobBaseUrl: () => this.blobBaseUrl,
+        grantKeys: this.grantKeys,
+        // With the S3 blob store, coordinator/blobs/s3-direct.ts presigns GETs; until then the coordinator serves.
+        presignGet: undefined,
+        now: () => this.clock.now(),
+        counted: (caller) => this.metrics.locates.inc({ caller }),
+      }),
+    } as grpc.UntypedServiceImplementation);
     // Coordinators only, with the peer secret: copies of blobs (coordinator/blobs/blob-peers.ts).
     serve(v1.BlobPeerService.service, this.peers.service());
     serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));
@@ -453,7 +482,7 @@ export class Coordinator {
         events.record({ tenant: '', object: `node/${change.node}`, allocation: '', node: change.node, type: `Node${change.to[0]!.toUpperCase()}${change.to.slice(1)}`, message: `${change.from} → ${change.to}` });
       }
     });
-    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId };
+    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random) };
     registry.open();
     this.leader = { id: this.id, address: this.address };
     this.metrics.isLeader.set(1);

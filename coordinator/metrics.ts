@@ -44,6 +44,13 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
 
+  readonly locates = new Counter({
+    name: 'mlfleet_coordinator_locates_total',
+    help: 'DeliveryService.Locate calls answered, by caller (node: an agent filling its cache; user: a client)',
+    labelNames: ['caller'],
+    registers: [this.registry],
+  });
+
   readonly rejectedCalls = new Counter({
     name: 'mlfleet_rpc_rejected_total',
     help: 'Calls refused with RESOURCE_EXHAUSTED because their caller had its share of calls open',

@@ -31,6 +31,8 @@ export interface NodeView {
   lastSeenMs: number;
   usage: Usage | undefined;
   cache: CacheEntry[];
+  /** Hello.peer_upload_mbps: 0 (or absent) when the agent serves no pieces to peers. Memory only. */
+  peerUploadMbps?: number;
   /** Where the agent's blob bytes came from, as its last heartbeat said. */
   delivery?: DeliveryCounters | undefined;
 }

@@ -146,6 +146,7 @@ export class NodeRegistry {
     view.lastHeartbeatMs = now;
     view.lastSeenMs = now;
     view.cache = hello.cache;
+    view.peerUploadMbps = hello.peerUploadMbps;
     return view;
   }
 
@@ -168,9 +169,11 @@ export class NodeRegistry {
     if (view) view.cache = cache;
   }
 
-  /** The session ended. The node stays ready until its TTL runs out: it may just be reconnecting. */
-  disconnected(name: string, session: SessionHandle): void {
-    if (this.sessions.get(name) === session) this.sessions.delete(name);
+  /** The session ended. The node stays ready until its TTL runs out: it may just be reconnecting. False: a newer session had replaced it. */
+  disconnected(name: string, session: SessionHandle): boolean {
+    if (this.sessions.get(name) !== session) return false;
+    this.sessions.delete(name);
+    return true;
   }
 
   async cordon(name: string): Promise<NodeView> {
@@ -334,6 +337,7 @@ export class NodeRegistry {
       lastSeenMs: previous?.lastSeenMs ?? now,
       usage: previous?.usage,
       delivery: previous?.delivery,
+      peerUploadMbps: previous?.peerUploadMbps,
       cache: previous?.cache ?? [],
     });
   }

@@ -18,6 +18,8 @@ export const keys = {
   bootstrap: `${ROOT}bootstrap`,
   /** The secret coordinators show each other to copy blobs (coordinator/blobs/blob-peers.ts); never logged. */
   peerSecret: `${ROOT}peer-secret`,
+  /** The Ed25519 key every leader signs peer grants with (coordinator/delivery/grant-keys.ts); never logged. */
+  grantKey: `${ROOT}grant-key`,
   /** The cluster's id, made once: agents label their containers with it (coordinator/bootstrap.ts). */
   cluster: `${ROOT}cluster`,
   artifactsPrefix: (kind: string) => `${ROOT}artifacts/${kind}/`,

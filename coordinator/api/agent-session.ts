@@ -55,6 +55,10 @@ export interface AgentSessionDeps {
   /** The cluster's id (coordinator/bootstrap.ts ensureClusterId), while this coordinator leads. */
   clusterId(): string;
   leaderAddress(): string;
+  /** The public key (SPKI DER) agents check the leader's peer grants with (coordinator/delivery/grant-keys.ts). */
+  grantPublicKey?: Buffer;
+  /** The node's session ended (the tracker forgets its fetches). */
+  sessionEnded?(node: string): void;
   /**
    * Admits a new node that joined with a join token: mints its own credential (ALREADY_EXISTS
    * when the name is taken; coordinator/auth/node-admission.ts).
@@ -234,6 +238,7 @@ class AgentSession implements SessionHandle {
         nodeTtlMs: this.deps.nodeTtlMs,
         nodeCredential,
         clusterId: this.deps.clusterId(),
+        grantPublicKey: this.deps.grantPublicKey ?? Buffer.alloc(0),
       },
     });
     this.delivered = true;
@@ -276,7 +281,8 @@ class AgentSession implements SessionHandle {
     this.ended = true;
     this.deps.metrics.sessions.dec();
     if (this.nodeName) {
-      this.registry.disconnected(this.nodeName, this);
+      // A session a newer one replaced leaves the newer one's fetches alone.
+      if (this.registry.disconnected(this.nodeName, this)) this.deps.sessionEnded?.(this.nodeName);
       this.deps.logs.nodeGone(this.nodeName);
     }
     end();

@@ -58,6 +58,8 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'SelectionService.Select': { roles: USERS, mutating: false },
   ...artifactRules('ModelService'),
   ...artifactRules('DatasetService'),
+  // Users locate their tenant's versions; agents the blobs their node may fetch (the handler checks which).
+  'DeliveryService.Locate': { roles: [...USERS, 'node'], mutating: false },
 };
 
 /**

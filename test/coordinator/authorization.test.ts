@@ -66,6 +66,8 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'StackService.GetStack': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
   'StackService.RegisterStack': adminOnly,
   'StackService.DeleteStack': adminOnly,
+  // Users locate their tenant's versions; a node only blobs its allocations use (none of node-x's uses the payload).
+  'DeliveryService.Locate': (c, scope) => (c === 'node' ? 'NOT_FOUND' : ownTenantRead(c, scope)),
   // No deployment is ready in any tenant: who may ask (and that another tenant is not found) is all this shows.
   'SelectionService.Select': (c) => (USERS.has(c) ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
 };
@@ -320,6 +322,8 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
     }
     case 'SelectionService.Select':
       return { type: 'classification', tenant };
+    case 'DeliveryService.Locate':
+      return { kind: 'model', ref: `seed-${tenant}:1`, tenant };
     case 'BlobPeerService.Fetch':
       return { digest: PAYLOAD_DIGEST };
     case 'BlobPeerService.Store':
@@ -354,7 +358,7 @@ test('every RPC answers every kind of caller exactly as the authorization rules 
           let request = await requestFor(cluster, method.name, scope);
           assert.ok(request !== undefined, `no request built for ${method.name}`);
           // Nodes fetch by digest, the way an agent's cache does.
-          if (method.name.endsWith('.Download') && caller === 'node') request = { digest: PAYLOAD_DIGEST };
+          if ((method.name.endsWith('.Download') || method.name === 'DeliveryService.Locate') && caller === 'node') request = { digest: PAYLOAD_DIGEST };
           const token = cluster.tokens[caller];
           const address = cluster.coordinator.address;
           if (method.def.requestStream) got = await callClientStream(address, method, request as unknown[], token);

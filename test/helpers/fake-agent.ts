@@ -16,6 +16,10 @@ export interface FakeAgentOptions {
   gpus?: Array<{ model: string; memoryBytes: number }>;
   labels?: Record<string, string>;
   cache?: string[];
+  /** Hello.peer_upload_mbps (default 0: serves no pieces). */
+  peerUploadMbps?: number;
+  /** Hello.address, its gateway (default `<name>:7780`). */
+  address?: string;
 }
 
 export class FakeAgent {
@@ -36,6 +40,8 @@ export class FakeAgent {
   credential: string | undefined;
   /** The cluster's id, from the last welcome. */
   clusterId: string | undefined;
+  /** The key the leader's peer grants verify with, from the last welcome. */
+  grantPublicKey: Buffer | undefined;
   /** Latency samples the next heartbeat carries, as a gateway would report them. */
   readonly latencies: Array<{ tenant: string; model: string; allocation: string; count: number; errors: number; p50Ms: number; p99Ms: number }> = [];
 
@@ -70,6 +76,7 @@ export class FakeAgent {
         welcomed = true;
         if (message.welcome.nodeCredential) this.credential = message.welcome.nodeCredential;
         this.clusterId = message.welcome.clusterId;
+        this.grantPublicKey = message.welcome.grantPublicKey;
         let seq = 0;
         clearInterval(this.heartbeats);
         this.heartbeats = setInterval(() => call.write({ heartbeat: { seq: ++seq, sentAtMs: Date.now(), latencies: this.latencies.splice(0) } }), message.welcome.heartbeatIntervalMs);
@@ -90,12 +97,13 @@ export class FakeAgent {
       clearInterval(this.heartbeats);
       if (this.call === call) this.endedWith = err;
     });
-    const { cpuMillis = 8000, memoryBytes = 32 * 2 ** 30, gpus = [], labels = {}, cache = [] } = this.options;
+    const { cpuMillis = 8000, memoryBytes = 32 * 2 ** 30, gpus = [], labels = {}, cache = [], peerUploadMbps = 0, address = `${this.name}:7780` } = this.options;
     call.write({
       hello: {
         nodeName: this.name,
         agentVersion: 'fake',
-        address: `${this.name}:7780`,
+        address,
+        peerUploadMbps,
         labels,
         capacity: {
           cpuMillis,
@@ -119,6 +127,11 @@ export class FakeAgent {
         cache: [],
       },
     });
+  }
+
+  /** Reports the blobs its cache holds whole, as an agent's status report does. */
+  reportCache(digests: Array<{ digest: string; sizeBytes: number }>): void {
+    this.call!.write({ status: { allocations: [], cache: digests.map((d) => ({ ...d, inUse: false })) } });
   }
 
   /** Reports every allocation of its set in `state`. */
