@@ -12,6 +12,7 @@ import { InvalidArgumentError } from '../shared/errors.js';
 import { parseHostPort } from '../shared/config.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { channelCredentials, type TlsMaterial } from '../shared/tls.js';
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Allocation, Capacity } from '../shared/proto.js';
 import { ALLOCATION_STATES } from '../shared/workloads.js';
 import type { Driver } from './drivers/driver.js';
@@ -19,7 +20,10 @@ import { DockerDriver } from './drivers/docker-driver.js';
 import { ProcessDriver } from './drivers/process-driver.js';
 import { processTaskUser } from './task-user.js';
 import { detectInventory, loadInventoryFile } from './inventory.js';
-import { coordinatorBlobSource } from './blob-source.js';
+import { DeliveryCounters } from './delivery/counters.js';
+import { HashPool } from './delivery/hash-pool.js';
+import { leaderLocator } from './delivery/locator.js';
+import { PieceFetcher } from './delivery/piece-fetcher.js';
 import { coordinatorOutputPusher } from './job-output.js';
 import { LocalState } from './local-state.js';
 import { LogStreams } from './log-streams.js';
@@ -44,6 +48,8 @@ export interface AgentOptions {
   /** Where other hosts reach this agent; defaults to the gateway address. */
   advertise: string | undefined;
   cacheMaxBytes: number;
+  /** Blobs fetched at once (--max-concurrent-downloads; default 4); others wait their turn. */
+  maxConcurrentDownloads?: number;
   inventoryFile: string | undefined;
   /** TLS to the coordinators (a client certificate for mutual TLS); undefined: plain text. */
   tls: TlsMaterial | undefined;
@@ -72,6 +78,8 @@ export class Agent {
     readonly labels: Record<string, string>,
     readonly session: CoordinatorSession,
     readonly cache: ModelCache,
+    /** What this agent's deliveries moved (heartbeats and /metrics read it), and the fetcher. */
+    readonly delivery: AgentDelivery,
     readonly reconciler: Reconciler,
     readonly gateway: Gateway,
     private readonly driver: Driver,
@@ -125,11 +133,13 @@ export class Agent {
     // gateway hop presents it, and the hop is on the inference path.
     let credential = state.getMeta(CREDENTIAL);
     const token = () => credential ?? options.joinToken;
+    const delivery = agentDelivery(() => session.connectedTo, () => credential, credentials, options, clock, log.child({ component: 'delivery' }));
     const cache = ModelCache.open({
       dir: path.join(options.dataDir, 'cache'),
       db: state.database,
       maxBytes: options.cacheMaxBytes,
-      source: coordinatorBlobSource({ leader: () => session.connectedTo, token, credentials }),
+      source: delivery.fetcher,
+      maxConcurrentDownloads: options.maxConcurrentDownloads,
       clock,
       log: log.child({ component: 'model-cache' }),
       // What adopted tasks use is not evicted before the reconciler leases it again.
@@ -268,10 +278,11 @@ export class Agent {
       await reconciler.close();
       await driver.close();
       await cache.close();
+      await delivery.close();
       state.close();
       throw err;
     }
-    return new Agent(options, inventory.capacity, labels, session, cache, reconciler, gateway, driver, logStreams, state, ops, log);
+    return new Agent(options, inventory.capacity, labels, session, cache, delivery, reconciler, gateway, driver, logStreams, state, ops, log);
   }
 
   get httpAddress(): string {
@@ -297,9 +308,39 @@ export class Agent {
     await this.gateway.close();
     await this.ops.close();
     await this.cache.close();
+    await this.delivery.close();
     this.state.close();
     this.log.info('agent stopped');
   }
+}
+
+export interface AgentDelivery {
+  counters: DeliveryCounters;
+  fetcher: PieceFetcher;
+  close(): Promise<void>;
+}
+
+/** The piece fetcher the cache pulls through, locating with the leader, and its counters. */
+function agentDelivery(
+  leader: () => string | undefined,
+  credential: () => string | undefined,
+  credentials: ChannelCredentials,
+  options: AgentOptions,
+  clock: Clock,
+  log: Logger,
+): AgentDelivery {
+  const counters = new DeliveryCounters();
+  const hashPool = new HashPool();
+  // Only the node credential fetches blobs: a join token is refused by every blob route.
+  const fetcher = new PieceFetcher({ locate: leaderLocator({ leader, token: credential, credentials }), token: credential, tls: options.tls, counters, hashPool, clock, log });
+  return {
+    counters,
+    fetcher,
+    async close() {
+      await fetcher.close();
+      await hashPool.close();
+    },
+  };
 }
 
 /** The model and dataset digests a desired set's allocations use. */

@@ -25,6 +25,7 @@ const OPTIONS: OptionSpec[] = [
   { key: 'httpListen', flag: '--http-listen <addr>', description: '/healthz and /metrics address', default: '127.0.0.1:7781' },
   { key: 'advertise', flag: '--advertise <addr>', description: 'address other hosts reach this agent at (default: the gateway address)' },
   { key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', description: 'model cache budget, e.g. 100Gi', default: '50Gi' },
+  { key: 'maxConcurrentDownloads', flag: '--max-concurrent-downloads <n>', description: 'blobs fetched into the model cache at once; others wait their turn', default: '4' },
   { key: 'joinToken', flag: '--join-token <token>', description: 'join token for the first connection (the coordinator wrote one to <data-dir>/join-token)' },
   { key: 'joinTokenFile', flag: '--join-token-file <path>', description: 'file holding the join token' },
   { key: 'inventoryFile', flag: '--inventory-file <path>', description: 'JSON capacity that replaces what is detected' },
@@ -65,6 +66,7 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
     httpListen: compile(args, 'httpListen', hostPort),
     advertise: compileOptional(args, 'advertise', hostPort),
     cacheMaxBytes: compile(args, 'cacheMaxBytes', (t) => parseBytes(t, 'cache size')),
+    maxConcurrentDownloads: compile(args, 'maxConcurrentDownloads', parseDownloads),
     inventoryFile: compileOptional(args, 'inventoryFile', (t) => t),
     joinToken: compileOptional(args, 'joinToken', (t) => t) ?? compileOptional(args, 'joinTokenFile', readTokenFile),
     tls: compileTls(args, 'client'),
@@ -72,3 +74,12 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
   };
 }
 
+
+/** --max-concurrent-downloads: a whole number from 1 to 64. */
+function parseDownloads(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1 || n > 64) {
+    throw new InvalidArgumentError(`concurrent downloads must be a whole number from 1 to 64, not "${text}"`);
+  }
+  return n;
+}
