@@ -92,6 +92,8 @@ class PieceRequestError extends Error {
     message: string,
     /** The pull stops: the seed refused (the digest is unknown, this node may not fetch it). */
     readonly fatal: MlfleetError | undefined = undefined,
+    /** The bytes arrived but did not match the piece's hash: the source is avoided for that piece only. */
+    readonly corrupt = false,
   ) {
     super(message);
   }
@@ -341,7 +343,7 @@ class Pull {
     if (this.finished || this.controller.signal.aborted) return;
     if (err instanceof PieceRequestError && err.fatal && source.kind !== 'peer') return this.finish(err.fatal);
     if (err instanceof FileError) return this.finish(err.cause); // the disk, not the network
-    source.failedUntil = this.now + FAILED_MS;
+    if (!(err instanceof PieceRequestError && err.corrupt)) source.failedUntil = this.now + FAILED_MS;
     this.failuresInARow += 1;
     this.settings.log.debug({ digest: this.manifest.digest, piece, source: source.kind, node: source.located.node, err: (err as Error).message }, 'a piece request failed');
     if (this.failuresInARow >= MAX_FAILURES_IN_A_ROW) {
@@ -376,7 +378,7 @@ class Pull {
     bytes = hashed.bytes;
     if (!hashed.hash.equals(pieceHash(this.manifest, piece))) {
       this.corrupt(piece, source);
-      throw new PieceRequestError(`piece ${piece} from ${source.kind} ${source.located.node ?? ''} does not match its hash`);
+      throw new PieceRequestError(`piece ${piece} from ${source.kind} ${source.located.node ?? ''} does not match its hash`, undefined, true);
     }
     try {
       await writeAll(this.request.handle, bytes, range.start);

@@ -67,9 +67,11 @@ export function planNextPiece(input: PlanInput): PlanResult {
   const waiting: number[] = [];
   if (input.inFlight.size >= input.maxInFlight) return { next: undefined, waiting };
   const usable = input.sources.filter((source) => !input.failed.has(source.id) && source.inFlight < source.limit);
-  const peers = input.sources.filter((source) => source.kind === 'peer' && !input.failed.has(source.id));
+  const listed = input.sources.filter((source) => source.kind === 'peer');
+  const peers = listed.filter((source) => !input.failed.has(source.id));
   const seeds = usable.filter((source) => source.kind !== 'peer');
-  const alone = input.fetchers <= 1 || peers.length === 0;
+  // A peer that failed a moment ago still counts as fetching: its pieces wait for the stall rule.
+  const alone = input.fetchers <= 1 || listed.length === 0;
   const fetchers = Math.max(1, input.fetchers);
 
   for (let piece = 0; piece < input.pieceCount; piece += 1) {
