@@ -129,10 +129,10 @@ interface OpenCache {
 }
 
 /** A cache over the agent's own database, as the agent opens it; closed in t.after(). */
-function openCache(t: TestContext, dataDir: string, source: BlobSource, options: { maxBytes?: number; clock?: FakeClock; keep?: string[] } = {}): OpenCache {
+function openCache(t: TestContext, dataDir: string, source: BlobSource, options: { maxBytes?: number; clock?: FakeClock; keep?: string[]; maxConcurrentDownloads?: number } = {}): OpenCache {
   const state = LocalState.open(dataDir);
   const cacheDir = path.join(dataDir, 'cache');
-  const cache = ModelCache.open({ dir: cacheDir, db: state.database, maxBytes: options.maxBytes ?? 1024 ** 3, source, clock: options.clock ?? new FakeClock(), keep: options.keep });
+  const cache = ModelCache.open({ dir: cacheDir, db: state.database, maxBytes: options.maxBytes ?? 1024 ** 3, source, clock: options.clock ?? new FakeClock(), keep: options.keep, maxConcurrentDownloads: options.maxConcurrentDownloads });
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -523,4 +523,62 @@ test('closing the cache stops a download in progress and fails its acquire', asy
   await cache.close();
   await assert.rejects(acquiring, /the model cache is closing/);
   await assert.rejects(cache.acquire(blob), /the model cache is closed/);
+});
+
+test('heldPieces tells the peer routes what a download has so far, then the whole published file', async (t) => {
+  const source = new FakeBlobSource();
+  const content = randomBytes(230_000);
+  const blob = source.add(content);
+  const tree = tempDir(t);
+  await fs.writeFile(path.join(tree, 'a.txt'), 'a');
+  const directory = source.add(await tarOf(tree), true);
+  const { cache } = openCache(t, tempDir(t), source);
+  assert.equal(cache.heldPieces(blob.digest), undefined, 'nothing yet');
+  assert.equal(cache.heldPieces('sha256:nonsense'), undefined);
+
+  const paused = source.pauseAt(2 * PIECE);
+  const acquiring = cache.acquire(blob);
+  await paused.reached;
+  const partial = cache.heldPieces(blob.digest);
+  assert.ok(partial);
+  assert.equal(partial.pieceBytes, PIECE);
+  assert.equal(partial.sizeBytes, content.length);
+  assert.deepEqual([0, 1, 2, 3, 4].map((piece) => partial.bitfield.has(piece)), [true, true, false, false, false]);
+  const early = await partial.open();
+  const firstTwo = Buffer.alloc(2 * PIECE);
+  await early.read(firstTwo, 0, firstTwo.length, 0);
+  assert.ok(firstTwo.equals(content.subarray(0, 2 * PIECE)));
+
+  paused.resume();
+  const lease = await acquiring;
+  // A handle opened on the partial file keeps reading the same bytes after the rename.
+  await early.read(firstTwo, 0, firstTwo.length, 0);
+  assert.ok(firstTwo.equals(content.subarray(0, 2 * PIECE)));
+  await early.close();
+  const whole = cache.heldPieces(blob.digest);
+  assert.ok(whole && whole.bitfield.complete());
+  assert.equal(whole.pieceBytes, 8 * 1024 * 1024, 'a finished entry is cut at the delivery piece size');
+  const handle = await whole.open();
+  assert.ok((await handle.readFile()).equals(content));
+  await handle.close();
+  lease.release();
+
+  await cache.prefetch(directory);
+  assert.equal(cache.heldPieces(directory.digest), undefined, 'an unpacked directory serves no pieces');
+});
+
+test('--max-concurrent-downloads: past the limit, a blob waits for a download to finish before it fetches a byte', async (t) => {
+  const source = new FakeBlobSource();
+  const [a, b] = [source.add(randomBytes(120_000)), source.add(randomBytes(120_000))];
+  const { cache } = openCache(t, tempDir(t), source, { maxConcurrentDownloads: 1 });
+  const paused = source.pauseAt(60_000);
+  const first = cache.acquire(a);
+  await paused.reached;
+  const second = cache.acquire(b);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(source.requests.map((r) => r.digest), [a.digest], 'b waits for its turn');
+  paused.resume();
+  const leases = await Promise.all([first, second]);
+  assert.deepEqual(source.requests.map((r) => r.digest), [a.digest, b.digest]);
+  for (const lease of leases) lease.release();
 });

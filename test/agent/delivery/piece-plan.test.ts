@@ -95,3 +95,10 @@ test('a peer whose bitfield is not known yet holds nothing; with no peer listed 
   assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: unknown })).next, { piece: 1, source: 'coord' });
   assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: [SEED] })).next, { piece: 0, source: 'coord' });
 });
+
+test('a peer that failed a moment ago still counts as fetching: its share waits for the stall rule, not the seed', () => {
+  const sources = [peer('a', [0], 8), SEED];
+  const result = planNextPiece(input({ rank: 1, fetchers: 2, sources, failed: new Set(['a']) }));
+  assert.deepEqual(result.next, { piece: 1, source: 'coord' });
+  assert.deepEqual(result.waiting, [0]);
+});
