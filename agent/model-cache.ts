@@ -29,6 +29,7 @@ import { FailedPreconditionError, InvalidArgumentError, MlfleetError, ResourceEx
 import { KeyedMutex } from '../shared/keyed-mutex.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { Bitfield, pieceBytesFor, pieceCount } from '../shared/pieces.js';
+import { PrefixHasher } from './delivery/prefix-hasher.js';
 import { unpackTar } from '../shared/tar.js';
 import { CacheIndex, type IndexedEntry, type Manifest, type PartialDownload } from './cache-index.js';
 
@@ -425,8 +426,17 @@ export class ModelCache {
     flight.progress = resume && { pieceBytes: resume.pieceBytes, bitfield: copyOf(resume.bitfield) };
 
     const handle = await fs.open(file, exists ? 'r+' : 'wx', 0o600);
+    // The whole digest is hashed as the contiguous prefix of written pieces grows.
+    const hasher = new PrefixHasher(file);
+    const advance = (progress: PieceProgress) => {
+      let pieces = 0;
+      while (pieces < progress.bitfield.size && progress.bitfield.has(pieces)) pieces += 1;
+      hasher.advance(Math.min(pieces * progress.pieceBytes, sizeBytes));
+    };
+    let actual: string;
     try {
       await handle.truncate(sizeBytes);
+      if (resume) advance(resume);
       await this.downloads.run(signal, async () => {
         this.log.info({ digest, sizeBytes, piecesHeld: resume?.bitfield.count() ?? 0 }, resume ? 'resuming a download' : 'downloading');
         await this.source.pull({
@@ -437,6 +447,7 @@ export class ModelCache {
           signal,
           onProgress: (progress) => {
             flight.progress = progress;
+            advance(progress);
           },
           onCheckpoint: (progress) => {
             this.savePartial(digest, progress);
@@ -444,7 +455,9 @@ export class ModelCache {
           },
         });
       });
+      actual = `sha256:${await hasher.finish(sizeBytes)}`;
     } catch (err) {
+      await hasher.close();
       // Nothing worth resuming: leave no file behind (a digest nobody has, say).
       if (!(this.index.partial(digest)?.pieces?.bitfield.some((byte) => byte !== 0) ?? false)) {
         await handle.close().catch(() => undefined);
@@ -456,8 +469,9 @@ export class ModelCache {
     }
 
     // Every piece matched its hash; the whole digest is still checked before anything is
-    // visible (the manifest came from the leader, the bytes from anyone).
-    const actual = `sha256:${await hashFile(file, signal)}`;
+    // visible (the manifest came from the leader, the bytes from anyone). A mismatch is
+    // confirmed by reading the file again before the bytes are thrown away.
+    if (actual !== digest) actual = `sha256:${await hashFile(file, signal)}`;
     if (actual !== digest) {
       await this.discardPartial(digest, hex);
       throw new CorruptBlobError(`the bytes fetched for ${digest} hash to ${actual}; they were discarded and the next attempt fetches again from the start`);
