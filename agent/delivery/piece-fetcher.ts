@@ -268,22 +268,26 @@ class Pull {
     return this.settings.clock.now();
   }
 
+  /** The sources of a (new) location; one already known keeps its state (the same object, which pieces in flight count down). */
   private setSources(location: Location): void {
     const previous = new Map(this.sources.map((source) => [source.id, source]));
     this.sources = location.sources.map((located) => {
-      const id = located.url;
-      const old = previous.get(id);
-      const pieces = located.kind !== 'peer' ? undefined : located.complete ? 'complete' : old?.pieces;
+      const old = previous.get(located.url);
+      if (old) {
+        old.located = located;
+        if (located.kind === 'peer' && located.complete) old.pieces = 'complete';
+        return old;
+      }
       return {
-        id,
+        id: located.url,
         kind: located.kind,
-        pieces,
-        inFlight: old?.inFlight ?? 0,
+        pieces: located.kind === 'peer' && located.complete ? 'complete' : undefined,
+        inFlight: 0,
         limit: located.kind === 'peer' ? this.settings.perPeer : this.settings.perSeed,
         located,
-        failedUntil: old?.failedUntil ?? 0,
-        polling: old?.polling ?? false,
-        polledAt: old?.polledAt ?? 0,
+        failedUntil: 0,
+        polling: false,
+        polledAt: 0,
       };
     });
   }
@@ -361,7 +365,11 @@ class Pull {
       if (response.statusCode !== 206 && !(response.statusCode === 200 && length === this.manifest.sizeBytes)) {
         const text = (await response.body.text().catch(() => '')).slice(0, 200);
         const message = `${source.kind} ${source.located.node ?? source.located.url.split('?')[0]} answered ${response.statusCode} for piece ${piece}: ${text}`;
-        const fatal = response.statusCode === 404 ? new NotFoundError(`${this.manifest.digest}: ${message}`) : response.statusCode === 401 || response.statusCode === 403 ? new FailedPreconditionError(message) : undefined;
+        const refused = response.statusCode === 401 || response.statusCode === 403;
+        // A presigned URL that expired: ask the leader for fresh ones at once.
+        if (source.kind === 's3' && refused && this.sources.includes(source)) this.location = { ...this.location, refreshAtMs: 1 };
+        const fatal =
+          source.kind === 's3' ? undefined : response.statusCode === 404 ? new NotFoundError(`${this.manifest.digest}: ${message}`) : refused ? new FailedPreconditionError(message) : undefined;
         throw new PieceRequestError(message, fatal);
       }
       for await (const chunk of response.body as AsyncIterable<Buffer>) {

@@ -149,3 +149,37 @@ test('a presigned S3 URL gets no credential, a peer\'s bitfield is read from /pi
   assert.equal(counters.receivedBytes.peer + counters.receivedBytes.s3, sizeBytes, 'each piece came once');
   lease.release();
 });
+
+test('a presigned URL the bucket refuses (expired) makes the fetcher locate again at once and carry on with the fresh one', async (t) => {
+  const sizeBytes = 6 * MiB;
+  const pieceBytes = MiB;
+  const { file, digest } = await randomBlob(t, sizeBytes);
+  const manifest = await manifestOf(file, pieceBytes);
+  const bucket = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 's3', query: '?X-Amz-Signature=fresh' });
+  const base: Omit<Location, 'sources'> = { digest, sizeBytes, pieceBytes, pieceHashes: manifest.hashes, grant: '', rank: 0, fetchers: 1, refreshAtMs: 0 };
+  const urls = [bucket.url.replace('fresh', 'expired'), bucket.url];
+  let locates = 0;
+  const counters = new DeliveryCounters();
+  const hashPool = new HashPool();
+  const fetcher = new PieceFetcher({
+    locate: async () => ({ ...base, sources: [{ kind: 's3', url: urls[Math.min(locates++, 1)]! }] }),
+    token: () => TOKEN,
+    counters,
+    hashPool,
+  });
+  const dataDir = tempDir(t);
+  const state = LocalState.open(dataDir);
+  const cache = ModelCache.open({ dir: path.join(dataDir, 'cache'), db: state.database, maxBytes: 1024 ** 3, source: fetcher });
+  t.after(async () => {
+    await cache.close();
+    await fetcher.close();
+    await hashPool.close();
+    state.close();
+  });
+  const lease = await cache.acquire({ digest, sizeBytes, directory: false });
+  assert.ok(await sameBytes(lease.path, file));
+  assert.equal(locates, 2);
+  assert.ok(bucket.refused >= 1, 'the expired URL was refused');
+  assert.equal(counters.receivedBytes.s3, sizeBytes);
+  lease.release();
+});
