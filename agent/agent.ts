@@ -12,6 +12,7 @@ import { InvalidArgumentError } from '../shared/errors.js';
 import { parseHostPort } from '../shared/config.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { channelCredentials, type TlsMaterial } from '../shared/tls.js';
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Allocation, Capacity } from '../shared/proto.js';
 import { ALLOCATION_STATES } from '../shared/workloads.js';
 import type { Driver } from './drivers/driver.js';
@@ -19,7 +20,9 @@ import { DockerDriver } from './drivers/docker-driver.js';
 import { ProcessDriver } from './drivers/process-driver.js';
 import { processTaskUser } from './task-user.js';
 import { detectInventory, loadInventoryFile } from './inventory.js';
-import { coordinatorBlobSource } from './blob-source.js';
+import { HashPool } from './delivery/hash-pool.js';
+import { leaderLocator } from './delivery/locator.js';
+import { PieceFetcher } from './delivery/piece-fetcher.js';
 import { coordinatorOutputPusher } from './job-output.js';
 import { LocalState } from './local-state.js';
 import { LogStreams } from './log-streams.js';
@@ -28,7 +31,7 @@ import { Reconciler, parseRunSpec } from './reconciler.js';
 import { Gateway } from './gateway/gateway.js';
 import { DeliveryCounters } from './delivery/counters.js';
 import { registerDeliveryMetrics } from './delivery/metrics.js';
-import { PeerRoutes, type PieceHolder } from './delivery/peer-routes.js';
+import { PeerRoutes } from './delivery/peer-routes.js';
 import { UploadLimiter, peerUploadMbps } from './delivery/upload-limiter.js';
 import { CoordinatorSession } from './session.js';
 import { UsageSampler } from './usage.js';
@@ -48,6 +51,8 @@ export interface AgentOptions {
   /** Where other hosts reach this agent; defaults to the gateway address. */
   advertise: string | undefined;
   cacheMaxBytes: number;
+  /** Blobs fetched at once (--max-concurrent-downloads; default 4); others wait their turn. */
+  maxConcurrentDownloads?: number;
   inventoryFile: string | undefined;
   /** --peer-upload-mbps: the cap on bytes given to peers (0: none); undefined: from the inventory's NICs (upload-limiter.ts). */
   peerUploadMbps?: number;
@@ -78,6 +83,8 @@ export class Agent {
     readonly labels: Record<string, string>,
     readonly session: CoordinatorSession,
     readonly cache: ModelCache,
+    /** What this agent's deliveries moved (heartbeats and /metrics read it), and the fetcher. */
+    readonly delivery: AgentDelivery,
     readonly reconciler: Reconciler,
     readonly gateway: Gateway,
     private readonly driver: Driver,
@@ -85,8 +92,6 @@ export class Agent {
     private readonly state: LocalState,
     private readonly ops: OpsServer,
     private readonly log: Logger,
-    /** What this agent's deliveries moved (the fetcher and the peer routes count into it). */
-    readonly delivery: DeliveryCounters,
   ) {}
 
   static async create(options: AgentOptions, deps: AgentDeps = {}): Promise<Agent> {
@@ -127,8 +132,8 @@ export class Agent {
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, prefix: 'mlfleet_agent_' });
     // One count of what deliveries moved, for the fetcher, the peer routes, heartbeats and /metrics.
-    const delivery = new DeliveryCounters();
-    registerDeliveryMetrics(metrics, delivery);
+    const counters = new DeliveryCounters();
+    registerDeliveryMetrics(metrics, counters);
     const uploadMbps = peerUploadMbps(options.peerUploadMbps, inventory.capacity?.nics ?? []);
     const sessionId = randomUUID();
     const sampler = new UsageSampler();
@@ -137,11 +142,13 @@ export class Agent {
     // gateway hop presents it, and the hop is on the inference path.
     let credential = state.getMeta(CREDENTIAL);
     const token = () => credential ?? options.joinToken;
+    const delivery = agentDelivery(counters, () => session.connectedTo, () => credential, credentials, options, clock, log.child({ component: 'delivery' }));
     const cache = ModelCache.open({
       dir: path.join(options.dataDir, 'cache'),
       db: state.database,
       maxBytes: options.cacheMaxBytes,
-      source: coordinatorBlobSource({ leader: () => session.connectedTo, token, credentials }),
+      source: delivery.fetcher,
+      maxConcurrentDownloads: options.maxConcurrentDownloads,
       clock,
       log: log.child({ component: 'model-cache' }),
       // What adopted tasks use is not evicted before the reconciler leases it again.
@@ -154,7 +161,7 @@ export class Agent {
       log,
       usage: () => sampler.sample(),
       latencies: () => gateway.takeLatencies(),
-      delivery: () => delivery.toProto(),
+      delivery: () => counters.toProto(),
       onRoutes: (table) => gateway.setRoutes(table),
       onTokens: (table) => gateway.setTokens(table),
       credentials,
@@ -272,11 +279,10 @@ export class Agent {
         clock,
         log: log.child({ component: 'gateway' }),
         peers: new PeerRoutes({
-          // ModelCache.heldPieces comes with the fetcher's part of issue 15; until it does, nothing is held.
-          holder: { heldPieces: (digest) => (cache as Partial<PieceHolder>).heldPieces?.(digest) },
+          holder: cache,
           grantKey: () => session.grantPublicKey,
           limiter: uploadMbps > 0 ? new UploadLimiter(uploadMbps, clock) : undefined,
-          counters: delivery,
+          counters,
           clock,
           log: log.child({ component: 'peer-routes' }),
         }),
@@ -291,10 +297,11 @@ export class Agent {
       await reconciler.close();
       await driver.close();
       await cache.close();
+      await delivery.close();
       state.close();
       throw err;
     }
-    return new Agent(options, inventory.capacity, labels, session, cache, reconciler, gateway, driver, logStreams, state, ops, log, delivery);
+    return new Agent(options, inventory.capacity, labels, session, cache, delivery, reconciler, gateway, driver, logStreams, state, ops, log);
   }
 
   get httpAddress(): string {
@@ -320,9 +327,39 @@ export class Agent {
     await this.gateway.close();
     await this.ops.close();
     await this.cache.close();
+    await this.delivery.close();
     this.state.close();
     this.log.info('agent stopped');
   }
+}
+
+export interface AgentDelivery {
+  counters: DeliveryCounters;
+  fetcher: PieceFetcher;
+  close(): Promise<void>;
+}
+
+/** The piece fetcher the cache pulls through, locating with the leader, and its counters. */
+function agentDelivery(
+  counters: DeliveryCounters,
+  leader: () => string | undefined,
+  credential: () => string | undefined,
+  credentials: ChannelCredentials,
+  options: AgentOptions,
+  clock: Clock,
+  log: Logger,
+): AgentDelivery {
+  const hashPool = new HashPool();
+  // Only the node credential fetches blobs: a join token is refused by every blob route.
+  const fetcher = new PieceFetcher({ locate: leaderLocator({ leader, token: credential, credentials }), token: credential, tls: options.tls, counters, hashPool, clock, log });
+  return {
+    counters,
+    fetcher,
+    async close() {
+      await fetcher.close();
+      await hashPool.close();
+    },
+  };
 }
 
 /** The model and dataset digests a desired set's allocations use. */

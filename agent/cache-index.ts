@@ -33,8 +33,14 @@ export interface IndexedEntry {
 
 export interface PartialDownload {
   digest: string;
-  /** A prefix of the blob known to be on disk: written and fsync'ed before it was recorded. */
+  /** Bytes of the blob known to be on disk (the recorded pieces'): what the budget counts. */
   syncedBytes: number;
+  /**
+   * The pieces written, fsync'ed and verified before they were recorded (bit i = piece i, as
+   * shared/pieces.ts's Bitfield), cut at `pieceBytes`; undefined for a row written before
+   * pieces (its bytes are fetched again).
+   */
+  pieces?: { pieceBytes: number; bitfield: Uint8Array } | undefined;
   updatedAt: number;
 }
 
@@ -66,6 +72,8 @@ interface EntryRow {
 interface PartialRow {
   digest: string;
   synced_bytes: number;
+  piece_bytes: number | null;
+  pieces: Buffer | null;
   updated_at: number;
 }
 
@@ -82,7 +90,9 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS cache_partials (
     digest TEXT PRIMARY KEY,
     synced_bytes INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    piece_bytes INTEGER,
+    pieces BLOB
   );
   CREATE TABLE IF NOT EXISTS cache_prefetches (
     digest TEXT PRIMARY KEY,
@@ -99,6 +109,10 @@ export class CacheIndex {
 
   constructor(private readonly db: Database.Database) {
     db.exec(SCHEMA);
+    // agent.db files from before pieces: their partials table lacks the piece columns.
+    const columns = new Set((db.prepare('PRAGMA table_info(cache_partials)').all() as { name: string }[]).map((column) => column.name));
+    if (!columns.has('piece_bytes')) db.exec('ALTER TABLE cache_partials ADD COLUMN piece_bytes INTEGER');
+    if (!columns.has('pieces')) db.exec('ALTER TABLE cache_partials ADD COLUMN pieces BLOB');
     this.statements = {
       get: db.prepare('SELECT * FROM cache_entries WHERE digest = ?'),
       all: db.prepare('SELECT * FROM cache_entries ORDER BY last_used_at, use_seq'),
@@ -114,8 +128,10 @@ export class CacheIndex {
       partial: db.prepare('SELECT * FROM cache_partials WHERE digest = ?'),
       partials: db.prepare('SELECT * FROM cache_partials ORDER BY updated_at'),
       savePartial: db.prepare(
-        `INSERT INTO cache_partials (digest, synced_bytes, updated_at) VALUES (@digest, @syncedBytes, @updatedAt)
-         ON CONFLICT(digest) DO UPDATE SET synced_bytes = excluded.synced_bytes, updated_at = excluded.updated_at`,
+        `INSERT INTO cache_partials (digest, synced_bytes, updated_at, piece_bytes, pieces)
+         VALUES (@digest, @syncedBytes, @updatedAt, @pieceBytes, @pieces)
+         ON CONFLICT(digest) DO UPDATE SET synced_bytes = excluded.synced_bytes, updated_at = excluded.updated_at,
+           piece_bytes = excluded.piece_bytes, pieces = excluded.pieces`,
       ),
       deletePartial: db.prepare('DELETE FROM cache_partials WHERE digest = ?'),
       prefetches: db.prepare('SELECT * FROM cache_prefetches ORDER BY requested_at, digest'),
@@ -171,7 +187,13 @@ export class CacheIndex {
   }
 
   savePartial(partial: PartialDownload): void {
-    this.statements.savePartial.run(partial);
+    this.statements.savePartial.run({
+      digest: partial.digest,
+      syncedBytes: partial.syncedBytes,
+      updatedAt: partial.updatedAt,
+      pieceBytes: partial.pieces?.pieceBytes ?? null,
+      pieces: partial.pieces ? Buffer.from(partial.pieces.bitfield) : null,
+    });
   }
 
   deletePartial(digest: string): void {
@@ -214,5 +236,6 @@ function toEntry(row: EntryRow): IndexedEntry {
 }
 
 function toPartial(row: PartialRow): PartialDownload {
-  return { digest: row.digest, syncedBytes: row.synced_bytes, updatedAt: row.updated_at };
+  const pieces = row.piece_bytes !== null && row.pieces !== null ? { pieceBytes: row.piece_bytes, bitfield: new Uint8Array(row.pieces) } : undefined;
+  return { digest: row.digest, syncedBytes: row.synced_bytes, pieces, updatedAt: row.updated_at };
 }

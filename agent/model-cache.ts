@@ -1,9 +1,11 @@
 // The agent's model cache under <data-dir>/cache: the blobs (model and dataset versions, named
 // by their sha256 digest) that allocations on this host mount. It owns
-//  - fetching: one download per digest however many allocations wait for it, streamed to
-//    partial/<hex> and hashed on the way, with checkpoints (fsync, then the offset recorded in
-//    SQLite) so a download that is cut off, by kill -9 included, resumes where the last
-//    checkpoint left it instead of from zero;
+//  - fetching: one download per digest however many allocations wait for it, at most
+//    --max-concurrent-downloads at once; the source (agent/delivery/piece-fetcher.ts) writes
+//    verified pieces into partial/<hex> at their offsets and checkpoints them (fdatasync, then
+//    the bitfield recorded in SQLite), so a download that is cut off, by kill -9 included,
+//    resumes with the pieces it has instead of from zero; the whole digest is checked before
+//    anything is published;
 //  - publishing: nothing is visible before its digest is verified; a file is then renamed to
 //    blobs/<hex>, a directory's tar is unpacked into tmp/<hex> and renamed to blobs/<hex>/;
 //  - integrity: an entry is checked again when an allocation takes it, and a damaged one is
@@ -26,13 +28,50 @@ import { systemClock, type Clock } from '../shared/clock.js';
 import { FailedPreconditionError, InvalidArgumentError, MlfleetError, ResourceExhaustedError, UnavailableError } from '../shared/errors.js';
 import { KeyedMutex } from '../shared/keyed-mutex.js';
 import { silentLogger, type Logger } from '../shared/log.js';
+import { Bitfield, pieceBytesFor, pieceCount } from '../shared/pieces.js';
+import { PrefixHasher } from './delivery/prefix-hasher.js';
 import { unpackTar } from '../shared/tar.js';
 import { CacheIndex, type IndexedEntry, type Manifest, type PartialDownload } from './cache-index.js';
 
-/** Where the cache gets bytes: in the agent, the leader's Download RPC (blob-source.ts). */
+/** Which pieces of a blob are on disk, cut at which piece size. */
+export interface PieceProgress {
+  pieceBytes: number;
+  bitfield: Bitfield;
+}
+
+/** One blob for a BlobSource to bring into its partial file. */
+export interface PullRequest {
+  /** "sha256:<hex>" */
+  digest: string;
+  sizeBytes: number;
+  /** partial/<hex>, open for reading and writing, `sizeBytes` long: pieces go at their offsets. */
+  handle: FileHandle;
+  /** The pieces recorded at the last checkpoint (verified and durable), if any. */
+  resume: PieceProgress | undefined;
+  /** Each time a piece is verified and written (not yet durable): peers may be served it. */
+  onProgress(progress: PieceProgress): void;
+  /** Pieces verified and made durable (fdatasync): recorded, so a restart resumes with them. */
+  onCheckpoint(progress: PieceProgress): void;
+  signal: AbortSignal;
+}
+
+/** Where the cache gets bytes: in the agent, the piece fetcher (agent/delivery/piece-fetcher.ts). */
 export interface BlobSource {
-  /** The blob's bytes from `offset` to its end. Aborting `signal` ends the stream. */
-  fetch(digest: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Buffer>>;
+  /**
+   * Fetches every piece the partial file lacks, verifying each against the piece manifest;
+   * resolves once all are written and durable (a last onCheckpoint with every piece).
+   */
+  pull(request: PullRequest): Promise<void>;
+}
+
+/** What heldPieces() answers: pieces a peer may be served, and how to read them. */
+export interface HeldPieces {
+  sizeBytes: number;
+  pieceBytes: number;
+  /** A copy: the pieces verified and written at the time of the call. */
+  bitfield: Bitfield;
+  /** The file holding them (partial/<hex>, or blobs/<hex> once published); the caller closes it. */
+  open(): Promise<FileHandle>;
 }
 
 /** What an allocation (or a prefetch command) names: a version's content. */
@@ -69,11 +108,8 @@ export interface ModelCacheOptions {
   source: BlobSource;
   clock?: Clock;
   log?: Logger;
-  /**
-   * A checkpoint every this many downloaded bytes (and at least every second): what a kill -9
-   * can cost a download at most. Each checkpoint is an fsync, hence not every chunk.
-   */
-  checkpointBytes?: number;
+  /** Blobs whose bytes are fetched at once (--max-concurrent-downloads); others wait their turn. Default 4. */
+  maxConcurrentDownloads?: number;
   /**
    * Digests that tasks still running on this host use (from the saved desired set): kept out of
    * eviction from the moment the cache opens until releaseKept(), by when the reconciler has
@@ -92,13 +128,8 @@ export class CorruptBlobError extends MlfleetError {
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
 /** Unfinished prefetches remembered at most; one more is still fetched, just not remembered. */
 const MAX_PREFETCH_INTENTS = 256;
-const DEFAULT_CHECKPOINT_BYTES = 8 * 1024 * 1024;
-const CHECKPOINT_INTERVAL_MS = 1_000;
 const READ_CHUNK_BYTES = 1024 * 1024;
-/** A download's bytes are written to disk this many at a time, from one of two reused buffers. */
-const WRITE_BYTES = 1024 * 1024;
-/** Checkpoints' worth of bytes that may wait for an fsync under way before the download waits too. */
-const UNSYNCED_CHECKPOINTS = 4;
+export const DEFAULT_MAX_CONCURRENT_DOWNLOADS = 4;
 
 /** One digest being made present (verified, or fetched and published), shared by its waiters. */
 interface Flight {
@@ -109,13 +140,15 @@ interface Flight {
   settled: boolean;
   /** While bytes are being fetched, the budget reserves the blob's whole size for it. */
   downloading: boolean;
+  /** The pieces verified and written so far, while fetching. */
+  progress: PieceProgress | undefined;
 }
 
 export class ModelCache {
   private readonly index: CacheIndex;
   private readonly clock: Clock;
   private readonly log: Logger;
-  private readonly checkpointBytes: number;
+  private readonly downloads: Slots;
   /** Everything that touches a digest's files runs under its key, one thing at a time. */
   private readonly files = new KeyedMutex();
   private readonly flights = new Map<string, Flight>();
@@ -142,7 +175,9 @@ export class ModelCache {
     this.index = new CacheIndex(db);
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? silentLogger();
-    this.checkpointBytes = options.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES;
+    const slots = options.maxConcurrentDownloads ?? DEFAULT_MAX_CONCURRENT_DOWNLOADS;
+    if (!Number.isSafeInteger(slots) || slots < 1) throw new InvalidArgumentError(`at most N downloads at once needs N >= 1, not ${slots}`);
+    this.downloads = new Slots(slots);
   }
 
   /**
@@ -297,7 +332,7 @@ export class ModelCache {
   }
 
   private startFlight(blob: CacheBlob, hex: string): Flight {
-    const flight: Flight = { blob, controller: new AbortController(), promise: Promise.resolve(), waiters: 0, settled: false, downloading: false };
+    const flight: Flight = { blob, controller: new AbortController(), promise: Promise.resolve(), waiters: 0, settled: false, downloading: false, progress: undefined };
     flight.promise = this.files.run(hex, async () => {
       flight.controller.signal.throwIfAborted();
       try {
@@ -345,7 +380,7 @@ export class ModelCache {
       // Room is made before fetching, not after, so the disk never holds the budget plus the
       // new blob; the price is that a download that then fails may have evicted for nothing.
       this.enforceBudget();
-      await this.download(blob, hex, signal);
+      await this.download(flight, hex, signal);
       await this.publish(blob, hex);
     } finally {
       flight.downloading = false;
@@ -378,86 +413,99 @@ export class ModelCache {
 
   // ---- downloading -----------------------------------------------------------------------
 
-  /** Brings partial/<hex> to the blob's full, verified bytes, resuming what is there. */
-  private async download(blob: CacheBlob, hex: string, signal: AbortSignal): Promise<void> {
-    const { digest, sizeBytes } = blob;
+  /** Brings partial/<hex> to the blob's full, verified bytes, resuming with the pieces recorded. */
+  private async download(flight: Flight, hex: string, signal: AbortSignal): Promise<void> {
+    const { digest, sizeBytes } = flight.blob;
     const file = this.partialPath(hex);
-    const onDisk = (await statOrUndefined(file))?.size ?? 0;
-    // Only the checkpointed prefix is trusted: after a power cut the tail past the last fsync
-    // may hold anything. After a plain kill -9 it is fine, but the two cannot be told apart.
-    let offset = Math.min(this.index.partial(digest)?.syncedBytes ?? 0, onDisk);
-    if (offset > sizeBytes) offset = 0;
-    this.savePartial(digest, offset);
+    const exists = existsSync(file);
+    // Only recorded pieces are trusted: after a power cut what was written past the last
+    // fdatasync may hold anything. After a plain kill -9 it is fine, but the two cannot be told
+    // apart. A record from before pieces (a byte prefix) starts over.
+    const resume = exists ? recordedPieces(this.index.partial(digest), sizeBytes) : undefined;
+    this.savePartial(digest, resume);
+    flight.progress = resume && { pieceBytes: resume.pieceBytes, bitfield: copyOf(resume.bitfield) };
 
-    const handle = await fs.open(file, existsSync(file) ? 'r+' : 'wx', 0o600);
-    const partial = new PartialWriter(handle, offset, sizeBytes, {
-      checkpointBytes: this.checkpointBytes,
-      clock: this.clock,
-      record: (syncedBytes) => {
-        this.savePartial(digest, syncedBytes);
-        this.log.debug({ digest, syncedBytes, sizeBytes }, 'download checkpoint');
-      },
-    });
-    let closed = false;
-    const close = async () => {
-      if (closed) return;
-      closed = true;
-      await partial.idle();
-      await handle.close();
+    const handle = await fs.open(file, exists ? 'r+' : 'wx', 0o600);
+    // The whole digest is hashed as the contiguous prefix of written pieces grows.
+    const hasher = new PrefixHasher(file);
+    const advance = (progress: PieceProgress) => {
+      let pieces = 0;
+      while (pieces < progress.bitfield.size && progress.bitfield.has(pieces)) pieces += 1;
+      hasher.advance(Math.min(pieces * progress.pieceBytes, sizeBytes));
     };
+    let actual: string;
     try {
-      await handle.truncate(offset);
-      const hash = createHash('sha256');
-      await hashPrefix(handle, offset, hash, signal);
-
-      if (offset < sizeBytes) {
-        this.log.info({ digest, offset, sizeBytes }, offset > 0 ? 'resuming a download' : 'downloading');
-        try {
-          const chunks = (await this.source.fetch(digest, offset, signal))[Symbol.asyncIterator]();
-          try {
-            for (;;) {
-              // Raced with the signal, so a source that ignores it cannot hold close() hostage.
-              const next = await settledOrAborted(chunks.next(), signal);
-              if (next.done) break;
-              const chunk = next.value;
-              if (partial.received + chunk.length > sizeBytes) {
-                await close();
-                await this.discardPartial(digest, hex);
-                throw new CorruptBlobError(`the coordinator sent more than the ${sizeBytes} bytes of ${digest}; the download was discarded and the next attempt starts over`);
-              }
-              hash.update(chunk);
-              await partial.append(chunk);
-            }
-          } finally {
-            void chunks.return?.()?.catch(() => {});
-          }
-          await partial.settle();
-          if (partial.received < sizeBytes) {
-            throw new UnavailableError(`the download of ${digest} stopped after ${partial.received} of ${sizeBytes} bytes; the next attempt resumes from there`);
-          }
-        } catch (err) {
-          if (!closed) {
-            await partial.checkpoint().catch((syncError: unknown) => this.log.warn({ digest, err: (syncError as Error).message }, 'could not checkpoint a failed download'));
-            await close();
-            // Nothing worth resuming: leave no empty file behind (a digest nobody has, say).
-            if (partial.synced === 0) await this.discardPartial(digest, hex);
-          }
-          throw signal.aborted ? signal.reason : err;
-        }
-      }
-
-      const actual = `sha256:${hash.digest('hex')}`;
-      if (actual !== digest) {
-        await close();
+      await handle.truncate(sizeBytes);
+      if (resume) advance(resume);
+      await this.downloads.run(signal, async () => {
+        this.log.info({ digest, sizeBytes, piecesHeld: resume?.bitfield.count() ?? 0 }, resume ? 'resuming a download' : 'downloading');
+        await this.source.pull({
+          digest,
+          sizeBytes,
+          handle,
+          resume,
+          signal,
+          onProgress: (progress) => {
+            flight.progress = progress;
+            advance(progress);
+          },
+          onCheckpoint: (progress) => {
+            this.savePartial(digest, progress);
+            this.log.debug({ digest, pieces: progress.bitfield.count() }, 'download checkpoint');
+          },
+        });
+      });
+      actual = `sha256:${await hasher.finish(sizeBytes)}`;
+    } catch (err) {
+      await hasher.close();
+      // Nothing worth resuming: leave no file behind (a digest nobody has, say).
+      if (!(this.index.partial(digest)?.pieces?.bitfield.some((byte) => byte !== 0) ?? false)) {
+        await handle.close().catch(() => undefined);
         await this.discardPartial(digest, hex);
-        throw new CorruptBlobError(`the bytes fetched for ${digest} hash to ${actual}; they were discarded and the next attempt fetches again from the start`);
       }
-      // Durable before visible: a crash after the rename must not expose a file of zeros. And
-      // recorded as complete, so a publish that fails (a full disk) costs no second fetch.
-      await partial.checkpoint();
+      throw signal.aborted ? signal.reason : err;
     } finally {
-      await close();
+      await handle.close().catch(() => undefined);
     }
+
+    // Every piece matched its hash; the whole digest is still checked before anything is
+    // visible (the manifest came from the leader, the bytes from anyone). A mismatch is
+    // confirmed by reading the file again before the bytes are thrown away.
+    if (actual !== digest) actual = `sha256:${await hashFile(file, signal)}`;
+    if (actual !== digest) {
+      await this.discardPartial(digest, hex);
+      throw new CorruptBlobError(`the bytes fetched for ${digest} hash to ${actual}; they were discarded and the next attempt fetches again from the start`);
+    }
+  }
+
+  /**
+   * The pieces of `digest` this agent can serve a peer: a finished file entry (all of them) or a
+   * download in progress (those verified and written so far). Directory entries: undefined
+   * (their tar was unpacked and is gone).
+   */
+  heldPieces(digest: string): HeldPieces | undefined {
+    const match = DIGEST.exec(digest);
+    if (!match || this.closed) return undefined;
+    const hex = match[1]!;
+    const entry = this.index.get(digest);
+    if (entry) {
+      if (entry.kind !== 'file') return undefined;
+      const pieceBytes = pieceBytesFor(entry.sizeBytes);
+      return { sizeBytes: entry.sizeBytes, pieceBytes, bitfield: Bitfield.full(pieceCount(entry.sizeBytes, pieceBytes)), open: () => fs.open(this.blobPath(hex), 'r') };
+    }
+    const flight = this.flights.get(hex);
+    if (!flight?.progress || flight.blob.directory) return undefined;
+    const { pieceBytes, bitfield } = flight.progress;
+    return {
+      sizeBytes: flight.blob.sizeBytes,
+      pieceBytes,
+      bitfield: copyOf(bitfield),
+      // Published meanwhile: the same bytes under blobs/.
+      open: () => fs.open(this.partialPath(hex), 'r').catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        return fs.open(this.blobPath(hex), 'r');
+      }),
+    };
   }
 
   /** Makes a verified partial/<hex> visible as blobs/<hex>, then records it. */
@@ -496,8 +544,10 @@ export class ModelCache {
     this.emitChange();
   }
 
-  private savePartial(digest: string, syncedBytes: number): void {
-    this.index.savePartial({ digest, syncedBytes, updatedAt: this.clock.now() });
+  private savePartial(digest: string, progress: PieceProgress | undefined): void {
+    const syncedBytes = progress ? Math.min(progress.bitfield.count() * progress.pieceBytes, this.flights.get(hexOf(digest))?.blob.sizeBytes ?? Infinity) : 0;
+    const pieces = progress && { pieceBytes: progress.pieceBytes, bitfield: progress.bitfield.bytes };
+    this.index.savePartial({ digest, syncedBytes, pieces, updatedAt: this.clock.now() });
   }
 
   private async discardPartial(digest: string, hex: string): Promise<void> {
@@ -738,160 +788,57 @@ async function hashPrefix(handle: FileHandle, length: number, hash: Hash, signal
   }
 }
 
-async function writeAll(handle: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, position + offset);
-    offset += bytesWritten;
+/** The recorded pieces of a partial, when the record has them and they fit the blob. */
+function recordedPieces(partial: PartialDownload | undefined, sizeBytes: number): PieceProgress | undefined {
+  if (!partial?.pieces) return undefined;
+  const { pieceBytes, bitfield } = partial.pieces;
+  if (!Number.isSafeInteger(pieceBytes) || pieceBytes <= 0) return undefined;
+  try {
+    return { pieceBytes, bitfield: new Bitfield(pieceCount(sizeBytes, pieceBytes), bitfield) };
+  } catch {
+    return undefined; // recorded for another size: start over
   }
 }
 
-interface PartialWriterOptions {
-  checkpointBytes: number;
-  clock: Clock;
-  /** Called with each checkpoint's offset once its bytes are durable. */
-  record: (syncedBytes: number) => void;
+function copyOf(bitfield: Bitfield): Bitfield {
+  return new Bitfield(bitfield.size, bitfield.bytes);
 }
 
-/**
- * A download's partial file, written behind the network: chunks are copied into one of two
- * large buffers, written with one positional write each while the other fills, and a
- * checkpoint's fsync runs while the download goes on. Copying lets each chunk go as soon as it
- * is hashed: chunks kept until written would outlive the young generation and cost full
- * garbage collections. A checkpoint records only bytes whose write had finished before its
- * fsync began, so what it records is on disk.
- */
-class PartialWriter {
-  /** Bytes handed to append(), counted from the blob's start. */
-  private appended: number;
-  /** Bytes whose write has finished. */
-  private written: number;
-  /** Bytes durable and recorded by a checkpoint. */
-  private durable: number;
-  /** The buffer being filled, and how much of it is. */
-  private filling: Buffer | undefined;
-  private filled = 0;
-  /** Buffers free to fill: at most two ever exist, one filling while the other is written. */
-  private readonly spare: Buffer[] = [];
-  private readonly bufferBytes: number;
-  private writing: Promise<void> | undefined;
-  private syncing: Promise<void> | undefined;
-  private checkpointedAt: number;
-  /** The first write or fsync that failed; every later call throws it. */
-  private failure: { error: unknown } | undefined;
+/** At most N holders at once; the others wait in order (or until their signal aborts). */
+class Slots {
+  private free: number;
+  private readonly queue: (() => void)[] = [];
 
-  constructor(
-    private readonly handle: FileHandle,
-    offset: number,
-    sizeBytes: number,
-    private readonly options: PartialWriterOptions,
-  ) {
-    this.appended = offset;
-    this.written = offset;
-    this.durable = offset;
-    this.bufferBytes = Math.max(1, Math.min(WRITE_BYTES, sizeBytes - offset));
-    this.checkpointedAt = options.clock.now();
+  constructor(size: number) {
+    this.free = size;
   }
 
-  /** Bytes handed to append(), counted from the blob's start. */
-  get received(): number {
-    return this.appended;
-  }
-
-  /** Bytes durable and recorded by a checkpoint. */
-  get synced(): number {
-    return this.durable;
-  }
-
-  /** Takes a chunk; resolves when the next may come, usually at once (its write comes later). */
-  async append(chunk: Buffer): Promise<void> {
-    for (let at = 0; at < chunk.length; ) {
-      this.filling ??= this.spare.pop() ?? Buffer.allocUnsafeSlow(this.bufferBytes);
-      const copied = chunk.copy(this.filling, this.filled, at);
-      at += copied;
-      this.filled += copied;
-      this.appended += copied;
-      if (this.filled === this.filling.length) await this.flush();
-    }
-    // The disk falling far behind the network would make a kill -9 cost more than a few
-    // checkpoints' worth: wait for the fsync under way.
-    if (this.syncing && this.appended - this.durable >= UNSYNCED_CHECKPOINTS * this.options.checkpointBytes) await this.syncing;
-    if (!this.syncing && (this.appended - this.durable >= this.options.checkpointBytes || this.options.clock.now() - this.checkpointedAt >= CHECKPOINT_INTERVAL_MS)) {
-      await this.flush();
-      this.startCheckpoint();
-    }
-    this.throwIfFailed();
-  }
-
-  /** Resolves once everything appended is written (not necessarily durable). */
-  async settle(): Promise<void> {
-    await this.flush();
-    await this.idle();
-    this.throwIfFailed();
-  }
-
-  /** Makes everything appended durable and records it. */
-  async checkpoint(): Promise<void> {
-    await this.settle();
-    if (this.written > this.durable) {
-      this.startCheckpoint();
-      await this.syncing;
-      this.throwIfFailed();
-    }
-  }
-
-  /** Resolves once no write or fsync is running; never throws (the handle may then close). */
-  async idle(): Promise<void> {
-    while (this.writing || this.syncing) await Promise.all([this.writing, this.syncing]);
-  }
-
-  /** Starts writing what is filled once the previous write is done, keeping the bytes on disk contiguous. */
-  private async flush(): Promise<void> {
-    if (this.writing) await this.writing;
-    this.throwIfFailed();
-    const buffer = this.filling;
-    if (!buffer || this.filled === 0) return;
-    const end = this.appended;
-    const bytes = buffer.subarray(0, this.filled);
-    this.filling = undefined;
-    this.filled = 0;
-    const write: Promise<void> = writeAll(this.handle, bytes, end - bytes.length)
-      .then(
-        () => {
-          this.written = end;
-          this.spare.push(buffer);
-        },
-        (err: unknown) => void (this.failure ??= { error: err }),
-      )
-      .finally(() => {
-        if (this.writing === write) this.writing = undefined;
+  async run<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> {
+    signal.throwIfAborted();
+    if (this.free > 0) {
+      this.free -= 1;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        const take = () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          const at = this.queue.indexOf(take);
+          if (at >= 0) this.queue.splice(at, 1);
+          reject(signal.reason);
+        };
+        this.queue.push(take);
+        signal.addEventListener('abort', onAbort, { once: true });
       });
-    this.writing = write;
-  }
-
-  /** An fsync of what is written once the write under way is done; then the offset is recorded. */
-  private startCheckpoint(): void {
-    const previous = this.writing;
-    const sync: Promise<void> = (async () => {
-      await previous;
-      const at = this.written;
-      if (this.failure || at === this.durable) return;
-      try {
-        await this.handle.sync();
-        this.durable = at;
-        this.checkpointedAt = this.options.clock.now();
-        this.options.record(at);
-      } catch (err) {
-        this.failure ??= { error: err };
-      }
-    })().finally(() => {
-      if (this.syncing === sync) this.syncing = undefined;
-    });
-    this.syncing = sync;
-  }
-
-  private throwIfFailed(): void {
-    if (this.failure) throw this.failure.error;
+    }
+    try {
+      return await work();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.free += 1;
+    }
   }
 }
 

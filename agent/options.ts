@@ -26,6 +26,7 @@ const OPTIONS: OptionSpec[] = [
   { key: 'httpListen', flag: '--http-listen <addr>', description: '/healthz and /metrics address', default: '127.0.0.1:7781' },
   { key: 'advertise', flag: '--advertise <addr>', description: 'address other hosts reach this agent at (default: the gateway address)' },
   { key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', description: 'model cache budget, e.g. 100Gi', default: '50Gi' },
+  { key: 'maxConcurrentDownloads', flag: '--max-concurrent-downloads <n>', description: 'blobs fetched into the model cache at once; others wait their turn', default: '4' },
   { key: 'joinToken', flag: '--join-token <token>', description: 'join token for the first connection (the coordinator wrote one to <data-dir>/join-token)' },
   { key: 'joinTokenFile', flag: '--join-token-file <path>', description: 'file holding the join token' },
   { key: 'peerUploadMbps', flag: '--peer-upload-mbps <n>', description: 'cap on the bytes given to other agents, in Mbit/s (default: half the fastest NIC, else 1000; 0: share no pieces)' },
@@ -67,6 +68,7 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
     httpListen: compile(args, 'httpListen', hostPort),
     advertise: compileOptional(args, 'advertise', hostPort),
     cacheMaxBytes: compile(args, 'cacheMaxBytes', (t) => parseBytes(t, 'cache size')),
+    maxConcurrentDownloads: compile(args, 'maxConcurrentDownloads', parseDownloads),
     inventoryFile: compileOptional(args, 'inventoryFile', (t) => t),
     peerUploadMbps: compileOptional(args, 'peerUploadMbps', parsePeerUploadMbps),
     joinToken: compileOptional(args, 'joinToken', (t) => t) ?? compileOptional(args, 'joinTokenFile', readTokenFile),
@@ -75,3 +77,12 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
   };
 }
 
+
+/** --max-concurrent-downloads: a whole number from 1 to 64. */
+function parseDownloads(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1 || n > 64) {
+    throw new InvalidArgumentError(`concurrent downloads must be a whole number from 1 to 64, not "${text}"`);
+  }
+  return n;
+}

@@ -10,11 +10,12 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LocalState } from '../../agent/local-state.js';
-import { ModelCache, type BlobSource, type CacheBlob } from '../../agent/model-cache.js';
+import { ModelCache, type BlobSource, type CacheBlob, type PullRequest } from '../../agent/model-cache.js';
+import { Bitfield } from '../../shared/pieces.js';
 import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import { packDirectory } from '../../shared/tar.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { spawnDaemon, tempDir } from '../helpers/processes.js';
+import { tempDir } from '../helpers/processes.js';
 import tar from 'tar-stream';
 
 function digestOf(content: Buffer): string {
@@ -39,10 +40,14 @@ function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> 
 }
 
 /**
- * The coordinator's Download RPC in memory: bytes by digest from an offset, in chunks. It
- * records what was asked and how many bytes it sent, and can be told to fail after so many
- * bytes, to pause at a byte until resumed, or to serve other bytes than the digest names.
+ * The piece fetcher in memory: bytes by digest, written piece by piece (PIECE bytes each, in
+ * order, from the first missing piece) and checkpointed after each. It records what was asked
+ * (the offset of the first missing piece) and how many bytes it sent, and can be told to fail
+ * after so many bytes, to pause at a byte until resumed, or to serve other bytes than the
+ * digest names (it checks no piece hashes: the cache's whole-digest check must catch them).
  */
+const PIECE = 50_000;
+
 class FakeBlobSource implements BlobSource {
   readonly requests: { digest: string; offset: number }[] = [];
   bytesServed = 0;
@@ -63,12 +68,12 @@ class FakeBlobSource implements BlobSource {
     this.blobs.set(digest, content);
   }
 
-  /** The next fetch breaks, like a cut connection, once it has sent `bytes`. */
+  /** The next pull breaks, like a cut connection, once it has sent `bytes`. */
   failNextAfter(bytes: number): void {
     this.failures.push(bytes);
   }
 
-  /** Fetches stop when the blob's byte `at` is next to send, until resume() is called. */
+  /** Pulls stop when the blob's byte `at` is next to send, until resume() is called. */
   pauseAt(at: number): { reached: Promise<void>; resume: () => void } {
     let reached!: () => void;
     let resume!: () => void;
@@ -78,34 +83,42 @@ class FakeBlobSource implements BlobSource {
     return { reached: reachedPromise, resume: () => ((this.pause = undefined), resume()) };
   }
 
-  async fetch(digest: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Buffer>> {
-    this.requests.push({ digest, offset });
+  async pull(request: PullRequest): Promise<void> {
+    const { digest, handle, signal } = request;
     const content = this.blobs.get(digest);
+    const count = Math.ceil(request.sizeBytes / PIECE);
+    const bitfield = request.resume?.pieceBytes === PIECE ? new Bitfield(count, request.resume.bitfield.bytes) : new Bitfield(count);
+    let first = 0;
+    while (first < count && bitfield.has(first)) first += 1;
+    this.requests.push({ digest, offset: Math.min(first * PIECE, request.sizeBytes) });
     if (!content) throw new NotFoundError(`no model or dataset has content ${digest}`);
     const failAfter = this.failures.shift();
-    const self = this;
-    return (async function* chunks() {
-      let served = 0;
-      let at = offset;
-      while (at < content.length) {
-        const pause = self.pause;
+    let served = 0;
+    for (let piece = first; piece < count; piece += 1) {
+      if (bitfield.has(piece)) continue;
+      const end = Math.min((piece + 1) * PIECE, content.length);
+      for (let at = piece * PIECE; at < end; ) {
+        const pause = this.pause;
         if (pause && at >= pause.at) {
           pause.reached();
           await unlessAborted(pause.resumed, signal);
         }
         signal.throwIfAborted();
         if (failAfter !== undefined && served >= failAfter) throw new Error('connection reset by peer');
-        let end = Math.min(at + self.chunkBytes, content.length);
-        if (failAfter !== undefined) end = Math.min(end, at + failAfter - served);
-        if (pause && pause.at > at) end = Math.min(end, pause.at);
-        const chunk = Buffer.from(content.subarray(at, end));
-        self.bytesServed += chunk.length;
-        served += chunk.length;
-        at = end;
+        let stop = Math.min(at + this.chunkBytes, end);
+        if (failAfter !== undefined) stop = Math.min(stop, at + failAfter - served);
+        if (pause && pause.at > at) stop = Math.min(stop, pause.at);
+        await handle.write(content, at, stop - at, at);
+        this.bytesServed += stop - at;
+        served += stop - at;
+        at = stop;
         await nextTurn();
-        yield chunk;
       }
-    })();
+      await handle.datasync();
+      bitfield.set(piece);
+      request.onProgress({ pieceBytes: PIECE, bitfield: new Bitfield(count, bitfield.bytes) });
+      request.onCheckpoint({ pieceBytes: PIECE, bitfield: new Bitfield(count, bitfield.bytes) });
+    }
   }
 }
 
@@ -116,10 +129,10 @@ interface OpenCache {
 }
 
 /** A cache over the agent's own database, as the agent opens it; closed in t.after(). */
-function openCache(t: TestContext, dataDir: string, source: BlobSource, options: { maxBytes?: number; clock?: FakeClock; keep?: string[] } = {}): OpenCache {
+function openCache(t: TestContext, dataDir: string, source: BlobSource, options: { maxBytes?: number; clock?: FakeClock; keep?: string[]; maxConcurrentDownloads?: number } = {}): OpenCache {
   const state = LocalState.open(dataDir);
   const cacheDir = path.join(dataDir, 'cache');
-  const cache = ModelCache.open({ dir: cacheDir, db: state.database, maxBytes: options.maxBytes ?? 1024 ** 3, source, clock: options.clock ?? new FakeClock(), keep: options.keep });
+  const cache = ModelCache.open({ dir: cacheDir, db: state.database, maxBytes: options.maxBytes ?? 1024 ** 3, source, clock: options.clock ?? new FakeClock(), keep: options.keep, maxConcurrentDownloads: options.maxConcurrentDownloads });
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -403,7 +416,7 @@ test('on restart, index rows without files and files without index rows are drop
   assert.deepEqual(await fs.readdir(path.join(after.cacheDir, 'tmp')), []);
 });
 
-test('a download cut off mid-way resumes after a restart from the bytes already on disk', async (t) => {
+test('a download cut off mid-way resumes after a restart from the pieces already on disk', async (t) => {
   const dataDir = tempDir(t);
   const source = new FakeBlobSource();
   const content = randomBytes(1024 * 1024);
@@ -512,26 +525,60 @@ test('closing the cache stops a download in progress and fails its acquire', asy
   await assert.rejects(cache.acquire(blob), /the model cache is closed/);
 });
 
-test('a download killed with SIGKILL resumes from its last checkpoint, not from zero', async (t) => {
-  const dataDir = tempDir(t);
-  const content = randomBytes(1024 * 1024);
-  const digest = digestOf(content);
-  const sourceFile = path.join(tempDir(t), 'blob.bin');
-  await fs.writeFile(sourceFile, content);
-
-  const child = spawnDaemon(t, 'cache-download-child', 'test/agent/cache-download-child.js', [dataDir, sourceFile, digest, String(content.length)]);
-  const checkpoint = await child.waitFor((line) => line.msg === 'download checkpoint' && (line.syncedBytes as number) >= 64 * 1024);
-  await child.kill('SIGKILL');
-  assert.equal(child.lines.some((line) => line.msg === 'download finished'), false, 'killed before it finished');
-
+test('heldPieces tells the peer routes what a download has so far, then the whole published file', async (t) => {
   const source = new FakeBlobSource();
-  source.add(content);
-  const { cache } = openCache(t, dataDir, source);
-  const lease = await cache.acquire({ digest, sizeBytes: content.length, directory: false });
-  const resumedAt = source.requests[0]!.offset;
-  assert.ok(resumedAt >= (checkpoint.syncedBytes as number), `resumed at ${resumedAt}, at or after the checkpoint seen at ${checkpoint.syncedBytes as number}`);
-  assert.ok(resumedAt < content.length);
-  assert.equal(source.bytesServed, content.length - resumedAt, 'only the missing bytes were fetched');
-  assert.deepEqual(await fs.readFile(lease.path), content);
+  const content = randomBytes(230_000);
+  const blob = source.add(content);
+  const tree = tempDir(t);
+  await fs.writeFile(path.join(tree, 'a.txt'), 'a');
+  const directory = source.add(await tarOf(tree), true);
+  const { cache } = openCache(t, tempDir(t), source);
+  assert.equal(cache.heldPieces(blob.digest), undefined, 'nothing yet');
+  assert.equal(cache.heldPieces('sha256:nonsense'), undefined);
+
+  const paused = source.pauseAt(2 * PIECE);
+  const acquiring = cache.acquire(blob);
+  await paused.reached;
+  const partial = cache.heldPieces(blob.digest);
+  assert.ok(partial);
+  assert.equal(partial.pieceBytes, PIECE);
+  assert.equal(partial.sizeBytes, content.length);
+  assert.deepEqual([0, 1, 2, 3, 4].map((piece) => partial.bitfield.has(piece)), [true, true, false, false, false]);
+  const early = await partial.open();
+  const firstTwo = Buffer.alloc(2 * PIECE);
+  await early.read(firstTwo, 0, firstTwo.length, 0);
+  assert.ok(firstTwo.equals(content.subarray(0, 2 * PIECE)));
+
+  paused.resume();
+  const lease = await acquiring;
+  // A handle opened on the partial file keeps reading the same bytes after the rename.
+  await early.read(firstTwo, 0, firstTwo.length, 0);
+  assert.ok(firstTwo.equals(content.subarray(0, 2 * PIECE)));
+  await early.close();
+  const whole = cache.heldPieces(blob.digest);
+  assert.ok(whole && whole.bitfield.complete());
+  assert.equal(whole.pieceBytes, 8 * 1024 * 1024, 'a finished entry is cut at the delivery piece size');
+  const handle = await whole.open();
+  assert.ok((await handle.readFile()).equals(content));
+  await handle.close();
   lease.release();
+
+  await cache.prefetch(directory);
+  assert.equal(cache.heldPieces(directory.digest), undefined, 'an unpacked directory serves no pieces');
+});
+
+test('--max-concurrent-downloads: past the limit, a blob waits for a download to finish before it fetches a byte', async (t) => {
+  const source = new FakeBlobSource();
+  const [a, b] = [source.add(randomBytes(120_000)), source.add(randomBytes(120_000))];
+  const { cache } = openCache(t, tempDir(t), source, { maxConcurrentDownloads: 1 });
+  const paused = source.pauseAt(60_000);
+  const first = cache.acquire(a);
+  await paused.reached;
+  const second = cache.acquire(b);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(source.requests.map((r) => r.digest), [a.digest], 'b waits for its turn');
+  paused.resume();
+  const leases = await Promise.all([first, second]);
+  assert.deepEqual(source.requests.map((r) => r.digest), [a.digest, b.digest]);
+  for (const lease of leases) lease.release();
 });

@@ -15,7 +15,8 @@ import { ProcessDriver } from '../../agent/drivers/process-driver.js';
 import type { Driver } from '../../agent/drivers/driver.js';
 import { LocalState } from '../../agent/local-state.js';
 import { LogStreams, LOG_CHUNK_BYTES } from '../../agent/log-streams.js';
-import { ModelCache, type BlobSource } from '../../agent/model-cache.js';
+import { ModelCache, type BlobSource, type PullRequest } from '../../agent/model-cache.js';
+import { Bitfield } from '../../shared/pieces.js';
 import type { OutputPushRequest } from '../../agent/job-output.js';
 import { Reconciler, type ReconcilerOptions, type ReconcilerTiming } from '../../agent/reconciler.js';
 import { InvalidArgumentError, NotFoundError, UnavailableError } from '../../shared/errors.js';
@@ -38,7 +39,7 @@ const FAST: Partial<ReconcilerTiming> = {
   reportDebounceMs: 5,
 };
 
-/** The coordinator's Download RPC in memory: whole blobs by digest. */
+/** The piece fetcher in memory: whole blobs by digest, written in one piece. */
 class MemoryBlobSource implements BlobSource {
   private readonly blobs = new Map<string, Buffer>();
 
@@ -49,12 +50,14 @@ class MemoryBlobSource implements BlobSource {
     return { kind, ref: `acme/${name}:1`, name, version: 1, digest, sizeBytes: bytes.length, directory: false, mountPath };
   }
 
-  async fetch(digest: string, offset: number): Promise<AsyncIterable<Buffer>> {
-    const content = this.blobs.get(digest);
-    if (!content) throw new NotFoundError(`no model or dataset has content ${digest}`);
-    return (async function* () {
-      yield content.subarray(offset);
-    })();
+  async pull(request: PullRequest): Promise<void> {
+    const content = this.blobs.get(request.digest);
+    if (!content) throw new NotFoundError(`no model or dataset has content ${request.digest}`);
+    await request.handle.write(content, 0, content.length, 0);
+    await request.handle.datasync();
+    const progress = { pieceBytes: Math.max(1, content.length), bitfield: Bitfield.full(content.length > 0 ? 1 : 0) };
+    request.onProgress(progress);
+    request.onCheckpoint(progress);
   }
 }
 

@@ -1,0 +1,498 @@
+// The agent's piece fetcher (docs/delivery.md, "Pulling into an agent's cache"): the model
+// cache's BlobSource. It locates a blob (the leader answers with its piece manifest, the peers
+// holding or fetching it, the seed, a grant, this agent's rank among the fetchers), asks
+// incomplete peers for their bitfields, and GETs pieces with Range through one undici Pool per
+// origin, several at once, as piece-plan.ts decides. Each piece is hashed in a worker thread
+// and checked against the manifest before it is written at its offset in the partial file; a
+// bad one is counted and fetched again from another source. Pieces written are checkpointed
+// (fdatasync, then recorded by the cache) at most every second or every few pieces.
+import type { FileHandle } from 'node:fs/promises';
+import { Pool, type Dispatcher } from 'undici';
+import { GRANT_HEADER, PIECES_SUFFIX } from '../../shared/blob-http.js';
+import { systemClock, type Clock } from '../../shared/clock.js';
+import { FailedPreconditionError, InvalidArgumentError, MlfleetError, NotFoundError, UnavailableError } from '../../shared/errors.js';
+import { silentLogger, type Logger } from '../../shared/log.js';
+import { Bitfield, checkManifest, pieceCount, pieceHash, pieceRange, type PieceManifest } from '../../shared/pieces.js';
+import type { TlsMaterial } from '../../shared/tls.js';
+import { CorruptBlobError, type BlobSource, type PullRequest } from '../model-cache.js';
+import type { DeliveryCounters, DeliverySourceKind } from './counters.js';
+import type { HashPool } from './hash-pool.js';
+import { planNextPiece, type PlanSource } from './piece-plan.js';
+
+/** Where a blob's bytes are: what the leader's Locate answers, in the fetcher's terms. */
+export interface Location {
+  digest: string;
+  sizeBytes: number;
+  pieceBytes: number;
+  /** 32 bytes per piece. */
+  pieceHashes: Buffer;
+  sources: LocatedSource[];
+  grant: string;
+  rank: number;
+  fetchers: number;
+  /** Ask again before this time (ms since the epoch); 0: never. */
+  refreshAtMs: number;
+}
+
+export interface LocatedSource {
+  kind: DeliverySourceKind;
+  /** The blob's URL; peers also serve <url>/pieces. s3: presigned. */
+  url: string;
+  node?: string;
+  /** Peers: holds every piece. */
+  complete?: boolean;
+}
+
+export interface PieceFetcherOptions {
+  locate(digest: string, signal: AbortSignal): Promise<Location>;
+  /** The node credential, shown to the coordinator and to peers. */
+  token: () => string | undefined;
+  /** The agent's TLS material, for https origins (CA, client certificate). */
+  tls?: TlsMaterial | undefined;
+  counters: DeliveryCounters;
+  hashPool: HashPool;
+  clock?: Clock;
+  random?: () => number;
+  log?: Logger;
+  /** Pieces in flight for one blob. Default 6. */
+  maxInFlight?: number;
+  /** Pieces in flight from one peer. Default 2. */
+  perPeer?: number;
+  /** Pieces in flight from one seed (coordinator, bucket). Default 4. */
+  perSeed?: number;
+  /** How long a piece waits for a peer before the seed is asked for it. Default 1500 ms. */
+  stallMs?: number;
+  /** A checkpoint at most this long after a piece is written... Default 1000 ms. */
+  checkpointMs?: number;
+  /** ...or once this many pieces wait for one. Default 8. */
+  checkpointPieces?: number;
+  /** How often an incomplete peer's bitfield is asked for. Default 500 ms. */
+  pollMs?: number;
+}
+
+/** A source that failed is left alone this long. */
+const FAILED_MS = 2_000;
+/** Failed piece requests in a row, with no piece arriving, before the pull gives up (retryable). */
+const MAX_FAILURES_IN_A_ROW = 12;
+/** Corrupt copies of one piece before the blob is given up as unobtainable. */
+const MAX_CORRUPT_COPIES = 3;
+const TICK_MS = 100;
+const READ_BYTES = 1024 * 1024;
+
+interface SourceState extends PlanSource {
+  located: LocatedSource;
+  failedUntil: number;
+  polling: boolean;
+  polledAt: number;
+}
+
+/** Bad input from a source that only another source can mend: the piece is fetched again. */
+class PieceRequestError extends Error {
+  constructor(
+    message: string,
+    /** The pull stops: the seed refused (the digest is unknown, this node may not fetch it). */
+    readonly fatal: MlfleetError | undefined = undefined,
+    /** The bytes arrived but did not match the piece's hash: the source is avoided for that piece only. */
+    readonly corrupt = false,
+  ) {
+    super(message);
+  }
+}
+
+/** Writing the partial file failed (a full disk, say): the pull stops, whatever the source. */
+class FileError extends Error {
+  constructor(override readonly cause: unknown) {
+    super((cause as Error).message);
+  }
+}
+
+export class PieceFetcher implements BlobSource {
+  private readonly pools = new Map<string, Pool>();
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly log: Logger;
+
+  constructor(private readonly options: PieceFetcherOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? Math.random;
+    this.log = options.log ?? silentLogger();
+  }
+
+  async pull(request: PullRequest): Promise<void> {
+    const location = await this.options.locate(request.digest, request.signal);
+    const manifest = checkLocation(location, request);
+    await new Pull(this, request, location, manifest).run();
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((pool) => pool.close().catch(() => undefined)));
+  }
+
+  // ---- for Pull ------------------------------------------------------------------------
+
+  /** @internal */
+  get settings() {
+    const o = this.options;
+    return {
+      maxInFlight: o.maxInFlight ?? 6,
+      perPeer: o.perPeer ?? 2,
+      perSeed: o.perSeed ?? 4,
+      stallMs: o.stallMs ?? 1_500,
+      checkpointMs: o.checkpointMs ?? 1_000,
+      checkpointPieces: o.checkpointPieces ?? 8,
+      pollMs: o.pollMs ?? 500,
+      clock: this.clock,
+      random: this.random,
+      log: this.log,
+      counters: o.counters,
+      hashPool: o.hashPool,
+      locate: o.locate,
+    };
+  }
+
+  /** @internal The GET of `url` (+ Range), with the credentials its kind takes. */
+  async get(source: LocatedSource, url: URL, range: { start: number; end: number } | undefined, grant: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = {};
+    if (range) headers.range = `bytes=${range.start}-${range.end - 1}`;
+    if (source.kind !== 's3') {
+      const token = this.options.token();
+      if (token) headers.authorization = `Bearer ${token}`;
+      if (source.kind === 'peer' && grant) headers[GRANT_HEADER] = grant;
+    }
+    return this.pool(url).request({ method: 'GET', path: `${url.pathname}${url.search}`, headers, signal, highWaterMark: READ_BYTES });
+  }
+
+  private pool(url: URL): Pool {
+    let pool = this.pools.get(url.origin);
+    if (!pool) {
+      const tls = this.options.tls;
+      pool = new Pool(url.origin, {
+        connections: 8,
+        connect: url.protocol === 'https:' && tls ? { ca: tls.ca, cert: tls.cert, key: tls.key } : undefined,
+        bodyTimeout: 30_000,
+        headersTimeout: 30_000,
+      });
+      this.pools.set(url.origin, pool);
+    }
+    return pool;
+  }
+}
+
+function checkLocation(location: Location, request: PullRequest): PieceManifest {
+  if (location.digest !== request.digest) throw new UnavailableError(`the leader located ${location.digest} when asked for ${request.digest}`);
+  if (location.sizeBytes !== request.sizeBytes) {
+    throw new InvalidArgumentError(`${request.digest} is ${location.sizeBytes} bytes by the leader's account, not the ${request.sizeBytes} the allocation says`);
+  }
+  const manifest = { digest: location.digest, sizeBytes: location.sizeBytes, pieceBytes: location.pieceBytes, hashes: location.pieceHashes };
+  checkManifest(manifest);
+  if (location.sources.length === 0 && location.sizeBytes > 0) {
+    throw new UnavailableError(`the leader knows no source for ${request.digest}`);
+  }
+  return manifest;
+}
+
+/** One blob being pulled. */
+class Pull {
+  private readonly count: number;
+  /** Verified and written. */
+  private readonly held: Bitfield;
+  /** Verified, written and recorded after an fdatasync. */
+  private readonly durable: Bitfield;
+  /** Written since the last checkpoint began. */
+  private unsynced: number[] = [];
+  private lastCheckpointAt: number;
+  private checkpointing: Promise<void> | undefined;
+  private readonly inFlight = new Map<number, SourceState>();
+  private readonly waitingSince = new Map<number, number>();
+  private readonly corruptFrom = new Map<number, Set<string>>();
+  private readonly corruptCopies = new Map<number, number>();
+  private sources: SourceState[] = [];
+  private location: Location;
+  private failuresInARow = 0;
+  private relocating = false;
+  private readonly settings;
+  private readonly controller = new AbortController();
+  private finished = false;
+  private settle!: (err?: unknown) => void;
+
+  constructor(
+    private readonly fetcher: PieceFetcher,
+    private readonly request: PullRequest,
+    location: Location,
+    private readonly manifest: PieceManifest,
+  ) {
+    this.settings = fetcher.settings;
+    this.location = location;
+    this.count = pieceCount(manifest.sizeBytes, manifest.pieceBytes);
+    const resume = request.resume?.pieceBytes === manifest.pieceBytes && request.resume.bitfield.size === this.count ? request.resume.bitfield : undefined;
+    this.held = new Bitfield(this.count, resume?.bytes);
+    this.durable = new Bitfield(this.count, resume?.bytes);
+    this.lastCheckpointAt = this.settings.clock.now();
+    this.setSources(location);
+  }
+
+  async run(): Promise<void> {
+    const { signal } = this.request;
+    signal.throwIfAborted();
+    const done = new Promise<void>((resolve, reject) => {
+      this.settle = (err) => (err === undefined ? resolve() : reject(err));
+    });
+    const onAbort = () => this.finish(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const ticker = setInterval(() => this.pump(), TICK_MS);
+    this.request.onProgress({ pieceBytes: this.manifest.pieceBytes, bitfield: new Bitfield(this.count, this.held.bytes) });
+    try {
+      this.pump();
+      await done;
+      // Every piece is written: make them durable and recorded before the cache reads them back.
+      await this.checkpoint(true);
+    } finally {
+      clearInterval(ticker);
+      signal.removeEventListener('abort', onAbort);
+      this.controller.abort(signal.reason ?? new UnavailableError('the pull ended'));
+      // Reads under way hold buffers and the file: let them end before the handle closes.
+      while (this.inFlight.size > 0 || this.checkpointing) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /** Ends the pull: done (no error) or failed. The first call counts. */
+  private finish(err?: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.settle(err);
+  }
+
+  private get now(): number {
+    return this.settings.clock.now();
+  }
+
+  /** The sources of a (new) location; one already known keeps its state (the same object, which pieces in flight count down). */
+  private setSources(location: Location): void {
+    const previous = new Map(this.sources.map((source) => [source.id, source]));
+    this.sources = location.sources.map((located) => {
+      const old = previous.get(located.url);
+      if (old) {
+        old.located = located;
+        if (located.kind === 'peer' && located.complete) old.pieces = 'complete';
+        return old;
+      }
+      return {
+        id: located.url,
+        kind: located.kind,
+        pieces: located.kind === 'peer' && located.complete ? 'complete' : undefined,
+        inFlight: 0,
+        limit: located.kind === 'peer' ? this.settings.perPeer : this.settings.perSeed,
+        located,
+        failedUntil: 0,
+        polling: false,
+        polledAt: 0,
+      };
+    });
+  }
+
+  /** Starts what the plan allows; also the periodic tick (stalls, polls, refresh, checkpoints). */
+  private pump(): void {
+    if (this.finished || this.controller.signal.aborted) return;
+    const now = this.now;
+    if (this.held.complete()) {
+      if (this.inFlight.size === 0) this.finish();
+      return;
+    }
+    this.maybeRelocate(now);
+    for (const source of this.sources) this.maybePoll(source, now);
+    if (this.unsynced.length > 0 && now - this.lastCheckpointAt >= this.settings.checkpointMs) void this.checkpoint(false).catch((err: unknown) => this.finish(err));
+    const failed = new Set(this.sources.filter((source) => source.failedUntil > now).map((source) => source.id));
+    for (;;) {
+      const { next, waiting } = planNextPiece({
+        pieceCount: this.count,
+        held: this.held,
+        inFlight: new Set(this.inFlight.keys()),
+        sources: this.sources,
+        rank: this.location.rank,
+        fetchers: this.location.fetchers,
+        now,
+        waitingSince: this.waitingSince,
+        stallMs: this.settings.stallMs,
+        corruptFrom: this.corruptFrom,
+        failed,
+        maxInFlight: this.settings.maxInFlight,
+        random: this.settings.random,
+      });
+      for (const piece of waiting) if (!this.waitingSince.has(piece)) this.waitingSince.set(piece, now);
+      if (!next) break;
+      const source = this.sources.find((candidate) => candidate.id === next.source)!;
+      this.start(next.piece, source);
+    }
+  }
+
+  private start(piece: number, source: SourceState): void {
+    this.inFlight.set(piece, source);
+    source.inFlight += 1;
+    this.fetchPiece(piece, source).then(
+      () => {
+        this.failuresInARow = 0;
+        this.waitingSince.delete(piece);
+      },
+      (err: unknown) => this.pieceFailed(piece, source, err),
+    ).finally(() => {
+      this.inFlight.delete(piece);
+      source.inFlight -= 1;
+      this.pump();
+    });
+  }
+
+  private pieceFailed(piece: number, source: SourceState, err: unknown): void {
+    if (this.finished || this.controller.signal.aborted) return;
+    if (err instanceof PieceRequestError && err.fatal && source.kind !== 'peer') return this.finish(err.fatal);
+    if (err instanceof FileError) return this.finish(err.cause); // the disk, not the network
+    if (!(err instanceof PieceRequestError && err.corrupt)) source.failedUntil = this.now + FAILED_MS;
+    this.failuresInARow += 1;
+    this.settings.log.debug({ digest: this.manifest.digest, piece, source: source.kind, node: source.located.node, err: (err as Error).message }, 'a piece request failed');
+    if (this.failuresInARow >= MAX_FAILURES_IN_A_ROW) {
+      this.finish(new UnavailableError(`the download of ${this.manifest.digest} failed ${this.failuresInARow} times in a row (last: ${(err as Error).message}); the next attempt resumes with the pieces it has`));
+    }
+  }
+
+  private async fetchPiece(piece: number, source: SourceState): Promise<void> {
+    const range = pieceRange(piece, this.manifest.sizeBytes, this.manifest.pieceBytes);
+    const length = range.end - range.start;
+    const response = await this.fetcher.get(source.located, new URL(source.located.url), range, this.location.grant, this.controller.signal);
+    let bytes: Buffer = Buffer.allocUnsafeSlow(length);
+    let received = 0;
+    try {
+      if (response.statusCode !== 206 && !(response.statusCode === 200 && length === this.manifest.sizeBytes)) {
+        const text = (await response.body.text().catch(() => '')).slice(0, 200);
+        const message = `${source.kind} ${source.located.node ?? source.located.url.split('?')[0]} answered ${response.statusCode} for piece ${piece}: ${text}`;
+        const refused = response.statusCode === 401 || response.statusCode === 403;
+        // A presigned URL that expired: ask the leader for fresh ones at once.
+        if (source.kind === 's3' && refused && this.sources.includes(source)) this.location = { ...this.location, refreshAtMs: 1 };
+        const fatal =
+          source.kind === 's3' ? undefined : response.statusCode === 404 ? new NotFoundError(`${this.manifest.digest}: ${message}`) : refused ? new FailedPreconditionError(message) : undefined;
+        throw new PieceRequestError(message, fatal);
+      }
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        if (received + chunk.length > length) throw new PieceRequestError(`${source.kind} sent more than the ${length} bytes of piece ${piece}`);
+        chunk.copy(bytes, received);
+        received += chunk.length;
+        this.settings.counters.received(source.kind, chunk.length);
+      }
+    } finally {
+      if (!response.body.destroyed) response.body.destroy();
+    }
+    if (received !== length) throw new PieceRequestError(`${source.kind} sent ${received} of the ${length} bytes of piece ${piece}`);
+    const hashed = await this.settings.hashPool.hash(bytes);
+    bytes = hashed.bytes;
+    if (!hashed.hash.equals(pieceHash(this.manifest, piece))) {
+      this.corrupt(piece, source);
+      throw new PieceRequestError(`piece ${piece} from ${source.kind} ${source.located.node ?? ''} does not match its hash`, undefined, true);
+    }
+    try {
+      await writeAll(this.request.handle, bytes, range.start);
+    } catch (err) {
+      throw new FileError(err);
+    }
+    this.held.set(piece);
+    this.unsynced.push(piece);
+    this.request.onProgress({ pieceBytes: this.manifest.pieceBytes, bitfield: new Bitfield(this.count, this.held.bytes) });
+    if (this.unsynced.length >= this.settings.checkpointPieces) void this.checkpoint(false).catch((err: unknown) => this.finish(err));
+  }
+
+  private corrupt(piece: number, source: SourceState): void {
+    this.settings.counters.corrupt(source.kind);
+    const copies = (this.corruptCopies.get(piece) ?? 0) + 1;
+    this.corruptCopies.set(piece, copies);
+    this.settings.log.warn({ digest: this.manifest.digest, piece, source: source.kind, node: source.located.node }, 'a piece did not match its hash; it is fetched again from another source');
+    if (copies >= MAX_CORRUPT_COPIES) {
+      this.finish(new CorruptBlobError(`${copies} copies of piece ${piece} of ${this.manifest.digest} did not match its hash; the download stopped`));
+      return;
+    }
+    const from = this.corruptFrom.get(piece) ?? new Set<string>();
+    from.add(source.id);
+    // Every source sent it bad: try them again rather than wait for ever.
+    if (this.sources.every((candidate) => from.has(candidate.id))) from.clear();
+    this.corruptFrom.set(piece, from);
+  }
+
+  /** fdatasync, then the pieces written before it began are recorded. One at a time. */
+  private async checkpoint(final: boolean): Promise<void> {
+    while (this.checkpointing) await this.checkpointing;
+    if (this.unsynced.length === 0 && !final) return;
+    const pieces = this.unsynced;
+    this.unsynced = [];
+    this.lastCheckpointAt = this.now;
+    const run = (async () => {
+      await this.request.handle.datasync();
+      for (const piece of pieces) this.durable.set(piece);
+      this.request.onCheckpoint({ pieceBytes: this.manifest.pieceBytes, bitfield: new Bitfield(this.count, this.durable.bytes) });
+    })();
+    this.checkpointing = run;
+    try {
+      await run;
+    } finally {
+      this.checkpointing = undefined;
+    }
+  }
+
+  private maybeRelocate(now: number): void {
+    const at = this.location.refreshAtMs;
+    if (this.relocating || at <= 0 || now < at) return;
+    this.relocating = true;
+    this.settings.locate(this.manifest.digest, this.controller.signal).then(
+      (location) => {
+        if (location.digest !== this.manifest.digest || !location.pieceHashes.equals(this.manifest.hashes) || location.pieceBytes !== this.manifest.pieceBytes) {
+          throw new UnavailableError('the leader answered another manifest');
+        }
+        this.location = location;
+        this.setSources(location);
+      },
+      (err: unknown) => {
+        // Keep going with what we have; ask again in a while.
+        this.location = { ...this.location, refreshAtMs: now + 5_000 };
+        this.settings.log.debug({ digest: this.manifest.digest, err: (err as Error).message }, 'could not locate again');
+      },
+    ).catch((err: unknown) => {
+      this.location = { ...this.location, refreshAtMs: now + 5_000 };
+      this.settings.log.warn({ digest: this.manifest.digest, err: (err as Error).message }, 'ignored a new location');
+    }).finally(() => {
+      this.relocating = false;
+    });
+  }
+
+  /** Asks an incomplete peer for its bitfield, every pollMs. */
+  private maybePoll(source: SourceState, now: number): void {
+    if (source.kind !== 'peer' || source.pieces === 'complete' || source.polling || now - source.polledAt < this.settings.pollMs || source.failedUntil > now) return;
+    source.polling = true;
+    source.polledAt = now;
+    const url = new URL(source.located.url);
+    url.pathname += PIECES_SUFFIX;
+    (async () => {
+      const response = await this.fetcher.get(source.located, url, undefined, this.location.grant, this.controller.signal);
+      const body = Buffer.from(await response.body.arrayBuffer());
+      if (response.statusCode === 404) {
+        source.pieces = new Bitfield(this.count);
+      } else if (response.statusCode === 200) {
+        const pieces = new Bitfield(this.count, body);
+        source.pieces = pieces.complete() ? 'complete' : pieces;
+      } else {
+        throw new Error(`answered ${response.statusCode}`);
+      }
+    })().catch((err: unknown) => {
+      if (this.controller.signal.aborted) return;
+      source.failedUntil = this.now + FAILED_MS;
+      this.settings.log.debug({ digest: this.manifest.digest, node: source.located.node, err: (err as Error).message }, 'could not read a peer\'s pieces');
+    }).finally(() => {
+      source.polling = false;
+      this.pump();
+    });
+  }
+}
+
+async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset);
+    offset += bytesWritten;
+  }
+}

@@ -1,0 +1,106 @@
+// Which piece an agent fetches next, and from where (docs/delivery.md, "Pulling into an agent's
+// cache"). Pure: the piece fetcher (piece-fetcher.ts) hands it a snapshot of what it holds,
+// what is in flight, what each source has and how busy it is, and applies the answer.
+//  - A piece some peer holds comes from a peer: the least busy one holding it, at random among
+//    equals, so pieces spread over peers.
+//  - A piece no peer holds comes from the seed (the coordinator or the bucket) when
+//    `piece % fetchers == rank`, so N agents starting together cost the seed about one copy;
+//    or when it has waited longer than `stallMs` (the peer meant to fetch it is slow or gone);
+//    or when nobody else is fetching (fetchers <= 1, or no peer is listed at all).
+//  - A source that sent a corrupt copy of a piece is not asked for that piece again; a source
+//    that failed recently is not asked at all.
+//  - At most `maxInFlight` pieces at once, at most `source.limit` from one source.
+import type { Bitfield } from '../../shared/pieces.js';
+
+export type PlanSourceKind = 'peer' | 'coordinator' | 's3';
+
+export interface PlanSource {
+  /** Unique among the sources (the URL will do). */
+  id: string;
+  kind: PlanSourceKind;
+  /** Peers: the pieces it holds ('complete': all); undefined while not known yet. Seeds: ignored. */
+  pieces: Bitfield | 'complete' | undefined;
+  /** Pieces being fetched from it now. */
+  inFlight: number;
+  /** The most pieces fetched from it at once. */
+  limit: number;
+}
+
+export interface PlanInput {
+  pieceCount: number;
+  /** Pieces verified and written. */
+  held: Bitfield;
+  /** Pieces being fetched now. */
+  inFlight: ReadonlySet<number>;
+  /** Peers first, then the seeds, best first. */
+  sources: readonly PlanSource[];
+  rank: number;
+  fetchers: number;
+  now: number;
+  /** When each missing piece was first found waiting (see PlanResult.waiting). */
+  waitingSince: ReadonlyMap<number, number>;
+  /** How long a piece waits for a peer before the seed is asked for it. */
+  stallMs: number;
+  /** Per piece: the sources that sent it corrupt. */
+  corruptFrom: ReadonlyMap<number, ReadonlySet<string>>;
+  /** Sources that failed recently (errors, refusals): not used now. */
+  failed: ReadonlySet<string>;
+  maxInFlight: number;
+  /** In [0, 1): which of equally busy peers. Injected, for tests. */
+  random: () => number;
+}
+
+export interface PlanResult {
+  /** The piece to fetch next and the source's id; undefined when nothing should start now. */
+  next: { piece: number; source: string } | undefined;
+  /**
+   * Missing pieces seen that could not be scheduled (no peer has them and they are not this
+   * agent's share of the seed): the caller records when each was first seen, for the stall rule.
+   */
+  waiting: number[];
+}
+
+/** At most this many waiting pieces are reported per call: the ones nearest to being fetched. */
+const MAX_WAITING = 64;
+
+export function planNextPiece(input: PlanInput): PlanResult {
+  const waiting: number[] = [];
+  if (input.inFlight.size >= input.maxInFlight) return { next: undefined, waiting };
+  const usable = input.sources.filter((source) => !input.failed.has(source.id) && source.inFlight < source.limit);
+  const listed = input.sources.filter((source) => source.kind === 'peer');
+  const peers = listed.filter((source) => !input.failed.has(source.id));
+  const seeds = usable.filter((source) => source.kind !== 'peer');
+  // A peer that failed a moment ago still counts as fetching: its pieces wait for the stall rule.
+  const alone = input.fetchers <= 1 || listed.length === 0;
+  const fetchers = Math.max(1, input.fetchers);
+
+  for (let piece = 0; piece < input.pieceCount; piece += 1) {
+    if (input.held.has(piece) || input.inFlight.has(piece)) continue;
+    const corrupt = input.corruptFrom.get(piece);
+    const allowed = (source: PlanSource) => !corrupt?.has(source.id);
+
+    const holders = peers.filter((peer) => allowed(peer) && holds(peer, piece));
+    const freeHolders = holders.filter((peer) => peer.inFlight < peer.limit);
+    if (freeHolders.length > 0) return { next: { piece, source: leastBusy(freeHolders, input.random).id }, waiting };
+
+    const since = input.waitingSince.get(piece);
+    const stalled = since !== undefined && input.now - since >= input.stallMs;
+    const ours = piece % fetchers === input.rank % fetchers;
+    // Peers hold it but are busy: wait for them unless it stalled.
+    const seedMay = holders.length > 0 ? stalled : alone || ours || stalled;
+    const seed = seeds.find(allowed);
+    if (seedMay && seed) return { next: { piece, source: seed.id }, waiting };
+    if (waiting.length < MAX_WAITING) waiting.push(piece);
+  }
+  return { next: undefined, waiting };
+}
+
+function holds(peer: PlanSource, piece: number): boolean {
+  return peer.pieces === 'complete' || (peer.pieces !== undefined && peer.pieces.has(piece));
+}
+
+function leastBusy(sources: PlanSource[], random: () => number): PlanSource {
+  const least = Math.min(...sources.map((source) => source.inFlight));
+  const equals = sources.filter((source) => source.inFlight === least);
+  return equals[Math.min(equals.length - 1, Math.floor(random() * equals.length))]!;
+}

@@ -1,0 +1,104 @@
+// The piece planner: which piece next, from which source (docs/delivery.md). Pure, on a fake
+// clock (plain numbers) and an injected random.
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { planNextPiece, type PlanInput, type PlanSource } from '../../../agent/delivery/piece-plan.js';
+import { Bitfield } from '../../../shared/pieces.js';
+
+const SEED: PlanSource = { id: 'coord', kind: 'coordinator', pieces: undefined, inFlight: 0, limit: 4 };
+
+function peer(id: string, pieces: number[] | 'complete' | undefined, size: number, inFlight = 0): PlanSource {
+  const field = Array.isArray(pieces) ? new Bitfield(size) : pieces;
+  if (Array.isArray(pieces)) for (const piece of pieces) (field as Bitfield).set(piece);
+  return { id, kind: 'peer', pieces: field, inFlight, limit: 2 };
+}
+
+function input(over: Partial<PlanInput>): PlanInput {
+  const pieceCount = over.pieceCount ?? 8;
+  return {
+    pieceCount,
+    held: new Bitfield(pieceCount),
+    inFlight: new Set(),
+    sources: [SEED],
+    rank: 0,
+    fetchers: 1,
+    now: 10_000,
+    waitingSince: new Map(),
+    stallMs: 1_500,
+    corruptFrom: new Map(),
+    failed: new Set(),
+    maxInFlight: 4,
+    random: () => 0,
+    ...over,
+  };
+}
+
+test('one agent alone takes every piece from the seed, in order, skipping what it holds or has in flight', () => {
+  const held = new Bitfield(8);
+  held.set(0);
+  assert.deepEqual(planNextPiece(input({ held, inFlight: new Set([1]) })).next, { piece: 2, source: 'coord' });
+  const all = Bitfield.full(8);
+  assert.equal(planNextPiece(input({ held: all })).next, undefined);
+});
+
+test('among fetchers, the seed gives this agent only its share (i % fetchers == rank); the rest wait', () => {
+  const result = planNextPiece(input({ rank: 1, fetchers: 3, sources: [peer('a', [], 8), SEED] }));
+  assert.deepEqual(result.next, { piece: 1, source: 'coord' });
+  assert.deepEqual(result.waiting, [0]);
+  const held = new Bitfield(8);
+  held.set(1);
+  const next = planNextPiece(input({ held, rank: 1, fetchers: 3, sources: [peer('a', [], 8), SEED] }));
+  assert.deepEqual(next.next, { piece: 4, source: 'coord' });
+  assert.deepEqual(next.waiting, [0, 2, 3]);
+});
+
+test('a piece that waited past the stall time comes from the seed even when it is not this agent\'s share', () => {
+  const sources = [peer('a', [], 8), SEED];
+  const waitingSince = new Map([[0, 10_000 - 1_499]]);
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources, waitingSince })).next, { piece: 1, source: 'coord' });
+  waitingSince.set(0, 10_000 - 1_500);
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources, waitingSince })).next, { piece: 0, source: 'coord' });
+});
+
+test('a piece a peer holds comes from a peer, the least busy one, at random among equals', () => {
+  const sources = [peer('a', [0, 1], 8, 1), peer('b', 'complete', 8, 0), peer('c', [0], 8, 0), SEED];
+  assert.deepEqual(planNextPiece(input({ fetchers: 3, sources, random: () => 0 })).next, { piece: 0, source: 'b' });
+  assert.deepEqual(planNextPiece(input({ fetchers: 3, sources, random: () => 0.99 })).next, { piece: 0, source: 'c' });
+  // The seed is not asked for a piece a peer holds, even this agent's share.
+  const busy = [peer('a', [0], 8, 2), SEED];
+  const result = planNextPiece(input({ fetchers: 2, sources: busy }));
+  assert.deepEqual(result.next, { piece: 2, source: 'coord' }, 'piece 0 waits for its busy peer; 1 is the other agent\'s share');
+  assert.deepEqual(result.waiting, [0, 1]);
+});
+
+test('a source that sent a corrupt copy of a piece is not asked for it again; failed sources are skipped', () => {
+  const sources = [peer('a', 'complete', 8), peer('b', 'complete', 8, 1), SEED];
+  const corruptFrom = new Map([[0, new Set(['a'])]]);
+  assert.deepEqual(planNextPiece(input({ fetchers: 2, sources, corruptFrom })).next, { piece: 0, source: 'b' });
+  corruptFrom.set(0, new Set(['a', 'b']));
+  assert.deepEqual(planNextPiece(input({ fetchers: 2, sources, corruptFrom })).next, { piece: 0, source: 'coord' }, 'the seed, since every peer holding it sent it corrupt');
+  assert.deepEqual(planNextPiece(input({ fetchers: 2, sources, failed: new Set(['a']) })).next, { piece: 0, source: 'b' });
+  const onlySeed = planNextPiece(input({ corruptFrom: new Map([[0, new Set(['coord'])]]) }));
+  assert.deepEqual(onlySeed.next, { piece: 1, source: 'coord' });
+});
+
+test('pieces in flight are bounded in total and per source', () => {
+  assert.equal(planNextPiece(input({ inFlight: new Set([0, 1, 2, 3]) })).next, undefined);
+  const full = { ...SEED, inFlight: 4 };
+  assert.equal(planNextPiece(input({ sources: [full], inFlight: new Set([0, 1, 2, 3]), maxInFlight: 6 })).next, undefined);
+  const peers = [peer('a', 'complete', 8, 2), peer('b', [5], 8, 1), SEED];
+  assert.deepEqual(planNextPiece(input({ fetchers: 3, sources: peers, maxInFlight: 6 })).next, { piece: 5, source: 'b' });
+});
+
+test('a peer whose bitfield is not known yet holds nothing; with no peer listed the seed serves all', () => {
+  const unknown = [peer('a', undefined, 8), SEED];
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: unknown })).next, { piece: 1, source: 'coord' });
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: [SEED] })).next, { piece: 0, source: 'coord' });
+});
+
+test('a peer that failed a moment ago still counts as fetching: its share waits for the stall rule, not the seed', () => {
+  const sources = [peer('a', [0], 8), SEED];
+  const result = planNextPiece(input({ rank: 1, fetchers: 2, sources, failed: new Set(['a']) }));
+  assert.deepEqual(result.next, { piece: 1, source: 'coord' });
+  assert.deepEqual(result.waiting, [0]);
+});

@@ -1,0 +1,185 @@
+// The agent's piece fetcher against real HTTP servers (test/helpers/blob-range-server.ts) and
+// a real child process: a pull killed with SIGKILL resumes from the pieces it recorded, a peer
+// that sends a corrupt piece costs one re-fetch from another source, and each kind of source
+// gets the credentials it takes (bearer + grant for peers, nothing for presigned S3 URLs).
+import assert from 'node:assert/strict';
+import { createHash, randomFillSync } from 'node:crypto';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { CacheIndex } from '../../agent/cache-index.js';
+import { DeliveryCounters } from '../../agent/delivery/counters.js';
+import { HashPool } from '../../agent/delivery/hash-pool.js';
+import { PieceFetcher, type Location } from '../../agent/delivery/piece-fetcher.js';
+import { LocalState } from '../../agent/local-state.js';
+import { ModelCache } from '../../agent/model-cache.js';
+import { Bitfield, MiB, pieceCount } from '../../shared/pieces.js';
+import { manifestOf, startRangeServer } from '../helpers/blob-range-server.js';
+import { spawnDaemon, tempDir } from '../helpers/processes.js';
+
+const TOKEN = 'node-credential-of-this-agent';
+const GRANT = 'grant-for-this-digest';
+
+/** A file of `sizeBytes` random bytes and its digest, written a MiB at a time. */
+async function randomBlob(t: TestContext, sizeBytes: number): Promise<{ file: string; digest: string }> {
+  const file = path.join(tempDir(t), 'blob.bin');
+  const hash = createHash('sha256');
+  const fd = openSync(file, 'w');
+  const chunk = Buffer.allocUnsafe(MiB);
+  for (let at = 0; at < sizeBytes; at += MiB) {
+    const part = chunk.subarray(0, Math.min(MiB, sizeBytes - at));
+    randomFillSync(part);
+    hash.update(part);
+    writeSync(fd, part);
+  }
+  closeSync(fd);
+  return { file, digest: `sha256:${hash.digest('hex')}` };
+}
+
+interface Puller {
+  cache: ModelCache;
+  counters: DeliveryCounters;
+  state: LocalState;
+}
+
+function openPuller(t: TestContext, dataDir: string, location: Location, options: { stallMs?: number } = {}): Puller {
+  const counters = new DeliveryCounters();
+  const hashPool = new HashPool();
+  const fetcher = new PieceFetcher({ locate: async () => location, token: () => TOKEN, counters, hashPool, stallMs: options.stallMs });
+  const state = LocalState.open(dataDir);
+  const cache = ModelCache.open({ dir: path.join(dataDir, 'cache'), db: state.database, maxBytes: 1024 ** 3, source: fetcher });
+  t.after(async () => {
+    await cache.close();
+    await fetcher.close();
+    await hashPool.close();
+    state.close();
+  });
+  return { cache, counters, state };
+}
+
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  return (await fs.readFile(a)).equals(await fs.readFile(b));
+}
+
+test('a pull killed with SIGKILL resumes from the pieces it recorded, fetching only the others', async (t) => {
+  const sizeBytes = 96 * MiB;
+  const pieceBytes = 4 * MiB;
+  const { file, digest } = await randomBlob(t, sizeBytes);
+  const manifest = await manifestOf(file, pieceBytes);
+  const seed = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'coordinator', token: TOKEN });
+  seed.bytesPerSecond = 4 * MiB; // per request: about 16 MiB/s with four pieces at once
+  const location: Location = { digest, sizeBytes, pieceBytes, pieceHashes: manifest.hashes, sources: [{ kind: 'coordinator', url: seed.url }], grant: '', rank: 0, fetchers: 1, refreshAtMs: 0 };
+  const locationFile = path.join(tempDir(t), 'location.json');
+  await fs.writeFile(locationFile, JSON.stringify({ ...location, pieceHashes: manifest.hashes.toString('base64') }));
+
+  const dataDir = tempDir(t);
+  const child = spawnDaemon(t, 'piece-fetch-child', 'test/faults/piece-fetch-child.js', [dataDir, locationFile, TOKEN]);
+  await child.waitFor((line) => line.msg === 'download checkpoint' && (line.pieces as number) >= 6, 30_000);
+  await child.kill('SIGKILL');
+  assert.equal(child.lines.some((line) => line.msg === 'download finished'), false, 'killed before it finished');
+  const sentBefore = seed.sentBytes;
+  seed.bytesPerSecond = 0;
+
+  const puller = openPuller(t, dataDir, location);
+  const recorded = new CacheIndex(puller.state.database).partial(digest)?.pieces;
+  assert.ok(recorded, 'the killed pull recorded its pieces');
+  assert.equal(recorded.pieceBytes, pieceBytes);
+  const held = new Bitfield(pieceCount(sizeBytes, pieceBytes), recorded.bitfield).count();
+  assert.ok(held >= 6 && held < 24, `${held} pieces recorded`);
+
+  const lease = await puller.cache.acquire({ digest, sizeBytes, directory: false });
+  const sentAfter = seed.sentBytes - sentBefore;
+  assert.equal(sentAfter, sizeBytes - held * pieceBytes, 'exactly the pieces not recorded were fetched again');
+  assert.ok(sentAfter < sizeBytes, 'never a full re-download');
+  assert.equal(puller.counters.receivedBytes.coordinator, sentAfter);
+  assert.equal(seed.refused, 0);
+  assert.ok(await sameBytes(lease.path, file));
+  lease.release();
+});
+
+test('a peer that sends a corrupt piece: it is counted, fetched again from the seed, and the blob arrives whole', async (t) => {
+  const sizeBytes = 24 * MiB;
+  const pieceBytes = MiB;
+  const { file, digest } = await randomBlob(t, sizeBytes);
+  const manifest = await manifestOf(file, pieceBytes);
+  const peer = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'peer', token: TOKEN, grant: GRANT });
+  peer.corrupt.add(3);
+  const seed = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'coordinator', token: TOKEN });
+  const location: Location = {
+    digest, sizeBytes, pieceBytes, pieceHashes: manifest.hashes, grant: GRANT, rank: 1, fetchers: 2, refreshAtMs: 0,
+    sources: [{ kind: 'peer', url: peer.url, node: 'peer-a', complete: true }, { kind: 'coordinator', url: seed.url }],
+  };
+  // No stall fallback in this test: every piece but the corrupt one must come from the peer.
+  const { cache, counters } = openPuller(t, tempDir(t), location, { stallMs: 600_000 });
+  const lease = await cache.acquire({ digest, sizeBytes, directory: false });
+
+  assert.ok(await sameBytes(lease.path, file));
+  assert.equal(counters.corruptPieces.peer, 1);
+  assert.equal(counters.toProto().corruptPieces, 1);
+  assert.deepEqual(seed.ranges, [{ start: 3 * MiB, end: 4 * MiB }], 'the seed sent piece 3 only');
+  assert.equal(counters.receivedBytes.coordinator, MiB);
+  assert.equal(counters.receivedBytes.peer, sizeBytes, 'the peer sent every piece once, the bad copy included');
+  assert.equal(peer.refused + seed.refused, 0, 'bearer and grant where they belong');
+  lease.release();
+});
+
+test('a presigned S3 URL gets no credential, a peer\'s bitfield is read from /pieces, and bytes are counted by source', async (t) => {
+  const sizeBytes = 16 * MiB + 12_345;
+  const pieceBytes = MiB;
+  const { file, digest } = await randomBlob(t, sizeBytes);
+  const manifest = await manifestOf(file, pieceBytes);
+  const count = pieceCount(sizeBytes, pieceBytes);
+  const peer = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'peer', token: TOKEN, grant: GRANT });
+  peer.pieces = new Bitfield(count);
+  for (let piece = 0; piece < count; piece += 2) peer.pieces.set(piece);
+  const bucket = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 's3', query: '?X-Amz-Signature=0123abcd&X-Amz-Expires=300' });
+  const location: Location = {
+    digest, sizeBytes, pieceBytes, pieceHashes: manifest.hashes, grant: GRANT, rank: 0, fetchers: 1, refreshAtMs: 0,
+    sources: [{ kind: 'peer', url: peer.url, node: 'peer-a', complete: false }, { kind: 's3', url: bucket.url }],
+  };
+  const { cache, counters } = openPuller(t, tempDir(t), location);
+  const lease = await cache.acquire({ digest, sizeBytes, directory: false });
+
+  assert.ok(await sameBytes(lease.path, file));
+  assert.equal(peer.refused + bucket.refused, 0);
+  for (const range of peer.ranges) assert.equal((range.start / pieceBytes) % 2, 0, 'the peer was asked only for pieces it holds');
+  assert.equal(counters.receivedBytes.peer, peer.sentBytes);
+  assert.equal(counters.receivedBytes.s3, bucket.sentBytes);
+  assert.equal(counters.receivedBytes.peer + counters.receivedBytes.s3, sizeBytes, 'each piece came once');
+  lease.release();
+});
+
+test('a presigned URL the bucket refuses (expired) makes the fetcher locate again at once and carry on with the fresh one', async (t) => {
+  const sizeBytes = 6 * MiB;
+  const pieceBytes = MiB;
+  const { file, digest } = await randomBlob(t, sizeBytes);
+  const manifest = await manifestOf(file, pieceBytes);
+  const bucket = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 's3', query: '?X-Amz-Signature=fresh' });
+  const base: Omit<Location, 'sources'> = { digest, sizeBytes, pieceBytes, pieceHashes: manifest.hashes, grant: '', rank: 0, fetchers: 1, refreshAtMs: 0 };
+  const urls = [bucket.url.replace('fresh', 'expired'), bucket.url];
+  let locates = 0;
+  const counters = new DeliveryCounters();
+  const hashPool = new HashPool();
+  const fetcher = new PieceFetcher({
+    locate: async () => ({ ...base, sources: [{ kind: 's3', url: urls[Math.min(locates++, 1)]! }] }),
+    token: () => TOKEN,
+    counters,
+    hashPool,
+  });
+  const dataDir = tempDir(t);
+  const state = LocalState.open(dataDir);
+  const cache = ModelCache.open({ dir: path.join(dataDir, 'cache'), db: state.database, maxBytes: 1024 ** 3, source: fetcher });
+  t.after(async () => {
+    await cache.close();
+    await fetcher.close();
+    await hashPool.close();
+    state.close();
+  });
+  const lease = await cache.acquire({ digest, sizeBytes, directory: false });
+  assert.ok(await sameBytes(lease.path, file));
+  assert.equal(locates, 2);
+  assert.ok(bucket.refused >= 1, 'the expired URL was refused');
+  assert.equal(counters.receivedBytes.s3, sizeBytes);
+  lease.release();
+});
