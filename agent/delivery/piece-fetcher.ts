@@ -161,7 +161,11 @@ export class PieceFetcher implements BlobSource {
       if (token) headers.authorization = `Bearer ${token}`;
       if (source.kind === 'peer' && grant) headers[GRANT_HEADER] = grant;
     }
-    return this.pool(url).request({ method: 'GET', path: `${url.pathname}${url.search}`, headers, signal, highWaterMark: READ_BYTES });
+    // A peer's gateway takes TLS and plain text on one port; agents with a certificate of their
+    // own speak mutual TLS to it, as the gateway hop does (the leader lists peers as http://).
+    const tls = this.options.tls;
+    const target = source.kind === 'peer' && url.protocol === 'http:' && tls?.cert && tls.key ? new URL(`https://${url.host}${url.pathname}${url.search}`) : url;
+    return this.pool(target).request({ method: 'GET', path: `${target.pathname}${target.search}`, headers, signal, highWaterMark: READ_BYTES });
   }
 
   private pool(url: URL): Pool {
