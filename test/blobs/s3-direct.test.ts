@@ -194,7 +194,10 @@ test('direct S3 access through presigned URLs', async (t) => {
     assert.deepEqual(await allKeys(client, bucket), []);
   });
 
-  await t.test('an aborted upload leaves nothing', async (t) => {
+  // On S3 and MinIO the abort drops the parts; s3rver answers 405 and keeps them in its own
+  // directory, so what this can check here is that nothing became an object and that the abort,
+  // best effort, does not fail the caller twice over.
+  await t.test('an aborted upload leaves no object, and aborting is idempotent', async (t) => {
     const { direct, client, bucket } = await open(t, s3);
     const bytes = pattern(SIZE, 5);
     const ticket = await direct.beginDirectUpload({ sizeBytes: SIZE });
@@ -223,6 +226,13 @@ test('direct S3 access through presigned URLs', async (t) => {
       assert.deepEqual(resumed.partsDone.map((p) => p.index), [0, 1, 2]);
     }
     for (let i = k + 1; i < 5; i += 1) etags.push(await putPart(resumed, bytes, i));
+    if (resumed.partsDone === undefined) {
+      // s3rver: an ETag the client lost cannot be looked up, so the commit is refused, and the upload stays.
+      await assert.rejects(direct.completeDirectUpload(resumed, ['', ...etags.slice(1)], { sizeBytes: size }), /part 0 has no ETag/);
+    } else {
+      // The bucket lists parts: a lost ETag is taken from it.
+      etags[0] = '';
+    }
     const blob = await direct.completeDirectUpload(resumed, etags, { digest: digestOf(bytes), sizeBytes: size });
     assert.deepEqual(blob.manifest, manifestOf(bytes));
     assert.deepEqual(await allKeys(client, bucket), [`pieces/${hexOf(blob.digest)}`, `sha256/${hexOf(blob.digest)}`]);
