@@ -474,11 +474,11 @@ function md5(bytes: Buffer): string {
   return createHash('md5').update(bytes).digest('base64');
 }
 
-function statusOf(err: unknown): number | undefined {
+export function statusOf(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
 }
 
-function isMissing(err: unknown): boolean {
+export function isMissing(err: unknown): boolean {
   const name = (err as { name?: string }).name;
   return name === 'NotFound' || name === 'NoSuchKey' || (statusOf(err) === 404 && name !== 'NoSuchBucket');
 }

@@ -2,13 +2,11 @@
 // backends: the local filesystem, and S3 as spoken by an s3rver this test starts on a free
 // loopback port. Each case gets a store on fresh state of its own (a new directory; a new
 // bucket), and checks what is left in it, not only what the store says.
-import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -18,6 +16,7 @@ import { FsBlobStore } from '../../coordinator/blobs/fs-blob-store.js';
 import { openBlobStore } from '../../coordinator/blobs/open-blob-store.js';
 import { S3BlobStore } from '../../coordinator/blobs/s3-blob-store.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
+import { keysIn, S3RVER_CREDENTIALS, startS3, type TestS3 } from '../helpers/s3rver.js';
 
 const MiB = 1024 * 1024;
 
@@ -64,77 +63,6 @@ function fsBackend(): BlobBackend {
       return { store, leftovers: () => filesUnder(path.join(dataDir, 'blobs')) };
     },
   };
-}
-
-// s3rver runs in a child process of its own, as a real server would: its buffers then do not
-// count against the memory this process measures, and stopping it closes every connection.
-const S3RVER_MAIN = createRequire(import.meta.url).resolve('s3rver');
-const S3RVER_SCRIPT = `
-const S3rver = require(${JSON.stringify(S3RVER_MAIN)});
-new S3rver({ address: '127.0.0.1', port: 0, directory: process.argv[1], silent: true })
-  .run()
-  .then((address) => console.log(address.port), (err) => { console.error(err); process.exit(1); });
-`;
-const S3RVER_READY_WITHIN_MS = 15_000;
-
-/** s3rver's fixed credentials. */
-const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-
-interface TestS3 {
-  endpoint: string;
-  /** A client for the test's own look at the bucket (closed in t.after). */
-  client(t: TestContext): S3Client;
-  newBucket(t: TestContext): Promise<string>;
-  spec(bucket: string, extra?: string): string;
-}
-
-async function startS3(t: TestContext): Promise<TestS3> {
-  const child = spawn(process.execPath, ['-e', S3RVER_SCRIPT, tempDir(t, 's3rver')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2_000)));
-  let stdout = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`s3rver did not start within ${S3RVER_READY_WITHIN_MS} ms: ${stderr}`)), S3RVER_READY_WITHIN_MS);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (stdout.includes('\n')) {
-        clearTimeout(timer);
-        resolve(Number(stdout.trim()));
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`s3rver exited during start: ${stderr.trim() || 'no output'}`));
-    });
-  });
-  const endpoint = `http://127.0.0.1:${port}`;
-  let buckets = 0;
-  const client = (t: TestContext) => {
-    const s3 = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
-    t.after(() => s3.destroy());
-    return s3;
-  };
-  return {
-    endpoint,
-    client,
-    async newBucket(t) {
-      const bucket = `case-${++buckets}`;
-      await client(t).send(new CreateBucketCommand({ Bucket: bucket }));
-      return bucket;
-    },
-    spec: (bucket, extra = '') =>
-      `s3://${bucket}?endpoint=${encodeURIComponent(endpoint)}&region=us-east-1&accessKeyId=S3RVER&secretAccessKey=S3RVER${extra}`,
-  };
-}
-
-async function keysIn(s3: S3Client, bucket: string, prefix = ''): Promise<string[]> {
-  const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
-  return (page.Contents ?? []).map((o) => o.Key!).sort();
 }
 
 function s3Backend(): BlobBackend & { s3(): TestS3 } {
