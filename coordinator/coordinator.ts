@@ -27,6 +27,8 @@ import { openBlobStore } from './blobs/open-blob-store.js';
 import { BlobPeers, loadPeerSecret } from './blobs/blob-peers.js';
 import { loadClusterGrantKeys } from './delivery/grant-keys.js';
 import { locateHandler } from './delivery/locate-service.js';
+import { S3BlobStore } from './blobs/s3-blob-store.js';
+import { S3DirectAccess } from './blobs/s3-direct.js';
 import { PieceManifests } from './delivery/manifests.js';
 import { FetchTracker } from './delivery/tracker.js';
 import type { GrantKeys } from '../shared/blob-http.js';
@@ -301,7 +303,10 @@ export class Coordinator {
     };
     serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
     serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
-    // Where blob bytes are read (docs/delivery.md); BeginPush/CommitPush join Locate here.
+    // Where blob bytes are read (docs/delivery.md); BeginPush/CommitPush join Locate here. With
+    // the S3 blob store, agents read the bucket through presigned URLs and no byte passes here.
+    const blobs = this.artifacts.blobs;
+    const s3 = blobs instanceof S3BlobStore ? new S3DirectAccess(blobs) : undefined;
     serve(v1.DeliveryService.service, {
       Locate: locateHandler({
         edge,
@@ -312,8 +317,7 @@ export class Coordinator {
         nodes: () => registry().list(),
         blobBaseUrl: () => this.blobBaseUrl,
         grantKeys: this.grantKeys,
-        // With the S3 blob store, coordinator/blobs/s3-direct.ts presigns GETs; until then the coordinator serves.
-        presignGet: undefined,
+        presignGet: s3 ? (digest) => s3.presignBlobGet(digest) : undefined,
         now: () => this.clock.now(),
         counted: (caller) => this.metrics.locates.inc({ caller }),
       }),
