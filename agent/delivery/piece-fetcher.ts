@@ -106,7 +106,66 @@ class FileError extends Error {
   }
 }
 
+/**
+ * Piece buffers, reused: at most `limit` exist at once across every pull of the agent (a piece
+ * waits for one), so a pull's memory is bounded and steady instead of a new 8 MiB buffer per
+ * piece for the collector to find.
+ */
+class PieceBuffers {
+  private readonly free = new Map<number, Buffer[]>();
+  private made = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  async take(size: number, signal: AbortSignal): Promise<Buffer> {
+    for (;;) {
+      signal.throwIfAborted();
+      const spare = this.free.get(size)?.pop();
+      if (spare) return spare;
+      if (this.made < this.limit) {
+        this.made += 1;
+        return Buffer.allocUnsafeSlow(size);
+      }
+      // Buffers of another size (another blob's pieces) make room when nothing waits for them.
+      const other = [...this.free.entries()].find(([, list]) => list.length > 0);
+      if (other) {
+        other[1].pop();
+        this.made -= 1;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiting.push(wake);
+        signal.addEventListener('abort', wake, { once: true });
+      });
+    }
+  }
+
+  /** Returns a buffer taken; one whose memory went to a worker that never gave it back is written off. */
+  give(buffer: Buffer): void {
+    if (buffer.buffer.byteLength === 0) {
+      this.made -= 1;
+      this.waiting.shift()?.();
+      return;
+    }
+    const whole = Buffer.from(buffer.buffer, 0, buffer.buffer.byteLength);
+    const list = this.free.get(whole.length) ?? [];
+    list.push(whole);
+    this.free.set(whole.length, list);
+    this.waiting.shift()?.();
+  }
+}
+
+/** Piece buffers an agent holds at most, all pulls together. */
+const PIECE_BUFFERS = 8;
+
 export class PieceFetcher implements BlobSource {
+  /** @internal */
+  readonly buffers = new PieceBuffers(PIECE_BUFFERS);
   private readonly pools = new Map<string, Pool>();
   private readonly clock: Clock;
   private readonly random: () => number;
@@ -362,8 +421,19 @@ class Pull {
   private async fetchPiece(piece: number, source: SourceState): Promise<void> {
     const range = pieceRange(piece, this.manifest.sizeBytes, this.manifest.pieceBytes);
     const length = range.end - range.start;
+    // The buffer travels to a hashing worker and back: `held.bytes` is whichever view owns it now.
+    const held = { bytes: (await this.fetcher.buffers.take(this.manifest.pieceBytes, this.controller.signal)).subarray(0, length) };
+    try {
+      await this.fetchInto(piece, source, range, held);
+    } finally {
+      this.fetcher.buffers.give(held.bytes);
+    }
+  }
+
+  private async fetchInto(piece: number, source: SourceState, range: { start: number; end: number }, held: { bytes: Buffer }): Promise<void> {
+    const length = held.bytes.length;
     const response = await this.fetcher.get(source.located, new URL(source.located.url), range, this.location.grant, this.controller.signal);
-    let bytes: Buffer = Buffer.allocUnsafeSlow(length);
+    const bytes = held.bytes;
     let received = 0;
     try {
       if (response.statusCode !== 206 && !(response.statusCode === 200 && length === this.manifest.sizeBytes)) {
@@ -387,13 +457,13 @@ class Pull {
     }
     if (received !== length) throw new PieceRequestError(`${source.kind} sent ${received} of the ${length} bytes of piece ${piece}`);
     const hashed = await this.settings.hashPool.hash(bytes);
-    bytes = hashed.bytes;
+    held.bytes = hashed.bytes;
     if (!hashed.hash.equals(pieceHash(this.manifest, piece))) {
       this.corrupt(piece, source);
       throw new PieceRequestError(`piece ${piece} from ${source.kind} ${source.located.node ?? ''} does not match its hash`, undefined, true);
     }
     try {
-      await writeAll(this.request.handle, bytes, range.start);
+      await writeAll(this.request.handle, held.bytes, range.start);
     } catch (err) {
       throw new FileError(err);
     }
