@@ -5,12 +5,14 @@
 import { Argument, InvalidArgumentError, Option, type Command } from 'commander';
 import { ARTIFACT_FORMATS, checkName, formatRef, parseRef, type ArtifactKind, type ArtifactRef } from '../../../shared/artifact-ref.js';
 import type { PushHeader } from '../../../shared/proto.js';
+import path from 'node:path';
+import { pushResumable, uploadKey } from '../../../shared/blob-upload.js';
 import { downloadVerified, placePulled, planPull, pushSource, type ProgressFactory } from '../artifact-transfer.js';
 import { withContext, type CliContext } from '../context.js';
 import { countFlag, usageParser } from '../flags.js';
 import { interruptible, InterruptedError } from '../interrupt.js';
 import { progressBar } from '../progress.js';
-import { aliasedView, artifactDetailView, artifactListView, deletedView, pulledView, pushedView } from '../views/artifacts.js';
+import { aliasedView, artifactDetailView, artifactListView, deletedView, humanBytes, pulledView, pushedView } from '../views/artifacts.js';
 
 interface KindWords {
   /** "models" */
@@ -103,20 +105,47 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
             },
           };
           const bar = progress('pushing', source.sizeBytes);
-          let sent = 0;
+          let held = 0;
+          // A coordinator without resumable uploads: the gRPC Push, which a cancel undoes whole.
+          let streamed = false;
           const onProgress = (bytes: number) => {
-            sent = bytes;
+            held = bytes;
             bar.update(bytes);
           };
+          const key = uploadKey({
+            path: path.resolve(file),
+            sizeBytes: source.sizeBytes,
+            mtimeMs: source.mtimeMs,
+            coordinator: String(ctx.options.coordinator),
+            kind,
+            name,
+            digest: source.digest,
+          });
           try {
-            return await ctx.client().push(kind, header, source.open(), { signal, onProgress });
+            return await pushResumable({
+              client: ctx.client(),
+              kind,
+              header,
+              uploadKey: key,
+              open: (start) => source.openFrom(start),
+              token: ctx.token(),
+              tls: ctx.tls(),
+              signal,
+              onProgress,
+              fallback: () => {
+                streamed = true;
+                return ctx.client().push(kind, header, source.open(), { signal, onProgress });
+              },
+              onResume: (offset) => process.stderr.write(`resuming the upload: ${humanBytes(offset)} of ${humanBytes(source.sizeBytes)} already on the coordinator\n`),
+            });
           } catch (err) {
             if (!signal.aborted) throw err;
             // With every byte sent the coordinator may be recording the version as the cancel arrives.
-            if (sent === source.sizeBytes && sent > 0) {
+            if (held === source.sizeBytes && held > 0) {
               throw new InterruptedError(`interrupted after the whole upload was sent; it may have been stored: check with mlfleetctl ${noun} show ${name}`);
             }
-            throw new InterruptedError('interrupted; the upload was cancelled and nothing was pushed');
+            if (streamed) throw new InterruptedError('interrupted; the upload was cancelled and nothing was pushed');
+            throw new InterruptedError('interrupted; the coordinator keeps what arrived for an hour: run the same push again to resume');
           } finally {
             bar.stop();
           }
