@@ -72,6 +72,8 @@ export async function pushResumable(upload: ResumableUpload): Promise<ArtifactVe
       } catch (err) {
         if (upload.signal?.aborted || !(err instanceof ResumeFrom) || attempt >= MAX_PUT_ATTEMPTS) throw err instanceof ResumeFrom ? err.cause : err;
         offset = err.offset;
+        // Another PUT (an earlier run's, cut) may still hold the upload: give it a moment to end.
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
       }
     }
   } finally {

@@ -61,7 +61,9 @@ export class Uploads {
     if (uploadKey) {
       for (const upload of this.uploads.values()) {
         if (upload.principal.tokenId !== principal.tokenId || upload.uploadKey !== uploadKey) continue;
-        if (upload.kind === kind && sameHeader(upload.header, header) && !upload.busy) {
+        // A PUT of it may still be running (the client was killed and the coordinator has not
+        // seen its connection close yet): the same upload, whose PUTs answer 409 until it ends.
+        if (upload.kind === kind && sameHeader(upload.header, header)) {
           upload.lastActivityMs = this.clock.now();
           return upload;
         }
