@@ -195,17 +195,14 @@ async function serveUpload(deps: BlobRoutesDeps, principal: Principal, id: strin
   if (Number.isFinite(declared) && offset === upload.offset && offset + declared > upload.header.sizeBytes) {
     throw new TooLargeError(`the push declared ${upload.header.sizeBytes} bytes; ${declared} bytes from ${offset} run past that`);
   }
-  const before = upload.offset;
   let reached: number;
   try {
-    reached = await uploads.write(upload, offset, req);
+    reached = await uploads.write(upload, offset, req, (bytes) => deps.receivedBytes.inc(bytes));
   } catch (err) {
-    deps.receivedBytes.inc(upload.offset - before);
     // Cut by the client: what arrived is kept, and nobody is left to answer.
     if (req.destroyed && !req.complete) return;
     throw err;
   }
-  deps.receivedBytes.inc(reached - before);
   res.writeHead(204, { [UPLOAD_OFFSET_HEADER]: String(reached) }).end();
 }
 

@@ -102,7 +102,7 @@ export class Uploads {
    * Appends a PUT's bytes at `offset` (which must be where the upload stands). Bytes that
    * arrived are kept when the body ends early or fails; resolves with the offset reached.
    */
-  async write(upload: Upload, offset: number, body: AsyncIterable<Buffer>): Promise<number> {
+  async write(upload: Upload, offset: number, body: AsyncIterable<Buffer>, onBytes?: (bytes: number) => void): Promise<number> {
     if (upload.busy) throw new OffsetMismatchError(upload.offset, 'another PUT of this upload is running; HEAD it for its offset once that one ends');
     if (offset !== upload.offset) throw new OffsetMismatchError(upload.offset, `the upload stands at byte ${upload.offset}, not ${offset}; PUT from there`);
     upload.busy = true;
@@ -115,6 +115,7 @@ export class Uploads {
         upload.hasher.update(chunk);
         upload.offset += chunk.length;
         upload.lastActivityMs = this.clock.now();
+        onBytes?.(chunk.length);
       }
       return upload.offset;
     } finally {
