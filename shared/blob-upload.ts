@@ -141,6 +141,6 @@ function httpError(status: number, text: string): Error {
 }
 
 /** The coordinator does not serve this method (gRPC UNIMPLEMENTED, seen through fromGrpcError). */
-function isUnimplemented(err: unknown): boolean {
+export function isUnimplemented(err: unknown): boolean {
   return err instanceof Error && /does not implement the method/.test(err.message);
 }

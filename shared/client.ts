@@ -45,6 +45,7 @@ import {
 import type { ClusterServiceClient } from './gen/mlfleet/v1/ClusterService.js';
 import type { DeliveryServiceClient } from './gen/mlfleet/v1/DeliveryService.js';
 import type { PushTicket__Output as PushTicket } from './gen/mlfleet/v1/PushTicket.js';
+import type { BlobLocation__Output as BlobLocation } from './gen/mlfleet/v1/BlobLocation.js';
 import type { NodeServiceClient } from './gen/mlfleet/v1/NodeService.js';
 import type { PrefetchModelResponse__Output } from './gen/mlfleet/v1/PrefetchModelResponse.js';
 import type { TenantServiceClient } from './gen/mlfleet/v1/TenantService.js';
@@ -501,6 +502,12 @@ export class CoordinatorClient {
   }
 
   // ---- DeliveryService: resumable pushes (docs/delivery.md) --------------------------------
+
+  /** Where a blob's bytes can be read (DeliveryService.Locate): a user names a ref or a digest of their tenant's. */
+  locate(request: { kind: ArtifactKind; ref?: string; digest?: string; tenant?: string }, options: CallOptions = {}): Promise<BlobLocation> {
+    const message = { kind: request.kind, ref: request.ref ?? '', digest: request.digest ?? '', tenant: request.tenant ?? '' };
+    return this.unary<DeliveryServiceClient, BlobLocation>(mlfleetV1().DeliveryService as ServiceConstructor<DeliveryServiceClient>, (s, md, o, cb) => s.locate(message, md, o, cb), options);
+  }
 
   /** Opens a resumable push (or finds again the caller's unfinished one with `uploadKey`). */
   beginPush(kind: ArtifactKind, header: PushHeader, uploadKey: string, options: CallOptions = {}): Promise<PushTicket> {

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Agent, request } from 'undici';
 import { CoordinatorClient, inChunks } from '../../shared/client.js';
+import { readBlobRange } from '../../shared/blob-download.js';
 import { UPLOAD_OFFSET_HEADER } from '../../shared/blob-http.js';
 import { decodeManifest } from '../../shared/pieces.js';
 import { channelCredentials, loadTls } from '../../shared/tls.js';
@@ -108,6 +109,11 @@ test('GET /v1/blobs/<digest>: tenants, roles, node credentials, revoked tokens a
   assert.equal((await get(url, consumer, { range: `bytes=${bytes.length}-` })).status, 416);
   assert.equal((await get(url, consumer, { range: 'bytes=5-2' })).status, 416);
   assert.equal((await get(url, consumer, { range: 'lines=1-2' })).status, 416);
+  // The client side mlfleetctl pull uses: from an offset, streamed.
+  const parts: Buffer[] = [];
+  for await (const chunk of await readBlobRange({ url, token: consumer, offset: 1_000_001, sizeBytes: bytes.length })) parts.push(chunk);
+  assert.deepEqual(Buffer.concat(parts), bytes.subarray(1_000_001));
+  await assert.rejects(readBlobRange({ url, token: await token('consumer', 'beta'), offset: 0, sizeBytes: bytes.length }), { code: 'NOT_FOUND' });
   const head = await request(url, { method: 'HEAD', headers: { authorization: `Bearer ${consumer}` } });
   await head.body.dump();
   assert.equal(head.statusCode, 200);

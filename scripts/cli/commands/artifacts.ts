@@ -7,7 +7,9 @@ import { ARTIFACT_FORMATS, checkName, formatRef, parseRef, type ArtifactKind, ty
 import type { PushHeader } from '../../../shared/proto.js';
 import path from 'node:path';
 import { pushResumable, uploadKey } from '../../../shared/blob-upload.js';
-import { downloadVerified, placePulled, planPull, pushSource, type ProgressFactory } from '../artifact-transfer.js';
+import { readBlobRange, seedSource } from '../../../shared/blob-download.js';
+import { isUnimplemented } from '../../../shared/blob-upload.js';
+import { downloadVerified, type OpenDownload, placePulled, planPull, pushSource, type ProgressFactory } from '../artifact-transfer.js';
 import { withContext, type CliContext } from '../context.js';
 import { countFlag, usageParser } from '../flags.js';
 import { interruptible, InterruptedError } from '../interrupt.js';
@@ -192,14 +194,13 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
         // Resolved once, then fetched by digest: a ref that moves meanwhile cannot mix two contents.
         const version = await client.resolve(kind, formatRef(ref));
         const plan = await planPull(version, dest);
-        const resumedFrom = await interruptible((signal) =>
-          downloadVerified(
-            plan,
-            async (offset, s) => (await client.download(kind, { digest: version.digest, offset }, { signal: s })).chunks,
-            signal,
-            progressFor(ctx),
-          ),
-        );
+        // The bytes over HTTP from where Locate says (the coordinator or the bucket); a
+        // coordinator without DeliveryService streams them over gRPC as before.
+        const seed = await locateSeed(ctx, kind, version.digest);
+        const open: OpenDownload = seed
+          ? (offset, s) => readBlobRange({ url: seed.url, token: seed.withToken ? ctx.token() : undefined, tls: ctx.tls(), offset, sizeBytes: Number(version.sizeBytes), signal: s })
+          : async (offset, s) => (await client.download(kind, { digest: version.digest, offset }, { signal: s })).chunks;
+        const resumedFrom = await interruptible((signal) => downloadVerified(plan, open, signal, progressFor(ctx)));
         await placePulled(plan);
         ctx.print(pulledView(version, plan.target, resumedFrom));
       }),
@@ -230,4 +231,14 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
     .action((ref: ArtifactRef & { version: number }, _options: unknown, command: Command) =>
       withContext(command, async (ctx) => ctx.print(deletedView(kind, await ctx.client().deleteVersion(kind, ref.name, ref.version), ref.version))),
     );
+}
+
+/** Where `models pull` reads a digest over HTTP; undefined from a coordinator without DeliveryService.Locate. */
+async function locateSeed(ctx: CliContext, kind: ArtifactKind, digest: string): Promise<{ url: string; withToken: boolean } | undefined> {
+  try {
+    return seedSource(await ctx.client().locate({ kind, digest }));
+  } catch (err) {
+    if (isUnimplemented(err)) return undefined;
+    throw err;
+  }
 }
