@@ -256,17 +256,23 @@ function answerError(res: http.ServerResponse, err: unknown, log: Logger): void 
 class BufferPool {
   private readonly free: Buffer[] = [];
   private readonly waiters: Array<() => void> = [];
+  private made = 0;
 
-  constructor(count: number, bytes: number) {
-    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafeSlow(bytes));
-  }
+  constructor(
+    private readonly count: number,
+    private readonly bytes: number,
+  ) {}
 
-  /** A free buffer, or undefined once `gone()` holds (the GET's client went away). */
+  /** A free buffer (made on first need, up to `count`), or undefined once `gone()` holds (the GET's client went away). */
   async acquire(gone: () => boolean): Promise<Buffer | undefined> {
     for (;;) {
       if (gone()) return undefined;
       const buffer = this.free.pop();
       if (buffer) return buffer;
+      if (this.made < this.count) {
+        this.made += 1;
+        return Buffer.allocUnsafeSlow(this.bytes);
+      }
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
   }
