@@ -158,7 +158,7 @@ async function sendRange(pool: BufferPool, reader: { read(b: Buffer, at: number,
         giveBack(buffer);
         res.emit('drain-buffer');
       });
-      if (!flowing && !closed) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      if (!flowing && !closed) await once(res, 'drain');
     }
     if (!closed) res.end();
   } finally {

@@ -15,6 +15,7 @@ import type { JobOutputs } from '../api/job-output-push.js';
 import { pushTarget } from '../api/job-output-push.js';
 import type { RpcEdge } from '../api/rpc.js';
 import { pushHeaderSchema } from '../api/schemas.js';
+import type { BlobWriter } from '../blobs/blob-store.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
 import type { PieceManifests } from './manifests.js';
 import { UPLOAD_EXPIRY_MS, type Uploads } from './uploads.js';
@@ -68,10 +69,28 @@ export function pushHandlers(deps: PushServiceDeps): Record<string, grpc.Untyped
   const commitPush = async ({ uploadId }: z.infer<typeof commitPushSchema>, context: Parameters<typeof publishPush>[3]): Promise<ArtifactVersion> => {
     const writer = deps.writer();
     const { upload, manifest } = deps.uploads().take(uploadId, context.principal);
-    const version = await publishPush(upload.kind, deps, writer, context, upload.header, { written: upload.blob });
+    // The digest the blob writer committed these bytes under (their whole hash).
+    let stored: string | undefined;
+    const blob = upload.blob;
+    const written: BlobWriter = {
+      write: (chunk) => blob.write(chunk),
+      get bytesWritten() {
+        return blob.bytesWritten;
+      },
+      commit: async (expected) => {
+        const result = await blob.commit(expected);
+        stored = result.digest;
+        return result;
+      },
+      abort: () => blob.abort(),
+    };
+    const version = await publishPush(upload.kind, deps, writer, context, upload.header, { written });
     committed.set(uploadId, context.target ?? '');
-    // The bytes hashed as they came are the ones published (a declared digest was checked).
-    if (manifest.digest === version.digest) await deps.manifests.save(manifest);
+    // The pieces were hashed from the very bytes the blob writer hashed into the published
+    // digest (a repeated job-output push may answer with an earlier version's other content).
+    if (stored !== undefined && version.digest === stored) {
+      await deps.manifests.save({ ...manifest, digest: version.digest });
+    }
     return version;
   };
 

@@ -16,6 +16,8 @@ import type { ArtifactKind } from '../registry/artifact-record.js';
 export const UPLOAD_EXPIRY_MS = 60 * 60 * 1000;
 /** Unfinished uploads one caller (token) may hold at once. */
 export const MAX_UPLOADS_PER_CALLER = 8;
+/** Bytes gathered from a PUT before they are written and hashed. */
+const WRITE_BYTES = 1 << 20;
 
 export interface Upload {
   readonly id: string;
@@ -82,7 +84,8 @@ export class Uploads {
       header,
       uploadKey,
       blob: await this.blobs.create(),
-      hasher: new StreamingPieceHasher(pieceBytesFor(header.sizeBytes)),
+      // The blob writer hashes the whole digest; this only the pieces (the manifest takes the digest at commit).
+      hasher: new StreamingPieceHasher(pieceBytesFor(header.sizeBytes), { whole: false }),
       offset: 0,
       lastActivityMs: this.clock.now(),
       busy: false,
@@ -106,18 +109,35 @@ export class Uploads {
     if (upload.busy) throw new OffsetMismatchError(upload.offset, 'another PUT of this upload is running; HEAD it for its offset once that one ends');
     if (offset !== upload.offset) throw new OffsetMismatchError(upload.offset, `the upload stands at byte ${upload.offset}, not ${offset}; PUT from there`);
     upload.busy = true;
+    // Small network reads are gathered into MiB writes (far fewer writes and hash calls); what
+    // is gathered is written even when the body fails, so a cut PUT keeps every byte it brought.
+    let staged: Buffer[] = [];
+    let stagedBytes = 0;
+    const flush = async () => {
+      if (stagedBytes === 0) return;
+      const bytes = staged.length === 1 ? staged[0]! : Buffer.concat(staged, stagedBytes);
+      staged = [];
+      stagedBytes = 0;
+      await upload.blob.write(bytes);
+      upload.hasher.update(bytes);
+      upload.offset += bytes.length;
+      upload.lastActivityMs = this.clock.now();
+      onBytes?.(bytes.length);
+    };
     try {
       for await (const chunk of body) {
-        if (upload.offset + chunk.length > upload.header.sizeBytes) {
-          throw new TooLargeError(`the push declared ${upload.header.sizeBytes} bytes; these run past that (the upload stands at ${upload.offset})`);
+        if (upload.offset + stagedBytes + chunk.length > upload.header.sizeBytes) {
+          throw new TooLargeError(`the push declared ${upload.header.sizeBytes} bytes; these run past that (the upload stands at ${upload.offset + stagedBytes})`);
         }
-        await upload.blob.write(chunk);
-        upload.hasher.update(chunk);
-        upload.offset += chunk.length;
-        upload.lastActivityMs = this.clock.now();
-        onBytes?.(chunk.length);
+        staged.push(chunk);
+        stagedBytes += chunk.length;
+        if (stagedBytes >= WRITE_BYTES) await flush();
       }
+      await flush();
       return upload.offset;
+    } catch (err) {
+      await flush();
+      throw err;
     } finally {
       upload.busy = false;
     }
