@@ -21,6 +21,8 @@ import { OffsetMismatchError, TooLargeError, type Uploads } from './uploads.js';
 export const BLOB_BUFFER_BYTES = 1 << 20;
 /** Buffers all GETs share: at most this many MiB of blob bytes are in the coordinator's hands. */
 export const BLOB_BUFFERS = 32;
+/** A GET whose client takes nothing for this long is closed. */
+const STALLED_GET_MS = 30_000;
 /** Buffers one GET holds at once: one being written while the next is read. */
 const BUFFERS_PER_GET = 2;
 
@@ -118,6 +120,9 @@ async function serveBlob(deps: BlobRoutesDeps, pool: BufferPool, principal: Prin
     return;
   }
   const reader = await registry.blobs.openReader(digest, start);
+  // A reader that stops reading would hold its pooled buffers for ever: after a while without
+  // any progress its connection is closed, and the buffers go back to the others.
+  res.setTimeout(STALLED_GET_MS, () => res.destroy());
   res.writeHead(range ? 206 : 200, headers);
   try {
     await sendRange(pool, reader, end - start, res, deps.sentBytes);
