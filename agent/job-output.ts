@@ -150,7 +150,7 @@ export function coordinatorOutputPusher(options: CoordinatorOutputPusherOptions)
         client,
         kind: output ? 'model' : 'dataset',
         header,
-        uploadKey: uploadKey({ path: dir, sizeBytes: content.sizeBytes, mtimeMs: 0, coordinator: address, kind: allocationId, name: header.name ?? '', digest: content.digest }),
+        uploadKey: uploadKey({ path: `${allocationId}:${dir}`, sizeBytes: content.sizeBytes, mtimeMs: 0, coordinator: address, kind: output ? 'model' : 'dataset', name: header.name ?? '', digest: content.digest }),
         open: (start) => content.openFrom(start),
         token: options.token(),
         tls: options.tls,
