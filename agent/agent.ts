@@ -236,7 +236,7 @@ export class Agent {
       advertiseHost: parseHostPort(options.advertise ?? options.gatewayListen).host,
       onStatus: (allocations) => session.report({ allocations, cache: cache.entries() }),
       dataDir: options.dataDir,
-      pushOutput: coordinatorOutputPusher({ leader: () => session.connectedTo, token, credentials }),
+      pushOutput: coordinatorOutputPusher({ leader: () => session.connectedTo, token, credentials, tls: options.tls }),
       clock,
       log,
     });

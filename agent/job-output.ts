@@ -15,6 +15,9 @@ import type { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { inferPathFormat } from '../shared/artifact-ref.js';
 import { setBearer } from '../shared/auth.js';
+import { pushResumable, uploadKey } from '../shared/blob-upload.js';
+import { CoordinatorClient } from '../shared/client.js';
+import type { TlsMaterial } from '../shared/tls.js';
 import { FailedPreconditionError, MlfleetError, ResourceExhaustedError, UnavailableError, fromGrpcError } from '../shared/errors.js';
 import { mlfleetV1, type ArtifactVersion, type PushHeader } from '../shared/proto.js';
 import { packDirectory, tarDigest } from '../shared/tar.js';
@@ -53,6 +56,8 @@ export interface CoordinatorOutputPusherOptions {
   leader: () => string | undefined;
   token: () => string | undefined;
   credentials: grpc.ChannelCredentials;
+  /** The agent's TLS material, for the upload's HTTPS (the same as its gRPC credentials'). */
+  tls?: TlsMaterial | undefined;
 }
 
 /** Bytes per chunk message, as `models push` sends them. */
@@ -66,6 +71,8 @@ export interface OutputContent {
   digest: string;
   format: string;
   open(): Readable;
+  /** The bytes from `start` (a resumed upload). */
+  openFrom(start: number): Readable | AsyncIterable<Buffer>;
 }
 
 /** Looks at the output directory: one regular file is sent as it is, anything else as a tar. */
@@ -79,7 +86,14 @@ export async function outputContent(dir: string, format: string): Promise<Output
     const file = path.join(dir, entries[0]!.name);
     const stat = await fs.stat(file);
     if (stat.size === 0) throw new FailedPreconditionError(`the job's only output, ${entries[0]!.name}, is empty`);
-    return { directory: false, sizeBytes: stat.size, digest: '', format: format || (await inferPathFormat('model', file, false)), open: () => createReadStream(file, { highWaterMark: CHUNK_BYTES }) };
+    return {
+      directory: false,
+      sizeBytes: stat.size,
+      digest: '',
+      format: format || (await inferPathFormat('model', file, false)),
+      open: () => createReadStream(file, { highWaterMark: CHUNK_BYTES }),
+      openFrom: (start) => createReadStream(file, { highWaterMark: CHUNK_BYTES, start }),
+    };
   }
   return directoryContent(dir, format || (await inferPathFormat('model', dir, true)));
 }
@@ -94,7 +108,23 @@ export async function partContent(dir: string): Promise<OutputContent> {
 }
 
 async function directoryContent(dir: string, format: string): Promise<OutputContent> {
-  return { directory: true, ...(await tarDigest(dir)), format, open: () => packDirectory(dir) };
+  return { directory: true, ...(await tarDigest(dir)), format, open: () => packDirectory(dir), openFrom: (start) => skipBytes(packDirectory(dir), start) };
+}
+
+async function* skipBytes(stream: Readable, skip: number): AsyncIterable<Buffer> {
+  let left = skip;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        continue;
+      }
+      yield left > 0 ? chunk.subarray(left) : chunk;
+      left = 0;
+    }
+  } finally {
+    stream.destroy();
+  }
 }
 
 export function coordinatorOutputPusher(options: CoordinatorOutputPusherOptions): OutputPusher {
@@ -112,7 +142,32 @@ export function coordinatorOutputPusher(options: CoordinatorOutputPusherOptions)
       metadata: output?.metadata ?? null,
       jobAllocation: allocationId,
     };
-    const service = output ? mlfleetV1().ModelService : mlfleetV1().DatasetService;
+    // Resumable (BeginPush, HTTP PUT, CommitPush): a push retried after a dropped connection
+    // goes on from the bytes the leader kept. A leader without DeliveryService gets the gRPC Push.
+    const client = new CoordinatorClient([address], { credentials: options.credentials, token: options.token() });
+    try {
+      const version = await pushResumable({
+        client,
+        kind: output ? 'model' : 'dataset',
+        header,
+        uploadKey: uploadKey({ path: `${allocationId}:${dir}`, sizeBytes: content.sizeBytes, mtimeMs: 0, coordinator: address, kind: output ? 'model' : 'dataset', name: header.name ?? '', digest: content.digest }),
+        open: (start) => content.openFrom(start),
+        token: options.token(),
+        tls: options.tls,
+        signal,
+        fallback: () => grpcPush(options, address, output !== undefined, header, content, signal),
+      });
+      return version.version;
+    } finally {
+      client.close();
+    }
+  };
+}
+
+/** The push as one gRPC client stream (a leader without DeliveryService). */
+async function grpcPush(options: CoordinatorOutputPusherOptions, address: string, model: boolean, header: PushHeader, content: OutputContent, signal: AbortSignal): Promise<ArtifactVersion> {
+  {
+    const service = model ? mlfleetV1().ModelService : mlfleetV1().DatasetService;
     const client = new service(address, options.credentials);
     const body = content.open();
     try {
@@ -136,10 +191,10 @@ export function coordinatorOutputPusher(options: CoordinatorOutputPusherOptions)
           }
         })();
       });
-      return version.version;
+      return version;
     } finally {
       body.destroy();
       client.close();
     }
-  };
+  }
 }

@@ -9,7 +9,11 @@ import * as grpc from '@grpc/grpc-js';
 import { backoffDelay, sleep, systemClock, type Clock, type Random } from '../shared/clock.js';
 import { formatHostPort, parseHostPort } from '../shared/config.js';
 import { NotLeaderError } from '../shared/errors.js';
-import { startOpsServer, type OpsServer } from '../shared/http-server.js';
+import { startOpsServer, type ExtraRoutes, type OpsServer } from '../shared/http-server.js';
+import { blobRoutes } from './delivery/blob-routes.js';
+import { pushHandlers } from './delivery/delivery-service.js';
+import { PieceManifests } from './delivery/manifests.js';
+import { Uploads } from './delivery/uploads.js';
 import { baseUrl } from '../shared/blob-http.js';
 import { serverCredentials, warnIfPlaintext, type TlsMaterial } from '../shared/tls.js';
 import { keys } from '../shared/keys.js';
@@ -29,7 +33,6 @@ import { loadClusterGrantKeys } from './delivery/grant-keys.js';
 import { locateHandler } from './delivery/locate-service.js';
 import { S3BlobStore } from './blobs/s3-blob-store.js';
 import { S3DirectAccess } from './blobs/s3-direct.js';
-import { PieceManifests } from './delivery/manifests.js';
 import { FetchTracker } from './delivery/tracker.js';
 import type { GrantKeys } from '../shared/blob-http.js';
 import { ArtifactRegistry } from './registry/artifact-registry.js';
@@ -108,6 +111,11 @@ export class Coordinator {
   private closing: Promise<void> | undefined;
   private readonly logs = new LogRelay();
   private readonly admission: NodeAdmission;
+  /** The leader's unfinished resumable uploads (dropped when it steps down). */
+  private readonly uploads: Uploads;
+  readonly manifests: PieceManifests;
+  /** The blob and upload routes of the HTTP listener, set by register(). */
+  private blobRoutes: ExtraRoutes | undefined;
 
   private constructor(
     readonly id: string,
@@ -129,6 +137,8 @@ export class Coordinator {
     private readonly onBootstrap: ((tokens: BootstrapTokens) => void) | undefined,
   ) {
     this.admission = new NodeAdmission(store, tokens, clock);
+    this.uploads = new Uploads(artifacts.blobs, clock);
+    this.manifests = new PieceManifests(artifacts.blobs, log.child({ component: 'manifests' }));
     // A revoked node credential or join token ends the sessions it opened (or, for a join
     // token's first session, the credential it was issued) at once.
     tokens.onRevoked((record) => {
@@ -172,7 +182,10 @@ export class Coordinator {
       const wildcard = host === '0.0.0.0' || host === '::';
       const address = options.advertise ?? (wildcard ? `${os.hostname()}:${port}` : formatHostPort(host, port));
       let self: Coordinator | undefined;
-      ops = await startOpsServer(options.httpListen, () => self!.health(), metrics.registry);
+      ops = await startOpsServer(options.httpListen, () => self!.health(), metrics.registry, {
+        tls: options.tls,
+        routes: async (req, res, secure) => (self?.blobRoutes ? self.blobRoutes(req, res, secure) : false),
+      });
       const election = new Election(store, keys.electionPrefix, { clock, log });
       const tokens = await TokenRegistry.load(store, clock, log.child({ component: 'tokens' }));
       const audit = new AuditLog(store, clock, log.child({ component: 'audit' }));
@@ -303,15 +316,17 @@ export class Coordinator {
     };
     serve(withEncodedChunks(v1.ModelService.service), artifactService('model', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
     serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
-    // Where blob bytes are read (docs/delivery.md); BeginPush/CommitPush join Locate here. With
-    // the S3 blob store, agents read the bucket through presigned URLs and no byte passes here.
+    // Where blob bytes are read and written (docs/delivery.md). With the S3 blob store, agents
+    // read the bucket through presigned URLs and no byte passes here.
     const blobs = this.artifacts.blobs;
     const s3 = blobs instanceof S3BlobStore ? new S3DirectAccess(blobs) : undefined;
+    const uploads = () => (this.leaderRole(), this.uploads);
     serve(v1.DeliveryService.service, {
+      ...pushHandlers({ edge, registry: this.artifacts, writer, uploads, manifests: this.manifests, blobBaseUrl: () => this.blobBaseUrl, jobOutputs, now: () => this.clock.now() }),
       Locate: locateHandler({
         edge,
         artifacts: this.artifacts,
-        manifests: new PieceManifests(this.artifacts.blobs, this.log.child({ component: 'manifests' })),
+        manifests: this.manifests,
         nodeMayFetch,
         tracker: () => this.leaderRole().tracker,
         nodes: () => registry().list(),
@@ -322,6 +337,7 @@ export class Coordinator {
         counted: (caller) => this.metrics.locates.inc({ caller }),
       }),
     } as grpc.UntypedServiceImplementation);
+    this.blobRoutes = blobRoutes({ tokens, registry: this.artifacts, uploads, nodeMayFetch, tls: this.options.tls !== undefined, sentBytes: this.metrics.blobSentBytes, receivedBytes: this.metrics.uploadReceivedBytes, log: this.log.child({ component: 'blob-routes' }) });
     // Coordinators only, with the peer secret: copies of blobs (coordinator/blobs/blob-peers.ts).
     serve(v1.BlobPeerService.service, this.peers.service());
     serve(v1.TokenService.service, tokenService({ edge, store, tokens, writer }));
@@ -497,6 +513,7 @@ export class Coordinator {
     if (this.role.kind !== 'leader') return;
     this.role.workloads.close();
     this.role.registry.close();
+    void this.uploads.close().catch((err: unknown) => this.log.warn({ err }, 'could not drop unfinished uploads'));
     this.role = { kind: 'follower' };
     if (this.leader?.id === this.id) this.leader = undefined;
     this.metrics.isLeader.set(0);

@@ -58,6 +58,18 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
 
+  readonly blobSentBytes = new Counter({
+    name: 'mlfleet_coordinator_blob_sent_bytes_total',
+    help: 'Blob bytes this coordinator sent over HTTP (GET /v1/blobs/<digest>)',
+    registers: [this.registry],
+  });
+
+  readonly uploadReceivedBytes = new Counter({
+    name: 'mlfleet_coordinator_upload_received_bytes_total',
+    help: 'Push bytes this coordinator received over HTTP (PUT /v1/uploads/<id>)',
+    registers: [this.registry],
+  });
+
   /** Set by the RPC edge: calls open now, counted only when /metrics is scraped. */
   openCalls: (() => number) | undefined;
 

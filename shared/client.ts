@@ -43,6 +43,9 @@ import {
   type WorkloadEvent,
 } from './proto.js';
 import type { ClusterServiceClient } from './gen/mlfleet/v1/ClusterService.js';
+import type { DeliveryServiceClient } from './gen/mlfleet/v1/DeliveryService.js';
+import type { PushTicket__Output as PushTicket } from './gen/mlfleet/v1/PushTicket.js';
+import type { BlobLocation__Output as BlobLocation } from './gen/mlfleet/v1/BlobLocation.js';
 import type { NodeServiceClient } from './gen/mlfleet/v1/NodeService.js';
 import type { PrefetchModelResponse__Output } from './gen/mlfleet/v1/PrefetchModelResponse.js';
 import type { TenantServiceClient } from './gen/mlfleet/v1/TenantService.js';
@@ -496,6 +499,25 @@ export class CoordinatorClient {
   /** The best ready deployment for the criteria, with why; NOT_FOUND (NotFoundError) saying why none is. */
   select(criteria: SelectCriteria, options: CallOptions = {}): Promise<Selection> {
     return this.unary<SelectionServiceClient, Selection>(mlfleetV1().SelectionService, (s, md, o, cb) => s.select(criteria, md, o, cb), options);
+  }
+
+  // ---- DeliveryService: resumable pushes (docs/delivery.md) --------------------------------
+
+  /** Where a blob's bytes can be read (DeliveryService.Locate): a user names a ref or a digest of their tenant's. */
+  locate(request: { kind: ArtifactKind; ref?: string; digest?: string; tenant?: string }, options: CallOptions = {}): Promise<BlobLocation> {
+    const message = { kind: request.kind, ref: request.ref ?? '', digest: request.digest ?? '', tenant: request.tenant ?? '' };
+    return this.unary<DeliveryServiceClient, BlobLocation>(mlfleetV1().DeliveryService as ServiceConstructor<DeliveryServiceClient>, (s, md, o, cb) => s.locate(message, md, o, cb), options);
+  }
+
+  /** Opens a resumable push (or finds again the caller's unfinished one with `uploadKey`). */
+  beginPush(kind: ArtifactKind, header: PushHeader, uploadKey: string, options: CallOptions = {}): Promise<PushTicket> {
+    const request = { kind, header, uploadKey };
+    return this.unary<DeliveryServiceClient, PushTicket>(mlfleetV1().DeliveryService as ServiceConstructor<DeliveryServiceClient>, (s, md, o, cb) => s.beginPush(request, md, o, cb), options);
+  }
+
+  /** Publishes an upload whose bytes have all arrived. */
+  commitPush(uploadId: string, options: CallOptions = {}): Promise<ArtifactVersion> {
+    return this.unary<DeliveryServiceClient, ArtifactVersion>(mlfleetV1().DeliveryService as ServiceConstructor<DeliveryServiceClient>, (s, md, o, cb) => s.commitPush({ uploadId, partEtags: [] }, md, o, cb), options);
   }
 
   // ---- ModelService and DatasetService (one shape, told apart by kind) -------------------

@@ -72,16 +72,22 @@ export function checkManifest(manifest: PieceManifest): void {
  * hashes at once (a push, a coordinator computing the manifest of a blob stored before pieces).
  */
 export class StreamingPieceHasher {
-  private readonly whole: Hash = createHash('sha256');
+  private readonly whole: Hash | undefined;
   private piece: Hash = createHash('sha256');
   private inPiece = 0;
   private readonly hashes: Buffer[] = [];
   private total = 0;
 
-  constructor(readonly pieceBytes: number) {}
+  /** `whole: false`: piece hashes only (the caller hashes the whole digest elsewhere); finish() then gives digest ''. */
+  constructor(
+    readonly pieceBytes: number,
+    options: { whole?: boolean } = {},
+  ) {
+    this.whole = options.whole === false ? undefined : createHash('sha256');
+  }
 
   update(chunk: Buffer): void {
-    this.whole.update(chunk);
+    this.whole?.update(chunk);
     this.total += chunk.length;
     let at = 0;
     while (at < chunk.length) {
@@ -100,7 +106,7 @@ export class StreamingPieceHasher {
   /** The manifest of everything seen; the hasher is spent. */
   finish(): PieceManifest {
     if (this.inPiece > 0) this.closePiece();
-    return { digest: `sha256:${this.whole.digest('hex')}`, sizeBytes: this.total, pieceBytes: this.pieceBytes, hashes: Buffer.concat(this.hashes) };
+    return { digest: this.whole ? `sha256:${this.whole.digest('hex')}` : '', sizeBytes: this.total, pieceBytes: this.pieceBytes, hashes: Buffer.concat(this.hashes) };
   }
 
   private closePiece(): void {

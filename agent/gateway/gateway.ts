@@ -22,7 +22,7 @@ import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { formatHostPort, parseHostPort } from '../../shared/config.js';
-import { HEADERS_TIMEOUT_MS, closeSilentConnections, deadlines } from '../../shared/http-server.js';
+import { closeSilentConnections, deadlines, sniffProtocol } from '../../shared/http-server.js';
 import type { LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
 import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
 import type { RouteEndpoint__Output as RouteEndpoint } from '../../shared/gen/mlfleet/v1/RouteEndpoint.js';
@@ -101,7 +101,7 @@ export class Gateway {
       s.keepAliveTimeout = 30_000;
       closeSilentConnections(s);
     }
-    const server = secure ? net.createServer((socket) => sniff(socket, plain, secure)) : plain;
+    const server = secure ? net.createServer((socket) => sniffProtocol(socket, plain, secure)) : plain;
     gateway = new Gateway(server, servers, options);
     const { host, port } = parseHostPort(options.listen);
     await new Promise<void>((resolve, reject) => {
@@ -467,29 +467,6 @@ function decodePathPart(part: string): string {
 /** What a replica's deployment takes. */
 function maxRequestBytes(endpoint: RouteEndpoint): number {
   return Number(endpoint.maxRequestBytes) || DEFAULT_MAX_REQUEST_BYTES;
-}
-
-/**
- * One port, two protocols: a TLS connection begins with a handshake record (0x16), which no
- * HTTP request line does. The first byte is looked at and put back; the connection then belongs
- * to the server of its protocol as if it had accepted it.
- */
-function sniff(socket: net.Socket, plain: http.Server, secure: https.Server): void {
-  const failed = () => socket.destroy();
-  socket.on('error', failed);
-  // A connection that never says a word is not kept: the servers' own timeouts start once it has.
-  socket.setTimeout(HEADERS_TIMEOUT_MS, failed);
-  socket.once('readable', () => {
-    socket.off('error', failed);
-    socket.setTimeout(0);
-    const first = socket.read(1) as Buffer | null;
-    if (first === null) {
-      socket.destroy();
-      return;
-    }
-    socket.unshift(first);
-    (first[0] === 0x16 ? secure : plain).emit('connection', socket);
-  });
 }
 
 function unauthenticated(reason: string): AccessError {

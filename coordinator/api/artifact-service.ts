@@ -11,7 +11,7 @@ import type { BlobReader } from '../blobs/blob-store.js';
 import type { FencedWriter } from '../node-registry.js';
 import type { ArtifactKind } from '../registry/artifact-record.js';
 import { toProtoArtifact, toProtoVersion, toSummary } from '../registry/artifact-record.js';
-import type { ArtifactRegistry, Resolved } from '../registry/artifact-registry.js';
+import type { ArtifactRegistry, PushContent, Resolved } from '../registry/artifact-registry.js';
 import { drainedOrCancelled, messagesWithin, type CallContext, type RpcEdge } from './rpc.js';
 import {
   deleteVersionSchema,
@@ -76,8 +76,6 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
     assertWellFormed(first.value, 'push message');
     if (first.value.msg !== 'header') throw new InvalidArgumentError('the first message of a push must be its header');
     const header = validate(headerSchema, first.value.header, 'push header');
-    const target = pushTarget(kind, context.principal, header, deps.jobOutputs);
-    context.target = `${kind}/${header.name}`;
     async function* chunks(): AsyncIterable<Buffer> {
       for (;;) {
         const next = await messages.next();
@@ -88,33 +86,7 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
         yield next.value.chunk;
       }
     }
-    if (target.kind === 'part') {
-      const { node, allocation } = target;
-      const part = await registry.pushPart({ tenant: target.tenant, sizeBytes: header.sizeBytes, digest: header.digest }, chunks(), (blob) =>
-        deps.jobOutputs!.recordPart(node, allocation, blob),
-      );
-      context.target = `${kind}/${header.name} (part from allocation ${allocation.slice(0, 8)})`;
-      // Not a version (yet): version 0 says so; the job names the version once it is assembled.
-      return { name: header.name, tenant: target.tenant, version: 0, digest: part.digest, sizeBytes: part.sizeBytes, format: header.format, directory: true, createdAtMs: 0, createdBy: context.principal.tokenId, metadata: null };
-    }
-    const { record, version } = await registry.push(
-      writer,
-      {
-        kind,
-        tenant: target.tenant,
-        createdBy: context.principal.tokenId,
-        name: header.name,
-        format: header.format,
-        directory: header.directory,
-        sizeBytes: header.sizeBytes,
-        digest: header.digest,
-        metadata: target.metadata,
-        ...(target.once ? { once: target.once } : {}),
-      },
-      chunks(),
-    );
-    context.target = `${kind}/${header.name}:${version.version}`;
-    return toProtoVersion(record, version);
+    return publishPush(kind, deps, writer, context, header, chunks());
   };
 
   const download = async (
@@ -178,6 +150,60 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
       ({ name, version }) => `${kind}/${name}:${version}`,
     ),
   };
+}
+
+/** A push header as pushHeaderSchema validated it. */
+export type ValidPushHeader = ReturnType<ReturnType<typeof pushHeaderSchema>['parse']>;
+
+/**
+ * Stores a push's content where its header and caller say (pushTarget: a version of the
+ * caller's tenant, a job's output model, or a partition's part) and answers with the version
+ * (version 0 for a part). The gRPC Push and DeliveryService.CommitPush both publish here.
+ */
+export async function publishPush(
+  kind: ArtifactKind,
+  deps: Pick<ArtifactServiceDeps, 'registry' | 'jobOutputs'>,
+  writer: FencedWriter,
+  context: CallContext,
+  header: ValidPushHeader,
+  content: PushContent,
+): Promise<ArtifactVersion> {
+  const { registry } = deps;
+  let target;
+  try {
+    target = pushTarget(kind, context.principal, header, deps.jobOutputs);
+  } catch (err) {
+    if ('written' in content) await content.written.abort();
+    throw err;
+  }
+  context.target = `${kind}/${header.name}`;
+  if (target.kind === 'part') {
+    const { node, allocation } = target;
+    const part = await registry.pushPart({ tenant: target.tenant, sizeBytes: header.sizeBytes, digest: header.digest }, content, (blob) =>
+      deps.jobOutputs!.recordPart(node, allocation, blob),
+    );
+    context.target = `${kind}/${header.name} (part from allocation ${allocation.slice(0, 8)})`;
+    // Not a version (yet): version 0 says so; the job names the version once it is assembled.
+    return { name: header.name, tenant: target.tenant, version: 0, digest: part.digest, sizeBytes: part.sizeBytes, format: header.format, directory: true, createdAtMs: 0, createdBy: context.principal.tokenId, metadata: null };
+  }
+  const { record, version } = await registry.push(
+    writer,
+    {
+      kind,
+      tenant: target.tenant,
+      createdBy: context.principal.tokenId,
+      name: header.name,
+      format: header.format,
+      directory: header.directory,
+      sizeBytes: header.sizeBytes,
+      digest: header.digest,
+      metadata: target.metadata,
+      ...(target.once ? { once: target.once } : {}),
+    },
+    content,
+  );
+  context.target = `${kind}/${header.name}:${version.version}`;
+  return toProtoVersion(record, version);
 }
 
 /**

@@ -56,6 +56,9 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'StackService.DeleteStack': { roles: ADMIN, mutating: true },
   // Consumers pick a model of their tenant by criteria, as they would call it.
   'SelectionService.Select': { roles: USERS, mutating: false },
+  // Resumable pushes (docs/delivery.md): who may push may begin and commit an upload.
+  'DeliveryService.BeginPush': { roles: [...OPERATORS, 'node'], mutating: false },
+  'DeliveryService.CommitPush': { roles: [...OPERATORS, 'node'], mutating: true },
   ...artifactRules('ModelService'),
   ...artifactRules('DatasetService'),
   // Users locate their tenant's versions; agents the blobs their node may fetch (the handler checks which).

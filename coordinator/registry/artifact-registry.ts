@@ -18,7 +18,7 @@ import type { Logger } from '../../shared/log.js';
 import type { ArtifactMetadata } from '../../shared/proto.js';
 import type { Store } from '../../shared/store/store.js';
 import { formatBytes } from '../../shared/units.js';
-import type { BlobStore } from '../blobs/blob-store.js';
+import type { BlobStore, BlobWriter } from '../blobs/blob-store.js';
 import type { FencedWriter } from '../node-registry.js';
 import { getTenant } from '../tenants.js';
 import type { ArtifactKind, ArtifactRecord, VersionRecord } from './artifact-record.js';
@@ -51,6 +51,13 @@ export interface Resolved {
   record: ArtifactRecord;
   version: VersionRecord;
 }
+
+/**
+ * What a push stores: chunks streamed now (the gRPC Push), or a blob writer that already holds
+ * every byte (a resumable upload over HTTP, coordinator/delivery/uploads.ts), which the push
+ * then owns: committed when kept, aborted otherwise.
+ */
+export type PushContent = AsyncIterable<Buffer> | { written: BlobWriter };
 
 const MAX_CAS_ATTEMPTS = 10;
 
@@ -140,8 +147,8 @@ export class ArtifactRegistry {
    * Streams `chunks` into a new blob and records the next version. Any failure — bad bytes, a
    * wrong size or digest, a cancelled stream, a full disk — aborts the blob and writes nothing.
    */
-  async push(writer: FencedWriter, spec: PushSpec, chunks: AsyncIterable<Buffer>): Promise<Resolved> {
-    await this.checkQuota(spec);
+  async push(writer: FencedWriter, spec: PushSpec, chunks: PushContent): Promise<Resolved> {
+    await this.checkQuota(spec).catch((err: unknown) => abortWritten(chunks, err));
     const { kept, stored } = await this.storeBlob(spec, chunks, async (blob) => {
       await this.replicate?.(blob);
       return this.appendVersion(writer, spec, blob.digest);
@@ -155,8 +162,8 @@ export class ArtifactRegistry {
    * (which records it, so that `pinned` holds for it from then on, or answers with the part it
    * recorded before) while no delete can take it. Resolves with the part kept.
    */
-  async pushPart(spec: { tenant: string; sizeBytes: number; digest: string }, chunks: AsyncIterable<Buffer>, keep: (blob: StoredBlob) => Promise<StoredBlob>): Promise<StoredBlob> {
-    await this.checkQuota(spec);
+  async pushPart(spec: { tenant: string; sizeBytes: number; digest: string }, chunks: PushContent, keep: (blob: StoredBlob) => Promise<StoredBlob>): Promise<StoredBlob> {
+    await this.checkQuota(spec).catch((err: unknown) => abortWritten(chunks, err));
     const { kept, stored } = await this.storeBlob(spec, chunks, async (blob) => {
       await this.replicate?.(blob);
       return keep(blob);
@@ -175,15 +182,17 @@ export class ArtifactRegistry {
    * `keep` with it, serialized against deletes of the same content. Any failure aborts the blob,
    * or deletes it when `keep` refuses it (unless a version or a part has the same content).
    */
-  private async storeBlob<T>(spec: { sizeBytes: number; digest: string }, chunks: AsyncIterable<Buffer>, keep: (blob: StoredBlob) => Promise<T>): Promise<{ kept: T; stored: StoredBlob }> {
-    const blob = await this.blobs.create();
+  private async storeBlob<T>(spec: { sizeBytes: number; digest: string }, chunks: PushContent, keep: (blob: StoredBlob) => Promise<T>): Promise<{ kept: T; stored: StoredBlob }> {
+    const blob = 'written' in chunks ? chunks.written : await this.blobs.create();
     let committed: { digest: string; sizeBytes: number };
     try {
-      for await (const chunk of chunks) {
-        if (blob.bytesWritten + chunk.length > spec.sizeBytes) {
-          throw new InvalidArgumentError(`the push declared ${spec.sizeBytes} bytes but sent more`);
+      if (!('written' in chunks)) {
+        for await (const chunk of chunks) {
+          if (blob.bytesWritten + chunk.length > spec.sizeBytes) {
+            throw new InvalidArgumentError(`the push declared ${spec.sizeBytes} bytes but sent more`);
+          }
+          await blob.write(chunk);
         }
-        await blob.write(chunk);
       }
       if (blob.bytesWritten !== spec.sizeBytes) {
         throw new InvalidArgumentError(`the push declared ${spec.sizeBytes} bytes but sent ${blob.bytesWritten}`);
@@ -320,4 +329,10 @@ export class ArtifactRegistry {
     }
     throw new ConflictError(`${kind} "${name}" kept changing while being updated; try again`);
   }
+}
+
+/** A refused push of an already written blob drops its bytes; then `err` is thrown. */
+async function abortWritten(content: PushContent, err: unknown): Promise<never> {
+  if ('written' in content) await content.written.abort();
+  throw err;
 }

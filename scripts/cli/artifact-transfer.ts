@@ -44,6 +44,10 @@ export interface PushSource {
   inferredFormat: string;
   /** A fresh stream of the bytes. */
   open(): Readable;
+  /** A fresh stream of the bytes from `start` (a resumed push). */
+  openFrom(start: number): Readable | AsyncIterable<Buffer>;
+  /** Modification time (ms) of PATH, part of the resumable upload's key. */
+  mtimeMs: number;
 }
 
 /** The extension `pull` gives a file when DEST is a directory: the first one naming the format. */
@@ -67,6 +71,8 @@ export async function pushSource(kind: ArtifactKind, file: string, signal: Abort
       digest: '',
       inferredFormat: await inferPathFormat(kind, file, false),
       open: () => createReadStream(file, { highWaterMark: FILE_READ_BYTES }),
+      openFrom: (start) => createReadStream(file, { highWaterMark: FILE_READ_BYTES, start }),
+      mtimeMs: stat.mtimeMs,
     };
   }
   if (!stat.isDirectory()) throw new InvalidArgumentError(`cannot push ${file}: only a regular file or a directory can be pushed`);
@@ -86,7 +92,26 @@ export async function pushSource(kind: ArtifactKind, file: string, signal: Abort
     ...packed,
     inferredFormat: await inferPathFormat(kind, file, true),
     open: () => packDirectory(file),
+    // The tar is deterministic (and its digest declared): the bytes before `start` are skipped.
+    openFrom: (start) => skipBytes(packDirectory(file), start),
+    mtimeMs: stat.mtimeMs,
   };
+}
+
+async function* skipBytes(stream: Readable, skip: number): AsyncIterable<Buffer> {
+  let left = skip;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        continue;
+      }
+      yield left > 0 ? chunk.subarray(left) : chunk;
+      left = 0;
+    }
+  } finally {
+    stream.destroy();
+  }
 }
 
 // ---- pull ----------------------------------------------------------------------------------

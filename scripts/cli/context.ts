@@ -6,7 +6,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CoordinatorClient, DEFAULT_COORDINATOR, parseCoordinatorAddresses } from '../../shared/client.js';
-import { channelCredentials, loadTls } from '../../shared/tls.js';
+import { channelCredentials, loadTls, type TlsMaterial } from '../../shared/tls.js';
 import { OUTPUT_FORMATS, print, type OutputFormat, type Printable } from './output.js';
 
 export interface GlobalOptions {
@@ -77,6 +77,12 @@ export class CliContext {
       token: this.token(),
     });
     return this.coordinatorClient;
+  }
+
+  /** The TLS material of --tls-* (for HTTP blob transfers as for gRPC); undefined without TLS. */
+  tls(): TlsMaterial | undefined {
+    const { tlsCert: cert, tlsKey: key, tlsCa: ca } = this.options;
+    return loadTls({ cert, key, ca }, 'client');
   }
 
   /** The caller's token (--token, MLFLEET_TOKEN, or the token file); undefined when none is given. */

@@ -5,12 +5,16 @@
 import { Argument, InvalidArgumentError, Option, type Command } from 'commander';
 import { ARTIFACT_FORMATS, checkName, formatRef, parseRef, type ArtifactKind, type ArtifactRef } from '../../../shared/artifact-ref.js';
 import type { PushHeader } from '../../../shared/proto.js';
-import { downloadVerified, placePulled, planPull, pushSource, type ProgressFactory } from '../artifact-transfer.js';
+import path from 'node:path';
+import { pushResumable, uploadKey } from '../../../shared/blob-upload.js';
+import { readBlobRange, seedSource } from '../../../shared/blob-download.js';
+import { isUnimplemented } from '../../../shared/blob-upload.js';
+import { downloadVerified, type OpenDownload, placePulled, planPull, pushSource, type ProgressFactory } from '../artifact-transfer.js';
 import { withContext, type CliContext } from '../context.js';
 import { countFlag, usageParser } from '../flags.js';
 import { interruptible, InterruptedError } from '../interrupt.js';
 import { progressBar } from '../progress.js';
-import { aliasedView, artifactDetailView, artifactListView, deletedView, pulledView, pushedView } from '../views/artifacts.js';
+import { aliasedView, artifactDetailView, artifactListView, deletedView, humanBytes, pulledView, pushedView } from '../views/artifacts.js';
 
 interface KindWords {
   /** "models" */
@@ -103,20 +107,47 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
             },
           };
           const bar = progress('pushing', source.sizeBytes);
-          let sent = 0;
+          let held = 0;
+          // A coordinator without resumable uploads: the gRPC Push, which a cancel undoes whole.
+          let streamed = false;
           const onProgress = (bytes: number) => {
-            sent = bytes;
+            held = bytes;
             bar.update(bytes);
           };
+          const key = uploadKey({
+            path: path.resolve(file),
+            sizeBytes: source.sizeBytes,
+            mtimeMs: source.mtimeMs,
+            coordinator: String(ctx.options.coordinator),
+            kind,
+            name,
+            digest: source.digest,
+          });
           try {
-            return await ctx.client().push(kind, header, source.open(), { signal, onProgress });
+            return await pushResumable({
+              client: ctx.client(),
+              kind,
+              header,
+              uploadKey: key,
+              open: (start) => source.openFrom(start),
+              token: ctx.token(),
+              tls: ctx.tls(),
+              signal,
+              onProgress,
+              fallback: () => {
+                streamed = true;
+                return ctx.client().push(kind, header, source.open(), { signal, onProgress });
+              },
+              onResume: (offset) => process.stderr.write(`resuming the upload: ${humanBytes(offset)} of ${humanBytes(source.sizeBytes)} already on the coordinator\n`),
+            });
           } catch (err) {
             if (!signal.aborted) throw err;
             // With every byte sent the coordinator may be recording the version as the cancel arrives.
-            if (sent === source.sizeBytes && sent > 0) {
+            if (held === source.sizeBytes && held > 0) {
               throw new InterruptedError(`interrupted after the whole upload was sent; it may have been stored: check with mlfleetctl ${noun} show ${name}`);
             }
-            throw new InterruptedError('interrupted; the upload was cancelled and nothing was pushed');
+            if (streamed) throw new InterruptedError('interrupted; the upload was cancelled and nothing was pushed');
+            throw new InterruptedError('interrupted; the coordinator keeps what arrived for an hour: run the same push again to resume');
           } finally {
             bar.stop();
           }
@@ -163,14 +194,13 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
         // Resolved once, then fetched by digest: a ref that moves meanwhile cannot mix two contents.
         const version = await client.resolve(kind, formatRef(ref));
         const plan = await planPull(version, dest);
-        const resumedFrom = await interruptible((signal) =>
-          downloadVerified(
-            plan,
-            async (offset, s) => (await client.download(kind, { digest: version.digest, offset }, { signal: s })).chunks,
-            signal,
-            progressFor(ctx),
-          ),
-        );
+        // The bytes over HTTP from where Locate says (the coordinator or the bucket); a
+        // coordinator without DeliveryService streams them over gRPC as before.
+        const seed = await locateSeed(ctx, kind, version.digest);
+        const open: OpenDownload = seed
+          ? (offset, s) => readBlobRange({ url: seed.url, token: seed.withToken ? ctx.token() : undefined, tls: ctx.tls(), offset, sizeBytes: Number(version.sizeBytes), signal: s })
+          : async (offset, s) => (await client.download(kind, { digest: version.digest, offset }, { signal: s })).chunks;
+        const resumedFrom = await interruptible((signal) => downloadVerified(plan, open, signal, progressFor(ctx)));
         await placePulled(plan);
         ctx.print(pulledView(version, plan.target, resumedFrom));
       }),
@@ -201,4 +231,14 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
     .action((ref: ArtifactRef & { version: number }, _options: unknown, command: Command) =>
       withContext(command, async (ctx) => ctx.print(deletedView(kind, await ctx.client().deleteVersion(kind, ref.name, ref.version), ref.version))),
     );
+}
+
+/** Where `models pull` reads a digest over HTTP; undefined from a coordinator without DeliveryService.Locate. */
+async function locateSeed(ctx: CliContext, kind: ArtifactKind, digest: string): Promise<{ url: string; withToken: boolean } | undefined> {
+  try {
+    return seedSource(await ctx.client().locate({ kind, digest }));
+  } catch (err) {
+    if (isUnimplemented(err)) return undefined;
+    throw err;
+  }
 }

@@ -1,0 +1,106 @@
+// DeliveryService's push half (docs/delivery.md "Uploads"): BeginPush opens (or finds again) a
+// resumable upload whose bytes arrive over HTTP (blob-routes.ts), CommitPush publishes it
+// through the same path as ModelService/DatasetService.Push (publishPush: header validation,
+// quotas, job outputs, replication to a peer coordinator, audit) and saves its piece manifest.
+// The handlers are returned as a map, so that Locate (locate-service.ts) joins them in one
+// service: serve(v1.DeliveryService.service, { ...pushHandlers(deps), ...locateHandlers(…) }).
+import type * as grpc from '@grpc/grpc-js';
+import { ARTIFACT_FORMATS } from '../../shared/artifact-ref.js';
+import { UPLOADS_PATH } from '../../shared/blob-http.js';
+import type { ArtifactVersion, PushTicket } from '../../shared/proto.js';
+import { validate, z } from '../../shared/validation.js';
+import type { FencedWriter } from '../node-registry.js';
+import { publishPush } from '../api/artifact-service.js';
+import type { JobOutputs } from '../api/job-output-push.js';
+import { pushTarget } from '../api/job-output-push.js';
+import type { RpcEdge } from '../api/rpc.js';
+import { pushHeaderSchema } from '../api/schemas.js';
+import type { BlobWriter } from '../blobs/blob-store.js';
+import type { ArtifactRegistry } from '../registry/artifact-registry.js';
+import type { PieceManifests } from './manifests.js';
+import { UPLOAD_EXPIRY_MS, type Uploads } from './uploads.js';
+
+export interface PushServiceDeps {
+  edge: RpcEdge;
+  registry: ArtifactRegistry;
+  /** The leader's fenced writer; throws NotLeaderError on a follower. */
+  writer(): FencedWriter;
+  /** The leader's unfinished uploads. */
+  uploads(): Uploads;
+  manifests: PieceManifests;
+  /** Base URL of this coordinator's blob routes (Coordinator.blobBaseUrl). */
+  blobBaseUrl(): string;
+  jobOutputs?: JobOutputs;
+  now(): number;
+}
+
+export const beginPushSchema = z.object({
+  kind: z.enum(['model', 'dataset']),
+  header: z.unknown(),
+  uploadKey: z.string().max(128, 'must be at most 128 characters').regex(/^[A-Za-z0-9_-]*$/, 'must be letters, digits, - and _'),
+});
+
+export const commitPushSchema = z.object({
+  uploadId: z.string().regex(/^[0-9a-f]{32}$/, 'must be an upload id from BeginPush'),
+  partEtags: z.array(z.string()).max(0, 'part ETags are for uploads to an S3 bucket; this upload went to the coordinator'),
+});
+
+export function pushHandlers(deps: PushServiceDeps): Record<string, grpc.UntypedHandleCall> {
+  const { edge } = deps;
+  // What each commit published, for its audit entry (the request names only the upload).
+  const committed = new Map<string, string>();
+
+  const beginPush = async ({ kind, header: raw, uploadKey }: z.infer<typeof beginPushSchema>, { principal }: { principal: Parameters<Uploads['begin']>[0] }): Promise<PushTicket> => {
+    const header = validate(pushHeaderSchema(ARTIFACT_FORMATS[kind]), raw ?? undefined, 'push header');
+    // Refused now rather than after every byte has come: who may push this (the same check commits make).
+    pushTarget(kind, principal, header, deps.jobOutputs);
+    const upload = await deps.uploads().begin(principal, kind, header, uploadKey);
+    return {
+      uploadId: upload.id,
+      url: `${deps.blobBaseUrl()}${UPLOADS_PATH}${upload.id}`,
+      offset: upload.offset,
+      partUrls: [],
+      partBytes: 0,
+      partsDone: [],
+      expiresAtMs: upload.lastActivityMs + UPLOAD_EXPIRY_MS,
+    };
+  };
+
+  const commitPush = async ({ uploadId }: z.infer<typeof commitPushSchema>, context: Parameters<typeof publishPush>[3]): Promise<ArtifactVersion> => {
+    const writer = deps.writer();
+    const { upload, manifest } = deps.uploads().take(uploadId, context.principal);
+    // The digest the blob writer committed these bytes under (their whole hash).
+    let stored: string | undefined;
+    const blob = upload.blob;
+    const written: BlobWriter = {
+      write: (chunk) => blob.write(chunk),
+      get bytesWritten() {
+        return blob.bytesWritten;
+      },
+      commit: async (expected) => {
+        const result = await blob.commit(expected);
+        stored = result.digest;
+        return result;
+      },
+      abort: () => blob.abort(),
+    };
+    const version = await publishPush(upload.kind, deps, writer, context, upload.header, { written });
+    committed.set(uploadId, context.target ?? '');
+    // The pieces were hashed from the very bytes the blob writer hashed into the published
+    // digest (a repeated job-output push may answer with an earlier version's other content).
+    if (stored !== undefined && version.digest === stored) {
+      await deps.manifests.save({ ...manifest, digest: version.digest });
+    }
+    return version;
+  };
+
+  return {
+    BeginPush: edge.unary('DeliveryService.BeginPush', beginPushSchema, beginPush),
+    CommitPush: edge.unary('DeliveryService.CommitPush', commitPushSchema, commitPush, ({ uploadId }) => {
+      const target = committed.get(uploadId);
+      committed.delete(uploadId);
+      return target || `upload/${uploadId}`;
+    }),
+  };
+}
+

@@ -1,0 +1,187 @@
+// The leader's unfinished resumable uploads (docs/delivery.md "Uploads"): begun by
+// DeliveryService.BeginPush, fed by PUT /v1/uploads/<id> from where they stand, published by
+// CommitPush. They live in memory only (a new leader starts them over); one without bytes for
+// an hour is dropped with its temporary data. The bytes are hashed as they arrive, whole (by
+// the blob writer) and per piece, so CommitPush reads nothing back.
+import { randomBytes } from 'node:crypto';
+import type { Clock } from '../../shared/clock.js';
+import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
+import { StreamingPieceHasher, pieceBytesFor, type PieceManifest } from '../../shared/pieces.js';
+import type { BlobStore, BlobWriter } from '../blobs/blob-store.js';
+import type { ValidPushHeader } from '../api/artifact-service.js';
+import type { Principal } from '../auth/token-registry.js';
+import type { ArtifactKind } from '../registry/artifact-record.js';
+
+/** An upload with no bytes for this long is dropped. */
+export const UPLOAD_EXPIRY_MS = 60 * 60 * 1000;
+/** Unfinished uploads one caller (token) may hold at once. */
+export const MAX_UPLOADS_PER_CALLER = 8;
+/** Bytes gathered from a PUT before they are written and hashed. */
+const WRITE_BYTES = 1 << 20;
+
+export interface Upload {
+  readonly id: string;
+  /** The token that began it: only it may PUT, HEAD or commit (anyone else: not found). */
+  readonly principal: Principal;
+  readonly kind: ArtifactKind;
+  readonly header: ValidPushHeader;
+  readonly uploadKey: string;
+  readonly blob: BlobWriter;
+  readonly hasher: StreamingPieceHasher;
+  /** Bytes held: the next PUT starts here. */
+  offset: number;
+  lastActivityMs: number;
+  /** A PUT (or the commit) is using it now. */
+  busy: boolean;
+}
+
+/** A PUT's bytes run past the size BeginPush declared (HTTP 413). */
+export class TooLargeError extends InvalidArgumentError {}
+
+/** A PUT at another offset than where the upload stands, or while another PUT runs (HTTP 409). */
+export class OffsetMismatchError extends ConflictError {
+  constructor(readonly offset: number, message: string) {
+    super(message);
+  }
+}
+
+export class Uploads {
+  private readonly uploads = new Map<string, Upload>();
+
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly clock: Clock,
+    private readonly limits: { maxPerCaller?: number; expiryMs?: number } = {},
+  ) {}
+
+  /**
+   * The caller's unfinished upload with `uploadKey` (of the same kind and header), or a new one.
+   * An upload under the same key for other content is dropped first.
+   */
+  async begin(principal: Principal, kind: ArtifactKind, header: ValidPushHeader, uploadKey: string): Promise<Upload> {
+    await this.sweep();
+    if (uploadKey) {
+      for (const upload of this.uploads.values()) {
+        if (upload.principal.tokenId !== principal.tokenId || upload.uploadKey !== uploadKey) continue;
+        // A PUT of it may still be running (the client was killed and the coordinator has not
+        // seen its connection close yet): the same upload, whose PUTs answer 409 until it ends.
+        if (upload.kind === kind && sameHeader(upload.header, header)) {
+          upload.lastActivityMs = this.clock.now();
+          return upload;
+        }
+        if (!upload.busy) await this.drop(upload);
+      }
+    }
+    const mine = [...this.uploads.values()].filter((u) => u.principal.tokenId === principal.tokenId).length;
+    const max = this.limits.maxPerCaller ?? MAX_UPLOADS_PER_CALLER;
+    if (mine >= max) {
+      throw new ResourceExhaustedError(`this token already has ${mine} unfinished uploads (at most ${max}); finish one, or wait an hour for them to expire`);
+    }
+    const upload: Upload = {
+      id: randomBytes(16).toString('hex'),
+      principal,
+      kind,
+      header,
+      uploadKey,
+      blob: await this.blobs.create(),
+      // The blob writer hashes the whole digest; this only the pieces (the manifest takes the digest at commit).
+      hasher: new StreamingPieceHasher(pieceBytesFor(header.sizeBytes), { whole: false }),
+      offset: 0,
+      lastActivityMs: this.clock.now(),
+      busy: false,
+    };
+    this.uploads.set(upload.id, upload);
+    return upload;
+  }
+
+  /** The caller's upload `id`; NotFoundError (the same words) when it is not there or not theirs. */
+  get(id: string, principal: Principal): Upload {
+    const upload = this.uploads.get(id);
+    if (!upload || upload.principal.tokenId !== principal.tokenId || this.expired(upload)) throw new NotFoundError(`upload ${id.slice(0, 64)} not found; begin the push again`);
+    return upload;
+  }
+
+  /**
+   * Appends a PUT's bytes at `offset` (which must be where the upload stands). Bytes that
+   * arrived are kept when the body ends early or fails; resolves with the offset reached.
+   */
+  async write(upload: Upload, offset: number, body: AsyncIterable<Buffer>, onBytes?: (bytes: number) => void): Promise<number> {
+    if (upload.busy) throw new OffsetMismatchError(upload.offset, 'another PUT of this upload is running; HEAD it for its offset once that one ends');
+    if (offset !== upload.offset) throw new OffsetMismatchError(upload.offset, `the upload stands at byte ${upload.offset}, not ${offset}; PUT from there`);
+    upload.busy = true;
+    // Small network reads are gathered into MiB writes (far fewer writes and hash calls); what
+    // is gathered is written even when the body fails, so a cut PUT keeps every byte it brought.
+    let staged: Buffer[] = [];
+    let stagedBytes = 0;
+    const flush = async () => {
+      if (stagedBytes === 0) return;
+      const bytes = staged.length === 1 ? staged[0]! : Buffer.concat(staged, stagedBytes);
+      staged = [];
+      stagedBytes = 0;
+      await upload.blob.write(bytes);
+      upload.hasher.update(bytes);
+      upload.offset += bytes.length;
+      upload.lastActivityMs = this.clock.now();
+      onBytes?.(bytes.length);
+    };
+    try {
+      for await (const chunk of body) {
+        if (upload.offset + stagedBytes + chunk.length > upload.header.sizeBytes) {
+          throw new TooLargeError(`the push declared ${upload.header.sizeBytes} bytes; these run past that (the upload stands at ${upload.offset + stagedBytes})`);
+        }
+        staged.push(chunk);
+        stagedBytes += chunk.length;
+        if (stagedBytes >= WRITE_BYTES) await flush();
+      }
+      await flush();
+      return upload.offset;
+    } catch (err) {
+      await flush();
+      throw err;
+    } finally {
+      upload.busy = false;
+    }
+  }
+
+  /**
+   * Takes a complete upload out, for CommitPush (which then owns its blob writer):
+   * FailedPreconditionError while bytes are missing (nothing changes).
+   */
+  take(id: string, principal: Principal): { upload: Upload; manifest: PieceManifest } {
+    const upload = this.get(id, principal);
+    if (upload.busy) throw new FailedPreconditionError('a PUT of this upload is still running; commit once it has ended');
+    if (upload.offset !== upload.header.sizeBytes) {
+      throw new FailedPreconditionError(`the upload holds ${upload.offset} of ${upload.header.sizeBytes} bytes; PUT the rest (from byte ${upload.offset}) before committing`);
+    }
+    this.uploads.delete(id);
+    return { upload, manifest: upload.hasher.finish() };
+  }
+
+  /** How many uploads are open (for tests and metrics). */
+  get size(): number {
+    return this.uploads.size;
+  }
+
+  /** Drops uploads an hour without bytes. */
+  async sweep(): Promise<void> {
+    for (const upload of [...this.uploads.values()]) if (this.expired(upload) && !upload.busy) await this.drop(upload);
+  }
+
+  /** Drops every upload (the coordinator stops leading or closes). */
+  async close(): Promise<void> {
+    for (const upload of [...this.uploads.values()]) await this.drop(upload);
+  }
+
+  private expired(upload: Upload): boolean {
+    return this.clock.now() - upload.lastActivityMs > (this.limits.expiryMs ?? UPLOAD_EXPIRY_MS);
+  }
+
+  private async drop(upload: Upload): Promise<void> {
+    this.uploads.delete(upload.id);
+    await upload.blob.abort();
+  }
+}
+
+function sameHeader(a: ValidPushHeader, b: ValidPushHeader): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

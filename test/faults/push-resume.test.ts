@@ -1,0 +1,114 @@
+// A push killed (SIGKILL) at ~90% resumes: the real mlfleetctl pushes a 48 MiB file to a real
+// coordinator through a loopback proxy that throttles the upload (so the kill lands mid-body),
+// is killed once ~90% of the bytes went through, and the same command run again sends only the
+// rest (asserted on the bytes the proxy carried and on the coordinator's received-bytes
+// counter), says it resumed, and makes a version with the file's digest.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
+import { request } from 'undici';
+import { startLeader } from '../helpers/coordinator.js';
+import { CLI, mlfleetctl, tempHome } from '../helpers/mlfleetctl.js';
+import { freePort } from '../helpers/net.js';
+import { tempDir } from '../helpers/processes.js';
+
+const MiB = 1024 * 1024;
+const SIZE = 48 * MiB;
+
+/** A TCP proxy to `target()` that counts the bytes clients send and can hold them to `bytesPerSecond`. */
+async function proxy(port: number, target: () => number) {
+  const state = { upstreamBytes: 0, bytesPerSecond: 0, sockets: new Set<net.Socket>() };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target(), '127.0.0.1');
+    state.sockets.add(client).add(upstream);
+    let windowStart = Date.now();
+    let windowBytes = 0;
+    client.on('data', (chunk: Buffer) => {
+      state.upstreamBytes += chunk.length;
+      upstream.write(chunk);
+      if (state.bytesPerSecond === 0) return;
+      windowBytes += chunk.length;
+      const due = windowStart + (windowBytes / state.bytesPerSecond) * 1000 - Date.now();
+      if (due > 0) {
+        client.pause();
+        setTimeout(() => client.resume(), due);
+      }
+      if (Date.now() - windowStart > 1000) {
+        windowStart = Date.now();
+        windowBytes = 0;
+      }
+    });
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    state,
+    close: () => {
+      for (const s of state.sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function receivedBytes(httpAddress: string): Promise<number> {
+  const text = await (await request(`http://${httpAddress}/metrics`)).body.text();
+  return Number(/^mlfleet_coordinator_upload_received_bytes_total (\d+)/m.exec(text)?.[1] ?? NaN);
+}
+
+test('a push killed with SIGKILL at ~90% resumes from the coordinator’s offset when run again', { timeout: 60_000 }, async (t) => {
+  const proxyPort = await freePort();
+  let httpPort = 0;
+  const relay = await proxy(proxyPort, () => httpPort);
+  t.after(() => relay.close());
+  const { coordinator, admin } = await startLeader(t, { electionTtlMs: 15_000, httpAdvertise: `127.0.0.1:${proxyPort}` });
+  httpPort = Number(coordinator.httpAddress.split(':').at(-1));
+
+  const dir = tempDir(t);
+  const file = path.join(dir, 'model.onnx');
+  const bytes = randomBytes(SIZE);
+  await writeFile(file, bytes);
+  const home = await tempHome(t);
+  const args = ['--coordinator', coordinator.address, '--token', admin, '-o', 'json', 'models', 'push', 'big', file];
+
+  // First run: throttled to ~24 MiB/s, killed once ~90% of the file went through the proxy.
+  relay.state.bytesPerSecond = 24 * MiB;
+  const child = spawn(CLI, args, { env: { PATH: process.env.PATH ?? '', HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => child.kill('SIGKILL'));
+  let firstErr = '';
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (firstErr += c));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  const deadline = Date.now() + 30_000;
+  while (relay.state.upstreamBytes < 0.9 * SIZE) {
+    assert.ok(Date.now() < deadline, `the push did not reach 90% in 30 s (${relay.state.upstreamBytes} bytes): ${firstErr}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  child.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
+  const firstBytes = relay.state.upstreamBytes;
+  assert.ok(firstBytes < SIZE, 'the first run was killed before it sent everything');
+
+  // Second run, full speed: only the rest travels.
+  relay.state.bytesPerSecond = 0;
+  relay.state.upstreamBytes = 0;
+  const receivedBefore = await receivedBytes(coordinator.httpAddress);
+  const second = await mlfleetctl(t, args, { HOME: home });
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stderr, /resuming the upload: .* of .* already on the coordinator/);
+  const version = JSON.parse(second.stdout) as { digest: string; version: number; sizeBytes: number };
+  assert.equal(version.digest, `sha256:${createHash('sha256').update(bytes).digest('hex')}`);
+  assert.equal(Number(version.sizeBytes), SIZE);
+  const resent = relay.state.upstreamBytes;
+  const received = (await receivedBytes(coordinator.httpAddress)) - receivedBefore;
+  assert.ok(resent < 0.2 * SIZE, `the second run sent ${resent} bytes of ${SIZE}`);
+  assert.ok(received > 0 && received < 0.2 * SIZE, `the coordinator received ${received} bytes the second time`);
+});
