@@ -161,7 +161,7 @@ class PieceBuffers {
 }
 
 /** Piece buffers an agent holds at most, all pulls together. */
-const PIECE_BUFFERS = 8;
+const PIECE_BUFFERS = 6;
 
 export class PieceFetcher implements BlobSource {
   /** @internal */

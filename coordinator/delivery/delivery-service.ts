@@ -68,7 +68,7 @@ export function pushHandlers(deps: PushServiceDeps): Record<string, grpc.Untyped
 
   const commitPush = async ({ uploadId }: z.infer<typeof commitPushSchema>, context: Parameters<typeof publishPush>[3]): Promise<ArtifactVersion> => {
     const writer = deps.writer();
-    const { upload, manifest } = deps.uploads().take(uploadId, context.principal);
+    const { upload, manifest } = await deps.uploads().take(uploadId, context.principal);
     // The digest the blob writer committed these bytes under (their whole hash).
     let stored: string | undefined;
     const blob = upload.blob;

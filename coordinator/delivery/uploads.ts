@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../shared/clock.js';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
-import { StreamingPieceHasher, pieceBytesFor, type PieceManifest } from '../../shared/pieces.js';
+import { pieceBytesFor, type PieceManifest } from '../../shared/pieces.js';
+import { WorkerPieceHasher } from '../../shared/worker-piece-hasher.js';
 import type { BlobStore, BlobWriter } from '../blobs/blob-store.js';
 import type { ValidPushHeader } from '../api/artifact-service.js';
 import type { Principal } from '../auth/token-registry.js';
@@ -27,7 +28,8 @@ export interface Upload {
   readonly header: ValidPushHeader;
   readonly uploadKey: string;
   readonly blob: BlobWriter;
-  readonly hasher: StreamingPieceHasher;
+  /** Piece hashes, in a worker thread (the blob writer hashes the whole digest here). */
+  readonly hasher: WorkerPieceHasher;
   /** Bytes held: the next PUT starts here. */
   offset: number;
   lastActivityMs: number;
@@ -85,7 +87,7 @@ export class Uploads {
       uploadKey,
       blob: await this.blobs.create(),
       // The blob writer hashes the whole digest; this only the pieces (the manifest takes the digest at commit).
-      hasher: new StreamingPieceHasher(pieceBytesFor(header.sizeBytes), { whole: false }),
+      hasher: new WorkerPieceHasher(pieceBytesFor(header.sizeBytes)),
       offset: 0,
       lastActivityMs: this.clock.now(),
       busy: false,
@@ -111,32 +113,42 @@ export class Uploads {
     upload.busy = true;
     // Small network reads are gathered into MiB writes (far fewer writes and hash calls); what
     // is gathered is written even when the body fails, so a cut PUT keeps every byte it brought.
+    // One write may be on its way to the disk while the next MiB is read from the network.
     let staged: Buffer[] = [];
     let stagedBytes = 0;
+    let writing: Promise<void> = Promise.resolve();
     const flush = async () => {
+      await writing;
       if (stagedBytes === 0) return;
-      const bytes = staged.length === 1 ? staged[0]! : Buffer.concat(staged, stagedBytes);
+      const bytes = Buffer.concat(staged, stagedBytes); // its own memory, handed to the piece hasher after the write
       staged = [];
       stagedBytes = 0;
-      await upload.blob.write(bytes);
-      upload.hasher.update(bytes);
-      upload.offset += bytes.length;
-      upload.lastActivityMs = this.clock.now();
-      onBytes?.(bytes.length);
+      const length = bytes.length;
+      writing = upload.blob.write(bytes).then(() => {
+        upload.hasher.update(bytes); // transferred: `bytes` is empty from here on
+        upload.offset += length;
+        upload.lastActivityMs = this.clock.now();
+        onBytes?.(length);
+      });
     };
+    // Where the bytes received so far (written, being written, staged) end.
+    let received = upload.offset;
     try {
       for await (const chunk of body) {
-        if (upload.offset + stagedBytes + chunk.length > upload.header.sizeBytes) {
-          throw new TooLargeError(`the push declared ${upload.header.sizeBytes} bytes; these run past that (the upload stands at ${upload.offset + stagedBytes})`);
+        if (received + chunk.length > upload.header.sizeBytes) {
+          throw new TooLargeError(`the push declared ${upload.header.sizeBytes} bytes; these run past that (the upload stands at ${received})`);
         }
+        received += chunk.length;
         staged.push(chunk);
         stagedBytes += chunk.length;
         if (stagedBytes >= WRITE_BYTES) await flush();
       }
       await flush();
+      await writing;
       return upload.offset;
     } catch (err) {
-      await flush();
+      await flush().catch(() => undefined);
+      await writing.catch(() => undefined);
       throw err;
     } finally {
       upload.busy = false;
@@ -147,14 +159,15 @@ export class Uploads {
    * Takes a complete upload out, for CommitPush (which then owns its blob writer):
    * FailedPreconditionError while bytes are missing (nothing changes).
    */
-  take(id: string, principal: Principal): { upload: Upload; manifest: PieceManifest } {
+  async take(id: string, principal: Principal): Promise<{ upload: Upload; manifest: PieceManifest }> {
     const upload = this.get(id, principal);
     if (upload.busy) throw new FailedPreconditionError('a PUT of this upload is still running; commit once it has ended');
     if (upload.offset !== upload.header.sizeBytes) {
       throw new FailedPreconditionError(`the upload holds ${upload.offset} of ${upload.header.sizeBytes} bytes; PUT the rest (from byte ${upload.offset}) before committing`);
     }
     this.uploads.delete(id);
-    return { upload, manifest: upload.hasher.finish() };
+    const { sizeBytes, hashes } = await upload.hasher.finish();
+    return { upload, manifest: { digest: '', sizeBytes, pieceBytes: upload.hasher.pieceBytes, hashes } };
   }
 
   /** How many uploads are open (for tests and metrics). */
@@ -178,6 +191,7 @@ export class Uploads {
 
   private async drop(upload: Upload): Promise<void> {
     this.uploads.delete(upload.id);
+    await upload.hasher.close();
     await upload.blob.abort();
   }
 }

@@ -1,0 +1,13 @@
+// The worker side of WorkerPieceHasher (shared/worker-piece-hasher.ts): piece hashes of the
+// bytes it is sent, in order, with StreamingPieceHasher.
+import { parentPort, workerData } from 'node:worker_threads';
+import { StreamingPieceHasher } from './pieces.js';
+
+const hasher = new StreamingPieceHasher((workerData as { pieceBytes: number }).pieceBytes, { whole: false });
+parentPort!.on('message', (message: { bytes?: Uint8Array; finish?: true }) => {
+  if (message.bytes) hasher.update(Buffer.from(message.bytes.buffer, message.bytes.byteOffset, message.bytes.byteLength));
+  if (message.finish) {
+    const manifest = hasher.finish();
+    parentPort!.postMessage({ sizeBytes: manifest.sizeBytes, hashes: manifest.hashes });
+  }
+});
