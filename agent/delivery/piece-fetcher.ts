@@ -54,11 +54,11 @@ export interface PieceFetcherOptions {
   clock?: Clock;
   random?: () => number;
   log?: Logger;
-  /** Pieces in flight for one blob. Default 6. */
+  /** Pieces in flight for one blob. Default 4 (each holds a piece buffer: see PIECE_BUFFERS). */
   maxInFlight?: number;
   /** Pieces in flight from one peer. Default 2. */
   perPeer?: number;
-  /** Pieces in flight from one seed (coordinator, bucket). Default 4. */
+  /** Pieces in flight from one seed (coordinator, bucket). Default 3. */
   perSeed?: number;
   /** How long a piece waits for a peer before the seed is asked for it. Default 1500 ms. */
   stallMs?: number;
@@ -161,7 +161,7 @@ class PieceBuffers {
 }
 
 /** Piece buffers an agent holds at most, all pulls together. */
-const PIECE_BUFFERS = 6;
+const PIECE_BUFFERS = 4;
 
 export class PieceFetcher implements BlobSource {
   /** @internal */
@@ -195,9 +195,9 @@ export class PieceFetcher implements BlobSource {
   get settings() {
     const o = this.options;
     return {
-      maxInFlight: o.maxInFlight ?? 6,
+      maxInFlight: o.maxInFlight ?? 4,
       perPeer: o.perPeer ?? 2,
-      perSeed: o.perSeed ?? 4,
+      perSeed: o.perSeed ?? 3,
       stallMs: o.stallMs ?? 1_500,
       checkpointMs: o.checkpointMs ?? 1_000,
       checkpointPieces: o.checkpointPieces ?? 8,
