@@ -60,7 +60,7 @@ export interface PieceFetcherOptions {
   perPeer?: number;
   /** Pieces in flight from one seed (coordinator, bucket). Default 3. */
   perSeed?: number;
-  /** How long a piece waits for a peer before the seed is asked for it. Default 1500 ms. */
+  /** How long a piece nobody holds waits for the peer whose share it is before the seed is asked for it. Default 3000 ms. */
   stallMs?: number;
   /** A checkpoint at most this long after a piece is written... Default 1000 ms. */
   checkpointMs?: number;
@@ -70,6 +70,8 @@ export interface PieceFetcherOptions {
   pollMs?: number;
 }
 
+/** A pull that started alone locates again this soon, to learn of agents that started with it. */
+const FIRST_RELOCATE_MS = 500;
 /** A source that failed is left alone this long. */
 const FAILED_MS = 2_000;
 /** Failed piece requests in a row, with no piece arriving, before the pull gives up (retryable). */
@@ -198,7 +200,7 @@ export class PieceFetcher implements BlobSource {
       maxInFlight: o.maxInFlight ?? 4,
       perPeer: o.perPeer ?? 2,
       perSeed: o.perSeed ?? 3,
-      stallMs: o.stallMs ?? 1_500,
+      stallMs: o.stallMs ?? 3_000,
       checkpointMs: o.checkpointMs ?? 1_000,
       checkpointPieces: o.checkpointPieces ?? 8,
       pollMs: o.pollMs ?? 500,
@@ -287,7 +289,10 @@ class Pull {
     private readonly manifest: PieceManifest,
   ) {
     this.settings = fetcher.settings;
-    this.location = location;
+    // Alone when it asked: others may be asking at this very moment (a deployment starting on
+    // many hosts), so ask again soon rather than take the whole blob from the seed.
+    const soon = this.settings.clock.now() + FIRST_RELOCATE_MS;
+    this.location = location.fetchers <= 1 && (location.refreshAtMs <= 0 || location.refreshAtMs > soon) ? { ...location, refreshAtMs: soon } : location;
     this.count = pieceCount(manifest.sizeBytes, manifest.pieceBytes);
     const resume = request.resume?.pieceBytes === manifest.pieceBytes && request.resume.bitfield.size === this.count ? request.resume.bitfield : undefined;
     this.held = new Bitfield(this.count, resume?.bytes);

@@ -7,6 +7,11 @@
 //    `piece % fetchers == rank`, so N agents starting together cost the seed about one copy;
 //    or when it has waited longer than `stallMs` (the peer meant to fetch it is slow or gone);
 //    or when nobody else is fetching (fetchers <= 1, or no peer is listed at all).
+//  - A piece peers hold but are all busy serving waits for them, up to BUSY_STALLS × stallMs:
+//    a busy peer frees up long before the seed would be the better source.
+//  - Alone, an agent takes pieces in order (the whole-digest check then follows the download);
+//    among others, each starts at its own place (its rank's share of the blob) and wraps, so
+//    that N agents do not all ask the same peers for the same first pieces.
 //  - A source that sent a corrupt copy of a piece is not asked for that piece again; a source
 //    that failed recently is not asked at all.
 //  - At most `maxInFlight` pieces at once, at most `source.limit` from one source.
@@ -62,6 +67,8 @@ export interface PlanResult {
 
 /** At most this many waiting pieces are reported per call: the ones nearest to being fetched. */
 const MAX_WAITING = 64;
+/** A piece whose holders are all busy waits this many stall times before the seed is asked. */
+const BUSY_STALLS = 4;
 
 export function planNextPiece(input: PlanInput): PlanResult {
   const waiting: number[] = [];
@@ -74,7 +81,9 @@ export function planNextPiece(input: PlanInput): PlanResult {
   const alone = input.fetchers <= 1 || listed.length === 0;
   const fetchers = Math.max(1, input.fetchers);
 
-  for (let piece = 0; piece < input.pieceCount; piece += 1) {
+  const start = alone ? 0 : Math.floor(((input.rank % fetchers) * input.pieceCount) / fetchers);
+  for (let step = 0; step < input.pieceCount; step += 1) {
+    const piece = (start + step) % input.pieceCount;
     if (input.held.has(piece) || input.inFlight.has(piece)) continue;
     const corrupt = input.corruptFrom.get(piece);
     const allowed = (source: PlanSource) => !corrupt?.has(source.id);
@@ -84,10 +93,10 @@ export function planNextPiece(input: PlanInput): PlanResult {
     if (freeHolders.length > 0) return { next: { piece, source: leastBusy(freeHolders, input.random).id }, waiting };
 
     const since = input.waitingSince.get(piece);
-    const stalled = since !== undefined && input.now - since >= input.stallMs;
+    const waited = since === undefined ? 0 : input.now - since;
     const ours = piece % fetchers === input.rank % fetchers;
-    // Peers hold it but are busy: wait for them unless it stalled.
-    const seedMay = holders.length > 0 ? stalled : alone || ours || stalled;
+    // Peers hold it but are busy: wait for them, longer than for a piece nobody has.
+    const seedMay = holders.length > 0 ? waited >= BUSY_STALLS * input.stallMs : alone || ours || waited >= input.stallMs;
     const seed = seeds.find(allowed);
     if (seedMay && seed) return { next: { piece, source: seed.id }, waiting };
     if (waiting.length < MAX_WAITING) waiting.push(piece);

@@ -41,23 +41,37 @@ test('one agent alone takes every piece from the seed, in order, skipping what i
   assert.equal(planNextPiece(input({ held: all })).next, undefined);
 });
 
-test('among fetchers, the seed gives this agent only its share (i % fetchers == rank); the rest wait', () => {
+test('among fetchers, the seed gives this agent only its share (i % fetchers == rank), starting at its own place; the rest wait', () => {
+  // Rank 1 of 3 over 8 pieces starts at piece floor(8 / 3) = 2 and wraps.
   const result = planNextPiece(input({ rank: 1, fetchers: 3, sources: [peer('a', [], 8), SEED] }));
-  assert.deepEqual(result.next, { piece: 1, source: 'coord' });
-  assert.deepEqual(result.waiting, [0]);
+  assert.deepEqual(result.next, { piece: 4, source: 'coord' });
+  assert.deepEqual(result.waiting, [2, 3]);
   const held = new Bitfield(8);
-  held.set(1);
+  held.set(4);
   const next = planNextPiece(input({ held, rank: 1, fetchers: 3, sources: [peer('a', [], 8), SEED] }));
-  assert.deepEqual(next.next, { piece: 4, source: 'coord' });
-  assert.deepEqual(next.waiting, [0, 2, 3]);
+  assert.deepEqual(next.next, { piece: 7, source: 'coord' });
+  assert.deepEqual(next.waiting, [2, 3, 5, 6]);
+  held.set(7);
+  const wrapped = planNextPiece(input({ held, rank: 1, fetchers: 3, sources: [peer('a', [], 8), SEED] }));
+  assert.deepEqual(wrapped.next, { piece: 1, source: 'coord' }, 'past the end it wraps to the start');
+  assert.deepEqual(wrapped.waiting, [2, 3, 5, 6, 0]);
 });
 
 test('a piece that waited past the stall time comes from the seed even when it is not this agent\'s share', () => {
+  // Rank 1 of 2 starts at piece 4: piece 4 is the other agent's share, 5 its own.
   const sources = [peer('a', [], 8), SEED];
-  const waitingSince = new Map([[0, 10_000 - 1_499]]);
-  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources, waitingSince })).next, { piece: 1, source: 'coord' });
-  waitingSince.set(0, 10_000 - 1_500);
-  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources, waitingSince })).next, { piece: 0, source: 'coord' });
+  const waitingSince = new Map([[4, 10_000 - 1_499]]);
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources, waitingSince })).next, { piece: 5, source: 'coord' });
+  waitingSince.set(4, 10_000 - 1_500);
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources, waitingSince })).next, { piece: 4, source: 'coord' });
+});
+
+test('a piece whose holders are all busy waits for them four stall times before the seed is asked', () => {
+  const sources = [peer('a', [0], 8, 2), SEED];
+  const waitingSince = new Map([[0, 10_000 - 4 * 1_500 + 1]]);
+  assert.deepEqual(planNextPiece(input({ fetchers: 2, sources, waitingSince })).next, { piece: 2, source: 'coord' }, 'it still waits; 1 is the other agent\'s share');
+  waitingSince.set(0, 10_000 - 4 * 1_500);
+  assert.deepEqual(planNextPiece(input({ fetchers: 2, sources, waitingSince })).next, { piece: 0, source: 'coord' });
 });
 
 test('a piece a peer holds comes from a peer, the least busy one, at random among equals', () => {
@@ -92,13 +106,13 @@ test('pieces in flight are bounded in total and per source', () => {
 
 test('a peer whose bitfield is not known yet holds nothing; with no peer listed the seed serves all', () => {
   const unknown = [peer('a', undefined, 8), SEED];
-  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: unknown })).next, { piece: 1, source: 'coord' });
-  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: [SEED] })).next, { piece: 0, source: 'coord' });
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: unknown })).next, { piece: 5, source: 'coord' });
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: [SEED] })).next, { piece: 0, source: 'coord' }, 'alone: in order from the start');
 });
 
 test('a peer that failed a moment ago still counts as fetching: its share waits for the stall rule, not the seed', () => {
-  const sources = [peer('a', [0], 8), SEED];
+  const sources = [peer('a', [4], 8), SEED];
   const result = planNextPiece(input({ rank: 1, fetchers: 2, sources, failed: new Set(['a']) }));
-  assert.deepEqual(result.next, { piece: 1, source: 'coord' });
-  assert.deepEqual(result.waiting, [0]);
+  assert.deepEqual(result.next, { piece: 5, source: 'coord' });
+  assert.deepEqual(result.waiting, [4]);
 });
