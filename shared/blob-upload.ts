@@ -42,8 +42,8 @@ export interface ResumableUpload {
   signal?: AbortSignal;
   /** Bytes the coordinator holds so far (sent and acknowledged, or in flight). */
   onProgress?(bytes: number): void;
-  /** Called once when the coordinator already held `offset` bytes of this content. */
-  onResume?(offset: number): void;
+  /** Called once when the coordinator (or the bucket) already held `offset` bytes of this content. */
+  onResume?(offset: number, where: 'coordinator' | 'bucket'): void;
   /** A coordinator without DeliveryService (an older release): the push goes this way instead. */
   fallback?(): Promise<ArtifactVersion>;
   /** Where the ETags of parts sent to the bucket are kept (default uploadStateDir()). */
@@ -80,7 +80,7 @@ export async function pushResumable(upload: ResumableUpload): Promise<ArtifactVe
   if (ticket.partUrls.length > 0) return pushParts(upload, ticket);
   if (!ticket.url) throw new FailedPreconditionError('the coordinator gave no upload URL');
   let offset = Number(ticket.offset);
-  if (offset > 0) upload.onResume?.(offset);
+  if (offset > 0) upload.onResume?.(offset, 'coordinator');
   upload.onProgress?.(offset);
   const dispatcher = new Agent({
     connect: upload.tls ? { ca: upload.tls.ca, cert: upload.tls.cert, key: upload.tls.key } : {},
@@ -149,7 +149,7 @@ async function pushParts(upload: ResumableUpload, ticket: PushTicket): Promise<A
   for (const index of ticket.partsDone) if (index < count && !etags.has(index)) etags.set(index, '');
   for (const index of [...etags.keys()]) if (index >= count) etags.delete(index);
   let held = [...etags.keys()].reduce((sum, i) => sum + partSize(i), 0);
-  if (held > 0) upload.onResume?.(held);
+  if (held > 0) upload.onResume?.(held, 'bucket');
   upload.onProgress?.(held);
   const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !etags.has(i));
   if (missing.length > 0) {
