@@ -505,6 +505,7 @@ export class Coordinator {
     });
     this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random) };
     registry.open();
+    this.uploads.startSweeping();
     this.leader = { id: this.id, address: this.address };
     this.metrics.isLeader.set(1);
     this.log.info({ address: this.address }, 'elected leader');

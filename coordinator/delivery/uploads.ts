@@ -8,7 +8,7 @@
 // and key, signs fresh part URLs when the same key comes again, and aborts it when it expires or
 // the leader steps down. No byte of it passes here.
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../../shared/clock.js';
+import type { Clock, Timer } from '../../shared/clock.js';
 import { ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
 import { StreamingPieceHasher, pieceBytesFor, type PieceManifest } from '../../shared/pieces.js';
 import type { BlobStore, BlobWriter } from '../blobs/blob-store.js';
@@ -21,6 +21,8 @@ import type { ArtifactKind } from '../registry/artifact-record.js';
 export const UPLOAD_EXPIRY_MS = 60 * 60 * 1000;
 /** Unfinished uploads one caller (token) may hold at once. */
 export const MAX_UPLOADS_PER_CALLER = 8;
+/** How often the leader drops expired uploads (and aborts expired direct ones in the bucket). */
+export const SWEEP_EVERY_MS = 60_000;
 /** Bytes gathered from a PUT before they are written and hashed. */
 const WRITE_BYTES = 1 << 20;
 
@@ -65,6 +67,7 @@ export class OffsetMismatchError extends ConflictError {
 
 export class Uploads {
   private readonly uploads = new Map<string, AnyUpload>();
+  private sweeper: Timer | undefined;
 
   /**
    * With `direct` (the S3 blob store), every upload is a direct one to the bucket
@@ -264,8 +267,19 @@ export class Uploads {
     for (const upload of [...this.uploads.values()]) if (this.expired(upload) && !upload.busy) await this.drop(upload);
   }
 
+  /**
+   * Sweeps every `everyMs` while the coordinator leads, so that an expired direct upload is
+   * aborted in the bucket then, not at the next BeginPush. close() stops it.
+   */
+  startSweeping(everyMs = SWEEP_EVERY_MS): void {
+    this.sweeper?.cancel();
+    this.sweeper = this.clock.setInterval(() => void this.sweep().catch(() => undefined), everyMs);
+  }
+
   /** Drops every upload (the coordinator stops leading or closes). */
   async close(): Promise<void> {
+    this.sweeper?.cancel();
+    this.sweeper = undefined;
     for (const upload of [...this.uploads.values()]) await this.drop(upload);
   }
 
