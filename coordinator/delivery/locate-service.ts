@@ -90,8 +90,13 @@ async function locateForUser(deps: LocateDeps, request: LocateRequest, principal
   // With the S3 blob store the bucket (presigned) comes first, so the coordinator carries no bytes.
   const sources: BlobSource[] = [];
   if (deps.presignGet) {
-    const { url, expiresAtMs } = await deps.presignGet(found.version.digest);
-    sources.push({ kind: 's3', url, node: '', complete: true, expiresAtMs });
+    try {
+      const { url, expiresAtMs } = await deps.presignGet(found.version.digest);
+      sources.push({ kind: 's3', url, node: '', complete: true, expiresAtMs });
+    } catch (err) {
+      // Not in the bucket (yet): the coordinator still serves it.
+      if (!(err instanceof NotFoundError)) throw err;
+    }
   }
   sources.push(coordinatorSource(deps, found.version.digest));
   return { ...base, sources, grant: '', grantExpiresAtMs: 0, rank: 0, fetchers: 1, refreshAtMs: now + REFRESH_QUIET_MS };
