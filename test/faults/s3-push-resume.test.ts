@@ -53,11 +53,9 @@ async function s3Proxy(t: { after(fn: () => unknown): void }, target: string) {
 
 async function coordinatorBlobBytes(httpAddress: string): Promise<number> {
   const text = await (await request(`http://${httpAddress}/metrics`)).body.text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (/^mlfleet_coordinator_(blob_sent|upload_received)_bytes_total[ {]/.test(line)) total += Number(line.split(' ').at(-1));
-  }
-  return total;
+  const lines = text.split('\n').filter((line) => /^mlfleet_coordinator_(blob_sent|upload_received)_bytes_total[ {]/.test(line));
+  assert.ok(lines.length >= 2, `both counters are exported: ${lines.join('; ')}`);
+  return lines.reduce((total, line) => total + Number(line.split(' ').at(-1)), 0);
 }
 
 test('a push to the bucket killed after two parts sends only the other parts when run again', { timeout: 60_000 }, async (t) => {
