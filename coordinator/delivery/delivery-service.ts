@@ -113,7 +113,7 @@ export function pushHandlers(deps: PushServiceDeps): Record<string, grpc.Untyped
   const commitDirect = async (uploadId: string, etags: readonly string[], context: Parameters<typeof publishPush>[3]): Promise<ArtifactVersion> => {
     const writer = deps.writer();
     const uploads = deps.uploads();
-    const upload = uploads.takeDirect(uploadId, context.principal);
+    const upload = uploads.takeDirect(uploadId, context.principal, etags.length);
     let verified: VerifiedBlob | undefined;
     const written = directWriter(uploads.direct!, upload.direct, etags, (blob) => (verified = blob));
     const version = await publishPush(upload.kind, deps, writer, context, upload.header, { written });

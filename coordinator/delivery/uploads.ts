@@ -152,12 +152,14 @@ export class Uploads {
   }
 
   /**
-   * Takes a direct upload out, for CommitPush (which then completes or aborts it). A direct
-   * upload is taken whatever its parts: the bucket says at completion whether they are whole.
+   * Takes a direct upload out, for CommitPush (which then completes or aborts it), given one
+   * ETag per part; the bucket says at completion whether the parts are whole.
    */
-  takeDirect(id: string, principal: Principal): DirectUploadSession {
+  takeDirect(id: string, principal: Principal, etagCount: number): DirectUploadSession {
     const upload = this.lookup(id, principal);
     if (upload.via !== 's3') throw new InvalidArgumentError('this upload went to the coordinator: commit it without part ETags');
+    // A client that miscounted keeps its upload: nothing is taken.
+    if (etagCount !== upload.direct.partCount) throw new InvalidArgumentError(`the upload has ${upload.direct.partCount} parts but ${etagCount} ETags were sent`);
     this.uploads.delete(id);
     return upload;
   }

@@ -56,7 +56,9 @@ test('direct uploads to the bucket', async (t) => {
   const bobs = await uploads.beginDirect(bob, 'model', header('m'), 'key-1');
   assert.notEqual(bobs.upload.id, first.upload.id);
   assert.throws(() => uploads.get(first.upload.id, alice), NotFoundError);
-  assert.throws(() => uploads.takeDirect(first.upload.id, bob), NotFoundError);
+  assert.throws(() => uploads.takeDirect(first.upload.id, bob, 3), NotFoundError);
+  assert.throws(() => uploads.takeDirect(first.upload.id, alice, 2), /has 3 parts but 2 ETags were sent/);
+  assert.equal(uploads.size, 2, 'a miscounted commit takes nothing');
   assert.throws(() => uploads.take(first.upload.id, alice), InvalidArgumentError);
 
   // Other content under the same key: the old upload is aborted in the bucket.
@@ -73,7 +75,7 @@ test('direct uploads to the bucket', async (t) => {
   uploads.startSweeping(60_000);
   clock.advance(60 * 60_000 + 60_000);
   await until('the timer to sweep the expired uploads and abort them in the bucket', () => uploads.size === 0 && direct.aborted.length === 4);
-  assert.throws(() => uploads.takeDirect(other.upload.id, alice), NotFoundError);
+  assert.throws(() => uploads.takeDirect(other.upload.id, alice, 1), NotFoundError);
 
   // Stepping down aborts what is left.
   const last = await uploads.beginDirect(alice, 'model', header('p'), 'key-4');
