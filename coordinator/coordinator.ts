@@ -137,7 +137,9 @@ export class Coordinator {
     private readonly onBootstrap: ((tokens: BootstrapTokens) => void) | undefined,
   ) {
     this.admission = new NodeAdmission(store, tokens, clock);
-    this.uploads = new Uploads(artifacts.blobs, clock);
+    // With the S3 blob store, pushes go straight to the bucket (docs/delivery.md "Uploads").
+    const direct = artifacts.blobs instanceof S3BlobStore ? new S3DirectAccess(artifacts.blobs) : undefined;
+    this.uploads = new Uploads(artifacts.blobs, clock, {}, direct);
     this.manifests = new PieceManifests(artifacts.blobs, log.child({ component: 'manifests' }));
     // A revoked node credential or join token ends the sessions it opened (or, for a join
     // token's first session, the credential it was issued) at once.
@@ -318,8 +320,7 @@ export class Coordinator {
     serve(withEncodedChunks(v1.DatasetService.service), artifactService('dataset', { edge, registry: this.artifacts, writer, jobOutputs, nodeMayFetch }));
     // Where blob bytes are read and written (docs/delivery.md). With the S3 blob store, agents
     // read the bucket through presigned URLs and no byte passes here.
-    const blobs = this.artifacts.blobs;
-    const s3 = blobs instanceof S3BlobStore ? new S3DirectAccess(blobs) : undefined;
+    const s3 = this.uploads.direct;
     const uploads = () => (this.leaderRole(), this.uploads);
     serve(v1.DeliveryService.service, {
       ...pushHandlers({ edge, registry: this.artifacts, writer, uploads, manifests: this.manifests, blobBaseUrl: () => this.blobBaseUrl, jobOutputs, now: () => this.clock.now() }),
@@ -504,6 +505,7 @@ export class Coordinator {
     });
     this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random) };
     registry.open();
+    this.uploads.startSweeping();
     this.leader = { id: this.id, address: this.address };
     this.metrics.isLeader.set(1);
     this.log.info({ address: this.address }, 'elected leader');

@@ -3,7 +3,14 @@
 // then CommitPush. An interrupted push (Ctrl-C, kill -9, a dropped connection) run again with
 // the same upload key resumes from the bytes the coordinator kept. Used by `mlfleetctl models
 // push` / `datasets push`.
-import { createHash } from 'node:crypto';
+// With the S3 blob store the ticket carries presigned part URLs instead (pushParts): the parts go
+// straight to the bucket, a few at once, and their ETags to CommitPush. The ETags of parts sent
+// are kept in a small file per upload key (uploadStateDir()), so that a push run again sends
+// only the parts the bucket lacks, even where the server cannot list them (parts_done).
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { ArtifactKind } from './artifact-ref.js';
@@ -11,11 +18,15 @@ import { AUTHORIZATION } from './auth.js';
 import { UPLOAD_OFFSET_HEADER } from './blob-http.js';
 import type { CoordinatorClient } from './client.js';
 import { FailedPreconditionError, UnauthenticatedError, NotFoundError, InvalidArgumentError, UnavailableError } from './errors.js';
-import type { ArtifactVersion, PushHeader } from './proto.js';
+import type { ArtifactVersion, PushHeader, PushTicket } from './proto.js';
 import type { TlsMaterial } from './tls.js';
 
 /** PUTs that end early (a dropped connection) are tried again from the coordinator's offset this many times. */
 const MAX_PUT_ATTEMPTS = 5;
+/** Parts PUT to the bucket at once (memory: one part buffer each, plus the one being read). */
+export const PARTS_IN_FLIGHT = 3;
+/** The largest part the client will hold (S3 parts of a blob are its piece size: 8 or 16 MiB, more only past 80 GiB). */
+const MAX_PART_BYTES = 512 * 1024 * 1024;
 
 export interface ResumableUpload {
   client: CoordinatorClient;
@@ -31,10 +42,20 @@ export interface ResumableUpload {
   signal?: AbortSignal;
   /** Bytes the coordinator holds so far (sent and acknowledged, or in flight). */
   onProgress?(bytes: number): void;
-  /** Called once when the coordinator already held `offset` bytes of this content. */
-  onResume?(offset: number): void;
+  /** Called once when the coordinator (or the bucket) already held `offset` bytes of this content. */
+  onResume?(offset: number, where: 'coordinator' | 'bucket'): void;
   /** A coordinator without DeliveryService (an older release): the push goes this way instead. */
   fallback?(): Promise<ArtifactVersion>;
+  /** Where the ETags of parts sent to the bucket are kept (default uploadStateDir()). */
+  stateDir?: string;
+  /** A part was stored in the bucket (S3 uploads): index, bytes. */
+  onPartSent?(index: number, bytes: number): void;
+}
+
+/** Where the ETags of unfinished pushes to a bucket are kept: $XDG_CACHE_HOME/mlfleet/uploads, else ~/.cache/mlfleet/uploads. */
+export function uploadStateDir(): string {
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(cache, 'mlfleet', 'uploads');
 }
 
 /**
@@ -56,9 +77,10 @@ export async function pushResumable(upload: ResumableUpload): Promise<ArtifactVe
     if (upload.fallback && isUnimplemented(err)) return upload.fallback();
     throw err;
   }
-  if (!ticket.url) throw new FailedPreconditionError('the coordinator gave no upload URL (an S3 upload needs a newer mlfleetctl)');
+  if (ticket.partUrls.length > 0) return pushParts(upload, ticket);
+  if (!ticket.url) throw new FailedPreconditionError('the coordinator gave no upload URL');
   let offset = Number(ticket.offset);
-  if (offset > 0) upload.onResume?.(offset);
+  if (offset > 0) upload.onResume?.(offset, 'coordinator');
   upload.onProgress?.(offset);
   const dispatcher = new Agent({
     connect: upload.tls ? { ca: upload.tls.ca, cert: upload.tls.cert, key: upload.tls.key } : {},
@@ -80,6 +102,147 @@ export async function pushResumable(upload: ResumableUpload): Promise<ArtifactVe
     await dispatcher.close().catch(() => undefined);
   }
   return client.commitPush(ticket.uploadId, { signal: upload.signal });
+}
+
+/** What a push to the bucket keeps between runs: the ETags of the parts it sent, by index. */
+interface PartsState {
+  uploadId: string;
+  etags: Record<string, string>;
+}
+
+function readState(file: string, uploadId: string): Map<number, string> {
+  try {
+    const state = JSON.parse(readFileSync(file, 'utf8')) as PartsState;
+    // Another upload under this key (the earlier one expired or was refused): its ETags name nothing now.
+    if (state.uploadId !== uploadId || typeof state.etags !== 'object' || state.etags === null) return new Map();
+    return new Map(Object.entries(state.etags).filter(([i, etag]) => /^\d+$/.test(i) && typeof etag === 'string').map(([i, etag]) => [Number(i), etag]));
+  } catch {
+    return new Map();
+  }
+}
+
+function writeState(file: string, uploadId: string, etags: Map<number, string>): void {
+  const state: PartsState = { uploadId, etags: Object.fromEntries([...etags].map(([i, etag]) => [String(i), etag])) };
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(temporary, JSON.stringify(state), { mode: 0o600 });
+  renameSync(temporary, file);
+}
+
+/**
+ * The parts of a direct upload to the bucket: read in order from one stream of the content,
+ * PUT `PARTS_IN_FLIGHT` at once to their presigned URLs (no credentials of ours go there), each
+ * ETag recorded as its part is stored; parts the bucket holds (parts_done, or an ETag kept by an
+ * earlier run) are skipped. Then CommitPush with every ETag.
+ */
+async function pushParts(upload: ResumableUpload, ticket: PushTicket): Promise<ArtifactVersion> {
+  const size = Number(upload.header.sizeBytes);
+  const partBytes = Number(ticket.partBytes);
+  const count = ticket.partUrls.length;
+  if (!Number.isSafeInteger(partBytes) || partBytes <= 0 || partBytes > MAX_PART_BYTES || Math.ceil(size / partBytes) !== Math.max(1, count) || (size === 0 && count !== 1)) {
+    throw new FailedPreconditionError(`the coordinator's ticket has ${count} parts of ${partBytes} bytes for ${size} bytes`);
+  }
+  const partSize = (i: number) => Math.min(partBytes, size - i * partBytes);
+  const file = path.join(upload.stateDir ?? uploadStateDir(), `${upload.uploadKey || ticket.uploadId}.json`);
+  const etags = upload.uploadKey ? readState(file, ticket.uploadId) : new Map<number, string>();
+  // The bucket holds these; an empty ETag is taken from its part list at commit.
+  for (const index of ticket.partsDone) if (index < count && !etags.has(index)) etags.set(index, '');
+  for (const index of [...etags.keys()]) if (index >= count) etags.delete(index);
+  let held = [...etags.keys()].reduce((sum, i) => sum + partSize(i), 0);
+  if (held > 0) upload.onResume?.(held, 'bucket');
+  upload.onProgress?.(held);
+  const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !etags.has(i));
+  if (missing.length > 0) {
+    const dispatcher = new Agent({ bodyTimeout: 60_000, headersTimeout: 60_000, connections: PARTS_IN_FLIGHT });
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    const source = upload.open(missing[0]! * partBytes);
+    try {
+      const parts = readParts(source, missing[0]!, count, partSize);
+      for await (const { index, bytes } of parts) {
+        if (failure !== undefined) break;
+        if (etags.has(index)) continue;
+        const sending: Promise<void> = putPart(dispatcher, upload, ticket.partUrls[index]!, index, bytes)
+          .then((etag) => {
+            etags.set(index, etag);
+            if (upload.uploadKey) writeState(file, ticket.uploadId, etags);
+            held += bytes.length;
+            upload.onProgress?.(held);
+            upload.onPartSent?.(index, bytes.length);
+          })
+          .catch((err: unknown) => {
+            failure ??= err;
+          })
+          .finally(() => inFlight.delete(sending));
+        inFlight.add(sending);
+        if (inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+    } finally {
+      if ('destroy' in source && typeof source.destroy === 'function') source.destroy();
+      await Promise.all(inFlight);
+      await dispatcher.close().catch(() => undefined);
+    }
+    if (failure !== undefined) throw failure;
+  }
+  const ordered = Array.from({ length: count }, (_, i) => etags.get(i) ?? '');
+  try {
+    const version = await upload.client.commitPush(ticket.uploadId, { signal: upload.signal }, ordered);
+    rmSync(file, { force: true });
+    return version;
+  } catch (err) {
+    // The leader took the upload and refused it (or it is gone): its ETags are of no more use.
+    if (err instanceof InvalidArgumentError || err instanceof NotFoundError) rmSync(file, { force: true });
+    throw err;
+  }
+}
+
+/** Part after part of the content from part `first`, each gathered whole into one buffer. */
+async function* readParts(source: Readable | AsyncIterable<Buffer>, first: number, count: number, partSize: (i: number) => number): AsyncIterable<{ index: number; bytes: Buffer }> {
+  let index = first;
+  let bytes = Buffer.allocUnsafe(partSize(index));
+  let filled = 0;
+  for await (const chunk of source as AsyncIterable<Buffer>) {
+    let at = 0;
+    while (at < chunk.length) {
+      if (index >= count) throw new InvalidArgumentError('the content grew past the size declared while it was pushed; push again');
+      const n = Math.min(chunk.length - at, bytes.length - filled);
+      chunk.copy(bytes, filled, at, at + n);
+      filled += n;
+      at += n;
+      if (filled === bytes.length) {
+        yield { index, bytes };
+        index += 1;
+        if (index < count) bytes = Buffer.allocUnsafe(partSize(index));
+        filled = 0;
+      }
+    }
+  }
+  if (index < count && !(index === count - 1 && bytes.length === 0)) throw new InvalidArgumentError('the content shrank while it was pushed; push again');
+  if (index === count - 1) yield { index, bytes };
+}
+
+/** PUTs one part to its presigned URL (tried again when the connection drops); its ETag. */
+async function putPart(dispatcher: Dispatcher, upload: ResumableUpload, url: string, index: number, bytes: Buffer): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    let answer: Dispatcher.ResponseData;
+    try {
+      answer = await request(url, { method: 'PUT', body: bytes, headers: { 'content-length': String(bytes.length) }, dispatcher, signal: upload.signal });
+    } catch (err) {
+      if (upload.signal?.aborted || attempt >= MAX_PUT_ATTEMPTS) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      continue;
+    }
+    const text = await answer.body.text();
+    const etag = answer.headers.etag;
+    if (answer.statusCode === 200 && typeof etag === 'string' && etag) return etag;
+    if (answer.statusCode >= 500 && attempt < MAX_PUT_ATTEMPTS) {
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      continue;
+    }
+    if (answer.statusCode === 403) throw new FailedPreconditionError(`the bucket refused part ${index} (its URL may have expired): run the push again for fresh URLs. ${text.trim().slice(0, 300)}`);
+    throw new FailedPreconditionError(`the bucket answered HTTP ${answer.statusCode} to part ${index}${etag ? '' : ' (no ETag)'}: ${text.trim().slice(0, 300)}`);
+  }
 }
 
 /** A PUT ended early; the upload stands at `offset` and may go on from there. */

@@ -515,9 +515,9 @@ export class CoordinatorClient {
     return this.unary<DeliveryServiceClient, PushTicket>(mlfleetV1().DeliveryService as ServiceConstructor<DeliveryServiceClient>, (s, md, o, cb) => s.beginPush(request, md, o, cb), options);
   }
 
-  /** Publishes an upload whose bytes have all arrived. */
-  commitPush(uploadId: string, options: CallOptions = {}): Promise<ArtifactVersion> {
-    return this.unary<DeliveryServiceClient, ArtifactVersion>(mlfleetV1().DeliveryService as ServiceConstructor<DeliveryServiceClient>, (s, md, o, cb) => s.commitPush({ uploadId, partEtags: [] }, md, o, cb), options);
+  /** Publishes an upload whose bytes have all arrived (an upload to the bucket: with its parts' ETags, in order). */
+  commitPush(uploadId: string, options: CallOptions = {}, partEtags: readonly string[] = []): Promise<ArtifactVersion> {
+    return this.unary<DeliveryServiceClient, ArtifactVersion>(mlfleetV1().DeliveryService as ServiceConstructor<DeliveryServiceClient>, (s, md, o, cb) => s.commitPush({ uploadId, partEtags: [...partEtags] }, md, o, cb), options);
   }
 
   // ---- ModelService and DatasetService (one shape, told apart by kind) -------------------

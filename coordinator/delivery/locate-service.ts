@@ -1,6 +1,7 @@
 // DeliveryService.Locate (docs/delivery.md, "Pulling into an agent's cache"): where a blob's
 // bytes can be read and its piece manifest. Users name a version of their tenant, or a digest
-// one of their tenant's versions has, and are sent to the coordinator. Nodes name a digest they
+// one of their tenant's versions has, and are sent to the bucket (presigned; with the S3 blob
+// store) and the coordinator. Nodes name a digest they
 // may fetch and also get the peers holding or fetching it (the tracker, tracker.ts), the seed
 // (the coordinator, or the bucket through a presigned URL), a grant to show those peers, and
 // their share of the seed; their Locate records them as fetching it. A read: audits nothing.
@@ -86,7 +87,18 @@ async function locateForUser(deps: LocateDeps, request: LocateRequest, principal
   }
   const base = await describe(deps, found);
   const now = deps.now();
-  const sources: BlobSource[] = [coordinatorSource(deps, found.version.digest)];
+  // With the S3 blob store the bucket (presigned) comes first, so the coordinator carries no bytes.
+  const sources: BlobSource[] = [];
+  if (deps.presignGet) {
+    try {
+      const { url, expiresAtMs } = await deps.presignGet(found.version.digest);
+      sources.push({ kind: 's3', url, node: '', complete: true, expiresAtMs });
+    } catch (err) {
+      // Not in the bucket (yet): the coordinator still serves it.
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+  sources.push(coordinatorSource(deps, found.version.digest));
   return { ...base, sources, grant: '', grantExpiresAtMs: 0, rank: 0, fetchers: 1, refreshAtMs: now + REFRESH_QUIET_MS };
 }
 

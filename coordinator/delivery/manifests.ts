@@ -81,7 +81,8 @@ export class PieceManifests {
     return hasher.finish();
   }
 
-  private remember(manifest: PieceManifest): void {
+  /** Keeps a manifest already saved in the blob store (a direct upload's, which s3-direct.ts saved). */
+  remember(manifest: PieceManifest): void {
     this.cached.delete(manifest.digest);
     this.cached.set(manifest.digest, manifest);
     while (this.cached.size > CACHED) this.cached.delete(this.cached.keys().next().value!);

@@ -26,7 +26,7 @@ async function coordinatorBlobBytes(httpAddress: string): Promise<{ sent: number
     for (const line of text.split('\n')) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) total += Number(line.split(' ').at(-1));
     return total;
   };
-  return { sent: value('mlfleet_coordinator_blob_sent_bytes_total'), received: value('mlfleet_coordinator_blob_received_bytes_total') };
+  return { sent: value('mlfleet_coordinator_blob_sent_bytes_total'), received: value('mlfleet_coordinator_upload_received_bytes_total') };
 }
 
 interface Delivery {

@@ -138,7 +138,7 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
                 streamed = true;
                 return ctx.client().push(kind, header, source.open(), { signal, onProgress });
               },
-              onResume: (offset) => process.stderr.write(`resuming the upload: ${humanBytes(offset)} of ${humanBytes(source.sizeBytes)} already on the coordinator\n`),
+              onResume: (offset, where) => process.stderr.write(`resuming the upload: ${humanBytes(offset)} of ${humanBytes(source.sizeBytes)} already ${where === 'bucket' ? 'in the bucket' : 'on the coordinator'}\n`),
             });
           } catch (err) {
             if (!signal.aborted) throw err;
