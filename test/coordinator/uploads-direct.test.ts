@@ -59,7 +59,7 @@ test('direct uploads to the bucket', async (t) => {
   assert.throws(() => uploads.takeDirect(first.upload.id, bob, 3), NotFoundError);
   assert.throws(() => uploads.takeDirect(first.upload.id, alice, 2), /has 3 parts but 2 ETags were sent/);
   assert.equal(uploads.size, 2, 'a miscounted commit takes nothing');
-  assert.throws(() => uploads.take(first.upload.id, alice), InvalidArgumentError);
+  await assert.rejects(uploads.take(first.upload.id, alice), InvalidArgumentError);
 
   // Other content under the same key: the old upload is aborted in the bucket.
   const other = await uploads.beginDirect(alice, 'model', header('m', 6 * MiB), 'key-1');
