@@ -15,6 +15,11 @@ export const UPLOADS_PATH = '/v1/uploads/';
 export const UPLOAD_OFFSET_HEADER = 'upload-offset';
 /** Request header: the grant (from DeliveryService.Locate) a node shows a peer. */
 export const GRANT_HEADER = 'mlfleet-grant';
+/**
+ * Answer header on a peer's piece: the bitfield of the pieces it holds now (base64), so a fetcher
+ * learns of new pieces with every piece it gets instead of asking /pieces as often.
+ */
+export const PIECES_HEADER = 'mlfleet-pieces';
 /** Answer header on a peer's pieces: the piece size its bitfield counts in. */
 export const PIECE_BYTES_HEADER = 'mlfleet-piece-bytes';
 

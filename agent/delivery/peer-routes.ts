@@ -12,7 +12,7 @@
 // These requests are neither proxied to replicas nor measured as inference.
 import type http from 'node:http';
 import type { FileHandle } from 'node:fs/promises';
-import { GRANT_HEADER, PIECE_BYTES_HEADER, parseBlobPath, parseRange, verifyGrant } from '../../shared/blob-http.js';
+import { GRANT_HEADER, PIECES_HEADER, PIECE_BYTES_HEADER, parseBlobPath, parseRange, verifyGrant } from '../../shared/blob-http.js';
 import type { Clock } from '../../shared/clock.js';
 import { InvalidArgumentError, PermissionDeniedError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -124,6 +124,8 @@ export class PeerRoutes {
     try {
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'content-length': range.end - range.start };
       if (range.partial) headers['content-range'] = `bytes ${range.start}-${range.end - 1}/${held.sizeBytes}`;
+      headers[PIECES_HEADER] = Buffer.from(held.bitfield.bytes).toString('base64');
+      headers[PIECE_BYTES_HEADER] = String(held.pieceBytes);
       res.writeHead(range.partial ? 206 : 200, headers);
       const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, range.end - range.start));
       let at = range.start;

@@ -8,7 +8,7 @@
 // (fdatasync, then recorded by the cache) at most every second or every few pieces.
 import type { FileHandle } from 'node:fs/promises';
 import { Pool, type Dispatcher } from 'undici';
-import { GRANT_HEADER, PIECES_SUFFIX } from '../../shared/blob-http.js';
+import { GRANT_HEADER, PIECES_HEADER, PIECES_SUFFIX, PIECE_BYTES_HEADER } from '../../shared/blob-http.js';
 import { systemClock, type Clock } from '../../shared/clock.js';
 import { FailedPreconditionError, InvalidArgumentError, MlfleetError, NotFoundError, UnavailableError } from '../../shared/errors.js';
 import { silentLogger, type Logger } from '../../shared/log.js';
@@ -66,10 +66,12 @@ export interface PieceFetcherOptions {
   checkpointMs?: number;
   /** ...or once this many pieces wait for one. Default 8. */
   checkpointPieces?: number;
-  /** How often an incomplete peer's bitfield is asked for. Default 500 ms. */
+  /** How often an incomplete peer's bitfield is asked for (each piece it sends also carries it). Default 1000 ms. */
   pollMs?: number;
 }
 
+/** A piece nobody holds waits at least this many piece times for the peer whose share it is. */
+const STALL_PIECE_TIMES = 4;
 /** A pull that started alone locates again this soon, to learn of agents that started with it. */
 const FIRST_RELOCATE_MS = 500;
 /** A source that failed is left alone this long. */
@@ -203,7 +205,7 @@ export class PieceFetcher implements BlobSource {
       stallMs: o.stallMs ?? 3_000,
       checkpointMs: o.checkpointMs ?? 1_000,
       checkpointPieces: o.checkpointPieces ?? 8,
-      pollMs: o.pollMs ?? 500,
+      pollMs: o.pollMs ?? 1_000,
       clock: this.clock,
       random: this.random,
       log: this.log,
@@ -276,6 +278,8 @@ class Pull {
   private sources: SourceState[] = [];
   private location: Location;
   private failuresInARow = 0;
+  /** How long a piece has been taking, from request to written (a moving average). */
+  private pieceMs = 0;
   private relocating = false;
   private readonly settings;
   private readonly controller = new AbortController();
@@ -382,7 +386,8 @@ class Pull {
         fetchers: this.location.fetchers,
         now,
         waitingSince: this.waitingSince,
-        stallMs: this.settings.stallMs,
+        // Slower pieces (a busy network or host) mean the peer whose share a piece is needs longer too.
+        stallMs: Math.max(this.settings.stallMs, STALL_PIECE_TIMES * this.pieceMs),
         corruptFrom: this.corruptFrom,
         failed,
         maxInFlight: this.settings.maxInFlight,
@@ -398,8 +403,10 @@ class Pull {
   private start(piece: number, source: SourceState): void {
     this.inFlight.set(piece, source);
     source.inFlight += 1;
+    const startedAt = this.now;
     this.fetchPiece(piece, source).then(
       () => {
+        this.pieceMs = this.pieceMs === 0 ? this.now - startedAt : 0.8 * this.pieceMs + 0.2 * (this.now - startedAt);
         this.failuresInARow = 0;
         this.waitingSince.delete(piece);
       },
@@ -451,6 +458,7 @@ class Pull {
           source.kind === 's3' ? undefined : response.statusCode === 404 ? new NotFoundError(`${this.manifest.digest}: ${message}`) : refused ? new FailedPreconditionError(message) : undefined;
         throw new PieceRequestError(message, fatal);
       }
+      if (source.kind === 'peer') this.learnPieces(source, response.headers);
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         if (received + chunk.length > length) throw new PieceRequestError(`${source.kind} sent more than the ${length} bytes of piece ${piece}`);
         chunk.copy(bytes, received);
@@ -537,6 +545,19 @@ class Pull {
     }).finally(() => {
       this.relocating = false;
     });
+  }
+
+  /** A peer's answer says which pieces it holds now: as good as a poll. */
+  private learnPieces(source: SourceState, headers: Dispatcher.ResponseData['headers']): void {
+    const text = headers[PIECES_HEADER];
+    if (typeof text !== 'string' || headers[PIECE_BYTES_HEADER] !== String(this.manifest.pieceBytes) || source.pieces === 'complete') return;
+    try {
+      const pieces = new Bitfield(this.count, Buffer.from(text, 'base64'));
+      source.pieces = pieces.complete() ? 'complete' : pieces;
+      source.polledAt = this.now;
+    } catch {
+      // Not a bitfield of this blob: the next poll asks.
+    }
   }
 
   /** Asks an incomplete peer for its bitfield, every pollMs. */

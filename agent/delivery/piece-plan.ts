@@ -7,6 +7,7 @@
 //    `piece % fetchers == rank`, so N agents starting together cost the seed about one copy;
 //    or when it has waited longer than `stallMs` (the peer meant to fetch it is slow or gone);
 //    or when nobody else is fetching (fetchers <= 1, or no peer is listed at all).
+//  - This agent's own share of the seed comes first: every other agent waits for those pieces.
 //  - A piece peers hold but are all busy serving waits for them, up to BUSY_STALLS × stallMs:
 //    a busy peer frees up long before the seed would be the better source.
 //  - Alone, an agent takes pieces in order (the whole-digest check then follows the download);
@@ -82,6 +83,18 @@ export function planNextPiece(input: PlanInput): PlanResult {
   const fetchers = Math.max(1, input.fetchers);
 
   const start = alone ? 0 : Math.floor(((input.rank % fetchers) * input.pieceCount) / fetchers);
+  if (!alone) {
+    // This agent's share, first: the pieces no peer holds yet that the others wait for it to bring.
+    for (let step = 0; step < input.pieceCount; step += 1) {
+      const piece = (start + step) % input.pieceCount;
+      if (piece % fetchers !== input.rank % fetchers || input.held.has(piece) || input.inFlight.has(piece)) continue;
+      const corrupt = input.corruptFrom.get(piece);
+      if (peers.some((peer) => !corrupt?.has(peer.id) && holds(peer, piece))) continue;
+      const seed = seeds.find((source) => !corrupt?.has(source.id));
+      if (seed) return { next: { piece, source: seed.id }, waiting };
+      break;
+    }
+  }
   for (let step = 0; step < input.pieceCount; step += 1) {
     const piece = (start + step) % input.pieceCount;
     if (input.held.has(piece) || input.inFlight.has(piece)) continue;

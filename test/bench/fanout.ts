@@ -47,6 +47,8 @@ interface ModeResult {
   egressRatio: number | null;
   /** Summed over the agents. */
   delivery: Delivery;
+  fromCoordinatorMiB: number[];
+  cpuSeconds: number;
   /** Seconds from the prefetches until each agent had the model, slowest last. */
   perAgentSeconds: number[];
 }
@@ -134,6 +136,7 @@ async function fanout(model: string, sharing: boolean): Promise<ModeResult> {
   const egress0 = await coordinatorEgress(started.http);
   const getNode = method('NodeService.GetNode');
   const t0 = process.hrtime.bigint();
+  const busy0 = busyCpuSeconds();
   const asked = await Promise.all(names.map((node) => callUnary(started.grpc, method('NodeService.PrefetchModel'), { node, ref: 'bench:1' }, admin)));
   const refused = asked.findIndex((a) => a.answer !== 'OK');
   if (refused >= 0) throw new Error(`prefetch on ${names[refused]}: ${asked[refused]!.answer} ${asked[refused]!.details}`);
@@ -153,13 +156,19 @@ async function fanout(model: string, sharing: boolean): Promise<ModeResult> {
     await sleep(50);
   }
   const seconds = Math.max(...doneAt.values());
+  // The machine's CPU seconds (all processes) until the last agent had it: on one host both
+  // modes share the same cores, so this says what sharing costs in work, apart from waiting.
+  const cpuSeconds = round3(busyCpuSeconds() - busy0);
   const egress1 = await coordinatorEgress(started.http);
   // The counters arrive with heartbeats (1 s apart by default): one more beat before reading them.
   await sleep(1_500);
   const delivery: Delivery = { fromPeersBytes: 0, fromCoordinatorBytes: 0, fromS3Bytes: 0, toPeersBytes: 0, corruptPieces: 0 };
+  // Per agent, in pieces' worth of MiB: how the seed's share spread over the fleet.
+  const fromCoordinatorMiB: number[] = [];
   for (const name of names) {
     const node = (await callUnary(started.grpc, getNode, { name }, admin)).response as { delivery?: Partial<Record<keyof Delivery, number | string>> } | undefined;
     for (const key of Object.keys(delivery) as (keyof Delivery)[]) delivery[key] += Number(node?.delivery?.[key] ?? 0);
+    fromCoordinatorMiB.push(Math.round(Number(node?.delivery?.fromCoordinatorBytes ?? 0) / 2 ** 20));
   }
   const egressBytes = egress0 === null || egress1 === null ? null : egress1 - egress0;
   const result: ModeResult = {
@@ -168,6 +177,8 @@ async function fanout(model: string, sharing: boolean): Promise<ModeResult> {
     egressBytes,
     egressRatio: egressBytes === null ? null : round3(egressBytes / sizeBytes),
     delivery,
+    fromCoordinatorMiB,
+    cpuSeconds,
     perAgentSeconds: [...doneAt.values()].sort((a, b) => a - b).map(round3),
   };
   console.log(
@@ -205,4 +216,11 @@ try {
 } finally {
   await stopAll();
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq), from /proc/stat. */
+function busyCpuSeconds(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = fields;
+  return (user + nice + system + irq + softirq) / 100;
 }
