@@ -48,7 +48,12 @@ export interface PeerRoutesOptions {
 /** One read of the blob's file, and one write to the socket, at most. */
 const READ_BYTES = MiB;
 
+/** Grants remembered as checked. */
+const VERIFIED_GRANTS = 1024;
+
 export class PeerRoutes {
+  private readonly verified = new Map<string, { node: string; digest: string; expiresAtMs: number; key: Buffer }>();
+
   constructor(private readonly options: PeerRoutesOptions) {}
 
   /** Answers a request for a path under /v1/blobs/; errors are AccessErrors, which the gateway answers. */
@@ -78,9 +83,18 @@ export class PeerRoutes {
     if (sender.anonymous) throw new AccessError(401, 'peer fetches need "authorization: Bearer <node credential>"');
     const { caller } = sender;
     if (caller.role !== 'node' || !caller.node) throw new AccessError(403, `a ${caller.role} token may not fetch from peers: only agents may, with their node credential and a grant`);
-    const grant = req.headers[GRANT_HEADER];
+    const header = req.headers[GRANT_HEADER];
+    const grant = Array.isArray(header) ? header[0] : header;
+    const key = this.options.grantKey() ?? Buffer.alloc(0);
+    const now = this.options.clock.now();
+    // A grant checked once (its signature, under this key) is good for its node and digest until
+    // it expires: the peers fetching a blob show the same grant many times a second.
+    const known = grant === undefined ? undefined : this.verified.get(grant);
+    if (known && known.key === key && known.node === caller.node && known.digest === digest && known.expiresAtMs > now) return;
     try {
-      verifyGrant(this.options.grantKey() ?? Buffer.alloc(0), Array.isArray(grant) ? grant[0] : grant, { node: caller.node, digest, nowMs: this.options.clock.now() });
+      const checked = verifyGrant(key, grant, { node: caller.node, digest, nowMs: now });
+      if (this.verified.size >= VERIFIED_GRANTS) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(grant!, { ...checked, key });
     } catch (err) {
       if (err instanceof PermissionDeniedError) throw new AccessError(403, err.message);
       throw err;

@@ -72,7 +72,9 @@ export interface PieceFetcherOptions {
 
 /** A piece nobody holds waits at least this many piece times for the peer whose share it is. */
 const STALL_PIECE_TIMES = 4;
-/** A pull that started alone locates again this soon, to learn of agents that started with it. */
+/** Peers' bitfields asked for per pollMs, at most. */
+const POLLS_PER_INTERVAL = 4;
+/** A pull locates again this soon after it starts, to learn of agents that started with it. */
 const FIRST_RELOCATE_MS = 500;
 /** A source that failed is left alone this long. */
 const FAILED_MS = 2_000;
@@ -293,10 +295,11 @@ class Pull {
     private readonly manifest: PieceManifest,
   ) {
     this.settings = fetcher.settings;
-    // Alone when it asked: others may be asking at this very moment (a deployment starting on
-    // many hosts), so ask again soon rather than take the whole blob from the seed.
+    // Others may be asking at this very moment (a deployment starting on many hosts): ask again
+    // soon, so that this agent's share of the seed is cut from the final count of fetchers
+    // rather than from however many had asked before it.
     const soon = this.settings.clock.now() + FIRST_RELOCATE_MS;
-    this.location = location.fetchers <= 1 && (location.refreshAtMs <= 0 || location.refreshAtMs > soon) ? { ...location, refreshAtMs: soon } : location;
+    this.location = location.refreshAtMs <= 0 || location.refreshAtMs > soon ? { ...location, refreshAtMs: soon } : location;
     this.count = pieceCount(manifest.sizeBytes, manifest.pieceBytes);
     const resume = request.resume?.pieceBytes === manifest.pieceBytes && request.resume.bitfield.size === this.count ? request.resume.bitfield : undefined;
     this.held = new Bitfield(this.count, resume?.bytes);
@@ -562,7 +565,10 @@ class Pull {
 
   /** Asks an incomplete peer for its bitfield, every pollMs. */
   private maybePoll(source: SourceState, now: number): void {
-    if (source.kind !== 'peer' || source.pieces === 'complete' || source.polling || now - source.polledAt < this.settings.pollMs || source.failedUntil > now) return;
+    // Each peer is asked every pollMs while there are a few, less often when there are many: an
+    // agent asks about four peers per pollMs at most (their answers to pieces also tell).
+    const every = this.settings.pollMs * Math.max(1, Math.ceil(this.sources.length / POLLS_PER_INTERVAL));
+    if (source.kind !== 'peer' || source.pieces === 'complete' || source.polling || now - source.polledAt < every || source.failedUntil > now) return;
     source.polling = true;
     source.polledAt = now;
     const url = new URL(source.located.url);
