@@ -8,6 +8,8 @@
 //    or when it has waited longer than `stallMs` (the peer meant to fetch it is slow or gone);
 //    or when nobody else is fetching (fetchers <= 1, or no peer is listed at all).
 //  - This agent's own share of the seed comes first: every other agent waits for those pieces.
+//    But not while a listed peer's bitfield is still unknown (it is being asked for): that peer
+//    may hold the very pieces, and asking the seed for them would cost it a second copy.
 //  - A piece peers hold but are all busy serving waits for them, up to BUSY_STALLS × stallMs:
 //    a busy peer frees up long before the seed would be the better source.
 //  - Alone, an agent takes pieces in order (the whole-digest check then follows the download);
@@ -83,7 +85,8 @@ export function planNextPiece(input: PlanInput): PlanResult {
   const fetchers = Math.max(1, input.fetchers);
 
   const start = alone ? 0 : Math.floor(((input.rank % fetchers) * input.pieceCount) / fetchers);
-  if (!alone) {
+  const unknown = peers.some((peer) => peer.pieces === undefined);
+  if (!alone && !unknown) {
     // This agent's share, first: the pieces no peer holds yet that the others wait for it to bring.
     for (let step = 0; step < input.pieceCount; step += 1) {
       const piece = (start + step) % input.pieceCount;
@@ -109,7 +112,7 @@ export function planNextPiece(input: PlanInput): PlanResult {
     const waited = since === undefined ? 0 : input.now - since;
     const ours = piece % fetchers === input.rank % fetchers;
     // Peers hold it but are busy: wait for them, longer than for a piece nobody has.
-    const seedMay = holders.length > 0 ? waited >= BUSY_STALLS * input.stallMs : alone || ours || waited >= input.stallMs;
+    const seedMay = holders.length > 0 ? waited >= BUSY_STALLS * input.stallMs : alone || (ours && !unknown) || waited >= input.stallMs;
     const seed = seeds.find(allowed);
     if (seedMay && seed) return { next: { piece, source: seed.id }, waiting };
     if (waiting.length < MAX_WAITING) waiting.push(piece);

@@ -550,6 +550,8 @@ test('a model the cache cannot get fails the allocation with the reason, and not
   await reachState(a, 'web-1', 'failed');
   assert.match(a.reconciler.status('web-1')!.reason, /^could not get model acme\/missing:1 \(sha256:a+\) into the cache: no model or dataset has content/);
   assert.deepEqual(driver.started, []);
+  // The report follows the state (a missing digest now fails at once, before the report of pulling has gone).
+  await until('the failed report', () => a.states('web-1').includes('failed'));
   assertSteps(a.states('web-1'), ['pulling', 'failed']);
 });
 

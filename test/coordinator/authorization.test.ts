@@ -68,6 +68,10 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'StackService.DeleteStack': adminOnly,
   // Users locate their tenant's versions; a node only blobs its allocations use (none of node-x's uses the payload).
   'DeliveryService.Locate': (c, scope) => (c === 'node' ? 'NOT_FOUND' : ownTenantRead(c, scope)),
+  // A push goes to the caller's own tenant, as Push does; a node only for a job's output (refused here).
+  'DeliveryService.BeginPush': (c) => (c === 'admin' || c === 'developer' ? 'OK' : 'PERMISSION_DENIED'),
+  // No upload has this id for anyone: who may ask is all this shows.
+  'DeliveryService.CommitPush': (c) => (c === 'admin' || c === 'developer' || c === 'node' ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
   // No deployment is ready in any tenant: who may ask (and that another tenant is not found) is all this shows.
   'SelectionService.Select': (c) => (USERS.has(c) ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
 };
@@ -324,6 +328,10 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
       return { type: 'classification', tenant };
     case 'DeliveryService.Locate':
       return { kind: 'model', ref: `seed-${tenant}:1`, tenant };
+    case 'DeliveryService.BeginPush':
+      return { kind: 'model', header: { name: `up-${cluster.fresh()}`, format: 'onnx', sizeBytes: 3 }, uploadKey: '' };
+    case 'DeliveryService.CommitPush':
+      return { uploadId: 'f'.repeat(32) };
     case 'BlobPeerService.Fetch':
       return { digest: PAYLOAD_DIGEST };
     case 'BlobPeerService.Store':

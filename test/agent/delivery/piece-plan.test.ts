@@ -108,9 +108,11 @@ test('pieces in flight are bounded in total and per source', () => {
   assert.deepEqual(planNextPiece(input({ fetchers: 3, sources: peers, maxInFlight: 6 })).next, { piece: 5, source: 'b' });
 });
 
-test('a peer whose bitfield is not known yet holds nothing; with no peer listed the seed serves all', () => {
+test('while a peer\'s bitfield is not known yet the seed waits; with no peer listed the seed serves all', () => {
   const unknown = [peer('a', undefined, 8), SEED];
-  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: unknown })).next, { piece: 5, source: 'coord' });
+  const waits = planNextPiece(input({ rank: 1, fetchers: 2, sources: unknown }));
+  assert.equal(waits.next, undefined, 'not even its own share from the seed until it knows what the peer holds');
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: [peer('a', [], 8), SEED] })).next, { piece: 5, source: 'coord' });
   assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources: [SEED] })).next, { piece: 0, source: 'coord' }, 'alone: in order from the start');
 });
 
