@@ -1,5 +1,5 @@
-// A pull into a real agent's cache, cut by kill -9 of the agent, resumes with the pieces it had
-// verified (issue 15): the coordinator's blob bytes reach the agent through a loopback proxy
+// A prefetch into a real agent's cache, cut by kill -9 of the agent, is taken up again by the
+// agent when it starts (issue 14) and resumes with the pieces it had verified (issue 15): the coordinator's blob bytes reach the agent through a loopback proxy
 // (the coordinator's --http-advertise) that holds them to a trickle, the agent is killed with
 // SIGKILL once a good part of the model went through, and the agent started again on the same
 // data dir finishes it asking the coordinator for less than the whole model.
@@ -64,7 +64,7 @@ async function sentBytes(httpAddress: string): Promise<number> {
   return Number(/^mlfleet_coordinator_blob_sent_bytes_total (\d+)/m.exec(text)?.[1] ?? NaN);
 }
 
-test('a pull cut by kill -9 of the agent resumes from its verified pieces, never from zero', async (t) => {
+test('a prefetch cut by kill -9 of the agent resumes after a restart without being asked, from its verified pieces, never from zero', { timeout: 90_000 }, async (t) => {
   const dir = tempDir(t);
   const proxyPort = await freePort();
   const coordinator = await startCoordinator(t, 'c1', ['--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/c1`, '--http-advertise', `127.0.0.1:${proxyPort}`]);
@@ -107,6 +107,7 @@ test('a pull cut by kill -9 of the agent resumes from its verified pieces, never
   const secondRun = (await sentBytes(coordinator.http)) - restart;
   assert.ok(secondRun < SIZE, `the restarted agent fetched ${secondRun} bytes: less than the whole ${SIZE}`);
   assert.ok(secondRun >= SIZE - firstRun, `it fetched at least what the first run had not (${secondRun} of ${SIZE - firstRun})`);
+  assert.ok(second.lines.some((line) => line.msg === 'resuming unfinished prefetches'), 'the agent took the prefetch up by itself');
   const cached = path.join(dir, 'resumer', 'cache', 'blobs', digest.slice('sha256:'.length));
   assert.equal(`sha256:${createHash('sha256').update(readFileSync(cached)).digest('hex')}`, digest, 'the cached model is the pushed one');
 });
