@@ -51,7 +51,7 @@ export function toLocation(answer: BlobLocation): Location {
     pieceHashes: answer.pieceHashes,
     sources: answer.sources
       .filter((source) => KINDS.has(source.kind) && source.url !== '')
-      .map((source) => ({ kind: source.kind as DeliverySourceKind, url: source.url, node: source.node || undefined, complete: source.complete })),
+      .map((source) => ({ kind: source.kind as DeliverySourceKind, url: source.url, node: source.node || undefined, complete: source.complete, ...(source.fetcherRank > 0 ? { rank: source.fetcherRank - 1 } : {}) })),
     grant: answer.grant,
     rank: answer.rank,
     fetchers: answer.fetchers,

@@ -41,6 +41,8 @@ export interface LocatedSource {
   node?: string;
   /** Peers: holds every piece. */
   complete?: boolean;
+  /** Peers fetching the blob: their rank among the fetchers (whose share of the seed they bring). */
+  rank?: number;
 }
 
 export interface PieceFetcherOptions {
@@ -72,6 +74,8 @@ export interface PieceFetcherOptions {
 
 /** A piece nobody holds waits at least this many piece times for the peer whose share it is. */
 const STALL_PIECE_TIMES = 4;
+/** Settling (see PlanInput.settling) ends after this long whatever the counts say. */
+const MAX_SETTLE_MS = 3_000;
 /** Peers' bitfields asked for per pollMs, at most. */
 const POLLS_PER_INTERVAL = 4;
 /** A pull locates again this soon after it starts, to learn of agents that started with it. */
@@ -274,12 +278,26 @@ class Pull {
   private lastCheckpointAt: number;
   private checkpointing: Promise<void> | undefined;
   private readonly inFlight = new Map<number, SourceState>();
+  /** When each piece in flight was asked for. */
+  private readonly requestedAt = new Map<number, number>();
   private readonly waitingSince = new Map<number, number>();
   private readonly corruptFrom = new Map<number, Set<string>>();
   private readonly corruptCopies = new Map<number, number>();
   private sources: SourceState[] = [];
   private location: Location;
   private failuresInARow = 0;
+  /**
+   * The count of fetchers may still change (the pull began moments ago): the share follows each
+   * answer until two in a row agree; the seed waits for it while others fetch (PlanInput.settling).
+   */
+  private settling = true;
+  /**
+   * This agent's share of the seed (rank among fetchers), fixed once the count settles: agents
+   * that finish and leave the count later must not move the shares of those still fetching,
+   * whose view of who holds what lags (a moved share would ask the seed for pieces peers have).
+   */
+  private share: { rank: number; fetchers: number };
+  private startedAt: number;
   /** How long a piece has been taking, from request to written (a moving average). */
   private pieceMs = 0;
   private relocating = false;
@@ -287,6 +305,9 @@ class Pull {
   private readonly controller = new AbortController();
   private finished = false;
   private settle!: (err?: unknown) => void;
+  /** Pieces this pull took from the seed (in order), and how many from peers: said when it ends. */
+  private readonly seedPieces: number[] = [];
+  private peerPieces = 0;
 
   constructor(
     private readonly fetcher: PieceFetcher,
@@ -300,6 +321,9 @@ class Pull {
     // rather than from however many had asked before it.
     const soon = this.settings.clock.now() + FIRST_RELOCATE_MS;
     this.location = location.refreshAtMs <= 0 || location.refreshAtMs > soon ? { ...location, refreshAtMs: soon } : location;
+    // Begun among others: its share of the seed waits until the count of fetchers settles.
+    this.share = { rank: location.rank, fetchers: location.fetchers };
+    this.startedAt = this.settings.clock.now();
     this.count = pieceCount(manifest.sizeBytes, manifest.pieceBytes);
     const resume = request.resume?.pieceBytes === manifest.pieceBytes && request.resume.bitfield.size === this.count ? request.resume.bitfield : undefined;
     this.held = new Bitfield(this.count, resume?.bytes);
@@ -336,6 +360,12 @@ class Pull {
   private finish(err?: unknown): void {
     if (this.finished) return;
     this.finished = true;
+    if (!err) {
+      this.settings.log.info(
+        { digest: this.manifest.digest, pieces: this.count, fromPeers: this.peerPieces, fromSeed: this.seedPieces.length, seedPieces: this.seedPieces.slice(0, 64), rank: this.share.rank, fetchers: this.share.fetchers },
+        'pulled',
+      );
+    }
     this.settle(err);
   }
 
@@ -350,6 +380,7 @@ class Pull {
       const old = previous.get(located.url);
       if (old) {
         old.located = located;
+        old.rank = located.rank;
         if (located.kind === 'peer' && located.complete) old.pieces = 'complete';
         return old;
       }
@@ -359,6 +390,7 @@ class Pull {
         pieces: located.kind === 'peer' && located.complete ? 'complete' : undefined,
         inFlight: 0,
         limit: located.kind === 'peer' ? this.settings.perPeer : this.settings.perSeed,
+        rank: located.rank,
         located,
         failedUntil: 0,
         polling: false,
@@ -385,15 +417,16 @@ class Pull {
         held: this.held,
         inFlight: new Set(this.inFlight.keys()),
         sources: this.sources,
-        rank: this.location.rank,
-        fetchers: this.location.fetchers,
+        rank: this.share.rank,
+        fetchers: this.share.fetchers,
         now,
         waitingSince: this.waitingSince,
         // Slower pieces (a busy network or host) mean the peer whose share a piece is needs longer too.
-        stallMs: Math.max(this.settings.stallMs, STALL_PIECE_TIMES * this.pieceMs),
+        stallMs: Math.max(this.settings.stallMs, STALL_PIECE_TIMES * this.pieceMs, 2 * this.oldestInFlightMs(now)),
         corruptFrom: this.corruptFrom,
         failed,
         maxInFlight: this.settings.maxInFlight,
+        settling: this.settling && this.share.fetchers > 1,
         random: this.settings.random,
       });
       for (const piece of waiting) if (!this.waitingSince.has(piece)) this.waitingSince.set(piece, now);
@@ -403,8 +436,16 @@ class Pull {
     }
   }
 
+  /** How long the oldest piece in flight has been on its way (this agent's pieces are no faster than others'). */
+  private oldestInFlightMs(now: number): number {
+    let oldest = now;
+    for (const at of this.requestedAt.values()) oldest = Math.min(oldest, at);
+    return now - oldest;
+  }
+
   private start(piece: number, source: SourceState): void {
     this.inFlight.set(piece, source);
+    this.requestedAt.set(piece, this.now);
     source.inFlight += 1;
     const startedAt = this.now;
     this.fetchPiece(piece, source).then(
@@ -416,6 +457,7 @@ class Pull {
       (err: unknown) => this.pieceFailed(piece, source, err),
     ).finally(() => {
       this.inFlight.delete(piece);
+      this.requestedAt.delete(piece);
       source.inFlight -= 1;
       this.pump();
     });
@@ -484,6 +526,8 @@ class Pull {
       throw new FileError(err);
     }
     this.held.set(piece);
+    if (source.kind === 'peer') this.peerPieces += 1;
+    else this.seedPieces.push(piece);
     this.unsynced.push(piece);
     this.request.onProgress({ pieceBytes: this.manifest.pieceBytes, bitfield: new Bitfield(this.count, this.held.bytes) });
     if (this.unsynced.length >= this.settings.checkpointPieces) void this.checkpoint(false).catch((err: unknown) => this.finish(err));
@@ -534,11 +578,17 @@ class Pull {
         if (location.digest !== this.manifest.digest || !location.pieceHashes.equals(this.manifest.hashes) || location.pieceBytes !== this.manifest.pieceBytes) {
           throw new UnavailableError('the leader answered another manifest');
         }
-        this.location = location;
+        // Settled once two answers in a row count the same fetchers (or it has waited long
+        // enough): agents starting together have all asked by then.
+        const settled = location.fetchers === this.location.fetchers || this.now - this.startedAt >= MAX_SETTLE_MS;
+        this.location = this.settling && !settled ? { ...location, refreshAtMs: Math.min(location.refreshAtMs || Infinity, this.now + FIRST_RELOCATE_MS) } : location;
+        if (this.settling) this.share = { rank: location.rank, fetchers: location.fetchers };
+        if (settled) this.settling = false;
         this.setSources(location);
       },
       (err: unknown) => {
         // Keep going with what we have; ask again in a while.
+        this.settling = false;
         this.location = { ...this.location, refreshAtMs: now + 5_000 };
         this.settings.log.debug({ digest: this.manifest.digest, err: (err as Error).message }, 'could not locate again');
       },
@@ -547,6 +597,7 @@ class Pull {
       this.settings.log.warn({ digest: this.manifest.digest, err: (err as Error).message }, 'ignored a new location');
     }).finally(() => {
       this.relocating = false;
+      if (this.now - this.startedAt >= MAX_SETTLE_MS) this.settling = false;
     });
   }
 

@@ -5,7 +5,9 @@
 //    equals, so pieces spread over peers.
 //  - A piece no peer holds comes from the seed (the coordinator or the bucket) when
 //    `piece % fetchers == rank`, so N agents starting together cost the seed about one copy;
-//    or when it has waited longer than `stallMs` (the peer meant to fetch it is slow or gone);
+//    or when it has waited longer than `stallMs` (the peer meant to fetch it is slow or gone)
+//    and it is this agent's turn: one agent per stall period takes a stalled piece over (four
+//    stall times when its owner is a listed peer, which is then only slow);
 //    or when nobody else is fetching (fetchers <= 1, or no peer is listed at all).
 //  - This agent's own share of the seed comes first: every other agent waits for those pieces.
 //    But not while a listed peer's bitfield is still unknown (it is being asked for): that peer
@@ -32,6 +34,8 @@ export interface PlanSource {
   inFlight: number;
   /** The most pieces fetched from it at once. */
   limit: number;
+  /** Peers fetching the blob: their rank among the fetchers, whose share of the seed they bring. */
+  rank?: number | undefined;
 }
 
 export interface PlanInput {
@@ -54,6 +58,12 @@ export interface PlanInput {
   /** Sources that failed recently (errors, refusals): not used now. */
   failed: ReadonlySet<string>;
   maxInFlight: number;
+  /**
+   * The count of fetchers may still grow (the pull began among others and has not located again
+   * yet): the seed is asked only for stalled pieces, not yet for this agent's share, which would
+   * be cut from a count that is about to change.
+   */
+  settling?: boolean;
   /** In [0, 1): which of equally busy peers. Injected, for tests. */
   random: () => number;
 }
@@ -72,6 +82,8 @@ export interface PlanResult {
 const MAX_WAITING = 64;
 /** A piece whose holders are all busy waits this many stall times before the seed is asked. */
 const BUSY_STALLS = 4;
+/** A piece whose owner (the fetcher whose share it is) is listed and alive waits this many. */
+const OWNER_STALLS = 4;
 
 export function planNextPiece(input: PlanInput): PlanResult {
   const waiting: number[] = [];
@@ -86,7 +98,16 @@ export function planNextPiece(input: PlanInput): PlanResult {
 
   const start = alone ? 0 : Math.floor(((input.rank % fetchers) * input.pieceCount) / fetchers);
   const unknown = peers.some((peer) => peer.pieces === undefined);
-  if (!alone && !unknown) {
+  // A stalled piece passes from agent to agent, one stall period each (the next rank after its
+  // owner's first, and so on), instead of every waiting agent asking the seed for it at once;
+  // after a full round anyone may.
+  const turn = (piece: number, waited: number, period: number): boolean => {
+    const periods = Math.floor(waited / period);
+    if (periods < 1) return false;
+    if (periods >= fetchers) return true;
+    return (piece + periods) % fetchers === input.rank % fetchers;
+  };
+  if (!alone && !unknown && !input.settling) {
     // This agent's share, first: the pieces no peer holds yet that the others wait for it to bring.
     for (let step = 0; step < input.pieceCount; step += 1) {
       const piece = (start + step) % input.pieceCount;
@@ -112,7 +133,13 @@ export function planNextPiece(input: PlanInput): PlanResult {
     const waited = since === undefined ? 0 : input.now - since;
     const ours = piece % fetchers === input.rank % fetchers;
     // Peers hold it but are busy: wait for them, longer than for a piece nobody has.
-    const seedMay = holders.length > 0 ? waited >= BUSY_STALLS * input.stallMs : alone || (ours && !unknown) || waited >= input.stallMs;
+    // Nobody holds it: its owner brings it; while the owner is listed (and answering) it is
+    // only slow, and is given longer before others take its piece over.
+    const ownerLive = peers.some((peer) => peer.rank !== undefined && peer.rank % fetchers === piece % fetchers);
+    const seedMay =
+      holders.length > 0
+        ? turn(piece, waited, BUSY_STALLS * input.stallMs)
+        : alone || (ours && !unknown && !input.settling) || turn(piece, waited, (ownerLive ? OWNER_STALLS : 1) * input.stallMs);
     const seed = seeds.find(allowed);
     if (seedMay && seed) return { next: { piece, source: seed.id }, waiting };
     if (waiting.length < MAX_WAITING) waiting.push(piece);

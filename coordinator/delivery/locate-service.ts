@@ -92,7 +92,7 @@ async function locateForUser(deps: LocateDeps, request: LocateRequest, principal
   if (deps.presignGet) {
     try {
       const { url, expiresAtMs } = await deps.presignGet(found.version.digest);
-      sources.push({ kind: 's3', url, node: '', complete: true, expiresAtMs });
+      sources.push({ kind: 's3', url, node: '', complete: true, expiresAtMs, fetcherRank: 0 });
     } catch (err) {
       // Not in the bucket (yet): the coordinator still serves it.
       if (!(err instanceof NotFoundError)) throw err;
@@ -120,10 +120,11 @@ async function locateForNode(deps: LocateDeps, request: LocateRequest, node: str
     node: peer.node,
     complete: peer.complete,
     expiresAtMs: 0,
+    fetcherRank: peer.rank === undefined ? 0 : peer.rank + 1,
   }));
   if (deps.presignGet) {
     const { url, expiresAtMs } = await deps.presignGet(digest);
-    sources.push({ kind: 's3', url, node: '', complete: true, expiresAtMs });
+    sources.push({ kind: 's3', url, node: '', complete: true, expiresAtMs, fetcherRank: 0 });
   } else {
     sources.push(coordinatorSource(deps, digest));
   }
@@ -164,7 +165,7 @@ async function describe(deps: LocateDeps, found: Resolved): Promise<Pick<BlobLoc
 }
 
 function coordinatorSource(deps: LocateDeps, digest: string): BlobSource {
-  return { kind: 'coordinator', url: blobUrl(deps.blobBaseUrl(), digest), node: '', complete: true, expiresAtMs: 0 };
+  return { kind: 'coordinator', url: blobUrl(deps.blobBaseUrl(), digest), node: '', complete: true, expiresAtMs: 0, fetcherRank: 0 };
 }
 
 /** The registry's view of a node, as the tracker needs it. */

@@ -28,6 +28,8 @@ export interface PeerChoice {
   address: string;
   /** It holds the whole blob (else it is fetching it: ask for its bitfield). */
   complete: boolean;
+  /** Fetching it: its rank among the fetchers (as `rank` counts them). */
+  rank?: number;
 }
 
 export interface SourceDecision {
@@ -122,8 +124,8 @@ export class FetchTracker {
         continue;
       }
       if (!node || !canServe(node)) continue;
+      fetchers.push({ node: name, address: node.address, complete: false, rank: counted.length });
       counted.push(name);
-      fetchers.push({ node: name, address: node.address, complete: false });
     }
     const peers = this.pick(holders, MAX_PEERS);
     peers.push(...this.pick(fetchers, MAX_PEERS - peers.length));

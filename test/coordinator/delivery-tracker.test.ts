@@ -24,7 +24,7 @@ test('holders come before fetchers, each marked; the requester is never listed',
   const { peers } = tracker.sources('me', D, clock.now(), nodes);
   assert.deepEqual(peers.slice(0, 2).map((p) => p.node).sort(), ['h1', 'h2']);
   assert.ok(peers.slice(0, 2).every((p) => p.complete));
-  assert.deepEqual(peers.slice(2), [{ node: 'f1', address: 'f1:7780', complete: false }]);
+  assert.deepEqual(peers.slice(2), [{ node: 'f1', address: 'f1:7780', complete: false, rank: 0 }]);
   // A holder asking is not listed to itself; the fetchers are.
   assert.deepEqual(tracker.sources('h1', D, clock.now(), nodes).peers.map((p) => p.node).sort(), ['f1', 'h2', 'me']);
   // Nobody holds or fetches another blob.
@@ -62,7 +62,7 @@ test('three nodes arriving in turn get ranks 0, 1, 2 of a count that grows; a no
   clock.advance(1000);
   const b = locate('b');
   assert.deepEqual([b.rank, b.fetchers], [1, 2]);
-  assert.deepEqual(b.peers, [{ node: 'a', address: 'a:7780', complete: false }]);
+  assert.deepEqual(b.peers, [{ node: 'a', address: 'a:7780', complete: false, rank: 0 }], 'a fetcher says its rank');
   clock.advance(1000);
   const c = locate('c');
   assert.deepEqual([c.rank, c.fetchers], [2, 3]);

@@ -76,7 +76,12 @@ test('a piece whose holders are all busy waits for them four stall times before 
   const waitingSince = new Map([[0, 10_000 - 4 * 1_500 + 1]]);
   assert.equal(planNextPiece(input({ held, fetchers: 2, sources, waitingSince })).next, undefined, 'it still waits');
   waitingSince.set(0, 10_000 - 4 * 1_500);
-  assert.deepEqual(planNextPiece(input({ held, fetchers: 2, sources, waitingSince })).next, { piece: 0, source: 'coord' });
+  assert.equal(planNextPiece(input({ held, fetchers: 2, sources, waitingSince })).next, undefined, 'the other agent\'s turn first');
+  const heldOdd = new Bitfield(8);
+  for (const piece of [1, 3, 5, 7]) heldOdd.set(piece);
+  assert.deepEqual(planNextPiece(input({ held: heldOdd, rank: 1, fetchers: 2, sources, waitingSince })).next, { piece: 0, source: 'coord' });
+  waitingSince.set(0, 10_000 - 8 * 1_500);
+  assert.deepEqual(planNextPiece(input({ held, fetchers: 2, sources, waitingSince })).next, { piece: 0, source: 'coord' }, 'after a full round, anyone');
 });
 
 test('a piece a peer holds comes from a peer, the least busy one, at random among equals', () => {
@@ -124,4 +129,42 @@ test('a peer that failed a moment ago still counts as fetching: its share waits 
   const result = planNextPiece(input({ held, rank: 1, fetchers: 2, sources, failed: new Set(['a']) }));
   assert.equal(result.next, undefined);
   assert.deepEqual(result.waiting, [4, 6, 0, 2]);
+});
+
+test('while the count of fetchers is settling the seed gives only stalled pieces, not this agent\'s share', () => {
+  const sources = [peer('a', [], 8), SEED];
+  assert.equal(planNextPiece(input({ rank: 1, fetchers: 2, sources, settling: true })).next, undefined);
+  const waitingSince = new Map([[4, 10_000 - 1_500]]);
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources, settling: true, waitingSince })).next, { piece: 4, source: 'coord' });
+  assert.deepEqual(planNextPiece(input({ rank: 1, fetchers: 2, sources, settling: false })).next, { piece: 5, source: 'coord' });
+  assert.deepEqual(planNextPiece(input({ sources: [SEED], settling: true })).next, { piece: 0, source: 'coord' }, 'alone, nothing waits');
+});
+
+test('a stalled piece is taken over by one agent per stall period, in rank order after its owner, then by anyone', () => {
+  // Piece 4 of 9 is rank 1's share (of 3); nobody holds it; every agent's own share is held.
+  const sources = [peer('a', [], 9), peer('b', [], 9), SEED];
+  const asking = (rank: number, waited: number) => {
+    const held = new Bitfield(9);
+    for (let piece = 0; piece < 9; piece += 1) if (piece !== 4 && piece % 3 === rank) held.set(piece);
+    const result = planNextPiece(input({ pieceCount: 9, held, rank, fetchers: 3, sources, stallMs: 1_000, waitingSince: new Map([[4, 10_000 - waited]]) }));
+    return result.next?.piece === 4;
+  };
+  assert.deepEqual([0, 1, 2].map((rank) => asking(rank, 999)), [false, true, false], 'before a stall, only its owner');
+  assert.deepEqual([0, 2].map((rank) => asking(rank, 1_000)), [false, true], 'one period: the next rank');
+  assert.deepEqual([0, 2].map((rank) => asking(rank, 2_000)), [true, false], 'two periods: the one after');
+  assert.deepEqual([0, 2].map((rank) => asking(rank, 3_000)), [true, true], 'a full round: anyone');
+});
+
+test('a piece whose owner is a listed fetcher waits four stall times for it; an owner not listed is taken over after one', () => {
+  // Piece 4 of 8 is rank 0's share (of 2); this agent is rank 1 and holds its own share.
+  const held = new Bitfield(8);
+  for (const piece of [1, 3, 5, 7]) held.set(piece);
+  const owner = { ...peer('a', [], 8), rank: 0 };
+  const waitingSince = new Map([[4, 10_000 - 1_500]]);
+  assert.equal(planNextPiece(input({ held, rank: 1, fetchers: 2, sources: [owner, SEED], waitingSince })).next, undefined, 'its owner is listed: only slow');
+  waitingSince.set(4, 10_000 - 4 * 1_500);
+  assert.deepEqual(planNextPiece(input({ held, rank: 1, fetchers: 2, sources: [owner, SEED], waitingSince })).next, { piece: 4, source: 'coord' });
+  const stranger = { ...peer('b', [], 8), rank: 1 };
+  waitingSince.set(4, 10_000 - 1_500);
+  assert.deepEqual(planNextPiece(input({ held, rank: 1, fetchers: 2, sources: [stranger, SEED], waitingSince })).next, { piece: 4, source: 'coord' }, 'its owner is gone');
 });
