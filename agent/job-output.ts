@@ -20,7 +20,7 @@ import { CoordinatorClient } from '../shared/client.js';
 import type { TlsMaterial } from '../shared/tls.js';
 import { FailedPreconditionError, MlfleetError, ResourceExhaustedError, UnavailableError, fromGrpcError } from '../shared/errors.js';
 import { mlfleetV1, type ArtifactVersion, type PushHeader } from '../shared/proto.js';
-import { packDirectory, tarDigest } from '../shared/tar.js';
+import { packDirectory, packDirectoryFrom, tarDigest } from '../shared/tar.js';
 import type { RunOutput } from '../shared/workloads.js';
 
 export interface OutputPushRequest {
@@ -108,23 +108,7 @@ export async function partContent(dir: string): Promise<OutputContent> {
 }
 
 async function directoryContent(dir: string, format: string): Promise<OutputContent> {
-  return { directory: true, ...(await tarDigest(dir)), format, open: () => packDirectory(dir), openFrom: (start) => skipBytes(packDirectory(dir), start) };
-}
-
-async function* skipBytes(stream: Readable, skip: number): AsyncIterable<Buffer> {
-  let left = skip;
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (left >= chunk.length) {
-        left -= chunk.length;
-        continue;
-      }
-      yield left > 0 ? chunk.subarray(left) : chunk;
-      left = 0;
-    }
-  } finally {
-    stream.destroy();
-  }
+  return { directory: true, ...(await tarDigest(dir)), format, open: () => packDirectory(dir), openFrom: (start) => packDirectoryFrom(dir, start) };
 }
 
 export function coordinatorOutputPusher(options: CoordinatorOutputPusherOptions): OutputPusher {

@@ -54,6 +54,24 @@ export function packDirectory(dir: string): Readable {
   return Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
 }
 
+/** The same tar from byte `start` on: a resumed upload skips what it sent (the tar is deterministic). */
+export async function* packDirectoryFrom(dir: string, start: number): AsyncIterable<Buffer> {
+  const stream = packDirectory(dir);
+  let left = start;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        continue;
+      }
+      yield left > 0 ? chunk.subarray(left) : chunk;
+      left = 0;
+    }
+  } finally {
+    stream.destroy();
+  }
+}
+
 /**
  * The size and sha256 of packDirectory(dir), packed once to learn them (a push declares both
  * before it sends the tar again). `onChunk` sees the bytes counted so far after each chunk, and

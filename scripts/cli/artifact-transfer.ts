@@ -21,7 +21,7 @@ import type { ArtifactKind } from '../../shared/artifact-ref.js';
 import { FORMAT_BY_EXTENSION, inferPathFormat } from '../../shared/artifact-ref.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../../shared/errors.js';
 import type { ArtifactVersion } from '../../shared/proto.js';
-import { directorySize, packDirectory, tarDigest, unpackTar } from '../../shared/tar.js';
+import { directorySize, packDirectory, packDirectoryFrom, tarDigest, unpackTar } from '../../shared/tar.js';
 import { InterruptedError } from './interrupt.js';
 import type { Progress } from './progress.js';
 import { humanBytes } from './views/artifacts.js';
@@ -93,25 +93,9 @@ export async function pushSource(kind: ArtifactKind, file: string, signal: Abort
     inferredFormat: await inferPathFormat(kind, file, true),
     open: () => packDirectory(file),
     // The tar is deterministic (and its digest declared): the bytes before `start` are skipped.
-    openFrom: (start) => skipBytes(packDirectory(file), start),
+    openFrom: (start) => packDirectoryFrom(file, start),
     mtimeMs: stat.mtimeMs,
   };
-}
-
-async function* skipBytes(stream: Readable, skip: number): AsyncIterable<Buffer> {
-  let left = skip;
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (left >= chunk.length) {
-        left -= chunk.length;
-        continue;
-      }
-      yield left > 0 ? chunk.subarray(left) : chunk;
-      left = 0;
-    }
-  } finally {
-    stream.destroy();
-  }
 }
 
 // ---- pull ----------------------------------------------------------------------------------

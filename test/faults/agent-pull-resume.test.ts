@@ -6,63 +6,19 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
-import { request } from 'undici';
 import { CoordinatorClient } from '../../shared/client.js';
 import { eventually } from '../helpers/eventually.js';
+import { metricValue } from '../helpers/metrics.js';
 import { CLI, runScript } from '../helpers/mlfleetctl.js';
-import { freePort } from '../helpers/net.js';
+import { freePort, throttlingProxy } from '../helpers/net.js';
 import { bootstrapTokens, startAgent, startCoordinator, tempDir } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 96 * MiB;
 
-/** A TCP proxy to `target()` that can hold what flows back to clients to `bytesPerSecond`. */
-async function throttlingProxy(port: number, target: () => number) {
-  const state = { bytesPerSecond: 0, sockets: new Set<net.Socket>() };
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target(), '127.0.0.1');
-    state.sockets.add(client).add(upstream);
-    let windowStart = Date.now();
-    let windowBytes = 0;
-    client.pipe(upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      client.write(chunk);
-      if (state.bytesPerSecond === 0) return;
-      windowBytes += chunk.length;
-      const due = windowStart + (windowBytes / state.bytesPerSecond) * 1000 - Date.now();
-      if (due > 0) {
-        upstream.pause();
-        setTimeout(() => upstream.resume(), due);
-      }
-      if (Date.now() - windowStart > 1000) {
-        windowStart = Date.now();
-        windowBytes = 0;
-      }
-    });
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    state,
-    close: () => {
-      for (const socket of state.sockets) socket.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-async function sentBytes(httpAddress: string): Promise<number> {
-  const text = await (await request(`http://${httpAddress}/metrics`)).body.text();
-  return Number(/^mlfleet_coordinator_blob_sent_bytes_total (\d+)/m.exec(text)?.[1] ?? NaN);
-}
+const sentBytes = (httpAddress: string) => metricValue(httpAddress, 'mlfleet_coordinator_blob_sent_bytes_total');
 
 test('a prefetch cut by kill -9 of the agent resumes after a restart without being asked, from its verified pieces, never from zero', { timeout: 90_000 }, async (t) => {
   const dir = tempDir(t);
@@ -85,7 +41,7 @@ test('a prefetch cut by kill -9 of the agent resumes after a restart without bei
   const args = ['--join-token-file', tokens.joinFile, '--cache-max-bytes', '1Gi'];
   const first = await startAgent(t, 'resumer', [coordinator.grpc], dir, args);
   await eventually('the node to be ready', 15_000, async () => ((await client.listNodes({ status: 'ready' })).nodes.length === 1 ? true : undefined));
-  proxy.state.bytesPerSecond = 24 * MiB;
+  proxy.state.downBytesPerSecond = 24 * MiB;
   const before = await sentBytes(coordinator.http);
   assert.equal((await ctl('nodes', 'prefetch', 'resumer', 'big')).code, 0);
   // Killed once at least a third went through and a checkpoint recorded pieces.
@@ -95,7 +51,7 @@ test('a prefetch cut by kill -9 of the agent resumes after a restart without bei
   const firstRun = (await sentBytes(coordinator.http)) - before;
   assert.ok(firstRun < SIZE, `the first run was cut before the end (${firstRun} bytes sent)`);
 
-  proxy.state.bytesPerSecond = 0;
+  proxy.state.downBytesPerSecond = 0;
   const restart = await sentBytes(coordinator.http);
   const second = await startAgent(t, 'resumer', [coordinator.grpc], dir);
   const resumed = await second.waitForMessage('resuming a download', 15_000);

@@ -7,58 +7,16 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { request } from 'undici';
 import { startLeader } from '../helpers/coordinator.js';
 import { CLI, mlfleetctl, tempHome } from '../helpers/mlfleetctl.js';
-import { freePort } from '../helpers/net.js';
+import { freePort, throttlingProxy as proxy } from '../helpers/net.js';
 import { tempDir } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 48 * MiB;
-
-/** A TCP proxy to `target()` that counts the bytes clients send and can hold them to `bytesPerSecond`. */
-async function proxy(port: number, target: () => number) {
-  const state = { upstreamBytes: 0, bytesPerSecond: 0, sockets: new Set<net.Socket>() };
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target(), '127.0.0.1');
-    state.sockets.add(client).add(upstream);
-    let windowStart = Date.now();
-    let windowBytes = 0;
-    client.on('data', (chunk: Buffer) => {
-      state.upstreamBytes += chunk.length;
-      upstream.write(chunk);
-      if (state.bytesPerSecond === 0) return;
-      windowBytes += chunk.length;
-      const due = windowStart + (windowBytes / state.bytesPerSecond) * 1000 - Date.now();
-      if (due > 0) {
-        client.pause();
-        setTimeout(() => client.resume(), due);
-      }
-      if (Date.now() - windowStart > 1000) {
-        windowStart = Date.now();
-        windowBytes = 0;
-      }
-    });
-    upstream.pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    state,
-    close: () => {
-      for (const s of state.sockets) s.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 async function receivedBytes(httpAddress: string): Promise<number> {
   const text = await (await request(`http://${httpAddress}/metrics`)).body.text();

@@ -7,28 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { request } from 'undici';
 import { CoordinatorClient } from '../../shared/client.js';
 import { eventually } from '../helpers/eventually.js';
+import { metricValue } from '../helpers/metrics.js';
 import { CLI, runScript } from '../helpers/mlfleetctl.js';
 import { bootstrapTokens, startAgent, startCoordinator, tempDir } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 40 * MiB + 123;
-
-/** A counter's value (summed over its labels, or the one with `label`) from a /metrics page. */
-async function metric(httpAddress: string, name: string, label = ''): Promise<number> {
-  const { body } = await request(`http://${httpAddress}/metrics`);
-  const text = await body.text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name) || (label && !line.includes(label))) continue;
-    const rest = line.slice(name.length);
-    if (rest[0] !== ' ' && rest[0] !== '{') continue;
-    total += Number(line.split(' ').at(-1));
-  }
-  return total;
-}
 
 interface Delivery {
   fromPeersBytes: number;
@@ -64,7 +50,7 @@ test('a second agent takes the pieces from the first instead of the coordinator;
     assert.equal(shown.code, 0, shown.stderr);
     return (JSON.parse(shown.stdout) as { delivery: Delivery }).delivery;
   };
-  const sent = () => metric(coordinator.http, 'mlfleet_coordinator_blob_sent_bytes_total');
+  const sent = () => metricValue(coordinator.http, 'mlfleet_coordinator_blob_sent_bytes_total');
 
   // The first agent: nobody else has it, so all of it comes from the seed.
   assert.equal((await ctl('nodes', 'prefetch', 'peer-a', 'shared')).code, 0);
@@ -89,7 +75,7 @@ test('a second agent takes the pieces from the first instead of the coordinator;
   assert.equal(a.fromCoordinatorBytes, SIZE);
   const agentB = agents[1]!;
   const agentHttp = (await agentB.waitForMessage('agent started')).http as string;
-  assert.equal(await metric(agentHttp, 'mlfleet_agent_blob_received_bytes_total', 'source="peer"'), SIZE);
+  assert.equal(await metricValue(agentHttp, 'mlfleet_agent_blob_received_bytes_total', 'source="peer"'), SIZE);
 
   // Both holders cordoned: neither is a source, and the third agent pulls from the seed.
   assert.equal((await ctl('nodes', 'cordon', 'peer-a')).code, 0);

@@ -8,9 +8,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { request } from 'undici';
 import { CoordinatorClient } from '../../shared/client.js';
 import { eventually } from '../helpers/eventually.js';
+import { metricValue } from '../helpers/metrics.js';
 import { CLI, runScript } from '../helpers/mlfleetctl.js';
 import { bootstrapTokens, startAgent, startCoordinator, tempDir } from '../helpers/processes.js';
 import { keysIn, startS3 } from '../helpers/s3rver.js';
@@ -19,14 +19,7 @@ const MiB = 1024 * 1024;
 const SIZE = 20 * MiB + 4321;
 
 async function coordinatorBlobBytes(httpAddress: string): Promise<{ sent: number; received: number }> {
-  const { body } = await request(`http://${httpAddress}/metrics`);
-  const text = await body.text();
-  const value = (name: string) => {
-    let total = 0;
-    for (const line of text.split('\n')) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) total += Number(line.split(' ').at(-1));
-    return total;
-  };
-  return { sent: value('mlfleet_coordinator_blob_sent_bytes_total'), received: value('mlfleet_coordinator_upload_received_bytes_total') };
+  return { sent: await metricValue(httpAddress, 'mlfleet_coordinator_blob_sent_bytes_total'), received: await metricValue(httpAddress, 'mlfleet_coordinator_upload_received_bytes_total') };
 }
 
 interface Delivery {
