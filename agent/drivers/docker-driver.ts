@@ -427,8 +427,20 @@ export class DockerDriver implements Driver {
   private async startContainer(container: Docker.Container, task: Task): Promise<void> {
     try {
       await container.start();
-    } catch (err) {
-      if (statusCode(err) === 304) return; // already running
+    } catch (first) {
+      if (statusCode(first) === 304) return; // already running
+      let err = first;
+      // Another agent on this engine made the tenant's network at the same moment and has not
+      // removed its copy yet: drop the copies (tenantNetwork keeps the oldest) and start again.
+      if (/is ambiguous/.test((first as Error).message)) {
+        err = await this.tenantNetwork(task.tenant)
+          .then(() => container.start())
+          .then(
+            () => undefined,
+            (again: unknown) => (statusCode(again) === 304 ? undefined : again),
+          );
+        if (err === undefined) return;
+      }
       // Leave nothing half-made behind (a port taken, a bad mount, an engine shutting down):
       // the next start begins anew. The reconciler tries again should all of these fail.
       for (let attempt = 0; attempt < 3; attempt++) {
