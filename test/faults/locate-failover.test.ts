@@ -70,7 +70,18 @@ test('after kill -9 of the leader, the new leader signs grants with the key agen
     const agent = new FakeAgent(old.name, follower.grpc, tokens.join, { peerUploadMbps: 100, address: `127.0.0.1:${18000 + again.length}` });
     agent.credential = old.credential;
     t.after(() => agent.close());
-    await agent.connect();
+    // As a real agent does: a session the new leader ends while it settles in is opened again.
+    for (;;) {
+      try {
+        await agent.connect();
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        agent.disconnect();
+        t.diagnostic(`${agent.name}: session ended before welcome (${(err as Error).message}); again`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
     again.push(agent);
   }
   for (const [i, agent] of again.entries()) {

@@ -116,7 +116,12 @@ export class FakeAgent {
         cache: cache.map((digest) => ({ digest, sizeBytes: 1, inUse: false })),
       },
     });
-    await until(`${this.name} welcomed`, () => welcomed && this.sets > 0);
+    // A stream that ends before the welcome fails the connect at once, with its reason (a
+    // real agent then retries; a test may too).
+    await until(`${this.name} welcomed`, () => {
+      if (!welcomed && this.call === call && this.endedWith) throw this.endedWith;
+      return welcomed && this.sets > 0;
+    });
   }
 
   /** Reports allocation states, as the reconciler does when they change. */
