@@ -649,7 +649,7 @@ export class Reconciler {
       id,
       allocation,
       spec: undefined,
-      status: { id, state: 'pending', reason: '', endpoint: '', exitCode: 0, updatedAtMs: this.clock.now(), outputVersion: 0, ...status },
+      status: { id, state: 'pending', reason: '', endpoint: '', exitCode: 0, updatedAtMs: this.clock.now(), outputVersion: 0, startPhases: [], ...status },
       leases: [],
       work,
       probes,

@@ -95,6 +95,10 @@ export type { WorkloadEvent__Output as WorkloadEvent } from './gen/mlfleet/v1/Wo
 export type { ResourceRequest__Output as ResourceRequest } from './gen/mlfleet/v1/ResourceRequest.js';
 export type { DeploymentSpec__Output as DeploymentSpec } from './gen/mlfleet/v1/DeploymentSpec.js';
 export type { Deployment__Output as Deployment } from './gen/mlfleet/v1/Deployment.js';
+export type { AutoscalerView__Output as AutoscalerView } from './gen/mlfleet/v1/AutoscalerView.js';
+export type { GatewayLoad__Output as GatewayLoad } from './gen/mlfleet/v1/GatewayLoad.js';
+export type { DeploymentLoad__Output as DeploymentLoad } from './gen/mlfleet/v1/DeploymentLoad.js';
+export type { StartPhase__Output as StartPhase } from './gen/mlfleet/v1/StartPhase.js';
 export type { JobSpec__Output as JobSpec } from './gen/mlfleet/v1/JobSpec.js';
 export type { JobOutput__Output as JobOutput } from './gen/mlfleet/v1/JobOutput.js';
 export type { Job__Output as Job } from './gen/mlfleet/v1/Job.js';

@@ -197,6 +197,10 @@ export function compileDeploymentSpec(input: DeploymentInput): DeploymentSpec {
     priority: input.priority ?? DEPLOYMENT_DEFAULTS.priority,
     public: input.public ?? false,
     maxRequestBytes: input.maxRequestBytes ?? 0,
+    minReplicas: 0,
+    maxReplicas: 0,
+    targetConcurrency: 0,
+    scaleToZeroAfterMs: 0,
     // Always sent whole: on the wire an absent policy means the defaults, but a present one
     // takes its zeros literally.
     rollout: {

@@ -72,6 +72,10 @@ export const deploymentSpec = z
     rollout: z.object({ maxSurge: uint.max(1000), maxUnavailable: uint.max(1000) }).nullable(),
     public: z.boolean(),
     maxRequestBytes: z.number().int().min(0).max(MAX_REQUEST_BYTES, `must be at most ${MAX_REQUEST_BYTES} (1 GiB)`),
+    minReplicas: uint.max(1000, 'must be at most 1000'),
+    maxReplicas: uint.max(1000, 'must be at most 1000'),
+    targetConcurrency: z.number().min(0).max(100_000, 'must be at most 100000'),
+    scaleToZeroAfterMs: uint.max(30 * 24 * 3600_000, 'must be at most 30 days'),
   })
   .superRefine(oneOfStackOrImage)
   .superRefine(withinJsonBytes(LIMITS.specBytes));

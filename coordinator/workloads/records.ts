@@ -179,6 +179,7 @@ export function toProtoDeployment(
     allocations: live.sort(byCreation).map(toAllocationInfo),
     createdAtMs: record.createdAtMs,
     updatedAtMs: record.updatedAtMs,
+    autoscaler: null,
   };
 }
 

@@ -95,7 +95,7 @@ export class RouteBook {
         const key = `${record.tenant}/${model.name}`;
         let route = byModel.get(key);
         if (!route) {
-          route = { tenant: record.tenant, model: model.name, endpoints: [], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: record.spec.name, newest: 0 };
+          route = { tenant: record.tenant, model: model.name, endpoints: [], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: record.spec.name, newest: 0, holds: false, public: false, maxRequestBytes: 0 };
           byModel.set(key, route);
         }
         route.endpoints.push({

@@ -23,6 +23,9 @@ function route(tenant: string, model: string, endpoints: Array<{ id: string; pub
     accuracy: 0,
     latencyP50Ms: 0,
     deployment: model,
+    holds: false,
+    public: false,
+    maxRequestBytes: 0,
   };
 }
 

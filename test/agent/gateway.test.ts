@@ -101,6 +101,9 @@ function route(
     accuracy: 0,
     latencyP50Ms: 0,
     deployment: model,
+    holds: false,
+    public: false,
+    maxRequestBytes: 0,
     ...meta,
   };
 }

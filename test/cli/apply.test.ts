@@ -76,6 +76,10 @@ test('a Deployment in human units becomes the wire spec in base units', () => {
       rollout: { maxSurge: 1, maxUnavailable: 0 },
       public: false,
       maxRequestBytes: 0,
+      minReplicas: 0,
+      maxReplicas: 0,
+      targetConcurrency: 0,
+      scaleToZeroAfterMs: 0,
     },
   } satisfies WorkloadObject);
 });

@@ -23,6 +23,9 @@ gateway.setRoutes({
       accuracy: 0,
       latencyP50Ms: 0,
       deployment: model!,
+      holds: false,
+      public: false,
+      maxRequestBytes: 0,
     },
   ],
 });
