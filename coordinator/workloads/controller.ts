@@ -3,54 +3,38 @@
 // decide what each workload needs (reconcile.ts), ask the pure scheduler for a plan, commit the
 // plan with an optimistic transaction (plan-commit.ts), and send every node whose allocations
 // changed its full desired set. One mutation runs at a time (API calls, agent reports and passes
-// share one queue), so decisions never interleave. A partitioned job's output dataset is
-// assembled outside the queue (dataset-assembly.ts), its outcome recorded through it.
-import { randomBytes } from 'node:crypto';
+// share one queue), so decisions never interleave. Each concern acts on the state held here
+// (core.ts) from its own module: deployments (deployments.ts), jobs and their outputs (jobs.ts);
+// this file keeps the state, the queue, the pass, placement, allocations and the agents' side.
 import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
 import type { Clock, Timer } from '../../shared/clock.js';
-import { AlreadyExistsError, ConflictError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnavailableError } from '../../shared/errors.js';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { keys } from '../../shared/keys.js';
 import type { Logger } from '../../shared/log.js';
-import type { Allocation, AllocationStatus, Deployment, DeploymentSpec, Job, JobSpec, ResourceRequest, Resources } from '../../shared/proto.js';
+import type { Allocation, AllocationStatus, Deployment, DeploymentSpec, Job, JobSpec, Resources } from '../../shared/proto.js';
 import type { Op, Store } from '../../shared/store/store.js';
 import { formatHostPort, parseHostPort } from '../../shared/config.js';
-import { ALLOCATION_STATES, JOB_PEER_PORT, TERMINAL_STATES, type AllocationState, type DeploymentStatus } from '../../shared/workloads.js';
+import { ALLOCATION_STATES, TERMINAL_STATES, type AllocationState } from '../../shared/workloads.js';
 import { displayStatus, NOTHING_ALLOCATED } from '../node-record.js';
 import type { FencedWriter, NodeRegistry } from '../node-registry.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
 import { schedule } from '../scheduler/scheduler.js';
-import type { Ask, Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } from '../scheduler/types.js';
-import { findTenant, listTenants } from '../tenants.js';
-import type { EventInput, EventLog } from './event-log.js';
+import type { Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } from '../scheduler/types.js';
+import { listTenants } from '../tenants.js';
+import { listed, type EventArgs, type PendingAsk, type Stored, type WorkloadCore } from './core.js';
+import { DeploymentWorkloads } from './deployments.js';
+import type { EventLog } from './event-log.js';
+import { JobWorkloads, type JobOutputTarget } from './jobs.js';
 import { commitPlan, type PlanWrite } from './plan-commit.js';
-import { assembleDataset, failsTheJob } from './dataset-assembly.js';
-import { rollsOut, updatedMessage } from './deployment-update.js';
-import { crashLoopMessage, decideCrashBackoff, DEFAULT_CRASH_BACKOFF, type CrashBackoffPolicy, type CrashLoop } from './crash-backoff.js';
-import { decideDeployment, decideJob, type NodeHealth, type Stop } from './reconcile.js';
-import {
-  byCreation,
-  hasEnded,
-  isCurrent,
-  isLive,
-  isPartitioned,
-  isTerminal,
-  toProtoDeployment,
-  toProtoJob,
-  workerCount,
-  workersOf,
-  workloadKey,
-  type AllocationRecord,
-  type DeploymentRecord,
-  type JobRecord,
-  type OutputPart,
-  type WorkloadKind,
-} from './records.js';
-import { resolveDeployment, resolveJob, type StackLookup } from './resolve.js';
+import { DEFAULT_CRASH_BACKOFF, type CrashBackoffPolicy } from './crash-backoff.js';
+import type { NodeHealth, Stop } from './reconcile.js';
+import { byCreation, isLive, isTerminal, workloadKey, type AllocationRecord, type DeploymentRecord, type JobRecord, type OutputPart, type WorkloadKind } from './records.js';
+import type { StackLookup } from './resolve.js';
 import { quoted } from '../../shared/truncate.js';
+
+export { DEFAULT_RESOURCES } from './core.js';
+export type { JobOutputTarget } from './jobs.js';
 
 export interface WorkloadControllerOptions {
   /** Host ports handed to serving replicas. */
@@ -73,23 +57,6 @@ export const DEFAULT_CONTROLLER_OPTIONS: WorkloadControllerOptions = {
   crashBackoff: DEFAULT_CRASH_BACKOFF,
 };
 
-/** What a replica or worker reserves when its spec asks for nothing. */
-export const DEFAULT_RESOURCES = { cpuMillis: 100, memoryBytes: 256 * 2 ** 20 };
-
-/** Where a job's output push goes (see WorkloadController.jobOutputTarget). */
-export interface JobOutputTarget {
-  tenant: string;
-  /** model: rank 0's output is the model's next version; dataset: a partition's output is a part of it. */
-  kind: 'model' | 'dataset';
-  /** The model or dataset name (in `tenant`). */
-  name: string;
-  /** "job/NAME". */
-  sourceJob: string;
-  attempt: number;
-  /** The dataset versions the job read: "name:3". */
-  sourceDatasets: string[];
-}
-
 export interface WorkloadControllerDeps {
   store: Store;
   writer: FencedWriter;
@@ -107,19 +74,6 @@ export interface WorkloadControllerDeps {
   scratchDir?: string;
 }
 
-interface Stored<T> {
-  record: T;
-  modRevision: number;
-}
-
-interface PendingAsk {
-  ask: Ask;
-  kind: WorkloadKind;
-  tenant: string;
-  name: string;
-  allocation: Omit<AllocationRecord, 'node' | 'gpuIndexes' | 'hostPort'>;
-}
-
 const WRITE_CHUNK = 100;
 
 export class WorkloadController {
@@ -130,19 +84,15 @@ export class WorkloadController {
   private readonly nodePlans = new Map<string, number>();
   /** Why a workload's replicas or workers are waiting (the scheduler's last explanation). */
   private readonly pendingReasons = new Map<string, string>();
-  /** Deployments whose replicas keep failing, by key (crash-backoff.ts); this leader's memory only. */
-  private readonly crashLoops = new Map<string, CrashLoop>();
   /** The desired set last sent to each node, to send only changes. */
   private readonly sent = new Map<string, string>();
-  /** The latest measured p50 latency (ms) of each deployment, by deployment key; memory only. */
-  private readonly latencies = new Map<string, number>();
   private readonly queue = new KeyedMutex();
-  /** Output datasets being assembled, by job key; memory only (a new leader starts again). */
-  private readonly assembling = new Map<string, Promise<void>>();
-  /** Aborts assemblies when leadership ends. */
-  private readonly stopping = new AbortController();
   private readonly options: WorkloadControllerOptions;
   private readonly ticker: Timer;
+  /** The state and shared operations the concerns below act on. */
+  private readonly core: WorkloadCore;
+  private readonly deploymentPart: DeploymentWorkloads;
+  private readonly jobPart: JobWorkloads;
   private kicked = false;
   private passing: Promise<void> | undefined;
   private closed = false;
@@ -151,6 +101,26 @@ export class WorkloadController {
   private constructor(private readonly deps: WorkloadControllerDeps) {
     this.options = { ...DEFAULT_CONTROLLER_OPTIONS, ...deps.options };
     this.ticker = deps.clock.setInterval(() => this.kick(), this.options.tickMs);
+    this.core = {
+      deps,
+      options: this.options,
+      deployments: this.deployments,
+      jobs: this.jobs,
+      allocations: this.allocations,
+      pendingReasons: this.pendingReasons,
+      closed: () => this.closed,
+      mutate: (fn) => this.mutate(fn),
+      kick: () => this.kick(),
+      pushDesired: () => this.pushDesired(),
+      event: (input) => this.event(input),
+      putWorkload: (map, key, record, existing) => this.putWorkload(map, key, record, existing),
+      writeStops: (stops, extra, compares, keepStatus) => this.writeStops(stops, extra, compares, keepStatus),
+      writeAllocations: (updates, extra, compares) => this.writeAllocations(updates, extra, compares),
+      allocationsOf: (kind, tenant, name) => this.allocationsOf(kind, tenant, name),
+      nodeHealth: () => this.nodeHealth(),
+    };
+    this.deploymentPart = new DeploymentWorkloads(this.core);
+    this.jobPart = new JobWorkloads(this.core);
   }
 
   static async load(deps: WorkloadControllerDeps): Promise<WorkloadController> {
@@ -159,8 +129,8 @@ export class WorkloadController {
     // assemblies start again from the parts, which the store keeps.
     if (deps.scratchDir) await fs.rm(deps.scratchDir, { recursive: true, force: true });
     await controller.reload();
-    deps.artifacts.usedBy = (kind, tenant, name, version) => controller.versionUser(kind, tenant, name, version);
-    deps.artifacts.pinned = (digest) => controller.partPinned(digest);
+    deps.artifacts.usedBy = (kind, tenant, name, version) => controller.deploymentPart.versionUser(kind, tenant, name, version);
+    deps.artifacts.pinned = (digest) => controller.jobPart.partPinned(digest);
     deps.log.info({ deployments: controller.deployments.size, jobs: controller.jobs.size, allocations: controller.allocations.size }, 'workloads loaded');
     controller.kick();
     return controller;
@@ -169,14 +139,14 @@ export class WorkloadController {
   close(): void {
     this.closed = true;
     this.ticker.cancel();
-    this.stopping.abort(new Error('no longer the leader'));
+    this.jobPart.close();
     this.deps.artifacts.usedBy = undefined;
     this.deps.artifacts.pinned = undefined;
   }
 
   /** Waits for the running pass and output assemblies (tests, shutdown). */
   async settle(): Promise<void> {
-    while (this.passing || this.assembling.size > 0) await Promise.all([this.passing, ...this.assembling.values()]);
+    while (this.passing || this.jobPart.assembling.size > 0) await Promise.all([this.passing, ...this.jobPart.assembling.values()]);
   }
 
   /** Asks for a reconcile pass soon; passes never overlap and bursts of kicks make one pass. */
@@ -196,61 +166,23 @@ export class WorkloadController {
   // ---- deployments -------------------------------------------------------------------------
 
   applyDeployment(tenant: string, spec: DeploymentSpec): Promise<{ deployment: Deployment; created: boolean }> {
-    return this.mutate(async () => {
-      const key = keys.deployment(tenant, spec.name);
-      const existing = this.deployments.get(key);
-      const resolved = await resolveDeployment(this.deps.artifacts, this.deps.stacks, tenant, spec);
-      const now = this.deps.clock.now();
-      if (!existing) await this.checkDeploymentQuota(tenant);
-      const record: DeploymentRecord = existing
-        ? { ...existing.record, spec, updatedAtMs: now }
-        : { tenant, spec, generation: 1, resolvedVersion: 0, modelDigest: '', run: resolved.run, createdAtMs: now, updatedAtMs: now };
-      const changed = !existing || rollsOut(existing.record, spec, resolved.run);
-      if (existing && changed) record.generation = existing.record.generation + 1;
-      Object.assign(record, { run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest });
-      if (existing && isDeepStrictEqual(existing.record.spec, spec) && !changed) return { deployment: this.deploymentView(key), created: false };
-      await this.putWorkload(this.deployments, key, record, existing);
-      this.event({ tenant, object: `deployment/${spec.name}`, type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : updatedMessage(existing.record.spec, spec)) : `${spec.replicas} replicas of model ${resolved.run.model!.ref}` });
-      this.kick();
-      return { deployment: this.deploymentView(key), created: !existing };
-    });
+    return this.deploymentPart.apply(tenant, spec);
   }
 
   scaleDeployment(tenant: string, name: string, replicas: number): Promise<Deployment> {
-    return this.mutate(async () => {
-      const [key, existing] = this.deploymentNamed(tenant, name);
-      if (existing.record.spec.replicas !== replicas) {
-        const record = { ...existing.record, spec: { ...existing.record.spec, replicas }, updatedAtMs: this.deps.clock.now() };
-        await this.putWorkload(this.deployments, key, record, existing);
-        this.event({ tenant, object: `deployment/${name}`, type: 'Scaled', message: `from ${existing.record.spec.replicas} to ${replicas} replicas` });
-        this.kick();
-      }
-      return this.deploymentView(key);
-    });
+    return this.deploymentPart.scale(tenant, name, replicas);
   }
 
   deleteDeployment(tenant: string, name: string): Promise<void> {
-    return this.mutate(async () => {
-      const [key, existing] = this.deploymentNamed(tenant, name);
-      const mine = this.allocationsOf('deployment', tenant, name);
-      await this.writeStops(mine.filter((a) => a.desired === 'run').map((a) => ({ id: a.id, reason: 'deployment removed' })), [
-        { type: 'delete', key },
-      ], [{ key, target: 'modRevision', op: '=', value: existing.modRevision }]);
-      this.deployments.delete(key);
-      this.latencies.delete(key);
-      this.pendingReasons.delete(workloadKey('deployment', tenant, name));
-      this.event({ tenant, object: `deployment/${name}`, type: 'Deleted', message: `stopping ${mine.filter(isLive).length} replicas` });
-      this.pushDesired();
-    });
+    return this.deploymentPart.delete(tenant, name);
   }
 
   getDeployment(tenant: string, name: string): Deployment {
-    return this.deploymentView(this.deploymentNamed(tenant, name)[0]);
+    return this.deploymentPart.get(tenant, name);
   }
 
   listDeployments(tenant: string | undefined): Deployment[] {
-    const health = this.nodeHealth();
-    return listed(this.deployments, tenant).map((key) => this.deploymentView(key, health));
+    return this.deploymentPart.list(tenant);
   }
 
   /**
@@ -258,13 +190,12 @@ export class WorkloadController {
    * memory like heartbeats: a new leader knows none until the next reports.
    */
   recordLatency(tenant: string, name: string, p50Ms: number): void {
-    const key = keys.deployment(tenant, name);
-    if (this.deployments.has(key) && Number.isFinite(p50Ms) && p50Ms >= 0) this.latencies.set(key, p50Ms);
+    this.deploymentPart.recordLatency(tenant, name, p50Ms);
   }
 
   /** The deployment's latest measured p50 latency (ms); undefined until one is reported. */
   latencyOf(tenant: string, name: string): number | undefined {
-    return this.latencies.get(keys.deployment(tenant, name));
+    return this.deploymentPart.latencyOf(tenant, name);
   }
 
   /** What names the stack: a deployment, or a job not yet ended; undefined when nothing does. */
@@ -276,131 +207,32 @@ export class WorkloadController {
     return undefined;
   }
 
-  // ---- jobs --------------------------------------------------------------------------------
+  // ---- jobs (jobs.ts) ----------------------------------------------------------------------
 
   runJob(tenant: string, spec: JobSpec): Promise<Job> {
-    return this.mutate(async () => {
-      const key = keys.job(tenant, spec.name);
-      if (this.jobs.has(key)) throw new AlreadyExistsError(`job "${spec.name}" already exists; pick another name (jobs are not re-run in place)`);
-      const resolved = await resolveJob(this.deps.artifacts, this.deps.stacks, tenant, spec);
-      const run = isPartitioned(spec) ? { ...resolved, worldSize: spec.partitions, partitions: spec.partitions, ...(spec.outputDataset ? { outputDataset: spec.outputDataset } : {}) } : resolved;
-      const now = this.deps.clock.now();
-      const record: JobRecord = {
-        tenant,
-        spec: { ...spec, workers: spec.workers || 1 },
-        status: 'pending',
-        attempts: 0,
-        message: 'waiting to be placed',
-        run,
-        createdAtMs: now,
-        startedAtMs: 0,
-        finishedAtMs: 0,
-        notBeforeMs: 0,
-        outputModel: '',
-        outputDataset: '',
-      };
-      await this.putWorkload(this.jobs, key, record, undefined);
-      this.event({ tenant, object: `job/${spec.name}`, type: 'Created', message: `${workersOf(record.spec)}: ${run.command.join(' ')}` });
-      this.kick();
-      return this.jobView(key);
-    });
+    return this.jobPart.run(tenant, spec);
   }
 
   cancelJob(tenant: string, name: string): Promise<Job> {
-    return this.mutate(async () => {
-      const [key, existing] = this.jobNamed(tenant, name);
-      if (hasEnded(existing.record)) {
-        throw new FailedPreconditionError(`job "${name}" already ended (${existing.record.status})`);
-      }
-      const now = this.deps.clock.now();
-      await this.putWorkload(this.jobs, key, { ...existing.record, status: 'cancelled', message: 'cancelled', finishedAtMs: now }, existing);
-      const mine = this.allocationsOf('job', tenant, name);
-      await this.writeStops(mine.filter(isLive).map((a) => ({ id: a.id, reason: 'job cancelled' })));
-      this.event({ tenant, object: `job/${name}`, type: 'Cancelled', message: 'cancelled by a user' });
-      this.releaseParts(mine);
-      this.pushDesired();
-      return this.jobView(key);
-    });
+    return this.jobPart.cancel(tenant, name);
   }
 
   getJob(tenant: string, name: string): Job {
-    return this.jobView(this.jobNamed(tenant, name)[0]);
+    return this.jobPart.get(tenant, name);
   }
 
   listJobs(tenant: string | undefined): Job[] {
-    return listed(this.jobs, tenant).map((key) => this.jobView(key));
+    return this.jobPart.list(tenant);
   }
 
-  /**
-   * Where a node's push of a job's output goes, or why it may not push it: only the agent of the
-   * node that runs the allocation, in its rank's current attempt, while it runs, and only for the
-   * output the job declares — a model (rank 0's output, taken once every other worker exited 0)
-   * or a dataset (every partition's output, a part of it). The name, tenant and lineage come
-   * from the job, not the agent.
-   */
+  /** Where a node's push of a job's output goes, or why it may not push it (JobWorkloads.outputTarget). */
   jobOutputTarget(node: string, allocationId: string): JobOutputTarget {
-    const a = this.allocations.get(allocationId)?.record;
-    const refuse = (why: string) => new PermissionDeniedError(`node "${node}" may not push the output of allocation ${allocationId.slice(0, 8)}: ${why}`);
-    if (!a || a.node !== node) throw refuse('no such job allocation is placed on it');
-    if (a.kind !== 'job') throw refuse('it is not a job allocation');
-    const job = this.jobs.get(keys.job(a.tenant, a.workload))?.record;
-    if (!job?.spec.output && !job?.spec.outputDataset) throw refuse(`job "${a.workload}" declares no output`);
-    const dataset = job.spec.outputDataset;
-    if (!dataset && a.rank !== 0) throw refuse(`it is worker ${a.rank}; only rank 0's output is pushed`);
-    if (!isCurrent(job, a) || job.status !== 'running' || !isLive(a)) throw refuse(`it is not running in the current attempt of job "${a.workload}"`);
-    const target = {
-      tenant: a.tenant,
-      sourceJob: `job/${job.spec.name}`,
-      attempt: a.attempt,
-      sourceDatasets: job.run.datasets.map((d) => `${d.name}:${d.version}`),
-    };
-    if (dataset) return { ...target, kind: 'dataset', name: dataset };
-    // A job's output model is its success: taken once every other worker (in its current attempt)
-    // exited 0 (the agent tries again meanwhile). Should a gang's worker fail instead, the attempt
-    // fails and this is refused.
-    const completed = new Set(this.allocationsOf('job', a.tenant, a.workload).filter((o) => isCurrent(job, o) && o.status === 'completed').map((o) => o.rank));
-    const waiting = Array.from({ length: workerCount(job.spec) }, (_, rank) => rank).filter((rank) => rank !== a.rank && !completed.has(rank));
-    if (waiting.length > 0) {
-      throw new UnavailableError(`job "${a.workload}": worker${waiting.length === 1 ? '' : 's'} ${waiting.join(', ')} not done yet; its output is taken once every worker exited 0`);
-    }
-    return { ...target, kind: 'model', name: job.spec.output!.model };
+    return this.jobPart.outputTarget(node, allocationId);
   }
 
-  /**
-   * Records the stored part of a partition's output on its allocation (persisted, so a new
-   * leader assembles from it); a part recorded before (the agent pushed again after a restart)
-   * stays, and is the answer.
-   */
+  /** Records the stored part of a partition's output on its allocation (JobWorkloads.recordOutputPart). */
   recordOutputPart(node: string, allocationId: string, part: OutputPart): Promise<OutputPart> {
-    return this.mutate(async () => {
-      const target = this.jobOutputTarget(node, allocationId);
-      if (target.kind !== 'dataset') throw new FailedPreconditionError(`job allocation ${allocationId.slice(0, 8)} pushes model ${target.name}, not a part of a dataset`);
-      const current = this.allocations.get(allocationId)!.record;
-      if (current.outputPart) return current.outputPart;
-      await this.writeAllocations([{ ...current, outputPart: { digest: part.digest, sizeBytes: part.sizeBytes }, updatedAtMs: this.deps.clock.now() }]);
-      return part;
-    });
-  }
-
-  /**
-   * A part a running job still needs to assemble its output dataset: that of a partition's current
-   * attempt (a completed partition keeps its part while others retry), not of one that failed.
-   */
-  private partPinned(digest: string): boolean {
-    for (const { record: a } of this.allocations.values()) {
-      if (a.outputPart?.digest !== digest) continue;
-      const job = this.jobs.get(keys.job(a.tenant, a.workload))?.record;
-      if (job?.status === 'running' && isCurrent(job, a)) return true;
-    }
-    return false;
-  }
-
-  /** Deletes the parts these allocations stored, unless a version or a running job's current partition uses them. */
-  private releaseParts(allocations: AllocationRecord[]): void {
-    const digests = new Set(allocations.flatMap((a) => (a.outputPart ? [a.outputPart.digest] : [])));
-    for (const digest of digests) {
-      this.deps.artifacts.releaseBlob(digest).catch((err: unknown) => this.deps.log.warn({ err, digest }, 'could not delete an output part; it is tried again when its allocation is forgotten'));
-    }
+    return this.jobPart.recordOutputPart(node, allocationId, part);
   }
 
   // ---- allocations -------------------------------------------------------------------------
@@ -529,53 +361,17 @@ export class WorkloadController {
     const health = this.nodeHealth();
     if (now - this.lastResolveMs >= this.options.tickMs) {
       this.lastResolveMs = now;
-      await this.followModelRefs();
+      await this.deploymentPart.followModelRefs();
     }
-    const stops: Stop[] = [];
-    const pending: PendingAsk[] = [];
-    const statuses = new Map<string, { status: DeploymentStatus }>();
     const byWorkload = this.byWorkload();
-
-    for (const [key, { record }] of this.deployments) {
-      const mine = byWorkload.get(workloadKey('deployment', record.tenant, record.spec.name)) ?? [];
-      const decision = decideDeployment(record, mine, health);
-      const asks = this.crashBackoff(key, record, mine, now) ? 0 : decision.asks;
-      stops.push(...decision.stops);
-      statuses.set(key, { status: decision.status });
-      for (let i = 0; i < asks; i++) pending.push(this.deploymentAsk(record));
-      if (asks === 0) this.pendingReasons.delete(workloadKey('deployment', record.tenant, record.spec.name));
-    }
-    for (const key of this.crashLoops.keys()) if (!this.deployments.has(key)) this.crashLoops.delete(key);
-    for (const [key, stored] of this.jobs) {
-      const { record } = stored;
-      const mine = byWorkload.get(workloadKey('job', record.tenant, record.spec.name)) ?? [];
-      const decision = decideJob(record, mine, now, health);
-      stops.push(...decision.stops);
-      if (decision.next) {
-        const next = decision.next;
-        await this.putWorkload(this.jobs, key, next, stored);
-        for (const event of decision.events) this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, ...event });
-        // An attempt that ended without success leaves its parts to nothing, as does a partition's failed attempt.
-        this.releaseParts(next.status === 'running' ? mine.filter((a) => !isCurrent(next, a)) : mine);
-      }
-      if (decision.place.length > 0) pending.push(...this.jobAsks(record, decision.place));
-      else this.pendingReasons.delete(workloadKey('job', record.tenant, record.spec.name));
-      if (decision.assemble) this.assemble(key, record, decision.assemble);
-    }
-    await this.writeStops(stops);
+    const deployments = this.deploymentPart.decide(byWorkload, now, health);
+    const jobs = await this.jobPart.decide(byWorkload, now, health);
+    await this.writeStops([...deployments.stops, ...jobs.stops]);
+    const pending = [...deployments.pending, ...jobs.pending];
     if (pending.length > 0) await this.place(pending);
     await this.collectGarbage(now);
     this.pushDesired();
     this.deps.onPass?.();
-  }
-
-  /** Counts the deployment's failed replicas and says whether its replacements wait (crash-backoff.ts). */
-  private crashBackoff(key: string, record: DeploymentRecord, mine: AllocationRecord[], now: number): boolean {
-    const crash = decideCrashBackoff(this.crashLoops.get(key), mine, now, this.options.crashBackoff);
-    if (crash.loop) this.crashLoops.set(key, crash.loop);
-    else this.crashLoops.delete(key);
-    for (const event of crash.events) this.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, allocation: '', node: '', ...event });
-    return crash.hold;
   }
 
   /** Every deployment with its allocations (for the routing table). */
@@ -604,8 +400,6 @@ export class WorkloadController {
   private async commit(plan: Plan, byId: Map<string, PendingAsk>): Promise<{ committed: string[]; conflicted: Set<string> }> {
     const now = this.deps.clock.now();
     const writes: PlanWrite[] = [];
-    const jobUpdates = new Map<string, JobRecord>();
-    const jobPlaced = new Map<string, number>();
     for (const placement of plan.placements) {
       const p = byId.get(placement.askId)!;
       const record: AllocationRecord = { ...p.allocation, node: placement.node, gpuIndexes: placement.gpuIndexes, hostPort: placement.hostPort, createdAtMs: now, updatedAtMs: now };
@@ -620,6 +414,7 @@ export class WorkloadController {
     const result = await commitPlan(this.deps.writer, writes, this.nodePlans, WRITE_CHUNK);
     for (const [node, revision] of result.nodeRevisions) this.nodePlans.set(node, revision);
     const committed: string[] = [];
+    const placed: AllocationRecord[] = [];
     for (const { record, modRevision } of result.written) {
       const previous = this.allocations.get(record.id);
       this.allocations.set(record.id, { record, modRevision });
@@ -631,24 +426,10 @@ export class WorkloadController {
         continue;
       }
       committed.push(record.id);
-      const p = byId.get(record.id)!;
+      placed.push(record);
       this.event({ tenant: record.tenant, object: `${record.kind}/${record.workload}`, allocation: record.id, node: record.node, type: 'Scheduled', message: `on ${record.node}${record.gpuIndexes.length ? ` with GPU ${record.gpuIndexes.join(',')}` : ''}${record.hostPort ? `, port ${record.hostPort}` : ''}` });
-      if (p.kind === 'job') {
-        const key = keys.job(p.tenant, p.name);
-        jobPlaced.set(key, (jobPlaced.get(key) ?? 0) + 1);
-        const job = jobUpdates.get(key) ?? this.jobs.get(key)?.record;
-        if (job && job.status === 'pending') {
-          jobUpdates.set(key, { ...job, status: 'running', attempts: record.attempt, startedAtMs: now, message: `attempt ${record.attempt} running` });
-        }
-      }
     }
-    for (const [key, record] of jobUpdates) {
-      await this.putWorkload(this.jobs, key, record, this.jobs.get(key));
-      const placed = jobPlaced.get(key) ?? 0;
-      const all = workerCount(record.spec);
-      const message = isPartitioned(record.spec) && placed < all ? `${placed} of ${all} partitions placed, the others wait for capacity` : `${workersOf(record.spec)} placed`;
-      this.event({ tenant: record.tenant, object: `job/${record.spec.name}`, type: 'Started', message: `attempt ${record.attempts}: ${message}` });
-    }
+    await this.jobPart.started(placed, now);
     return { committed, conflicted: result.conflicted };
   }
 
@@ -689,134 +470,6 @@ export class WorkloadController {
     }
   }
 
-  private deploymentAsk(record: DeploymentRecord): PendingAsk {
-    const { spec, tenant } = record;
-    const id = newAllocationId();
-    const resources = withDefaults(spec.resources);
-    const workload = workloadKey('deployment', tenant, spec.name);
-    return {
-      kind: 'deployment',
-      tenant,
-      name: spec.name,
-      ask: {
-        id,
-        workload,
-        tenant,
-        priority: spec.priority,
-        resources: { ...resources },
-        constraints: spec.constraints,
-        maxPerNode: spec.maxPerNode,
-        modelDigest: record.modelDigest,
-        needsPort: true,
-        group: '',
-        preempt: true,
-      },
-      allocation: this.newAllocation(id, 'deployment', tenant, spec.name, spec.priority, resources, record.run, record.generation, 0, 0),
-    };
-  }
-
-  /** Asks for these ranks, each in its attempt: a gang's together (one group, host ports for its peers), partitions each on its own. */
-  private jobAsks(record: JobRecord, place: Array<{ rank: number; attempt: number }>): PendingAsk[] {
-    const { spec, tenant } = record;
-    const workload = workloadKey('job', tenant, spec.name);
-    const resources = withDefaults(spec.resources);
-    const gang = !isPartitioned(spec) && spec.workers > 1;
-    const worldSize = workerCount(spec);
-    return place.map(({ rank, attempt }) => {
-      const id = newAllocationId();
-      return {
-        kind: 'job' as const,
-        tenant,
-        name: spec.name,
-        ask: {
-          id,
-          workload,
-          tenant,
-          priority: spec.priority,
-          resources: { ...resources },
-          constraints: spec.constraints,
-          maxPerNode: 0,
-          modelDigest: '',
-          // A gang's workers reach each other: each gets a host port (MLFLEET_PEERS, MASTER_PORT).
-          needsPort: gang,
-          group: gang ? `${workload}#${attempt}` : '',
-          preempt: true,
-        },
-        allocation: this.newAllocation(id, 'job', tenant, spec.name, spec.priority, resources, { ...record.run, port: gang ? JOB_PEER_PORT : 0, rank, worldSize, attempt }, 0, attempt, rank),
-      };
-    });
-  }
-
-  /**
-   * Makes the output dataset of a job whose partitions all exited 0, outside the queue (it
-   * reads, unpacks and packs every part), then records the outcome through it: succeeded with
-   * the version, or failed when the parts cannot make one (a path two partitions wrote, nothing
-   * written at all). A transient failure is tried again by a later pass.
-   */
-  private assemble(key: string, record: JobRecord, partitions: AllocationRecord[]): void {
-    if (this.assembling.has(key) || this.closed) return;
-    const { tenant, spec, attempts: attempt } = record;
-    const dataset = spec.outputDataset;
-    const work = (async () => {
-      let outcome: { version: number } | { error: string };
-      try {
-        const version = await assembleDataset(
-          this.deps.artifacts,
-          this.deps.writer,
-          this.deps.scratchDir ?? path.join(os.tmpdir(), 'mlfleet-scratch'),
-          {
-            tenant,
-            dataset,
-            sourceJob: `job/${spec.name}`,
-            attempt,
-            sourceDatasets: record.run.datasets.map((d) => `${d.name}:${d.version}`),
-            parts: partitions.map((a) => ({ partition: a.rank, ...a.outputPart! })),
-          },
-          this.stopping.signal,
-        );
-        outcome = { version };
-      } catch (err) {
-        if (!failsTheJob(err)) {
-          if (!this.closed) this.deps.log.warn({ err, job: key }, 'could not assemble the output dataset yet; the next pass tries again');
-          return;
-        }
-        outcome = { error: (err as Error).message };
-      }
-      await this.mutate(async () => {
-        const stored = this.jobs.get(key);
-        // Cancelled meanwhile, or another leader got there first: nothing more to record.
-        if (!stored || stored.record.status !== 'running' || stored.record.attempts !== attempt) return;
-        const now = this.deps.clock.now();
-        const ended: JobRecord =
-          'version' in outcome
-            ? { ...stored.record, status: 'succeeded', finishedAtMs: now, outputDataset: `${dataset}:${outcome.version}`, message: `${workersOf(spec)} exited 0; its output is dataset ${dataset}:${outcome.version}` }
-            : { ...stored.record, status: 'failed', finishedAtMs: now, message: `failed: its output dataset ${dataset} could not be made: ${outcome.error}` };
-        await this.putWorkload(this.jobs, key, ended, stored);
-        this.event({ tenant, object: `job/${spec.name}`, type: ended.status === 'succeeded' ? 'Succeeded' : 'Failed', message: ended.message });
-        this.releaseParts(partitions);
-      });
-    })()
-      .catch((err: unknown) => this.deps.log.warn({ err, job: key }, 'could not record the output dataset; the next pass tries again'))
-      .finally(() => this.assembling.delete(key));
-    this.assembling.set(key, work);
-  }
-
-  private newAllocation(
-    id: string,
-    kind: WorkloadKind,
-    tenant: string,
-    workload: string,
-    priority: number,
-    resources: ResourceRequest,
-    run: AllocationRecord['run'],
-    generation: number,
-    attempt: number,
-    rank: number,
-  ): PendingAsk['allocation'] {
-    const now = this.deps.clock.now();
-    return { id, kind, workload, tenant, priority, resources, run, generation, attempt, rank, desired: 'run', status: 'pending', reason: '', endpoint: '', exitCode: 0, outputVersion: 0, createdAtMs: now, updatedAtMs: now };
-  }
-
   private async snapshot(): Promise<Snapshot> {
     const nodes: SchedNode[] = this.deps.nodes.list().map((view) => {
       const { record } = view;
@@ -854,38 +507,15 @@ export class WorkloadController {
     return { nodes, allocations, quotas, portRange: this.options.portRange };
   }
 
-  /** A deployment whose model REF is an alias or "latest" follows it: a move rolls it out. */
-  private async followModelRefs(): Promise<void> {
-    for (const [key, stored] of [...this.deployments]) {
-      const { record } = stored;
-      let resolved;
-      try {
-        resolved = await resolveDeployment(this.deps.artifacts, this.deps.stacks, record.tenant, record.spec);
-      } catch (err) {
-        this.deps.log.debug({ err: (err as Error).message, deployment: key }, 'model REF does not resolve; keeping the current version');
-        continue;
-      }
-      if (resolved.modelDigest === record.modelDigest && resolved.resolvedVersion === record.resolvedVersion) continue;
-      const next: DeploymentRecord = { ...record, run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest, generation: record.generation + 1, updatedAtMs: this.deps.clock.now() };
-      await this.putWorkload(this.deployments, key, next, stored);
-      this.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, type: 'RolloutStarted', message: `${record.spec.model} moved to version ${resolved.resolvedVersion}; rolling out generation ${next.generation}` });
-    }
-  }
-
   private async collectGarbage(now: number): Promise<void> {
     // Ended jobs keep their containers (and logs) on the hosts for a while, then let them go.
-    const release: Stop[] = [];
-    const byWorkload = this.byWorkload();
-    for (const { record: job } of this.jobs.values()) {
-      if (job.finishedAtMs === 0 || now - job.finishedAtMs < this.options.jobRetentionMs) continue;
-      for (const a of byWorkload.get(workloadKey('job', job.tenant, job.spec.name)) ?? []) if (a.desired === 'run') release.push({ id: a.id, reason: a.reason });
-    }
+    const release = this.jobPart.expired(this.byWorkload(), now);
     if (release.length > 0) await this.writeStops(release, [], [], true);
     const forget = [...this.allocations.values()].filter(
       ({ record: a }) => a.desired === 'stop' && isTerminal(a) && now - a.updatedAtMs >= this.options.allocationRetentionMs,
     );
     // Parts a leader could not delete when their job was done with them (it stopped first) go now.
-    this.releaseParts(forget.map(({ record }) => record));
+    this.jobPart.releaseParts(forget.map(({ record }) => record));
     for (let i = 0; i < forget.length; i += WRITE_CHUNK) {
       const chunk = forget.slice(i, i + WRITE_CHUNK);
       await this.deps.writer.txn([], chunk.map(({ record }) => ({ type: 'delete' as const, key: keys.allocation(record.id) })));
@@ -988,7 +618,7 @@ export class WorkloadController {
   }
 
   /** Records an event; one about a whole workload names no allocation and no node. */
-  private event(input: Omit<EventInput, 'allocation' | 'node'> & Partial<Pick<EventInput, 'allocation' | 'node'>>): void {
+  private event(input: EventArgs): void {
     const { tenant, object, allocation = '', node = '', type, message } = input;
     this.deps.events.record({ tenant, object, allocation, node, type, message });
   }
@@ -1020,80 +650,6 @@ export class WorkloadController {
     return result;
   }
 
-  /** The tenant's deployment and its key; NotFoundError when there is none. */
-  private deploymentNamed(tenant: string, name: string): [string, Stored<DeploymentRecord>] {
-    const key = keys.deployment(tenant, name);
-    return [key, found(this.deployments.get(key), `deployment "${name}"`)];
-  }
-
-  /** The tenant's job and its key; NotFoundError when there is none. */
-  private jobNamed(tenant: string, name: string): [string, Stored<JobRecord>] {
-    const key = keys.job(tenant, name);
-    return [key, found(this.jobs.get(key), `job "${name}"`)];
-  }
-
-  private deploymentView(key: string, health = this.nodeHealth()): Deployment {
-    const { record } = this.deployments.get(key)!;
-    const mine = this.allocationsOf('deployment', record.tenant, record.spec.name);
-    const decision = decideDeployment(record, mine, health);
-    const reason = this.pendingReasons.get(workloadKey('deployment', record.tenant, record.spec.name));
-    const ready = mine.filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length;
-    const failedRecently = mine.some((a) => a.status === 'failed' && this.deps.clock.now() - a.updatedAtMs < 60_000);
-    const backingOff = crashLoopMessage(this.crashLoops.get(key), this.deps.clock.now());
-    const status: DeploymentStatus = reason ? 'pending' : decision.status === 'available' ? 'available' : failedRecently || backingOff ? 'degraded' : 'progressing';
-    const message = reason
-      ? `${record.spec.replicas - ready} replica(s) cannot be placed: ${reason}`
-      : backingOff && status === 'degraded'
-        ? backingOff
-        : status === 'degraded'
-        ? `replicas failed recently: ${mine.filter((a) => a.status === 'failed').at(-1)?.reason ?? ''}`
-        : '';
-    return toProtoDeployment(record, mine, { status, message });
-  }
-
-  private jobView(key: string): Job {
-    const { record } = this.jobs.get(key)!;
-    const view = toProtoJob(record, this.allocationsOf('job', record.tenant, record.spec.name));
-    const reason = this.pendingReasons.get(workloadKey('job', record.tenant, record.spec.name));
-    if (record.status === 'pending' && reason) view.message = `waiting for capacity: ${reason}`;
-    if (record.status === 'running' && isPartitioned(record.spec)) {
-      const now = this.deps.clock.now();
-      const backingOff = Object.values(record.partitionRetries ?? {}).filter((r) => r.notBeforeMs > now).length;
-      const waiting = record.spec.partitions - view.allocations.length - backingOff;
-      // Where each partition stands now (the record's message is the last change: a retry
-      // decided, which is history once that retry runs; the events keep every change).
-      const done = view.allocations.filter((a) => a.status === 'completed').length;
-      const retried = view.allocations.filter((a) => a.status !== 'completed' && a.attempt > 1).length;
-      const counts = [
-        `${done} of ${record.spec.partitions} partitions exited 0`,
-        view.allocations.length > done ? `${view.allocations.length - done} placed${retried > 0 ? ` (${retried} of them retries)` : ''}` : '',
-        waiting > 0 ? `${waiting} wait for capacity${reason ? `: ${reason}` : ''}` : '',
-        backingOff > 0 ? `${backingOff} wait${backingOff === 1 ? 's' : ''} to be retried` : '',
-      ].filter(Boolean);
-      view.message = this.assembling.has(key)
-        ? `all ${record.spec.partitions} partitions exited 0; making output dataset ${record.spec.outputDataset} from their parts`
-        : counts.join('; ');
-    }
-    return view;
-  }
-
-  private versionUser(kind: string, tenant: string, name: string, version: number): string | undefined {
-    if (kind !== 'model') return undefined;
-    for (const { record } of this.deployments.values()) {
-      if (record.tenant !== tenant || record.run.model?.name !== name) continue;
-      const live = this.allocationsOf('deployment', tenant, record.spec.name).filter(isLive);
-      if (record.resolvedVersion === version || live.some((a) => a.run.model?.version === version)) return `deployment "${record.spec.name}"`;
-    }
-    return undefined;
-  }
-
-  private async checkDeploymentQuota(tenant: string): Promise<void> {
-    const record = await findTenant(this.deps.store, tenant);
-    const max = record?.quota.maxDeployments ?? 0;
-    const count = listed(this.deployments, tenant).length;
-    if (max > 0 && count >= max) throw new ResourceExhaustedError(`tenant "${tenant}" deployments quota is ${max}: ${count} exist; remove one or raise the quota`);
-  }
-
   private gpuMemoryHeld(a: AllocationRecord): number {
     const node = this.deps.nodes.find(a.node);
     return a.gpuIndexes.reduce((sum, index) => sum + (node?.record.capacity.gpus.find((g) => g.index === index)?.memoryBytes ?? 0), 0);
@@ -1111,31 +667,6 @@ const STATE_EVENTS: Record<AllocationState, string> = {
   stopped: 'Stopped',
 };
 
-function found<T>(stored: T | undefined, what: string): T {
-  if (!stored) throw new NotFoundError(`${what} not found`);
-  return stored;
-}
-
-/** The keys of a tenant's (or, undefined, every tenant's) workloads, in key order. */
-function listed(map: Map<string, Stored<{ tenant: string }>>, tenant: string | undefined): string[] {
-  return [...map.entries()]
-    .filter(([, stored]) => tenant === undefined || stored.record.tenant === tenant)
-    .map(([key]) => key)
-    .sort();
-}
-
-function withDefaults(requested: ResourceRequest | null): ResourceRequest {
-  const r = requested ?? { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, gpuModel: '', nicMbps: 0 };
-  return {
-    cpuMillis: r.cpuMillis || DEFAULT_RESOURCES.cpuMillis,
-    memoryBytes: r.memoryBytes || DEFAULT_RESOURCES.memoryBytes,
-    gpus: r.gpus,
-    gpuMemoryBytes: r.gpuMemoryBytes,
-    gpuModel: r.gpuModel,
-    nicMbps: r.nicMbps,
-  };
-}
-
 /** The host of a node's advertised address ("10.0.0.7:7701" → "10.0.0.7"); '' when it has none. */
 function addressHost(address: string): string {
   if (!address) return '';
@@ -1144,10 +675,6 @@ function addressHost(address: string): string {
   } catch {
     return '';
   }
-}
-
-function newAllocationId(): string {
-  return randomBytes(8).toString('hex');
 }
 
 export function toAgentAllocation(a: AllocationRecord, modRevision: number): Allocation {
