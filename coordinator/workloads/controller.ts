@@ -19,10 +19,12 @@ import { ALLOCATION_STATES, TERMINAL_STATES, type AllocationState } from '../../
 import { displayStatus, NOTHING_ALLOCATED } from '../node-record.js';
 import type { FencedWriter, NodeRegistry } from '../node-registry.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
+import type { AutoscaledDeployment, AutoscaleTarget } from '../autoscale/target.js';
 import { schedule } from '../scheduler/scheduler.js';
 import type { Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } from '../scheduler/types.js';
 import { listTenants } from '../tenants.js';
 import { listed, type EventArgs, type PendingAsk, type Stored, type WorkloadCore } from './core.js';
+import { AutoscaledWorkloads, type AutoscalerViews } from './autoscaled.js';
 import { DeploymentWorkloads } from './deployments.js';
 import type { EventLog } from './event-log.js';
 import { JobWorkloads, type JobOutputTarget } from './jobs.js';
@@ -76,7 +78,7 @@ export interface WorkloadControllerDeps {
 
 const WRITE_CHUNK = 100;
 
-export class WorkloadController {
+export class WorkloadController implements AutoscaleTarget {
   private readonly deployments = new Map<string, Stored<DeploymentRecord>>();
   private readonly jobs = new Map<string, Stored<JobRecord>>();
   private readonly allocations = new Map<string, Stored<AllocationRecord>>();
@@ -93,6 +95,9 @@ export class WorkloadController {
   private readonly core: WorkloadCore;
   private readonly deploymentPart: DeploymentWorkloads;
   private readonly jobPart: JobWorkloads;
+  private readonly autoscaledPart: AutoscaledWorkloads;
+  /** The tenants' quotas as last read (by a pass's plan, or once a tick while any deployment is autoscaled). */
+  private quotas: ReadonlyMap<string, TenantQuota> = new Map();
   private kicked = false;
   private passing: Promise<void> | undefined;
   private closed = false;
@@ -121,6 +126,7 @@ export class WorkloadController {
     };
     this.deploymentPart = new DeploymentWorkloads(this.core);
     this.jobPart = new JobWorkloads(this.core);
+    this.autoscaledPart = new AutoscaledWorkloads(this.core, (tenant) => this.usage(tenant), () => this.quotas);
   }
 
   static async load(deps: WorkloadControllerDeps): Promise<WorkloadController> {
@@ -129,6 +135,7 @@ export class WorkloadController {
     // assemblies start again from the parts, which the store keeps.
     if (deps.scratchDir) await fs.rm(deps.scratchDir, { recursive: true, force: true });
     await controller.reload();
+    await controller.readQuotas();
     deps.artifacts.usedBy = (kind, tenant, name, version) => controller.deploymentPart.versionUser(kind, tenant, name, version);
     deps.artifacts.pinned = (digest) => controller.jobPart.partPinned(digest);
     deps.log.info({ deployments: controller.deployments.size, jobs: controller.jobs.size, allocations: controller.allocations.size }, 'workloads loaded');
@@ -196,6 +203,23 @@ export class WorkloadController {
   /** The deployment's latest measured p50 latency (ms); undefined until one is reported. */
   latencyOf(tenant: string, name: string): number | undefined {
     return this.deploymentPart.latencyOf(tenant, name);
+  }
+
+  // ---- autoscaled deployments (autoscaled.ts) -------------------------------------------------
+
+  /** Every autoscaled deployment as it is now, with its tenant's quota headroom (AutoscaleTarget). */
+  autoscaled(): AutoscaledDeployment[] {
+    return this.autoscaledPart.autoscaled();
+  }
+
+  /** Sets an autoscaled deployment's size: no generation bump, `reason` as its event, a pass kicked (AutoscaleTarget). */
+  resizeDeployment(tenant: string, name: string, replicas: number, reason: string): Promise<void> {
+    return this.autoscaledPart.resizeDeployment(tenant, name, replicas, reason);
+  }
+
+  /** Where each autoscaled deployment's view gets its `autoscaler` (the leader's autoscaler). */
+  useAutoscalerViews(views: AutoscalerViews | undefined): void {
+    this.deploymentPart.autoscalerViews = views;
   }
 
   /** What names the stack: a deployment, or a job not yet ended; undefined when nothing does. */
@@ -362,6 +386,7 @@ export class WorkloadController {
     if (now - this.lastResolveMs >= this.options.tickMs) {
       this.lastResolveMs = now;
       await this.deploymentPart.followModelRefs();
+      if (this.autoscaledPart.autoscaled().length > 0) await this.readQuotas();
     }
     const byWorkload = this.byWorkload();
     const deployments = this.deploymentPart.decide(byWorkload, now, health);
@@ -499,12 +524,18 @@ export class WorkloadController {
         hostPort: a.hostPort,
       });
     }
+    return { nodes, allocations, quotas: await this.readQuotas(), portRange: this.options.portRange };
+  }
+
+  /** The quotas of the tenants that have one, read from the store and kept for autoscaled(). */
+  private async readQuotas(): Promise<Map<string, TenantQuota>> {
     const quotas = new Map<string, TenantQuota>();
     for (const tenant of await listTenants(this.deps.store)) {
       const q = tenant.quota;
       if (q.cpuMillis || q.memoryBytes || q.gpus || q.gpuMemoryBytes) quotas.set(tenant.name, { cpuMillis: q.cpuMillis, memoryBytes: q.memoryBytes, gpus: q.gpus, gpuMemoryBytes: q.gpuMemoryBytes });
     }
-    return { nodes, allocations, quotas, portRange: this.options.portRange };
+    this.quotas = quotas;
+    return quotas;
   }
 
   private async collectGarbage(now: number): Promise<void> {

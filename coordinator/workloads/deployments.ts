@@ -5,6 +5,7 @@
 // acts on the controller's state (core.ts).
 import { isDeepStrictEqual } from 'node:util';
 import { ResourceExhaustedError } from '../../shared/errors.js';
+import { appliedReplicas, boundsText, isAutoscaled, refuseScale, type AutoscalerViews } from './autoscaled.js';
 import { keys } from '../../shared/keys.js';
 import type { Deployment, DeploymentSpec } from '../../shared/proto.js';
 import type { DeploymentStatus } from '../../shared/workloads.js';
@@ -22,13 +23,18 @@ export class DeploymentWorkloads {
   /** The latest measured p50 latency (ms) of each deployment, by deployment key; memory only. */
   private readonly latencies = new Map<string, number>();
 
+  /** Fills each view's `autoscaler` (set by the leader once its autoscaler runs). */
+  autoscalerViews: AutoscalerViews | undefined;
+
   constructor(private readonly core: WorkloadCore) {}
 
-  apply(tenant: string, spec: DeploymentSpec): Promise<{ deployment: Deployment; created: boolean }> {
+  apply(tenant: string, given: DeploymentSpec): Promise<{ deployment: Deployment; created: boolean }> {
     const { core } = this;
     return core.mutate(async () => {
-      const key = keys.deployment(tenant, spec.name);
+      const key = keys.deployment(tenant, given.name);
       const existing = core.deployments.get(key);
+      // An autoscaled deployment's size is the autoscaler's: kept (within the new bounds) on a re-apply.
+      const spec = { ...given, replicas: appliedReplicas(existing?.record.spec, given) };
       const resolved = await resolveDeployment(core.deps.artifacts, core.deps.stacks, tenant, spec);
       const now = core.deps.clock.now();
       if (!existing) await this.checkQuota(tenant);
@@ -40,7 +46,7 @@ export class DeploymentWorkloads {
       Object.assign(record, { run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest });
       if (existing && isDeepStrictEqual(existing.record.spec, spec) && !changed) return { deployment: this.view(key), created: false };
       await core.putWorkload(core.deployments, key, record, existing);
-      core.event({ tenant, object: `deployment/${spec.name}`, type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : updatedMessage(existing.record.spec, spec)) : `${spec.replicas} replicas of model ${resolved.run.model!.ref}` });
+      core.event({ tenant, object: `deployment/${spec.name}`, type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : updatedMessage(existing.record.spec, spec)) : `${spec.replicas} replicas${isAutoscaled(spec) ? ` (autoscaled, ${boundsText(spec)})` : ''} of model ${resolved.run.model!.ref}` });
       core.kick();
       return { deployment: this.view(key), created: !existing };
     });
@@ -50,6 +56,7 @@ export class DeploymentWorkloads {
     const { core } = this;
     return core.mutate(async () => {
       const [key, existing] = this.named(tenant, name);
+      refuseScale(existing.record.spec);
       if (existing.record.spec.replicas !== replicas) {
         const record = { ...existing.record, spec: { ...existing.record.spec, replicas }, updatedAtMs: core.deps.clock.now() };
         await core.putWorkload(core.deployments, key, record, existing);
@@ -165,7 +172,9 @@ export class DeploymentWorkloads {
         : status === 'degraded'
         ? `replicas failed recently: ${mine.filter((a) => a.status === 'failed').at(-1)?.reason ?? ''}`
         : '';
-    return toProtoDeployment(record, mine, { status, message });
+    const view = toProtoDeployment(record, mine, { status, message });
+    if (isAutoscaled(record.spec)) view.autoscaler = this.autoscalerViews?.(record.tenant, record.spec.name) ?? null;
+    return view;
   }
 
   /** Counts the deployment's failed replicas and says whether its replacements wait (crash-backoff.ts). */

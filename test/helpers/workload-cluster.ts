@@ -3,6 +3,7 @@
 // 100 ms unless told otherwise. Everything is closed in t.after().
 import type { TestContext } from 'node:test';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
+import type { WorkloadController } from '../../coordinator/workloads/controller.js';
 import { CoordinatorClient } from '../../shared/client.js';
 import { startLeader } from './coordinator.js';
 import { FakeAgent, type FakeAgentOptions } from './fake-agent.js';
@@ -18,6 +19,8 @@ export interface WorkloadCluster {
   api: WorkloadApi;
   call<T>(service: WorkloadServiceName, method: string, request: unknown): Promise<T>;
   agent(name: string, options?: FakeAgentOptions): Promise<FakeAgent>;
+  /** The leader's workload controller, for what no service calls (the autoscaler's side). */
+  controller(): WorkloadController;
 }
 
 export async function workloadCluster(t: TestContext, overrides: Partial<CoordinatorOptions> = {}): Promise<WorkloadCluster> {
@@ -38,5 +41,6 @@ export async function workloadCluster(t: TestContext, overrides: Partial<Coordin
     api,
     call: (service, method, request) => api.call(service, method, request),
     agent: (name, options) => FakeAgent.start(t, name, address, join, options),
+    controller: () => (coordinator as unknown as { leaderRole(): { workloads: WorkloadController } }).leaderRole().workloads,
   };
 }
