@@ -2,13 +2,16 @@
 // they are and which version each serves, with the registry's metadata and the latency the
 // gateways measure (for selection by criteria). Built by the leader after each reconcile pass
 // and pushed to every agent when it changes (never polled); gateways' latency reports arrive in
-// heartbeats and live in memory only, like heartbeats themselves.
+// heartbeats and live in memory only, like heartbeats themselves. An autoscaled deployment's
+// model has a route even with no ready replica (`holds`: its gateway holds requests while a
+// replica starts, docs/autoscaling.md), carrying who may infer and how large a request may be.
 import type { Clock } from '../../shared/clock.js';
 import type { LatencySample__Output as LatencySample } from '../../shared/gen/mlfleet/v1/LatencySample.js';
 import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
 import type { RouteTable__Output as RouteTable } from '../../shared/gen/mlfleet/v1/RouteTable.js';
 import type { ArtifactMetadata } from '../../shared/proto.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
+import { isAutoscaled } from './autoscaled.js';
 import type { AllocationRecord, DeploymentRecord } from './records.js';
 
 /** Latency reports older than this no longer count. */
@@ -87,17 +90,21 @@ export class RouteBook {
     gatewayOf: (node: string) => string,
   ): Promise<RouteTable | undefined> {
     const byModel = new Map<string, ModelRoute & { newest: number }>();
+    const routeOf = (record: DeploymentRecord, model: string) => {
+      const key = `${record.tenant}/${model}`;
+      let route = byModel.get(key);
+      if (!route) {
+        route = { tenant: record.tenant, model, endpoints: [], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: record.spec.name, newest: 0, holds: false, public: false, maxRequestBytes: 0 };
+        byModel.set(key, route);
+      }
+      return route;
+    };
     for (const { record, allocations } of deployments) {
       const model = record.run.model;
       if (!model) continue;
       for (const a of allocations) {
         if (a.desired !== 'run' || a.status !== 'ready' || !a.endpoint || !a.run.model) continue;
-        const key = `${record.tenant}/${model.name}`;
-        let route = byModel.get(key);
-        if (!route) {
-          route = { tenant: record.tenant, model: model.name, endpoints: [], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: record.spec.name, newest: 0, holds: false, public: false, maxRequestBytes: 0 };
-          byModel.set(key, route);
-        }
+        const route = routeOf(record, model.name);
         route.endpoints.push({
           allocation: a.id,
           node: a.node,
@@ -112,6 +119,20 @@ export class RouteBook {
           route.newest = a.run.model.version;
           route.deployment = record.spec.name;
         }
+      }
+    }
+    // Autoscaled deployments' models are routed even at zero ready replicas: the gateway holds
+    // their requests (authenticated and size-checked by the route's own public/maxRequestBytes).
+    for (const { record } of deployments) {
+      const model = record.run.model;
+      if (!model || !isAutoscaled(record.spec)) continue;
+      const route = routeOf(record, model.name);
+      route.holds = true;
+      route.public = record.spec.public;
+      route.maxRequestBytes = Number(record.spec.maxRequestBytes);
+      if (route.endpoints.length === 0) {
+        route.deployment = record.spec.name;
+        route.newest = Math.max(route.newest, record.resolvedVersion);
       }
     }
     const models: ModelRoute[] = [];

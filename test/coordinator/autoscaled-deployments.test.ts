@@ -1,8 +1,8 @@
 // The autoscaler's side of the workload controller inside a real coordinator with scripted
 // agents (docs/autoscaling.md, "Spec" and "Applying"): an autoscaled deployment starts at
 // max(min, 1), is resized without a rollout and the pass places and stops its replicas,
-// re-applying keeps its size within the new bounds, `scale` is refused, and the quota's headroom
-// is counted.
+// re-applying keeps its size within the new bounds, `scale` is refused, the quota's headroom is
+// counted, and its model is routed with `holds` even at zero replicas.
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
@@ -93,4 +93,30 @@ test("autoscaled() gives the replicas the tenant's quota still allows", async (t
   await c.controller().resizeDeployment('default', 'web', 4, 'scaled 1 → 4');
   await until('four replicas', () => agent.desired.length === 4);
   await until('no headroom left', () => c.controller().autoscaled()[0]?.quotaHeadroom === 0);
+});
+
+test('an autoscaled model is routed with holds even at zero replicas, with its own public and size limit; a fixed one is not held', async (t) => {
+  const { c, agent } = await setup(t);
+  await pushModel(c, 'f', 'model f');
+  await apply(c, spec('web', { minReplicas: 0, scaleToZeroAfterMs: 60_000, public: true, maxRequestBytes: 4096 }));
+  await apply(c, { spec: { ...spec('fixed').spec, model: 'f', replicas: 1, minReplicas: 0, maxReplicas: 0 } });
+  await until('two replicas placed', () => agent.desired.length === 2);
+  agent.reportAll('ready');
+  const routed = await eventually('both routed with endpoints', 5_000, async () => {
+    const m = agent.routes.models;
+    return m.length === 2 && m.every((r) => r.endpoints.length === 1) ? m : undefined;
+  });
+  const held = routed.find((r) => r.model === 'm')!;
+  assert.deepEqual({ holds: held.holds, public: held.public, maxRequestBytes: Number(held.maxRequestBytes), deployment: held.deployment }, { holds: true, public: true, maxRequestBytes: 4096, deployment: 'web' });
+  const fixed = routed.find((r) => r.model === 'f')!;
+  assert.deepEqual({ holds: fixed.holds, public: fixed.public, maxRequestBytes: Number(fixed.maxRequestBytes) }, { holds: false, public: false, maxRequestBytes: 0 });
+
+  await c.controller().resizeDeployment('default', 'web', 0, 'scaled 1 → 0: idle for 60 s');
+  await until('the replica stopped', () => agent.desired.length === 1);
+  const zero = await eventually('m routed with no endpoints', 5_000, async () => agent.routes.models.find((r) => r.model === 'm' && r.endpoints.length === 0));
+  assert.equal(zero.holds, true);
+  assert.equal(zero.public, true);
+  assert.equal(Number(zero.maxRequestBytes), 4096);
+  assert.equal(zero.deployment, 'web');
+  assert.equal((await get(c, 'web')).spec!.replicas, 0);
 });
