@@ -24,7 +24,7 @@ import { schedule } from '../scheduler/scheduler.js';
 import type { Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } from '../scheduler/types.js';
 import { listTenants } from '../tenants.js';
 import { listed, type EventArgs, type PendingAsk, type Stored, type WorkloadCore } from './core.js';
-import { AutoscaledWorkloads, type AutoscalerViews } from './autoscaled.js';
+import { AutoscaledWorkloads, isAutoscaled, type AutoscalerViews } from './autoscaled.js';
 import { DeploymentWorkloads } from './deployments.js';
 import type { EventLog } from './event-log.js';
 import { JobWorkloads, type JobOutputTarget } from './jobs.js';
@@ -386,7 +386,7 @@ export class WorkloadController implements AutoscaleTarget {
     if (now - this.lastResolveMs >= this.options.tickMs) {
       this.lastResolveMs = now;
       await this.deploymentPart.followModelRefs();
-      if (this.autoscaledPart.autoscaled().length > 0) await this.readQuotas();
+      if ([...this.deployments.values()].some(({ record }) => isAutoscaled(record.spec))) await this.readQuotas();
     }
     const byWorkload = this.byWorkload();
     const deployments = this.deploymentPart.decide(byWorkload, now, health);
