@@ -27,6 +27,7 @@ import type { Ask, Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } fro
 import { findTenant, listTenants } from '../tenants.js';
 import type { EventInput, EventLog } from './event-log.js';
 import { commitPlan, type PlanWrite } from './plan-commit.js';
+import type { StartPhaseBook } from './start-phases.js';
 import { assembleDataset, failsTheJob } from './dataset-assembly.js';
 import { rollsOut, updatedMessage } from './deployment-update.js';
 import { crashLoopMessage, decideCrashBackoff, DEFAULT_CRASH_BACKOFF, type CrashBackoffPolicy, type CrashLoop } from './crash-backoff.js';
@@ -105,6 +106,8 @@ export interface WorkloadControllerDeps {
   onPass?: () => void;
   /** Where output datasets are assembled from their parts (default: the system's temporary directory). */
   scratchDir?: string;
+  /** Cold-start bookkeeping: schedule phases, the first ready's event and histograms (start-phases.ts). */
+  startPhases?: StartPhaseBook;
 }
 
 interface Stored<T> {
@@ -513,6 +516,8 @@ export class WorkloadController {
             type: STATE_EVENTS[next.status],
             message: [next.reason, next.endpoint && next.status === 'ready' ? `at ${next.endpoint}` : ''].filter(Boolean).join(' ') || next.status,
           });
+          const phases = next.status === 'ready' && this.deps.startPhases && status.startPhases?.length ? this.deps.startPhases.ready(next.id, status.startPhases) : undefined;
+          if (phases) this.event({ tenant: next.tenant, object: `${next.kind}/${next.workload}`, allocation: next.id, node, type: 'ColdStart', message: phases });
         }
       }
       if (updates.length > 0) {
@@ -540,6 +545,7 @@ export class WorkloadController {
       const mine = byWorkload.get(workloadKey('deployment', record.tenant, record.spec.name)) ?? [];
       const decision = decideDeployment(record, mine, health);
       const asks = this.crashBackoff(key, record, mine, now) ? 0 : decision.asks;
+      this.deps.startPhases?.short(workloadKey('deployment', record.tenant, record.spec.name), decision.asks, now);
       stops.push(...decision.stops);
       statuses.set(key, { status: decision.status });
       for (let i = 0; i < asks; i++) pending.push(this.deploymentAsk(record));
@@ -632,6 +638,7 @@ export class WorkloadController {
       }
       committed.push(record.id);
       const p = byId.get(record.id)!;
+      this.deps.startPhases?.committed(workloadKey(p.kind, p.tenant, p.name), record.id, this.deps.clock.now());
       this.event({ tenant: record.tenant, object: `${record.kind}/${record.workload}`, allocation: record.id, node: record.node, type: 'Scheduled', message: `on ${record.node}${record.gpuIndexes.length ? ` with GPU ${record.gpuIndexes.join(',')}` : ''}${record.hostPort ? `, port ${record.hostPort}` : ''}` });
       if (p.kind === 'job') {
         const key = keys.job(p.tenant, p.name);
