@@ -8,7 +8,7 @@
 import type { StartPhase } from '../../shared/proto.js';
 import { formatStartPhases, orderStartPhases } from '../../shared/start-phases.js';
 
-/** How many committed allocations waiting for their first ready are remembered; the oldest go first. */
+/** How many committed allocations waiting for their first ready (and workloads short of replicas) are remembered; the oldest go first. */
 export const MAX_TRACKED_STARTS = 10_000;
 
 export class StartPhaseBook {
@@ -36,6 +36,8 @@ export class StartPhaseBook {
     times.length = Math.min(times.length, count);
     while (times.length < count) times.push(now);
     this.asked.set(key, times);
+    // A deployment deleted while short is never found short of nothing again: bounded instead.
+    while (this.asked.size > this.maxTracked) this.asked.delete(this.asked.keys().next().value!);
   }
 
   /** An allocation of the workload was committed at `now`: it fills the oldest ask (none asked: no schedule phase). */

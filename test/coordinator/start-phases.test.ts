@@ -85,7 +85,7 @@ test('no ask, no schedule phase; a scale-down drops the newest asks; a schedule 
   assert.equal(book.scheduleOf('a3'), undefined);
 });
 
-test('what it remembers is bounded: the oldest committed allocations go first', () => {
+test('what it remembers is bounded: the oldest committed allocations and short workloads go first', () => {
   const book = new StartPhaseBook(() => undefined, 3);
   for (let i = 0; i < 5; i++) {
     book.short('k', 1, i);
@@ -94,4 +94,9 @@ test('what it remembers is bounded: the oldest committed allocations go first', 
   assert.deepEqual([0, 1, 2, 3, 4].map((i) => book.scheduleOf(`a${i}`)), [undefined, undefined, 0.001, 0.001, 0.001]);
   book.forget('a4');
   assert.equal(book.scheduleOf('a4'), undefined);
+  for (let i = 0; i < 5; i++) book.short(`w${i}`, 1, 100);
+  book.committed('w0', 'x0', 200);
+  book.committed('w4', 'x4', 200);
+  assert.equal(book.scheduleOf('x0'), undefined, 'the oldest short workload was let go');
+  assert.equal(book.scheduleOf('x4'), 0.1);
 });
