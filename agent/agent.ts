@@ -31,6 +31,7 @@ import { Reconciler, parseRunSpec } from './reconciler.js';
 import { Gateway } from './gateway/gateway.js';
 import { DeliveryCounters } from './delivery/counters.js';
 import { registerDeliveryMetrics } from './delivery/metrics.js';
+import { registerStartMetrics } from './start-metrics.js';
 import { PeerRoutes } from './delivery/peer-routes.js';
 import { UploadLimiter, peerUploadMbps } from './delivery/upload-limiter.js';
 import { CoordinatorSession } from './session.js';
@@ -235,6 +236,7 @@ export class Agent {
       state,
       advertiseHost: parseHostPort(options.advertise ?? options.gatewayListen).host,
       onStatus: (allocations) => session.report({ allocations, cache: cache.entries() }),
+      onStarted: registerStartMetrics(metrics),
       dataDir: options.dataDir,
       pushOutput: coordinatorOutputPusher({ leader: () => session.connectedTo, token, credentials, tls: options.tls }),
       clock,

@@ -20,7 +20,8 @@ import { formatHostPort } from '../shared/config.js';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { sleep, systemClock, type Clock, type Timer } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/log.js';
-import type { Allocation, AllocationStatus } from '../shared/proto.js';
+import type { Allocation, AllocationStatus, StartPhase } from '../shared/proto.js';
+import { StartStopwatch } from '../shared/start-phases.js';
 import { CHECKPOINT_MOUNT, OUTPUT_MOUNT, TERMINAL_STATES, taskEnvironment, type AllocationState, type RunBlob, type RunSpec } from '../shared/workloads.js';
 import type { Driver, Task, TaskStatus } from './drivers/driver.js';
 import { isTransient, type OutputPusher } from './job-output.js';
@@ -90,6 +91,8 @@ export interface ReconcilerOptions {
   advertiseHost: string;
   /** The statuses that changed since the last call; a report to the leader. */
   onStatus: (changed: AllocationStatus[]) => void;
+  /** A server this agent started became ready for the first time: its start's phases (the agent's histograms). */
+  onStarted?: (phases: StartPhase[]) => void;
   /**
    * The agent's data directory: jobs get writable `outputs/<allocation>` (/output) and
    * `checkpoints/<tenant>/<job>/rank-<r>` (/checkpoint) under it. Undefined: jobs get neither.
@@ -132,6 +135,8 @@ interface Entry {
   leaving: Promise<void> | undefined;
   /** A job's task stopped on leaving the desired set: kept, ended, with its logs, until its retention ends. */
   stopped: boolean;
+  /** Times the start this process launched, until its first ready (then its phases go out with that status). */
+  stopwatch: StartStopwatch | undefined;
 }
 
 export class Reconciler {
@@ -375,13 +380,17 @@ export class Reconciler {
   private async launch(entry: Entry, signal: AbortSignal): Promise<void> {
     const allocation = entry.allocation!;
     const spec = entry.spec!;
+    const stopwatch = new StartStopwatch(() => this.clock.now());
     try {
       this.setStatus(entry, { state: 'pulling' });
       entry.leases = await this.acquire(spec, signal);
       signal.throwIfAborted();
+      stopwatch.mark('pull');
       this.setStatus(entry, { state: 'starting' });
       await this.makeJobDirs(allocation, spec);
-      await this.driver.start(this.task(allocation, spec, entry.leases));
+      // A driver that finds the task already created says nothing: its start then counts it all.
+      await this.driver.start(this.task(allocation, spec, entry.leases), { created: () => stopwatch.mark('create') });
+      stopwatch.mark('start');
     } catch (err) {
       entry.launching = false;
       this.release(entry);
@@ -400,6 +409,7 @@ export class Reconciler {
     entry.launching = false;
     entry.hasTask = true;
     entry.taskSeq = ++this.seq;
+    entry.stopwatch = stopwatch;
     this.recordStarted(entry.id, this.clock.now());
     if (signal.aborted) return;
     this.setStatus(entry, { state: 'running', endpoint: this.endpoint(allocation) });
@@ -426,13 +436,31 @@ export class Reconciler {
       }
       if (!(await this.pause(this.timing.readinessIntervalMs, signal))) return;
     }
-    this.setStatus(entry, { state: 'ready', reason: '' });
+    this.becameReady(entry);
     for (;;) {
       if (!(await this.pause(this.timing.livenessIntervalMs, signal))) return;
       const result = await probe();
       if (ended()) return;
       if (result.ok && entry.status.state === 'running') this.setStatus(entry, { state: 'ready', reason: '' });
       else if (!result.ok && entry.status.state === 'ready') this.setStatus(entry, { state: 'running', reason: `stopped answering: ${result.reason}` });
+    }
+  }
+
+  /** The first ready: a start this process launched sends its phases with it, once. */
+  private becameReady(entry: Entry): void {
+    const stopwatch = entry.stopwatch;
+    entry.stopwatch = undefined;
+    if (!stopwatch) {
+      this.setStatus(entry, { state: 'ready', reason: '' });
+      return;
+    }
+    stopwatch.mark('load');
+    const startPhases = stopwatch.phases();
+    this.setStatus(entry, { state: 'ready', reason: '', startPhases });
+    try {
+      this.options.onStarted?.(startPhases);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'recording start phases failed');
     }
   }
 
@@ -660,6 +688,7 @@ export class Reconciler {
       taskSeq: 0,
       leaving: undefined,
       stopped: false,
+      stopwatch: undefined,
     };
   }
 
@@ -670,12 +699,15 @@ export class Reconciler {
   private setStatus(entry: Entry, patch: Partial<AllocationStatus>, force = false): boolean {
     const current = entry.status;
     if (!force && TERMINAL_STATES.has(current.state as AllocationState)) return false;
-    const next: AllocationStatus = { ...current, ...patch, id: entry.id, updatedAtMs: patch.updatedAtMs ?? this.clock.now() };
+    // Start phases go out once, with the status that carries them.
+    const next: AllocationStatus = { ...current, startPhases: [], ...patch, id: entry.id, updatedAtMs: patch.updatedAtMs ?? this.clock.now() };
     if (next.state === current.state && next.reason === current.reason && next.endpoint === current.endpoint && next.exitCode === current.exitCode && next.outputVersion === current.outputVersion) {
       return false;
     }
     entry.status = next;
-    this.dirty.set(entry.id, next);
+    // A change within the same report keeps the phases the one before it carried.
+    const pendingPhases = this.dirty.get(entry.id)?.startPhases ?? [];
+    this.dirty.set(entry.id, next.startPhases.length === 0 && pendingPhases.length > 0 ? { ...next, startPhases: pendingPhases } : next);
     this.log.info({ allocation: entry.id, state: next.state, reason: next.reason || undefined }, 'allocation state');
     this.flushTimer ??= this.clock.setTimeout(() => {
       this.flushTimer = undefined;

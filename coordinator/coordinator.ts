@@ -49,6 +49,7 @@ import { tokenChange, tokenTablePieces } from './auth/gateway-tokens.js';
 import { LIMITS } from '../shared/limits.js';
 import { bootstrap, ensureClusterId, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
+import { StartPhaseBook } from './workloads/start-phases.js';
 import { NodeRegistry, type FencedWriter } from './node-registry.js';
 import { allocationService, deploymentService, jobService } from './api/workload-service.js';
 import { selectionService } from './api/selection-service.js';
@@ -492,6 +493,7 @@ export class Coordinator {
         options: this.options.workloads,
         onPass: rebuildRoutes,
         scratchDir: path.join(this.options.dataDir, 'scratch'),
+        startPhases: new StartPhaseBook((phases) => this.metrics.observeStart(phases)),
       });
     } catch (err) {
       registry.close();

@@ -1,5 +1,7 @@
 // The coordinator's Prometheus metrics, served on --http-listen /metrics.
-import { Counter, Gauge, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+import type { StartPhase } from '../shared/proto.js';
+import { START_PHASE_BUCKETS, startSeconds } from '../shared/start-phases.js';
 
 export class CoordinatorMetrics {
   readonly registry = new Registry();
@@ -69,6 +71,27 @@ export class CoordinatorMetrics {
     help: 'Push bytes this coordinator received over HTTP (PUT /v1/uploads/<id>)',
     registers: [this.registry],
   });
+
+  readonly replicaStartPhase = new Histogram({
+    name: 'mlfleet_replica_start_phase_seconds',
+    help: 'Time each phase of a replica start took (schedule on the leader; pull, create, start, load on its agent), observed at its first ready',
+    labelNames: ['phase'],
+    buckets: START_PHASE_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly replicaStart = new Histogram({
+    name: 'mlfleet_replica_start_seconds',
+    help: 'Time from a replica being asked for to its first ready (the sum of its start phases)',
+    buckets: START_PHASE_BUCKETS,
+    registers: [this.registry],
+  });
+
+  /** One replica start's phases, at its first ready. */
+  observeStart(phases: readonly StartPhase[]): void {
+    for (const p of phases) this.replicaStartPhase.observe({ phase: p.phase }, p.seconds);
+    this.replicaStart.observe(startSeconds(phases));
+  }
 
   /** Set by the RPC edge: calls open now, counted only when /metrics is scraped. */
   openCalls: (() => number) | undefined;

@@ -22,7 +22,7 @@ import { AlreadyExistsError, FailedPreconditionError, NotFoundError, Unavailable
 import type { Logger } from '../../shared/log.js';
 import { JOB_PEER_PORT, splitHostPort } from '../../shared/workloads.js';
 import { epochSeconds, lastBytes, logEntries } from './docker-logs.js';
-import type { Driver, LogOptions, Task, TaskStatus } from './driver.js';
+import type { Driver, LogOptions, StartHooks, Task, TaskStatus } from './driver.js';
 
 export const LABELS = {
   allocation: 'mlfleet.allocation',
@@ -232,7 +232,7 @@ export class DockerDriver implements Driver {
     return new DockerDriver(docker, options.node, options.log.child({ component: 'docker-driver' }), options.cluster, options.ownsUnlabelled ?? (() => false));
   }
 
-  async start(task: Task): Promise<void> {
+  async start(task: Task, hooks?: StartHooks): Promise<void> {
     const log = this.log.child({ allocation: task.allocationId });
     const existing = await this.find(task.allocationId);
     if (existing) {
@@ -264,6 +264,7 @@ export class DockerDriver implements Driver {
       }
       throw err;
     }
+    hooks?.created?.();
     await this.startContainer(container, task);
     log.info({ container: container.id, image: task.spec.image, hostPort: task.hostPort, gpus: task.gpuIndexes }, 'container started');
   }

@@ -54,15 +54,22 @@ export interface LogOptions {
   signal: AbortSignal;
 }
 
+/** What a driver says of a start as it goes, for its phase timings (shared/start-phases.ts). */
+export interface StartHooks {
+  /** The task was created (its container, or the process driver's task directory) and is about to start. */
+  created?(): void;
+}
+
 export interface Driver {
   readonly name: 'docker' | 'process';
   /** The user tasks run as, who owns their writable directories; undefined: the agent's own. */
   readonly taskOwner?: TaskOwner;
   /**
    * Starts the task. Idempotent: a task of this allocation that already exists (running or
-   * exited) is left as it is.
+   * exited) is left as it is. `hooks.created` is called once the task is created, before it is
+   * started (not for a task that already existed).
    */
-  start(task: Task): Promise<void>;
+  start(task: Task, hooks?: StartHooks): Promise<void>;
   /**
    * Stops the task (SIGTERM, then SIGKILL after `graceMs`) and keeps it, ended, with its logs:
    * it holds no resources and binds no port, `list` shows it as not running with the time it

@@ -24,7 +24,7 @@ import { InvalidArgumentError, NotFoundError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { TaskOwner } from '../task-dirs.js';
 import type { TaskUser } from '../task-user.js';
-import type { Driver, LogOptions, Task, TaskStatus } from './driver.js';
+import type { Driver, LogOptions, StartHooks, Task, TaskStatus } from './driver.js';
 import { EXIT_FILE, LOG_FILE, RECORD_FILE, ROTATED_SUFFIX, STOPPED_FILE, WORK_DIR } from './process-task-dir.js';
 
 /** Output kept per task: the live log up to this, plus one rotated file as large. */
@@ -102,7 +102,7 @@ export class ProcessDriver implements Driver {
     }
   }
 
-  async start(task: Task): Promise<void> {
+  async start(task: Task, hooks?: StartHooks): Promise<void> {
     const log = this.log.child({ allocation: task.allocationId });
     const { command } = task.spec;
     if (command.length === 0) {
@@ -141,6 +141,8 @@ export class ProcessDriver implements Driver {
     Object.assign(env, task.env);
     // No GPUs assigned means none visible, as in a container without device requests.
     env.CUDA_VISIBLE_DEVICES = task.gpuIndexes.join(',');
+    // Created: its directory and environment; starting is spawning the supervisor.
+    hooks?.created?.();
 
     const startedAtMs = Date.now();
     const as = this.taskUser ? ['--as', `${this.taskUser.uid}:${this.taskUser.gid}`] : [];

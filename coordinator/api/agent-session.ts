@@ -10,6 +10,7 @@ import type { AgentMessage, CoordinatorMessage, Hello } from '../../shared/proto
 import type { Command } from '../../shared/gen/mlfleet/v1/Command.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
 import { ALLOCATION_STATES } from '../../shared/workloads.js';
+import { AGENT_START_PHASES, MAX_START_PHASES, MAX_START_PHASE_SECONDS } from '../../shared/start-phases.js';
 import type { Principal } from '../auth/token-registry.js';
 import type { StreamShare } from './rpc.js';
 import type { CoordinatorMetrics } from '../metrics.js';
@@ -32,6 +33,12 @@ const allocationStatusSchema = z.object({
   exitCode: z.number().int(),
   updatedAtMs: z.number().int().nonnegative(),
   outputVersion: z.number().int().nonnegative().default(0),
+  // Sent with a replica's first ready (docs/autoscaling.md "Cold starts"): the agent's phases, once each.
+  startPhases: z
+    .array(z.object({ phase: z.enum(AGENT_START_PHASES), seconds: z.number().finite().nonnegative().max(MAX_START_PHASE_SECONDS) }))
+    .max(MAX_START_PHASES)
+    .refine((phases) => new Set(phases.map((p) => p.phase)).size === phases.length, 'each start phase at most once')
+    .default([]),
 });
 const allocationStatusesSchema = z.array(allocationStatusSchema).max(10_000);
 const statusReportSchema = z.object({

@@ -29,6 +29,7 @@ import { DeploymentWorkloads } from './deployments.js';
 import type { EventLog } from './event-log.js';
 import { JobWorkloads, type JobOutputTarget } from './jobs.js';
 import { commitPlan, type PlanWrite } from './plan-commit.js';
+import type { StartPhaseBook } from './start-phases.js';
 import { DEFAULT_CRASH_BACKOFF, type CrashBackoffPolicy } from './crash-backoff.js';
 import type { NodeHealth, Stop } from './reconcile.js';
 import { byCreation, isLive, isTerminal, workloadKey, type AllocationRecord, type DeploymentRecord, type JobRecord, type OutputPart, type WorkloadKind } from './records.js';
@@ -74,6 +75,8 @@ export interface WorkloadControllerDeps {
   onPass?: () => void;
   /** Where output datasets are assembled from their parts (default: the system's temporary directory). */
   scratchDir?: string;
+  /** Cold-start bookkeeping: schedule phases, the first ready's event and histograms (start-phases.ts). */
+  startPhases?: StartPhaseBook;
 }
 
 const WRITE_CHUNK = 100;
@@ -369,6 +372,8 @@ export class WorkloadController implements AutoscaleTarget {
             type: STATE_EVENTS[next.status],
             message: [next.reason, next.endpoint && next.status === 'ready' ? `at ${next.endpoint}` : ''].filter(Boolean).join(' ') || next.status,
           });
+          const phases = next.status === 'ready' && this.deps.startPhases && status.startPhases?.length ? this.deps.startPhases.ready(next.id, status.startPhases) : undefined;
+          if (phases) this.event({ tenant: next.tenant, object: `${next.kind}/${next.workload}`, allocation: next.id, node, type: 'ColdStart', message: phases });
         }
       }
       if (updates.length > 0) {
@@ -452,6 +457,8 @@ export class WorkloadController implements AutoscaleTarget {
       }
       committed.push(record.id);
       placed.push(record);
+      const p = byId.get(record.id)!;
+      this.deps.startPhases?.committed(workloadKey(p.kind, p.tenant, p.name), record.id, this.deps.clock.now());
       this.event({ tenant: record.tenant, object: `${record.kind}/${record.workload}`, allocation: record.id, node: record.node, type: 'Scheduled', message: `on ${record.node}${record.gpuIndexes.length ? ` with GPU ${record.gpuIndexes.join(',')}` : ''}${record.hostPort ? `, port ${record.hostPort}` : ''}` });
     }
     await this.jobPart.started(placed, now);

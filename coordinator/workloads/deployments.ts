@@ -111,6 +111,7 @@ export class DeploymentWorkloads {
       const mine = byWorkload.get(workloadKey('deployment', record.tenant, record.spec.name)) ?? [];
       const decision = decideDeployment(record, mine, health);
       const asks = this.crashBackoff(key, record, mine, now) ? 0 : decision.asks;
+      core.deps.startPhases?.short(workloadKey('deployment', record.tenant, record.spec.name), decision.asks, now);
       stops.push(...decision.stops);
       for (let i = 0; i < asks; i++) pending.push(this.ask(record));
       if (asks === 0) core.pendingReasons.delete(workloadKey('deployment', record.tenant, record.spec.name));

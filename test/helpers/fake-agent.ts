@@ -125,10 +125,10 @@ export class FakeAgent {
   }
 
   /** Reports allocation states, as the reconciler does when they change. */
-  report(...statuses: Array<{ id: string; state: string; reason?: string; exitCode?: number; endpoint?: string; outputVersion?: number }>): void {
+  report(...statuses: Array<{ id: string; state: string; reason?: string; exitCode?: number; endpoint?: string; outputVersion?: number; startPhases?: Array<{ phase: string; seconds: number }> }>): void {
     this.call!.write({
       status: {
-        allocations: statuses.map((s) => ({ id: s.id, state: s.state, reason: s.reason ?? '', exitCode: s.exitCode ?? 0, endpoint: s.endpoint ?? '', updatedAtMs: Date.now(), outputVersion: s.outputVersion ?? 0 })),
+        allocations: statuses.map((s) => ({ id: s.id, state: s.state, reason: s.reason ?? '', exitCode: s.exitCode ?? 0, endpoint: s.endpoint ?? '', updatedAtMs: Date.now(), outputVersion: s.outputVersion ?? 0, startPhases: s.startPhases ?? [] })),
         cache: [],
       },
     });

@@ -2,7 +2,7 @@
 // remove, and lets a test play the host: a task exits, vanishes, prints output, or already
 // exists when the agent starts (to be adopted). Nothing runs; a test that needs a server on the
 // task's port starts one itself.
-import type { Driver, LogOptions, Task, TaskStatus } from '../../agent/drivers/driver.js';
+import type { Driver, LogOptions, StartHooks, Task, TaskStatus } from '../../agent/drivers/driver.js';
 import { NotFoundError } from '../../shared/errors.js';
 
 interface FakeTask {
@@ -24,17 +24,22 @@ export class FakeDriver implements Driver {
   private readonly startFailures = new Map<string, Error>();
   private startGate: { promise: Promise<void>; open: () => void } | undefined;
   closed = false;
+  /** Called as a start creates its task and as it starts it (a test moves its clock there). */
+  during: ((step: 'create' | 'start') => void) | undefined;
 
   constructor(
     readonly name: 'docker' | 'process' = 'docker',
     private readonly now: () => number = () => Date.now(),
   ) {}
 
-  async start(task: Task): Promise<void> {
+  async start(task: Task, hooks?: StartHooks): Promise<void> {
     if (this.startGate) await this.startGate.promise;
     const failure = this.startFailures.get(task.allocationId);
     if (failure) throw failure;
     if (this.tasks.has(task.allocationId)) return;
+    this.during?.('create');
+    hooks?.created?.();
+    this.during?.('start');
     this.started.push(task);
     this.tasks.set(task.allocationId, {
       status: { allocationId: task.allocationId, kind: task.kind, running: true, exitCode: undefined, startedAtMs: this.now(), finishedAtMs: 0, reason: '' },

@@ -11,6 +11,8 @@ import { WorkloadApi, type WorkloadServiceName } from './workload-api.js';
 
 export interface WorkloadCluster {
   address: string;
+  /** Its ops HTTP server (/metrics). */
+  httpAddress: string;
   /** The coordinator's data directory (its blobs are under blobs/). */
   dir: string;
   admin: string;
@@ -34,6 +36,7 @@ export async function workloadCluster(t: TestContext, overrides: Partial<Coordin
   });
   return {
     address,
+    httpAddress: coordinator.httpAddress,
     dir,
     admin,
     join,
