@@ -181,9 +181,12 @@ export function decide(previous: ScalerState, input: DecideInput, options: Decid
     const inDelay = recommendations.filter((r) => r.atMs > nowMs - o.scaleDownDelayMs);
     const highest = inDelay.reduce((a, b) => (b.replicas > a.replicas ? b : a));
     const before = recommendations.reduce((m, r) => Math.max(m, r.replicas), 0);
-    if (highest.replicas < current && before <= highest.replicas) {
-      wanted = highest.replicas;
-      why = `${figure(highest.concurrency)} in flight / target ${target}`;
+    // Never under the stable recommendation either, so a shorter delay than the stable window
+    // cannot make a scale-down that the next tick undoes.
+    const down = Math.max(highest.replicas, stableRec);
+    if (down < current && before <= highest.replicas) {
+      wanted = down;
+      why = `${figure(down === highest.replicas ? highest.concurrency : stableMean)} in flight / target ${target}`;
     }
   }
   // Idle long enough: to zero whatever the delays say (no request at all for that long).
