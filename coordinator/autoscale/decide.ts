@@ -98,15 +98,30 @@ function recommend(concurrency: number, target: number): number {
   return Math.max(0, Math.ceil(concurrency / target - 1e-9));
 }
 
-function meanSince(samples: Sample[], fromMs: number): number {
-  let sum = 0;
-  let n = 0;
+/** Entries (oldest first) newer than `fromMs`, copied, with room for one more. */
+function since<T extends { atMs: number }>(entries: readonly T[], fromMs: number): T[] {
+  let i = 0;
+  while (i < entries.length && entries[i]!.atMs <= fromMs) i++;
+  return entries.slice(i);
+}
+
+/** Mean concurrency of the samples newer than each of two times (oldest first). */
+function means(samples: readonly Sample[], stableFromMs: number, panicFromMs: number): { stable: number; panic: number } {
+  let stableSum = 0;
+  let stableN = 0;
+  let panicSum = 0;
+  let panicN = 0;
   for (const s of samples) {
-    if (s.atMs <= fromMs) continue;
-    sum += s.concurrency;
-    n++;
+    if (s.atMs > stableFromMs) {
+      stableSum += s.concurrency;
+      stableN++;
+    }
+    if (s.atMs > panicFromMs) {
+      panicSum += s.concurrency;
+      panicN++;
+    }
   }
-  return n === 0 ? 0 : sum / n;
+  return { stable: stableN === 0 ? 0 : stableSum / stableN, panic: panicN === 0 ? 0 : panicSum / panicN };
 }
 
 function figure(concurrency: number): string {
@@ -126,13 +141,12 @@ export function decide(previous: ScalerState, input: DecideInput, options: Decid
 
   // Samples and means.
   const keepFrom = nowMs - Math.max(o.stableWindowMs, o.panicWindowMs);
-  const samples = previous.samples.filter((s) => s.atMs > keepFrom);
+  const samples = since(previous.samples, keepFrom);
   samples.push({ atMs: nowMs, concurrency, requests: input.requests });
-  const stableMean = meanSince(samples, nowMs - o.stableWindowMs);
-  const panicMean = meanSince(samples, nowMs - o.panicWindowMs);
+  const { stable: stableMean, panic: panicMean } = means(samples, nowMs - o.stableWindowMs, nowMs - o.panicWindowMs);
   const stableRec = recommend(stableMean, target);
   const panicRec = recommend(panicMean, target);
-  const recommendations = previous.recommendations.filter((r) => r.atMs > nowMs - o.scaleDownDelayMs - o.panicWindowMs);
+  const recommendations = since(previous.recommendations, nowMs - o.scaleDownDelayMs - o.panicWindowMs);
   recommendations.push({ atMs: nowMs, replicas: panicRec, concurrency: panicMean });
 
   // Activity (scale to zero) and panic.
@@ -178,9 +192,12 @@ export function decide(previous: ScalerState, input: DecideInput, options: Decid
     // Down only to the highest panic recommendation of the delay, and only once that highest
     // has stopped falling (the one a panic window earlier is no higher): the tail of a spike
     // leaving the delay then gives one scale-down, not one per step of the tail.
-    const inDelay = recommendations.filter((r) => r.atMs > nowMs - o.scaleDownDelayMs);
-    const highest = inDelay.reduce((a, b) => (b.replicas > a.replicas ? b : a));
-    const before = recommendations.reduce((m, r) => Math.max(m, r.replicas), 0);
+    let highest = recommendations[recommendations.length - 1]!;
+    let before = 0;
+    for (const r of recommendations) {
+      before = Math.max(before, r.replicas);
+      if (r.atMs > nowMs - o.scaleDownDelayMs && r.replicas > highest.replicas) highest = r;
+    }
     // Never under the stable recommendation either, so a shorter delay than the stable window
     // cannot make a scale-down that the next tick undoes.
     const down = Math.max(highest.replicas, stableRec);
@@ -224,7 +241,8 @@ export function decide(previous: ScalerState, input: DecideInput, options: Decid
   }
 
   const window = Math.min(o.panicWindowMs, Math.max(nowMs - previous.sinceMs, 1));
-  const arrived = samples.filter((s) => s.atMs > nowMs - o.panicWindowMs).reduce((sum, s) => sum + s.requests, 0);
+  let arrived = 0;
+  for (const s of samples) if (s.atMs > nowMs - o.panicWindowMs) arrived += s.requests;
   const state: ScalerState = {
     sinceMs: previous.sinceMs,
     samples,
