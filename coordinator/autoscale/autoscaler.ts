@@ -45,6 +45,8 @@ export class Autoscaler {
   /** A wake (or a tick) came while one was running: run once more after it. */
   private again = false;
   private closed = false;
+  /** A pass has listed the deployments. */
+  private ticked = false;
 
   constructor(private readonly deps: AutoscalerOptions) {
     this.tickMs = deps.tickMs ?? 500;
@@ -73,8 +75,18 @@ export class Autoscaler {
   record(node: string, load: GatewayLoad): void {
     if (this.closed) return;
     this.book.record(node, load, this.deps.clock.now());
-    const urgent = load.deployments.some((d) => d.wake || (d.waiting > 0 && (this.tracked.get(loadKey(d.tenant, d.deployment))?.view?.desiredReplicas ?? 0) < 1));
-    if (urgent) this.wake();
+    if (load.deployments.some((d) => (d.wake || d.waiting > 0) && this.asleep(d.tenant, d.deployment))) this.wake();
+  }
+
+  /**
+   * Whether a request for the deployment is worth a tick now: it is autoscaled and at zero (or
+   * no tick has run yet, as on a new leader). A deployment already asked to grow, or not
+   * autoscaled, waits for the next tick; so a stream of wakes costs no pass each.
+   */
+  private asleep(tenant: string, name: string): boolean {
+    if (this.tracked.size === 0 && !this.ticked) return true;
+    const view = this.tracked.get(loadKey(tenant, name))?.view;
+    return view !== undefined && view.desiredReplicas < 1;
   }
 
   /** The node's session ended: its gateway's reports no longer count. */
@@ -121,6 +133,7 @@ export class Autoscaler {
       this.deps.log.warn({ err }, 'autoscaler: could not list the autoscaled deployments');
       return;
     }
+    this.ticked = true;
     const now = this.deps.clock.now();
     const seen = new Set<string>();
     const changes: AutoscaleDecisionEvent[] = [];

@@ -59,7 +59,10 @@ class FakeTarget implements AutoscaleTarget {
     });
   }
 
+  lists = 0;
+
   autoscaled(): AutoscaledDeployment[] {
+    this.lists++;
     if (this.throwList) throw new Error('store unavailable');
     return [...this.deployments.values()].map((d) => ({ ...d }));
   }
@@ -110,6 +113,11 @@ test('the runner resizes with the reason, wakes at once on a request at zero, an
   assert.equal(decisions.length, 1);
   assert.equal(decisions[0]!.atMs, clock.now());
   assert.equal(scaler.view('acme', 'resnet')?.lastDecision, 'woke 0 → 1: a request is waiting');
+  // More wakes while it is already asked to grow cost no pass each (the timer's tick takes them).
+  const lists = target.lists;
+  for (let i = 0; i < 5; i++) scaler.record('n2', report(dl('acme', 'resnet', { inFlight: 1, waiting: 1, requests: 1, wake: true })));
+  await settle();
+  assert.equal(target.lists, lists);
 
   // Load: 23.4 in flight at target 4 from one replica → panic → 6.
   for (let i = 0; i < 16; i++) {
@@ -159,10 +167,13 @@ test('ticks never overlap, and a throwing target does not stop the runner', asyn
   target.throwResize = true;
   target.deployments.get('a')!.replicas = 0;
   scaler.record('n1', report(dl('acme', 'a', { wake: true, waiting: 1 })));
+  clock.advance(500);
   await settle();
   assert.equal(target.resizes.length, 2);
   target.throwResize = false;
-  scaler.record('n1', report(dl('acme', 'a', { wake: true, waiting: 1 })));
+  // The failed resize is tried again on the next tick (the request is still held).
+  scaler.record('n1', report(dl('acme', 'a', { waiting: 1 })));
+  clock.advance(500);
   await settle();
   assert.deepEqual(target.resizes.at(-1), { tenant: 'acme', name: 'a', replicas: 1, reason: 'woke 0 → 1: a request is waiting' });
 
