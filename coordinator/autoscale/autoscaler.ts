@@ -100,6 +100,11 @@ export class Autoscaler {
     void this.tick();
   }
 
+  /** How many (node, deployment) load reports it holds now. */
+  get reports(): number {
+    return this.book.size;
+  }
+
   /** The autoscaler's view of a deployment (for `deployments show`); undefined before its first tick. */
   view(tenant: string, name: string): AutoscalerView | undefined {
     return this.tracked.get(loadKey(tenant, name))?.view;
