@@ -3,7 +3,7 @@
 // I/O, no timers, no clock; the runner (autoscaler.ts) gathers the inputs, keeps the state
 // between ticks and applies the result.
 import { formatDuration } from '../../shared/units.js';
-import type { AutoscaledDeployment, AutoscalerView } from './target.js';
+import { DEFAULT_TARGET_CONCURRENCY, type AutoscaledDeployment, type AutoscalerView } from './target.js';
 
 export interface DecideOptions {
   /** Window of the stable mean (scale-ups in the ordinary course). */
@@ -136,8 +136,8 @@ export function decide(previous: ScalerState, input: DecideInput, options: Decid
   const { nowMs, policy } = input;
   const o = options;
   const current = policy.replicas;
-  const target = policy.targetConcurrency;
-  const concurrency = Math.max(0, input.concurrency);
+  const target = policy.targetConcurrency > 0 ? policy.targetConcurrency : DEFAULT_TARGET_CONCURRENCY;
+  const concurrency = Number.isFinite(input.concurrency) ? Math.max(0, input.concurrency) : 0;
 
   // Samples and means.
   const keepFrom = nowMs - Math.max(o.stableWindowMs, o.panicWindowMs);
