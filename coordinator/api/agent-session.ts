@@ -6,7 +6,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../shared/clock.js';
 import { FailedPreconditionError, InvalidArgumentError, MlfleetError, PermissionDeniedError, UnavailableError, toGrpcError, ResourceExhaustedError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import type { AgentMessage, CoordinatorMessage, Hello } from '../../shared/proto.js';
+import type { AgentMessage, CoordinatorMessage, GatewayLoad, Hello } from '../../shared/proto.js';
 import type { Command } from '../../shared/gen/mlfleet/v1/Command.js';
 import { assertWellFormed, validate } from '../../shared/validation.js';
 import { ALLOCATION_STATES } from '../../shared/workloads.js';
@@ -15,7 +15,7 @@ import type { Principal } from '../auth/token-registry.js';
 import type { StreamShare } from './rpc.js';
 import type { CoordinatorMetrics } from '../metrics.js';
 import type { NodeRegistry, SessionHandle } from '../node-registry.js';
-import { heartbeatSchema, helloSchema } from './schemas.js';
+import { gatewayLoadSchema, heartbeatSchema, helloSchema } from './schemas.js';
 import type { WorkloadController } from '../workloads/controller.js';
 import type { LogRelay } from '../workloads/log-relay.js';
 import { desiredPieces, type DesiredSet } from '../../shared/desired-pieces.js';
@@ -66,6 +66,8 @@ export interface AgentSessionDeps {
   grantPublicKey?: Buffer;
   /** The node's session ended (the tracker forgets its fetches). */
   sessionEnded?(node: string): void;
+  /** A gateway's load report, validated (the leader's Autoscaler.record; docs/autoscaling.md). */
+  onLoad?(node: string, load: GatewayLoad): void;
   /**
    * Admits a new node that joined with a join token: mints its own credential (ALREADY_EXISTS
    * when the name is taken; coordinator/auth/node-admission.ts).
@@ -214,6 +216,9 @@ class AgentSession implements SessionHandle {
       this.reportStatuses(message.status!.allocations as AllocationStatus[]);
     } else if (message.msg === 'logs') {
       this.deps.logs.deliver(this.nodeName, message.logs!);
+    } else if (message.msg === 'load') {
+      const load = validate(gatewayLoadSchema, message.load, 'gateway load') as GatewayLoad;
+      this.deps.onLoad?.(this.nodeName, load);
     }
   }
 

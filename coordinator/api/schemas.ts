@@ -198,3 +198,22 @@ export const setAliasSchema = z.object({
 export const deleteVersionSchema = z.object({ name: artifactName, version: uint.positive('is required'), tenant: optionalTenant });
 
 export const prefetchModelSchema = z.object({ node: nodeName, ref: artifactRef, tenant: optionalTenant });
+
+/** A gateway's load report on the agent session (docs/autoscaling.md "Signals"). */
+export const gatewayLoadSchema = z.object({
+  sentAtMs: uint,
+  intervalMs: uint,
+  deployments: z
+    .array(
+      z.object({
+        tenant: z.string().min(1, 'is required').max(63),
+        deployment: z.string().min(1, 'is required').max(63),
+        concurrency: z.number().nonnegative().finite().max(1e9),
+        inFlight: uint,
+        waiting: uint,
+        requests: uint,
+        wake: z.boolean(),
+      }),
+    )
+    .max(10_000),
+});
