@@ -50,6 +50,7 @@ import { LIMITS } from '../shared/limits.js';
 import { bootstrap, ensureClusterId, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { StartPhaseBook } from './workloads/start-phases.js';
+import { Autoscaler, type AutoscalerOptions } from './autoscale/autoscaler.js';
 import { NodeRegistry, type FencedWriter } from './node-registry.js';
 import { allocationService, deploymentService, jobService } from './api/workload-service.js';
 import { selectionService } from './api/selection-service.js';
@@ -85,6 +86,8 @@ export interface CoordinatorOptions {
   uploadIdleMs?: number;
   /** Workload controller tuning (tests shorten its tick); not a flag. */
   workloads?: Partial<WorkloadControllerOptions>;
+  /** The autoscaler's tick and windows (tests and benchmarks shrink them). */
+  autoscaler?: Pick<AutoscalerOptions, 'tickMs' | 'decide' | 'onDecision'>;
 }
 
 export interface CoordinatorDeps {
@@ -102,7 +105,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker; autoscaler: Autoscaler };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -296,8 +299,12 @@ export class Coordinator {
           clusterId: () => this.leaderRole().clusterId,
           leaderAddress: () => this.address,
           grantPublicKey: this.grantKeys.publicKeyDer,
+          onLoad: (node, load) => {
+            if (this.role.kind === 'leader') this.role.autoscaler.record(node, load);
+          },
           sessionEnded: (node) => {
             if (this.role.kind === 'leader') this.role.tracker.forget(node);
+            if (this.role.kind === 'leader') this.role.autoscaler.forget(node);
           },
           heartbeatIntervalMs: Math.max(100, Math.floor(this.options.nodeTtlMs / 3)),
           nodeTtlMs: this.options.nodeTtlMs,
@@ -505,7 +512,11 @@ export class Coordinator {
         events.record({ tenant: '', object: `node/${change.node}`, allocation: '', node: change.node, type: `Node${change.to[0]!.toUpperCase()}${change.to.slice(1)}`, message: `${change.from} → ${change.to}` });
       }
     });
-    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random) };
+    // The autoscaler sizes autoscaled deployments from the gateways' load (docs/autoscaling.md).
+    const autoscaler = new Autoscaler({ target: workloads, clock: this.clock, log: this.log.child({ component: 'autoscaler' }), ...this.options.autoscaler });
+    workloads.useAutoscalerViews((tenant, name) => autoscaler.view(tenant, name));
+    autoscaler.start();
+    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler };
     registry.open();
     this.uploads.startSweeping();
     this.leader = { id: this.id, address: this.address };
@@ -515,6 +526,7 @@ export class Coordinator {
 
   private revokeLeadership(): void {
     if (this.role.kind !== 'leader') return;
+    void this.role.autoscaler.close();
     this.role.workloads.close();
     this.role.registry.close();
     void this.uploads.close().catch((err: unknown) => this.log.warn({ err }, 'could not drop unfinished uploads'));
