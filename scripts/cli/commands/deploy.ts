@@ -176,7 +176,7 @@ export function registerDeployCommand(program: Command): void {
     .addArgument(workloadNameArgument('deployment'))
     .argument('[command...]', "after --: the container's command (overrides the stack's)")
     .addOption(new Option('--model <ref>', 'the model: NAME (latest version), NAME:VERSION or NAME@ALIAS').argParser(refFlag).makeOptionMandatory())
-    .addOption(new Option('--replicas <n>', 'how many replicas to run (default: 1)').argParser(wholeFlag('--replicas', 0, 2 ** 32 - 1)));
+    .addOption(new Option('--replicas <n>', 'how many replicas to run (default: 1); or autoscale with --max-replicas').argParser(wholeFlag('--replicas', 0, 2 ** 32 - 1)));
   addWorkloadOptions(deploy, 'replica')
     .addOption(new Option('--max-per-node <n>', 'at most this many replicas on one node (default: no limit)').argParser(wholeFlag('--max-per-node', 0, 2 ** 32 - 1)))
     .addOption(new Option('--port <port>', 'the port the server listens on in the container (--image; default 8080)').argParser(wholeFlag('--port', 1, 65_535)))
