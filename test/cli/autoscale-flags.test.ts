@@ -7,6 +7,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
+import { Command, CommanderError } from 'commander';
+import { registerDeployCommand } from '../../scripts/cli/commands/deploy.js';
 import { eventually } from '../helpers/eventually.js';
 import { mlfleetctl, type Run } from '../helpers/mlfleetctl.js';
 import { tempDir } from '../helpers/processes.js';
@@ -29,9 +31,23 @@ function ok(run: Run, what: string): string {
   return run.stdout;
 }
 
-test('bad autoscaling flags are usage errors (exit 2) naming the flag, and never reach the coordinator', async (t) => {
-  const target = await listener(t);
-  const deploy = ['deploy', 'web', '--model', 'm', '--stack', 'onnx'];
+/** `mlfleetctl deploy ARGS` parsed in this process, as mlfleetctl wires it: the usage error it ends with. */
+async function deployUsageError(args: string[]): Promise<string> {
+  let stderr = '';
+  const program = new Command('mlfleetctl')
+    .exitOverride()
+    .configureOutput({ writeOut: () => undefined, writeErr: (text) => (stderr += text) });
+  registerDeployCommand(program);
+  try {
+    await program.parseAsync(['deploy', 'web', '--model', 'm', '--stack', 'onnx', ...args], { from: 'user' });
+  } catch (err) {
+    assert.ok(err instanceof CommanderError, `a usage error, got ${String(err)}`);
+    return stderr;
+  }
+  return assert.fail(`accepted: ${args.join(' ')}`);
+}
+
+test('each bad autoscaling flag or combination is a usage error naming the flag', async () => {
   const cases: [string[], RegExp][] = [
     [['--replicas', '2', '--max-replicas', '4'], /give --replicas \(a fixed size\) or --max-replicas \(autoscaled between bounds\), not both/],
     [['--replicas', '2', '--min-replicas', '1'], /give --replicas \(a fixed size\) or --min-replicas \(autoscaled/],
@@ -39,13 +55,28 @@ test('bad autoscaling flags are usage errors (exit 2) naming the flag, and never
     [['--max-replicas', '4', '--target-concurrency', '0'], /--target-concurrency must be more than 0 and at most 100000, got 0/],
     [['--max-replicas', '4', '--target-concurrency', '-1'], /--target-concurrency "-1" is not a number/],
     [['--max-replicas', '4', '--target-concurrency', 'lots'], /--target-concurrency "lots" is not a number/],
+    [['--max-replicas', '4', '--target-concurrency', '100001'], /--target-concurrency must be more than 0 and at most 100000, got 100001/],
     [['--target-concurrency', '2'], /--target-concurrency applies to an autoscaled deployment only: give --max-replicas too/],
     [['--scale-to-zero-after', '5m'], /--scale-to-zero-after applies to an autoscaled deployment only: give --max-replicas too/],
+    [['--min-replicas', '2'], /--min-replicas applies to an autoscaled deployment only: give --max-replicas too/],
     [['--min-replicas', '1', '--max-replicas', '4', '--scale-to-zero-after', '5m'], /--scale-to-zero-after removes the last replica, which --min-replicas 1 keeps/],
     [['--max-replicas', '1001'], /--max-replicas must be between 1 and 1000, got 1001/],
     [['--max-replicas', '0'], /--max-replicas must be between 1 and 1000, got 0/],
+    [['--min-replicas', '1001', '--max-replicas', '4'], /--min-replicas must be between 0 and 1000, got 1001/],
     [['--max-replicas', '4', '--scale-to-zero-after', 'soon'], /--scale-to-zero-after "soon" is not a duration/],
+    [['--max-replicas', '4', '--scale-to-zero-after', '0s'], /--scale-to-zero-after must be more than 0; leave it out to keep the last replica/],
     [['--max-replicas', '4', '--scale-to-zero-after', '31d'], /--scale-to-zero-after must be at most 30d, got 31d/],
+  ];
+  for (const [flags, message] of cases) assert.match(await deployUsageError(flags), message, flags.join(' '));
+});
+
+test('mlfleetctl deploy with bad autoscaling exits 2 and never reaches the coordinator', async (t) => {
+  const target = await listener(t);
+  const deploy = ['deploy', 'web', '--model', 'm', '--stack', 'onnx'];
+  const cases: [string[], RegExp][] = [
+    [['--replicas', '2', '--max-replicas', '4'], /give --replicas \(a fixed size\) or --max-replicas/],
+    [['--scale-to-zero-after', '5m'], /--scale-to-zero-after applies to an autoscaled deployment only/],
+    [['--max-replicas', '4', '--target-concurrency', '0'], /--target-concurrency must be more than 0/],
   ];
   for (const [flags, message] of cases) {
     const args = [...deploy, ...flags];
