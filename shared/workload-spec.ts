@@ -14,6 +14,7 @@ import { parseBytes, parseCpuMillis, parseDuration } from './units.js';
 import { z } from './validation.js';
 import { quoted } from './truncate.js';
 import { argvBytes, envBytes, formatLimit, LIMITS } from './limits.js';
+import { AUTOSCALE_LIMITS, AUTOSCALE_YAML_NAMES, autoscaleProblems, DEFAULT_TARGET_CONCURRENCY } from './autoscale-spec.js';
 
 export type { DeploymentSpec, JobSpec, ResourceRequest };
 
@@ -92,6 +93,11 @@ export interface DeploymentInput extends WorkloadInput {
   public?: boolean;
   /** The largest request body the gateways pass on (0 or absent: 8 MiB). */
   maxRequestBytes?: number;
+  /** Autoscaling (docs/autoscaling.md): a maximum makes the deployment autoscaled; the rest need one. */
+  minReplicas?: number;
+  maxReplicas?: number;
+  targetConcurrency?: number;
+  scaleToZeroAfterMs?: number;
 }
 
 export interface JobInput extends WorkloadInput {
@@ -179,8 +185,13 @@ function resourceRequest(r: ResourceInput = {}): ResourceRequest {
   };
 }
 
-/** The deployment spec to send: every field set, defaults filled in. */
+/**
+ * The deployment spec to send: every field set, defaults filled in. An autoscaled one (with
+ * maxReplicas) starts at max(min, 1) replicas and aims at 4 in flight per replica unless told;
+ * autoscaleProblems (shared/autoscale-spec.ts) is checked before, by the CLI and the YAML schema.
+ */
 export function compileDeploymentSpec(input: DeploymentInput): DeploymentSpec {
+  const autoscaled = (input.maxReplicas ?? 0) > 0;
   return {
     name: input.name,
     model: input.model,
@@ -190,17 +201,17 @@ export function compileDeploymentSpec(input: DeploymentInput): DeploymentSpec {
     env: input.env ?? {},
     port: input.port ?? 0,
     readinessPath: input.readinessPath ?? '',
-    replicas: input.replicas ?? DEPLOYMENT_DEFAULTS.replicas,
+    replicas: autoscaled ? Math.max(input.minReplicas ?? 0, 1) : (input.replicas ?? DEPLOYMENT_DEFAULTS.replicas),
     resources: resourceRequest(input.resources),
     constraints: input.constraints ?? {},
     maxPerNode: input.maxPerNode ?? DEPLOYMENT_DEFAULTS.maxPerNode,
     priority: input.priority ?? DEPLOYMENT_DEFAULTS.priority,
     public: input.public ?? false,
     maxRequestBytes: input.maxRequestBytes ?? 0,
-    minReplicas: 0,
-    maxReplicas: 0,
-    targetConcurrency: 0,
-    scaleToZeroAfterMs: 0,
+    minReplicas: input.minReplicas ?? 0,
+    maxReplicas: input.maxReplicas ?? 0,
+    targetConcurrency: input.targetConcurrency ?? (autoscaled ? DEFAULT_TARGET_CONCURRENCY : 0),
+    scaleToZeroAfterMs: input.scaleToZeroAfterMs ?? 0,
     // Always sent whole: on the wire an absent policy means the defaults, but a present one
     // takes its zeros literally.
     rollout: {
@@ -319,6 +330,22 @@ const duration = z.unknown().transform((input, ctx) => {
     return issue(ctx, unitsMessage(err));
   }
 });
+
+/** A number of in-flight requests above 0 and at most `max` (fractions allowed: 0.5). */
+const positiveNumber = (max: number) =>
+  z.unknown().transform((input, ctx) => {
+    if (typeof input !== 'number' || !Number.isFinite(input)) return issue(ctx, `expected a number such as 4 or 0.5, got ${shown(input)}`);
+    if (input <= 0 || input > max) return issue(ctx, `must be more than 0 and at most ${max}, got ${input}`);
+    return input;
+  });
+
+/** A duration above 0 and at most `maxMs`. */
+const positiveDuration = (maxMs: number, maxText: string) =>
+  duration.superRefine((ms, ctx) => {
+    if (typeof ms !== 'number') return; // already refused, its problem named
+    if (ms <= 0) issue(ctx, 'must be more than 0 (leave it out to keep the last replica)');
+    else if (ms > maxMs) issue(ctx, `must be at most ${maxText}`);
+  });
 
 const text = (max: number) =>
   z.unknown().transform((input, ctx) => {
@@ -450,11 +477,20 @@ const deploymentSpecSchema = z
     rollout: z.object({ maxSurge: count.optional(), maxUnavailable: count.optional() }).strict().optional(),
     public: z.boolean({ invalid_type_error: 'must be true or false' }).optional(),
     maxRequestSize: size.optional(),
+    minReplicas: whole(0, AUTOSCALE_LIMITS.replicas).optional(),
+    maxReplicas: whole(1, AUTOSCALE_LIMITS.replicas).optional(),
+    targetConcurrency: positiveNumber(AUTOSCALE_LIMITS.targetConcurrency).optional(),
+    scaleToZeroAfter: positiveDuration(AUTOSCALE_LIMITS.scaleToZeroAfterMs, '30d').optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
     stackOrImage(spec, ctx);
     if (spec.model === undefined) issue(ctx, 'is required: the model REF to serve (name, name:3 or name@alias)', ['model']);
+    // Across fields only once each is right (a refused one is not a number here).
+    const settings = [spec.replicas, spec.minReplicas, spec.maxReplicas, spec.targetConcurrency, spec.scaleToZeroAfter];
+    if (settings.some((value) => value !== undefined && typeof value !== 'number')) return;
+    const shape = { replicas: spec.replicas !== undefined, minReplicas: spec.minReplicas, maxReplicas: spec.maxReplicas, targetConcurrency: spec.targetConcurrency, scaleToZeroAfterMs: spec.scaleToZeroAfter };
+    for (const problem of autoscaleProblems(shape, AUTOSCALE_YAML_NAMES)) issue(ctx, problem.message, [AUTOSCALE_YAML_NAMES[problem.setting]]);
   });
 
 /**
@@ -624,8 +660,8 @@ function compileDocument(raw: Record<string, unknown>, problems: Problem[]): Wor
     if (!spec.success) problems.push(...spec.error.issues.flatMap((i) => explain(i, kind)));
     if (!envelope.success || !spec.success) return undefined;
     const { name, tenant = '' } = envelope.data;
-    const { maxRequestSize, ...deployment } = spec.data;
-    return { kind, name, tenant, spec: compileDeploymentSpec({ ...deployment, model: deployment.model!, name, maxRequestBytes: maxRequestSize }) };
+    const { maxRequestSize, scaleToZeroAfter, ...deployment } = spec.data;
+    return { kind, name, tenant, spec: compileDeploymentSpec({ ...deployment, model: deployment.model!, name, maxRequestBytes: maxRequestSize, scaleToZeroAfterMs: scaleToZeroAfter }) };
   }
   const spec = jobSpecSchema.safeParse(raw.spec);
   if (!spec.success) problems.push(...spec.error.issues.flatMap((i) => explain(i, kind)));

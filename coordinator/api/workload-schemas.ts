@@ -5,6 +5,7 @@ import { LIMITS } from '../../shared/limits.js';
 import { jobShapeProblems, MAX_PARTITIONS, type JobShapeNames } from '../../shared/workload-spec.js';
 import { artifactMetadata, artifactName, tenantName } from './schemas.js';
 import { quoted } from '../../shared/truncate.js';
+import { AUTOSCALE_LIMITS, AUTOSCALE_WIRE_NAMES, autoscaleProblems } from '../../shared/autoscale-spec.js';
 
 const uint = z.number().int().nonnegative();
 const optionalTenant = z.union([z.literal(''), tenantName]);
@@ -72,13 +73,26 @@ export const deploymentSpec = z
     rollout: z.object({ maxSurge: uint.max(1000), maxUnavailable: uint.max(1000) }).nullable(),
     public: z.boolean(),
     maxRequestBytes: z.number().int().min(0).max(MAX_REQUEST_BYTES, `must be at most ${MAX_REQUEST_BYTES} (1 GiB)`),
-    minReplicas: uint.max(1000, 'must be at most 1000'),
-    maxReplicas: uint.max(1000, 'must be at most 1000'),
-    targetConcurrency: z.number().min(0).max(100_000, 'must be at most 100000'),
-    scaleToZeroAfterMs: uint.max(30 * 24 * 3600_000, 'must be at most 30 days'),
+    minReplicas: uint.max(AUTOSCALE_LIMITS.replicas, `must be at most ${AUTOSCALE_LIMITS.replicas}`),
+    maxReplicas: uint.max(AUTOSCALE_LIMITS.replicas, `must be at most ${AUTOSCALE_LIMITS.replicas}`),
+    // 0: the default (4); a negative one is refused by autoscaleProblems with its reason.
+    targetConcurrency: z.number().max(AUTOSCALE_LIMITS.targetConcurrency, `must be at most ${AUTOSCALE_LIMITS.targetConcurrency}`),
+    scaleToZeroAfterMs: uint.max(AUTOSCALE_LIMITS.scaleToZeroAfterMs, 'must be at most 30 days'),
   })
   .superRefine(oneOfStackOrImage)
-  .superRefine(withinJsonBytes(LIMITS.specBytes));
+  .superRefine(withinJsonBytes(LIMITS.specBytes))
+  .superRefine((spec, ctx) => {
+    // The CLI's and YAML's rules but one: on the wire every spec carries `replicas`, and an
+    // autoscaled spec's (max_replicas > 0) is ignored here — the controller keeps the size the
+    // autoscaler chose (max(min, 1) at first), clamped to the bounds. A 0 is "not set".
+    const shape = {
+      minReplicas: spec.minReplicas > 0 ? spec.minReplicas : undefined,
+      maxReplicas: spec.maxReplicas > 0 ? spec.maxReplicas : undefined,
+      targetConcurrency: spec.targetConcurrency !== 0 ? spec.targetConcurrency : undefined,
+      scaleToZeroAfterMs: spec.scaleToZeroAfterMs > 0 ? spec.scaleToZeroAfterMs : undefined,
+    };
+    for (const problem of autoscaleProblems(shape, AUTOSCALE_WIRE_NAMES)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem.message, path: [AUTOSCALE_WIRE_NAMES[problem.setting]] });
+  });
 
 export const applyDeploymentSchema = z.object({
   spec: deploymentSpec.nullable().refine((s) => s !== null, 'is required'),

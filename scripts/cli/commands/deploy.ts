@@ -17,8 +17,9 @@ import {
   parseAssignment,
   type ResourceInput,
 } from '../../../shared/workload-spec.js';
+import { AUTOSCALE_FLAG_NAMES, AUTOSCALE_LIMITS, autoscaleProblems, DEFAULT_TARGET_CONCURRENCY } from '../../../shared/autoscale-spec.js';
 import { withContext } from '../context.js';
-import { bytesLimit, countFlag, cpuLimit, usageParser } from '../flags.js';
+import { bytesLimit, countFlag, cpuLimit, durationFlag, usageParser } from '../flags.js';
 import { deploymentAppliedView } from '../views/deployments.js';
 
 // ---- flag parsers ------------------------------------------------------------------------------
@@ -31,6 +32,27 @@ export function wholeFlag(what: string, min: number, max: number): (text: string
     const value = Number(trimmed);
     if (value < min || value > max) throw new InvalidArgumentError(`${what} must be between ${min} and ${max}, got ${trimmed}`);
     return value;
+  };
+}
+
+/** A number above 0 and at most `max`, fractions allowed (--target-concurrency 0.5). */
+export function positiveNumberFlag(what: string, max: number): (text: string) => number {
+  return (text) => {
+    const trimmed = text.trim();
+    if (!/^(\d+\.?\d*|\.\d+)$/.test(trimmed)) throw new InvalidArgumentError(`${what} "${text}" is not a number (like 4 or 0.5)`);
+    const value = Number(trimmed);
+    if (value <= 0 || value > max) throw new InvalidArgumentError(`${what} must be more than 0 and at most ${max}, got ${trimmed}`);
+    return value;
+  };
+}
+
+/** A duration above 0 and at most `maxMs` (shown as `maxText`). */
+function boundedDurationFlag(what: string, maxMs: number, maxText: string, zeroHint: string): (text: string) => number {
+  const parse = durationFlag(what, zeroHint);
+  return (text) => {
+    const ms = parse(text);
+    if (ms > maxMs) throw new InvalidArgumentError(`${what} must be at most ${maxText}, got ${text.trim()}`);
+    return ms;
   };
 }
 
@@ -136,6 +158,10 @@ interface DeployOptions extends WorkloadOptions {
   readinessPath?: string;
   maxSurge?: number;
   maxUnavailable?: number;
+  minReplicas?: number;
+  maxReplicas?: number;
+  targetConcurrency?: number;
+  scaleToZeroAfter?: number;
 }
 
 function readinessPathFlag(text: string): string {
@@ -150,7 +176,7 @@ export function registerDeployCommand(program: Command): void {
     .addArgument(workloadNameArgument('deployment'))
     .argument('[command...]', "after --: the container's command (overrides the stack's)")
     .addOption(new Option('--model <ref>', 'the model: NAME (latest version), NAME:VERSION or NAME@ALIAS').argParser(refFlag).makeOptionMandatory())
-    .addOption(new Option('--replicas <n>', 'how many replicas to run (default: 1)').argParser(wholeFlag('--replicas', 0, 2 ** 32 - 1)));
+    .addOption(new Option('--replicas <n>', 'how many replicas to run (default: 1); or autoscale with --max-replicas').argParser(wholeFlag('--replicas', 0, 2 ** 32 - 1)));
   addWorkloadOptions(deploy, 'replica')
     .addOption(new Option('--max-per-node <n>', 'at most this many replicas on one node (default: no limit)').argParser(wholeFlag('--max-per-node', 0, 2 ** 32 - 1)))
     .addOption(new Option('--port <port>', 'the port the server listens on in the container (--image; default 8080)').argParser(wholeFlag('--port', 1, 65_535)))
@@ -159,7 +185,28 @@ export function registerDeployCommand(program: Command): void {
     .addOption(new Option('--max-unavailable <n>', 'replicas allowed to be not ready during a rollout (default: 0)').argParser(wholeFlag('--max-unavailable', 0, 2 ** 32 - 1)))
     .option('--public', 'anyone may infer through the gateways, with no token (default: a token of the tenant)')
     .addOption(new Option('--max-request-size <size>', 'the largest request body the gateways pass on, up to 1Gi (default: 8Mi)').argParser(bytesLimit('--max-request-size')))
+    .addOption(new Option('--max-replicas <n>', `autoscale by requests in flight, up to this many replicas (1-${AUTOSCALE_LIMITS.replicas}); instead of --replicas`).argParser(wholeFlag('--max-replicas', 1, AUTOSCALE_LIMITS.replicas)))
+    .addOption(new Option('--min-replicas <n>', 'with --max-replicas: never fewer (default: 0, which keeps 1 unless --scale-to-zero-after)').argParser(wholeFlag('--min-replicas', 0, AUTOSCALE_LIMITS.replicas)))
+    .addOption(
+      new Option('--target-concurrency <x>', `with --max-replicas: in-flight requests per replica to aim at (default: ${DEFAULT_TARGET_CONCURRENCY})`).argParser(
+        positiveNumberFlag('--target-concurrency', AUTOSCALE_LIMITS.targetConcurrency),
+      ),
+    )
+    .addOption(
+      new Option('--scale-to-zero-after <duration>', 'with --max-replicas and min 0: remove the last replica after this long with no request (5m); requests then wait while one starts').argParser(
+        boundedDurationFlag('--scale-to-zero-after', AUTOSCALE_LIMITS.scaleToZeroAfterMs, '30d', 'leave it out to keep the last replica'),
+      ),
+    )
     .action((name: string, operands: string[], options: DeployOptions, command: Command) => {
+      const autoscale = {
+        replicas: options.replicas !== undefined,
+        minReplicas: options.minReplicas,
+        maxReplicas: options.maxReplicas,
+        targetConcurrency: options.targetConcurrency,
+        scaleToZeroAfterMs: options.scaleToZeroAfter,
+      };
+      const [problem] = autoscaleProblems(autoscale, AUTOSCALE_FLAG_NAMES);
+      if (problem) command.error(problem.message);
       const spec = compileDeploymentSpec({
         name,
         model: options.model,
@@ -176,6 +223,10 @@ export function registerDeployCommand(program: Command): void {
         rollout: { maxSurge: options.maxSurge, maxUnavailable: options.maxUnavailable },
         public: options.public,
         maxRequestBytes: options.maxRequestSize,
+        minReplicas: options.minReplicas,
+        maxReplicas: options.maxReplicas,
+        targetConcurrency: options.targetConcurrency,
+        scaleToZeroAfterMs: options.scaleToZeroAfter,
       });
       return withContext(command, async (ctx) => ctx.print(deploymentAppliedView(await ctx.client().applyDeployment(spec, options.tenant))));
     });

@@ -1,9 +1,10 @@
 // Deployments as mlfleetctl shows them: the stable -o json shape (DESIGN "Interfaces users
 // touch": `deployments show -o json` has name, model, resolvedVersion, replicas, readyReplicas
 // and allocations with id, node, status, endpoint), the list table and the detail block.
-import type { Deployment } from '../../../shared/proto.js';
-import { formatBytes } from '../../../shared/units.js';
-import { formatLabels, indent, isoOrNull, keyValues, sortedRecord, table, type KeyValue, type Printable } from '../output.js';
+import { DEFAULT_TARGET_CONCURRENCY, isAutoscaled } from '../../../shared/autoscale-spec.js';
+import type { AutoscalerView, Deployment } from '../../../shared/proto.js';
+import { formatBytes, formatDuration } from '../../../shared/units.js';
+import { ago, formatLabels, indent, isoOrNull, keyValues, sortedRecord, table, type KeyValue, type Printable } from '../output.js';
 import { age, allocationJson, formatResources, replicaTable, resourcesJson, type AllocationJson, type ResourcesJson } from './allocations.js';
 
 export interface DeploymentJson {
@@ -40,9 +41,54 @@ export interface DeploymentJson {
   public: boolean;
   /** The largest request body the gateways pass on; 0: the default (8 MiB). */
   maxRequestBytes: number;
+  /** The bounds of an autoscaled deployment (docs/autoscaling.md); null for a fixed size. */
+  autoscaling: AutoscalingJson | null;
+  /** What the leader's autoscaler sees and last decided; null for a fixed size (or before it has looked). */
+  autoscaler: AutoscalerJson | null;
   allocations: AllocationJson[];
   createdAt: string | null;
   updatedAt: string | null;
+}
+
+export interface AutoscalingJson {
+  minReplicas: number;
+  maxReplicas: number;
+  /** In-flight requests per replica aimed at (the default, 4, filled in). */
+  targetConcurrency: number;
+  /** 0: never to zero. */
+  scaleToZeroAfterMs: number;
+}
+
+export interface AutoscalerJson {
+  desiredReplicas: number;
+  inFlight: number;
+  waiting: number;
+  requestRate: number;
+  stableConcurrency: number;
+  panicConcurrency: number;
+  panicking: boolean;
+  lastDecision: string;
+  lastDecisionAt: string | null;
+  /** null: requests seen lately. */
+  idleSince: string | null;
+  /** Why it cannot grow; '' when it can. */
+  blocked: string;
+}
+
+function autoscalerJson(v: AutoscalerView): AutoscalerJson {
+  return {
+    desiredReplicas: v.desiredReplicas,
+    inFlight: v.inFlight,
+    waiting: v.waiting,
+    requestRate: v.requestRate,
+    stableConcurrency: v.stableConcurrency,
+    panicConcurrency: v.panicConcurrency,
+    panicking: v.panicking,
+    lastDecision: v.lastDecision,
+    lastDecisionAt: isoOrNull(Number(v.lastDecisionAtMs)),
+    idleSince: isoOrNull(Number(v.idleSinceMs)),
+    blocked: v.blocked,
+  };
 }
 
 export function deploymentJson(d: Deployment): DeploymentJson {
@@ -71,6 +117,15 @@ export function deploymentJson(d: Deployment): DeploymentJson {
     rollout: { maxSurge: spec?.rollout?.maxSurge ?? 1, maxUnavailable: spec?.rollout?.maxUnavailable ?? 0 },
     public: spec?.public ?? false,
     maxRequestBytes: Number(spec?.maxRequestBytes ?? 0),
+    autoscaling: isAutoscaled(spec)
+      ? {
+          minReplicas: spec!.minReplicas,
+          maxReplicas: spec!.maxReplicas,
+          targetConcurrency: spec!.targetConcurrency > 0 ? spec!.targetConcurrency : DEFAULT_TARGET_CONCURRENCY,
+          scaleToZeroAfterMs: Number(spec!.scaleToZeroAfterMs),
+        }
+      : null,
+    autoscaler: isAutoscaled(spec) && d.autoscaler ? autoscalerJson(d.autoscaler) : null,
     allocations: d.allocations.map(allocationJson),
     createdAt: isoOrNull(d.createdAtMs),
     updatedAt: isoOrNull(d.updatedAtMs),
@@ -82,6 +137,36 @@ function modelLine(d: DeploymentJson): string {
   return d.resolvedVersion > 0 ? `${d.model} → version ${d.resolvedVersion}` : d.model;
 }
 
+/** "2/3", or "2/3 (1–4 auto)" for an autoscaled deployment. */
+export function replicasColumn(d: DeploymentJson): string {
+  const ready = `${d.readyReplicas}/${d.replicas}`;
+  return d.autoscaling ? `${ready} (${d.autoscaling.minReplicas}–${d.autoscaling.maxReplicas} auto)` : ready;
+}
+
+/** A concurrency or rate: at most one decimal, no trailing zero ("9.2", "4"). */
+function decimal(x: number): string {
+  return String(Number(x.toFixed(1)));
+}
+
+/** The Autoscaling and Autoscaler lines of `deployments show`. */
+function autoscaleLines(d: DeploymentJson, now: number): KeyValue[] {
+  const a = d.autoscaling;
+  if (!a) return [];
+  const toZero =
+    a.scaleToZeroAfterMs > 0 ? `to zero after ${formatDuration(a.scaleToZeroAfterMs)} without a request` : a.minReplicas === 0 ? 'keeps at least 1 replica (no scale to zero)' : `keeps at least ${a.minReplicas}`;
+  const lines: KeyValue[] = [['Autoscaling', `${a.minReplicas}–${a.maxReplicas} replicas, target ${decimal(a.targetConcurrency)} in flight per replica; ${toZero}`]];
+  const v = d.autoscaler;
+  if (!v) return [...lines, ['Autoscaler', 'no reading yet (the leader has not looked at it)']];
+  lines.push(
+    ['Autoscaler', `desired ${v.desiredReplicas}; ${decimal(v.inFlight)} in flight, ${v.waiting} waiting, ${decimal(v.requestRate)} req/s`],
+    ['Concurrency', `stable ${decimal(v.stableConcurrency)}, panic ${decimal(v.panicConcurrency)}${v.panicking ? ' (panicking: scaling up only)' : ''}`],
+    ['Last decision', v.lastDecision ? `${v.lastDecision}${v.lastDecisionAt ? ` (${ago(Date.parse(v.lastDecisionAt), now)})` : ''}` : 'none yet'],
+  );
+  if (v.idleSince) lines.push(['Idle since', `${v.idleSince} (${ago(Date.parse(v.idleSince), now)})`]);
+  if (v.blocked) lines.push(['Blocked', v.blocked]);
+  return lines;
+}
+
 /** `deployments ls`: a JSON array, or one row per deployment. */
 export function deploymentListView(deployments: readonly Deployment[], now = Date.now()): Printable {
   const list = deployments.map(deploymentJson);
@@ -90,7 +175,7 @@ export function deploymentListView(deployments: readonly Deployment[], now = Dat
     table: () =>
       table(
         ['NAME', 'MODEL', 'VERSION', 'READY', 'STATUS', 'AGE'],
-        list.map((d, i) => [d.name, d.model, d.resolvedVersion > 0 ? String(d.resolvedVersion) : '-', `${d.readyReplicas}/${d.replicas}`, d.status || '-', age(deployments[i]!.createdAtMs, now)]),
+        list.map((d, i) => [d.name, d.model, d.resolvedVersion > 0 ? String(d.resolvedVersion) : '-', replicasColumn(d), d.status || '-', age(deployments[i]!.createdAtMs, now)]),
       ),
   };
 }
@@ -109,7 +194,8 @@ function detailTable(deployment: Deployment, now: number): string {
   if (d.readinessPath) head.push(['Readiness', d.readinessPath]);
   head.push(
     ['Status', d.status || '-'],
-    ['Replicas', `${d.readyReplicas} ready of ${d.replicas}`],
+    ['Replicas', `${d.readyReplicas} ready of ${d.replicas}${d.autoscaling ? ' (autoscaled)' : ''}`],
+    ...autoscaleLines(d, now),
     ['Generation', String(d.generation)],
     ['Resources', `${formatResources(d.resources)} per replica`],
     ['Constraints', formatLabels(d.constraints)],
