@@ -4,8 +4,7 @@ import type { AutoscalerView } from '../../shared/proto.js';
 
 export type { AutoscalerView };
 
-/** In-flight requests per replica an autoscaled deployment aims at when its spec gives none. */
-export const DEFAULT_TARGET_CONCURRENCY = 4;
+export { DEFAULT_TARGET_CONCURRENCY } from '../../shared/autoscale-spec.js';
 
 /** One autoscaled deployment as the controller holds it now. */
 export interface AutoscaledDeployment {

@@ -6,15 +6,13 @@
 import { FailedPreconditionError } from '../../shared/errors.js';
 import { keys } from '../../shared/keys.js';
 import type { AutoscalerView, DeploymentSpec, ResourceRequest, Resources } from '../../shared/proto.js';
+import { isAutoscaled } from '../../shared/autoscale-spec.js';
 import { DEFAULT_TARGET_CONCURRENCY, type AutoscaledDeployment, type AutoscaleTarget } from '../autoscale/target.js';
 import type { TenantQuota } from '../scheduler/types.js';
 import { withDefaults, type WorkloadCore } from './core.js';
 import type { DeploymentRecord } from './records.js';
 
-/** Whether the leader sizes the deployment (max_replicas > 0) rather than its --replicas. */
-export function isAutoscaled(spec: Pick<DeploymentSpec, 'maxReplicas'>): boolean {
-  return spec.maxReplicas > 0;
-}
+export { isAutoscaled };
 
 /** The sizes an autoscaled deployment may have: min_replicas (at least 1 unless it scales to zero) to max_replicas. */
 export function sizeBounds(spec: Pick<DeploymentSpec, 'minReplicas' | 'maxReplicas' | 'scaleToZeroAfterMs'>): { floor: number; max: number } {
