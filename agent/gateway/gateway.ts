@@ -41,7 +41,7 @@ import { TokenBook } from './token-book.js';
 import { BodyError, DEFAULT_MAX_REQUEST_BYTES, declaredLength, takeBody, tooLarge, type RequestBody } from './request-body.js';
 import { LoadMeter, type DeploymentMeter } from './load-meter.js';
 import { HoldError, HoldQueues } from './hold-queue.js';
-import type { GatewayLoad } from '../../shared/gen/mlfleet/v1/GatewayLoad.js';
+import type { GatewayLoad__Output as GatewayLoad } from '../../shared/gen/mlfleet/v1/GatewayLoad.js';
 import type { TlsMaterial } from '../../shared/tls.js';
 import { BLOBS_PATH } from '../../shared/blob-http.js';
 
@@ -171,6 +171,11 @@ export class Gateway {
       if (measured) samples.push({ tenant, model, allocation, ...measured });
     }
     return samples;
+  }
+
+  /** Requests held now for a deployment with no ready replica. */
+  held(tenant: string, deployment: string): number {
+    return this.holds.waiting(`${tenant}/${deployment}`);
   }
 
   /** After the session reconnects (a new leader): the deployments with held requests are reported again at once, with wake. */
@@ -382,8 +387,7 @@ export class Gateway {
     }
     const name = `${route.tenant}/${route.deployment}`;
     const meter: DeploymentMeter | undefined = this.load?.meter(route.tenant, route.deployment);
-    const key = meter ?? `${route.tenant}\u0000${route.deployment}`;
-    if (this.holds.waiting(key) >= this.holds.size) {
+    if (this.holds.waiting(name) >= this.holds.size) {
       req.resume();
       throw new HoldError(`deployment ${name} has no ready replica and ${this.holds.size} requests are already waiting; try again shortly`);
     }
@@ -396,7 +400,7 @@ export class Gateway {
       // Held with its body: whole when small, else a stream whose socket backpressure pauses
       // (bounded by the route's max_request_bytes).
       body = await takeBody(req, limit);
-      const ready = await this.holds.hold(key, name, find, gone.signal);
+      const ready = await this.holds.hold(name, meter, find, gone.signal);
       res.off('close', onClose);
       const matching = ready.endpoints.filter((e) => version === undefined || String(e.version) === version);
       if (matching.length === 0) throw notFound(ready.model, version);

@@ -39,7 +39,7 @@ export interface HoldQueueOptions {
 }
 
 export class HoldQueues {
-  private readonly queues = new Map<DeploymentMeter | string, Held[]>();
+  private readonly queues = new Map<string, Held[]>();
   readonly size: number;
   readonly timeoutMs: number;
 
@@ -48,22 +48,24 @@ export class HoldQueues {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS;
   }
 
-  /** Requests held now for the deployment `key` stands for. */
-  waiting(key: DeploymentMeter | string): number {
-    return this.queues.get(key)?.length ?? 0;
+  /** Requests held now for the deployment ("tenant/name"). */
+  waiting(name: string): number {
+    return this.queues.get(name)?.length ?? 0;
   }
 
   /**
    * Holds a request until `find` gives a route with a ready endpoint in a table passed to
    * release(); rejects with HoldError when the queue is full or the wait passes the timeout, and
-   * with `signal`'s reason when the client goes away. `name` is "tenant/deployment", for errors.
+   * with `signal`'s reason when the client goes away. `name` is "tenant/deployment"; `meter`
+   * its load meter (undefined when load is not measured).
    */
   hold(
-    key: DeploymentMeter | string,
     name: string,
+    meter: DeploymentMeter | undefined,
     find: (routes: readonly ModelRoute[]) => ModelRoute | undefined,
     signal: AbortSignal,
   ): Promise<ModelRoute> {
+    const key = name;
     let queue = this.queues.get(key);
     if ((queue?.length ?? 0) >= this.size) {
       return Promise.reject(new HoldError(`deployment ${name} has no ready replica and ${this.size} requests are already waiting; try again shortly`));
@@ -73,7 +75,6 @@ export class HoldQueues {
       queue = [];
       this.queues.set(key, queue);
     }
-    const meter = typeof key === 'string' ? undefined : key;
     return new Promise<ModelRoute>((resolve, reject) => {
       const leave = () => {
         if (held.done) return false;

@@ -11,8 +11,8 @@
 // one report tick, armed when the first request of a quiet spell arrives. Pure apart from the
 // injected clock: tested on a fake clock (test/agent/load-meter.test.ts).
 import type { Clock, Timer } from '../../shared/clock.js';
-import type { DeploymentLoad } from '../../shared/gen/mlfleet/v1/DeploymentLoad.js';
-import type { GatewayLoad } from '../../shared/gen/mlfleet/v1/GatewayLoad.js';
+import type { DeploymentLoad__Output as DeploymentLoad } from '../../shared/gen/mlfleet/v1/DeploymentLoad.js';
+import type { GatewayLoad__Output as GatewayLoad } from '../../shared/gen/mlfleet/v1/GatewayLoad.js';
 
 export const REPORT_INTERVAL_MS = 1_000;
 /** At most one immediate (wake) report per deployment this often. */
