@@ -207,3 +207,18 @@ test('a client that goes away while held leaves the queue and frees its slot', a
 function heldCount(g: Gateway): number {
   return g.held('acme', 'web');
 }
+
+test('the agent takes --gateway-queue-size and --gateway-queue-timeout (defaults 100 and 30 s) and refuses bad ones naming the flag', async () => {
+  const { compileAgentOptions } = await import('../../agent/options.js');
+  const base = ['--name', 'holding-host', '--driver', 'process'];
+  const defaults = await compileAgentOptions(base);
+  assert.equal(defaults.gatewayQueueSize, 100);
+  assert.equal(defaults.gatewayQueueTimeoutMs, 30_000);
+  const given = await compileAgentOptions([...base, '--gateway-queue-size', '5', '--gateway-queue-timeout', '2m']);
+  assert.equal(given.gatewayQueueSize, 5);
+  assert.equal(given.gatewayQueueTimeoutMs, 120_000);
+  await assert.rejects(compileAgentOptions([...base, '--gateway-queue-size', 'lots']), /--gateway-queue-size: gateway queue size must be a whole number from 0 to 100000, not "lots"/);
+  await assert.rejects(compileAgentOptions([...base, '--gateway-queue-size', '-1']), /--gateway-queue-size: /);
+  await assert.rejects(compileAgentOptions([...base, '--gateway-queue-timeout', 'soon']), /--gateway-queue-timeout: gateway queue timeout "soon" is not a duration/);
+  await assert.rejects(compileAgentOptions([...base, '--gateway-queue-timeout', '0']), /--gateway-queue-timeout: gateway queue timeout must be from 1ms to 10m/);
+});
