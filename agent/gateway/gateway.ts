@@ -16,7 +16,9 @@
 // Choice of replica: this host's replicas first, then the one with the fewest requests in
 // flight (ties in turn). A request is retried on another replica when the first cannot be
 // reached (nothing was received from it), up to three replicas. No ready replica → 503 with
-// `{"error": …}`. Latency per model and replica is measured here and reported in heartbeats.
+// `{"error": …}`, except for an autoscaled deployment (ModelRoute.holds) with none: its
+// inference is held until one is ready (hold-queue.ts). Inference is counted per deployment and
+// reported to the leader's autoscaler (load-meter.ts, docs/autoscaling.md). Latency per model and replica is measured here and reported in heartbeats.
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
@@ -388,6 +390,8 @@ export class Gateway {
     const name = `${route.tenant}/${route.deployment}`;
     const meter: DeploymentMeter | undefined = this.load?.meter(route.tenant, route.deployment);
     if (this.holds.waiting(name) >= this.holds.size) {
+      // Refused, but demand all the same: the leader sees it among the arrivals (the queue is full, so the meter is busy and reporting).
+      if (meter) meter.arrivals += 1;
       req.resume();
       throw new HoldError(`deployment ${name} has no ready replica and ${this.holds.size} requests are already waiting; try again shortly`);
     }
