@@ -48,6 +48,10 @@ export interface AgentOptions {
   /** The user --driver process runs tasks as (agent/task-user.ts); unused by docker. */
   taskUser: string;
   gatewayListen: string;
+  /** Requests the gateway holds per deployment with no ready replica (--gateway-queue-size; default 100). */
+  gatewayQueueSize?: number;
+  /** How long the gateway holds a request at most (--gateway-queue-timeout; default 30 s). */
+  gatewayQueueTimeoutMs?: number;
   httpListen: string;
   /** Where other hosts reach this agent; defaults to the gateway address. */
   advertise: string | undefined;
@@ -202,6 +206,8 @@ export class Agent {
           state.setMeta(CLUSTER, clusterId);
         }
         session.report({ allocations: reconciler.statuses(), cache: cache.entries() });
+        // A new leader hears at once of the deployments this gateway holds requests for.
+        gateway.rewake();
         // Prefetches cut by a restart or a lost leader go on without being asked for again.
         void cache.resumePrefetches();
       },
@@ -280,6 +286,9 @@ export class Agent {
         tls: options.tls,
         clock,
         log: log.child({ component: 'gateway' }),
+        reportLoad: (load) => void session.send({ load }),
+        queueSize: options.gatewayQueueSize,
+        queueTimeoutMs: options.gatewayQueueTimeoutMs,
         peers: new PeerRoutes({
           holder: cache,
           grantKey: () => session.grantPublicKey,

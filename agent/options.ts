@@ -1,5 +1,5 @@
 // The agent's options: the flag table and its compilation into typed, validated AgentOptions.
-import { compile, compileOptional, parseAddressList, parseArgs, parseBytes, parseHostPort, parseLabels, type OptionSpec } from '../shared/config.js';
+import { compile, compileOptional, parseAddressList, parseArgs, parseBytes, parseDuration, parseHostPort, parseLabels, type OptionSpec } from '../shared/config.js';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { compileTls } from '../shared/tls.js';
 import { nodeName } from '../shared/validation.js';
@@ -23,6 +23,8 @@ const OPTIONS: OptionSpec[] = [
   { key: 'driver', flag: '--driver <driver>', description: 'docker | process: process runs tasks as plain processes of --task-user, for trusted single-tenant hosts only', default: 'docker' },
   { key: 'taskUser', flag: '--task-user <name>', description: 'the unprivileged user --driver process runs tasks as (the agent must be root to switch)', default: DEFAULT_TASK_USER },
   { key: 'gatewayListen', flag: '--gateway-listen <addr>', description: 'inference gateway address', default: '127.0.0.1:7780' },
+  { key: 'gatewayQueueSize', flag: '--gateway-queue-size <n>', description: 'requests the gateway holds per deployment while it has no ready replica (scaled to zero, waking); beyond: 503', default: '100' },
+  { key: 'gatewayQueueTimeout', flag: '--gateway-queue-timeout <duration>', description: 'how long the gateway holds such a request at most before answering 503, e.g. 30s', default: '30s' },
   { key: 'httpListen', flag: '--http-listen <addr>', description: '/healthz and /metrics address', default: '127.0.0.1:7781' },
   { key: 'advertise', flag: '--advertise <addr>', description: 'address other hosts reach this agent at (default: the gateway address)' },
   { key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', description: 'model cache budget, e.g. 100Gi', default: '50Gi' },
@@ -65,6 +67,8 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
     driver: (driver as 'docker' | 'process' | undefined) ?? 'docker',
     taskUser: compile(args, 'taskUser', (t) => t),
     gatewayListen: compile(args, 'gatewayListen', hostPort),
+    gatewayQueueSize: compile(args, 'gatewayQueueSize', parseQueueSize),
+    gatewayQueueTimeoutMs: compile(args, 'gatewayQueueTimeout', parseQueueTimeout),
     httpListen: compile(args, 'httpListen', hostPort),
     advertise: compileOptional(args, 'advertise', hostPort),
     cacheMaxBytes: compile(args, 'cacheMaxBytes', (t) => parseBytes(t, 'cache size')),
@@ -85,4 +89,20 @@ function parseDownloads(text: string): number {
     throw new InvalidArgumentError(`concurrent downloads must be a whole number from 1 to 64, not "${text}"`);
   }
   return n;
+}
+
+/** --gateway-queue-size: a whole number from 0 (hold nothing) to 100000. */
+function parseQueueSize(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n > 100_000) {
+    throw new InvalidArgumentError(`gateway queue size must be a whole number from 0 to 100000, not "${text}"`);
+  }
+  return n;
+}
+
+/** --gateway-queue-timeout: a duration from 1 ms to 10 minutes. */
+function parseQueueTimeout(text: string): number {
+  const ms = parseDuration(text, 'gateway queue timeout');
+  if (ms < 1 || ms > 600_000) throw new InvalidArgumentError(`gateway queue timeout must be from 1ms to 10m, not "${text}"`);
+  return ms;
 }

@@ -42,6 +42,8 @@ export function homeTenant(sender: Sender, named: string | undefined): string | 
 function visible(route: ModelRoute, sender: Sender, named: string | undefined): ModelRoute | undefined {
   if (named !== undefined && route.tenant !== named) return undefined;
   if (route.tenant === homeTenant(sender, named)) return route;
+  // A deployment scaled to zero (holds, no endpoints) says itself whether it is public.
+  if (route.holds && route.endpoints.length === 0) return route.public ? route : undefined;
   const open = route.endpoints.filter((e) => e.public);
   if (open.length === 0) return undefined;
   return open.length === route.endpoints.length ? route : { ...route, endpoints: open };

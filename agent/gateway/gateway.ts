@@ -16,7 +16,9 @@
 // Choice of replica: this host's replicas first, then the one with the fewest requests in
 // flight (ties in turn). A request is retried on another replica when the first cannot be
 // reached (nothing was received from it), up to three replicas. No ready replica → 503 with
-// `{"error": …}`. Latency per model and replica is measured here and reported in heartbeats.
+// `{"error": …}`, except for an autoscaled deployment (ModelRoute.holds) with none: its
+// inference is held until one is ready (hold-queue.ts). Inference is counted per deployment and
+// reported to the leader's autoscaler (load-meter.ts, docs/autoscaling.md). Latency per model and replica is measured here and reported in heartbeats.
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
@@ -38,7 +40,10 @@ import type { TokenTable__Output as TokenTable } from '../../shared/gen/mlfleet/
 import { splitHostPort } from '../../shared/workloads.js';
 import { AccessError, TENANT_HEADER, checkMayInfer, notFound, routeFor, selectable, type Sender } from './access.js';
 import { TokenBook } from './token-book.js';
-import { BodyError, DEFAULT_MAX_REQUEST_BYTES, takeBody, tooLarge, type RequestBody } from './request-body.js';
+import { BodyError, DEFAULT_MAX_REQUEST_BYTES, declaredLength, takeBody, tooLarge, type RequestBody } from './request-body.js';
+import { LoadMeter, type DeploymentMeter } from './load-meter.js';
+import { HoldError, HoldQueues } from './hold-queue.js';
+import type { GatewayLoad__Output as GatewayLoad } from '../../shared/gen/mlfleet/v1/GatewayLoad.js';
 import type { TlsMaterial } from '../../shared/tls.js';
 import { BLOBS_PATH } from '../../shared/blob-http.js';
 
@@ -54,6 +59,14 @@ export interface GatewayOptions {
   tls?: TlsMaterial;
   /** Answers other agents' requests under /v1/blobs/ (agent/delivery/peer-routes.ts), after the token is checked here. */
   peers?: { handle(req: http.IncomingMessage, res: http.ServerResponse, sender: Sender, pathname: string): Promise<void> };
+  /** Where the load reports go (the agent session's AgentMessage.load; docs/autoscaling.md). */
+  reportLoad?: (load: GatewayLoad) => void;
+  /** Requests held per deployment with no ready replica (--gateway-queue-size; default 100). */
+  queueSize?: number;
+  /** How long a request is held at most (--gateway-queue-timeout; default 30 s). */
+  queueTimeoutMs?: number;
+  /** false: no load is measured (only for the gateway-autoscale bench's baseline). */
+  measureLoad?: boolean;
 }
 
 export { TENANT_HEADER } from './access.js';
@@ -75,6 +88,9 @@ export class Gateway {
   /** One connection pool per replica address (undici: far less work per request than node:http's client). */
   private readonly pools = new Map<string, Pool>();
   private readonly tokens: TokenBook;
+  /** Inference requests per deployment, for the leader's autoscaler; undefined when not measured. */
+  private readonly load: LoadMeter | undefined;
+  private readonly holds: HoldQueues;
 
   /** Hops go over mutual TLS (the agent has a certificate and a CA). */
   private readonly mutual: boolean;
@@ -85,7 +101,10 @@ export class Gateway {
     private readonly options: GatewayOptions,
   ) {
     this.mutual = options.tls?.cert !== undefined && options.tls.ca !== undefined;
-    this.tokens = new TokenBook(options.clock ?? systemClock);
+    const clock = options.clock ?? systemClock;
+    this.tokens = new TokenBook(clock);
+    this.load = options.measureLoad === false ? undefined : new LoadMeter({ clock, send: options.reportLoad ?? (() => undefined) });
+    this.holds = new HoldQueues({ clock, size: options.queueSize, timeoutMs: options.queueTimeoutMs, meter: this.load });
   }
 
   static async start(options: GatewayOptions): Promise<Gateway> {
@@ -121,6 +140,7 @@ export class Gateway {
     if (table.revision < this.revision) return;
     this.revision = table.revision;
     this.routes = table.models;
+    this.holds.release(this.routes);
     // Pools of replicas (and gateways) that left the table are closed.
     const addresses = new Set(table.models.flatMap((m) => m.endpoints.map((e) => this.target(e).origin)));
     for (const [address, pool] of this.pools) {
@@ -155,7 +175,19 @@ export class Gateway {
     return samples;
   }
 
+  /** Requests held now for a deployment with no ready replica. */
+  held(tenant: string, deployment: string): number {
+    return this.holds.waiting(`${tenant}/${deployment}`);
+  }
+
+  /** After the session reconnects (a new leader): the deployments with held requests are reported again at once, with wake. */
+  rewake(): void {
+    this.load?.rewake();
+  }
+
   async close(): Promise<void> {
+    this.holds.close();
+    this.load?.close();
     await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.servers) s.closeAllConnections();
@@ -196,10 +228,27 @@ export class Gateway {
       const match = MODEL_PATH.exec(url.pathname);
       if (!match) return json(res, 404, { error: `no such route: ${req.method} ${url.pathname.slice(0, 200)}` });
       const [, name, version] = match as unknown as [string, string, string | undefined];
-      const route = routeFor(this.routes, sender, decodePathPart(name), header(req, TENANT_HEADER));
+      const model = decodePathPart(name);
+      const named = header(req, TENANT_HEADER);
+      const route = routeFor(this.routes, sender, model, named);
+      if (route.holds && route.endpoints.length === 0) {
+        // Scaled to zero or waking: inference waits for a replica; ready and metadata say it is not ready.
+        if (match[3] !== '/infer') throw new HttpError(503, `deployment ${route.tenant}/${route.deployment} has no ready replica (scaled to zero or starting)`);
+        const find = (routes: readonly ModelRoute[]) => {
+          try {
+            return routeFor(routes, sender, model, named);
+          } catch {
+            return undefined;
+          }
+        };
+        await this.holdThenForward(req, res, route, find, version, url.pathname + url.search);
+        return;
+      }
       await this.forward(req, res, route, version, url.pathname + url.search, match[3] === '/infer');
     } catch (err) {
-      const status = err instanceof HttpError || err instanceof AccessError || err instanceof BodyError ? err.status : 500;
+      if (err instanceof ClientGone) return;
+      if (err instanceof HoldError) res.setHeader('retry-after', String(err.retryAfterS));
+      const status = err instanceof HttpError || err instanceof AccessError || err instanceof BodyError || err instanceof HoldError ? err.status : 500;
       if (status === 500) this.options.log.warn({ err }, 'gateway request failed');
       if (status === 401) res.setHeader('www-authenticate', 'Bearer realm="mlfleet"');
       if (!res.headersSent) json(res, status, { error: (err as Error).message });
@@ -305,9 +354,75 @@ export class Gateway {
   ): Promise<void> {
     const matching = route.endpoints.filter((e) => version === undefined || String(e.version) === version);
     if (matching.length === 0) throw notFound(route.model, version);
-    // The body is bounded by what the most generous of these deployments takes, and goes only to
-    // replicas whose deployment takes its size.
-    const body = await takeBody(req, Math.max(...matching.map(maxRequestBytes)));
+    // Inference counts toward its deployment's load (health and metadata calls do not: a load
+    // balancer's probes must not keep a deployment from scaling to zero).
+    const meter = infer ? this.load?.meter(route.tenant, matching[0]!.deployment || route.deployment) : undefined;
+    if (meter) this.load!.arrive(meter);
+    try {
+      // The body is bounded by what the most generous of these deployments takes, and goes only to
+      // replicas whose deployment takes its size.
+      const body = await takeBody(req, Math.max(...matching.map(maxRequestBytes)));
+      await this.dispatch(req, res, route, matching, path, infer, body);
+    } finally {
+      if (meter) this.load!.depart(meter);
+    }
+  }
+
+  /**
+   * A request for a deployment with no ready replica (ModelRoute.holds): checked for size like
+   * any other, then held (hold-queue.ts) until a routing table gives it a ready endpoint, and
+   * sent on to it; 503 with Retry-After when the queue is full or the wait too long.
+   */
+  private async holdThenForward(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    route: ModelRoute,
+    find: (routes: readonly ModelRoute[]) => ModelRoute | undefined,
+    version: string | undefined,
+    path: string,
+  ): Promise<void> {
+    const limit = Number(route.maxRequestBytes) || DEFAULT_MAX_REQUEST_BYTES;
+    const length = declaredLength(req);
+    if (length !== undefined && length > limit) {
+      req.resume();
+      throw tooLarge(limit);
+    }
+    const name = `${route.tenant}/${route.deployment}`;
+    const meter: DeploymentMeter | undefined = this.load?.meter(route.tenant, route.deployment);
+    if (this.holds.waiting(name) >= this.holds.size) {
+      // Refused, but demand all the same: the leader sees it among the arrivals (the queue is full, so the meter is busy and reporting).
+      if (meter) meter.arrivals += 1;
+      req.resume();
+      throw new HoldError(`deployment ${name} has no ready replica and ${this.holds.size} requests are already waiting; try again shortly`);
+    }
+    if (meter) this.load!.arrive(meter);
+    const gone = new AbortController();
+    const onClose = () => gone.abort(new ClientGone());
+    res.once('close', onClose);
+    let body: RequestBody | undefined;
+    try {
+      // Held with its body: whole when small, else a stream whose socket backpressure pauses
+      // (bounded by the route's max_request_bytes).
+      body = await takeBody(req, limit);
+      const ready = await this.holds.hold(name, meter, find, gone.signal);
+      res.off('close', onClose);
+      const matching = ready.endpoints.filter((e) => version === undefined || String(e.version) === version);
+      if (matching.length === 0) throw notFound(ready.model, version);
+      await this.dispatch(req, res, ready, matching, path, true, body);
+    } catch (err) {
+      if (body?.kind === 'stream' && !res.headersSent) {
+        body.chunks.destroy();
+        req.resume();
+      }
+      throw err;
+    } finally {
+      res.off('close', onClose);
+      if (meter) this.load!.depart(meter);
+    }
+  }
+
+  /** Sends a taken body to the best of `matching`, then to the next ones while replicas cannot be reached. */
+  private async dispatch(req: http.IncomingMessage, res: http.ServerResponse, route: ModelRoute, matching: RouteEndpoint[], path: string, infer: boolean, body: RequestBody): Promise<void> {
     const size = body.kind === 'whole' ? body.data.length : body.length;
     const candidates = this.order(size === undefined ? matching : matching.filter((e) => maxRequestBytes(e) >= size));
     if (candidates.length === 0) throw tooLarge(Math.max(...matching.map(maxRequestBytes)));
@@ -445,6 +560,13 @@ class HttpError extends Error {
 }
 
 class Unreachable extends Error {}
+
+/** The client went away while its request was held: nothing to answer. */
+class ClientGone extends Error {
+  constructor() {
+    super('the client went away while its request was held');
+  }
+}
 
 /** The request's path and query; 400 for a target no URL parser takes. */
 function requestUrl(req: http.IncomingMessage): URL {

@@ -142,3 +142,13 @@ test('the leader sends gateways user tokens and node credentials, never join tok
   assert.equal(tokenChange(record('j', 'join'), now), undefined);
   assert.deepEqual(tokenChange(record('a', 'admin'), now)!.tokens.map((t) => t.id), ['a']);
 });
+
+test('a deployment scaled to zero (holds, no endpoints) is its tenant\'s alone unless its route says public', () => {
+  const asleep = { ...route('acme', 'sleepy', []), holds: true };
+  assert.equal(routeFor([asleep], as('consumer', 'acme'), 'sleepy', undefined), asleep);
+  assert.equal(status(() => routeFor([asleep], as('consumer', 'globex'), 'sleepy', undefined)), 404, 'another tenant: as for a missing model');
+  assert.equal(status(() => routeFor([asleep], anonymous, 'sleepy', undefined)), 401);
+  const open = { ...asleep, public: true };
+  assert.equal(routeFor([open], as('consumer', 'globex'), 'sleepy', undefined), open);
+  assert.equal(routeFor([open], anonymous, 'sleepy', undefined), open);
+});
