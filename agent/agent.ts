@@ -206,7 +206,9 @@ export class Agent {
           state.setMeta(CLUSTER, clusterId);
         }
         session.report({ allocations: reconciler.statuses(), cache: cache.entries() });
-        // A new leader hears at once of the deployments this gateway holds requests for.
+        // A new leader numbers its routing tables afresh; it hears at once of the deployments
+        // this gateway holds requests for.
+        gateway.newSession();
         gateway.rewake();
         // Prefetches cut by a restart or a lost leader go on without being asked for again.
         void cache.resumePrefetches();

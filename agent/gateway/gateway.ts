@@ -82,6 +82,7 @@ const MODEL_PATH = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(\/ready|\/inf
 export class Gateway {
   private routes: ModelRoute[] = [];
   private revision = -1;
+  private sessionFresh = false;
   private readonly inFlight = new Map<string, number>();
   private turn = 0;
   private readonly windows = new Map<string, LatencyWindow>();
@@ -135,9 +136,18 @@ export class Gateway {
     return formatHostPort(address, port);
   }
 
-  /** A routing table from the leader; an older revision than the one held is ignored. */
+  /**
+   * A new session (perhaps with a new leader, whose tables count their revisions afresh): its
+   * first table replaces the one held whatever its revision.
+   */
+  newSession(): void {
+    this.sessionFresh = true;
+  }
+
+  /** A routing table from the leader; an older revision than the one held (in one session) is ignored. */
   setRoutes(table: RouteTable): void {
-    if (table.revision < this.revision) return;
+    if (!this.sessionFresh && table.revision < this.revision) return;
+    this.sessionFresh = false;
     this.revision = table.revision;
     this.routes = table.models;
     this.holds.release(this.routes);

@@ -214,6 +214,12 @@ test('a replica that cannot be reached is skipped for another, also behind a hop
   // An older table arriving late changes nothing.
   for (const g of f.gateways.values()) g.setRoutes({ revision: 1, models: [route('m', [{ id: 'a', node: 'a', address: alive.address }])] });
   assert.equal((await f.infer()).status, 503);
+  // A new session (a new leader numbers its tables afresh): its first table counts whatever its revision.
+  for (const g of f.gateways.values()) {
+    g.newSession();
+    g.setRoutes({ revision: 1, models: [route('m', [{ id: 'b', node: 'here', address: alive.address }])] });
+  }
+  assert.equal((await f.infer()).status, 200);
 });
 
 test('versioned paths reach only replicas of that version; each tenant reaches its own model of a shared name without a header', async (t) => {
