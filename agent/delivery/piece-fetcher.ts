@@ -312,8 +312,8 @@ class Pull {
   /** Pieces this pull took from the seed (in order), and how many from peers: said when it ends. */
   private readonly seedPieces: number[] = [];
   private peerPieces = 0;
-  /** The whole digest, taken from the pieces as they are verified. */
-  private readonly whole: WholeDigest;
+  /** The whole digest, taken from the pieces as they are verified (from run() on). */
+  private whole!: WholeDigest;
 
   constructor(
     private readonly fetcher: PieceFetcher,
@@ -336,13 +336,14 @@ class Pull {
     this.durable = new Bitfield(this.count, resume?.bytes);
     this.lastCheckpointAt = this.settings.clock.now();
     this.setSources(location);
-    this.whole = new WholeDigest(this.settings.hashPool, { fd: request.handle.fd, sizeBytes: manifest.sizeBytes, pieceBytes: manifest.pieceBytes, pieceCount: this.count });
   }
 
   async run(): Promise<string | undefined> {
     const { signal } = this.request;
     signal.throwIfAborted();
     let wholeHex: string | undefined;
+    const { manifest } = this;
+    this.whole = new WholeDigest(this.settings.hashPool, { fd: this.request.handle.fd, sizeBytes: manifest.sizeBytes, pieceBytes: manifest.pieceBytes, pieceCount: this.count });
     const done = new Promise<void>((resolve, reject) => {
       this.settle = (err) => (err === undefined ? resolve() : reject(err));
     });
