@@ -429,7 +429,7 @@ export class ModelCache {
     this.savePartial(digest, resume);
     flight.progress = resume && { pieceBytes: resume.pieceBytes, bitfield: copyOf(resume.bitfield) };
 
-    const handle = await fs.open(file, exists ? 'r+' : 'wx', 0o600);
+    const handle = await fs.open(file, exists ? 'r+' : 'wx+', 0o600); // read too: pieces verified out of order are read back for the whole digest
     // The whole digest comes from the source, taken with the pieces; or, from a source that
     // does not take it, is hashed here as the contiguous prefix of written pieces grows.
     const hasher = this.source.hashesWhole ? undefined : new PrefixHasher(file);
