@@ -59,9 +59,13 @@ export interface PullRequest {
 export interface BlobSource {
   /**
    * Fetches every piece the partial file lacks, verifying each against the piece manifest;
-   * resolves once all are written and durable (a last onCheckpoint with every piece).
+   * resolves once all are written and durable (a last onCheckpoint with every piece). A source
+   * that says `hashesWhole` resolves with the SHA-256 (hex) of the whole file, which it took
+   * from the pieces (or undefined when it could not: the cache then hashes the file); any
+   * other, with nothing, and the cache hashes the file as it grows.
    */
-  pull(request: PullRequest): Promise<void>;
+  pull(request: PullRequest): Promise<string | undefined | void>;
+  readonly hashesWhole?: boolean;
 }
 
 /** What heldPieces() answers: pieces a peer may be served, and how to read them. */
@@ -425,10 +429,12 @@ export class ModelCache {
     this.savePartial(digest, resume);
     flight.progress = resume && { pieceBytes: resume.pieceBytes, bitfield: copyOf(resume.bitfield) };
 
-    const handle = await fs.open(file, exists ? 'r+' : 'wx', 0o600);
-    // The whole digest is hashed as the contiguous prefix of written pieces grows.
-    const hasher = new PrefixHasher(file);
+    const handle = await fs.open(file, exists ? 'r+' : 'wx+', 0o600); // read too: pieces verified out of order are read back for the whole digest
+    // The whole digest comes from the source, taken with the pieces; or, from a source that
+    // does not take it, is hashed here as the contiguous prefix of written pieces grows.
+    const hasher = this.source.hashesWhole ? undefined : new PrefixHasher(file);
     const advance = (progress: PieceProgress) => {
+      if (!hasher) return;
       let pieces = 0;
       while (pieces < progress.bitfield.size && progress.bitfield.has(pieces)) pieces += 1;
       hasher.advance(Math.min(pieces * progress.pieceBytes, sizeBytes));
@@ -437,9 +443,9 @@ export class ModelCache {
     try {
       await handle.truncate(sizeBytes);
       if (resume) advance(resume);
-      await this.downloads.run(signal, async () => {
+      const whole = await this.downloads.run(signal, async () => {
         this.log.info({ digest, sizeBytes, piecesHeld: resume?.bitfield.count() ?? 0 }, resume ? 'resuming a download' : 'downloading');
-        await this.source.pull({
+        return this.source.pull({
           digest,
           sizeBytes,
           handle,
@@ -455,9 +461,9 @@ export class ModelCache {
           },
         });
       });
-      actual = `sha256:${await hasher.finish(sizeBytes)}`;
+      actual = `sha256:${hasher ? await hasher.finish(sizeBytes) : typeof whole === 'string' ? whole : await hashFile(file, signal)}`;
     } catch (err) {
-      await hasher.close();
+      await hasher?.close();
       // Nothing worth resuming: leave no file behind (a digest nobody has, say).
       if (!(this.index.partial(digest)?.pieces?.bitfield.some((byte) => byte !== 0) ?? false)) {
         await handle.close().catch(() => undefined);

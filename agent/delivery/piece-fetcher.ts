@@ -16,7 +16,7 @@ import { Bitfield, checkManifest, pieceCount, pieceHash, pieceRange, type PieceM
 import type { TlsMaterial } from '../../shared/tls.js';
 import { CorruptBlobError, type BlobSource, type PullRequest } from '../model-cache.js';
 import type { DeliveryCounters, DeliverySourceKind } from './counters.js';
-import type { HashPool } from './hash-pool.js';
+import { WholeDigest, type HashPool } from './hash-pool.js';
 import { planNextPiece, type PlanSource } from './piece-plan.js';
 
 /** Where a blob's bytes are: what the leader's Locate answers, in the fetcher's terms. */
@@ -187,10 +187,14 @@ export class PieceFetcher implements BlobSource {
     this.log = options.log ?? silentLogger();
   }
 
-  async pull(request: PullRequest): Promise<void> {
+  /** The whole digest comes with the pieces (see WholeDigest): the cache need not read the file back. */
+  readonly hashesWhole = true;
+
+  /** Resolves with the SHA-256 (hex) of the whole file, or undefined if it could not be taken along (then the cache hashes the file). */
+  async pull(request: PullRequest): Promise<string | undefined> {
     const location = await this.options.locate(request.digest, request.signal);
     const manifest = checkLocation(location, request);
-    await new Pull(this, request, location, manifest).run();
+    return new Pull(this, request, location, manifest).run();
   }
 
   async close(): Promise<void> {
@@ -308,6 +312,8 @@ class Pull {
   /** Pieces this pull took from the seed (in order), and how many from peers: said when it ends. */
   private readonly seedPieces: number[] = [];
   private peerPieces = 0;
+  /** The whole digest, taken from the pieces as they are verified (from run() on). */
+  private whole!: WholeDigest;
 
   constructor(
     private readonly fetcher: PieceFetcher,
@@ -332,9 +338,12 @@ class Pull {
     this.setSources(location);
   }
 
-  async run(): Promise<void> {
+  async run(): Promise<string | undefined> {
     const { signal } = this.request;
     signal.throwIfAborted();
+    let wholeHex: string | undefined;
+    const { manifest } = this;
+    this.whole = new WholeDigest(this.settings.hashPool, { fd: this.request.handle.fd, sizeBytes: manifest.sizeBytes, pieceBytes: manifest.pieceBytes, pieceCount: this.count });
     const done = new Promise<void>((resolve, reject) => {
       this.settle = (err) => (err === undefined ? resolve() : reject(err));
     });
@@ -343,17 +352,24 @@ class Pull {
     const ticker = setInterval(() => this.pump(), TICK_MS);
     this.request.onProgress({ pieceBytes: this.manifest.pieceBytes, bitfield: new Bitfield(this.count, this.held.bytes) });
     try {
+      await this.whole.resumed((piece) => this.held.has(piece));
       this.pump();
       await done;
       // Every piece is written: make them durable and recorded before the cache reads them back.
       await this.checkpoint(true);
+      wholeHex = await this.whole.finish();
+      const { failure, piecesReadBack } = this.whole;
+      if (wholeHex === undefined) this.settings.log.warn({ digest: this.manifest.digest, reason: failure }, 'the whole digest could not follow the pieces; the file is hashed again');
+      else this.settings.log.debug({ digest: this.manifest.digest, piecesReadBack }, 'whole digest taken with the pieces');
     } finally {
       clearInterval(ticker);
       signal.removeEventListener('abort', onAbort);
       this.controller.abort(signal.reason ?? new UnavailableError('the pull ended'));
       // Reads under way hold buffers and the file: let them end before the handle closes.
       while (this.inFlight.size > 0 || this.checkpointing) await new Promise((resolve) => setTimeout(resolve, 5));
+      if (wholeHex === undefined) await this.whole.close();
     }
+    return wholeHex;
   }
 
   /** Ends the pull: done (no error) or failed. The first call counts. */
@@ -514,7 +530,7 @@ class Pull {
       if (!response.body.destroyed) response.body.destroy();
     }
     if (received !== length) throw new PieceRequestError(`${source.kind} sent ${received} of the ${length} bytes of piece ${piece}`);
-    const hashed = await this.settings.hashPool.hash(bytes);
+    const hashed = await this.whole.hash(bytes, piece, pieceHash(this.manifest, piece));
     held.bytes = hashed.bytes;
     if (!hashed.hash.equals(pieceHash(this.manifest, piece))) {
       this.corrupt(piece, source);
@@ -525,6 +541,7 @@ class Pull {
     } catch (err) {
       throw new FileError(err);
     }
+    if (!hashed.fed) this.whole.written(piece);
     this.held.set(piece);
     if (source.kind === 'peer') this.peerPieces += 1;
     else this.seedPieces.push(piece);

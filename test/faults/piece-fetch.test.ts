@@ -14,6 +14,7 @@ import { HashPool } from '../../agent/delivery/hash-pool.js';
 import { PieceFetcher, type Location } from '../../agent/delivery/piece-fetcher.js';
 import { LocalState } from '../../agent/local-state.js';
 import { ModelCache } from '../../agent/model-cache.js';
+import { createLogger } from '../../shared/log.js';
 import { Bitfield, MiB, pieceCount } from '../../shared/pieces.js';
 import { manifestOf, startRangeServer } from '../helpers/blob-range-server.js';
 import { spawnDaemon, tempDir } from '../helpers/processes.js';
@@ -41,12 +42,16 @@ interface Puller {
   cache: ModelCache;
   counters: DeliveryCounters;
   state: LocalState;
+  /** What the fetcher logged. */
+  logged: { msg: string; piecesReadBack?: number }[];
 }
 
 function openPuller(t: TestContext, dataDir: string, location: Location, options: { stallMs?: number } = {}): Puller {
   const counters = new DeliveryCounters();
   const hashPool = new HashPool();
-  const fetcher = new PieceFetcher({ locate: async () => location, token: () => TOKEN, counters, hashPool, stallMs: options.stallMs });
+  const logged: Puller['logged'] = [];
+  const log = createLogger({ level: 'debug', destination: { write: (line: string) => void logged.push(JSON.parse(line) as Puller['logged'][number]) } });
+  const fetcher = new PieceFetcher({ locate: async () => location, token: () => TOKEN, counters, hashPool, stallMs: options.stallMs, log });
   const state = LocalState.open(dataDir);
   const cache = ModelCache.open({ dir: path.join(dataDir, 'cache'), db: state.database, maxBytes: 1024 ** 3, source: fetcher });
   t.after(async () => {
@@ -55,7 +60,13 @@ function openPuller(t: TestContext, dataDir: string, location: Location, options
     await hashPool.close();
     state.close();
   });
-  return { cache, counters, state };
+  return { cache, counters, state, logged };
+}
+
+/** The whole digest came with the pieces (recorded ones read back from the file), not from hashing the file again. */
+function assertWholeDigestTaken(logged: Puller['logged']): void {
+  assert.equal(logged.some((line) => line.msg.startsWith('the whole digest could not follow')), false, JSON.stringify(logged.filter((line) => line.msg.startsWith('the whole digest'))));
+  assert.equal(logged.filter((line) => line.msg === 'whole digest taken with the pieces').length, 1);
 }
 
 async function sameBytes(a: string, b: string): Promise<boolean> {
@@ -95,6 +106,8 @@ test('a pull killed with SIGKILL resumes from the pieces it recorded, fetching o
   assert.equal(puller.counters.receivedBytes.coordinator, sentAfter);
   assert.equal(seed.refused, 0);
   assert.ok(await sameBytes(lease.path, file));
+  assertWholeDigestTaken(puller.logged);
+  assert.ok(puller.logged.find((line) => line.msg === 'whole digest taken with the pieces')!.piecesReadBack! >= held, 'the recorded pieces were read back');
   lease.release();
 });
 
@@ -111,10 +124,11 @@ test('a peer that sends a corrupt piece: it is counted, fetched again from the s
     sources: [{ kind: 'peer', url: peer.url, node: 'peer-a', complete: true }, { kind: 'coordinator', url: seed.url }],
   };
   // No stall fallback in this test: every piece but the corrupt one must come from the peer.
-  const { cache, counters } = openPuller(t, tempDir(t), location, { stallMs: 600_000 });
+  const { cache, counters, logged } = openPuller(t, tempDir(t), location, { stallMs: 600_000 });
   const lease = await cache.acquire({ digest, sizeBytes, directory: false });
 
   assert.ok(await sameBytes(lease.path, file));
+  assertWholeDigestTaken(logged);
   assert.equal(counters.corruptPieces.peer, 1);
   assert.equal(counters.toProto().corruptPieces, 1);
   assert.deepEqual(seed.ranges, [{ start: 3 * MiB, end: 4 * MiB }], 'the seed sent piece 3 only');

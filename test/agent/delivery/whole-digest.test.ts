@@ -1,0 +1,94 @@
+// The whole digest taken with the pieces (agent/delivery/hash-pool.ts WholeDigest): a real
+// hashing worker and a real partial file, pieces arriving in and out of order, a resume, a
+// corrupt piece; the answer is always the SHA-256 of the file, or undefined (never a wrong one).
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import test, { type TestContext } from 'node:test';
+import { HashPool, WholeDigest } from '../../../agent/delivery/hash-pool.js';
+
+const PIECE = 64 * 1024;
+
+async function setup(t: TestContext, pieces: number, tail = 1000) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-whole-'));
+  const bytes = randomBytes(pieces * PIECE - (pieces > 0 ? PIECE - tail : 0));
+  const handle = await fs.open(path.join(dir, 'partial'), 'w+');
+  await handle.truncate(bytes.length);
+  const pool = new HashPool();
+  t.after(async () => {
+    await pool.close();
+    await handle.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const pieceOf = (piece: number) => bytes.subarray(piece * PIECE, Math.min(bytes.length, (piece + 1) * PIECE));
+  const expected = (piece: number) => createHash('sha256').update(pieceOf(piece)).digest();
+  const whole = new WholeDigest(pool, { fd: handle.fd, sizeBytes: bytes.length, pieceBytes: PIECE, pieceCount: pieces });
+  /** As the fetcher does: a piece in its own buffer, hashed, then written if it matched. */
+  const arrive = async (piece: number, data = pieceOf(piece)) => {
+    const buffer = Buffer.allocUnsafeSlow(data.length);
+    data.copy(buffer);
+    const hashed = await whole.hash(buffer, piece, expected(piece));
+    if (hashed.hash.equals(expected(piece))) {
+      await handle.write(hashed.bytes, 0, hashed.bytes.length, piece * PIECE);
+      if (!hashed.fed) whole.written(piece);
+    }
+    return hashed;
+  };
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  return { whole, arrive, sha, handle, pieceOf };
+}
+
+test('pieces in order: the digest is the file\'s, and no piece is read back', async (t) => {
+  const { whole, arrive, sha } = await setup(t, 5);
+  for (let piece = 0; piece < 5; piece += 1) assert.equal((await arrive(piece)).fed, true);
+  assert.equal(await whole.finish(), sha);
+  assert.equal(whole.piecesReadBack, 0);
+});
+
+test('pieces out of order and several at once: those ahead are read back, the digest is the file\'s', async (t) => {
+  const { whole, arrive, sha } = await setup(t, 8);
+  await Promise.all([arrive(2), arrive(1), arrive(3)]);
+  await Promise.all([arrive(0), arrive(6), arrive(5)]);
+  await Promise.all([arrive(4), arrive(7)]);
+  assert.equal(await whole.finish(), sha);
+  assert.ok(whole.piecesReadBack > 0);
+});
+
+test('a resume: recorded pieces are read back from the file, new ones come from their buffers', async (t) => {
+  const { whole, arrive, sha, handle, pieceOf } = await setup(t, 6);
+  const recorded = new Set([0, 1, 4]);
+  for (const piece of recorded) await handle.write(pieceOf(piece), 0, pieceOf(piece).length, piece * PIECE);
+  await whole.resumed((piece) => recorded.has(piece));
+  assert.equal((await arrive(2)).fed, true);
+  await arrive(5);
+  await arrive(3);
+  assert.equal(await whole.finish(), sha);
+  assert.equal(whole.piecesReadBack, 4);
+});
+
+test('a corrupt copy does not enter the digest; the good copy that follows does', async (t) => {
+  const { whole, arrive, sha } = await setup(t, 3);
+  await arrive(0);
+  const bad = await arrive(1, randomBytes(PIECE));
+  assert.equal(bad.fed, false);
+  assert.equal((await arrive(1)).fed, true);
+  await arrive(2);
+  assert.equal(await whole.finish(), sha);
+});
+
+test('a missing piece or a stopped worker gives no digest rather than a wrong one', async (t) => {
+  const missing = await setup(t, 3);
+  await missing.arrive(0);
+  await missing.arrive(2);
+  assert.equal(await missing.whole.finish(), undefined);
+
+  const stopped = await setup(t, 2);
+  await stopped.arrive(1);
+  // The pool closes under it: the rest is hashed on the event loop, outside the digest.
+  await (stopped.whole as unknown as { pool: HashPool }).pool.close();
+  await stopped.arrive(0);
+  assert.equal(await stopped.whole.finish(), undefined);
+});
