@@ -145,9 +145,13 @@ export function decide(previous: ScalerState, input: DecideInput, options: Decid
   samples.push({ atMs: nowMs, concurrency, requests: input.requests });
   const { stable: stableMean, panic: panicMean } = means(samples, nowMs - o.stableWindowMs, nowMs - o.panicWindowMs);
   const stableRec = recommend(stableMean, target);
-  const panicRec = recommend(panicMean, target);
+  // The panic signal also takes the latest figure (the gateways' last second): a step is seen
+  // within a tick or two, not once it has filled a panic window's mean. Ordinary noise stays far
+  // below the panic threshold (twice the current capacity), so it does not panic on it.
+  const panicSignal = Math.max(panicMean, concurrency);
+  const panicRec = recommend(panicSignal, target);
   const recommendations = since(previous.recommendations, nowMs - o.scaleDownDelayMs - o.panicWindowMs);
-  recommendations.push({ atMs: nowMs, replicas: panicRec, concurrency: panicMean });
+  recommendations.push({ atMs: nowMs, replicas: panicRec, concurrency: panicSignal });
 
   // Activity (scale to zero) and panic.
   const active = input.requests > 0 || input.inFlight > 0 || input.waiting > 0 || input.wake;
@@ -180,7 +184,7 @@ export function decide(previous: ScalerState, input: DecideInput, options: Decid
   } else if (panicking) {
     if (panicRec > current) {
       wanted = panicRec;
-      why = `${figure(panicMean)} in flight / target ${target} (panic)`;
+      why = `${figure(panicSignal)} in flight / target ${target} (panic)`;
     }
   } else if (stableRec > current) {
     wanted = stableRec;

@@ -82,12 +82,13 @@ test('steady load with noise keeps a stable count for 10 minutes', () => {
   const { changes } = simulate(policy({ replicas: 3 }), () => ({ concurrency: 10 + 4 * rand() }), 10 * MINUTE);
   assert.deepEqual(changes, []);
 
-  // From one replica it gets there at once, and then stays.
+  // From one replica it gets there at once (sized, in the panic that step is, for the last
+  // second's figure: 3 for the mean, 4 for a noisy peak of 14), and then stays.
   const rand2 = noise(11);
   const fromOne = simulate(policy({ replicas: 1 }), () => ({ concurrency: 10 + 4 * rand2() }), 10 * MINUTE);
   assert.ok(fromOne.changes.length >= 1 && fromOne.changes.every((c) => c.to > c.from), JSON.stringify(fromOne.changes));
   assert.ok(fromOne.changes.at(-1)!.atMs <= 6_000, JSON.stringify(fromOne.changes));
-  assert.equal(fromOne.replicas, 3);
+  assert.ok(fromOne.replicas === 3 || fromOne.replicas === 4, `${fromOne.replicas} replicas`);
 });
 
 test('a 10x step scales up within the panic window, the first step within a second', () => {
@@ -100,6 +101,13 @@ test('a 10x step scales up within the panic window, the first step within a seco
   assert.ok(reached && reached.atMs - step <= 6_000, JSON.stringify(changes));
   assert.ok(changes.every((c) => c.to > c.from), 'no scale-down during the step');
   assert.equal(last.desired, 5);
+});
+
+test('a step the panic mean would take seconds to show (1 to 4.5 in flight at a target of 2) is decided at the next tick', () => {
+  const step = 2 * MINUTE;
+  const { changes } = simulate(policy({ replicas: 1, targetConcurrency: 2 }), (t) => ({ concurrency: t < step ? 1 : 4.5 }), step + 10_000);
+  assert.ok(changes.length > 0 && changes[0]!.atMs - step <= 500, JSON.stringify(changes));
+  assert.match(changes[0]!.reason, /^scaled 1 → 3: 4\.5 in flight \/ target 2 \(panic\)$/);
 });
 
 test('a spike followed by quiet gives at most one scale-down in the next 5 minutes, a delay after the last scale-up', () => {
