@@ -79,6 +79,10 @@ export const DEFAULT_TIMING: ReconcilerTiming = {
   adoptGraceMs: 10_000,
 };
 
+/** For this long after a server starts, readiness is probed every FAST_READINESS_INTERVAL_MS. */
+const FAST_READINESS_MS = 5_000;
+const FAST_READINESS_INTERVAL_MS = 50;
+
 /** Used when a spec names no readiness timeout. */
 const DEFAULT_READINESS_TIMEOUT_MS = 10 * 60_000;
 
@@ -426,6 +430,9 @@ export class Reconciler {
     const signal = entry.probes.signal;
     const probe = () => probeHttp(port, spec.readinessPath, { timeoutMs: this.timing.probeTimeoutMs, signal });
     const ended = () => signal.aborted || TERMINAL_STATES.has(entry.status.state as AllocationState);
+    // The first seconds are probed closely: a replica woken from zero has requests waiting for
+    // it, and a refused connection costs next to nothing.
+    const closelyUntil = this.clock.now() + FAST_READINESS_MS;
     for (;;) {
       const result = await probe();
       if (ended()) return;
@@ -434,7 +441,8 @@ export class Reconciler {
         this.finish(entry, 'failed', `not ready after ${seconds(spec.readinessTimeoutMs)} (${result.reason})`, 0);
         return;
       }
-      if (!(await this.pause(this.timing.readinessIntervalMs, signal))) return;
+      const interval = this.clock.now() < closelyUntil ? Math.min(FAST_READINESS_INTERVAL_MS, this.timing.readinessIntervalMs) : this.timing.readinessIntervalMs;
+      if (!(await this.pause(interval, signal))) return;
     }
     this.becameReady(entry);
     for (;;) {

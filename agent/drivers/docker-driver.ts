@@ -192,6 +192,12 @@ export interface DockerDriverOptions {
   cluster?: () => string | undefined;
   /** Whether this agent's records say it started the allocation: adopts a container that has no cluster label. */
   ownsUnlabelled?: (allocationId: string) => boolean;
+  /**
+   * A tenant's network outlives its last container by this long (default 60 s), so a replica
+   * that comes back at once (a deployment woken from zero, a restart) does not wait for a new
+   * network; 0: removed with the last container.
+   */
+  networkGraceMs?: number;
 }
 
 export class DockerDriver implements Driver {
@@ -204,7 +210,11 @@ export class DockerDriver implements Driver {
     private readonly log: Logger,
     private readonly clusterOf: (() => string | undefined) | undefined,
     private readonly ownsUnlabelled: (allocationId: string) => boolean,
+    private readonly networkGraceMs: number,
   ) {}
+
+  /** Tenants whose network is to be released once its grace has passed. */
+  private readonly releases = new Map<string, NodeJS.Timeout>();
 
   /**
    * Fails unless the engine answers within `pingTimeoutMs`, so the agent finds out at start, not
@@ -229,7 +239,7 @@ export class DockerDriver implements Driver {
     } finally {
       clearTimeout(timer);
     }
-    return new DockerDriver(docker, options.node, options.log.child({ component: 'docker-driver' }), options.cluster, options.ownsUnlabelled ?? (() => false));
+    return new DockerDriver(docker, options.node, options.log.child({ component: 'docker-driver' }), options.cluster, options.ownsUnlabelled ?? (() => false), options.networkGraceMs ?? 60_000);
   }
 
   async start(task: Task, hooks?: StartHooks): Promise<void> {
@@ -289,7 +299,19 @@ export class DockerDriver implements Driver {
     }
     this.log.info({ allocation: allocationId, container: existing.Id }, 'container removed');
     const tenant = existing.Labels[LABELS.tenant];
-    if (tenant !== undefined) await this.releaseNetwork(tenant);
+    if (tenant !== undefined) await this.releaseNetworkLater(tenant);
+  }
+
+  /** Releases the tenant's network after the grace (each removal starts it again). */
+  private async releaseNetworkLater(tenant: string): Promise<void> {
+    clearTimeout(this.releases.get(tenant));
+    if (this.networkGraceMs <= 0) return this.releaseNetwork(tenant);
+    const timer = setTimeout(() => {
+      this.releases.delete(tenant);
+      void this.releaseNetwork(tenant);
+    }, this.networkGraceMs);
+    timer.unref();
+    this.releases.set(tenant, timer);
   }
 
   /**
@@ -369,7 +391,10 @@ export class DockerDriver implements Driver {
   }
 
   async close(): Promise<void> {
-    // Nothing to release: containers outlive the agent, and dockerode holds no connection open.
+    // Containers outlive the agent, and dockerode holds no connection open. A network in its
+    // grace stays: the next removal of the tenant's last container on this engine releases it.
+    for (const timer of this.releases.values()) clearTimeout(timer);
+    this.releases.clear();
   }
 
   /** The tenant's network (made when missing) and, for a gang worker dialled from other hosts, the address to publish on. */

@@ -357,9 +357,9 @@ describe('two clusters on one engine', () => {
     const [a] = clusters;
     const network = tenantNetworkName('acme', a);
     const exists = async () => (await docker.listNetworks({ filters: { name: [network] } })).some((n) => n.Name === network);
-    const driver = await DockerDriver.create({ node: NODE, log: silentLogger(), docker, cluster: () => a, ownsUnlabelled: () => false });
+    const driver = await DockerDriver.create({ node: NODE, log: silentLogger(), docker, cluster: () => a, ownsUnlabelled: () => false, networkGraceMs: 0 });
     // Another agent of the cluster on the same engine (another node name) shares the network.
-    const neighbour = await DockerDriver.create({ node: OTHER_NODE, log: silentLogger(), docker, cluster: () => a, ownsUnlabelled: () => false });
+    const neighbour = await DockerDriver.create({ node: OTHER_NODE, log: silentLogger(), docker, cluster: () => a, ownsUnlabelled: () => false, networkGraceMs: 0 });
     const first = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
     const second = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
     await driver.start(first);
@@ -374,5 +374,24 @@ describe('two clusters on one engine', () => {
     assert.equal((await containersOf(third.allocationId))[0]?.State, 'running');
     assert.ok(await exists());
     await driver.remove(third.allocationId, 0);
+  });
+
+  it("keeps a tenant's network for its grace after the last container, so a replica back at once reuses it; then releases it", async () => {
+    const [a] = clusters;
+    const network = tenantNetworkName('acme', a);
+    const ids = async () => (await docker.listNetworks({ filters: { name: [network] } })).filter((n) => n.Name === network).map((n) => n.Id);
+    const driver = await DockerDriver.create({ node: NODE, log: silentLogger(), docker, cluster: () => a, ownsUnlabelled: () => false, networkGraceMs: 1_500 });
+    const first = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+    await driver.start(first);
+    const made = await ids();
+    await driver.remove(first.allocationId, 0);
+    assert.deepEqual(await ids(), made, 'kept through its grace');
+    const back = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+    await driver.start(back);
+    assert.deepEqual(await ids(), made, 'the same network, not a new one');
+    await driver.remove(back.allocationId, 0);
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    assert.deepEqual(await ids(), [], 'released once the grace has passed with no container');
+    await driver.close();
   });
 });
