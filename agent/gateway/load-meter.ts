@@ -4,7 +4,9 @@
 // those that arrived. Reports go out through `send` (the agent session's `AgentMessage.load`):
 // every second while any deployment is busy, once more after it quiets (so the leader sees
 // zero), and at once, coalesced per deployment to one per WAKE_COALESCE_MS, when a request is
-// held (`wake`).
+// held (`wake`). A surge — the mean since the last report, over at least SURGE_SPAN_MS, at
+// least SURGE_FACTOR times the last reported one — is reported at once too, so a step in load
+// reaches the leader within a quarter second rather than at the next tick of the second.
 //
 // On the request path: arrive/depart are O(1) arithmetic on a meter the caller keeps for the
 // request's life (found once, through two Map lookups with no key built); the only timer is the
@@ -17,6 +19,10 @@ import type { GatewayLoad__Output as GatewayLoad } from '../../shared/gen/mlflee
 export const REPORT_INTERVAL_MS = 1_000;
 /** At most one immediate (wake) report per deployment this often. */
 export const WAKE_COALESCE_MS = 100;
+/** A surge report needs a mean over at least this long, and goes at most this often per deployment. */
+export const SURGE_SPAN_MS = 250;
+/** A surge: the running mean at least this many times the last reported one (and at least 2 in flight). */
+export const SURGE_FACTOR = 2;
 
 /** One deployment's counts; the gateway holds it from a request's arrival to its end. */
 export class DeploymentMeter {
@@ -33,6 +39,8 @@ export class DeploymentMeter {
   settled = true;
   lastWakeAt = -Infinity;
   wakeTimer: Timer | undefined;
+  /** The mean concurrency of the last interval reported (surges are measured against it). */
+  reported = 0;
 
   constructor(
     readonly tenant: string,
@@ -56,6 +64,19 @@ export class DeploymentMeter {
     this.settled = false;
   }
 
+  /** When the interval being measured began. */
+  get intervalStartMs(): number {
+    return this.intervalStart;
+  }
+
+  /** Whether the running mean (over at least SURGE_SPAN_MS) is a surge against the last report. */
+  surging(now: number): boolean {
+    const span = now - this.intervalStart;
+    if (span < SURGE_SPAN_MS) return false;
+    const mean = (this.area + this.inFlight * (now - this.changedAt)) / span;
+    return mean >= 2 && mean >= SURGE_FACTOR * this.reported;
+  }
+
   markWake(): void {
     this.woke = true;
   }
@@ -74,6 +95,7 @@ export class DeploymentMeter {
       wake: wake || this.waiting > 0 || this.woke,
     };
     if (reset) {
+      this.reported = load.concurrency;
       this.settled = this.inFlight === 0 && this.arrivals === 0 && this.area === 0;
       this.area = 0;
       this.arrivals = 0;
@@ -124,6 +146,7 @@ export class LoadMeter {
     meter.inFlight += 1;
     meter.arrivals += 1;
     if (this.tick === undefined && !this.closed) this.tick = this.options.clock.setTimeout(this.report, this.intervalMs);
+    else if (!this.closed && meter.surging(now)) this.options.send({ sentAtMs: now, intervalMs: now - meter.intervalStartMs, deployments: [meter.snapshot(now, true, false)] });
   }
 
   /** The request ended (answered, refused, or its client went away). */

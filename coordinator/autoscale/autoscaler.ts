@@ -9,6 +9,9 @@ import { decide, DEFAULT_DECIDE_OPTIONS, initialScalerState, type DecideOptions,
 import { LoadBook, loadKey } from './load-book.js';
 import type { AutoscaleTarget, AutoscalerView } from './target.js';
 
+/** A load report covering less than this is a gateway's surge report (docs/autoscaling.md). */
+const SURGE_REPORT_MAX_MS = 900;
+
 export interface AutoscaleDecisionEvent {
   tenant: string;
   name: string;
@@ -76,6 +79,9 @@ export class Autoscaler {
     if (this.closed) return;
     this.book.record(node, load, this.deps.clock.now());
     if (load.deployments.some((d) => (d.wake || d.waiting > 0) && this.asleep(d.tenant, d.deployment))) this.wake();
+    // A gateway's surge report (it covers less than the usual second: load doubled since its
+    // last report) is decided on at once.
+    else if (load.intervalMs > 0 && load.intervalMs < SURGE_REPORT_MAX_MS) this.wake();
   }
 
   /**

@@ -122,3 +122,30 @@ test('the meter costs no timer while quiet and stops its timers when closed', ()
   clock.advance(5_000);
   assert.equal(sent.length, 1, 'nothing after close');
 });
+
+test('a surge (the running mean twice the last report, over a quarter second) is reported at once; steady load is not', () => {
+  const { clock, sent, meter } = setup();
+  const web = meter.meter('acme', 'web');
+  // Two seconds of one request in flight, renewed every 100 ms: the periodic reports only.
+  meter.arrive(web);
+  for (let t = 0; t < 2_000; t += 100) {
+    clock.advance(100);
+    meter.depart(web);
+    meter.arrive(web);
+  }
+  assert.deepEqual(sent.map((l) => l.intervalMs), [1_000, 1_000]);
+  // Then five more at once, each renewed every 50 ms: reported within the next quarter second
+  // and a little, not at the next second.
+  for (let i = 0; i < 5; i++) meter.arrive(web);
+  const stepAt = clock.now();
+  while (sent.length === 2 && clock.now() - stepAt < 1_000) {
+    clock.advance(50);
+    meter.depart(web);
+    meter.arrive(web);
+  }
+  const surge = sent[2]!;
+  assert.ok(clock.now() - stepAt <= 300, `reported ${clock.now() - stepAt} ms after the step`);
+  assert.ok(surge.intervalMs > 0 && surge.intervalMs < 1_000);
+  assert.ok(surge.deployments[0]!.concurrency >= 2, JSON.stringify(surge));
+  assert.equal(surge.deployments[0]!.inFlight, 6);
+});
