@@ -257,7 +257,7 @@ export class Gateway {
       await this.forward(req, res, route, version, url.pathname + url.search, match[3] === '/infer');
     } catch (err) {
       if (err instanceof ClientGone) return;
-      if (err instanceof HoldError) res.setHeader('retry-after', String(err.retryAfterS));
+      if (err instanceof HoldError && err.status === 503) res.setHeader('retry-after', String(err.retryAfterS));
       const status = err instanceof HttpError || err instanceof AccessError || err instanceof BodyError || err instanceof HoldError ? err.status : 500;
       if (status === 500) this.options.log.warn({ err }, 'gateway request failed');
       if (status === 401) res.setHeader('www-authenticate', 'Bearer realm="mlfleet"');

@@ -17,12 +17,21 @@ export const RETRY_AFTER_S = 1;
 
 /** A held request could not be forwarded: 503, Retry-After, and why. */
 export class HoldError extends Error {
-  readonly status = 503;
   readonly retryAfterS = RETRY_AFTER_S;
+
+  /** 503 (try again: Retry-After is sent), or 404 when what was waited for is gone. */
+  constructor(
+    message: string,
+    readonly status: 503 | 404 = 503,
+  ) {
+    super(message);
+  }
 }
 
 interface Held {
-  /** The route as this request's sender may use it, in a new table; undefined while it has no ready endpoint there. */
+  /** "tenant/deployment". */
+  name: string;
+  /** The route as this request's sender may use it, in a new table (perhaps with no endpoint yet); undefined when the table no longer has it. */
   find(routes: readonly ModelRoute[]): ModelRoute | undefined;
   resolve(route: ModelRoute): void;
   reject(err: Error): void;
@@ -94,6 +103,7 @@ export class HoldQueues {
         if (leave()) reject(signal.reason);
       };
       const held: Held = {
+        name,
         find,
         resolve: (route) => leave() && resolve(route),
         reject: (err) => leave() && reject(err),
@@ -113,7 +123,8 @@ export class HoldQueues {
     for (const queue of [...this.queues.values()]) {
       for (const held of [...queue]) {
         const route = held.find(routes);
-        if (route && route.endpoints.length > 0) held.resolve(route);
+        if (!route) held.reject(new HoldError(`the model is no longer served here (its deployment ${held.name} was removed while this request waited)`, 404));
+        else if (route.endpoints.length > 0) held.resolve(route);
       }
     }
   }

@@ -101,6 +101,20 @@ test('a held request is answered once a table gives the deployment a ready repli
   assert.equal(r.hits(), 1);
 });
 
+test('a held request whose deployment is removed meanwhile is answered 404 at once, not at its timeout', async (t) => {
+  const { g, users } = await gateway(t, { queueTimeoutMs: 60_000 });
+  const pending = infer(g, users.acme.token);
+  await until('held', () => heldCount(g) === 1);
+  const asked = Date.now();
+  g.setRoutes({ revision: 2, models: [] });
+  const answer = await pending.answer;
+  assert.equal(answer.status, 404);
+  assert.match(String(answer.body.error), /acme\/web was removed/);
+  assert.equal(answer.headers['retry-after'], undefined);
+  assert.ok(Date.now() - asked < 5_000);
+  assert.equal(heldCount(g), 0);
+});
+
 test('50 concurrent held requests all succeed once a replica is ready', async (t) => {
   const { g, users, loads } = await gateway(t);
   const r = await replica(t);
