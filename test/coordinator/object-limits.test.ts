@@ -10,7 +10,7 @@ import { LIMITS } from '../../shared/limits.js';
 import { validate } from '../../shared/validation.js';
 
 const deployment = (extra: Record<string, unknown>) => ({
-  spec: { name: 'web', model: 'm', stack: '', image: 'mlfleet/runtime:0.1.0', command: [], env: {}, port: 8080, readinessPath: '', replicas: 1, resources: null, constraints: {}, maxPerNode: 0, priority: 0, rollout: null, public: false, maxRequestBytes: 0, ...extra },
+  spec: { name: 'web', model: 'm', stack: '', image: 'mlfleet/runtime:0.1.0', command: [], env: {}, port: 8080, readinessPath: '', replicas: 1, resources: null, constraints: {}, maxPerNode: 0, priority: 0, rollout: null, public: false, maxRequestBytes: 0, minReplicas: 0, maxReplicas: 0, targetConcurrency: 0, scaleToZeroAfterMs: 0, ...extra },
   tenant: '',
 });
 
