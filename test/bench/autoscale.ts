@@ -11,11 +11,9 @@
 //         autoscaled deployment against a fixed-size one, in the same run.
 // Goals (issue 16): wake p50 ≤ 1.5 s and p99 ≤ 3 s; decision ≤ 1 s; replica serving ≤ 3 s;
 // 0 errors; gateway CPU per request within 10 %.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -25,47 +23,24 @@ import { mlfleetV1, type WorkloadEvent } from '../../shared/proto.js';
 import { compileDeploymentSpec } from '../../shared/workload-spec.js';
 import { ensureOnnxImage, ensureRuntimeImage } from '../helpers/images.js';
 import { infer, linear } from '../helpers/inference.js';
+import { Daemons, line, percentile } from './lib/daemons.js';
+import { cpuTimes } from './lib/proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const quick = process.argv.includes('--quick');
 const wakeRounds = quick ? 5 : 12;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-autoscale-bench-'));
-const children: ChildProcess[] = [];
+const daemons = new Daemons();
 // A replica gets a core: with 100m the onnx server's own start takes seconds of throttled CPU.
 const resources = { cpuMillis: 1000, memoryBytes: 512 * 2 ** 20 };
 
-function daemon(program: string, args: string[]): ChildProcess {
-  const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  return child;
-}
-
-function line(child: ChildProcess, test: (l: string) => boolean, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timed out waiting for output')), timeoutMs);
-    const lines = createInterface({ input: child.stderr! });
-    lines.on('line', (l) => {
-      if (!test(l)) return;
-      clearTimeout(timer);
-      lines.close();
-      child.stderr!.resume();
-      resolve(l);
-    });
-  });
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** CPU seconds the process `pid` has used (user + system), from /proc. */
+/** CPU seconds the process `pid` has used (user + system). */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  const { user, system } = cpuTimes(pid);
+  return user + system;
 }
 
 const SLEEPY_SERVER = `require('http').createServer((q, s) => { q.resume(); setTimeout(() => s.end('{}'), 100); }).listen(Number(process.env.PORT))`;
@@ -115,7 +90,7 @@ function load(gateway: string, model: string, token: string, workers: number, st
 
 try {
   await ensureOnnxImage();
-  const coordinator = daemon(path.join(root, 'dist/coordinator/main.js'), ['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/coordinator`]);
+  const coordinator = daemons.start(path.join(root, 'dist/coordinator/main.js'), ['--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/coordinator`]);
   const started = JSON.parse(await line(coordinator, (l) => l.includes('coordinator started'))) as { grpc: string };
   await sleep(2_500);
   const admin = readFileSync(`${dir}/coordinator/admin-token`, 'utf8').trim();
@@ -125,7 +100,7 @@ try {
 
   const inventory = path.join(dir, 'inventory.json');
   writeFileSync(inventory, JSON.stringify({ cpu: '8', memory: '32Gi' }));
-  const agent = daemon(path.join(root, 'dist/agent/main.js'), [
+  const agent = daemons.start(path.join(root, 'dist/agent/main.js'), [
     '--name', 'bench-node', '--coordinator', started.grpc, '--data-dir', `${dir}/agent`, '--http-listen', '127.0.0.1:0', '--gateway-listen', '127.0.0.1:0',
     '--join-token-file', `${dir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'docker',
   ]);
@@ -256,7 +231,6 @@ try {
   const goalMet = result.wakeP50S <= 1.5 && result.wakeP99S <= 3 && wakeErrors === 0 && (decisionS ?? 99) <= 1 && (servingS ?? 99) <= 3 && stepErrors === 0 && result.gatewayCpuRatio <= 1.1;
   console.log(JSON.stringify({ ...result, goalMet }));
 } finally {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode !== null ? Promise.resolve() : new Promise((resolve) => c.once('exit', resolve)))));
+  await daemons.stop();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -4,11 +4,9 @@
 // A real coordinator and a real agent (docker driver) as processes; each round deploys a new
 // one-replica deployment of the same model and removes it afterwards. The event times are the
 // coordinator's, taken as each state reaches it.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -16,6 +14,7 @@ import { setBearer } from '../../shared/auth.js';
 import { CoordinatorClient } from '../../shared/client.js';
 import { mlfleetV1, type WorkloadEvent } from '../../shared/proto.js';
 import { ensureRuntimeImage } from '../helpers/images.js';
+import { Daemons, line, percentile } from './lib/daemons.js';
 import { WorkloadApi } from '../helpers/workload-api.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -23,39 +22,13 @@ const root = path.resolve(here, '../../..');
 const quick = process.argv.includes('--quick');
 const rounds = quick ? 5 : 20;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-deploy-bench-'));
-const children: ChildProcess[] = [];
+const daemons = new Daemons();
 
 const SERVER = `require('http').createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT))`;
 
-/** A daemon run as installed, through its shebang and the Node flags it names there. */
-function daemon(program: string, args: string[]): ChildProcess {
-  const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  return child;
-}
-
-function line(child: ChildProcess, test: (l: string) => boolean, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timed out waiting for output')), timeoutMs);
-    const lines = createInterface({ input: child.stderr! });
-    lines.on('line', (l) => {
-      if (!test(l)) return;
-      clearTimeout(timer);
-      lines.close();
-      child.stderr!.resume();
-      resolve(l);
-    });
-  });
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
 try {
   const image = await ensureRuntimeImage();
-  const coordinator = daemon(path.join(root, 'dist/coordinator/main.js'), [
+  const coordinator = daemons.start(path.join(root, 'dist/coordinator/main.js'), [
     '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/coordinator`,
   ]);
   const started = JSON.parse(await line(coordinator, (l) => l.includes('coordinator started'))) as { grpc: string };
@@ -68,7 +41,7 @@ try {
 
   const inventory = path.join(dir, 'inventory.json');
   writeFileSync(inventory, JSON.stringify({ cpu: '8', memory: '32Gi' }));
-  const agent = daemon(path.join(root, 'dist/agent/main.js'), [
+  const agent = daemons.start(path.join(root, 'dist/agent/main.js'), [
     '--name', 'bench-node', '--coordinator', started.grpc, '--data-dir', `${dir}/agent`, '--http-listen', '127.0.0.1:0',
     '--join-token-file', `${dir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'docker',
   ]);
@@ -121,7 +94,6 @@ try {
   };
   console.log(JSON.stringify({ ...result, goalMet: result.p50Ms < 1500 }));
 } finally {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode !== null ? Promise.resolve() : new Promise((resolve) => c.once('exit', resolve)))));
+  await daemons.stop();
   rmSync(dir, { recursive: true, force: true });
 }
