@@ -314,6 +314,14 @@ export class Agent {
       state.close();
       throw err;
     }
+    new Gauge({
+      name: 'mlfleet_gateway_held_requests',
+      help: 'inference requests the gateway holds now for deployments with no ready replica (scaled to zero or waking)',
+      registers: [metrics],
+      collect() {
+        this.set(gateway.heldTotal());
+      },
+    });
     return new Agent(options, inventory.capacity, labels, session, cache, delivery, reconciler, gateway, driver, logStreams, state, ops, log);
   }
 

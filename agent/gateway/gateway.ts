@@ -186,6 +186,11 @@ export class Gateway {
   }
 
   /** Requests held now for a deployment with no ready replica. */
+  /** Requests held now for want of a ready replica, every deployment together. */
+  heldTotal(): number {
+    return this.holds.total();
+  }
+
   held(tenant: string, deployment: string): number {
     return this.holds.waiting(`${tenant}/${deployment}`);
   }

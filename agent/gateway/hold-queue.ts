@@ -57,6 +57,13 @@ export class HoldQueues {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS;
   }
 
+  /** Requests held now, for every deployment. */
+  total(): number {
+    let n = 0;
+    for (const queue of this.queues.values()) n += queue.length;
+    return n;
+  }
+
   /** Requests held now for the deployment ("tenant/name"). */
   waiting(name: string): number {
     return this.queues.get(name)?.length ?? 0;

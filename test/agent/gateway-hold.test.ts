@@ -120,6 +120,7 @@ test('50 concurrent held requests all succeed once a replica is ready', async (t
   const r = await replica(t);
   const pending = Array.from({ length: 50 }, (_, i) => infer(g, users.acme.token, { body: `{"i":${i}}` }));
   await until('all 50 held', () => heldCount(g) === 50, 10_000);
+  assert.equal(g.heldTotal(), 50, 'what /metrics reports as mlfleet_gateway_held_requests');
   assert.equal(latest(loads)?.wake, true);
   g.setRoutes({ revision: 2, models: [route(r.address)] });
   const answers = await Promise.all(pending.map((p) => p.answer));
