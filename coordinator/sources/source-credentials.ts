@@ -1,0 +1,49 @@
+// Named credentials for model sources, read once at start from --source-credentials: a JSON
+// object { "NAME": { "accessKeyId", "secretAccessKey", "sessionToken"? } } in a file no one but
+// the coordinator's user may read (mode 0600 or stricter). They stay in memory, are never
+// stored, logged or answered; a source only names one.
+import { readFileSync, statSync } from 'node:fs';
+import { InvalidArgumentError } from '../../shared/errors.js';
+import { z } from '../../shared/validation.js';
+
+export interface SourceCredential {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+export type SourceCredentials = ReadonlyMap<string, SourceCredential>;
+
+const credentialSchema = z
+  .object({
+    accessKeyId: z.string().min(1).max(256),
+    secretAccessKey: z.string().min(1).max(1024),
+    sessionToken: z.string().min(1).max(4096).optional(),
+  })
+  .strict();
+const fileSchema = z.record(z.string().regex(/^[a-zA-Z0-9._-]{1,64}$/, 'names are 1-64 letters, digits, ".", "_" or "-"'), credentialSchema);
+
+export function loadSourceCredentials(file: string): SourceCredentials {
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+  } catch (err) {
+    throw new InvalidArgumentError(`--source-credentials: cannot read ${file}: ${(err as Error).message}`);
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new InvalidArgumentError(`--source-credentials: ${file} may be read by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new InvalidArgumentError(`--source-credentials: ${file} is not JSON: ${(err as Error).message}`);
+  }
+  const result = fileSchema.safeParse(parsed);
+  if (!result.success) {
+    // Only paths are named: a value may be a secret.
+    const where = result.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
+    throw new InvalidArgumentError(`--source-credentials: ${file} must be {"NAME": {"accessKeyId": …, "secretAccessKey": …, "sessionToken"?: …}}: ${where}`);
+  }
+  return new Map(Object.entries(result.data));
+}
