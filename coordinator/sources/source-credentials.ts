@@ -28,22 +28,22 @@ export function loadSourceCredentials(file: string): SourceCredentials {
   try {
     mode = statSync(file).mode;
   } catch (err) {
-    throw new InvalidArgumentError(`--source-credentials: cannot read ${file}: ${(err as Error).message}`);
+    throw new InvalidArgumentError(`cannot read ${file}: ${(err as Error).message}`);
   }
   if ((mode & 0o077) !== 0) {
-    throw new InvalidArgumentError(`--source-credentials: ${file} may be read by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
+    throw new InvalidArgumentError(`${file} may be read by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new InvalidArgumentError(`--source-credentials: ${file} is not JSON: ${(err as Error).message}`);
+    throw new InvalidArgumentError(`${file} is not JSON: ${(err as Error).message}`);
   }
   const result = fileSchema.safeParse(parsed);
   if (!result.success) {
     // Only paths are named: a value may be a secret.
     const where = result.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
-    throw new InvalidArgumentError(`--source-credentials: ${file} must be {"NAME": {"accessKeyId": …, "secretAccessKey": …, "sessionToken"?: …}}: ${where}`);
+    throw new InvalidArgumentError(`${file} must be {"NAME": {"accessKeyId": …, "secretAccessKey": …, "sessionToken"?: …}}: ${where}`);
   }
   return new Map(Object.entries(result.data));
 }

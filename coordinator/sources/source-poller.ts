@@ -220,7 +220,9 @@ export class SourcePoller {
     live.client?.destroy();
     let credentials;
     if (record.spec.credentials) {
-      credentials = this.deps.credentials.get(record.spec.credentials);
+      const named = this.deps.credentials.get(record.spec.credentials);
+      // A copy: the SDK writes into the object it is given.
+      credentials = named && { ...named };
       if (!credentials) throw new InvalidArgumentError(`this coordinator holds no credentials named "${record.spec.credentials}" (see --source-credentials)`);
     }
     live.client = new S3Client({
