@@ -534,6 +534,8 @@ export class Coordinator {
       clock: this.clock,
       log: this.log.child({ component: 'sources' }),
       scratchDir: path.join(this.options.dataDir, 'scratch'),
+      onImported: (tenant, source, sizeBytes) => this.metrics.sourceImportedBytes.inc({ tenant, source }, sizeBytes),
+      onPolled: (ok) => this.metrics.sourcePolls.inc({ result: ok ? 'ok' : 'error' }),
       ...(this.options.sources ? { options: this.options.sources } : {}),
     });
     sources.start();

@@ -55,6 +55,10 @@ export interface SourcePollerDeps {
   log: Logger;
   /** Where version directories are assembled before they are packed. */
   scratchDir: string;
+  /** Told of each version imported (for metrics). */
+  onImported?(tenant: string, source: string, sizeBytes: number): void;
+  /** Told of each poll's result (for metrics). */
+  onPolled?(ok: boolean): void;
   options?: Partial<SourcePollerOptions>;
 }
 
@@ -173,6 +177,7 @@ export class SourcePoller {
         const version = await this.importOne(tenant, record, client, url.bucket, candidate);
         done.push(candidate);
         lastVersion = version.version;
+        this.deps.onImported?.(tenant, name, version.sizeBytes);
         imported.push({ key: candidate.key, etag: candidate.etag, version: version.version, digest: version.digest, sizeBytes: version.sizeBytes });
         this.deps.events.record({ tenant, object: `source/${name}`, allocation: '', node: '', type: 'SourceImported', message: `${candidate.key} → model ${record.spec.model}:${version.version}${record.spec.alias ? ` (@${record.spec.alias})` : ''}` });
         log.info({ tenant, source: name, key: candidate.key, version: version.version }, 'imported a version from a source');
@@ -196,10 +201,12 @@ export class SourcePoller {
       }, (before) => {
         if (before.status.state === 'error') this.deps.events.record({ tenant, object: `source/${name}`, allocation: '', node: '', type: 'SourceRecovered', message: `the bucket answers again (was: ${before.status.lastError})` });
       });
+      this.deps.onPolled?.(true);
       return { imported };
     } catch (err) {
       if (err instanceof NotFoundError && err.message.startsWith('source ')) throw err;
       const message = describe(err);
+      this.deps.onPolled?.(false);
       log.warn({ tenant, source: name, err: message }, 'a source poll failed; retried at its next poll');
       await this.updateRecord(tenant, name, (current) => ({
         ...current,

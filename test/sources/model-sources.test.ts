@@ -16,6 +16,7 @@ import { eventually, until } from '../helpers/eventually.js';
 import { startS3, S3RVER_CREDENTIALS, type TestS3 } from '../helpers/s3rver.js';
 import { workloadCluster } from '../helpers/workload-cluster.js';
 import { tempDir } from '../helpers/processes.js';
+import { metricValue } from '../helpers/metrics.js';
 
 const credentials = new Map([['s3rver', S3RVER_CREDENTIALS]]);
 const sha = (body: string) => `sha256:${createHash('sha256').update(body).digest('hex')}`;
@@ -92,6 +93,7 @@ test('a new object under the prefix becomes a version with its provenance, moves
   assert.equal(source.status!.lastImportedVersion, 2);
   const seen = await c.api.events('source/drop');
   assert.equal(seen.filter((e) => e.type === 'SourceImported').length, 2);
+  assert.equal(await metricValue(c.httpAddress, 'mlfleet_coordinator_source_imported_bytes_total', 'source="drop"'), 'version one'.length + 'version two'.length);
 });
 
 test('an object still being written (its size and ETag changing between polls) is imported only once stable, with its final bytes', async (t) => {
