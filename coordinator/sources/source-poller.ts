@@ -163,6 +163,8 @@ export class SourcePoller {
     const record = JSON.parse(kv.value) as SourceRecord;
     live.nextPollAtMs = clock.now() + record.spec.everyMs;
     const imported: SourceImport[] = [];
+    const done: Candidate[] = [];
+    let present = new Set<string>();
     try {
       const url = parseSourceUrl(record.spec.url);
       const client = this.clientFor(record, live);
@@ -170,7 +172,7 @@ export class SourcePoller {
       const remembered = { ...(await this.importedByLabels(tenant, record)), ...record.imported };
       const decision = decideImports({ layout: record.spec.layout, prefix: url.prefix, listing, previous: live.previous, imported: remembered });
       live.previous = decision.observed;
-      const done: Candidate[] = [];
+      present = decision.present;
       let lastVersion = record.status.lastImportedVersion;
       for (const candidate of decision.imports) {
         if (this.abort.signal.aborted) break;
@@ -208,8 +210,10 @@ export class SourcePoller {
       const message = describe(err);
       this.deps.onPolled?.(false);
       log.warn({ tenant, source: name, err: message }, 'a source poll failed; retried at its next poll');
+      // What this poll imported before it failed is remembered too.
       await this.updateRecord(tenant, name, (current) => ({
         ...current,
+        imported: done.length > 0 ? rememberImported(current.imported, done, new Set([...present, ...Object.keys(current.imported)]), MAX_REMEMBERED_KEYS) : current.imported,
         status: { ...current.status, state: 'error', message, lastError: message, lastSyncAtMs: clock.now(), ...(imported.length > 0 ? { imported: current.status.imported + imported.length, lastImportAtMs: clock.now(), lastImportedVersion: imported.at(-1)!.version } : {}) },
       }), (before) => {
         if (before.status.state !== 'error' || before.status.lastError !== message) {

@@ -140,6 +140,31 @@ test('a restart imports nothing twice, even when the source record lost what it 
   assert.deepEqual((await syncUntilImported(again, 'drop')).imported.map((i) => [i.key, i.version]), [['models/b.onnx', 2]]);
 });
 
+test('an import refused midway (by the tenant storage quota) is the source error; what came before stays, and the rest follows once there is room', async (t) => {
+  const s3 = await startS3(t);
+  const bucket = await s3.newBucket(t);
+  const bucketClient = s3.client(t);
+  const { coordinator, admin } = await startLeader(t, { sourceCredentials: credentials });
+  const client = clientOf(t, coordinator.address, admin);
+  await client.setTenantQuota({ name: 'default', quota: { storageBytes: 100 } });
+  await client.createSource(spec(s3, bucket));
+  await client.syncSource('drop');
+  await put(bucketClient, bucket, 'models/a.onnx', 'small');
+  await new Promise((resolve) => setTimeout(resolve, 1_100)); // a later LastModified: imported after a
+  await put(bucketClient, bucket, 'models/b.onnx', 'x'.repeat(200));
+  await client.syncSource('drop');
+  const refused = await client.syncSource('drop');
+  assert.deepEqual(refused.imported.map((i) => i.key), ['models/a.onnx']);
+  assert.equal(refused.source!.status!.state, 'error');
+  assert.match(refused.source!.status!.message, /storage quota/);
+  assert.equal(refused.source!.status!.imported, 1);
+  await client.setTenantQuota({ name: 'default', quota: {}, clear: ['storage'] });
+  const rest = await client.syncSource('drop');
+  assert.deepEqual(rest.imported.map((i) => [i.key, i.version]), [['models/b.onnx', 2]]);
+  assert.equal(rest.source!.status!.state, 'ok');
+  assert.equal((await client.getArtifact('model', 'm')).versions.length, 2);
+});
+
 test('a bucket that disappears makes the source report an error and an event, and it recovers when the bucket returns', async (t) => {
   const s3 = await startS3(t);
   const bucket = await s3.newBucket(t);
