@@ -8,7 +8,7 @@ import type { Source } from '../../shared/proto.js';
 import type { Store } from '../../shared/store/store.js';
 import type { Clock } from '../../shared/clock.js';
 import type { FencedWriter } from '../node-registry.js';
-import type { SourceCredentials } from '../sources/source-credentials.js';
+import { credentialFor, type SourceCredentials } from '../sources/source-credentials.js';
 import type { SourcePoller } from '../sources/source-poller.js';
 import { initialStatus, toProtoSource, type SourceRecord } from '../sources/source-record.js';
 import type { RpcEdge } from './rpc.js';
@@ -48,8 +48,9 @@ export function sourceService(deps: SourceServiceDeps): grpc.UntypedServiceImple
       async ({ spec, tenant: requested }, { principal }) => {
         const tenant = tenantOf(principal, requested);
         const valid = spec!;
-        if (valid.credentials && !deps.credentials.has(valid.credentials)) {
-          throw new InvalidArgumentError(`credentials "${valid.credentials}" are not known to the coordinator: add them to its --source-credentials file, or leave --credentials out for the default chain`);
+        if (valid.credentials) {
+          const found = credentialFor(deps.credentials, valid.credentials, tenant);
+          if ('refusal' in found) throw new InvalidArgumentError(found.refusal);
         }
         const { kvs } = await store.range(keys.tenantSourcesPrefix(tenant));
         if (kvs.length >= MAX_SOURCES_PER_TENANT) throw new InvalidArgumentError(`tenant "${tenant}" has ${kvs.length} sources, the most it may have; remove one first`);

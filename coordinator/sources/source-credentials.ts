@@ -10,6 +10,8 @@ export interface SourceCredential {
   accessKeyId: string;
   secretAccessKey: string;
   sessionToken?: string;
+  /** The tenants whose sources may name it; absent: every tenant. */
+  tenants?: string[];
 }
 
 export type SourceCredentials = ReadonlyMap<string, SourceCredential>;
@@ -19,6 +21,7 @@ const credentialSchema = z
     accessKeyId: z.string().min(1).max(256),
     secretAccessKey: z.string().min(1).max(1024),
     sessionToken: z.string().min(1).max(4096).optional(),
+    tenants: z.array(z.string().min(1).max(63)).max(1000).optional(),
   })
   .strict();
 const fileSchema = z.record(z.string().regex(/^[a-zA-Z0-9._-]{1,64}$/, 'names are 1-64 letters, digits, ".", "_" or "-"'), credentialSchema);
@@ -43,7 +46,17 @@ export function loadSourceCredentials(file: string): SourceCredentials {
   if (!result.success) {
     // Only paths are named: a value may be a secret.
     const where = result.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
-    throw new InvalidArgumentError(`${file} must be {"NAME": {"accessKeyId": …, "secretAccessKey": …, "sessionToken"?: …}}: ${where}`);
+    throw new InvalidArgumentError(`${file} must be {"NAME": {"accessKeyId": …, "secretAccessKey": …, "sessionToken"?: …, "tenants"?: […]}}: ${where}`);
   }
   return new Map(Object.entries(result.data));
+}
+
+/** The credentials `name` for a source of `tenant`, or why not (undefined: a message to show). */
+export function credentialFor(credentials: SourceCredentials, name: string, tenant: string): { credential: SourceCredential } | { refusal: string } {
+  const credential = credentials.get(name);
+  if (!credential || (credential.tenants && !credential.tenants.includes(tenant))) {
+    // Not "exists but not yours": another tenant's credential names are not shown either.
+    return { refusal: `credentials "${name}" are not known to the coordinator for tenant "${tenant}": add them to its --source-credentials file (with this tenant in "tenants", if it lists any), or leave --credentials out for the default chain` };
+  }
+  return { credential };
 }

@@ -28,7 +28,7 @@ import type { ArtifactRecord, VersionRecord } from '../registry/artifact-record.
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
 import type { EventInput } from '../workloads/event-log.js';
 import { decideImports, rememberImported, type Candidate, type ListedObject, type Observation } from './decide.js';
-import type { SourceCredentials } from './source-credentials.js';
+import { credentialFor, type SourceCredentials } from './source-credentials.js';
 import { MAX_REMEMBERED_KEYS, SOURCE_ETAG_LABEL, SOURCE_KEY_LABEL, SOURCE_LABEL, type SourceRecord } from './source-record.js';
 import { parseSourceUrl } from './source-url.js';
 
@@ -231,10 +231,11 @@ export class SourcePoller {
     live.client?.destroy();
     let credentials;
     if (record.spec.credentials) {
-      const named = this.deps.credentials.get(record.spec.credentials);
-      // A copy: the SDK writes into the object it is given.
-      credentials = named && { ...named };
-      if (!credentials) throw new InvalidArgumentError(`this coordinator holds no credentials named "${record.spec.credentials}" (see --source-credentials)`);
+      const found = credentialFor(this.deps.credentials, record.spec.credentials, record.tenant);
+      if ('refusal' in found) throw new InvalidArgumentError(found.refusal);
+      // A copy of the keys alone: the SDK writes into the object it is given.
+      const { accessKeyId, secretAccessKey, sessionToken } = found.credential;
+      credentials = { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
     }
     live.client = new S3Client({
       region: url.region,

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { loadSourceCredentials } from '../../coordinator/sources/source-credentials.js';
+import { credentialFor, loadSourceCredentials } from '../../coordinator/sources/source-credentials.js';
 import { tempDir } from '../helpers/processes.js';
 
 test('named credentials load from a 0600 JSON file; anything else is refused with what to fix', (t) => {
@@ -17,6 +17,10 @@ test('named credentials load from a 0600 JSON file; anything else is refused wit
   const good = loadSourceCredentials(file('good.json', JSON.stringify({ lab: { accessKeyId: 'AK', secretAccessKey: 'SK' }, prod: { accessKeyId: 'A2', secretAccessKey: 'S2', sessionToken: 'T' } })));
   assert.deepEqual(good.get('lab'), { accessKeyId: 'AK', secretAccessKey: 'SK' });
   assert.equal(good.get('prod')?.sessionToken, 'T');
+  const scoped = loadSourceCredentials(file('scoped.json', JSON.stringify({ team: { accessKeyId: 'AK', secretAccessKey: 'SK', tenants: ['acme'] } })));
+  assert.ok('credential' in credentialFor(scoped, 'team', 'acme'));
+  assert.match((credentialFor(scoped, 'team', 'other') as { refusal: string }).refusal, /not known to the coordinator for tenant "other"/);
+  assert.ok('credential' in credentialFor(good, 'lab', 'any-tenant'), 'without "tenants": every tenant');
   assert.throws(() => loadSourceCredentials(file('open.json', '{}', 0o644)), /may be read by others \(mode 644\); chmod 600 it/);
   assert.throws(() => loadSourceCredentials(path.join(dir, 'missing.json')), /cannot read/);
   assert.throws(() => loadSourceCredentials(file('text.json', 'not json')), /is not JSON/);
