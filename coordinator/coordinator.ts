@@ -55,6 +55,9 @@ import { NodeRegistry, type FencedWriter } from './node-registry.js';
 import { allocationService, deploymentService, jobService } from './api/workload-service.js';
 import { selectionService } from './api/selection-service.js';
 import { stackService } from './api/stack-service.js';
+import { sourceService } from './api/source-service.js';
+import { SourcePoller, type SourcePollerOptions } from './sources/source-poller.js';
+import type { SourceCredentials } from './sources/source-credentials.js';
 import { WorkloadController, type WorkloadControllerOptions } from './workloads/controller.js';
 import { EventLog } from './workloads/event-log.js';
 import { LogRelay } from './workloads/log-relay.js';
@@ -88,6 +91,10 @@ export interface CoordinatorOptions {
   workloads?: Partial<WorkloadControllerOptions>;
   /** The autoscaler's tick and windows (tests and benchmarks shrink them). */
   autoscaler?: Pick<AutoscalerOptions, 'tickMs' | 'decide' | 'onDecision'>;
+  /** Named credentials model sources may use (--source-credentials FILE, loaded at start). */
+  sourceCredentials?: SourceCredentials;
+  /** The source poller's tick, concurrency and timeouts (tests shrink them); not a flag. */
+  sources?: Partial<SourcePollerOptions>;
 }
 
 export interface CoordinatorDeps {
@@ -105,7 +112,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker; autoscaler: Autoscaler };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker; autoscaler: Autoscaler; sources: SourcePoller };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -356,6 +363,7 @@ export class Coordinator {
     serve(v1.JobService.service, jobService(workloadDeps));
     serve(v1.AllocationService.service, allocationService(workloadDeps));
     serve(v1.StackService.service, stackService({ edge, stacks: () => this.leaderRole().stacks, stackUser: (stack) => workloads().stackUser(stack) }));
+    serve(v1.SourceService.service, sourceService({ edge, store, clock: this.clock, credentials: this.options.sourceCredentials ?? new Map(), writer, poller: () => this.leaderRole().sources }));
     serve(v1.SelectionService.service, selectionService({ edge, workloads, artifacts: this.artifacts, latencyOf: (tenant, name) => this.deploymentLatency(tenant, name) }));
   }
 
@@ -516,7 +524,22 @@ export class Coordinator {
     const autoscaler = new Autoscaler({ target: workloads, clock: this.clock, log: this.log.child({ component: 'autoscaler' }), ...this.options.autoscaler });
     workloads.useAutoscalerViews((tenant, name) => autoscaler.view(tenant, name));
     autoscaler.start();
-    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler };
+    // Model sources follow their buckets (docs/sources.md).
+    const sources = new SourcePoller({
+      store: this.store,
+      writer,
+      artifacts: this.artifacts,
+      credentials: this.options.sourceCredentials ?? new Map(),
+      events,
+      clock: this.clock,
+      log: this.log.child({ component: 'sources' }),
+      scratchDir: path.join(this.options.dataDir, 'scratch'),
+      onImported: (tenant, source, sizeBytes) => this.metrics.sourceImportedBytes.inc({ tenant, source }, sizeBytes),
+      onPolled: (ok) => this.metrics.sourcePolls.inc({ result: ok ? 'ok' : 'error' }),
+      ...(this.options.sources ? { options: this.options.sources } : {}),
+    });
+    sources.start();
+    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler, sources };
     registry.open();
     this.uploads.startSweeping();
     this.leader = { id: this.id, address: this.address };
@@ -527,6 +550,7 @@ export class Coordinator {
   private revokeLeadership(): void {
     if (this.role.kind !== 'leader') return;
     void this.role.autoscaler.close();
+    void this.role.sources.close();
     this.role.workloads.close();
     this.role.registry.close();
     void this.uploads.close().catch((err: unknown) => this.log.warn({ err }, 'could not drop unfinished uploads'));

@@ -66,6 +66,18 @@ export class CoordinatorMetrics {
     registers: [this.registry],
   });
 
+  readonly sourceImportedBytes = new Counter({
+    name: 'mlfleet_coordinator_source_imported_bytes_total',
+    help: 'Bytes of model versions imported from model sources (a version directory counts its tar)',
+    labelNames: ['tenant', 'source'],
+    registers: [this.registry],
+  });
+  readonly sourcePolls = new Counter({
+    name: 'mlfleet_coordinator_source_polls_total',
+    help: 'Polls of model sources, by result (ok or error)',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
   readonly uploadReceivedBytes = new Counter({
     name: 'mlfleet_coordinator_upload_received_bytes_total',
     help: 'Push bytes this coordinator received over HTTP (PUT /v1/uploads/<id>)',

@@ -3,6 +3,7 @@ import { compile, compileOptional, parseArgs, parseDuration, parseHostPort, type
 import { InvalidArgumentError } from '../shared/errors.js';
 import { compileTls } from '../shared/tls.js';
 import type { CoordinatorOptions } from './coordinator.js';
+import { loadSourceCredentials } from './sources/source-credentials.js';
 
 const OPTIONS: OptionSpec[] = [
   { key: 'listen', flag: '--listen <addr>', description: 'gRPC address', default: '127.0.0.1:7700' },
@@ -19,6 +20,7 @@ const OPTIONS: OptionSpec[] = [
   { key: 'tlsCert', flag: '--tls-cert <file>', description: 'PEM certificate of the gRPC API (with --tls-key: TLS instead of plain text)' },
   { key: 'tlsKey', flag: '--tls-key <file>', description: 'PEM private key of --tls-cert' },
   { key: 'tlsCa', flag: '--tls-ca <file>', description: 'PEM CA bundle: agents and clients must present a certificate it signed (mutual TLS)' },
+  { key: 'sourceCredentials', flag: '--source-credentials <file>', description: 'JSON {"NAME": {"accessKeyId", "secretAccessKey", "sessionToken"?}} (mode 0600) of credentials model sources name with --credentials' },
   { key: 'logLevel', flag: '--log-level <level>', description: 'trace | debug | info | warn | error', default: 'info' },
 ];
 
@@ -46,6 +48,7 @@ export function compileCoordinatorOptions(argv: string[]): CoordinatorOptions & 
     uploadIdleMs: compile(args, 'uploadIdleTimeout', positive('upload idle timeout', 1000)),
     id: compileOptional(args, 'id', (t) => t),
     tls: compileTls(args, 'server'),
+    sourceCredentials: compileOptional(args, 'sourceCredentials', loadSourceCredentials),
     logLevel: compile(args, 'logLevel', (t) => t),
   };
 }

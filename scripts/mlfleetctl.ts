@@ -23,6 +23,7 @@ import { registerDeploymentCommands } from './cli/commands/deployments.js';
 import { registerJobCommands } from './cli/commands/jobs.js';
 import { registerAllocationCommands } from './cli/commands/allocations.js';
 import { registerStackCommands } from './cli/commands/stacks.js';
+import { registerSourceCommands } from './cli/commands/sources.js';
 import { registerSelectCommand } from './cli/commands/select.js';
 import { registerInferCommand } from './cli/commands/infer.js';
 import { deliverInterrupt, InterruptedError } from './cli/interrupt.js';
@@ -63,6 +64,7 @@ function buildProgram(): Command {
   registerJobCommands(program);
   registerAllocationCommands(program);
   registerStackCommands(program);
+  registerSourceCommands(program);
   registerSelectCommand(program);
   registerInferCommand(program);
   return program;

@@ -68,6 +68,11 @@ import type { ListAllocationsResponse__Output } from './gen/mlfleet/v1/ListAlloc
 import type { LogChunk__Output } from './gen/mlfleet/v1/LogChunk.js';
 import type { Stack as StackInput } from './gen/mlfleet/v1/Stack.js';
 import type { StackServiceClient } from './gen/mlfleet/v1/StackService.js';
+import type { SourceServiceClient } from './gen/mlfleet/v1/SourceService.js';
+import type { SourceSpec as SourceSpecInput } from './gen/mlfleet/v1/SourceSpec.js';
+import type { Source__Output as Source } from './gen/mlfleet/v1/Source.js';
+import type { ListSourcesResponse__Output } from './gen/mlfleet/v1/ListSourcesResponse.js';
+import type { SyncSourceResponse__Output } from './gen/mlfleet/v1/SyncSourceResponse.js';
 import type { ListStacksResponse__Output } from './gen/mlfleet/v1/ListStacksResponse.js';
 import type { SelectRequest as SelectInput } from './gen/mlfleet/v1/SelectRequest.js';
 import type { SelectResponse__Output } from './gen/mlfleet/v1/SelectResponse.js';
@@ -492,6 +497,30 @@ export class CoordinatorClient {
 
   async deleteStack(name: string, options: CallOptions = {}): Promise<void> {
     await this.unary<StackServiceClient, unknown>(mlfleetV1().StackService, (s, md, o, cb) => s.deleteStack({ name }, md, o, cb), options);
+  }
+
+  // ---- SourceService -------------------------------------------------------------------
+
+  /** A bucket prefix whose new objects become versions of a model (docs/sources.md). */
+  createSource(spec: SourceSpecInput, options: CallOptions & { tenant?: string } = {}): Promise<Source> {
+    return this.unary<SourceServiceClient, Source>(mlfleetV1().SourceService, (s, md, o, cb) => s.createSource({ spec, tenant: options.tenant ?? '' }, md, o, cb), options);
+  }
+
+  listSources(options: CallOptions & { tenant?: string } = {}): Promise<ListSourcesResponse__Output> {
+    return this.unary<SourceServiceClient, ListSourcesResponse__Output>(mlfleetV1().SourceService, (s, md, o, cb) => s.listSources({ tenant: options.tenant ?? '' }, md, o, cb), options);
+  }
+
+  getSource(name: string, options: CallOptions & { tenant?: string } = {}): Promise<Source> {
+    return this.unary<SourceServiceClient, Source>(mlfleetV1().SourceService, (s, md, o, cb) => s.getSource({ name, tenant: options.tenant ?? '' }, md, o, cb), options);
+  }
+
+  async deleteSource(name: string, options: CallOptions & { tenant?: string } = {}): Promise<void> {
+    await this.unary<SourceServiceClient, unknown>(mlfleetV1().SourceService, (s, md, o, cb) => s.deleteSource({ name, tenant: options.tenant ?? '' }, md, o, cb), options);
+  }
+
+  /** Polls the source now and answers what that poll imported (a download may take a while: give a deadline). */
+  syncSource(name: string, options: CallOptions & { tenant?: string } = {}): Promise<SyncSourceResponse__Output> {
+    return this.unary<SourceServiceClient, SyncSourceResponse__Output>(mlfleetV1().SourceService, (s, md, o, cb) => s.syncSource({ name, tenant: options.tenant ?? '' }, md, o, cb), options);
   }
 
   // ---- SelectionService ----------------------------------------------------------------

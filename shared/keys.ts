@@ -25,6 +25,10 @@ export const keys = {
   artifactsPrefix: (kind: string) => `${ROOT}artifacts/${kind}/`,
   tenantArtifactsPrefix: (kind: string, tenant: string) => `${ROOT}artifacts/${kind}/${tenant}/`,
   artifact: (kind: string, tenant: string, name: string) => `${ROOT}artifacts/${kind}/${tenant}/${name}`,
+  /** Model sources (coordinator/sources/): one record per source, with what it imported. */
+  sourcesPrefix: `${ROOT}sources/`,
+  tenantSourcesPrefix: (tenant: string) => `${ROOT}sources/${tenant}/`,
+  source: (tenant: string, name: string) => `${ROOT}sources/${tenant}/${name}`,
   nodesPrefix: `${ROOT}nodes/`,
   node: (name: string) => `${ROOT}nodes/${name}`,
   deploymentsPrefix: `${ROOT}deployments/`,

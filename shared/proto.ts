@@ -15,6 +15,7 @@ import type { ProtoGrpcType as WorkloadsProto } from './gen/workloads.js';
 import type { ProtoGrpcType as StacksProto } from './gen/stacks.js';
 import type { ProtoGrpcType as SelectionProto } from './gen/selection.js';
 import type { ProtoGrpcType as DeliveryProto } from './gen/delivery.js';
+import type { ProtoGrpcType as SourcesProto } from './gen/sources.js';
 
 export const PROTO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
 export const PROTO_FILES = [
@@ -29,6 +30,7 @@ export const PROTO_FILES = [
   'mlfleet/v1/stacks.proto',
   'mlfleet/v1/selection.proto',
   'mlfleet/v1/delivery.proto',
+  'mlfleet/v1/sources.proto',
 ];
 
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -40,7 +42,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_ROOT],
 };
 
-type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto & WorkloadsProto & StacksProto & SelectionProto & DeliveryProto;
+type Proto = AgentProto & ClusterProto & NodesProto & TenantsProto & TokensProto & EventsProto & ArtifactsProto & WorkloadsProto & StacksProto & SelectionProto & DeliveryProto & SourcesProto;
 
 let cached: Proto['mlfleet']['v1'] | undefined;
 
@@ -114,3 +116,9 @@ export type { SelectRequest__Output as SelectRequest } from './gen/mlfleet/v1/Se
 export type { SelectResponse__Output as SelectResponse } from './gen/mlfleet/v1/SelectResponse.js';
 export type { SelectionCandidate__Output as SelectionCandidate } from './gen/mlfleet/v1/SelectionCandidate.js';
 export type { SelectionServiceClient } from './gen/mlfleet/v1/SelectionService.js';
+export type { Source__Output as Source } from './gen/mlfleet/v1/Source.js';
+export type { SourceSpec__Output as SourceSpec } from './gen/mlfleet/v1/SourceSpec.js';
+export type { SourceStatus__Output as SourceStatus } from './gen/mlfleet/v1/SourceStatus.js';
+export type { SourceImport__Output as SourceImport } from './gen/mlfleet/v1/SourceImport.js';
+export type { SyncSourceResponse__Output as SyncSourceResponse } from './gen/mlfleet/v1/SyncSourceResponse.js';
+export type { SourceServiceClient } from './gen/mlfleet/v1/SourceService.js';

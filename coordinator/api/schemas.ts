@@ -147,7 +147,7 @@ const artifactRef = z.string().superRefine((ref, ctx) => {
     ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
   }
 });
-const optionalTenant = z.union([z.literal(''), tenantName]);
+export const optionalTenant = z.union([z.literal(''), tenantName]);
 
 
 export const artifactMetadata = z

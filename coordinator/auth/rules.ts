@@ -59,6 +59,12 @@ export const RULES: Readonly<Record<string, Rule>> = {
   // Resumable pushes (docs/delivery.md): who may push may begin and commit an upload.
   'DeliveryService.BeginPush': { roles: [...OPERATORS, 'node'], mutating: false },
   'DeliveryService.CommitPush': { roles: [...OPERATORS, 'node'], mutating: true },
+  // Model sources: who may push a model may make it follow a bucket; consumers see them.
+  'SourceService.CreateSource': { roles: OPERATORS, mutating: true },
+  'SourceService.ListSources': { roles: USERS, mutating: false },
+  'SourceService.GetSource': { roles: USERS, mutating: false },
+  'SourceService.DeleteSource': { roles: OPERATORS, mutating: true },
+  'SourceService.SyncSource': { roles: OPERATORS, mutating: true },
   ...artifactRules('ModelService'),
   ...artifactRules('DatasetService'),
   // Users locate their tenant's versions; agents the blobs their node may fetch (the handler checks which).

@@ -66,6 +66,13 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'StackService.GetStack': (c) => (USERS.has(c) ? 'OK' : 'PERMISSION_DENIED'),
   'StackService.RegisterStack': adminOnly,
   'StackService.DeleteStack': adminOnly,
+  // Model sources: who may push a model may make it follow a bucket; consumers see them. No
+  // source is named "missing" in any tenant: who may ask is all the last three show.
+  'SourceService.CreateSource': ownTenantWrite,
+  'SourceService.ListSources': ownTenantRead,
+  'SourceService.GetSource': (c) => (USERS.has(c) ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
+  'SourceService.DeleteSource': (c) => (c === 'admin' || c === 'developer' ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
+  'SourceService.SyncSource': (c) => (c === 'admin' || c === 'developer' ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
   // Users locate their tenant's versions; a node only blobs its allocations use (none of node-x's uses the payload).
   'DeliveryService.Locate': (c, scope) => (c === 'node' ? 'NOT_FOUND' : ownTenantRead(c, scope)),
   // A push goes to the caller's own tenant, as Push does; a node only for a job's output (refused here).
@@ -324,6 +331,14 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
       await cluster.admin.registerStack(stackSpec(name));
       return { name };
     }
+    case 'SourceService.CreateSource':
+      return { spec: { name: `src-${cluster.fresh()}`, model: 'm', url: 's3://bucket-x/p/?endpoint=http%3A%2F%2F127.0.0.1%3A9', alias: '', everyMs: 600_000, layout: 'files', credentials: '' }, tenant };
+    case 'SourceService.ListSources':
+      return { tenant };
+    case 'SourceService.GetSource':
+    case 'SourceService.DeleteSource':
+    case 'SourceService.SyncSource':
+      return { name: 'missing', tenant };
     case 'SelectionService.Select':
       return { type: 'classification', tenant };
     case 'DeliveryService.Locate':

@@ -23,6 +23,7 @@ const EMPTY_IS_VALID = new Set([
   'AllocationService.ListAllocations',
   'EventService.WatchEvents',
   'StackService.ListStacks',
+  'SourceService.ListSources',
 ]);
 
 interface Started {
