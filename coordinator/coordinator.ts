@@ -36,6 +36,7 @@ import { S3DirectAccess } from './blobs/s3-direct.js';
 import { FetchTracker } from './delivery/tracker.js';
 import type { GrantKeys } from '../shared/blob-http.js';
 import { ArtifactRegistry } from './registry/artifact-registry.js';
+import { RetentionEnforcer } from './registry/retention-enforcer.js';
 import { clusterService } from './api/cluster-service.js';
 import { eventService } from './api/event-service.js';
 import { nodeService } from './api/node-service.js';
@@ -88,6 +89,8 @@ export interface CoordinatorOptions {
   workloads?: Partial<WorkloadControllerOptions>;
   /** The autoscaler's tick and windows (tests and benchmarks shrink them). */
   autoscaler?: Pick<AutoscalerOptions, 'tickMs' | 'decide' | 'onDecision'>;
+  /** How often model retention is checked for every model (tests shrink it); not a flag. */
+  retentionSweepMs?: number;
 }
 
 export interface CoordinatorDeps {
@@ -105,7 +108,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker; autoscaler: Autoscaler };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker; autoscaler: Autoscaler; retention: RetentionEnforcer };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -516,7 +519,10 @@ export class Coordinator {
     const autoscaler = new Autoscaler({ target: workloads, clock: this.clock, log: this.log.child({ component: 'autoscaler' }), ...this.options.autoscaler });
     workloads.useAutoscalerViews((tenant, name) => autoscaler.view(tenant, name));
     autoscaler.start();
-    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler };
+    // Model retention (README "Models and datasets"): on pushes, on SetRetention, and a sweep.
+    const retention = new RetentionEnforcer({ store: this.store, registry: this.artifacts, writer, event: (e) => events.record(e), clock: this.clock, log: this.log.child({ component: 'retention' }), ...(this.options.retentionSweepMs ? { sweepMs: this.options.retentionSweepMs } : {}) });
+    retention.start();
+    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler, retention };
     registry.open();
     this.uploads.startSweeping();
     this.leader = { id: this.id, address: this.address };
@@ -527,6 +533,7 @@ export class Coordinator {
   private revokeLeadership(): void {
     if (this.role.kind !== 'leader') return;
     void this.role.autoscaler.close();
+    this.role.retention.close();
     this.role.workloads.close();
     this.role.registry.close();
     void this.uploads.close().catch((err: unknown) => this.log.warn({ err }, 'could not drop unfinished uploads'));

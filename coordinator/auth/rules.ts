@@ -60,6 +60,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'DeliveryService.BeginPush': { roles: [...OPERATORS, 'node'], mutating: false },
   'DeliveryService.CommitPush': { roles: [...OPERATORS, 'node'], mutating: true },
   ...artifactRules('ModelService'),
+  'ModelService.SetRetention': { roles: OPERATORS, mutating: true },
   ...artifactRules('DatasetService'),
   // Users locate their tenant's versions; agents the blobs their node may fetch (the handler checks which).
   'DeliveryService.Locate': { roles: [...USERS, 'node'], mutating: false },
