@@ -237,11 +237,14 @@ export class ArtifactRegistry {
     if (stored.digest !== keptDigest) await this.releaseBlob(stored.digest);
   }
 
+  /** Answers the record as the move left it; retention then runs (the version moved from may go). */
   async setAlias(writer: FencedWriter, kind: ArtifactKind, tenant: string, name: string, alias: string, version: number): Promise<ArtifactRecord> {
-    return this.update(writer, kind, tenant, name, (record) => {
+    const next = await this.update(writer, kind, tenant, name, (record) => {
       if (!record.versions.some((v) => v.version === version)) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
       return { ...record, aliases: { ...record.aliases, [alias]: version } };
     });
+    await this.versionsChanged?.(kind, tenant, name);
+    return next;
   }
 
   /**
