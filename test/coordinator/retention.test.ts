@@ -161,3 +161,35 @@ test('bad retention input is refused and changes nothing; only developers and ad
   assert.deepEqual(numbers(await developer.setRetention('m', { keep: 1, keepAliased: false })), [2]);
   assert.deepEqual((await developer.getArtifact('model', 'm')).retention, { keep: 1, keepAliased: false });
 });
+
+test('a deploy racing a removal of the same version either keeps it or fails cleanly, never deploys a removed version', async (t) => {
+  const c = await cluster(t);
+  let deployed = 0;
+  let refused = 0;
+  // The removal starts 0..15 ms after the deploy, so that some rounds land it between the
+  // deploy's resolution of version 1 and its write of the deployment.
+  const rounds = 16;
+  for (let round = 1; round <= rounds; round++) {
+    const model = `race-${round}`;
+    await push(c, model, `${model} old`);
+    await push(c, model, `${model} new`);
+    const spec = { name: `web-${round}`, model: `${model}:1`, image: 'mlfleet/runtime:0.1.0', replicas: 1, resources: { cpuMillis: 10, memoryBytes: 2 ** 20 } };
+    const [deploy, retention] = await Promise.allSettled([
+      c.call<Deployment>('DeploymentService', 'ApplyDeployment', { spec }),
+      new Promise((resolve) => setTimeout(resolve, round - 1)).then(() => c.client.setRetention(model, { keep: 1, keepAliased: false })),
+    ]);
+    assert.equal(retention.status, 'fulfilled');
+    const left = numbers(await c.client.getArtifact('model', model));
+    if (deploy.status === 'fulfilled') {
+      deployed += 1;
+      assert.equal(deploy.value.resolvedVersion, 1);
+      assert.deepEqual(left, [1, 2], `round ${round}: the deployed version stays`);
+    } else {
+      refused += 1;
+      assert.match((deploy.reason as Error).message, /has no version 1/);
+      assert.deepEqual(left, [2]);
+    }
+  }
+  assert.equal(deployed + refused, rounds);
+  t.diagnostic(`${deployed} deploys won, ${refused} refused`);
+});
