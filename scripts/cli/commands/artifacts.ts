@@ -172,11 +172,11 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
       withContext(command, async (ctx) => {
         const client = ctx.client();
         const artifact = await client.getArtifact(kind, ref.name);
-        if (ref.version === undefined && ref.alias === undefined) return ctx.print(artifactDetailView(artifact));
+        if (ref.version === undefined && ref.alias === undefined) return ctx.print(artifactDetailView(artifact, Date.now(), kind));
         // The coordinator says which version the ref means (and NOT_FOUND, in its words, when none).
         const { version } = await client.resolve(kind, formatRef(ref));
         const aliases = Object.fromEntries(Object.entries(artifact.aliases).filter(([, v]) => v === version));
-        ctx.print(artifactDetailView({ ...artifact, versions: artifact.versions.filter((v) => v.version === version), aliases }));
+        ctx.print(artifactDetailView({ ...artifact, versions: artifact.versions.filter((v) => v.version === version), aliases }, Date.now(), kind));
       }),
     );
 

@@ -95,7 +95,8 @@ function sortedAliases(aliases: Record<string, number>): Record<string, number> 
   return Object.fromEntries(Object.entries(aliases).sort(([a], [b]) => a.localeCompare(b)));
 }
 
-export function artifactJson(artifact: Artifact): ArtifactJson {
+/** Models carry their retention (null: every version kept); datasets have none. */
+export function artifactJson(artifact: Artifact, kind?: ArtifactKind): ArtifactJson {
   return {
     name: artifact.name,
     versions: artifact.versions.map((v) => {
@@ -103,7 +104,7 @@ export function artifactJson(artifact: Artifact): ArtifactJson {
       return rest;
     }),
     aliases: sortedAliases(artifact.aliases ?? {}),
-    ...(artifact.retention !== undefined ? { retention: artifact.retention ? { keep: artifact.retention.keep, keepAliased: artifact.retention.keepAliased } : null } : {}),
+    ...(kind === 'model' ? { retention: artifact.retention ? { keep: artifact.retention.keep, keepAliased: artifact.retention.keepAliased } : null } : {}),
   };
 }
 
@@ -153,8 +154,8 @@ export function artifactListView(artifacts: readonly ArtifactSummary[], now = Da
 }
 
 /** `models show`: the artifact (its versions oldest first), or a header and one row per version. */
-export function artifactDetailView(artifact: Artifact, now = Date.now()): Printable {
-  const data = artifactJson(artifact);
+export function artifactDetailView(artifact: Artifact, now = Date.now(), kind?: ArtifactKind): Printable {
+  const data = artifactJson(artifact, kind);
   const aliasesOf = (version: number) =>
     Object.entries(data.aliases)
       .filter(([, v]) => v === version)
@@ -216,7 +217,7 @@ export function aliasedView(kind: ArtifactKind, artifact: Artifact, alias: strin
 
 /** `models retention`: the model as it is now, or one line. */
 export function retentionView(artifact: Artifact, removed: number[]): Printable {
-  const data = artifactJson(artifact);
+  const data = artifactJson(artifact, 'model');
   return {
     data,
     table: () => `model ${artifact.name}: ${formatRetention(data.retention)}${removed.length > 0 ? `; removed version(s) ${removed.join(', ')}` : ''}`,
