@@ -166,7 +166,8 @@ export function artifactDetailView(artifact: Artifact, now = Date.now(), kind?: 
       const head = keyValues([
         ['Name', data.name],
         ['Aliases', formatAliases(data.aliases)],
-        ...(data.retention !== undefined ? [['Retention', formatRetention(data.retention)] as [string, string]] : []),
+        // Only when set, so that models that keep every version read as before.
+        ...(data.retention ? [['Retention', formatRetention(data.retention)] as [string, string]] : []),
       ]);
       if (artifact.versions.length === 0) return `${head}\nno versions`;
       const rows = artifact.versions.map((v) => {
