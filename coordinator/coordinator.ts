@@ -36,6 +36,7 @@ import { S3DirectAccess } from './blobs/s3-direct.js';
 import { FetchTracker } from './delivery/tracker.js';
 import type { GrantKeys } from '../shared/blob-http.js';
 import { ArtifactRegistry } from './registry/artifact-registry.js';
+import { RetentionEnforcer } from './registry/retention-enforcer.js';
 import { clusterService } from './api/cluster-service.js';
 import { eventService } from './api/event-service.js';
 import { nodeService } from './api/node-service.js';
@@ -95,6 +96,8 @@ export interface CoordinatorOptions {
   sourceCredentials?: SourceCredentials;
   /** The source poller's tick, concurrency and timeouts (tests shrink them); not a flag. */
   sources?: Partial<SourcePollerOptions>;
+  /** How often model retention is checked for every model (tests shrink it); not a flag. */
+  retentionSweepMs?: number;
 }
 
 export interface CoordinatorDeps {
@@ -112,7 +115,7 @@ interface LeaderMember {
 
 type Role =
   | { kind: 'follower' }
-  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker; autoscaler: Autoscaler; sources: SourcePoller };
+  | { kind: 'leader'; leadership: Leadership; registry: NodeRegistry; writer: FencedWriter; workloads: WorkloadController; events: EventLog; routes: RouteBook; stacks: StackRegistry; clusterId: string; tracker: FetchTracker; autoscaler: Autoscaler; sources: SourcePoller; retention: RetentionEnforcer };
 
 export class Coordinator {
   private role: Role = { kind: 'follower' };
@@ -539,7 +542,10 @@ export class Coordinator {
       ...(this.options.sources ? { options: this.options.sources } : {}),
     });
     sources.start();
-    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler, sources };
+    // Model retention (README "Models and datasets"): on pushes, on SetRetention, and a sweep.
+    const retention = new RetentionEnforcer({ store: this.store, registry: this.artifacts, writer, event: (e) => events.record(e), clock: this.clock, log: this.log.child({ component: 'retention' }), ...(this.options.retentionSweepMs ? { sweepMs: this.options.retentionSweepMs } : {}) });
+    retention.start();
+    this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler, sources, retention };
     registry.open();
     this.uploads.startSweeping();
     this.leader = { id: this.id, address: this.address };
@@ -551,6 +557,7 @@ export class Coordinator {
     if (this.role.kind !== 'leader') return;
     void this.role.autoscaler.close();
     void this.role.sources.close();
+    this.role.retention.close();
     this.role.workloads.close();
     this.role.registry.close();
     void this.uploads.close().catch((err: unknown) => this.log.warn({ err }, 'could not drop unfinished uploads'));

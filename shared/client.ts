@@ -569,6 +569,12 @@ export class CoordinatorClient {
     return this.unary<ModelServiceClient, Artifact>(artifactService(kind), (s, md, o, cb) => s.setAlias(request, md, o, cb), options);
   }
 
+  /** A model's retention: keep the `keep` newest versions (see README), or `off` to keep all. */
+  setRetention(name: string, retention: { keep: number; keepAliased: boolean } | 'off', options: CallOptions = {}): Promise<Artifact> {
+    const request = retention === 'off' ? { name, off: true } : { name, keep: retention.keep, keepAliased: retention.keepAliased };
+    return this.unary<ModelServiceClient, Artifact>(artifactService('model'), (s, md, o, cb) => s.setRetention(request, md, o, cb), options);
+  }
+
   deleteVersion(kind: ArtifactKind, name: string, version: number, options: CallOptions = {}): Promise<Artifact> {
     const request = { name, version };
     return this.unary<ModelServiceClient, Artifact>(artifactService(kind), (s, md, o, cb) => s.deleteVersion(request, md, o, cb), options);
@@ -994,7 +1000,8 @@ function waitForConnection(channel: grpc.Channel, timeoutMs: number, signal?: Ab
 /** The service for a kind: models and datasets speak the same protocol. */
 function artifactService(kind: ArtifactKind): ServiceConstructor<ModelServiceClient> {
   const v1 = mlfleetV1();
-  return (kind === 'model' ? v1.ModelService : v1.DatasetService) as ServiceConstructor<ModelServiceClient>;
+  // DatasetService lacks ModelService's SetRetention, which is only ever called on models.
+  return (kind === 'model' ? v1.ModelService : v1.DatasetService) as unknown as ServiceConstructor<ModelServiceClient>;
 }
 
 /**

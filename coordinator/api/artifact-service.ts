@@ -21,6 +21,7 @@ import {
   pushHeaderSchema,
   resolveSchema,
   setAliasSchema,
+  setRetentionSchema,
 } from './schemas.js';
 import { pushTarget, type JobOutputs } from './job-output-push.js';
 import { tenantOf } from './tenant-service.js';
@@ -149,6 +150,17 @@ export function artifactService(kind: ArtifactKind, deps: ArtifactServiceDeps): 
         toProtoArtifact(await registry.deleteVersion(deps.writer(), kind, tenantOf(principal, tenant), name, version)),
       ({ name, version }) => `${kind}/${name}:${version}`,
     ),
+    ...(kind === 'model'
+      ? {
+          SetRetention: edge.unary(
+            `${service}.SetRetention`,
+            setRetentionSchema,
+            async ({ name, tenant, keep, keepAliased, off }, { principal }) =>
+              toProtoArtifact(await registry.setRetention(deps.writer(), tenantOf(principal, tenant), name, off ? undefined : { keep, keepAliased })),
+            ({ name, keep, keepAliased, off }) => `${kind}/${name} retention=${off ? 'off' : `keep ${keep}${keepAliased ? ' (aliased kept)' : ''}`}`,
+          ),
+        }
+      : {}),
   };
 }
 

@@ -4,6 +4,7 @@ import { QUOTA_NAMES } from '../../shared/quota.js';
 import { labelMap, nodeName, withinJsonBytes, z } from '../../shared/validation.js';
 import { LIMITS } from '../../shared/limits.js';
 import { PAGE_TOKEN } from '../audit-log.js';
+import { MAX_RETAINED_VERSIONS } from '../registry/retention.js';
 
 const uint = z.number().int().nonnegative();
 
@@ -195,6 +196,14 @@ export const setAliasSchema = z.object({
   version: uint.positive('is required'),
   tenant: optionalTenant,
 });
+/** Either a retention (keep 1..10000) or `off` alone; the handler receives the policy or null. */
+export const setRetentionSchema = z
+  .object({ name: artifactName, tenant: optionalTenant, keep: uint, keepAliased: z.boolean(), off: z.boolean() })
+  .superRefine((r, ctx) => {
+    if (r.off && (r.keep !== 0 || r.keepAliased)) ctx.addIssue({ code: 'custom', path: ['off'], message: 'clears the retention: give it without keep or keep_aliased' });
+    if (!r.off && (r.keep < 1 || r.keep > MAX_RETAINED_VERSIONS)) ctx.addIssue({ code: 'custom', path: ['keep'], message: `must be 1..${MAX_RETAINED_VERSIONS} (or set off to keep every version)` });
+  });
+
 export const deleteVersionSchema = z.object({ name: artifactName, version: uint.positive('is required'), tenant: optionalTenant });
 
 export const prefetchModelSchema = z.object({ node: nodeName, ref: artifactRef, tenant: optionalTenant });

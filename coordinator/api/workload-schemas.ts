@@ -174,7 +174,7 @@ export const getLogsSchema = z.object({
 
 export const watchEventsSchema = z.object({
   tenant: optionalTenant,
-  object: z.string().max(140).regex(/^$|^(deployment|job|node|source)\/[a-z0-9._-]+$/, 'must be deployment/NAME, job/NAME, node/NAME or source/NAME'),
+  object: z.string().max(140).regex(/^$|^(deployment|job|node|source|model)\/[a-z0-9._-]+$/, 'must be deployment/NAME, job/NAME, node/NAME, source/NAME or model/NAME'),
   replay: uint.max(1000, 'must be at most 1000'),
   follow: z.boolean(),
 });

@@ -66,6 +66,7 @@ export const RULES: Readonly<Record<string, Rule>> = {
   'SourceService.DeleteSource': { roles: OPERATORS, mutating: true },
   'SourceService.SyncSource': { roles: OPERATORS, mutating: true },
   ...artifactRules('ModelService'),
+  'ModelService.SetRetention': { roles: OPERATORS, mutating: true },
   ...artifactRules('DatasetService'),
   // Users locate their tenant's versions; agents the blobs their node may fetch (the handler checks which).
   'DeliveryService.Locate': { roles: [...USERS, 'node'], mutating: false },

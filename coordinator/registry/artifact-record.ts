@@ -4,6 +4,7 @@ import type { Artifact, ArtifactMetadata, ArtifactSummary, ArtifactVersion } fro
 
 export type { ArtifactKind } from '../../shared/artifact-ref.js';
 import type { ArtifactKind } from '../../shared/artifact-ref.js';
+import type { RetentionPolicy } from './retention.js';
 
 /** The label recording which attempt of the source job made a version. */
 export const SOURCE_ATTEMPT_LABEL = 'source-attempt';
@@ -30,6 +31,8 @@ export interface ArtifactRecord {
   /** Versions are never renumbered: a deleted version's number is not given out again. */
   lastVersion: number;
   updatedAtMs: number;
+  /** Models only: how many versions are kept (retention.ts); absent when every version is. */
+  retention?: RetentionPolicy;
 }
 
 export function toProtoVersion(record: ArtifactRecord, version: VersionRecord): ArtifactVersion {
@@ -42,6 +45,7 @@ export function toProtoArtifact(record: ArtifactRecord): Artifact {
     tenant: record.tenant,
     versions: record.versions.map((v) => toProtoVersion(record, v)),
     aliases: record.aliases,
+    retention: record.retention ? { keep: record.retention.keep, keepAliased: record.retention.keepAliased } : null,
   };
 }
 

@@ -22,6 +22,7 @@ import type { BlobStore, BlobWriter } from '../blobs/blob-store.js';
 import type { FencedWriter } from '../node-registry.js';
 import { getTenant } from '../tenants.js';
 import type { ArtifactKind, ArtifactRecord, VersionRecord } from './artifact-record.js';
+import { decideRetention, type RetentionPolicy, type RetentionRemoval } from './retention.js';
 
 export interface PushSpec {
   kind: ArtifactKind;
@@ -87,6 +88,21 @@ export class ArtifactRegistry {
    * when not (coordinator/blobs/blob-peers.ts); for readers of blobs no download asks for.
    */
   fetchMissing: ((digest: string, sizeBytes: number) => Promise<void>) | undefined;
+
+  /**
+   * Runs `fn` while no workload can start using a version: the leader's workload queue, under
+   * which deployments resolve their model and record the version they resolved. Version
+   * removals run under it, so a deploy racing a removal either resolves before it (and the
+   * removal, re-checking `usedBy`, refuses) or after it (and finds the version gone: NOT_FOUND).
+   * Set by the leader's workload controller; retention removes nothing while it is unset.
+   */
+  whileUsesHeld: (<T>(fn: () => Promise<T>) => Promise<T>) | undefined;
+
+  /**
+   * Applies a model's retention after its versions or its policy changed (a push, an import by
+   * a source, SetRetention); set by the leader (retention-enforcer.ts). Its failures are its own.
+   */
+  versionsChanged: ((kind: ArtifactKind, tenant: string, name: string) => Promise<void>) | undefined;
 
   /** Serializes, per digest, publishing a version against deleting its blob (leader only). */
   private readonly digestLocks = new KeyedMutex();
@@ -154,6 +170,7 @@ export class ArtifactRegistry {
       return this.appendVersion(writer, spec, blob.digest);
     });
     await this.dropUnkept(stored, kept.version.digest);
+    await this.versionsChanged?.(spec.kind, spec.tenant, spec.name);
     return kept;
   }
 
@@ -220,11 +237,14 @@ export class ArtifactRegistry {
     if (stored.digest !== keptDigest) await this.releaseBlob(stored.digest);
   }
 
+  /** Answers the record as the move left it; retention then runs (the version moved from may go). */
   async setAlias(writer: FencedWriter, kind: ArtifactKind, tenant: string, name: string, alias: string, version: number): Promise<ArtifactRecord> {
-    return this.update(writer, kind, tenant, name, (record) => {
+    const next = await this.update(writer, kind, tenant, name, (record) => {
       if (!record.versions.some((v) => v.version === version)) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
       return { ...record, aliases: { ...record.aliases, [alias]: version } };
     });
+    await this.versionsChanged?.(kind, tenant, name);
+    return next;
   }
 
   /**
@@ -235,7 +255,7 @@ export class ArtifactRegistry {
     const current = await this.get(kind, tenant, name);
     const doomed = current.versions.find((v) => v.version === version);
     if (!doomed) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
-    return this.digestLocks.run(doomed.digest, async () => {
+    return this.usesHeld(() => this.digestLocks.run(doomed.digest, async () => {
       const next = await this.update(writer, kind, tenant, name, (record) => {
         if (!record.versions.some((v) => v.version === version)) throw new NotFoundError(`${kind} "${name}" has no version ${version}`);
         const user = this.usedBy?.(kind, tenant, name, version);
@@ -248,7 +268,58 @@ export class ArtifactRegistry {
       });
       await this.deleteIfUnused(doomed.digest);
       return next;
+    }));
+  }
+
+  /**
+   * Sets a model's retention (undefined clears it: every version is kept) and applies it at
+   * once. Answers the record as it stands after the removals.
+   */
+  async setRetention(writer: FencedWriter, tenant: string, name: string, policy: RetentionPolicy | undefined): Promise<ArtifactRecord> {
+    await this.update(writer, 'model', tenant, name, (record) => {
+      const { retention: _old, ...rest } = record;
+      return policy ? { ...rest, retention: { keep: policy.keep, keepAliased: policy.keepAliased } } : rest;
     });
+    await this.versionsChanged?.('model', tenant, name);
+    return this.get('model', tenant, name);
+  }
+
+  /**
+   * Removes the versions the model's retention says go (retention.ts), in one compare-and-swap
+   * that decides again on the record it replaces, with the uses as they are then, under
+   * `whileUsesHeld`; then deletes each removed version's blob unless something else (another
+   * version, of any model, dataset or tenant, or a job's part) has the same content. Removes
+   * nothing while the uses are not known (no workload controller on this coordinator yet).
+   */
+  async applyRetention(writer: FencedWriter, tenant: string, name: string): Promise<RetentionRemoval[]> {
+    const usedBy = this.usedBy;
+    const held = this.whileUsesHeld;
+    if (!usedBy || !held) return [];
+    const current = await this.get('model', tenant, name);
+    if (!current.retention || current.versions.length <= current.retention.keep) return [];
+    const removals = await held(async () => {
+      let removed: RetentionRemoval[] = [];
+      await this.update(writer, 'model', tenant, name, (record) => {
+        removed = [];
+        if (!record.retention) return record;
+        const aliasesOf = (version: number) => Object.entries(record.aliases).filter(([, v]) => v === version).map(([a]) => a);
+        const inUse = new Set(record.versions.filter((v) => usedBy('model', tenant, name, v.version) !== undefined).map((v) => v.version));
+        const decision = decideRetention(record.retention, record.versions.map((v) => ({ ...v, aliases: aliasesOf(v.version) })), inUse);
+        removed = decision.remove;
+        if (removed.length === 0) return record;
+        const gone = new Set(removed.map((r) => r.version));
+        return { ...record, versions: record.versions.filter((v) => !gone.has(v.version)) };
+      });
+      return removed;
+    });
+    for (const digest of new Set(removals.map((r) => r.digest))) {
+      await this.releaseBlob(digest).catch((err: unknown) => this.log.warn({ err, digest }, 'could not delete the blob of a version retention removed; it is left behind'));
+    }
+    return removals;
+  }
+
+  private usesHeld<T>(fn: () => Promise<T>): Promise<T> {
+    return this.whileUsesHeld ? this.whileUsesHeld(fn) : fn();
   }
 
   /** Under the digest's lock. */

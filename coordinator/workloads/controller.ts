@@ -141,6 +141,7 @@ export class WorkloadController implements AutoscaleTarget {
     await controller.readQuotas();
     deps.artifacts.usedBy = (kind, tenant, name, version) => controller.deploymentPart.versionUser(kind, tenant, name, version);
     deps.artifacts.pinned = (digest) => controller.jobPart.partPinned(digest);
+    deps.artifacts.whileUsesHeld = (fn) => controller.mutate(fn);
     deps.log.info({ deployments: controller.deployments.size, jobs: controller.jobs.size, allocations: controller.allocations.size }, 'workloads loaded');
     controller.kick();
     return controller;
@@ -152,6 +153,7 @@ export class WorkloadController implements AutoscaleTarget {
     this.jobPart.close();
     this.deps.artifacts.usedBy = undefined;
     this.deps.artifacts.pinned = undefined;
+    this.deps.artifacts.whileUsesHeld = undefined;
   }
 
   /** Waits for the running pass and output assemblies (tests, shutdown). */

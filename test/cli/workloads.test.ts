@@ -127,7 +127,7 @@ test('bad flags and arguments are usage errors (exit 2) that never reach the coo
     [['deployments', 'scale', 'web', 'many'], /REPLICAS "many" is not a whole number/],
     [['logs', 'xyz'], /"xyz" is not an allocation id/],
     [['logs', 'abcd', '--tail', 'lots'], /--tail "lots" is not a size/],
-    [['events', '--object', 'web'], /"web" is not an object; use deployment\/NAME, job\/NAME or node\/NAME/],
+    [['events', '--object', 'web'], /"web" is not an object; use deployment\/NAME, job\/NAME, node\/NAME, source\/NAME or model\/NAME/],
     [['events', '--replay', '5000'], /--replay must be between 0 and 1000/],
     [['events', '--audit', '--no-follow'], /--no-follow goes with the live stream, not --audit/],
     [['events', '--limit', '5'], /--limit goes with --audit/],

@@ -46,6 +46,7 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'TokenService.RevokeToken': adminOnly,
   'EventService.ListAuditEvents': ownTenantRead,
   ...artifactExpectations('ModelService'),
+  'ModelService.SetRetention': ownTenantWrite,
   ...artifactExpectations('DatasetService'),
   // Developers run their tenant's workloads; consumers may see deployments (to call them) and events.
   'EventService.WatchEvents': ownTenantRead,
@@ -254,6 +255,9 @@ async function artifactRequest(cluster: Cluster, method: string, scope: Scope): 
       return { ref: `${seeded}:1`, tenant };
     case 'SetAlias':
       return { name: seeded, alias: 'production', version: 1, tenant };
+    case 'SetRetention':
+      // Keeps more versions than the seed has: allowed or not, nothing is removed.
+      return { name: seeded, keep: 10_000, tenant };
     case 'DeleteVersion': {
       const name = `doomed-${cluster.fresh()}`;
       return { name, version: await pushAs(cluster, service, scope, name), tenant };

@@ -382,6 +382,8 @@ export class FakeCoordinator {
         artifact.versions = artifact.versions.filter((v) => v.version.version !== version);
         return this.artifactView(artifact);
       }),
+      // The real coordinator's retention is tested against the real coordinator (retention.test.ts).
+      SetRetention: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake coordinator keeps every version' }),
     };
   }
 

@@ -14,7 +14,7 @@ import { withContext, type CliContext } from '../context.js';
 import { countFlag, usageParser } from '../flags.js';
 import { interruptible, InterruptedError } from '../interrupt.js';
 import { progressBar } from '../progress.js';
-import { aliasedView, artifactDetailView, artifactListView, deletedView, humanBytes, pulledView, pushedView } from '../views/artifacts.js';
+import { aliasedView, artifactDetailView, artifactListView, deletedView, humanBytes, pulledView, pushedView, retentionView } from '../views/artifacts.js';
 
 interface KindWords {
   /** "models" */
@@ -172,11 +172,11 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
       withContext(command, async (ctx) => {
         const client = ctx.client();
         const artifact = await client.getArtifact(kind, ref.name);
-        if (ref.version === undefined && ref.alias === undefined) return ctx.print(artifactDetailView(artifact));
+        if (ref.version === undefined && ref.alias === undefined) return ctx.print(artifactDetailView(artifact, Date.now(), kind));
         // The coordinator says which version the ref means (and NOT_FOUND, in its words, when none).
         const { version } = await client.resolve(kind, formatRef(ref));
         const aliases = Object.fromEntries(Object.entries(artifact.aliases).filter(([, v]) => v === version));
-        ctx.print(artifactDetailView({ ...artifact, versions: artifact.versions.filter((v) => v.version === version), aliases }));
+        ctx.print(artifactDetailView({ ...artifact, versions: artifact.versions.filter((v) => v.version === version), aliases }, Date.now(), kind));
       }),
     );
 
@@ -215,6 +215,26 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
     .action((name: string, alias: string, version: number, _options: unknown, command: Command) =>
       withContext(command, async (ctx) => ctx.print(aliasedView(kind, await ctx.client().setAlias(kind, name, alias, version), alias, version))),
     );
+
+  if (kind === 'model') {
+    group
+      .command('retention')
+      .description('keep only the N newest versions of a model: older ones no alias points at and nothing uses are removed (now, on each push, and every minute)')
+      .addArgument(nameArgument('model name'))
+      .addOption(new Option('--keep <n>', 'how many versions to keep (1..10000); aliased ones count unless --keep-aliased').argParser(usageParser(countFlag('--keep', 10_000))).conflicts('off'))
+      .option('--keep-aliased', 'keep aliased versions besides the N (they are never removed either way)')
+      .addOption(new Option('--off', 'clear the retention: every version is kept').conflicts('keepAliased'))
+      .action((name: string, options: { keep?: number; keepAliased?: boolean; off?: boolean }, command: Command) => {
+        if (!options.off && options.keep === undefined) command.error('give --keep N (with --keep-aliased when wanted), or --off to keep every version');
+        return withContext(command, async (ctx) => {
+          const client = ctx.client();
+          const before = await client.getArtifact('model', name);
+          const after = await client.setRetention(name, options.off ? 'off' : { keep: options.keep!, keepAliased: options.keepAliased ?? false });
+          const left = new Set(after.versions.map((v) => v.version));
+          ctx.print(retentionView(after, before.versions.map((v) => v.version).filter((v) => !left.has(v))));
+        });
+      });
+  }
 
   group
     .command('rm')

@@ -26,10 +26,10 @@ interface EventOptions {
   follow: boolean;
 }
 
-/** "deployment/web", "job/train", "node/gpu-1" or "source/drop". */
+/** "deployment/web", "job/train", "node/gpu-1", "source/drop" or "model/resnet" (versions retention removed). */
 function objectFlag(text: string): string {
-  if (!/^(deployment|job|node|source)\/[a-z0-9][a-z0-9._-]*$/.test(text)) {
-    throw new InvalidArgumentError(`"${text}" is not an object; use deployment/NAME, job/NAME, node/NAME or source/NAME`);
+  if (!/^(deployment|job|node|source|model)\/[a-z0-9][a-z0-9._-]*$/.test(text)) {
+    throw new InvalidArgumentError(`"${text}" is not an object; use deployment/NAME, job/NAME, node/NAME, source/NAME or model/NAME`);
   }
   return text;
 }
@@ -52,7 +52,7 @@ export function registerEventCommands(program: Command): void {
     .command('events')
     .description('workload events as they happen, the newest few first (until Ctrl-C); --audit: the audit trail, newest first')
     .option('--tenant <tenant>', "only this tenant's events (admins see every tenant)")
-    .addOption(new Option('--object <kind/name>', 'only the events of deployment/NAME, job/NAME, node/NAME or source/NAME').argParser(objectFlag))
+    .addOption(new Option('--object <kind/name>', 'only the events of deployment/NAME, job/NAME, node/NAME, source/NAME or model/NAME').argParser(objectFlag))
     .addOption(new Option('--replay <n>', `past events to print first, 0 to ${MAX_REPLAY} (default: ${DEFAULT_REPLAY})`).argParser(wholeFlag('--replay', 0, MAX_REPLAY)))
     .option('--no-follow', 'print the past events and stop')
     .option('--audit', 'list the audit trail of state-changing calls instead')

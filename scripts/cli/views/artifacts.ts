@@ -42,6 +42,8 @@ export interface ArtifactJson {
   versions: Omit<ArtifactVersionJson, 'name'>[];
   /** alias → version */
   aliases: Record<string, number>;
+  /** Models: how many versions are kept; null when every version is. */
+  retention?: { keep: number; keepAliased: boolean } | null;
 }
 
 export interface ArtifactSummaryJson {
@@ -93,7 +95,8 @@ function sortedAliases(aliases: Record<string, number>): Record<string, number> 
   return Object.fromEntries(Object.entries(aliases).sort(([a], [b]) => a.localeCompare(b)));
 }
 
-export function artifactJson(artifact: Artifact): ArtifactJson {
+/** Models carry their retention (null: every version kept); datasets have none. */
+export function artifactJson(artifact: Artifact, kind?: ArtifactKind): ArtifactJson {
   return {
     name: artifact.name,
     versions: artifact.versions.map((v) => {
@@ -101,7 +104,14 @@ export function artifactJson(artifact: Artifact): ArtifactJson {
       return rest;
     }),
     aliases: sortedAliases(artifact.aliases ?? {}),
+    ...(kind === 'model' ? { retention: artifact.retention ? { keep: artifact.retention.keep, keepAliased: artifact.retention.keepAliased } : null } : {}),
   };
+}
+
+/** "keep 5 newest (aliased kept besides)", or "keep all". */
+export function formatRetention(retention: ArtifactJson['retention']): string {
+  if (!retention) return 'keep all';
+  return `keep ${retention.keep} newest${retention.keepAliased ? ' unaliased (aliased versions kept besides)' : ' (aliased versions count, and are never removed)'}`;
 }
 
 /** "production=3, staging=4", or "-". */
@@ -144,8 +154,8 @@ export function artifactListView(artifacts: readonly ArtifactSummary[], now = Da
 }
 
 /** `models show`: the artifact (its versions oldest first), or a header and one row per version. */
-export function artifactDetailView(artifact: Artifact, now = Date.now()): Printable {
-  const data = artifactJson(artifact);
+export function artifactDetailView(artifact: Artifact, now = Date.now(), kind?: ArtifactKind): Printable {
+  const data = artifactJson(artifact, kind);
   const aliasesOf = (version: number) =>
     Object.entries(data.aliases)
       .filter(([, v]) => v === version)
@@ -156,6 +166,8 @@ export function artifactDetailView(artifact: Artifact, now = Date.now()): Printa
       const head = keyValues([
         ['Name', data.name],
         ['Aliases', formatAliases(data.aliases)],
+        // Only when set, so that models that keep every version read as before.
+        ...(data.retention ? [['Retention', formatRetention(data.retention)] as [string, string]] : []),
       ]);
       if (artifact.versions.length === 0) return `${head}\nno versions`;
       const rows = artifact.versions.map((v) => {
@@ -202,6 +214,15 @@ export function pulledView(version: ArtifactVersion, path: string, resumedFrom: 
 /** `models alias`: the artifact as it is now, or one line. */
 export function aliasedView(kind: ArtifactKind, artifact: Artifact, alias: string, version: number): Printable {
   return { data: artifactJson(artifact), table: () => `${kind} ${artifact.name}@${alias} now points at version ${version}` };
+}
+
+/** `models retention`: the model as it is now, or one line. */
+export function retentionView(artifact: Artifact, removed: number[]): Printable {
+  const data = artifactJson(artifact, 'model');
+  return {
+    data,
+    table: () => `model ${artifact.name}: ${formatRetention(data.retention)}${removed.length > 0 ? `; removed version(s) ${removed.join(', ')}` : ''}`,
+  };
 }
 
 /** `models rm`: the artifact as it is now, or one line. */
