@@ -73,7 +73,7 @@ test('a Deployment in human units becomes the wire spec in base units', () => {
       constraints: { zone: 'eu-1' },
       maxPerNode: 1,
       priority: 10,
-      rollout: { maxSurge: 1, maxUnavailable: 0 },
+      rollout: { maxSurge: 1, maxUnavailable: 0, canaryPercent: 0, maxErrorRate: 0, maxP99Ratio: 0, watchMs: 0, minRequests: 0, autoRollbackOff: false },
       public: false,
       maxRequestBytes: 0,
       minReplicas: 0,
