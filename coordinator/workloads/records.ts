@@ -27,6 +27,8 @@ export interface DeploymentRecord {
   canaryOf?: number;
   /** When the current generation's rollout started (for the watch); absent: not watched. */
   rolloutStartedAtMs?: number;
+  /** The highest generation ever given (a rollback returns to a lower one); absent: `generation`. */
+  highestGeneration?: number;
 }
 
 /** What a deployment ran when it was last good, to roll back to. */
