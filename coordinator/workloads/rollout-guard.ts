@@ -6,6 +6,7 @@
 // than the policy allows. Pure: the controller gathers the inputs (crash-backoff.ts, the gateways'
 // reports in routes.ts) and carries out the verdict.
 import type { DeploymentSpec } from '../../shared/proto.js';
+import { ROLLOUT_DEFAULTS } from '../../shared/rollout-spec.js';
 
 type RolloutPolicy = NonNullable<DeploymentSpec['rollout']>;
 
@@ -24,14 +25,8 @@ export interface RolloutGuardPolicy {
   maxReplicaFailures: number;
 }
 
-export const DEFAULT_ROLLOUT_GUARD: RolloutGuardPolicy = {
-  enabled: true,
-  maxErrorRate: 0.05,
-  maxP99Ratio: 2,
-  watchMs: 60_000,
-  minRequests: 20,
-  maxReplicaFailures: 3,
-};
+/** The documented defaults (shared/rollout-spec.ts ROLLOUT_DEFAULTS), and 3 replica failures in a row. */
+export const DEFAULT_ROLLOUT_GUARD: RolloutGuardPolicy = { enabled: true, ...ROLLOUT_DEFAULTS, maxReplicaFailures: 3 };
 
 /** The guard's policy from a deployment's RolloutPolicy (the wire's 0: the default). */
 export function guardPolicy(rollout: RolloutPolicy | null | undefined): RolloutGuardPolicy {
