@@ -21,7 +21,7 @@ export interface RolloutGuardPolicy {
   watchMs: number;
   /** Requests to the new version before its error rate and p99 count. */
   minRequests: number;
-  /** Replicas of the new generation failing in a row (crash loop) that roll it back. */
+  /** Replicas of the new generation that failed since its rollout started that roll it back (a crash loop). */
   maxReplicaFailures: number;
 }
 
@@ -57,7 +57,7 @@ export interface GuardInput {
   rolledOutAtMs: number | undefined;
   /** The version rolled back to, for the message. */
   goodVersion: number;
-  /** Replicas of the new generation that failed in a row (the crash-backoff count). */
+  /** Replicas of the new generation that failed since its rollout started. */
   replicaFailures: number;
   /** The last failure's reason. */
   failureReason: string;
@@ -77,7 +77,7 @@ export function decideRolloutGuard(input: GuardInput, policy: RolloutGuardPolicy
   const to = `rolled back to version ${input.goodVersion}`;
   if (policy.enabled) {
     if (input.replicaFailures >= policy.maxReplicaFailures) {
-      return { action: 'rollback', signal: 'replica-failures', message: `${to}: ${input.replicaFailures} replicas of the new version failed in a row (the last: ${input.failureReason || 'failed'}), the limit is ${policy.maxReplicaFailures}` };
+      return { action: 'rollback', signal: 'replica-failures', message: `${to}: ${input.replicaFailures} replicas of the new version failed since it started rolling out (the last: ${input.failureReason || 'failed'}), the limit is ${policy.maxReplicaFailures}` };
     }
     const { fresh, previous } = input;
     if (fresh.count >= policy.minRequests) {

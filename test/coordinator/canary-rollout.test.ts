@@ -108,7 +108,7 @@ test('replicas of a new version that keep failing roll it back by themselves, pi
     }
     return (await c.api.events('deployment/web')).find((e) => e.type === 'RolledBack')?.message;
   });
-  assert.match(message, /^rolled back to version 1: 3 replicas of the new version failed in a row \(the last: server exited at start\)/);
+  assert.match(message, /^rolled back to version 1: 3 replicas of the new version failed since it started rolling out \(the last: server exited at start\)/);
   const d = await get(c);
   assert.equal(d.resolvedVersion, 1);
   assert.equal(d.pinned, true);

@@ -57,7 +57,7 @@ test('replicas of the new version failing in a row roll back, at the limit and n
   assert.equal(decideRolloutGuard(two, POLICY).action, 'watch');
   const verdict = decideRolloutGuard({ ...two, replicaFailures: 3 }, POLICY);
   assert.equal(verdict.action === 'rollback' && verdict.signal, 'replica-failures');
-  assert.match(verdict.action === 'rollback' ? verdict.message : '', /^rolled back to version 3: 3 replicas of the new version failed in a row \(the last: exited with code 1\)/);
+  assert.match(verdict.action === 'rollback' ? verdict.message : '', /^rolled back to version 3: 3 replicas of the new version failed since it started rolling out \(the last: exited with code 1\)/);
 });
 
 test('with automatic rollback off nothing rolls back, and the watch still ends', () => {
