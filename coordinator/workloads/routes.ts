@@ -40,6 +40,8 @@ export interface ReplicaTraffic {
 
 export class RouteBook {
   private readonly latencies = new Map<string, Measured>();
+  /** Requests and errors per replica summed over every report since it was first measured (rollout-guard.ts); pruned as replicas leave the table. */
+  private readonly totals = new Map<string, { count: number; errors: number }>();
   private readonly metadata = new Map<string, ArtifactMetadata | undefined>();
   private current: RouteTable = { revision: 0, models: [] };
   private signature = '';
@@ -61,6 +63,10 @@ export class RouteBook {
     const now = this.clock.now();
     for (const s of samples) {
       if (s.count === 0 || !(s.p50Ms >= 0)) continue;
+      const total = this.totals.get(s.allocation) ?? { count: 0, errors: 0 };
+      total.count += s.count;
+      total.errors += s.errors || 0;
+      this.totals.set(s.allocation, total);
       this.latencies.set(`${gateway}\u0000${s.allocation}`, { tenant: s.tenant, model: s.model, allocation: s.allocation, p50Ms: s.p50Ms, p99Ms: s.p99Ms || 0, count: s.count, errors: s.errors || 0, atMs: now });
     }
   }
@@ -75,14 +81,22 @@ export class RouteBook {
     return this.weighted((m) => allocations.has(m.allocation));
   }
 
-  /** Requests, errors and p99 over the given replicas: the gateways' latest reports within the window. */
+  /**
+   * Over the given replicas: the requests and errors every gateway reported since each was first
+   * measured (summed over heartbeats, so a small share of traffic still adds up), and the largest
+   * p99 of the gateways' latest reports within the window.
+   */
   trafficOf(allocations: ReadonlySet<string>): ReplicaTraffic {
     const now = this.clock.now();
     const traffic: ReplicaTraffic = { count: 0, errors: 0, p99Ms: 0 };
+    for (const id of allocations) {
+      const total = this.totals.get(id);
+      if (!total) continue;
+      traffic.count += total.count;
+      traffic.errors += total.errors;
+    }
     for (const m of this.latencies.values()) {
-      if (now - m.atMs > LATENCY_WINDOW_MS || !allocations.has(m.allocation)) continue;
-      traffic.count += m.count;
-      traffic.errors += m.errors;
+      if (now - m.atMs > LATENCY_WINDOW_MS || !allocations.has(m.allocation) || !this.totals.has(m.allocation)) continue;
       traffic.p99Ms = Math.max(traffic.p99Ms, m.p99Ms);
     }
     return traffic;
@@ -164,6 +178,8 @@ export class RouteBook {
         route.newest = Math.max(route.newest, record.resolvedVersion);
       }
     }
+    const live = new Set(deployments.flatMap(({ allocations }) => allocations.map((a) => a.id)));
+    for (const id of this.totals.keys()) if (!live.has(id)) this.totals.delete(id);
     const models: ModelRoute[] = [];
     for (const route of [...byModel.values()].sort((a, b) => `${a.tenant}/${a.model}`.localeCompare(`${b.tenant}/${b.model}`))) {
       const { newest, ...rest } = route;
