@@ -65,6 +65,11 @@ test('deploy --canary and the rollback flags send the same policy as the YAML fi
   const text = ok(await ctl('deployments', 'show', 'web'), 'show');
   assert.match(text, /Rollout:\s+max surge 1, max unavailable 0; canary 10%; automatic rollback past \+2\.0% errors or 3× p99 \(after 50 requests\), watched 30 s/);
   assert.match(text, /Last good:\s+none yet/);
+  const json = JSON.parse(ok(await ctl('-o', 'json', 'deployments', 'show', 'web'), 'show -o json')) as Record<string, unknown>;
+  assert.deepEqual(
+    { canary: json.canary, autoRollback: json.autoRollback, lastGoodVersion: json.lastGoodVersion, pinned: json.pinned },
+    { canary: { percent: 10, readyReplicas: 0 }, autoRollback: { maxErrorRate: 0.02, maxP99Ratio: 3, watchMs: 30_000, minRequests: 50 }, lastGoodVersion: 0, pinned: false },
+  );
 
   const file = path.join(tempDir(t), 'web.yaml');
   writeFileSync(file, `kind: Deployment\nname: web2\nspec:\n  model: sentiment\n  stack: onnx\n  replicas: 4\n  rollout:\n    canaryPercent: 10\n    maxErrorRate: 0.02\n    maxP99Ratio: 3\n    watch: 30s\n    minRequests: 50\n`);
@@ -74,6 +79,7 @@ test('deploy --canary and the rollback flags send the same policy as the YAML fi
   ok(await ctl('deploy', 'web3', '--model', 'sentiment', '--stack', 'onnx', '--no-auto-rollback'), 'deploy --no-auto-rollback');
   assert.equal((await c.client.getDeployment('web3')).spec?.rollout?.autoRollbackOff, true);
   assert.match(ok(await ctl('deployments', 'show', 'web3'), 'show'), /automatic rollback off/);
+  assert.equal((JSON.parse(ok(await ctl('-o', 'json', 'deployments', 'show', 'web3'), 'show -o json')) as { autoRollback: unknown }).autoRollback, null);
 
   const promote = await ctl('deployments', 'promote', 'web');
   assert.equal(promote.code, 1, promote.stderr);

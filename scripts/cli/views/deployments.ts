@@ -46,6 +46,14 @@ export interface DeploymentJson {
   autoscaling: AutoscalingJson | null;
   /** What the leader's autoscaler sees and last decided; null for a fixed size (or before it has looked). */
   autoscaler: AutoscalerJson | null;
+  /** Changes roll out as canaries of this share (1–99); null: plain rolling updates. */
+  canary: { percent: number; readyReplicas: number } | null;
+  /** Automatic rollback's thresholds, defaults filled in; null: off. */
+  autoRollback: { maxErrorRate: number; maxP99Ratio: number; watchMs: number; minRequests: number } | null;
+  /** The model version last fully rolled out and healthy through its watch (0: none yet). */
+  lastGoodVersion: number;
+  /** Rolled back: not following its alias until applied or promoted. */
+  pinned: boolean;
   allocations: AllocationJson[];
   createdAt: string | null;
   updatedAt: string | null;
@@ -127,6 +135,17 @@ export function deploymentJson(d: Deployment): DeploymentJson {
         }
       : null,
     autoscaler: isAutoscaled(spec) && d.autoscaler ? autoscalerJson(d.autoscaler) : null,
+    canary: (spec?.rollout?.canaryPercent ?? 0) > 0 ? { percent: spec!.rollout!.canaryPercent, readyReplicas: d.canaryReplicas } : null,
+    autoRollback: spec?.rollout?.autoRollbackOff
+      ? null
+      : {
+          maxErrorRate: spec?.rollout?.maxErrorRate || guardDefaults.maxErrorRate,
+          maxP99Ratio: spec?.rollout?.maxP99Ratio || guardDefaults.maxP99Ratio,
+          watchMs: Number(spec?.rollout?.watchMs ?? 0) || guardDefaults.watchMs,
+          minRequests: spec?.rollout?.minRequests || guardDefaults.minRequests,
+        },
+    lastGoodVersion: d.lastGoodVersion,
+    pinned: d.pinned,
     allocations: d.allocations.map(allocationJson),
     createdAt: isoOrNull(d.createdAtMs),
     updatedAt: isoOrNull(d.updatedAtMs),
