@@ -526,6 +526,8 @@ export class Coordinator {
     // The autoscaler sizes autoscaled deployments from the gateways' load (docs/autoscaling.md).
     const autoscaler = new Autoscaler({ target: workloads, clock: this.clock, log: this.log.child({ component: 'autoscaler' }), ...this.options.autoscaler });
     workloads.useAutoscalerViews((tenant, name) => autoscaler.view(tenant, name));
+    // Automatic rollback judges a rollout by what the gateways measure of its replicas.
+    workloads.rollouts.trafficOf = (allocations) => routes.trafficOf(allocations);
     autoscaler.start();
     // Model sources follow their buckets (docs/sources.md).
     const sources = new SourcePoller({

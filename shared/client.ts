@@ -432,6 +432,16 @@ export class CoordinatorClient {
     return this.unary<DeploymentServiceClient, Deployment>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.getDeployment({ name, tenant }, md, o, cb), options);
   }
 
+  /** A canary's new generation replaces the stable one (PromoteDeployment). */
+  promoteDeployment(name: string, tenant = '', options: CallOptions = {}): Promise<Deployment> {
+    return this.unary<DeploymentServiceClient, Deployment>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.promoteDeployment({ name, tenant }, md, o, cb), options);
+  }
+
+  /** Back to the last good version, pinned (RollbackDeployment). */
+  rollbackDeployment(name: string, tenant = '', options: CallOptions = {}): Promise<Deployment> {
+    return this.unary<DeploymentServiceClient, Deployment>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.rollbackDeployment({ name, tenant }, md, o, cb), options);
+  }
+
   scaleDeployment(name: string, replicas: number, tenant = '', options: CallOptions = {}): Promise<Deployment> {
     const request = { name, replicas, tenant };
     return this.unary<DeploymentServiceClient, Deployment>(mlfleetV1().DeploymentService, (s, md, o, cb) => s.scaleDeployment(request, md, o, cb), options);

@@ -14,6 +14,7 @@ import { parseBytes, parseCpuMillis, parseDuration } from './units.js';
 import { z } from './validation.js';
 import { quoted } from './truncate.js';
 import { argvBytes, envBytes, formatLimit, LIMITS } from './limits.js';
+import { ROLLOUT_LIMITS, rolloutProblem, type RolloutGuardInput } from './rollout-spec.js';
 import { AUTOSCALE_LIMITS, AUTOSCALE_YAML_NAMES, autoscaleProblems, DEFAULT_TARGET_CONCURRENCY } from './autoscale-spec.js';
 
 export type { DeploymentSpec, JobSpec, ResourceRequest };
@@ -88,7 +89,7 @@ export interface DeploymentInput extends WorkloadInput {
   readinessPath?: string;
   replicas?: number;
   maxPerNode?: number;
-  rollout?: { maxSurge?: number; maxUnavailable?: number };
+  rollout?: { maxSurge?: number; maxUnavailable?: number } & RolloutGuardInput;
   /** Anyone may infer through the gateways, with no token. */
   public?: boolean;
   /** The largest request body the gateways pass on (0 or absent: 8 MiB). */
@@ -217,6 +218,12 @@ export function compileDeploymentSpec(input: DeploymentInput): DeploymentSpec {
     rollout: {
       maxSurge: input.rollout?.maxSurge ?? DEPLOYMENT_DEFAULTS.maxSurge,
       maxUnavailable: input.rollout?.maxUnavailable ?? DEPLOYMENT_DEFAULTS.maxUnavailable,
+      canaryPercent: input.rollout?.canaryPercent ?? 0,
+      maxErrorRate: input.rollout?.maxErrorRate ?? 0,
+      maxP99Ratio: input.rollout?.maxP99Ratio ?? 0,
+      watchMs: input.rollout?.watchMs ?? 0,
+      minRequests: input.rollout?.minRequests ?? 0,
+      autoRollbackOff: input.rollout?.autoRollback === false,
     },
   };
 }
@@ -339,11 +346,19 @@ const positiveNumber = (max: number) =>
     return input;
   });
 
+/** A rollout setting (shared/rollout-spec.ts), checked as the CLI and the API check it. */
+const rolloutSetting = (setting: 'canaryPercent' | 'maxErrorRate' | 'maxP99Ratio' | 'minRequests') =>
+  z.unknown().transform((input, ctx) => {
+    if (typeof input !== 'number' || !Number.isFinite(input)) return issue(ctx, `expected a number, got ${shown(input)}`);
+    const problem = rolloutProblem(setting, input);
+    return problem ? issue(ctx, problem) : input;
+  });
+
 /** A duration above 0 and at most `maxMs`. */
-const positiveDuration = (maxMs: number, maxText: string) =>
+const positiveDuration = (maxMs: number, maxText: string, zero = 'must be more than 0 (leave it out to keep the last replica)') =>
   duration.superRefine((ms, ctx) => {
     if (typeof ms !== 'number') return; // already refused, its problem named
-    if (ms <= 0) issue(ctx, 'must be more than 0 (leave it out to keep the last replica)');
+    if (ms <= 0) issue(ctx, zero);
     else if (ms > maxMs) issue(ctx, `must be at most ${maxText}`);
   });
 
@@ -474,7 +489,19 @@ const deploymentSpecSchema = z
     }).optional(),
     replicas: count.optional(),
     maxPerNode: count.optional(),
-    rollout: z.object({ maxSurge: count.optional(), maxUnavailable: count.optional() }).strict().optional(),
+    rollout: z
+      .object({
+        maxSurge: count.optional(),
+        maxUnavailable: count.optional(),
+        canaryPercent: rolloutSetting('canaryPercent').optional(),
+        maxErrorRate: rolloutSetting('maxErrorRate').optional(),
+        maxP99Ratio: rolloutSetting('maxP99Ratio').optional(),
+        watch: positiveDuration(ROLLOUT_LIMITS.watchMs, '24h', 'must be more than 0 (leave it out for the default 60s)').optional(),
+        minRequests: rolloutSetting('minRequests').optional(),
+        autoRollback: z.boolean({ invalid_type_error: 'must be true or false' }).optional(),
+      })
+      .strict()
+      .optional(),
     public: z.boolean({ invalid_type_error: 'must be true or false' }).optional(),
     maxRequestSize: size.optional(),
     minReplicas: whole(0, AUTOSCALE_LIMITS.replicas).optional(),
@@ -568,7 +595,7 @@ const envelopeSchema = z
 /** The fields of each mapping, by where it is, for "did you mean" on an unknown one. */
 const RESOURCE_FIELDS = Object.keys(resourcesSchema.innerType().shape);
 const FIELDS: Record<WorkloadKind, Record<string, string[]>> = {
-  Deployment: { spec: Object.keys(deploymentSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS, 'spec.rollout': ['maxSurge', 'maxUnavailable'] },
+  Deployment: { spec: Object.keys(deploymentSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS, 'spec.rollout': ['maxSurge', 'maxUnavailable', 'canaryPercent', 'maxErrorRate', 'maxP99Ratio', 'watch', 'minRequests', 'autoRollback'] },
   Job: { spec: Object.keys(jobSpecSchema.innerType().shape), 'spec.resources': RESOURCE_FIELDS, 'spec.output': Object.keys(outputFields.shape) },
 };
 const ENVELOPE_FIELDS = Object.keys(envelopeSchema.shape);
@@ -660,8 +687,10 @@ function compileDocument(raw: Record<string, unknown>, problems: Problem[]): Wor
     if (!spec.success) problems.push(...spec.error.issues.flatMap((i) => explain(i, kind)));
     if (!envelope.success || !spec.success) return undefined;
     const { name, tenant = '' } = envelope.data;
-    const { maxRequestSize, scaleToZeroAfter, ...deployment } = spec.data;
-    return { kind, name, tenant, spec: compileDeploymentSpec({ ...deployment, model: deployment.model!, name, maxRequestBytes: maxRequestSize, scaleToZeroAfterMs: scaleToZeroAfter }) };
+    const { maxRequestSize, scaleToZeroAfter, rollout: given, ...deployment } = spec.data;
+    const { watch, ...policy } = given ?? {};
+    const rollout = given ? { ...policy, watchMs: watch } : undefined;
+    return { kind, name, tenant, spec: compileDeploymentSpec({ ...deployment, rollout, model: deployment.model!, name, maxRequestBytes: maxRequestSize, scaleToZeroAfterMs: scaleToZeroAfter }) };
   }
   const spec = jobSpecSchema.safeParse(raw.spec);
   if (!spec.success) problems.push(...spec.error.issues.flatMap((i) => explain(i, kind)));

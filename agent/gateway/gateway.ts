@@ -67,6 +67,8 @@ export interface GatewayOptions {
   queueTimeoutMs?: number;
   /** false: no load is measured (only for the gateway-autoscale bench's baseline). */
   measureLoad?: boolean;
+  /** Draws in [0, 1) for the canary split (default Math.random; tests may fix it). */
+  random?: () => number;
 }
 
 export { TENANT_HEADER } from './access.js';
@@ -439,7 +441,7 @@ export class Gateway {
   /** Sends a taken body to the best of `matching`, then to the next ones while replicas cannot be reached. */
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse, route: ModelRoute, matching: RouteEndpoint[], path: string, infer: boolean, body: RequestBody): Promise<void> {
     const size = body.kind === 'whole' ? body.data.length : body.length;
-    const candidates = this.order(size === undefined ? matching : matching.filter((e) => maxRequestBytes(e) >= size));
+    const candidates = this.split(route, this.order(size === undefined ? matching : matching.filter((e) => maxRequestBytes(e) >= size)));
     if (candidates.length === 0) throw tooLarge(Math.max(...matching.map(maxRequestBytes)));
     const failures: string[] = [];
     for (const endpoint of candidates.slice(0, MAX_ATTEMPTS)) {
@@ -462,6 +464,18 @@ export class Gateway {
       }
     }
     throw new HttpError(503, `no replica of model "${route.model}" could be reached (${failures.join('; ')})`);
+  }
+
+  /**
+   * A canary (ModelRoute.canary_percent): that share of requests, drawn at random, goes to the
+   * endpoints marked canary and the rest to the stable ones; the other side stays as a fallback
+   * when the chosen one cannot be reached. Without both sides the order stands.
+   */
+  private split(route: ModelRoute, ordered: RouteEndpoint[]): RouteEndpoint[] {
+    const percent = route.canaryPercent;
+    if (!(percent > 0) || !ordered.some((e) => e.canary) || ordered.every((e) => e.canary)) return ordered;
+    const toCanary = (this.options.random ?? Math.random)() * 100 < percent;
+    return ordered.filter((e) => e.canary === toCanary).concat(ordered.filter((e) => e.canary !== toCanary));
   }
 
   /** Local replicas first, then fewest in flight; ties take turns. */

@@ -5,9 +5,17 @@ import { LIMITS } from '../../shared/limits.js';
 import { jobShapeProblems, MAX_PARTITIONS, type JobShapeNames } from '../../shared/workload-spec.js';
 import { artifactMetadata, artifactName, tenantName } from './schemas.js';
 import { quoted } from '../../shared/truncate.js';
+import { rolloutProblem } from '../../shared/rollout-spec.js';
 import { AUTOSCALE_LIMITS, AUTOSCALE_WIRE_NAMES, autoscaleProblems } from '../../shared/autoscale-spec.js';
 
 const uint = z.number().int().nonnegative();
+
+/** A rollout setting on the wire: 0 is "not set" (the default); anything else as the CLI checks it. */
+const rolloutField = (setting: 'canaryPercent' | 'maxErrorRate' | 'maxP99Ratio' | 'watchMs' | 'minRequests') =>
+  z.number().superRefine((value, ctx) => {
+    const problem = value === 0 ? undefined : rolloutProblem(setting, value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 const optionalTenant = z.union([z.literal(''), tenantName]);
 
 /** Deployment and job names: DNS labels, as Kubernetes object names. */
@@ -70,7 +78,19 @@ export const deploymentSpec = z
     constraints: labelMap,
     maxPerNode: uint.max(1000),
     priority: z.number().int().min(-1_000_000).max(1_000_000, 'must be between -1000000 and 1000000'),
-    rollout: z.object({ maxSurge: uint.max(1000), maxUnavailable: uint.max(1000) }).nullable(),
+    rollout: z
+      .object({
+        maxSurge: uint.max(1000),
+        maxUnavailable: uint.max(1000),
+        // 0: a plain rolling update; the thresholds' 0: their defaults (shared/rollout-spec.ts).
+        canaryPercent: rolloutField('canaryPercent'),
+        maxErrorRate: rolloutField('maxErrorRate'),
+        maxP99Ratio: rolloutField('maxP99Ratio'),
+        watchMs: rolloutField('watchMs'),
+        minRequests: rolloutField('minRequests'),
+        autoRollbackOff: z.boolean(),
+      })
+      .nullable(),
     public: z.boolean(),
     maxRequestBytes: z.number().int().min(0).max(MAX_REQUEST_BYTES, `must be at most ${MAX_REQUEST_BYTES} (1 GiB)`),
     minReplicas: uint.max(AUTOSCALE_LIMITS.replicas, `must be at most ${AUTOSCALE_LIMITS.replicas}`),

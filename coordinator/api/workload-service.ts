@@ -47,6 +47,18 @@ export function deploymentService(deps: WorkloadServiceDeps): grpc.UntypedServic
     GetDeployment: edge.unary('DeploymentService.GetDeployment', workloadRefSchema, async ({ name, tenant }, { principal }) =>
       deps.workloads().getDeployment(tenantOf(principal, tenant), name),
     ),
+    PromoteDeployment: edge.unary(
+      'DeploymentService.PromoteDeployment',
+      workloadRefSchema,
+      async ({ name, tenant }, { principal }) => deps.workloads().promoteDeployment(tenantOf(principal, tenant), name),
+      ({ name }) => `deployment/${name}`,
+    ),
+    RollbackDeployment: edge.unary(
+      'DeploymentService.RollbackDeployment',
+      workloadRefSchema,
+      async ({ name, tenant }, { principal }) => deps.workloads().rollbackDeployment(tenantOf(principal, tenant), name),
+      ({ name }) => `deployment/${name}`,
+    ),
     ScaleDeployment: edge.unary(
       'DeploymentService.ScaleDeployment',
       scaleDeploymentSchema,

@@ -39,6 +39,8 @@ export const RULES: Readonly<Record<string, Rule>> = {
   // Consumers see what is deployed and how it runs (to call it); developers run workloads.
   'EventService.WatchEvents': { roles: USERS, mutating: false },
   'DeploymentService.ApplyDeployment': { roles: OPERATORS, mutating: true },
+  'DeploymentService.PromoteDeployment': { roles: OPERATORS, mutating: true },
+  'DeploymentService.RollbackDeployment': { roles: OPERATORS, mutating: true },
   'DeploymentService.ListDeployments': { roles: USERS, mutating: false },
   'DeploymentService.GetDeployment': { roles: USERS, mutating: false },
   'DeploymentService.ScaleDeployment': { roles: OPERATORS, mutating: true },

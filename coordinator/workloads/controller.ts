@@ -25,6 +25,7 @@ import type { Plan, SchedAllocation, SchedNode, Snapshot, TenantQuota } from '..
 import { listTenants } from '../tenants.js';
 import { listed, type EventArgs, type PendingAsk, type Stored, type WorkloadCore } from './core.js';
 import { AutoscaledWorkloads, isAutoscaled, type AutoscalerViews } from './autoscaled.js';
+import { Rollouts } from './rollouts.js';
 import { DeploymentWorkloads } from './deployments.js';
 import type { EventLog } from './event-log.js';
 import { JobWorkloads, type JobOutputTarget } from './jobs.js';
@@ -99,6 +100,8 @@ export class WorkloadController implements AutoscaleTarget {
   private readonly deploymentPart: DeploymentWorkloads;
   private readonly jobPart: JobWorkloads;
   private readonly autoscaledPart: AutoscaledWorkloads;
+  /** Canaries, promotion, rollback and automatic rollback (rollouts.ts). */
+  readonly rollouts: Rollouts;
   /** The tenants' quotas as last read (by a pass's plan, or once a tick while any deployment is autoscaled). */
   private quotas: ReadonlyMap<string, TenantQuota> = new Map();
   private kicked = false;
@@ -129,6 +132,7 @@ export class WorkloadController implements AutoscaleTarget {
     };
     this.deploymentPart = new DeploymentWorkloads(this.core);
     this.jobPart = new JobWorkloads(this.core);
+    this.rollouts = new Rollouts(this.core);
     this.autoscaledPart = new AutoscaledWorkloads(this.core, (tenant) => this.usage(tenant), () => this.quotas);
   }
 
@@ -187,6 +191,18 @@ export class WorkloadController implements AutoscaleTarget {
 
   deleteDeployment(tenant: string, name: string): Promise<void> {
     return this.deploymentPart.delete(tenant, name);
+  }
+
+  /** A canary's new generation replaces the stable one (rollouts.ts). */
+  async promoteDeployment(tenant: string, name: string): Promise<Deployment> {
+    await this.rollouts.promote(tenant, name);
+    return this.deploymentPart.get(tenant, name);
+  }
+
+  /** Back to the last good version, pinned (rollouts.ts). */
+  async rollbackDeployment(tenant: string, name: string): Promise<Deployment> {
+    await this.rollouts.rollback(tenant, name);
+    return this.deploymentPart.get(tenant, name);
   }
 
   getDeployment(tenant: string, name: string): Deployment {
@@ -396,6 +412,7 @@ export class WorkloadController implements AutoscaleTarget {
       if ([...this.deployments.values()].some(({ record }) => isAutoscaled(record.spec))) await this.readQuotas();
     }
     const byWorkload = this.byWorkload();
+    await this.rollouts.guard(byWorkload, now);
     const deployments = this.deploymentPart.decide(byWorkload, now, health);
     const jobs = await this.jobPart.decide(byWorkload, now, health);
     await this.writeStops([...deployments.stops, ...jobs.stops]);

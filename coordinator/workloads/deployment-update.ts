@@ -2,7 +2,8 @@
 // (test/coordinator/deployment-update.test.ts). Some fields change what its replicas run, and
 // roll it out replica by replica; others — how many replicas (or, autoscaled, within which bounds
 // and aiming at what), who may infer, how large a request may be — change only the count or the
-// gateways' routing, and roll nothing out.
+// gateways' routing, and roll nothing out; nor does a change of how the next rollout goes
+// (surge, canary, rollback thresholds).
 import { isDeepStrictEqual } from 'node:util';
 import type { DeploymentSpec } from '../../shared/proto.js';
 import type { DeploymentRecord } from './records.js';
@@ -13,7 +14,9 @@ export function rollsOut(previous: DeploymentRecord, spec: DeploymentSpec, run: 
 }
 
 function whatRuns(spec: DeploymentSpec): Partial<DeploymentSpec> {
-  const { replicas: _r, public: _p, maxRequestBytes: _m, minReplicas: _min, maxReplicas: _max, targetConcurrency: _t, scaleToZeroAfterMs: _z, ...rest } = spec;
+  // How a change rolls out (surge, canary, rollback thresholds) is no change of what runs: a
+  // re-apply that only adds --canary must not start a canary of the same version.
+  const { replicas: _r, public: _p, maxRequestBytes: _m, minReplicas: _min, maxReplicas: _max, targetConcurrency: _t, scaleToZeroAfterMs: _z, rollout: _o, ...rest } = spec;
   return rest;
 }
 
@@ -29,6 +32,7 @@ export function updatedMessage(before: DeploymentSpec, after: DeploymentSpec): s
   if (Number(before.scaleToZeroAfterMs) !== Number(after.scaleToZeroAfterMs) && after.maxReplicas > 0) {
     parts.push(Number(after.scaleToZeroAfterMs) > 0 ? `now scaled to zero after ${Number(after.scaleToZeroAfterMs) / 1000} s without requests` : 'no longer scaled to zero');
   }
+  if (!isDeepStrictEqual(before.rollout, after.rollout)) parts.push('rollout policy changed (for the next rollout)');
   if (before.maxRequestBytes !== after.maxRequestBytes) parts.push(`requests now up to ${after.maxRequestBytes || 'the default 8 MiB'}${after.maxRequestBytes ? ' bytes' : ''}`);
   return parts.join('; ') || `now ${after.replicas} replicas`;
 }

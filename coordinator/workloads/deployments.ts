@@ -16,6 +16,7 @@ import { rollsOut, updatedMessage } from './deployment-update.js';
 import { decideDeployment, type NodeHealth, type Stop } from './reconcile.js';
 import { isLive, toProtoDeployment, workloadKey, type AllocationRecord, type DeploymentRecord } from './records.js';
 import { resolveDeployment } from './resolve.js';
+import { startRollout } from './rollouts.js';
 
 export class DeploymentWorkloads {
   /** Deployments whose replicas keep failing, by key (crash-backoff.ts); this leader's memory only. */
@@ -42,11 +43,12 @@ export class DeploymentWorkloads {
         ? { ...existing.record, spec, updatedAtMs: now }
         : { tenant, spec, generation: 1, resolvedVersion: 0, modelDigest: '', run: resolved.run, createdAtMs: now, updatedAtMs: now };
       const changed = !existing || rollsOut(existing.record, spec, resolved.run);
-      if (existing && changed) record.generation = existing.record.generation + 1;
       Object.assign(record, { run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest });
       if (existing && isDeepStrictEqual(existing.record.spec, spec) && !changed) return { deployment: this.view(key), created: false };
-      await core.putWorkload(core.deployments, key, record, existing);
-      core.event({ tenant, object: `deployment/${spec.name}`, type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `rolling out generation ${record.generation} (model ${resolved.run.model!.ref})` : updatedMessage(existing.record.spec, spec)) : `${spec.replicas} replicas${isAutoscaled(spec) ? ` (autoscaled, ${boundsText(spec)})` : ''} of model ${resolved.run.model!.ref}` });
+      // A change of what runs is a new generation, watched for automatic rollback (rollouts.ts).
+      const next = !existing ? { ...record, rolloutStartedAtMs: now } : changed ? startRollout(existing.record, record, now) : record;
+      await core.putWorkload(core.deployments, key, next, existing);
+      core.event({ tenant, object: `deployment/${spec.name}`, type: existing ? (changed ? 'RolloutStarted' : 'Updated') : 'Created', message: existing ? (changed ? `${next.canaryOf !== undefined ? `canary of ${spec.rollout!.canaryPercent}%:` : 'rolling out'} generation ${next.generation} (model ${resolved.run.model!.ref})` : updatedMessage(existing.record.spec, spec)) : `${spec.replicas} replicas${isAutoscaled(spec) ? ` (autoscaled, ${boundsText(spec)})` : ''} of model ${resolved.run.model!.ref}` });
       core.kick();
       return { deployment: this.view(key), created: !existing };
     });
@@ -125,6 +127,8 @@ export class DeploymentWorkloads {
     const { core } = this;
     for (const [key, stored] of [...core.deployments]) {
       const { record } = stored;
+      // Rolled back: stays on its last good version until a person applies or promotes again.
+      if (record.pinned) continue;
       let resolved;
       try {
         resolved = await resolveDeployment(core.deps.artifacts, core.deps.stacks, record.tenant, record.spec);
@@ -133,7 +137,8 @@ export class DeploymentWorkloads {
         continue;
       }
       if (resolved.modelDigest === record.modelDigest && resolved.resolvedVersion === record.resolvedVersion) continue;
-      const next: DeploymentRecord = { ...record, run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest, generation: record.generation + 1, updatedAtMs: core.deps.clock.now() };
+      const now = core.deps.clock.now();
+      const next = startRollout(record, { ...record, run: resolved.run, resolvedVersion: resolved.resolvedVersion, modelDigest: resolved.modelDigest, updatedAtMs: now }, now);
       await core.putWorkload(core.deployments, key, next, stored);
       core.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, type: 'RolloutStarted', message: `${record.spec.model} moved to version ${resolved.resolvedVersion}; rolling out generation ${next.generation}` });
     }

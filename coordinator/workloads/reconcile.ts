@@ -3,6 +3,7 @@
 // status to move to. Pure: the controller gathers the inputs and carries out the result.
 import type { DeploymentStatus } from '../../shared/workloads.js';
 import { formatDuration } from '../../shared/units.js';
+import { canaryReplicas } from './rollout-guard.js';
 import { attemptOf, hasEnded, isLive, isPartitioned, isTerminal, workerCount, workersOf, type AllocationRecord, type DeploymentRecord, type JobRecord, type PartitionRetry } from './records.js';
 
 export interface Stop {
@@ -49,6 +50,7 @@ export function decideDeployment(
   const current = live.filter((a) => a.generation === record.generation && nodeHealth(a.node) === 'ready');
   const outdated = live.filter((a) => !current.includes(a));
   const ready = (a: AllocationRecord) => a.status === 'ready';
+  if (record.canaryOf !== undefined) return decideCanary(record, current, outdated, stops);
   let asks = 0;
   if (outdated.length === 0) {
     if (current.length < replicas) asks = replicas - current.length;
@@ -80,6 +82,22 @@ export function decideDeployment(
   const readyCurrent = current.filter(ready).length;
   const status: DeploymentStatus = readyCurrent >= replicas && outdated.length === 0 ? 'available' : 'progressing';
   return { asks, stops, status };
+}
+
+/**
+ * A canary in progress (record.canaryOf): the new generation runs its share of the replicas
+ * (rollout-guard.ts canaryReplicas) next to the stable generation's, which is left as it is; any
+ * other generation's replicas (a canary replaced by a newer one) go. Promotion ends it: then the
+ * rolling update above replaces the stable replicas.
+ */
+function decideCanary(record: DeploymentRecord, current: AllocationRecord[], outdated: AllocationRecord[], stops: Stop[]): DeploymentDecision {
+  const want = canaryReplicas(record.spec.replicas, record.spec.rollout?.canaryPercent ?? 0);
+  const byAge = [...current].sort((a, b) => Number(a.status === 'ready') - Number(b.status === 'ready') || b.createdAtMs - a.createdAtMs);
+  for (const a of byAge.slice(0, Math.max(0, current.length - want))) stops.push({ id: a.id, reason: `the canary runs ${want} replicas` });
+  for (const a of outdated) {
+    if (a.generation !== record.canaryOf) stops.push({ id: a.id, reason: `replaced by generation ${record.generation}` });
+  }
+  return { asks: Math.max(0, want - current.length), stops, status: 'progressing' };
 }
 
 export interface JobDecision {

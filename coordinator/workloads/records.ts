@@ -16,6 +16,28 @@ export interface DeploymentRecord {
   run: RunSpec;
   createdAtMs: number;
   updatedAtMs: number;
+  /**
+   * The last good run: fully rolled out and healthy through its watch (rollout-guard.ts). Absent
+   * in records from before automatic rollback, and until a first rollout has been watched.
+   */
+  lastGood?: GoodRun;
+  /** Rolled back: stays on lastGood, not following its alias, until applied or promoted again. */
+  pinned?: boolean;
+  /** A canary in progress: the generation its stable replicas run (the new one is `generation`). */
+  canaryOf?: number;
+  /** When the current generation's rollout started (for the watch); absent: not watched. */
+  rolloutStartedAtMs?: number;
+  /** The highest generation ever given (a rollback returns to a lower one); absent: `generation`. */
+  highestGeneration?: number;
+}
+
+/** What a deployment ran when it was last good, to roll back to. */
+export interface GoodRun {
+  generation: number;
+  resolvedVersion: number;
+  modelDigest: string;
+  run: RunSpec;
+  spec: DeploymentSpec;
 }
 
 export interface JobRecord {
@@ -180,6 +202,9 @@ export function toProtoDeployment(
     createdAtMs: record.createdAtMs,
     updatedAtMs: record.updatedAtMs,
     autoscaler: null,
+    lastGoodVersion: record.lastGood?.resolvedVersion ?? 0,
+    pinned: record.pinned ?? false,
+    canaryReplicas: record.canaryOf === undefined ? 0 : live.filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length,
   };
 }
 

@@ -24,12 +24,24 @@ interface Measured {
   model: string;
   allocation: string;
   p50Ms: number;
+  p99Ms: number;
   count: number;
+  errors: number;
   atMs: number;
+}
+
+/** What the gateways measured for a set of replicas (rollout-guard.ts's Traffic). */
+export interface ReplicaTraffic {
+  count: number;
+  errors: number;
+  /** The largest p99 any gateway reported for them; 0: not measured. */
+  p99Ms: number;
 }
 
 export class RouteBook {
   private readonly latencies = new Map<string, Measured>();
+  /** Requests and errors per replica summed over every report since it was first measured (rollout-guard.ts); pruned as replicas leave the table. */
+  private readonly totals = new Map<string, { count: number; errors: number }>();
   private readonly metadata = new Map<string, ArtifactMetadata | undefined>();
   private current: RouteTable = { revision: 0, models: [] };
   private signature = '';
@@ -51,7 +63,11 @@ export class RouteBook {
     const now = this.clock.now();
     for (const s of samples) {
       if (s.count === 0 || !(s.p50Ms >= 0)) continue;
-      this.latencies.set(`${gateway}\u0000${s.allocation}`, { tenant: s.tenant, model: s.model, allocation: s.allocation, p50Ms: s.p50Ms, count: s.count, atMs: now });
+      const total = this.totals.get(s.allocation) ?? { count: 0, errors: 0 };
+      total.count += s.count;
+      total.errors += s.errors || 0;
+      this.totals.set(s.allocation, total);
+      this.latencies.set(`${gateway}\u0000${s.allocation}`, { tenant: s.tenant, model: s.model, allocation: s.allocation, p50Ms: s.p50Ms, p99Ms: s.p99Ms || 0, count: s.count, errors: s.errors || 0, atMs: now });
     }
   }
 
@@ -63,6 +79,27 @@ export class RouteBook {
   /** The same over the given replicas only (one deployment's). */
   latencyOfReplicas(allocations: ReadonlySet<string>): number | undefined {
     return this.weighted((m) => allocations.has(m.allocation));
+  }
+
+  /**
+   * Over the given replicas: the requests and errors every gateway reported since each was first
+   * measured (summed over heartbeats, so a small share of traffic still adds up), and the largest
+   * p99 of the gateways' latest reports within the window.
+   */
+  trafficOf(allocations: ReadonlySet<string>): ReplicaTraffic {
+    const now = this.clock.now();
+    const traffic: ReplicaTraffic = { count: 0, errors: 0, p99Ms: 0 };
+    for (const id of allocations) {
+      const total = this.totals.get(id);
+      if (!total) continue;
+      traffic.count += total.count;
+      traffic.errors += total.errors;
+    }
+    for (const m of this.latencies.values()) {
+      if (now - m.atMs > LATENCY_WINDOW_MS || !allocations.has(m.allocation) || !this.totals.has(m.allocation)) continue;
+      traffic.p99Ms = Math.max(traffic.p99Ms, m.p99Ms);
+    }
+    return traffic;
   }
 
   private weighted(include: (m: Measured) => boolean): number | undefined {
@@ -94,7 +131,7 @@ export class RouteBook {
       const key = `${record.tenant}/${model}`;
       let route = byModel.get(key);
       if (!route) {
-        route = { tenant: record.tenant, model, endpoints: [], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: record.spec.name, newest: 0, holds: false, public: false, maxRequestBytes: 0 };
+        route = { tenant: record.tenant, model, endpoints: [], type: '', inputFormat: '', outputFormat: '', accuracy: 0, latencyP50Ms: 0, deployment: record.spec.name, newest: 0, holds: false, public: false, maxRequestBytes: 0, canaryPercent: 0 };
         byModel.set(key, route);
       }
       return route;
@@ -102,8 +139,13 @@ export class RouteBook {
     for (const { record, allocations } of deployments) {
       const model = record.run.model;
       if (!model) continue;
-      for (const a of allocations) {
-        if (a.desired !== 'run' || a.status !== 'ready' || !a.endpoint || !a.run.model) continue;
+      // A canary in progress: its new generation's replicas take canaryPercent of the requests,
+      // once both it and the stable generation have a ready replica.
+      const serving = allocations.filter((a) => a.desired === 'run' && a.status === 'ready' && a.endpoint && a.run.model);
+      const canary = record.canaryOf !== undefined && serving.some((a) => a.generation === record.generation) && serving.some((a) => a.generation !== record.generation);
+      if (canary) routeOf(record, model.name).canaryPercent = record.spec.rollout?.canaryPercent ?? 0;
+      for (const a of serving) {
+        if (!a.run.model) continue;
         const route = routeOf(record, model.name);
         route.endpoints.push({
           allocation: a.id,
@@ -114,6 +156,7 @@ export class RouteBook {
           gateway: gatewayOf(a.node),
           public: record.spec.public,
           maxRequestBytes: record.spec.maxRequestBytes,
+          canary: canary && a.generation === record.generation,
         });
         if (a.run.model.version > route.newest) {
           route.newest = a.run.model.version;
@@ -135,6 +178,8 @@ export class RouteBook {
         route.newest = Math.max(route.newest, record.resolvedVersion);
       }
     }
+    const live = new Set(deployments.flatMap(({ allocations }) => allocations.map((a) => a.id)));
+    for (const id of this.totals.keys()) if (!live.has(id)) this.totals.delete(id);
     const models: ModelRoute[] = [];
     for (const route of [...byModel.values()].sort((a, b) => `${a.tenant}/${a.model}`.localeCompare(`${b.tenant}/${b.model}`))) {
       const { newest, ...rest } = route;

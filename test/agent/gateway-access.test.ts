@@ -16,7 +16,7 @@ function route(tenant: string, model: string, endpoints: Array<{ id: string; pub
   return {
     tenant,
     model,
-    endpoints: endpoints.map((e) => ({ allocation: e.id, node: 'n', address: '127.0.0.1:1', version: 1, deployment: model, gateway: '', public: e.public ?? false, maxRequestBytes: 0 })),
+    endpoints: endpoints.map((e) => ({ allocation: e.id, node: 'n', address: '127.0.0.1:1', version: 1, deployment: model, gateway: '', public: e.public ?? false, maxRequestBytes: 0, canary: false })),
     type: '',
     inputFormat: '',
     outputFormat: '',
@@ -26,6 +26,7 @@ function route(tenant: string, model: string, endpoints: Array<{ id: string; pub
     holds: false,
     public: false,
     maxRequestBytes: 0,
+    canaryPercent: 0,
   };
 }
 

@@ -35,7 +35,7 @@ function route(address?: string, extra: Partial<ModelRoute> = {}): ModelRoute {
   return {
     tenant: 'acme',
     model: 'm',
-    endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 0 }] : [],
+    endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 0, canary: false }] : [],
     type: '',
     inputFormat: '',
     outputFormat: '',
@@ -45,6 +45,7 @@ function route(address?: string, extra: Partial<ModelRoute> = {}): ModelRoute {
     holds: true,
     public: false,
     maxRequestBytes: 0,
+    canaryPercent: 0,
     ...extra,
   };
 }

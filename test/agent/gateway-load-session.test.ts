@@ -46,7 +46,7 @@ function route(address?: string): ModelRoute {
   return {
     tenant: 'acme',
     model: 'm',
-    endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 0 }] : [],
+    endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 0, canary: false }] : [],
     type: '',
     inputFormat: '',
     outputFormat: '',
@@ -56,6 +56,7 @@ function route(address?: string): ModelRoute {
     holds: true,
     public: false,
     maxRequestBytes: 0,
+    canaryPercent: 0,
   };
 }
 

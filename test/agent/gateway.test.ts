@@ -94,7 +94,7 @@ function route(
   return {
     tenant,
     model,
-    endpoints: endpoints.map((e) => ({ allocation: e.id, node: e.node, address: e.address, version: e.version ?? 1, deployment: model, gateway: '', public: e.public ?? false, maxRequestBytes: 0 })),
+    endpoints: endpoints.map((e) => ({ allocation: e.id, node: e.node, address: e.address, version: e.version ?? 1, deployment: model, gateway: '', public: e.public ?? false, maxRequestBytes: 0, canary: false })),
     type: '',
     inputFormat: '',
     outputFormat: '',
@@ -104,6 +104,7 @@ function route(
     holds: false,
     public: false,
     maxRequestBytes: 0,
+    canaryPercent: 0,
     ...meta,
   };
 }

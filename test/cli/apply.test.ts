@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { InvalidArgumentError } from '../../shared/errors.js';
 import { compileDeploymentSpec, compileJobSpec, parseWorkloadFile, WorkloadFileError, type WorkloadObject } from '../../shared/workload-spec.js';
 
+/** The rollout's canary and automatic-rollback settings when none is given: 0, the defaults (shared/rollout-spec.ts). */
+const NO_CANARY = { canaryPercent: 0, maxErrorRate: 0, maxP99Ratio: 0, watchMs: 0, minRequests: 0, autoRollbackOff: false };
+
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
@@ -73,7 +76,7 @@ test('a Deployment in human units becomes the wire spec in base units', () => {
       constraints: { zone: 'eu-1' },
       maxPerNode: 1,
       priority: 10,
-      rollout: { maxSurge: 1, maxUnavailable: 0 },
+      rollout: { maxSurge: 1, maxUnavailable: 0, canaryPercent: 0, maxErrorRate: 0, maxP99Ratio: 0, watchMs: 0, minRequests: 0, autoRollbackOff: false },
       public: false,
       maxRequestBytes: 0,
       minReplicas: 0,
@@ -119,7 +122,7 @@ test('what a document leaves out gets the documented defaults, the same as the f
   const deploymentSpec = compileDeploymentSpec({ name: 'web', model: 'm', image: 'mlfleet/runtime:0.1.0' });
   assert.deepEqual(deployment, { kind: 'Deployment', name: 'web', tenant: '', spec: deploymentSpec });
   assert.equal(deploymentSpec.replicas, 1);
-  assert.deepEqual(deploymentSpec.rollout, { maxSurge: 1, maxUnavailable: 0 });
+  assert.deepEqual(deploymentSpec.rollout, { maxSurge: 1, maxUnavailable: 0, ...NO_CANARY });
   // 0 on the wire: the coordinator's default resources, the stack's port and readiness path.
   assert.deepEqual(deploymentSpec.resources, { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, gpuModel: '', nicMbps: 0 });
   assert.deepEqual([deploymentSpec.port, deploymentSpec.readinessPath, deploymentSpec.maxPerNode, deploymentSpec.priority], [0, '', 0, 0]);
@@ -132,7 +135,7 @@ test('what a document leaves out gets the documented defaults, the same as the f
 
 test('a rollout that gives one limit keeps the default of the other', () => {
   const [object] = parseWorkloadFile('kind: Deployment\nname: web\nspec: { model: m, stack: onnx, rollout: { maxUnavailable: 2 } }\n', 'f.yaml');
-  assert.deepEqual(object?.kind === 'Deployment' && object.spec.rollout, { maxSurge: 1, maxUnavailable: 2 });
+  assert.deepEqual(object?.kind === 'Deployment' && object.spec.rollout, { maxSurge: 1, maxUnavailable: 2, ...NO_CANARY });
 });
 
 test('several documents keep their order; empty ones (a leading or trailing ---) are skipped', () => {

@@ -54,6 +54,9 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   'DeploymentService.ListDeployments': ownTenantRead,
   'DeploymentService.GetDeployment': ownTenantRead,
   'DeploymentService.ScaleDeployment': ownTenantWrite,
+  // Allowed exactly as ApplyDeployment; the seed deployment has no canary and no last good version yet.
+  'DeploymentService.PromoteDeployment': (c, scope) => refusedWhenAllowed(ownTenantWrite(c, scope)),
+  'DeploymentService.RollbackDeployment': (c, scope) => refusedWhenAllowed(ownTenantWrite(c, scope)),
   'DeploymentService.DeleteDeployment': ownTenantWrite,
   'JobService.RunJob': ownTenantWrite,
   'JobService.ListJobs': operatorRead,
@@ -83,6 +86,11 @@ const EXPECT: Record<string, (caller: Caller, scope: Scope) => Answer> = {
   // No deployment is ready in any tenant: who may ask (and that another tenant is not found) is all this shows.
   'SelectionService.Select': (c) => (USERS.has(c) ? 'NOT_FOUND' : 'PERMISSION_DENIED'),
 };
+
+/** A call that passes authorization but has nothing to act on. */
+function refusedWhenAllowed(answer: Answer): Answer {
+  return answer === 'OK' ? 'FAILED_PRECONDITION' : answer;
+}
 
 function ownTenantWrite(c: Caller, scope: Scope): Answer {
   return c === 'admin' ? 'OK' : c === 'developer' ? (scope === 'own' ? 'OK' : 'NOT_FOUND') : 'PERMISSION_DENIED';
@@ -311,6 +319,8 @@ async function requestFor(cluster: Cluster, method: string, scope: Scope): Promi
     case 'DeploymentService.ApplyDeployment':
       return { spec: deploymentSpec(`d-${cluster.fresh()}`, tenant), tenant };
     case 'DeploymentService.GetDeployment':
+    case 'DeploymentService.PromoteDeployment':
+    case 'DeploymentService.RollbackDeployment':
       return { name: 'seed', tenant };
     case 'DeploymentService.ScaleDeployment':
       return { name: 'seed', replicas: 0, tenant };

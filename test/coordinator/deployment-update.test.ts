@@ -13,6 +13,8 @@ test('the replica count, --public and --max-request-size roll nothing out; what 
   assert.equal(rollsOut(record, { ...spec, replicas: 5 }, run), false);
   assert.equal(rollsOut(record, { ...spec, public: true }, run), false);
   assert.equal(rollsOut(record, { ...spec, maxRequestBytes: 64 * 2 ** 20 }, run), false);
+  assert.equal(rollsOut(record, { ...spec, rollout: { ...spec.rollout!, canaryPercent: 10, maxSurge: 3 } }, run), false, 'how the next change rolls out is no change');
+  assert.equal(updatedMessage(spec, { ...spec, rollout: { ...spec.rollout!, canaryPercent: 10 } }), 'rollout policy changed (for the next rollout)');
   assert.equal(rollsOut(record, { ...spec, env: { MODE: 'fast' } }, run), true);
   assert.equal(rollsOut(record, spec, { ...run, image: 'mlfleet/onnx:0.2.0' }), true, 'a newly resolved model or image rolls out');
 });

@@ -18,7 +18,7 @@ gateway.setTokens({ reset: true, complete: true, tokens: [{ id: parsed.id, secre
 const route = (address?: string): ModelRoute => ({
   tenant: 'acme',
   model: 'm',
-  endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 16 * 2 ** 20 }] : [],
+  endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 16 * 2 ** 20, canary: false }] : [],
   type: '',
   inputFormat: '',
   outputFormat: '',
@@ -28,6 +28,7 @@ const route = (address?: string): ModelRoute => ({
   holds: true,
   public: false,
   maxRequestBytes: 16 * 2 ** 20,
+  canaryPercent: 0,
 });
 gateway.setRoutes({ revision: 1, models: [route()] });
 console.log(`address ${gateway.address}`);

@@ -18,6 +18,7 @@ import {
   type ResourceInput,
 } from '../../../shared/workload-spec.js';
 import { AUTOSCALE_FLAG_NAMES, AUTOSCALE_LIMITS, autoscaleProblems, DEFAULT_TARGET_CONCURRENCY } from '../../../shared/autoscale-spec.js';
+import { ROLLOUT_DEFAULTS, ROLLOUT_LIMITS, rolloutProblem } from '../../../shared/rollout-spec.js';
 import { withContext } from '../context.js';
 import { bytesLimit, countFlag, cpuLimit, durationFlag, usageParser } from '../flags.js';
 import { deploymentAppliedView } from '../views/deployments.js';
@@ -42,6 +43,30 @@ export function positiveNumberFlag(what: string, max: number): (text: string) =>
     if (!/^(\d+\.?\d*|\.\d+)$/.test(trimmed)) throw new InvalidArgumentError(`${what} "${text}" is not a number (like 4 or 0.5)`);
     const value = Number(trimmed);
     if (value <= 0 || value > max) throw new InvalidArgumentError(`${what} must be more than 0 and at most ${max}, got ${trimmed}`);
+    return value;
+  };
+}
+
+/**
+ * A percentage, "10%" or "10", between `min` and `max`: whole (--canary 10%) as a number of
+ * percent, or (whole false, --max-error-rate 5%) as a fraction (0.05).
+ */
+function percentFlag(what: string, min: number, max: number, whole: boolean): (text: string) => number {
+  return (text) => {
+    const trimmed = text.trim().replace(/%$/, '');
+    if (!(whole ? /^\d+$/ : /^(\d+\.?\d*|\.\d+)$/).test(trimmed)) throw new InvalidArgumentError(`${what} "${text}" is not a ${whole ? 'whole ' : ''}percentage (like ${whole ? '10%' : '5%'})`);
+    const value = Number(trimmed);
+    if (value < min || value > max) throw new InvalidArgumentError(`${what} must be from ${min}% to ${max}%, got ${trimmed}%`);
+    return whole ? value : value / 100;
+  };
+}
+
+/** A ratio of at least 1 (--max-p99-ratio 2). */
+function ratioFlag(what: string): (text: string) => number {
+  return (text) => {
+    const value = Number(text.trim());
+    const problem = Number.isNaN(value) || text.trim() === '' ? `is not a number (like 2 or 1.5)` : rolloutProblem('maxP99Ratio', value);
+    if (problem) throw new InvalidArgumentError(`${what} "${text}" ${problem}`);
     return value;
   };
 }
@@ -162,6 +187,12 @@ interface DeployOptions extends WorkloadOptions {
   maxReplicas?: number;
   targetConcurrency?: number;
   scaleToZeroAfter?: number;
+  canary?: number;
+  maxErrorRate?: number;
+  maxP99Ratio?: number;
+  watch?: number;
+  minRequests?: number;
+  autoRollback?: boolean;
 }
 
 function readinessPathFlag(text: string): string {
@@ -183,6 +214,12 @@ export function registerDeployCommand(program: Command): void {
     .addOption(new Option('--readiness-path <path>', 'HTTP GET path answering 200 when ready (default: /v2/health/ready)').argParser(readinessPathFlag))
     .addOption(new Option('--max-surge <n>', 'extra replicas allowed during a rollout (default: 1)').argParser(wholeFlag('--max-surge', 0, 2 ** 32 - 1)))
     .addOption(new Option('--max-unavailable <n>', 'replicas allowed to be not ready during a rollout (default: 0)').argParser(wholeFlag('--max-unavailable', 0, 2 ** 32 - 1)))
+    .addOption(new Option('--canary <percent>', 'roll out as a canary: this share of replicas (rounded up, at least 1) and of requests runs the new version until `deployments promote` (1%-99%)').argParser(percentFlag('--canary', 1, ROLLOUT_LIMITS.canaryPercent, true)))
+    .addOption(new Option('--max-error-rate <percent>', `roll back by itself when the new version's error rate exceeds the previous version's by more than this (default: ${ROLLOUT_DEFAULTS.maxErrorRate * 100}%)`).argParser(percentFlag('--max-error-rate', 0.1, 100, false)))
+    .addOption(new Option('--max-p99-ratio <x>', `roll back by itself when the new version's p99 exceeds this many times the previous version's (default: ${ROLLOUT_DEFAULTS.maxP99Ratio})`).argParser(ratioFlag('--max-p99-ratio')))
+    .addOption(new Option('--watch <duration>', `how long a rollout's new replicas are watched once all are ready (default: ${ROLLOUT_DEFAULTS.watchMs / 1000}s)`).argParser(boundedDurationFlag('--watch', ROLLOUT_LIMITS.watchMs, '24h', 'leave it out for the default 60s')))
+    .addOption(new Option('--min-requests <n>', `requests to the new version before its error rate and p99 count (default: ${ROLLOUT_DEFAULTS.minRequests})`).argParser(wholeFlag('--min-requests', 1, ROLLOUT_LIMITS.minRequests)))
+    .option('--no-auto-rollback', 'never roll back by itself (promote and rollback by hand still work)')
     .option('--public', 'anyone may infer through the gateways, with no token (default: a token of the tenant)')
     .addOption(new Option('--max-request-size <size>', 'the largest request body the gateways pass on, up to 1Gi (default: 8Mi)').argParser(bytesLimit('--max-request-size')))
     .addOption(new Option('--max-replicas <n>', `autoscale by requests in flight, up to this many replicas (1-${AUTOSCALE_LIMITS.replicas}); instead of --replicas`).argParser(wholeFlag('--max-replicas', 1, AUTOSCALE_LIMITS.replicas)))
@@ -220,7 +257,16 @@ export function registerDeployCommand(program: Command): void {
         constraints: options.constraint,
         maxPerNode: options.maxPerNode,
         priority: options.priority,
-        rollout: { maxSurge: options.maxSurge, maxUnavailable: options.maxUnavailable },
+        rollout: {
+          maxSurge: options.maxSurge,
+          maxUnavailable: options.maxUnavailable,
+          canaryPercent: options.canary,
+          maxErrorRate: options.maxErrorRate,
+          maxP99Ratio: options.maxP99Ratio,
+          watchMs: options.watch,
+          minRequests: options.minRequests,
+          autoRollback: options.autoRollback,
+        },
         public: options.public,
         maxRequestBytes: options.maxRequestSize,
         minReplicas: options.minReplicas,

@@ -2,7 +2,7 @@
 // (with each replica's allocation and the scheduler's message when replicas wait), scale, remove.
 import { Argument, type Command } from 'commander';
 import { withContext } from '../context.js';
-import { deploymentDeletedView, deploymentDetailView, deploymentListView, deploymentScaledView } from '../views/deployments.js';
+import { deploymentDeletedView, deploymentDetailView, deploymentListView, deploymentScaledView, deploymentChangedView } from '../views/deployments.js';
 import { wholeFlag, workloadNameArgument } from './deploy.js';
 
 interface TenantOption {
@@ -10,7 +10,7 @@ interface TenantOption {
 }
 
 export function registerDeploymentCommands(program: Command): void {
-  const deployments = program.command('deployments').description('serving deployments: list, show, scale, remove');
+  const deployments = program.command('deployments').description('serving deployments: list, show, scale, promote, rollback, remove');
   const tenantOption = (command: Command) => command.option('--tenant <tenant>', "another tenant's (admins)");
 
   tenantOption(deployments.command('ls').description('list deployments: model, resolved version, ready replicas, status')).action(
@@ -35,6 +35,21 @@ export function registerDeploymentCommands(program: Command): void {
       .addArgument(new Argument('<replicas>', 'how many replicas').argParser(wholeFlag('REPLICAS', 0, 2 ** 32 - 1))),
   ).action((name: string, replicas: number, options: TenantOption, command: Command) =>
     withContext(command, async (ctx) => ctx.print(deploymentScaledView(await ctx.client().scaleDeployment(name, replicas, options.tenant)))),
+  );
+
+  tenantOption(
+    deployments.command('promote').description("complete a canary: its new version replaces the old one replica by replica").addArgument(workloadNameArgument('deployment')),
+  ).action((name: string, options: TenantOption, command: Command) =>
+    withContext(command, async (ctx) => ctx.print(deploymentChangedView(await ctx.client().promoteDeployment(name, options.tenant), 'promoted'))),
+  );
+
+  tenantOption(
+    deployments
+      .command('rollback')
+      .description('return replicas and traffic to the last good version and pin it there (it stops following its alias until applied or promoted)')
+      .addArgument(workloadNameArgument('deployment')),
+  ).action((name: string, options: TenantOption, command: Command) =>
+    withContext(command, async (ctx) => ctx.print(deploymentChangedView(await ctx.client().rollbackDeployment(name, options.tenant), 'rolled back'))),
   );
 
   tenantOption(

@@ -1,6 +1,7 @@
 // Deployments as mlfleetctl shows them: the stable -o json shape (DESIGN "Interfaces users
 // touch": `deployments show -o json` has name, model, resolvedVersion, replicas, readyReplicas
 // and allocations with id, node, status, endpoint), the list table and the detail block.
+import { ROLLOUT_DEFAULTS as guardDefaults } from '../../../shared/rollout-spec.js';
 import { DEFAULT_TARGET_CONCURRENCY, isAutoscaled } from '../../../shared/autoscale-spec.js';
 import type { AutoscalerView, Deployment } from '../../../shared/proto.js';
 import { formatBytes, formatDuration } from '../../../shared/units.js';
@@ -45,6 +46,14 @@ export interface DeploymentJson {
   autoscaling: AutoscalingJson | null;
   /** What the leader's autoscaler sees and last decided; null for a fixed size (or before it has looked). */
   autoscaler: AutoscalerJson | null;
+  /** Changes roll out as canaries of this share (1–99); null: plain rolling updates. */
+  canary: { percent: number; readyReplicas: number } | null;
+  /** Automatic rollback's thresholds, defaults filled in; null: off. */
+  autoRollback: { maxErrorRate: number; maxP99Ratio: number; watchMs: number; minRequests: number } | null;
+  /** The model version last fully rolled out and healthy through its watch (0: none yet). */
+  lastGoodVersion: number;
+  /** Rolled back: not following its alias until applied or promoted. */
+  pinned: boolean;
   allocations: AllocationJson[];
   createdAt: string | null;
   updatedAt: string | null;
@@ -126,6 +135,17 @@ export function deploymentJson(d: Deployment): DeploymentJson {
         }
       : null,
     autoscaler: isAutoscaled(spec) && d.autoscaler ? autoscalerJson(d.autoscaler) : null,
+    canary: (spec?.rollout?.canaryPercent ?? 0) > 0 ? { percent: spec!.rollout!.canaryPercent, readyReplicas: d.canaryReplicas } : null,
+    autoRollback: spec?.rollout?.autoRollbackOff
+      ? null
+      : {
+          maxErrorRate: spec?.rollout?.maxErrorRate || guardDefaults.maxErrorRate,
+          maxP99Ratio: spec?.rollout?.maxP99Ratio || guardDefaults.maxP99Ratio,
+          watchMs: Number(spec?.rollout?.watchMs ?? 0) || guardDefaults.watchMs,
+          minRequests: spec?.rollout?.minRequests || guardDefaults.minRequests,
+        },
+    lastGoodVersion: d.lastGoodVersion,
+    pinned: d.pinned,
     allocations: d.allocations.map(allocationJson),
     createdAt: isoOrNull(d.createdAtMs),
     updatedAt: isoOrNull(d.updatedAtMs),
@@ -180,6 +200,20 @@ export function deploymentListView(deployments: readonly Deployment[], now = Dat
   };
 }
 
+/** The canary and the automatic rollback, for `deployments show`. */
+function rolloutExtras(deployment: Deployment): string {
+  const r = deployment.spec?.rollout;
+  const percent = r?.canaryPercent ?? 0;
+  const canary = percent > 0 ? `; canary ${percent}%${deployment.canaryReplicas > 0 ? ` (${deployment.canaryReplicas} canary replica${deployment.canaryReplicas === 1 ? '' : 's'} ready: promote or rollback)` : ''}` : '';
+  if (r?.autoRollbackOff) return `${canary}; automatic rollback off`;
+  const g = guardDefaults;
+  const errorRate = r?.maxErrorRate || g.maxErrorRate;
+  const ratio = r?.maxP99Ratio || g.maxP99Ratio;
+  const watch = Number(r?.watchMs ?? 0) || g.watchMs;
+  const min = r?.minRequests || g.minRequests;
+  return `${canary}; automatic rollback past +${(errorRate * 100).toFixed(1)}% errors or ${ratio}× p99 (after ${min} requests), watched ${watch / 1000} s`;
+}
+
 function detailTable(deployment: Deployment, now: number): string {
   const d = deploymentJson(deployment);
   const head: KeyValue[] = [
@@ -201,7 +235,8 @@ function detailTable(deployment: Deployment, now: number): string {
     ['Constraints', formatLabels(d.constraints)],
     ['Max per node', d.maxPerNode > 0 ? String(d.maxPerNode) : 'no limit'],
     ['Priority', String(d.priority)],
-    ['Rollout', `max surge ${d.rollout.maxSurge}, max unavailable ${d.rollout.maxUnavailable}`],
+    ['Rollout', `max surge ${d.rollout.maxSurge}, max unavailable ${d.rollout.maxUnavailable}${rolloutExtras(deployment)}`],
+    ['Last good', `${deployment.lastGoodVersion > 0 ? `version ${deployment.lastGoodVersion}` : 'none yet'}${deployment.pinned ? ' (pinned after a rollback: not following its alias until applied or promoted)' : ''}`],
     ['Inference', `${d.public ? 'public: anyone, with no token' : 'a token of the tenant'}; requests up to ${d.maxRequestBytes > 0 ? formatBytes(d.maxRequestBytes) : '8Mi (default)'}`],
   );
   if (Object.keys(d.env).length > 0) head.push(['Env', formatLabels(d.env)]);
@@ -236,6 +271,12 @@ export function deploymentAppliedView(deployment: Deployment, now = Date.now()):
 export function deploymentScaledView(deployment: Deployment): Printable {
   const d = deploymentJson(deployment);
   return { data: d, table: () => `deployment/${d.name} scaled to ${d.replicas} replica${d.replicas === 1 ? '' : 's'} (${d.readyReplicas} ready now)` };
+}
+
+/** `deployments promote` / `rollback`: one line. */
+export function deploymentChangedView(deployment: Deployment, action: 'promoted' | 'rolled back'): Printable {
+  const d = deploymentJson(deployment);
+  return { data: d, table: () => `deployment/${d.name} ${action}: model version ${d.resolvedVersion}, generation ${d.generation}${deployment.pinned ? ', pinned' : ''}` };
 }
 
 /** `deployments rm`. */

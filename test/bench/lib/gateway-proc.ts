@@ -27,7 +27,7 @@ gateway.setRoutes({
     {
       tenant: 'bench',
       model: model!,
-      endpoints: [{ allocation: 'a', node: 'bench', address: replica!, version: 1, deployment: model!, gateway: '', public: false, maxRequestBytes: 0 }],
+      endpoints: [{ allocation: 'a', node: 'bench', address: replica!, version: 1, deployment: model!, gateway: '', public: false, maxRequestBytes: 0, canary: false }],
       type: '',
       inputFormat: '',
       outputFormat: '',
@@ -37,6 +37,7 @@ gateway.setRoutes({
       holds: mode === 'autoscaled' || mode === 'unmetered',
       public: false,
       maxRequestBytes: 0,
+      canaryPercent: 0,
     },
   ],
 });
