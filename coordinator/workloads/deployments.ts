@@ -150,7 +150,8 @@ export class DeploymentWorkloads {
     for (const { record } of this.core.deployments.values()) {
       if (record.tenant !== tenant || record.run.model?.name !== name) continue;
       const live = this.core.allocationsOf('deployment', tenant, record.spec.name).filter(isLive);
-      if (record.resolvedVersion === version || live.some((a) => a.run.model?.version === version)) return `deployment "${record.spec.name}"`;
+      // Its current version, what its replicas run, and the last good one a rollback returns to.
+      if (record.resolvedVersion === version || record.lastGood?.resolvedVersion === version || live.some((a) => a.run.model?.version === version)) return `deployment "${record.spec.name}"`;
     }
     return undefined;
   }
