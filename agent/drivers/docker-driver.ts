@@ -213,6 +213,9 @@ export class DockerDriver implements Driver {
     private readonly networkGraceMs: number,
   ) {}
 
+  /** Tenant networks being looked up or made now, by name. */
+  private readonly networksInFlight = new Map<string, Promise<string>>();
+
   /** Tenants whose network is to be released once its grace has passed. */
   private readonly releases = new Map<string, NodeJS.Timeout>();
 
@@ -412,7 +415,18 @@ export class DockerDriver implements Driver {
    * same moment, and the engine then keeps two of that name: every agent takes the oldest and
    * removes the others.
    */
-  private async tenantNetwork(tenant: string): Promise<string> {
+  private tenantNetwork(tenant: string): Promise<string> {
+    // Two starts of one tenant at once (a gang's workers) share one lookup-or-create, so this
+    // agent never makes two networks of one name itself.
+    const name = tenantNetworkName(tenant, this.clusterOf?.());
+    const pending = this.networksInFlight.get(name);
+    if (pending) return pending;
+    const made = this.lookUpOrMakeTenantNetwork(tenant).finally(() => this.networksInFlight.delete(name));
+    this.networksInFlight.set(name, made);
+    return made;
+  }
+
+  private async lookUpOrMakeTenantNetwork(tenant: string): Promise<string> {
     const cluster = this.clusterOf?.();
     const name = tenantNetworkName(tenant, cluster);
     const labels: Record<string, string> = { [LABELS.network]: 'tenant', [LABELS.tenant]: tenant, ...(cluster ? { [LABELS.cluster]: cluster } : {}) };
