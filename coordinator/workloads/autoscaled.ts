@@ -10,7 +10,7 @@ import { isAutoscaled } from '../../shared/autoscale-spec.js';
 import { DEFAULT_TARGET_CONCURRENCY, type AutoscaledDeployment, type AutoscaleTarget } from '../autoscale/target.js';
 import type { TenantQuota } from '../scheduler/types.js';
 import { withDefaults, type WorkloadCore } from './core.js';
-import type { DeploymentRecord } from './records.js';
+import { workloadKey, type AllocationRecord, type DeploymentRecord } from './records.js';
 
 export { isAutoscaled };
 
@@ -98,10 +98,13 @@ export class AutoscaledWorkloads implements AutoscaleTarget {
     const { core } = this;
     const result: AutoscaledDeployment[] = [];
     const used = new Map<string, Resources>();
+    // Every tick: one scan of the allocations, not one per autoscaled deployment.
+    let byWorkload: Map<string, AllocationRecord[]> | undefined;
     for (const { record } of core.deployments.values()) {
       const { spec, tenant } = record;
       if (!isAutoscaled(spec)) continue;
-      const ready = core.allocationsOf('deployment', tenant, spec.name).filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length;
+      byWorkload ??= core.byWorkload();
+      const ready = (byWorkload.get(workloadKey('deployment', tenant, spec.name)) ?? []).filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length;
       const quota = this.quotas().get(tenant);
       if (quota && !used.has(tenant)) used.set(tenant, this.usage(tenant));
       result.push({

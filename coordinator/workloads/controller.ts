@@ -128,6 +128,7 @@ export class WorkloadController implements AutoscaleTarget {
       writeStops: (stops, extra, compares, keepStatus) => this.writeStops(stops, extra, compares, keepStatus),
       writeAllocations: (updates, extra, compares) => this.writeAllocations(updates, extra, compares),
       allocationsOf: (kind, tenant, name) => this.allocationsOf(kind, tenant, name),
+      byWorkload: () => this.byWorkload(),
       nodeHealth: () => this.nodeHealth(),
     };
     this.deploymentPart = new DeploymentWorkloads(this.core);

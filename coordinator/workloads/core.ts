@@ -51,6 +51,8 @@ export interface WorkloadCore {
   writeStops(stops: Stop[], extra?: Op[], compares?: Parameters<FencedWriter['txn']>[0], keepStatus?: boolean): Promise<void>;
   writeAllocations(updates: AllocationRecord[], extra?: Op[], compares?: Parameters<FencedWriter['txn']>[0]): Promise<void>;
   allocationsOf(kind: WorkloadKind, tenant: string, name: string): AllocationRecord[];
+  /** Every allocation by its workloadKey, in one scan (allocationsOf scans once per call). */
+  byWorkload(): Map<string, AllocationRecord[]>;
   nodeHealth(): (node: string) => NodeHealth;
 }
 
