@@ -8,26 +8,12 @@ import { TokenBook } from '../../agent/gateway/token-book.js';
 import { gatewayToken, tokenChange, tokenTablePieces } from '../../coordinator/auth/gateway-tokens.js';
 import type { TokenRecord } from '../../coordinator/auth/token-registry.js';
 import type { Role } from '../../shared/auth.js';
-import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
+import { modelRoute, type ModelRoute } from '../helpers/routes.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { mintGatewayToken } from '../helpers/gateway-tokens.js';
 
 function route(tenant: string, model: string, endpoints: Array<{ id: string; public?: boolean }>): ModelRoute {
-  return {
-    tenant,
-    model,
-    endpoints: endpoints.map((e) => ({ allocation: e.id, node: 'n', address: '127.0.0.1:1', version: 1, deployment: model, gateway: '', public: e.public ?? false, maxRequestBytes: 0, canary: false })),
-    type: '',
-    inputFormat: '',
-    outputFormat: '',
-    accuracy: 0,
-    latencyP50Ms: 0,
-    deployment: model,
-    holds: false,
-    public: false,
-    maxRequestBytes: 0,
-    canaryPercent: 0,
-  };
+  return modelRoute(tenant, model, endpoints.map((e) => ({ ...e, node: 'n', address: '127.0.0.1:1' })));
 }
 
 const as = (role: Role, tenant: string): Sender => ({ anonymous: false, caller: { tokenId: 't', role, tenant, node: '' } });

@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { Gateway } from '../../agent/gateway/gateway.js';
-import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
+import { modelRoute, type ModelRoute } from '../helpers/routes.js';
 import { silentLogger } from '../../shared/log.js';
 import { mintGatewayToken, tokenTable } from '../helpers/gateway-tokens.js';
 import { freePort } from '../helpers/net.js';
@@ -28,21 +28,7 @@ async function replica(t: TestContext): Promise<{ address: string; hits: () => n
 }
 
 function route(percent: number, endpoints: Array<{ id: string; address: string; version: number; canary: boolean }>): ModelRoute {
-  return {
-    tenant: 'acme',
-    model: 'm',
-    endpoints: endpoints.map((e) => ({ allocation: e.id, node: 'here', address: e.address, version: e.version, deployment: 'm', gateway: '', public: false, maxRequestBytes: 0, canary: e.canary })),
-    type: '',
-    inputFormat: '',
-    outputFormat: '',
-    accuracy: 0,
-    latencyP50Ms: 0,
-    deployment: 'm',
-    holds: false,
-    public: false,
-    maxRequestBytes: 0,
-    canaryPercent: percent,
-  };
+  return modelRoute('acme', 'm', endpoints, { canaryPercent: percent });
 }
 
 async function gateway(t: TestContext, models: ModelRoute[]) {

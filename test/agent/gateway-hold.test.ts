@@ -8,7 +8,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { Gateway } from '../../agent/gateway/gateway.js';
-import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
+import { modelRoute, type ModelRoute } from '../helpers/routes.js';
 import type { GatewayLoad__Output as GatewayLoad } from '../../shared/gen/mlfleet/v1/GatewayLoad.js';
 import { silentLogger } from '../../shared/log.js';
 import { mintGatewayToken, tokenTable } from '../helpers/gateway-tokens.js';
@@ -32,22 +32,7 @@ async function replica(t: TestContext): Promise<{ address: string; hits: () => n
 
 /** The route of acme's autoscaled deployment "web" serving model "m": no endpoint (scaled to zero), or one. */
 function route(address?: string, extra: Partial<ModelRoute> = {}): ModelRoute {
-  return {
-    tenant: 'acme',
-    model: 'm',
-    endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 0, canary: false }] : [],
-    type: '',
-    inputFormat: '',
-    outputFormat: '',
-    accuracy: 0,
-    latencyP50Ms: 0,
-    deployment: 'web',
-    holds: true,
-    public: false,
-    maxRequestBytes: 0,
-    canaryPercent: 0,
-    ...extra,
-  };
+  return modelRoute('acme', 'm', address ? [{ id: 'a1', address }] : [], { deployment: 'web', holds: true, ...extra });
 }
 
 async function gateway(t: TestContext, options: { queueSize?: number; queueTimeoutMs?: number } = {}) {

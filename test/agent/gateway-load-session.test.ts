@@ -14,7 +14,7 @@ import { CoordinatorSession } from '../../agent/session.js';
 import { mlfleetV1, type AgentMessageIn } from '../../shared/proto.js';
 import { seededRandom, systemClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/log.js';
-import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
+import { modelRoute, type ModelRoute } from '../helpers/routes.js';
 import type { DeploymentLoad__Output as DeploymentLoad } from '../../shared/gen/mlfleet/v1/DeploymentLoad.js';
 import { mintGatewayToken, tokenTable } from '../helpers/gateway-tokens.js';
 import { until } from '../helpers/eventually.js';
@@ -43,21 +43,7 @@ async function leader(t: TestContext) {
 }
 
 function route(address?: string): ModelRoute {
-  return {
-    tenant: 'acme',
-    model: 'm',
-    endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 0, canary: false }] : [],
-    type: '',
-    inputFormat: '',
-    outputFormat: '',
-    accuracy: 0,
-    latencyP50Ms: 0,
-    deployment: 'web',
-    holds: true,
-    public: false,
-    maxRequestBytes: 0,
-    canaryPercent: 0,
-  };
+  return modelRoute('acme', 'm', address ? [{ id: 'a1', address }] : [], { deployment: 'web', holds: true });
 }
 
 test('load reports go out on the agent session: a wake at once, again on the new session after a failover, and zero once the held request is answered', async (t) => {

@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { Gateway } from '../../agent/gateway/gateway.js';
-import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
+import { modelRoute, type ModelRoute } from '../helpers/routes.js';
 import { silentLogger } from '../../shared/log.js';
 import { freePort } from '../helpers/net.js';
 import { mintGatewayToken, tokenTable } from '../helpers/gateway-tokens.js';
@@ -91,22 +91,7 @@ function route(
   tenant = 'acme',
   meta: Partial<Pick<ModelRoute, 'type' | 'inputFormat' | 'outputFormat' | 'accuracy' | 'latencyP50Ms'>> = {},
 ): ModelRoute {
-  return {
-    tenant,
-    model,
-    endpoints: endpoints.map((e) => ({ allocation: e.id, node: e.node, address: e.address, version: e.version ?? 1, deployment: model, gateway: '', public: e.public ?? false, maxRequestBytes: 0, canary: false })),
-    type: '',
-    inputFormat: '',
-    outputFormat: '',
-    accuracy: 0,
-    latencyP50Ms: 0,
-    deployment: model,
-    holds: false,
-    public: false,
-    maxRequestBytes: 0,
-    canaryPercent: 0,
-    ...meta,
-  };
+  return modelRoute(tenant, model, endpoints, meta);
 }
 
 function call(g: Gateway, path: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: Record<string, unknown>; headers: http.IncomingHttpHeaders }> {

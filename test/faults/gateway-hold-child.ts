@@ -6,7 +6,7 @@
 import { createInterface } from 'node:readline';
 import { Gateway } from '../../agent/gateway/gateway.js';
 import { hashSecret, parseToken } from '../../shared/auth.js';
-import type { ModelRoute__Output as ModelRoute } from '../../shared/gen/mlfleet/v1/ModelRoute.js';
+import { modelRoute, type ModelRoute } from '../helpers/routes.js';
 import { silentLogger } from '../../shared/log.js';
 
 const [token, queueSize] = process.argv.slice(2);
@@ -15,21 +15,9 @@ if (!parsed) throw new Error('gateway-hold-child TOKEN QUEUE_SIZE: no token give
 let reports = 0;
 const gateway = await Gateway.start({ listen: '127.0.0.1:0', node: 'here', credential: () => undefined, log: silentLogger(), queueSize: Number(queueSize), reportLoad: () => void (reports += 1) });
 gateway.setTokens({ reset: true, complete: true, tokens: [{ id: parsed.id, secretSha256: hashSecret(parsed.secret), role: 'consumer', tenant: 'acme', node: '', expiresAtMs: 0 }], removed: [] });
-const route = (address?: string): ModelRoute => ({
-  tenant: 'acme',
-  model: 'm',
-  endpoints: address ? [{ allocation: 'a1', node: 'here', address, version: 1, deployment: 'web', gateway: '', public: false, maxRequestBytes: 16 * 2 ** 20, canary: false }] : [],
-  type: '',
-  inputFormat: '',
-  outputFormat: '',
-  accuracy: 0,
-  latencyP50Ms: 0,
-  deployment: 'web',
-  holds: true,
-  public: false,
-  maxRequestBytes: 16 * 2 ** 20,
-  canaryPercent: 0,
-});
+const route = (address?: string): ModelRoute =>
+  modelRoute('acme', 'm', address ? [{ id: 'a1', address, maxRequestBytes: 16 * 2 ** 20 }] : [], { deployment: 'web', holds: true, maxRequestBytes: 16 * 2 ** 20 });
+
 gateway.setRoutes({ revision: 1, models: [route()] });
 console.log(`address ${gateway.address}`);
 createInterface({ input: process.stdin }).on('line', (line) => {

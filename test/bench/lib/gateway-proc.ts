@@ -7,6 +7,7 @@
 import { Gateway } from '../../../agent/gateway/gateway.js';
 import { hashSecret, parseToken } from '../../../shared/auth.js';
 import { silentLogger } from '../../../shared/log.js';
+import { modelRoute } from '../../helpers/routes.js';
 
 const [model, replica, token, mode] = process.argv.slice(2);
 let reports = 0;
@@ -23,23 +24,7 @@ const gateway = await Gateway.start({
 gateway.setTokens({ reset: true, complete: true, tokens: [{ id: parsed.id, secretSha256: hashSecret(parsed.secret), role: 'consumer', tenant: 'bench', node: '', expiresAtMs: 0 }], removed: [] });
 gateway.setRoutes({
   revision: 1,
-  models: [
-    {
-      tenant: 'bench',
-      model: model!,
-      endpoints: [{ allocation: 'a', node: 'bench', address: replica!, version: 1, deployment: model!, gateway: '', public: false, maxRequestBytes: 0, canary: false }],
-      type: '',
-      inputFormat: '',
-      outputFormat: '',
-      accuracy: 0,
-      latencyP50Ms: 0,
-      deployment: model!,
-      holds: mode === 'autoscaled' || mode === 'unmetered',
-      public: false,
-      maxRequestBytes: 0,
-      canaryPercent: 0,
-    },
-  ],
+  models: [modelRoute('bench', model!, [{ id: 'a', node: 'bench', address: replica! }], { holds: mode === 'autoscaled' || mode === 'unmetered' })],
 });
 console.log(`address ${gateway.address}`);
 process.on('SIGTERM', () => void gateway.close().then(() => process.exit(0)));
