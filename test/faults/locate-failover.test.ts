@@ -8,32 +8,22 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { verifyGrant } from '../../shared/blob-http.js';
-import { CoordinatorClient } from '../../shared/client.js';
 import type { BlobLocation } from '../../shared/proto.js';
 import { compileDeploymentSpec } from '../../shared/workload-spec.js';
+import { startCoordinatorPair } from '../helpers/coordinator-pair.js';
 import { until } from '../helpers/eventually.js';
-import { startEtcd } from '../helpers/etcd.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { callUnary, method } from '../helpers/raw-grpc.js';
-import { bootstrapTokens, startCoordinator, tempDir, type StartedCoordinator } from '../helpers/processes.js';
 
 const AGENTS = 8;
 const FAILOVER_WITHIN_MS = 20_000;
 
 test('after kill -9 of the leader, the new leader signs grants with the key agents already hold and ranks the fetchers afresh', async (t) => {
-  const etcd = await startEtcd(t, { dedicated: true });
-  const dir = tempDir(t);
-  const storeSpec = `etcd:${etcd.endpoints.join(',')}`;
-  const coordinators: StartedCoordinator[] = [];
-  for (const name of ['c1', 'c2']) coordinators.push(await startCoordinator(t, name, ['--store', storeSpec, '--data-dir', `${dir}/${name}`, '--election-ttl', '1s', '--node-ttl', '30s']));
-  const tokens = await bootstrapTokens(['c1', 'c2'].map((name) => `${dir}/${name}`));
-  const client = new CoordinatorClient(coordinators.map((c) => c.grpc), { deadlineMs: 5_000, token: tokens.admin });
-  t.after(() => client.close());
+  const pair = await startCoordinatorPair(t, { args: ['--node-ttl', '30s'] });
+  const { client, tokens } = pair;
   const body = randomBytes(3 << 20);
   const version = await client.push('model', { name: 'm', format: 'onnx', sizeBytes: body.length }, Readable.from([body]));
-  const leaderAddress = (await client.clusterStatus()).leader;
-  const leader = coordinators.find((c) => c.grpc === leaderAddress)!;
-  const follower = coordinators.find((c) => c !== leader)!;
+  const { leader, follower } = await pair.roles();
 
   const agents: FakeAgent[] = [];
   for (let i = 0; i < AGENTS; i++) agents.push(await FakeAgent.start(t, `node-${i}`, leader.grpc, tokens.join, { peerUploadMbps: 100, address: `127.0.0.1:${18000 + i}` }));
@@ -56,13 +46,8 @@ test('after kill -9 of the leader, the new leader signs grants with the key agen
   leader.child.kill('SIGKILL');
   const killedAt = Date.now();
   for (const agent of agents) agent.close();
-  const survivor = new CoordinatorClient([follower.grpc], { deadlineMs: 2_000, token: tokens.admin });
-  t.after(() => survivor.close());
   const deadline = Date.now() + FAILOVER_WITHIN_MS;
-  while ((await survivor.clusterStatus().catch(() => undefined))?.leader !== follower.grpc) {
-    if (Date.now() > deadline) throw new Error(`${follower.name} did not lead within ${FAILOVER_WITHIN_MS} ms of the kill`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await pair.survivor(follower, FAILOVER_WITHIN_MS);
   // The same nodes, with their credentials, to whichever coordinator leads now.
   let first: BlobLocation | undefined;
   const again: FakeAgent[] = [];

@@ -12,23 +12,16 @@ import { test } from 'node:test';
 import { CoordinatorClient } from '../../shared/client.js';
 import type { Artifact } from '../../shared/proto.js';
 import { compileDeploymentSpec } from '../../shared/workload-spec.js';
+import { startCoordinatorPair } from '../helpers/coordinator-pair.js';
 import { until } from '../helpers/eventually.js';
-import { startEtcd } from '../helpers/etcd.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
-import { bootstrapTokens, startCoordinator, tempDir, type StartedCoordinator } from '../helpers/processes.js';
 
 const FAILOVER_WITHIN_MS = 20_000;
 const numbers = (a: Artifact) => a.versions.map((v) => v.version);
 
 test('after kill -9 of the leader, the new leader applies the same retention and still keeps the version a deployment uses', async (t) => {
-  const etcd = await startEtcd(t, { dedicated: true });
-  const dir = tempDir(t);
-  const storeSpec = `etcd:${etcd.endpoints.join(',')}`;
-  const coordinators: StartedCoordinator[] = [];
-  for (const name of ['c1', 'c2']) coordinators.push(await startCoordinator(t, name, ['--store', storeSpec, '--data-dir', `${dir}/${name}`, '--election-ttl', '1s', '--node-ttl', '30s']));
-  const tokens = await bootstrapTokens(['c1', 'c2'].map((name) => `${dir}/${name}`));
-  const client = new CoordinatorClient(coordinators.map((c) => c.grpc), { deadlineMs: 5_000, token: tokens.admin });
-  t.after(() => client.close());
+  const pair = await startCoordinatorPair(t, { args: ['--node-ttl', '30s'] });
+  const { client, tokens, dir } = pair;
   const push = async (c: CoordinatorClient, text: string) => {
     const body = Buffer.from(text);
     return (await c.push('model', { name: 'm', format: 'onnx', sizeBytes: body.length }, Readable.from([body]))).version;
@@ -37,9 +30,7 @@ test('after kill -9 of the leader, the new leader applies the same retention and
   await client.setAlias('model', 'm', 'production', 3);
   const digests = new Map((await client.getArtifact('model', 'm')).versions.map((v) => [v.version, v.digest]));
 
-  const leaderAddress = (await client.clusterStatus()).leader;
-  const leader = coordinators.find((c) => c.grpc === leaderAddress)!;
-  const follower = coordinators.find((c) => c !== leader)!;
+  const { leader, follower } = await pair.roles();
   const blob = (version: number) => {
     const hex = digests.get(version)!.slice('sha256:'.length);
     return path.join(dir, follower.name, 'blobs', 'sha256', hex.slice(0, 2), hex);
@@ -54,13 +45,8 @@ test('after kill -9 of the leader, the new leader applies the same retention and
   leader.child.kill('SIGKILL');
   const killedAt = Date.now();
   agent.close();
-  const survivor = new CoordinatorClient([follower.grpc], { deadlineMs: 2_000, token: tokens.admin });
-  t.after(() => survivor.close());
   const deadline = killedAt + FAILOVER_WITHIN_MS;
-  while ((await survivor.clusterStatus().catch(() => undefined))?.leader !== follower.grpc) {
-    if (Date.now() > deadline) throw new Error(`${follower.name} did not lead within ${FAILOVER_WITHIN_MS} ms of the kill`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const survivor = await pair.survivor(follower, FAILOVER_WITHIN_MS);
   let pushedAt = 0;
   let pushMs = 0;
   for (;;) {

@@ -10,8 +10,8 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { test } from 'node:test';
 import { CoordinatorClient } from '../../shared/client.js';
 import { startLeader } from '../helpers/coordinator.js';
-import { startEtcd } from '../helpers/etcd.js';
-import { bootstrapTokens, startCoordinator, tempDir, type StartedCoordinator } from '../helpers/processes.js';
+import { startCoordinatorPair } from '../helpers/coordinator-pair.js';
+import { tempDir } from '../helpers/processes.js';
 import { startS3, S3RVER_CREDENTIALS } from '../helpers/s3rver.js';
 
 const FAILOVER_WITHIN_MS = 20_000;
@@ -20,18 +20,11 @@ test('after kill -9 of the leader, the new leader imports the new object and not
   const s3 = await startS3(t);
   const bucket = await s3.newBucket(t);
   const s3c = s3.client(t);
-  const etcd = await startEtcd(t, { dedicated: true });
   const dir = tempDir(t);
   const credentialsFile = path.join(dir, 'source-credentials.json');
   writeFileSync(credentialsFile, JSON.stringify({ lab: { accessKeyId: S3RVER_CREDENTIALS.accessKeyId, secretAccessKey: S3RVER_CREDENTIALS.secretAccessKey } }), { mode: 0o600 });
-  const storeSpec = `etcd:${etcd.endpoints.join(',')}`;
-  const coordinators: StartedCoordinator[] = [];
-  for (const name of ['c1', 'c2']) {
-    coordinators.push(await startCoordinator(t, name, ['--store', storeSpec, '--data-dir', `${dir}/${name}`, '--election-ttl', '1s', '--source-credentials', credentialsFile]));
-  }
-  const tokens = await bootstrapTokens(['c1', 'c2'].map((name) => `${dir}/${name}`));
-  const client = new CoordinatorClient(coordinators.map((c) => c.grpc), { deadlineMs: 10_000, token: tokens.admin });
-  t.after(() => client.close());
+  const pair = await startCoordinatorPair(t, { dir, args: ['--source-credentials', credentialsFile], deadlineMs: 10_000 });
+  const { client } = pair;
   const from = `s3://${bucket}/drop/?endpoint=${encodeURIComponent(s3.endpoint)}&region=us-east-1`;
   await client.createSource({ name: 'drop', model: 'm', url: from, alias: 'production', everyMs: 10_000, layout: 'files', credentials: 'lab' });
   await s3c.send(new PutObjectCommand({ Bucket: bucket, Key: 'drop/one.onnx', Body: 'one' }));
@@ -41,18 +34,10 @@ test('after kill -9 of the leader, the new leader imports the new object and not
   await syncUntil(client, 1);
   assert.equal((await client.getArtifact('model', 'm')).versions.length, 1);
 
-  const leaderAddress = (await client.clusterStatus()).leader;
-  const leader = coordinators.find((c) => c.grpc === leaderAddress)!;
-  const follower = coordinators.find((c) => c !== leader)!;
+  const { leader, follower } = await pair.roles();
   await s3c.send(new PutObjectCommand({ Bucket: bucket, Key: 'drop/two.onnx', Body: 'two' }));
   leader.child.kill('SIGKILL');
-  const survivor = new CoordinatorClient([follower.grpc], { deadlineMs: 5_000, token: tokens.admin });
-  t.after(() => survivor.close());
-  const deadline = Date.now() + FAILOVER_WITHIN_MS;
-  while ((await survivor.clusterStatus().catch(() => undefined))?.leader !== follower.grpc) {
-    if (Date.now() > deadline) throw new Error(`${follower.name} did not lead within ${FAILOVER_WITHIN_MS} ms of the kill`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const survivor = await pair.survivor(follower, FAILOVER_WITHIN_MS, 5_000);
   for (let i = 0; i < 20; i++) {
     if ((await survivor.getArtifact('model', 'm').catch(() => undefined))?.versions.length === 2) break;
     await survivor.syncSource('drop').catch(() => new Promise((resolve) => setTimeout(resolve, 250)));

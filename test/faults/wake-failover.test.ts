@@ -6,27 +6,20 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { CoordinatorClient } from '../../shared/client.js';
 import { compileDeploymentSpec } from '../../shared/workload-spec.js';
+import { startCoordinatorPair } from '../helpers/coordinator-pair.js';
 import { removeContainersAfter } from '../helpers/docker-fleet.js';
 import { eventually } from '../helpers/eventually.js';
-import { startEtcd } from '../helpers/etcd.js';
 import { ensureOnnxImage } from '../helpers/images.js';
 import { asleep, infer, linear } from '../helpers/inference.js';
-import { bootstrapTokens, startAgent, startCoordinator, tempDir, type StartedCoordinator } from '../helpers/processes.js';
+import { startAgent } from '../helpers/processes.js';
 
 const REQUESTS = 10;
 
 test('a leader killed with SIGKILL during a wake-up loses no held request', async (t) => {
   await ensureOnnxImage();
-  const etcd = await startEtcd(t, { dedicated: true });
-  const dir = tempDir(t);
-  const storeSpec = `etcd:${etcd.endpoints.join(',')}`;
-  const coordinators: StartedCoordinator[] = [];
-  for (const name of ['c1', 'c2']) coordinators.push(await startCoordinator(t, name, ['--store', storeSpec, '--data-dir', `${dir}/${name}`, '--election-ttl', '1s']));
-  const tokens = await bootstrapTokens(['c1', 'c2'].map((name) => `${dir}/${name}`));
-  const client = new CoordinatorClient(coordinators.map((c) => c.grpc), { deadlineMs: 5_000, token: tokens.admin });
-  t.after(() => client.close());
+  const pair = await startCoordinatorPair(t);
+  const { client, tokens, coordinators, dir } = pair;
   const agent = await startAgent(t, 'host-a', coordinators.map((c) => c.grpc), dir, ['--driver', 'docker', '--join-token', tokens.join]);
   removeContainersAfter(t, 'host-a');
   const gateway = (await agent.waitForMessage('agent started')).gateway as string;
@@ -40,8 +33,7 @@ test('a leader killed with SIGKILL during a wake-up loses no held request', asyn
   await eventually('the first replica answers', 90_000, async () => ((await infer(gateway, 'linear', tokens.admin)).status === 200 ? true : undefined));
   await asleep(client, 'linear');
 
-  const leaderAddress = (await client.clusterStatus()).leader;
-  const leader = coordinators.find((c) => c.grpc === leaderAddress)!;
+  const { leader } = await pair.roles();
   const held = Array.from({ length: REQUESTS }, () => infer(gateway, 'linear', tokens.admin));
   await new Promise((resolve) => setTimeout(resolve, 50));
   leader.child.kill('SIGKILL');
