@@ -5,65 +5,31 @@
 // failure (the failing replicas never became ready, so were never routed to). Bounded: one
 // replica, one agent, loopback only, about 30 s.
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { CoordinatorClient } from '../../shared/client.js';
 import type { Deployment } from '../../shared/proto.js';
-import { compileDeploymentSpec } from '../../shared/workload-spec.js';
-import { startLeader } from '../helpers/coordinator.js';
-import { removeContainersAfter } from '../helpers/docker-fleet.js';
+import { nodeDeployment, post, servingCluster } from '../helpers/docker-serving.js';
 import { eventually } from '../helpers/eventually.js';
-import { ensureRuntimeImage } from '../helpers/images.js';
-import { startAgent, tempDir } from '../helpers/processes.js';
-import { WorkloadApi } from '../helpers/workload-api.js';
 
 const SERVER = `require('http').createServer((req, res) => { res.setHeader('content-type', 'application/json'); res.end('{"outputs":[]}'); }).listen(Number(process.env.PORT));`;
 
-function post(gateway: string, path: string): Promise<number> {
-  const [host, port] = gateway.split(':') as [string, string];
-  return new Promise((resolve) => {
-    const req = http.request({ host, port: Number(port), path, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', () => resolve(0));
-    req.setTimeout(10_000, () => req.destroy());
-    req.end('{"inputs":[]}');
-  });
-}
-
 test('a rollout whose server exits at start rolls itself back to version 1, pinned, with no failed request through the gateway', async (t) => {
-  const image = await ensureRuntimeImage();
-  const dir = tempDir(t);
-  const { coordinator, admin, join } = await startLeader(t, { workloads: { tickMs: 200 } });
-  const client = new CoordinatorClient([coordinator.address], { token: admin });
-  const api = new WorkloadApi(coordinator.address, admin);
-  t.after(() => {
-    client.close();
-    api.close();
-  });
-  const agent = await startAgent(t, 'dock', [coordinator.address], dir, ['--driver', 'docker', '--join-token', join]);
-  removeContainersAfter(t, 'dock');
-  const gateway = (await agent.waitForMessage('agent started')).gateway as string;
-  const body = Buffer.from('weights');
-  await client.push('model', { name: 'echo', format: 'other', sizeBytes: body.length }, Readable.from([body]));
-  const spec = (command: string) =>
-    compileDeploymentSpec({ name: 'echo', model: 'echo', image, command: ['node', '-e', command], port: 8080, replicas: 1, public: true, resources: { cpuMillis: 100, memoryBytes: 128 * 2 ** 20 }, rollout: { watchMs: 1_000 } });
+  const { client, api, gateway, image, push } = await servingCluster(t);
+  await push('echo', 'weights');
+  const spec = (command: string) => nodeDeployment(image, 'echo', 'echo', command, { rollout: { watchMs: 1_000 } });
   await client.applyDeployment(spec(SERVER));
   const good = await eventually('version 1 watched into the last good one', 60_000, async () => {
     const d = await client.getDeployment('echo');
     return d.lastGoodVersion === 1 && d.status === 'available' ? d : undefined;
   });
   const stable = good.allocations[0]!.id;
-  await eventually('the gateway routes it', 10_000, async () => ((await post(gateway, '/v2/models/echo/infer')) === 200 ? true : undefined));
+  await eventually('the gateway routes it', 10_000, async () => ((await post(gateway, '/v2/models/echo/infer')).status === 200 ? true : undefined));
 
   // Requests through the gateway, one after another, for the whole episode.
   const statuses = new Map<number, number>();
   let running = true;
   const loop = (async () => {
     while (running) {
-      const status = await post(gateway, '/v2/models/echo/infer');
+      const { status } = await post(gateway, '/v2/models/echo/infer');
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
       await new Promise((r) => setTimeout(r, 20));
     }
