@@ -49,6 +49,30 @@ export interface Traffic {
   p99Ms: number;
 }
 
+/** Requests and errors of one replica, as the gateways' reports summed them. */
+export interface Counts {
+  count: number;
+  errors: number;
+}
+
+/**
+ * The previous version's requests and errors over the rollout's window, so that the two versions
+ * are compared over the same time: each replica's totals now less what it had when the rollout
+ * was first judged (`baseline`). A replica not in the baseline counts whole (it was measured
+ * later); one now below its baseline had its totals restart (a new leader's start empty) and
+ * counts whole too.
+ */
+export function countsSince(now: ReadonlyMap<string, Counts>, baseline: ReadonlyMap<string, Counts>): Counts {
+  const sum: Counts = { count: 0, errors: 0 };
+  for (const [id, total] of now) {
+    const before = baseline.get(id);
+    const restarted = !before || total.count < before.count || total.errors < before.errors;
+    sum.count += restarted ? total.count : total.count - before.count;
+    sum.errors += restarted ? total.errors : total.errors - before.errors;
+  }
+  return sum;
+}
+
 export interface GuardInput {
   now: number;
   /** When the new generation's rollout started. */
@@ -63,7 +87,7 @@ export interface GuardInput {
   failureReason: string;
   /** The new generation's replicas. */
   fresh: Traffic;
-  /** The previous version's replicas, over the same window (none left: zeros). */
+  /** The previous version's replicas, over the same window (countsSince; none left: zeros). */
   previous: Traffic;
 }
 

@@ -1,7 +1,8 @@
 // Canaries, promotion, rollback and automatic rollback of deployments: the I/O around the pure
 // rollout guard (rollout-guard.ts). Each pass, a deployment being watched (a rollout started and
 // not yet judged good) has its new generation's replica failures and the gateways' measures of
-// both generations (RouteBook.trafficOf) put to the guard; a rollback returns the deployment to
+// both generations (RouteBook.trafficOf; the previous one's counted from the rollout's first pass
+// only, so both cover the same window) put to the guard; a rollback returns the deployment to
 // its last good run — generation, model version, run spec — and pins it there (it stops
 // following its alias) until a person applies or promotes again. The alias is not moved back.
 import { FailedPreconditionError } from '../../shared/errors.js';
@@ -9,7 +10,7 @@ import { keys } from '../../shared/keys.js';
 import { found, type Stored, type WorkloadCore } from './core.js';
 import type { DeploymentRecord, AllocationRecord } from './records.js';
 import { workloadKey } from './records.js';
-import { decideRolloutGuard, guardPolicy, type Traffic } from './rollout-guard.js';
+import { countsSince, decideRolloutGuard, guardPolicy, type Counts, type Traffic } from './rollout-guard.js';
 
 /** What the gateways measured for a set of replicas (wired to RouteBook.trafficOf on the leader). */
 export type TrafficSource = (allocations: ReadonlySet<string>) => Traffic;
@@ -28,6 +29,8 @@ export function startRollout(previous: DeploymentRecord, next: DeploymentRecord,
 export class Rollouts {
   /** When each watched deployment's generation was first seen fully rolled out, by key; memory only. */
   private readonly rolledOut = new Map<string, { generation: number; atMs: number }>();
+  /** The previous version's replicas' totals when each watched rollout was first judged, by key; memory only, like the totals. */
+  private readonly baselines = new Map<string, { startedAtMs: number; counts: Map<string, Counts> }>();
   trafficOf: TrafficSource | undefined;
 
   constructor(private readonly core: WorkloadCore) {}
@@ -69,6 +72,7 @@ export class Rollouts {
       const { record } = stored;
       if (record.rolloutStartedAtMs === undefined) {
         this.rolledOut.delete(key);
+        this.baselines.delete(key);
         continue;
       }
       const mine = byWorkload.get(workloadKey('deployment', record.tenant, record.spec.name)) ?? [];
@@ -85,6 +89,11 @@ export class Rollouts {
       const good = record.lastGood;
       const freshIds = new Set(fresh.map((a) => a.id));
       const previousIds = new Set(mine.filter((a) => a.generation !== record.generation).map((a) => a.id));
+      const previous = this.trafficOf?.(previousIds) ?? NO_TRAFFIC;
+      // The previous version over the rollout's window only: its errors of an hour ago neither hide the new one's nor count against them.
+      const counts = new Map([...previousIds].map((id): [string, Counts] => [id, this.trafficOf?.(new Set([id])) ?? NO_TRAFFIC]));
+      let baseline = this.baselines.get(key);
+      if (baseline?.startedAtMs !== record.rolloutStartedAtMs) this.baselines.set(key, (baseline = { startedAtMs: record.rolloutStartedAtMs, counts }));
       const verdict = decideRolloutGuard(
         {
           now,
@@ -94,7 +103,7 @@ export class Rollouts {
           replicaFailures: failed.length,
           failureReason: failed.at(-1)?.reason ?? '',
           fresh: this.trafficOf?.(freshIds) ?? NO_TRAFFIC,
-          previous: this.trafficOf?.(previousIds) ?? NO_TRAFFIC,
+          previous: { ...countsSince(counts, baseline!.counts), p99Ms: previous.p99Ms },
         },
         guardPolicy(record.spec.rollout),
       );
@@ -109,10 +118,12 @@ export class Rollouts {
         };
         await core.putWorkload(core.deployments, key, next, stored);
         this.rolledOut.delete(key);
+        this.baselines.delete(key);
         core.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, type: 'RolloutGood', message: `generation ${record.generation} (model version ${record.resolvedVersion}) stayed healthy through its watch; it is the version rollbacks return to` });
       }
     }
     for (const key of this.rolledOut.keys()) if (!core.deployments.has(key)) this.rolledOut.delete(key);
+    for (const key of this.baselines.keys()) if (!core.deployments.has(key)) this.baselines.delete(key);
   }
 
   private async rollBack(key: string, stored: Stored<DeploymentRecord>, message: string): Promise<void> {
@@ -135,6 +146,7 @@ export class Rollouts {
     };
     await core.putWorkload(core.deployments, key, next, stored);
     this.rolledOut.delete(key);
+    this.baselines.delete(key);
     core.event({ tenant: record.tenant, object: `deployment/${record.spec.name}`, type: 'RolledBack', message });
     core.kick();
   }

@@ -4,7 +4,7 @@
 // a policy with automatic rollback off never rolls back. Also the canary's replica count.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canaryReplicas, decideRolloutGuard, DEFAULT_ROLLOUT_GUARD, guardPolicy, type GuardInput } from '../../coordinator/workloads/rollout-guard.js';
+import { canaryReplicas, countsSince, decideRolloutGuard, DEFAULT_ROLLOUT_GUARD, guardPolicy, type GuardInput } from '../../coordinator/workloads/rollout-guard.js';
 
 const POLICY = DEFAULT_ROLLOUT_GUARD;
 const base: GuardInput = {
@@ -75,4 +75,23 @@ test('the wire\'s zeros are the documented defaults; given values win', () => {
 
 test('a canary runs ceil(replicas × percent / 100) replicas, at least one', () => {
   assert.deepEqual([canaryReplicas(10, 10), canaryReplicas(4, 10), canaryReplicas(4, 25), canaryReplicas(4, 30), canaryReplicas(1, 99)], [1, 1, 1, 2, 1]);
+});
+
+test("countsSince: the previous version's requests and errors since the baseline, per replica; one measured later or restarted counts whole", () => {
+  const baseline = new Map([
+    ['a', { count: 100, errors: 50 }],
+    ['b', { count: 10, errors: 0 }],
+    ['gone', { count: 5, errors: 5 }],
+  ]);
+  const now = new Map([
+    ['a', { count: 160, errors: 50 }], // 60 more, none failed
+    ['b', { count: 4, errors: 1 }], // below its baseline: its totals restarted (a new leader)
+    ['c', { count: 7, errors: 2 }], // measured since
+  ]);
+  assert.deepEqual(countsSince(now, baseline), { count: 60 + 4 + 7, errors: 0 + 1 + 2 });
+  assert.deepEqual(countsSince(now, now), { count: 0, errors: 0 });
+  assert.deepEqual(countsSince(new Map(), baseline), { count: 0, errors: 0 });
+  // Over the window a stable version failing as often as the canary holds it: no rollback.
+  const previous = { ...countsSince(new Map([['a', { count: 300, errors: 70 }]]), new Map([['a', { count: 200, errors: 50 }]])), p99Ms: 10 };
+  assert.deepEqual(decideRolloutGuard({ ...base, fresh: { count: 100, errors: 20, p99Ms: 10 }, previous }, POLICY), { action: 'watch' });
 });
