@@ -76,7 +76,7 @@ async function onlyVersion(c: ServingCluster, version: number): Promise<void> {
   assert.deepEqual(tally(await send(c.gateway, 40)), { [`v${version}`]: 40 }, `version ${version} answers everything`);
 }
 
-test('a canary at 25% gets about a quarter of 400 requests through a real gateway, the rest go to the stable version, none fails', async (t) => {
+test('a canary at 25% gets about a quarter of 400 requests through a real gateway, the rest go to the stable version, none fails; a request naming a version gets that one', async (t) => {
   const c = await servingCluster(t);
   await deployedV1(c, { canaryPercent: 25 });
   await canaryOf(c, '{"v":2}');
@@ -95,6 +95,12 @@ test('a canary at 25% gets about a quarter of 400 requests through a real gatewa
   // falls in it.
   const canary = by.v2 ?? 0;
   assert.ok(canary >= 74 && canary <= 126, `the canary got ${canary} of 400 requests, outside 100 ± 3 sd (74..126)`);
+
+  // A request that names a version goes to that version only, canary or not.
+  for (const version of [1, 2]) {
+    const named = await Promise.all(Array.from({ length: 20 }, () => post(c.gateway, `/v2/models/echo/versions/${version}/infer`)));
+    assert.deepEqual(tally(named), { [`v${version}`]: 20 }, `requests for version ${version}`);
+  }
 });
 
 test('a new version answering 500 to a third of its requests rolls back by itself; the RolledBack event names the error rate', async (t) => {
