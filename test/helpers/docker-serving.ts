@@ -2,7 +2,8 @@
 // in-process leader, one Docker agent whose gateway the test sends requests to, and a tiny
 // versioned server run by the runtime image (no image of its own). The server answers every
 // inference with the model version it serves (MLFLEET_MODEL_VERSION), and the model's content
-// says how it misbehaves: `{"failEvery": 3}` answers 500 to every third inference request.
+// says how it misbehaves: `{"failEvery": 3}` answers 500 to every third inference request,
+// `{"delayMs": 300}` answers each one that much later.
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import type { TestContext } from 'node:test';
@@ -23,7 +24,8 @@ require('http').createServer((req, res) => {
   if (req.method !== 'POST') return res.end('{}');
   n += 1;
   if (model.failEvery && n % model.failEvery === 0) { res.statusCode = 500; return res.end('{"error":"failing on purpose"}'); }
-  res.end(JSON.stringify({ model_name: process.env.MLFLEET_MODEL_NAME, model_version: process.env.MLFLEET_MODEL_VERSION, outputs: [] }));
+  const answer = JSON.stringify({ model_name: process.env.MLFLEET_MODEL_NAME, model_version: process.env.MLFLEET_MODEL_VERSION, outputs: [] });
+  setTimeout(() => res.end(answer), model.delayMs || 0);
 }).listen(Number(process.env.PORT));
 `;
 

@@ -1,4 +1,4 @@
-// Canary traffic, automatic rollback on errors, and promote/rollback by hand, with real
+// Canary traffic, automatic rollback on errors and on p99, and promote/rollback by hand, with real
 // processes and Docker: an in-process leader, one Docker agent whose gateway every request goes
 // through, and replicas of the runtime image running a tiny server that answers with the model
 // version it serves (test/helpers/docker-serving.ts). Each deployment follows the alias
@@ -63,6 +63,20 @@ async function canaryOf(c: ServingCluster, content: string): Promise<number> {
   return version;
 }
 
+/** Sends requests through the gateway one after another, collecting the answers, until `wait` settles. */
+async function whileSending<T>(c: ServingCluster, answers: Answer[], wait: () => Promise<T>): Promise<T> {
+  let running = true;
+  const loop = (async () => {
+    while (running) answers.push(await post(c.gateway, INFER));
+  })();
+  try {
+    return await wait();
+  } finally {
+    running = false;
+    await loop;
+  }
+}
+
 /**
  * Waits until only replicas of `version` run (the others stopped) and the gateway's routing table
  * has caught up, then checks that 40 requests in a row are all answered by it.
@@ -110,16 +124,8 @@ test('a new version answering 500 to a third of its requests rolls back by itsel
   await canaryOf(c, '{"v":2,"failEvery":3}');
 
   // Requests through the gateway until the rollback; the canary's share fails one time in three.
-  let running = true;
   const answers: Answer[] = [];
-  const loop = (async () => {
-    while (running) answers.push(await post(c.gateway, INFER));
-  })();
-  t.after(() => void (running = false));
-  const message = await eventually('a RolledBack event', 30_000, async () => (await c.api.events('deployment/echo')).find((e) => e.type === 'RolledBack')?.message).finally(async () => {
-    running = false;
-    await loop;
-  });
+  const message = await whileSending(c, answers, () => eventually('a RolledBack event', 30_000, async () => (await c.api.events('deployment/echo')).find((e) => e.type === 'RolledBack')?.message));
   t.diagnostic(`${message}; requests during the canary: ${JSON.stringify(tally(answers))}`);
   const values = /^rolled back to version 1: error rate ([\d.]+)% \((\d+)\/(\d+)\) against 0\.0% for version 1, over the threshold 5\.0%$/.exec(message);
   assert.ok(values, `the event names the error rate and its values: ${message}`);
@@ -138,6 +144,23 @@ test('a new version answering 500 to a third of its requests rolls back by itsel
   await onlyVersion(c, 1);
   const alias = (await c.client.getArtifact('model', 'echo')).aliases;
   assert.equal(alias.production, 2, 'the alias is not moved back');
+});
+
+test('a new version 300 ms slower rolls back by itself on its p99; the RolledBack event names both p99s', async (t) => {
+  const c = await servingCluster(t);
+  await deployedV1(c, { canaryPercent: 50 });
+  await canaryOf(c, '{"v":2,"delayMs":300}');
+  const answers: Answer[] = [];
+  const message = await whileSending(c, answers, () => eventually('a RolledBack event', 30_000, async () => (await c.api.events('deployment/echo')).find((e) => e.type === 'RolledBack')?.message));
+  t.diagnostic(`${message}; requests during the canary: ${JSON.stringify(tally(answers))}`);
+  const values = /^rolled back to version 1: p99 ([\d.]+) ms against ([\d.]+) ms for version 1, over 2× its p99$/.exec(message);
+  assert.ok(values, `the event names the latency signal and its values: ${message}`);
+  const [slow, before] = [Number(values[1]), Number(values[2])];
+  assert.ok(slow >= 300, `the new version's p99 includes its 300 ms: ${slow}`);
+  assert.ok(before > 0 && slow > 2 * before, `version 1's p99 was measured over the same window, and is under half: ${before}`);
+  assert.deepEqual(Object.keys(tally(answers)).sort(), ['v1', 'v2'], 'slow, not failing: every request answered');
+  assert.equal((await c.client.getDeployment('echo')).pinned, true);
+  await onlyVersion(c, 1);
 });
 
 test('promote and rollback by hand through mlfleetctl: a promoted canary serves everything, a later canary rolled back is gone and the deployment pinned', async (t) => {
