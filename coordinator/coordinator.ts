@@ -528,6 +528,7 @@ export class Coordinator {
     workloads.useAutoscalerViews((tenant, name) => autoscaler.view(tenant, name));
     // Automatic rollback judges a rollout by what the gateways measure of its replicas.
     workloads.rollouts.trafficOf = (allocations) => routes.trafficOf(allocations);
+    workloads.rollouts.countsOf = (allocation) => routes.countsOf(allocation);
     autoscaler.start();
     // Model sources follow their buckets (docs/sources.md).
     const sources = new SourcePoller({

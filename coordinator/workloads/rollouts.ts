@@ -32,6 +32,8 @@ export class Rollouts {
   /** The previous version's replicas' totals when each watched rollout was first judged, by key; memory only, like the totals. */
   private readonly baselines = new Map<string, { startedAtMs: number; counts: Map<string, Counts> }>();
   trafficOf: TrafficSource | undefined;
+  /** One replica's summed requests and errors (RouteBook.countsOf), for the previous version's window. */
+  countsOf: ((allocation: string) => Counts | undefined) | undefined;
 
   constructor(private readonly core: WorkloadCore) {}
 
@@ -91,7 +93,7 @@ export class Rollouts {
       const previousIds = new Set(mine.filter((a) => a.generation !== record.generation).map((a) => a.id));
       const previous = this.trafficOf?.(previousIds) ?? NO_TRAFFIC;
       // The previous version over the rollout's window only: its errors of an hour ago neither hide the new one's nor count against them.
-      const counts = new Map([...previousIds].map((id): [string, Counts] => [id, this.trafficOf?.(new Set([id])) ?? NO_TRAFFIC]));
+      const counts = new Map([...previousIds].map((id): [string, Counts] => [id, this.countsOf?.(id) ?? { count: 0, errors: 0 }]));
       let baseline = this.baselines.get(key);
       if (baseline?.startedAtMs !== record.rolloutStartedAtMs) this.baselines.set(key, (baseline = { startedAtMs: record.rolloutStartedAtMs, counts }));
       const verdict = decideRolloutGuard(

@@ -102,6 +102,12 @@ export class RouteBook {
     return traffic;
   }
 
+  /** One replica's requests and errors summed since it was first measured (a copy); undefined: never measured or gone. */
+  countsOf(allocation: string): { count: number; errors: number } | undefined {
+    const total = this.totals.get(allocation);
+    return total && { ...total };
+  }
+
   private weighted(include: (m: Measured) => boolean): number | undefined {
     const now = this.clock.now();
     let weighted = 0;

@@ -133,25 +133,35 @@ test("a canary whose error rate the gateways report past the threshold is rolled
   assert.equal((await get(c)).pinned, true);
 });
 
-test("the stable version's errors from before the canary do not count: the two are compared over the canary's window", async (t) => {
+test("the two versions' error rates are compared over the canary's window: the stable version's errors from before it do not count, those since do", async (t) => {
   const { c, a } = await deployed(t, { canaryPercent: 25 });
   const stable = a.desired.filter((x) => versionOf(a, x) === 1);
+  const report = (allocation: string, count: number, errors: number) => a.latencies.push({ tenant: 'default', model: 'm', allocation, count, errors, p50Ms: 5, p99Ms: 9 });
+  const taken = async () => {
+    await until('the heartbeat took the reports', () => a.latencies.length === 0);
+    await new Promise((r) => setTimeout(r, 400)); // a few guard passes
+  };
   // Before the rollout: a bad hour of the stable version, half its requests failed.
-  for (const s of stable) a.latencies.push({ tenant: 'default', model: 'm', allocation: s.id, count: 100, errors: 50, p50Ms: 5, p99Ms: 9 });
-  await until('the heartbeat took the reports', () => a.latencies.length === 0);
-  await new Promise((r) => setTimeout(r, 300));
+  for (const s of stable) report(s.id, 100, 50);
+  await taken();
   await pushModel(c, 'version two');
   await c.client.setAlias('model', 'm', 'production', 2);
   await until('a canary replica', () => a.desired.some((x) => versionOf(a, x) === 2));
   a.reportAll('ready');
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 400));
   const canary = a.desired.find((x) => versionOf(a, x) === 2)!;
-  // Since the canary started: it failed 10 of 40, the stable replicas none of theirs (their
-  // lifetime rate, 200/800 = 25%, would hide the canary's 25% entirely).
-  a.latencies.push({ tenant: 'default', model: 'm', allocation: canary.id, count: 40, errors: 10, p50Ms: 5, p99Ms: 9 });
-  for (const s of stable) a.latencies.push({ tenant: 'default', model: 'm', allocation: s.id, count: 100, errors: 0, p50Ms: 5, p99Ms: 9 });
+  // Since the canary started it failed 10 of 40 (25%), and the stable replicas 28 of 100: the
+  // canary is no worse, nothing rolls back.
+  report(canary.id, 40, 10);
+  for (const s of stable) report(s.id, 25, 7);
+  await taken();
+  assert.deepEqual((await c.api.events('deployment/web')).filter((e) => e.type === 'RolledBack'), [], 'no worse than the stable version over the same window');
+  // Then the stable version recovers (400 more, none failed): 28/500 = 5.6% against the
+  // canary's 25% — rolled back, and the message gives the stable rate over the window (not its
+  // lifetime's 228/900, which would hide the canary's 25% entirely).
+  for (const s of stable) report(s.id, 100, 0);
   const message = await rolledBack(c);
-  assert.equal(message, 'rolled back to version 1: error rate 25.0% (10/40) against 0.0% for version 1, over the threshold 5.0%');
+  assert.equal(message, 'rolled back to version 1: error rate 25.0% (10/40) against 5.6% for version 1, over the threshold 5.0%');
 });
 
 test('bad rollout settings are refused with the field named, and change nothing', async (t) => {

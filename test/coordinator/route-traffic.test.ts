@@ -21,6 +21,9 @@ test('requests and errors add up over heartbeats and gateways; p99 is the larges
   assert.deepEqual(book.trafficOf(new Set(['canary'])), { count: 25, errors: 12, p99Ms: 20 });
   assert.deepEqual(book.trafficOf(new Set(['stable'])), { count: 40, errors: 0, p99Ms: 9 });
   assert.deepEqual(book.trafficOf(new Set(['missing'])), { count: 0, errors: 0, p99Ms: 0 });
+  assert.deepEqual(book.countsOf('canary'), { count: 25, errors: 12 }, 'one replica, for the previous version\'s window');
+  assert.equal(book.countsOf('missing'), undefined);
   await book.rebuild([], () => '');
   assert.deepEqual(book.trafficOf(new Set(['canary', 'stable'])), { count: 0, errors: 0, p99Ms: 0 });
+  assert.equal(book.countsOf('canary'), undefined);
 });
