@@ -5,7 +5,7 @@
 // `production` of its model; moving the alias is the change that rolls out. Bounded: one agent,
 // at most three replicas at once, loopback only, each test well under a minute on a quiet host.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { Deployment } from '../../shared/proto.js';
 import { nodeDeployment, post, servingCluster, VERSIONED_SERVER, type Answer, type ServingCluster } from '../helpers/docker-serving.js';
 import { eventually } from '../helpers/eventually.js';
@@ -63,6 +63,21 @@ async function canaryOf(c: ServingCluster, content: string): Promise<number> {
   return version;
 }
 
+/**
+ * Version 1 deployed with canaries of 50% (so that a canary reaches the 20 requests it is judged
+ * on quickly), then a canary of a version 2 with `content`, and requests through the gateway
+ * one after another until it is rolled back: the RolledBack event's message and the answers.
+ */
+async function canaryRolledBack(t: TestContext, content: string): Promise<{ c: ServingCluster; message: string; answers: Answer[] }> {
+  const c = await servingCluster(t);
+  await deployedV1(c, { canaryPercent: 50 });
+  await canaryOf(c, content);
+  const answers: Answer[] = [];
+  const message = await whileSending(c, answers, () => eventually('a RolledBack event', 30_000, async () => (await c.api.events('deployment/echo')).find((e) => e.type === 'RolledBack')?.message));
+  t.diagnostic(`${message}; requests during the canary: ${JSON.stringify(tally(answers))}`);
+  return { c, message, answers };
+}
+
 /** Sends requests through the gateway one after another, collecting the answers, until `wait` settles. */
 async function whileSending<T>(c: ServingCluster, answers: Answer[], wait: () => Promise<T>): Promise<T> {
   let running = true;
@@ -118,15 +133,8 @@ test('a canary at 25% gets about a quarter of 400 requests through a real gatewa
 });
 
 test('a new version answering 500 to a third of its requests rolls back by itself; the RolledBack event names the error rate', async (t) => {
-  const c = await servingCluster(t);
-  // Half the requests to the canary, so that it reaches the 20 requests it is judged on quickly.
-  await deployedV1(c, { canaryPercent: 50 });
-  await canaryOf(c, '{"v":2,"failEvery":3}');
-
-  // Requests through the gateway until the rollback; the canary's share fails one time in three.
-  const answers: Answer[] = [];
-  const message = await whileSending(c, answers, () => eventually('a RolledBack event', 30_000, async () => (await c.api.events('deployment/echo')).find((e) => e.type === 'RolledBack')?.message));
-  t.diagnostic(`${message}; requests during the canary: ${JSON.stringify(tally(answers))}`);
+  // The canary's share fails one time in three.
+  const { c, message, answers } = await canaryRolledBack(t, '{"v":2,"failEvery":3}');
   const values = /^rolled back to version 1: error rate ([\d.]+)% \((\d+)\/(\d+)\) against 0\.0% for version 1, over the threshold 5\.0%$/.exec(message);
   assert.ok(values, `the event names the error rate and its values: ${message}`);
   const [rate, errors, count] = [Number(values[1]), Number(values[2]), Number(values[3])];
@@ -147,12 +155,7 @@ test('a new version answering 500 to a third of its requests rolls back by itsel
 });
 
 test('a new version 300 ms slower rolls back by itself on its p99; the RolledBack event names both p99s', async (t) => {
-  const c = await servingCluster(t);
-  await deployedV1(c, { canaryPercent: 50 });
-  await canaryOf(c, '{"v":2,"delayMs":300}');
-  const answers: Answer[] = [];
-  const message = await whileSending(c, answers, () => eventually('a RolledBack event', 30_000, async () => (await c.api.events('deployment/echo')).find((e) => e.type === 'RolledBack')?.message));
-  t.diagnostic(`${message}; requests during the canary: ${JSON.stringify(tally(answers))}`);
+  const { c, message, answers } = await canaryRolledBack(t, '{"v":2,"delayMs":300}');
   const values = /^rolled back to version 1: p99 ([\d.]+) ms against ([\d.]+) ms for version 1, over 2× its p99$/.exec(message);
   assert.ok(values, `the event names the latency signal and its values: ${message}`);
   const [slow, before] = [Number(values[1]), Number(values[2])];
