@@ -46,6 +46,7 @@ import { HoldError, HoldQueues } from './hold-queue.js';
 import type { GatewayLoad__Output as GatewayLoad } from '../../shared/gen/mlfleet/v1/GatewayLoad.js';
 import type { TlsMaterial } from '../../shared/tls.js';
 import { BLOBS_PATH } from '../../shared/blob-http.js';
+import { OipGrpcServer } from './oip-grpc.js';
 
 export interface GatewayOptions {
   listen: string;
@@ -69,6 +70,8 @@ export interface GatewayOptions {
   measureLoad?: boolean;
   /** Draws in [0, 1) for the canary split (default Math.random; tests may fix it). */
   random?: () => number;
+  /** Where the Open Inference Protocol's gRPC service listens (oip-grpc.ts); undefined: nowhere. */
+  grpcListen?: string;
 }
 
 export { TENANT_HEADER } from './access.js';
@@ -94,6 +97,8 @@ export class Gateway {
   /** Inference requests per deployment, for the leader's autoscaler; undefined when not measured. */
   private readonly load: LoadMeter | undefined;
   private readonly holds: HoldQueues;
+  /** inference.GRPCInferenceService, translated to this gateway's REST routes (--gateway-grpc-listen). */
+  private grpc: OipGrpcServer | undefined;
 
   /** Hops go over mutual TLS (the agent has a certificate and a CA). */
   private readonly mutual: boolean;
@@ -130,12 +135,31 @@ export class Gateway {
       server.once('error', (err) => reject(new Error(`cannot listen on ${options.listen} for the inference gateway: ${err.message}`)));
       server.listen(port, host, () => resolve());
     });
+    if (options.grpcListen !== undefined) {
+      try {
+        gateway.grpc = await OipGrpcServer.start({
+          listen: options.grpcListen,
+          gateway: gateway.address,
+          maxRequestBytes: () => Math.max(DEFAULT_MAX_REQUEST_BYTES, ...gateway!.routes.flatMap((r) => r.endpoints.map(maxRequestBytes))),
+          tls,
+          log: options.log,
+        });
+      } catch (err) {
+        await gateway.close();
+        throw err;
+      }
+    }
     return gateway;
   }
 
   get address(): string {
     const { address, port } = this.server.address() as AddressInfo;
     return formatHostPort(address, port);
+  }
+
+  /** Where the gRPC inference service listens; undefined when it does not. */
+  get grpcAddress(): string | undefined {
+    return this.grpc?.address;
   }
 
   /**
@@ -203,6 +227,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    await this.grpc?.close();
     this.holds.close();
     this.load?.close();
     await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
