@@ -77,8 +77,8 @@ export class OipGrpcServer {
     return formatHostPort(this.host, this.port);
   }
 
+  /** Ends every call at once (a held one too: it would otherwise wait out its queue timeout), as the HTTP side closes its connections. */
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.server.forceShutdown();
     await this.pool.destroy();
   }
@@ -127,6 +127,8 @@ export class OipGrpcServer {
         const path = r.model_name ? `${modelPath(r.model_name, r.model_version)}/infer` : '/v2/select/infer';
         const a = ok(await this.call('POST', path, md, signal, body));
         const reply = inferResponseFromRest(a.body, raw);
+        // The protocol echoes the request's id; a replica that leaves it out does not lose it.
+        reply.id ||= r.id;
         const selected = a.headers['mlfleet-selected'];
         if (r.model_name || typeof selected !== 'string') return { reply };
         const metadata = new grpc.Metadata();
@@ -146,7 +148,14 @@ export class OipGrpcServer {
       if (typeof value === 'string') headers[name] = value;
     }
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const answer = await this.pool.request({ method, path, headers, body, signal });
+    let answer: Dispatcher.ResponseData;
+    try {
+      answer = await this.pool.request({ method, path, headers, body, signal });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      // The gateway's own port did not answer: it is closing.
+      throw new CodecError(grpc.status.UNAVAILABLE, `the gateway is not taking requests: ${(err as Error).message}`);
+    }
     const text = await answer.body.text();
     let parsed: unknown = {};
     try {

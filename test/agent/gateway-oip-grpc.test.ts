@@ -111,3 +111,28 @@ test('--gateway-grpc-listen: by default the gateway\'s host at its port + 2 (por
   assert.equal((await compileAgentOptions([...base, '--gateway-grpc-listen', 'off'])).gatewayGrpcListen, undefined);
   await assert.rejects(compileAgentOptions([...base, '--gateway-grpc-listen', 'nowhere']), /--gateway-grpc-listen/);
 });
+
+test('a held gRPC call whose deadline passes leaves the queue; a message past 64 MiB is RESOURCE_EXHAUSTED; the gateway goes on serving', async (t) => {
+  const { g, token } = await gateway(t);
+  g.setRoutes({ revision: 1, models: [route([], { holds: true }), modelRoute('acme', 'open', [{ id: 'o1', address: await replica(t, 9) }])] });
+  const definition = protoLoader.loadSync(OIP_PROTO, { keepCase: true, longs: String, defaults: true, oneofs: true });
+  const Service = (grpc.loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: grpc.ServiceClientConstructor } }).inference.GRPCInferenceService;
+  const c = new Service(g.grpcAddress!, grpc.credentials.createInsecure());
+  t.after(() => c.close());
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${token}`);
+  const infer = (model: string, raw: Buffer, shape: number[], deadlineMs: number) =>
+    new Promise<any>((resolve, reject) =>
+      (c.ModelInfer as Function).call(c, { model_name: model, inputs: [{ name: 'x', datatype: 'UINT8', shape }], raw_input_contents: [raw] }, metadata, { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, reply: unknown) =>
+        err ? reject(err) : resolve(reply),
+      ),
+    );
+  await assert.rejects(infer('m', Buffer.alloc(1), [1], 500), (err: grpc.ServiceError) => err.code === grpc.status.DEADLINE_EXCEEDED);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(g.held('acme', 'm'), 0, 'the call that gave up is no longer held');
+  const huge = Buffer.alloc(65 * 2 ** 20);
+  await assert.rejects(infer('open', huge, [huge.length], 20_000), (err: grpc.ServiceError) => err.code === grpc.status.RESOURCE_EXHAUSTED);
+  const answer = await infer('open', Buffer.from([1, 2]), [2], 5_000);
+  assert.equal(answer.outputs[0].contents, null, 'raw in, raw out');
+  assert.deepEqual(Array.from(new Float32Array(new Uint8Array(answer.raw_output_contents[0]).buffer)), [9]);
+});
