@@ -142,6 +142,36 @@ function bytesToText(tensor: string, bytes: Uint8Array): string {
   }
 }
 
+/** How each fixed-width datatype is read from and written to raw contents (little-endian). */
+const RAW: Record<Exclude<Datatype, 'BYTES'>, { read(view: DataView, at: number): Element; write(view: DataView, at: number, v: Element): void }> = {
+  BOOL: { read: (d, at) => d.getUint8(at) !== 0, write: (d, at, v) => d.setUint8(at, v ? 1 : 0) },
+  UINT8: { read: (d, at) => d.getUint8(at), write: (d, at, v) => d.setUint8(at, Number(v)) },
+  INT8: { read: (d, at) => d.getInt8(at), write: (d, at, v) => d.setInt8(at, Number(v)) },
+  UINT16: { read: (d, at) => d.getUint16(at, true), write: (d, at, v) => d.setUint16(at, Number(v), true) },
+  INT16: { read: (d, at) => d.getInt16(at, true), write: (d, at, v) => d.setInt16(at, Number(v), true) },
+  UINT32: { read: (d, at) => d.getUint32(at, true), write: (d, at, v) => d.setUint32(at, Number(v), true) },
+  INT32: { read: (d, at) => d.getInt32(at, true), write: (d, at, v) => d.setInt32(at, Number(v), true) },
+  UINT64: { read: (d, at) => d.getBigUint64(at, true), write: (d, at, v) => d.setBigUint64(at, BigInt(v), true) },
+  INT64: { read: (d, at) => d.getBigInt64(at, true), write: (d, at, v) => d.setBigInt64(at, BigInt(v), true) },
+  FP16: { read: (d, at) => fromFloat16Bits(d.getUint16(at, true)), write: (d, at, v) => d.setUint16(at, toFloat16Bits(Number(v)), true) },
+  // BF16 is the upper half of an FP32.
+  BF16: { read: (d, at) => bf16.read(d.getUint16(at, true)), write: (d, at, v) => d.setUint16(at, bf16.write(Number(v)), true) },
+  FP32: { read: (d, at) => d.getFloat32(at, true), write: (d, at, v) => d.setFloat32(at, Number(v), true) },
+  FP64: { read: (d, at) => d.getFloat64(at, true), write: (d, at, v) => d.setFloat64(at, Number(v), true) },
+};
+
+const bf16 = {
+  scratch: new DataView(new ArrayBuffer(4)),
+  read(bits: number): number {
+    this.scratch.setUint32(0, bits << 16);
+    return this.scratch.getFloat32(0);
+  },
+  write(value: number): number {
+    this.scratch.setFloat32(0, value);
+    return this.scratch.getUint32(0) >>> 16;
+  },
+};
+
 /** Decodes raw contents: little-endian elements of the datatype's width, BYTES as 4-byte little-endian length + bytes. */
 export function decodeRaw(tensor: string, datatype: Datatype, raw: Uint8Array, count: number): Element[] {
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -164,51 +194,9 @@ export function decodeRaw(tensor: string, datatype: Datatype, raw: Uint8Array, c
   if (raw.length !== count * width) {
     throw invalid(`tensor '${tensor}': raw contents are ${raw.length} bytes, but its shape (${count} elements of ${datatype}) needs ${count * width}`);
   }
+  const read = RAW[datatype].read;
   const out: Element[] = new Array(count);
-  for (let i = 0; i < count; i++) {
-    const at = i * width;
-    switch (datatype) {
-      case 'BOOL':
-        out[i] = raw[at] !== 0;
-        break;
-      case 'UINT8':
-        out[i] = view.getUint8(at);
-        break;
-      case 'INT8':
-        out[i] = view.getInt8(at);
-        break;
-      case 'UINT16':
-        out[i] = view.getUint16(at, true);
-        break;
-      case 'INT16':
-        out[i] = view.getInt16(at, true);
-        break;
-      case 'UINT32':
-        out[i] = view.getUint32(at, true);
-        break;
-      case 'INT32':
-        out[i] = view.getInt32(at, true);
-        break;
-      case 'UINT64':
-        out[i] = view.getBigUint64(at, true);
-        break;
-      case 'INT64':
-        out[i] = view.getBigInt64(at, true);
-        break;
-      case 'FP16':
-        out[i] = fromFloat16Bits(view.getUint16(at, true));
-        break;
-      case 'BF16':
-        out[i] = new Float32Array(new Uint32Array([view.getUint16(at, true) << 16]).buffer)[0]!;
-        break;
-      case 'FP32':
-        out[i] = view.getFloat32(at, true);
-        break;
-      case 'FP64':
-        out[i] = view.getFloat64(at, true);
-        break;
-    }
-  }
+  for (let i = 0; i < count; i++) out[i] = read(view, i * width);
   return out;
 }
 
@@ -226,51 +214,10 @@ export function encodeRaw(datatype: Datatype, values: readonly Element[]): Buffe
     return out;
   }
   const width = WIDTH[datatype];
+  const write = RAW[datatype].write;
   const out = Buffer.alloc(values.length * width);
-  values.forEach((v, i) => {
-    const at = i * width;
-    switch (datatype) {
-      case 'BOOL':
-        out[at] = v ? 1 : 0;
-        break;
-      case 'UINT8':
-        out.writeUInt8(Number(v), at);
-        break;
-      case 'INT8':
-        out.writeInt8(Number(v), at);
-        break;
-      case 'UINT16':
-        out.writeUInt16LE(Number(v), at);
-        break;
-      case 'INT16':
-        out.writeInt16LE(Number(v), at);
-        break;
-      case 'UINT32':
-        out.writeUInt32LE(Number(v), at);
-        break;
-      case 'INT32':
-        out.writeInt32LE(Number(v), at);
-        break;
-      case 'UINT64':
-        out.writeBigUInt64LE(BigInt(v), at);
-        break;
-      case 'INT64':
-        out.writeBigInt64LE(BigInt(v), at);
-        break;
-      case 'FP16':
-        out.writeUInt16LE(toFloat16Bits(Number(v)), at);
-        break;
-      case 'BF16':
-        out.writeUInt16LE(new Uint32Array(new Float32Array([Number(v)]).buffer)[0]! >>> 16, at);
-        break;
-      case 'FP32':
-        out.writeFloatLE(Number(v), at);
-        break;
-      case 'FP64':
-        out.writeDoubleLE(Number(v), at);
-        break;
-    }
-  });
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  values.forEach((v, i) => write(view, i * width, v));
   return out;
 }
 

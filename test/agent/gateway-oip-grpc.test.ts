@@ -12,12 +12,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { Gateway, type GatewayOptions } from '../../agent/gateway/gateway.js';
-import { OIP_PROTO } from '../../agent/gateway/oip-grpc.js';
 import { silentLogger } from '../../shared/log.js';
 import { loadTls } from '../../shared/tls.js';
 import { mintGatewayToken, tokenTable } from '../helpers/gateway-tokens.js';
+import { oipClient } from '../helpers/oip-grpc-client.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 import { modelRoute, type EndpointInput } from '../helpers/routes.js';
 
@@ -43,23 +42,13 @@ async function gateway(t: TestContext, extra: Partial<GatewayOptions> = {}) {
   return { g, token: user.token };
 }
 
-type Infer = () => Promise<number>;
-
-function client(t: TestContext, address: string, token: string, credentials = grpc.credentials.createInsecure()) {
-  const definition = protoLoader.loadSync(OIP_PROTO, { keepCase: true, longs: String, defaults: true, oneofs: true });
-  const Service = (grpc.loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: grpc.ServiceClientConstructor } }).inference.GRPCInferenceService;
-  const c = new Service(address, credentials);
-  t.after(() => c.close());
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  const infer: Infer = () =>
-    new Promise((resolve, reject) =>
-      (c.ModelInfer as Function).call(c, { model_name: 'm', inputs: [{ name: 'x', datatype: 'FP32', shape: [1], contents: { fp32_contents: [0] } }] }, metadata, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, reply: any) =>
-        err ? reject(err) : resolve(reply.outputs[0].contents.fp32_contents[0] as number),
-      ),
-    );
-  const live = () => new Promise<unknown>((resolve, reject) => (c.ServerLive as Function).call(c, {}, { deadline: Date.now() + 5_000 }, (err: Error | null, reply: unknown) => (err ? reject(err) : resolve(reply))));
-  return { infer, live };
+function client(t: TestContext, address: string, token: string, credentials?: grpc.ChannelCredentials) {
+  const call = oipClient(t, address, credentials);
+  const infer = async () => {
+    const { reply } = await call('ModelInfer', { model_name: 'm', inputs: [{ name: 'x', datatype: 'FP32', shape: [1], contents: { fp32_contents: [0] } }] }, { token, deadlineMs: 10_000 });
+    return reply.outputs[0].contents.fp32_contents[0] as number;
+  };
+  return { infer, live: () => call('ServerLive', {}, { deadlineMs: 5_000 }) };
 }
 
 const route = (endpoints: EndpointInput[], fields = {}) => modelRoute('acme', 'm', endpoints, fields);
@@ -115,18 +104,9 @@ test('--gateway-grpc-listen: by default the gateway\'s host at its port + 2 (por
 test('a held gRPC call whose deadline passes leaves the queue; a message past 64 MiB is RESOURCE_EXHAUSTED; the gateway goes on serving', async (t) => {
   const { g, token } = await gateway(t);
   g.setRoutes({ revision: 1, models: [route([], { holds: true }), modelRoute('acme', 'open', [{ id: 'o1', address: await replica(t, 9) }])] });
-  const definition = protoLoader.loadSync(OIP_PROTO, { keepCase: true, longs: String, defaults: true, oneofs: true });
-  const Service = (grpc.loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: grpc.ServiceClientConstructor } }).inference.GRPCInferenceService;
-  const c = new Service(g.grpcAddress!, grpc.credentials.createInsecure());
-  t.after(() => c.close());
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  const infer = (model: string, raw: Buffer, shape: number[], deadlineMs: number) =>
-    new Promise<any>((resolve, reject) =>
-      (c.ModelInfer as Function).call(c, { model_name: model, inputs: [{ name: 'x', datatype: 'UINT8', shape }], raw_input_contents: [raw] }, metadata, { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, reply: unknown) =>
-        err ? reject(err) : resolve(reply),
-      ),
-    );
+  const call = oipClient(t, g.grpcAddress!);
+  const infer = async (model: string, raw: Buffer, shape: number[], deadlineMs: number) =>
+    (await call('ModelInfer', { model_name: model, inputs: [{ name: 'x', datatype: 'UINT8', shape }], raw_input_contents: [raw] }, { token, deadlineMs })).reply;
   await assert.rejects(infer('m', Buffer.alloc(1), [1], 500), (err: grpc.ServiceError) => err.code === grpc.status.DEADLINE_EXCEEDED);
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(g.held('acme', 'm'), 0, 'the call that gave up is no longer held');

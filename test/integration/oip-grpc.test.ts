@@ -9,9 +9,7 @@ import http from 'node:http';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { encodeModel } from '../../agent/stacks/onnx/onnx-model.js';
-import { OIP_PROTO } from '../../agent/gateway/oip-grpc.js';
 import { linearModel } from '../../scripts/onnx/example-models.js';
 import { CoordinatorClient } from '../../shared/client.js';
 import { compileDeploymentSpec } from '../../shared/workload-spec.js';
@@ -20,28 +18,8 @@ import { removeContainersAfter } from '../helpers/docker-fleet.js';
 import { eventually } from '../helpers/eventually.js';
 import { ensureOnnxImage } from '../helpers/images.js';
 import { linear } from '../helpers/inference.js';
+import { oipClient } from '../helpers/oip-grpc-client.js';
 import { startAgent, tempDir } from '../helpers/processes.js';
-
-type Call = (method: string, request: object, token?: string, extra?: Record<string, string>) => Promise<{ reply: Record<string, unknown>; metadata: grpc.Metadata }>;
-
-/** A plain client of inference.GRPCInferenceService, from the protocol's proto file. */
-function oipClient(t: { after(fn: () => void): void }, address: string): Call {
-  const definition = protoLoader.loadSync(OIP_PROTO, { keepCase: true, longs: String, defaults: true, oneofs: true });
-  const Service = (grpc.loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: grpc.ServiceClientConstructor } }).inference.GRPCInferenceService;
-  const client = new Service(address, grpc.credentials.createInsecure());
-  t.after(() => client.close());
-  return (method, request, token, extra = {}) =>
-    new Promise((resolve, reject) => {
-      const metadata = new grpc.Metadata();
-      if (token) metadata.set('authorization', `Bearer ${token}`);
-      for (const [k, v] of Object.entries(extra)) metadata.set(k, v);
-      let headers = new grpc.Metadata();
-      const call = (client[method] as Function).call(client, request, metadata, { deadline: Date.now() + 20_000 }, (err: grpc.ServiceError | null, reply: Record<string, unknown>) =>
-        err ? reject(err) : resolve({ reply, metadata: headers }),
-      ) as grpc.ClientUnaryCall;
-      call.on('metadata', (m) => (headers = m));
-    });
-}
 
 async function refusedWith(promise: Promise<unknown>, code: grpc.status, pattern: RegExp): Promise<void> {
   await assert.rejects(promise, (err: grpc.ServiceError) => {
@@ -94,7 +72,8 @@ test('OIP over gRPC on a real gateway: every RPC, typed and raw contents as REST
   await Promise.all([deploy(taDeveloper, 'linear', Buffer.from(encodeModel(linearModel())), 2048), deploy(tbDeveloper, 'secret', linear(3))]);
   await eventually('routes reached the gateway', 20_000, async () => (await rest(gateway, 'POST', '/v2/models/linear/infer', taConsumer, { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 1, 1] }] })).status === 200 || undefined);
 
-  const call = oipClient(t, grpcAddress);
+  const oip = oipClient(t, grpcAddress);
+  const call = (method: string, request: object, token?: string, metadata?: Record<string, string>) => oip(method, request, { token, metadata });
   const x = [1, 2, 3, 4, 5, 6];
 
   // Health and metadata.
