@@ -1,8 +1,8 @@
 // The gateway's gRPC inference service (inference.GRPCInferenceService) over real gRPC against a
 // real gateway and replicas on loopback, for what the REST side decides and gRPC must follow:
 // a deployment scaled to zero holds the call until a replica is ready, the canary split sends a
-// call where a REST request would go, the port speaks TLS with the gateway's certificate, and
-// --gateway-grpc-listen's default and "off".
+// call where a REST request would go, an admin names a tenant as in REST, the port speaks TLS
+// with the gateway's certificate, and --gateway-grpc-listen's default and "off".
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -115,4 +115,18 @@ test('a held gRPC call whose deadline passes leaves the queue; a message past 64
   const answer = await infer('open', Buffer.from([1, 2]), [2], 5_000);
   assert.equal(answer.outputs[0].contents, null, 'raw in, raw out');
   assert.deepEqual(Array.from(new Float32Array(new Uint8Array(answer.raw_output_contents[0]).buffer)), [9]);
+});
+
+test('an admin names another tenant in mlfleet-tenant metadata, as in the REST header; for a consumer the name finds nothing of its own tenant', async (t) => {
+  const [admin, consumer] = [mintGatewayToken('admin', 'acme'), mintGatewayToken('consumer', 'acme')];
+  const { g } = await gateway(t);
+  g.setTokens(tokenTable(admin, consumer));
+  g.setRoutes({ revision: 1, models: [route([{ id: 'a1', address: await replica(t, 1) }]), modelRoute('globex', 'm', [{ id: 'g1', address: await replica(t, 2) }])] });
+  const call = oipClient(t, g.grpcAddress!);
+  const request = { model_name: 'm', inputs: [{ name: 'x', datatype: 'FP32', shape: [1], contents: { fp32_contents: [0] } }] };
+  const answer = async (token: string, metadata: Record<string, string> = {}) => (await call('ModelInfer', request, { token, metadata })).reply.outputs[0].contents.fp32_contents[0];
+  assert.equal(await answer(admin.token), 1);
+  assert.equal(await answer(admin.token, { 'mlfleet-tenant': 'globex' }), 2);
+  assert.equal(await answer(consumer.token), 1);
+  await assert.rejects(answer(consumer.token, { 'mlfleet-tenant': 'globex' }), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
 });
