@@ -19,6 +19,7 @@
 // `{"error": …}`, except for an autoscaled deployment (ModelRoute.holds) with none: its
 // inference is held until one is ready (hold-queue.ts). Inference is counted per deployment and
 // reported to the leader's autoscaler (load-meter.ts, docs/autoscaling.md). Latency per model and replica is measured here and reported in heartbeats.
+// The same protocol over gRPC (--gateway-grpc-listen) is oip-grpc.ts, which sends each call here.
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
@@ -142,7 +143,7 @@ export class Gateway {
           gateway: gateway.address,
           maxRequestBytes: () => Math.max(DEFAULT_MAX_REQUEST_BYTES, ...gateway!.routes.flatMap((r) => r.endpoints.map(maxRequestBytes))),
           tls,
-          log: options.log,
+          log: options.log.child({ component: 'oip-grpc' }),
         });
       } catch (err) {
         await gateway.close();
