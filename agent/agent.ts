@@ -48,6 +48,8 @@ export interface AgentOptions {
   /** The user --driver process runs tasks as (agent/task-user.ts); unused by docker. */
   taskUser: string;
   gatewayListen: string;
+  /** The gateway's gRPC inference address (--gateway-grpc-listen); undefined: none. */
+  gatewayGrpcListen?: string;
   /** Requests the gateway holds per deployment with no ready replica (--gateway-queue-size; default 100). */
   gatewayQueueSize?: number;
   /** How long the gateway holds a request at most (--gateway-queue-timeout; default 30 s). */
@@ -282,6 +284,7 @@ export class Agent {
     try {
       gateway = await Gateway.start({
         listen: options.gatewayListen,
+        grpcListen: options.gatewayGrpcListen,
         node: options.name,
         // The hop to other hosts' gateways goes with this node's own credential (never the join token).
         credential: () => credential,

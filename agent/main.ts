@@ -16,7 +16,7 @@ await runMain('mlfleet-agent', async () => {
   const log = createLogger({ name: 'mlfleet-agent', level: options.logLevel });
   for (const warning of options.warnings) log.warn(warning);
   const agent = await Agent.create(options, { log });
-  log.info({ node: options.name, coordinators: options.coordinators, http: agent.httpAddress, gateway: agent.gateway.address, driver: options.driver }, 'agent started');
+  log.info({ node: options.name, coordinators: options.coordinators, http: agent.httpAddress, gateway: agent.gateway.address, gatewayGrpc: agent.gateway.grpcAddress ?? null, driver: options.driver }, 'agent started');
   handleSignals(() => agent.close(), log);
   await agent.run();
 });

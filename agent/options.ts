@@ -1,5 +1,5 @@
 // The agent's options: the flag table and its compilation into typed, validated AgentOptions.
-import { compile, compileOptional, parseAddressList, parseArgs, parseBytes, parseDuration, parseHostPort, parseLabels, type OptionSpec } from '../shared/config.js';
+import { compile, compileOptional, formatHostPort, parseAddressList, parseArgs, parseBytes, parseDuration, parseHostPort, parseLabels, type OptionSpec } from '../shared/config.js';
 import { InvalidArgumentError } from '../shared/errors.js';
 import { compileTls } from '../shared/tls.js';
 import { nodeName } from '../shared/validation.js';
@@ -23,6 +23,7 @@ const OPTIONS: OptionSpec[] = [
   { key: 'driver', flag: '--driver <driver>', description: 'docker | process: process runs tasks as plain processes of --task-user, for trusted single-tenant hosts only', default: 'docker' },
   { key: 'taskUser', flag: '--task-user <name>', description: 'the unprivileged user --driver process runs tasks as (the agent must be root to switch)', default: DEFAULT_TASK_USER },
   { key: 'gatewayListen', flag: '--gateway-listen <addr>', description: 'inference gateway address', default: '127.0.0.1:7780' },
+  { key: 'gatewayGrpcListen', flag: '--gateway-grpc-listen <addr>', description: "the gateway's Open Inference Protocol gRPC address (default: --gateway-listen's host at its port + 2, 7782 by default; off: none)" },
   { key: 'gatewayQueueSize', flag: '--gateway-queue-size <n>', description: 'requests the gateway holds per deployment while it has no ready replica (scaled to zero, waking); beyond: 503', default: '100' },
   { key: 'gatewayQueueTimeout', flag: '--gateway-queue-timeout <duration>', description: 'how long the gateway holds such a request at most before answering 503, e.g. 30s', default: '30s' },
   { key: 'httpListen', flag: '--http-listen <addr>', description: '/healthz and /metrics address', default: '127.0.0.1:7781' },
@@ -67,6 +68,7 @@ export async function compileAgentOptions(argv: string[]): Promise<AgentOptions 
     driver: (driver as 'docker' | 'process' | undefined) ?? 'docker',
     taskUser: compile(args, 'taskUser', (t) => t),
     gatewayListen: compile(args, 'gatewayListen', hostPort),
+    gatewayGrpcListen: gatewayGrpcListen(compileOptional(args, 'gatewayGrpcListen', (t) => (t === 'off' ? t : hostPort(t))), compile(args, 'gatewayListen', hostPort)),
     gatewayQueueSize: compile(args, 'gatewayQueueSize', parseQueueSize),
     gatewayQueueTimeoutMs: compile(args, 'gatewayQueueTimeout', parseQueueTimeout),
     httpListen: compile(args, 'httpListen', hostPort),
@@ -89,6 +91,15 @@ function parseDownloads(text: string): number {
     throw new InvalidArgumentError(`concurrent downloads must be a whole number from 1 to 64, not "${text}"`);
   }
   return n;
+}
+
+/** --gateway-grpc-listen: as given, none for "off", else the gateway's host at its port + 2 (+ 1 is --http-listen's default); port 0 stays 0. */
+export function gatewayGrpcListen(given: string | undefined, gatewayListen: string): string | undefined {
+  if (given === 'off') return undefined;
+  if (given !== undefined) return given;
+  const { host, port } = parseHostPort(gatewayListen);
+  if (port > 65533) throw new InvalidArgumentError(`--gateway-listen's port ${port} leaves no port + 2 for gRPC inference: give --gateway-grpc-listen`);
+  return formatHostPort(host, port === 0 ? 0 : port + 2);
 }
 
 /** --gateway-queue-size: a whole number from 0 (hold nothing) to 100000. */

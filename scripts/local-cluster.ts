@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Agent } from '../agent/agent.js';
 import { defaultNodeName } from '../agent/node-name.js';
 import { detectDriver } from '../agent/driver-detect.js';
+import { gatewayGrpcListen } from '../agent/options.js';
 import { writeSecret } from '../coordinator/bootstrap.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { runMain } from '../shared/config.js';
@@ -70,6 +71,7 @@ await runMain('mlfleet local cluster', async () => {
         driver,
         taskUser: userInfo().username,
         gatewayListen: process.env.MLFLEET_GATEWAY_LISTEN ?? '127.0.0.1:7780',
+        gatewayGrpcListen: gatewayGrpcListen(process.env.MLFLEET_GATEWAY_GRPC_LISTEN, process.env.MLFLEET_GATEWAY_LISTEN ?? '127.0.0.1:7780'),
         httpListen: process.env.MLFLEET_AGENT_HTTP_LISTEN ?? '127.0.0.1:7781',
         advertise: undefined,
         cacheMaxBytes: 50 * 2 ** 30,

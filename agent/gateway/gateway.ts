@@ -19,6 +19,7 @@
 // `{"error": …}`, except for an autoscaled deployment (ModelRoute.holds) with none: its
 // inference is held until one is ready (hold-queue.ts). Inference is counted per deployment and
 // reported to the leader's autoscaler (load-meter.ts, docs/autoscaling.md). Latency per model and replica is measured here and reported in heartbeats.
+// The same protocol over gRPC (--gateway-grpc-listen) is oip-grpc.ts, which sends each call here.
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
@@ -46,6 +47,7 @@ import { HoldError, HoldQueues } from './hold-queue.js';
 import type { GatewayLoad__Output as GatewayLoad } from '../../shared/gen/mlfleet/v1/GatewayLoad.js';
 import type { TlsMaterial } from '../../shared/tls.js';
 import { BLOBS_PATH } from '../../shared/blob-http.js';
+import { OipGrpcServer } from './oip-grpc.js';
 
 export interface GatewayOptions {
   listen: string;
@@ -69,6 +71,8 @@ export interface GatewayOptions {
   measureLoad?: boolean;
   /** Draws in [0, 1) for the canary split (default Math.random; tests may fix it). */
   random?: () => number;
+  /** Where the Open Inference Protocol's gRPC service listens (oip-grpc.ts); undefined: nowhere. */
+  grpcListen?: string;
 }
 
 export { TENANT_HEADER } from './access.js';
@@ -94,6 +98,8 @@ export class Gateway {
   /** Inference requests per deployment, for the leader's autoscaler; undefined when not measured. */
   private readonly load: LoadMeter | undefined;
   private readonly holds: HoldQueues;
+  /** inference.GRPCInferenceService, translated to this gateway's REST routes (--gateway-grpc-listen). */
+  private grpc: OipGrpcServer | undefined;
 
   /** Hops go over mutual TLS (the agent has a certificate and a CA). */
   private readonly mutual: boolean;
@@ -130,12 +136,31 @@ export class Gateway {
       server.once('error', (err) => reject(new Error(`cannot listen on ${options.listen} for the inference gateway: ${err.message}`)));
       server.listen(port, host, () => resolve());
     });
+    if (options.grpcListen !== undefined) {
+      try {
+        gateway.grpc = await OipGrpcServer.start({
+          listen: options.grpcListen,
+          gateway: gateway.address,
+          maxRequestBytes: () => Math.max(DEFAULT_MAX_REQUEST_BYTES, ...gateway!.routes.flatMap((r) => r.endpoints.map(maxRequestBytes))),
+          tls,
+          log: options.log.child({ component: 'oip-grpc' }),
+        });
+      } catch (err) {
+        await gateway.close();
+        throw err;
+      }
+    }
     return gateway;
   }
 
   get address(): string {
     const { address, port } = this.server.address() as AddressInfo;
     return formatHostPort(address, port);
+  }
+
+  /** Where the gRPC inference service listens; undefined when it does not. */
+  get grpcAddress(): string | undefined {
+    return this.grpc?.address;
   }
 
   /**
@@ -203,6 +228,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    await this.grpc?.close();
     this.holds.close();
     this.load?.close();
     await Promise.all([...this.pools.values()].map((pool) => pool.destroy()));
