@@ -10,9 +10,11 @@ import { formatRef } from '../artifact-ref.js';
 import type { CoordinatorClient } from '../client.js';
 import type { TlsMaterial } from '../tls.js';
 import { compileDeploymentSpec, compileJobSpec, type DeploymentInput, type JobInput } from '../workload-spec.js';
-import { artifactJson, artifactListView, artifactVersionJson, type ArtifactJson, type ArtifactSummaryJson, type ArtifactVersionJson } from '../../scripts/cli/views/artifacts.js';
-import { deploymentJson, type DeploymentJson } from '../../scripts/cli/views/deployments.js';
-import { jobJson, type JobJson } from '../../scripts/cli/views/jobs.js';
+import { artifactJson, artifactVersionJson, type ArtifactJson, type ArtifactSummaryJson, type ArtifactVersionJson } from '../views/artifacts.js';
+import { deploymentJson, type DeploymentJson } from '../views/deployments.js';
+import { jobJson, type JobJson } from '../views/jobs.js';
+// The list's JSON shape is still built beside its table (no shared/views function yet).
+import { artifactListView } from '../../scripts/cli/views/artifacts.js';
 import { pullArtifact, pushArtifact, type Connection, type PushContent, type VersionMetadata } from './artifacts.js';
 import type { ProgressFactory } from './artifact-transfer.js';
 import { inferThrough, type InferRequest, type InferResponse, type InferTensor } from './infer.js';

@@ -45,9 +45,10 @@ export type { Progress, ProgressFactory } from './artifact-transfer.js';
 export { DEFAULT_GATEWAY, type InferRequest, type InferResponse, type InferTensor } from './infer.js';
 export { DEFAULT_COORDINATOR, CoordinatorClient } from '../client.js';
 export type { DeploymentInput, JobInput, JobOutputInput, ResourceInput } from '../workload-spec.js';
-export type { ArtifactJson, ArtifactVersionJson, ArtifactSummaryJson, ArtifactMetadataJson } from '../../scripts/cli/views/artifacts.js';
-export type { DeploymentJson } from '../../scripts/cli/views/deployments.js';
-export type { JobJson } from '../../scripts/cli/views/jobs.js';
+export type { ArtifactJson, ArtifactVersionJson, ArtifactSummaryJson, ArtifactMetadataJson } from '../views/artifacts.js';
+export type { DeploymentJson } from '../views/deployments.js';
+export type { JobJson } from '../views/jobs.js';
+export type { AllocationJson } from '../views/allocations.js';
 export type { TlsFiles } from '../tls.js';
 export {
   MlfleetError,
