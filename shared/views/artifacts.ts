@@ -1,7 +1,7 @@
 // The -o json shape of mlfleetctl and the REST API (coordinator/rest/): one copy for both.
 // Moved from scripts/cli/views/artifacts.ts, which keeps the table and detail renderings.
 import type { ArtifactKind } from '../artifact-ref.js';
-import type { Artifact, ArtifactMetadata, ArtifactVersion } from '../proto.js';
+import type { Artifact, ArtifactMetadata, ArtifactSummary, ArtifactVersion } from '../proto.js';
 import { isoOrNull, sortedRecord } from './json.js';
 
 /** What a model is, as its metadata describes it (and as a job's output model will be). */
@@ -98,5 +98,16 @@ export function artifactJson(artifact: Artifact, kind?: ArtifactKind): ArtifactJ
     }),
     aliases: sortedAliases(artifact.aliases ?? {}),
     ...(kind === 'model' ? { retention: artifact.retention ? { keep: artifact.retention.keep, keepAliased: artifact.retention.keepAliased } : null } : {}),
+  };
+}
+
+export function artifactSummaryJson(a: ArtifactSummary): ArtifactSummaryJson {
+  return {
+    name: a.name,
+    latestVersion: a.latestVersion,
+    versions: a.versions,
+    totalBytes: a.totalBytes,
+    aliases: sortedAliases(a.aliases ?? {}),
+    updatedAt: isoOrNull(a.updatedAtMs),
   };
 }

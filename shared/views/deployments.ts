@@ -149,3 +149,8 @@ export function deploymentJson(d: Deployment): DeploymentJson {
     updatedAt: isoOrNull(d.updatedAtMs),
   };
 }
+
+/** Whether ApplyDeployment made it just now (it answers with the deployment either way). */
+export function wasCreated(d: Deployment): boolean {
+  return d.generation === 1 && d.createdAtMs > 0 && d.createdAtMs === d.updatedAtMs;
+}

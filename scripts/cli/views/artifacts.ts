@@ -5,7 +5,7 @@ import type { ArtifactKind } from '../../../shared/artifact-ref.js';
 import type { Artifact, ArtifactSummary, ArtifactVersion } from '../../../shared/proto.js';
 import { formatBytes } from '../../../shared/units.js';
 import { ago, formatLabels, isoOrNull, keyValues, table, type Printable } from '../output.js';
-import { artifactJson, artifactVersionJson, modelDescriptionJson, type ArtifactJson, type ArtifactMetadataJson, type ArtifactSummaryJson, type ArtifactVersionJson, type ModelDescriptionJson, metadataJson, sortedAliases } from '../../../shared/views/artifacts.js';
+import { artifactJson, artifactSummaryJson, artifactVersionJson, modelDescriptionJson, type ArtifactJson, type ArtifactMetadataJson, type ArtifactSummaryJson, type ArtifactVersionJson, type ModelDescriptionJson, metadataJson, sortedAliases } from '../../../shared/views/artifacts.js';
 
 export { artifactJson, artifactVersionJson, modelDescriptionJson, type ArtifactJson, type ArtifactMetadataJson, type ArtifactSummaryJson, type ArtifactVersionJson, type ModelDescriptionJson };
 
@@ -34,14 +34,7 @@ function shortDigest(digest: string): string {
 
 /** `models ls`: a JSON array, or one row per name. */
 export function artifactListView(artifacts: readonly ArtifactSummary[], now = Date.now()): Printable {
-  const list: ArtifactSummaryJson[] = artifacts.map((a) => ({
-    name: a.name,
-    latestVersion: a.latestVersion,
-    versions: a.versions,
-    totalBytes: a.totalBytes,
-    aliases: sortedAliases(a.aliases ?? {}),
-    updatedAt: isoOrNull(a.updatedAtMs),
-  }));
+  const list: ArtifactSummaryJson[] = artifacts.map(artifactSummaryJson);
   return {
     data: list,
     table: () =>

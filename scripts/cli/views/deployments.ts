@@ -6,9 +6,9 @@ import type { Deployment } from '../../../shared/proto.js';
 import { formatBytes, formatDuration } from '../../../shared/units.js';
 import { ago, formatLabels, indent, keyValues, table, type KeyValue, type Printable } from '../output.js';
 import { age, formatResources, replicaTable } from './allocations.js';
-import { deploymentJson, type AutoscalerJson, type AutoscalingJson, type DeploymentJson } from '../../../shared/views/deployments.js';
+import { deploymentJson, wasCreated, type AutoscalerJson, type AutoscalingJson, type DeploymentJson } from '../../../shared/views/deployments.js';
 
-export { deploymentJson, type AutoscalerJson, type AutoscalingJson, type DeploymentJson };
+export { deploymentJson, wasCreated, type AutoscalerJson, type AutoscalingJson, type DeploymentJson };
 
 /** "sentiment@production → version 3" */
 function modelLine(d: DeploymentJson): string {
@@ -109,11 +109,6 @@ function detailTable(deployment: Deployment, now: number): string {
 /** `deployments show`: the deployment object, or its detail with an allocations table. */
 export function deploymentDetailView(deployment: Deployment, now = Date.now()): Printable {
   return { data: deploymentJson(deployment), table: () => detailTable(deployment, now) };
-}
-
-/** Whether ApplyDeployment made it just now (it answers with the deployment either way). */
-export function wasCreated(d: Deployment): boolean {
-  return d.generation === 1 && d.createdAtMs > 0 && d.createdAtMs === d.updatedAtMs;
 }
 
 /** `deploy`: "deployment/NAME created" (or configured), then the deployment. */
