@@ -10,11 +10,9 @@ import { formatRef } from '../artifact-ref.js';
 import type { CoordinatorClient } from '../client.js';
 import type { TlsMaterial } from '../tls.js';
 import { compileDeploymentSpec, compileJobSpec, type DeploymentInput, type JobInput } from '../workload-spec.js';
-import { artifactJson, artifactVersionJson, type ArtifactJson, type ArtifactSummaryJson, type ArtifactVersionJson } from '../views/artifacts.js';
+import { artifactJson, artifactSummaryJson, artifactVersionJson, type ArtifactJson, type ArtifactSummaryJson, type ArtifactVersionJson } from '../views/artifacts.js';
 import { deploymentJson, type DeploymentJson } from '../views/deployments.js';
 import { jobJson, type JobJson } from '../views/jobs.js';
-// The list's JSON shape is still built beside its table (no shared/views function yet).
-import { artifactListView } from '../../scripts/cli/views/artifacts.js';
 import { pullArtifact, pushArtifact, type Connection, type PushContent, type VersionMetadata } from './artifacts.js';
 import type { ProgressFactory } from './artifact-transfer.js';
 import { inferThrough, type InferRequest, type InferResponse, type InferTensor } from './infer.js';
@@ -80,7 +78,7 @@ export class Artifacts {
   /** Every NAME the caller's tenant has (admins: {tenant} for another's). */
   async list(options: TenantOptions = {}): Promise<ArtifactSummaryJson[]> {
     const { artifacts } = await this.conn.client.listArtifacts(this.kind, options.tenant, { signal: options.signal });
-    return artifactListView(artifacts).data as ArtifactSummaryJson[];
+    return artifacts.map(artifactSummaryJson);
   }
 
   /** Points ALIAS of NAME at VERSION. */
