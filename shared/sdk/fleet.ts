@@ -8,6 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { ArtifactKind } from '../artifact-ref.js';
 import { formatRef } from '../artifact-ref.js';
 import type { CoordinatorClient } from '../client.js';
+import { DeadlineExceededError } from '../errors.js';
 import type { TlsMaterial } from '../tls.js';
 import { compileDeploymentSpec, compileJobSpec, type DeploymentInput, type JobInput } from '../workload-spec.js';
 import { artifactJson, artifactSummaryJson, artifactVersionJson, type ArtifactJson, type ArtifactSummaryJson, type ArtifactVersionJson } from '../views/artifacts.js';
@@ -131,14 +132,14 @@ export class Deployments {
     await this.client.deleteDeployment(name, options.tenant, { signal: options.signal });
   }
 
-  /** Resolves once the deployment is ready (or `until` says so); a DeadlineExceeded-like Error after timeoutMs. */
+  /** Resolves once the deployment is ready (or `until` says so); DeadlineExceededError after timeoutMs. */
   async wait(name: string, options: WaitDeploymentOptions = {}): Promise<DeploymentJson> {
     const until = options.until ?? ((d: DeploymentJson) => d.status === 'available' && d.readyReplicas >= d.replicas);
     const deadline = Date.now() + (options.timeoutMs ?? 5 * 60_000);
     for (;;) {
       const deployment = await this.get(name, options);
       if (until(deployment)) return deployment;
-      if (Date.now() >= deadline) throw new Error(`deployment "${name}" is not ready after ${options.timeoutMs ?? 300_000} ms: ${deployment.status}${deployment.message ? `: ${deployment.message}` : ''}`);
+      if (Date.now() >= deadline) throw new DeadlineExceededError(`deployment "${name}" is not ready after ${options.timeoutMs ?? 300_000} ms: ${deployment.status}${deployment.message ? `: ${deployment.message}` : ''}`);
       await delay(options.pollMs ?? 500, undefined, { signal: options.signal });
     }
   }

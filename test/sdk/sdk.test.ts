@@ -12,6 +12,7 @@ import { connect, NotFoundError, UnauthenticatedError, type Fleet } from '../../
 import { startLeader } from '../helpers/coordinator.js';
 import { eventually } from '../helpers/eventually.js';
 import { linear } from '../helpers/inference.js';
+import { CLI, runScript } from '../helpers/mlfleetctl.js';
 import { startAgent, tempDir } from '../helpers/processes.js';
 
 const MiB = 2 ** 20;
@@ -62,7 +63,7 @@ test('models: put a file and bytes with an alias, get by name, version and alias
 });
 
 test('deployments: create on the process driver, wait until ready, infer through the gateway, scale and delete', async (t) => {
-  const { fleet, dir } = await fleetWithAgent(t);
+  const { fleet, dir, gateway, address, admin } = await fleetWithAgent(t);
   await writeFile(path.join(dir, 'linear.onnx'), linear(7));
   await fleet.models.put('linear', path.join(dir, 'linear.onnx'), { alias: 'production' });
 
@@ -89,6 +90,17 @@ test('deployments: create on the process driver, wait until ready, infer through
   const byAlias = await fleet.infer('linear@production', { inputs: input });
   assert.deepEqual(byAlias.outputs[0]!.data, [7]);
   await assert.rejects(fleet.infer('nothing-deployed', input), NotFoundError);
+
+  // mlfleetctl infer runs on the same code: the same answer, and the gateway's refusal in its words.
+  const body = path.join(dir, 'input.json');
+  await writeFile(body, JSON.stringify({ inputs: input }));
+  const ctl = (ref: string) => runScript(t, CLI, ['--coordinator', address, '-o', 'json', 'infer', ref, '--input', body, '--gateway', gateway], { MLFLEET_TOKEN: admin });
+  const printed = await ctl('linear@production');
+  assert.equal(printed.code, 0, printed.stderr);
+  assert.deepEqual(JSON.parse(printed.stdout), byAlias);
+  const missing = await ctl('nothing-deployed');
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /the gateway answered 404: /);
 
   const scaled = await fleet.deployments.scale('linear', 0);
   assert.equal(scaled.replicas, 0);
