@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, NotFoundError, UnauthenticatedError, type Fleet } from '../../shared/sdk/index.js';
@@ -29,7 +30,7 @@ async function fleetWithAgent(t: test.TestContext): Promise<{ fleet: Fleet; gate
   return { fleet, gateway, dir, address: coordinator.address, admin };
 }
 
-test('models: put a file and bytes with an alias, get by name, version and alias, list, and download byte for byte', async (t) => {
+test('models: put a file, bytes and a stream, with an alias; get by name, version and alias, list, and download byte for byte', async (t) => {
   const { fleet, dir } = await fleetWithAgent(t);
   const file = path.join(dir, 'linear.onnx');
   await writeFile(file, linear(3));
@@ -47,11 +48,16 @@ test('models: put a file and bytes with an alias, get by name, version and alias
   assert.deepEqual(artifact.aliases, { production: 1 });
   assert.equal((await fleet.models.get('linear', { alias: 'production' })).digest, v1.digest);
   assert.equal((await fleet.models.get('linear', { version: 2 })).digest, v2.digest);
-  assert.deepEqual((await fleet.models.list()).map((a) => [a.name, a.latestVersion, a.versions]), [['linear', 2, 2]]);
+  assert.deepEqual((await fleet.models.list()).map((a) => [a.name, a.latestVersion, a.versions, a.aliases]), [['linear', 2, 2, { production: 1 }]]);
 
   const pulled = await fleet.models.download('linear@production', path.join(dir, 'out.onnx'));
   assert.equal(pulled.path, path.join(dir, 'out.onnx'));
   assert.deepEqual(await readFile(pulled.path), await readFile(file));
+
+  const streamed = await fleet.models.put('linear', Readable.from([linear(3)]), { sizeBytes: linear(3).length, format: 'onnx' });
+  assert.equal(streamed.version, 3);
+  assert.equal(streamed.digest, v1.digest, 'the same bytes, streamed');
+  await assert.rejects(fleet.models.put('linear', Readable.from([linear(3)])), /needs options\.sizeBytes/);
 
   await fleet.datasets.put('reviews', Buffer.from('a,b\n1,2\n'), { format: 'csv' });
   assert.deepEqual((await fleet.datasets.list()).map((a) => a.name), ['reviews']);
