@@ -15,8 +15,8 @@ Standard library only (urllib, json, hashlib). The steps, as any HTTP client wou
         --input '[{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]'
 
 The output tensors are printed as JSON on stdout; progress goes to stderr. Errors from the API
-are {"error": {"code", "message"}} with the HTTP status of their code; they end the script
-with exit 1 and the message.
+are {"error": {"code", "message"}} with the HTTP status of their code (a gateway's are
+{"error": "..."}); they end the script with exit 1 and the message.
 """
 import argparse
 import hashlib
@@ -30,7 +30,7 @@ import urllib.request
 
 class ApiError(Exception):
     def __init__(self, status, code, message):
-        super().__init__(f"{status} {code}: {message}")
+        super().__init__(f"{status} {code}: {message}" if code else f"{status}: {message}")
         self.status = status
         self.code = code
 
@@ -61,9 +61,12 @@ class Fleet:
             text = err.read().decode(errors="replace")
             try:
                 error = json.loads(text)["error"]
-                raise ApiError(err.code, error.get("code", ""), error.get("message", text)) from None
             except (ValueError, KeyError, TypeError):
-                raise ApiError(err.code, "", text.strip() or err.reason) from None
+                error = text.strip() or err.reason
+            # The REST API says {"error": {"code", "message"}}; a gateway {"error": "..."}.
+            if isinstance(error, dict):
+                raise ApiError(err.code, error.get("code", ""), error.get("message", text)) from None
+            raise ApiError(err.code, "", str(error)) from None
 
     def push_model(self, name, path, fmt):
         with open(path, "rb") as f:
