@@ -11,6 +11,7 @@ import { formatHostPort, parseHostPort } from '../shared/config.js';
 import { NotLeaderError } from '../shared/errors.js';
 import { startOpsServer, type ExtraRoutes, type OpsServer } from '../shared/http-server.js';
 import { blobRoutes } from './delivery/blob-routes.js';
+import { restRoutes, type RegisteredMethod } from './rest/router.js';
 import { pushHandlers } from './delivery/delivery-service.js';
 import { PieceManifests } from './delivery/manifests.js';
 import { Uploads } from './delivery/uploads.js';
@@ -111,6 +112,8 @@ export interface CoordinatorDeps {
 interface LeaderMember {
   id: string;
   address: string;
+  /** The base URL of its HTTP listener (the REST API redirects writes there); absent from older coordinators. */
+  http?: string;
 }
 
 type Role =
@@ -130,6 +133,8 @@ export class Coordinator {
   readonly manifests: PieceManifests;
   /** The blob and upload routes of the HTTP listener, set by register(). */
   private blobRoutes: ExtraRoutes | undefined;
+  /** The REST API (coordinator/rest/), set by register(). */
+  private restRoutes: ExtraRoutes | undefined;
 
   private constructor(
     readonly id: string,
@@ -200,7 +205,7 @@ export class Coordinator {
       let self: Coordinator | undefined;
       ops = await startOpsServer(options.httpListen, () => self!.health(), metrics.registry, {
         tls: options.tls,
-        routes: async (req, res, secure) => (self?.blobRoutes ? self.blobRoutes(req, res, secure) : false),
+        routes: async (req, res, secure) => (self?.blobRoutes ? (await self.restRoutes!(req, res, secure)) || self.blobRoutes(req, res, secure) : false),
       });
       const election = new Election(store, keys.electionPrefix, { clock, log });
       const tokens = await TokenRegistry.load(store, clock, log.child({ component: 'tokens' }));
@@ -291,8 +296,15 @@ export class Coordinator {
       onRejected: (role) => this.metrics.rejectedCalls.inc({ role }),
     });
     this.metrics.openCalls = () => edge.admission.inFlight();
-    const serve = (service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) =>
+    // Each method is kept by name too: the REST API calls the same handlers.
+    const methods = new Map<string, RegisteredMethod>();
+    const serve = (service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) => {
+      for (const [name, definition] of Object.entries(service)) {
+        const handler = implementation[name];
+        if (handler) methods.set(`${definition.path.split('/')[1]!.split('.').pop()!}.${name}`, { definition, handler });
+      }
       this.server.addService(withMalformedRequests(service), implementation);
+    };
     serve(
       v1.AgentService.service,
       {
@@ -368,6 +380,14 @@ export class Coordinator {
     serve(v1.StackService.service, stackService({ edge, stacks: () => this.leaderRole().stacks, stackUser: (stack) => workloads().stackUser(stack) }));
     serve(v1.SourceService.service, sourceService({ edge, store, clock: this.clock, credentials: this.options.sourceCredentials ?? new Map(), writer, poller: () => this.leaderRole().sources }));
     serve(v1.SelectionService.service, selectionService({ edge, workloads, artifacts: this.artifacts, latencyOf: (tenant, name) => this.deploymentLatency(tenant, name) }));
+    this.restRoutes = restRoutes({
+      methods,
+      tokens,
+      isLeader: () => this.isLeader,
+      leaderHttp: () => this.leader?.http,
+      tls: this.options.tls !== undefined,
+      log: this.log.child({ component: 'rest' }),
+    });
   }
 
   /**
@@ -422,7 +442,7 @@ export class Coordinator {
    * shutdown hands leadership over at once instead of after the lease TTL.
    */
   private async campaignLoop(signal: AbortSignal): Promise<void> {
-    const member: LeaderMember = { id: this.id, address: this.address };
+    const member: LeaderMember = { id: this.id, address: this.address, http: this.blobBaseUrl };
     let failures = 0;
     while (!signal.aborted) {
       let lease: Lease | undefined;
@@ -551,7 +571,7 @@ export class Coordinator {
     this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler, sources, retention };
     registry.open();
     this.uploads.startSweeping();
-    this.leader = { id: this.id, address: this.address };
+    this.leader = { id: this.id, address: this.address, http: this.blobBaseUrl };
     this.metrics.isLeader.set(1);
     this.log.info({ address: this.address }, 'elected leader');
   }

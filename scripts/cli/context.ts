@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CoordinatorClient, DEFAULT_COORDINATOR, parseCoordinatorAddresses } from '../../shared/client.js';
+import type { Connection } from '../../shared/sdk/artifacts.js';
 import { channelCredentials, loadTls, type TlsMaterial } from '../../shared/tls.js';
 import { OUTPUT_FORMATS, print, type OutputFormat, type Printable } from './output.js';
 
@@ -88,6 +89,11 @@ export class CliContext {
   /** The caller's token (--token, MLFLEET_TOKEN, or the token file); undefined when none is given. */
   token(): string | undefined {
     return this.options.token || readTokenFile();
+  }
+
+  /** What the SDK's transfers and inference take: this context's client, token and TLS. */
+  connection(): Connection {
+    return { client: this.client(), coordinator: String(this.options.coordinator), token: this.token(), tls: this.tls() };
   }
 
   print(printable: Printable): void {

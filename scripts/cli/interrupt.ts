@@ -4,10 +4,10 @@
 // `interruptible()`: Ctrl-C then aborts the signal it was given, the command unwinds and throws
 // InterruptedError, and mlfleetctl exits 130 once it has. A second Ctrl-C exits at once.
 
+import { InterruptedError } from '../../shared/interrupted-error.js';
+
 /** The command stopped because the user pressed Ctrl-C; the message says what was left behind. */
-export class InterruptedError extends Error {
-  override readonly name = 'InterruptedError';
-}
+export { InterruptedError };
 
 let current: AbortController | undefined;
 

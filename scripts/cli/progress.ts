@@ -3,16 +3,12 @@
 // table. Anywhere else (-o json, a pipe, a CI log) it is a no-op, so stdout and stderr carry
 // only the result.
 import { SingleBar } from 'cli-progress';
+import type { Progress } from '../../shared/sdk/artifact-transfer.js';
 import { formatBytes } from '../../shared/units.js';
 
 const humanBytes = (bytes: number) => `${formatBytes(bytes)}B`;
 
-export interface Progress {
-  /** The bytes done so far (absolute, not a step). */
-  update(bytes: number): void;
-  /** Leaves the last state on its own line; idempotent. */
-  stop(): void;
-}
+export type { Progress };
 
 export interface ProgressOptions {
   /** Whether the caller wants a bar at all (false for -o json and -o yaml). */

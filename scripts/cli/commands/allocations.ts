@@ -6,6 +6,7 @@
 import { once } from 'node:events';
 import { Argument, InvalidArgumentError, Option, type Command } from 'commander';
 import type { CoordinatorClient } from '../../../shared/client.js';
+import { mergedLogs, type LogSource } from '../../../shared/sdk/jobs.js';
 import { withContext } from '../context.js';
 import { bytesLimit } from '../flags.js';
 import { interruptible } from '../interrupt.js';
@@ -41,64 +42,14 @@ async function write(chunk: Buffer): Promise<void> {
   if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
 }
 
-/** Re-cuts a byte stream into whole lines, each with `prefix` in front. */
-export class LinePrefixer {
-  private pending: Buffer = Buffer.alloc(0);
-
-  constructor(private readonly prefix: Buffer) {}
-
-  /** The complete lines in `chunk` (with what was pending), prefixed. */
-  push(chunk: Buffer): Buffer {
-    const data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
-    const lines: Buffer[] = [];
-    let start = 0;
-    for (let newline = data.indexOf(0x0a, start); newline >= 0; newline = data.indexOf(0x0a, start)) {
-      lines.push(this.prefix, data.subarray(start, newline + 1));
-      start = newline + 1;
-    }
-    this.pending = Buffer.from(data.subarray(start));
-    return Buffer.concat(lines);
-  }
-
-  /** The last line when it had no newline, finished with one. */
-  end(): Buffer {
-    if (this.pending.length === 0) return Buffer.alloc(0);
-    const rest = Buffer.concat([this.prefix, this.pending, Buffer.from('\n')]);
-    this.pending = Buffer.alloc(0);
-    return rest;
-  }
-}
-
-export interface LogSource {
-  allocation: string;
-  /** Put in front of every line ('' : the bytes as they are). */
-  prefix: string;
-}
-
 /**
  * Copies the logs of `sources` to stdout, all at once; lines of several sources interleave
  * whole. Resolves when every stream has ended, or (following) when Ctrl-C stops it.
  */
 export async function printLogs(client: CoordinatorClient, sources: readonly LogSource[], options: LogOptions): Promise<void> {
   await interruptible(async (interrupted) => {
-    // One stream failing ends the others: a partial interleaving would mislead.
-    const failed = new AbortController();
-    const signal = AbortSignal.any([interrupted, failed.signal]);
     try {
-      await Promise.all(
-        sources.map(async ({ allocation, prefix }) => {
-          try {
-            const lines = prefix ? new LinePrefixer(Buffer.from(prefix)) : undefined;
-            for await (const chunk of client.logs({ allocation, tailBytes: options.tail ?? 0, follow: options.follow ?? false }, { signal })) {
-              await write(lines ? lines.push(chunk) : chunk);
-            }
-            if (lines) await write(lines.end());
-          } catch (err) {
-            failed.abort(err);
-            throw err;
-          }
-        }),
-      );
+      for await (const chunk of mergedLogs(client, sources, { follow: options.follow, tailBytes: options.tail, signal: interrupted })) await write(chunk);
     } catch (err) {
       if (interrupted.aborted) return; // Ctrl-C: the reader is done watching
       throw err;

@@ -4,12 +4,8 @@
 // upload (the coordinator keeps nothing) and keeps a download's `.partial` for the next pull.
 import { Argument, InvalidArgumentError, Option, type Command } from 'commander';
 import { ARTIFACT_FORMATS, checkName, formatRef, parseRef, type ArtifactKind, type ArtifactRef } from '../../../shared/artifact-ref.js';
-import type { PushHeader } from '../../../shared/proto.js';
-import path from 'node:path';
-import { pushResumable, uploadKey } from '../../../shared/blob-upload.js';
-import { readBlobRange, seedSource } from '../../../shared/blob-download.js';
-import { isUnimplemented } from '../../../shared/blob-upload.js';
-import { downloadVerified, type OpenDownload, placePulled, planPull, pushSource, type ProgressFactory } from '../artifact-transfer.js';
+import { pullArtifact, pushArtifact } from '../../../shared/sdk/artifacts.js';
+import type { ProgressFactory } from '../../../shared/sdk/artifact-transfer.js';
 import { withContext, type CliContext } from '../context.js';
 import { countFlag, usageParser } from '../flags.js';
 import { interruptible, InterruptedError } from '../interrupt.js';
@@ -91,65 +87,31 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
       withContext(command, async (ctx) => {
         const progress = progressFor(ctx);
         const version = await interruptible(async (signal) => {
-          const source = await pushSource(kind, file, signal, progress);
-          const header: PushHeader = {
-            name,
-            format: options.format ?? source.inferredFormat,
-            directory: source.directory,
-            sizeBytes: source.sizeBytes,
-            digest: source.digest,
-            metadata: {
-              type: options.type ?? '',
-              inputFormat: options.inputFormat ?? '',
-              outputFormat: options.outputFormat ?? '',
-              accuracy: options.accuracy ?? 0,
-              labels: options.meta ?? {},
-            },
-          };
-          const bar = progress('pushing', source.sizeBytes);
           let held = 0;
+          let sizeBytes = -1;
           // A coordinator without resumable uploads: the gRPC Push, which a cancel undoes whole.
           let streamed = false;
-          const onProgress = (bytes: number) => {
-            held = bytes;
-            bar.update(bytes);
-          };
-          const key = uploadKey({
-            path: path.resolve(file),
-            sizeBytes: source.sizeBytes,
-            mtimeMs: source.mtimeMs,
-            coordinator: String(ctx.options.coordinator),
-            kind,
-            name,
-            digest: source.digest,
-          });
           try {
-            return await pushResumable({
-              client: ctx.client(),
-              kind,
-              header,
-              uploadKey: key,
-              open: (start) => source.openFrom(start),
-              token: ctx.token(),
-              tls: ctx.tls(),
+            return await pushArtifact(ctx.connection(), kind, name, file, {
+              format: options.format,
+              metadata: { type: options.type, inputFormat: options.inputFormat, outputFormat: options.outputFormat, accuracy: options.accuracy, labels: options.meta },
               signal,
-              onProgress,
-              fallback: () => {
-                streamed = true;
-                return ctx.client().push(kind, header, source.open(), { signal, onProgress });
+              progress: (label, total, start) => {
+                if (label === 'pushing') sizeBytes = total;
+                return progress(label, total, start);
               },
-              onResume: (offset, where) => process.stderr.write(`resuming the upload: ${humanBytes(offset)} of ${humanBytes(source.sizeBytes)} already ${where === 'bucket' ? 'in the bucket' : 'on the coordinator'}\n`),
+              onProgress: (bytes) => (held = bytes),
+              onStreamed: () => (streamed = true),
+              onResume: (offset, where) => process.stderr.write(`resuming the upload: ${humanBytes(offset)} of ${humanBytes(sizeBytes)} already ${where === 'bucket' ? 'in the bucket' : 'on the coordinator'}\n`),
             });
           } catch (err) {
-            if (!signal.aborted) throw err;
+            if (!signal.aborted || sizeBytes < 0) throw err;
             // With every byte sent the coordinator may be recording the version as the cancel arrives.
-            if (held === source.sizeBytes && held > 0) {
+            if (held === sizeBytes && held > 0) {
               throw new InterruptedError(`interrupted after the whole upload was sent; it may have been stored: check with mlfleetctl ${noun} show ${name}`);
             }
             if (streamed) throw new InterruptedError('interrupted; the upload was cancelled and nothing was pushed');
             throw new InterruptedError('interrupted; the coordinator keeps what arrived for an hour: run the same push again to resume');
-          } finally {
-            bar.stop();
           }
         });
         ctx.print(pushedView(version));
@@ -190,19 +152,8 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
     .argument('<dest>', 'where to write it')
     .action((ref: ArtifactRef, dest: string, _options: unknown, command: Command) =>
       withContext(command, async (ctx) => {
-        const client = ctx.client();
-        // Resolved once, then fetched by digest: a ref that moves meanwhile cannot mix two contents.
-        const version = await client.resolve(kind, formatRef(ref));
-        const plan = await planPull(version, dest);
-        // The bytes over HTTP from where Locate says (the coordinator or the bucket); a
-        // coordinator without DeliveryService streams them over gRPC as before.
-        const seed = await locateSeed(ctx, kind, version.digest);
-        const open: OpenDownload = seed
-          ? (offset, s) => readBlobRange({ url: seed.url, token: seed.withToken ? ctx.token() : undefined, tls: ctx.tls(), offset, sizeBytes: Number(version.sizeBytes), signal: s })
-          : async (offset, s) => (await client.download(kind, { digest: version.digest, offset }, { signal: s })).chunks;
-        const resumedFrom = await interruptible((signal) => downloadVerified(plan, open, signal, progressFor(ctx)));
-        await placePulled(plan);
-        ctx.print(pulledView(version, plan.target, resumedFrom));
+        const pulled = await interruptible((signal) => pullArtifact(ctx.connection(), kind, formatRef(ref), dest, { signal, progress: progressFor(ctx) }));
+        ctx.print(pulledView(pulled.version, pulled.path, pulled.resumedFrom));
       }),
     );
 
@@ -251,14 +202,4 @@ export function registerArtifactCommands(program: Command, kind: ArtifactKind): 
     .action((ref: ArtifactRef & { version: number }, _options: unknown, command: Command) =>
       withContext(command, async (ctx) => ctx.print(deletedView(kind, await ctx.client().deleteVersion(kind, ref.name, ref.version), ref.version))),
     );
-}
-
-/** Where `models pull` reads a digest over HTTP; undefined from a coordinator without DeliveryService.Locate. */
-async function locateSeed(ctx: CliContext, kind: ArtifactKind, digest: string): Promise<{ url: string; withToken: boolean } | undefined> {
-  try {
-    return seedSource(await ctx.client().locate({ kind, digest }));
-  } catch (err) {
-    if (isUnimplemented(err)) return undefined;
-    throw err;
-  }
 }

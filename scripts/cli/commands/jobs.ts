@@ -2,7 +2,7 @@
 // shared/workload-spec.ts, as `apply -f` does), list, show, logs, cancel.
 import { Option, type Command } from 'commander';
 import { ARTIFACT_FORMATS, checkName } from '../../../shared/artifact-ref.js';
-import { FailedPreconditionError } from '../../../shared/errors.js';
+import { jobLogSources } from '../../../shared/sdk/jobs.js';
 import { compileJobSpec, JOB_FLAG_NAMES, jobShapeProblems, MAX_PARTITIONS, type JobOutputInput } from '../../../shared/workload-spec.js';
 import { withContext } from '../context.js';
 import { countFlag, durationFlag, usageParser } from '../flags.js';
@@ -121,14 +121,7 @@ export function registerJobCommands(program: Command): void {
   ).action((name: string, options: LogOptions & TenantOption, command: Command) =>
     withContext(command, async (ctx) => {
       const job = await ctx.client().getJob(name, options.tenant);
-      const placed = job.allocations.filter((a) => a.node !== '').sort((a, b) => a.rank - b.rank);
-      if (placed.length === 0) {
-        throw new FailedPreconditionError(`job "${name}" has no worker placed yet (${job.status}${job.message ? `: ${job.message}` : ''}); try again once it runs`);
-      }
-      const partitioned = (job.spec?.partitions ?? 0) > 0;
-      const several = (job.spec?.workers ?? 1) > 1 || partitioned || placed.length > 1;
-      const unit = partitioned ? 'partition' : 'rank';
-      await printLogs(ctx.client(), placed.map((a) => ({ allocation: a.id, prefix: several ? `[${unit} ${a.rank}] ` : '' })), options);
+      await printLogs(ctx.client(), jobLogSources(job), options);
     }),
   );
 

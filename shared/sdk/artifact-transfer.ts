@@ -1,4 +1,5 @@
-// What `push` reads and where `pull` writes, for models and datasets alike.
+// What `push` reads and where `pull` writes, for models and datasets alike (the SDK's put and
+// download, and so mlfleetctl's push and pull).
 //
 // Push: a file is streamed as it is; a directory as the deterministic tar of shared/tar.ts. The
 // header must carry the exact size before the first byte, and a tar's size is only known once
@@ -17,17 +18,29 @@ import { createReadStream } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { ArtifactKind } from '../../shared/artifact-ref.js';
-import { FORMAT_BY_EXTENSION, inferPathFormat } from '../../shared/artifact-ref.js';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../../shared/errors.js';
-import type { ArtifactVersion } from '../../shared/proto.js';
-import { directorySize, packDirectory, packDirectoryFrom, tarDigest, unpackTar } from '../../shared/tar.js';
-import { InterruptedError } from './interrupt.js';
-import type { Progress } from './progress.js';
-import { humanBytes } from './views/artifacts.js';
+import type { ArtifactKind } from '../artifact-ref.js';
+import { FORMAT_BY_EXTENSION, inferPathFormat } from '../artifact-ref.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../errors.js';
+import { InterruptedError } from '../interrupted-error.js';
+import type { ArtifactVersion } from '../proto.js';
+import { directorySize, packDirectory, packDirectoryFrom, tarDigest, unpackTar } from '../tar.js';
+import { formatBytes } from '../units.js';
+
+const humanBytes = (bytes: number) => `${formatBytes(bytes)}B`;
+
+/** What a transfer reports its bytes to (mlfleetctl draws a bar; the SDK's callers may). */
+export interface Progress {
+  /** The bytes done so far (absolute, not a step). */
+  update(bytes: number): void;
+  /** Leaves the last state on its own line; idempotent. */
+  stop(): void;
+}
 
 /** Makes a progress bar (or a no-op) for a phase of `total` bytes. */
 export type ProgressFactory = (label: string, total: number, start?: number) => Progress;
+
+/** No progress shown. */
+export const NO_PROGRESS: ProgressFactory = () => ({ update: () => {}, stop: () => {} });
 
 /** The read size for a pushed file: one chunk of the push per read. */
 const FILE_READ_BYTES = 1024 * 1024;
