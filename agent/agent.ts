@@ -15,7 +15,7 @@ import { channelCredentials, type TlsMaterial } from '../shared/tls.js';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Allocation, Capacity } from '../shared/proto.js';
 import { ALLOCATION_STATES } from '../shared/workloads.js';
-import type { Driver } from './drivers/driver.js';
+import type { Driver, TaskStatus } from './drivers/driver.js';
 import { DockerDriver } from './drivers/docker-driver.js';
 import { ProcessDriver } from './drivers/process-driver.js';
 import { processTaskUser } from './task-user.js';
@@ -330,6 +330,11 @@ export class Agent {
 
   get httpAddress(): string {
     return this.ops.address;
+  }
+
+  /** The tasks this agent's driver has on the host (running or ended): what a close leaves running. */
+  tasks(): Promise<TaskStatus[]> {
+    return this.driver.list();
   }
 
   /** Runs the reconciler and the session until close(); resolves once both have stopped. */

@@ -14,6 +14,7 @@ import { Coordinator } from '../coordinator/coordinator.js';
 import { runMain } from '../shared/config.js';
 import { createLogger } from '../shared/log.js';
 import { handleSignals } from '../shared/signals.js';
+import { stopMessage } from './local/stop-message.js';
 
 await runMain('mlfleet local cluster', async () => {
   const dataDir = path.resolve(process.env.MLFLEET_DATA_DIR ?? '.mlfleet');
@@ -99,9 +100,13 @@ await runMain('mlfleet local cluster', async () => {
     ].join('\n'),
   );
   handleSignals(async () => {
+    // Asked before the close: a closed agent can no longer list what its driver runs.
+    const tasks = await agent.tasks().catch(() => []);
+    const clusterId = agent.session.welcome?.clusterId;
     await agent.close();
     await coordinator.close();
-    process.stdout.write('mlfleet local cluster stopped\n');
+    const left = stopMessage({ driver: agent.options.driver, node: agent.options.name, clusterId, tasks });
+    process.stdout.write(['mlfleet local cluster stopped', ...left, ''].join('\n'));
   }, log);
   await Promise.all(running);
 });

@@ -2,15 +2,14 @@
 // properties the design depends on (restart on failure, state directories, an agent whose stop
 // never stops workloads), and the example configs they point at are accepted by the daemons.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { compileAgentOptions } from '../../agent/options.js';
 import { compileCoordinatorOptions } from '../../coordinator/options.js';
+import { verifyUnit } from '../helpers/systemd-verify.js';
 
 // The compiled test runs from dist/test/systemd/; the sources are three levels up.
 const SYSTEMD_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../systemd');
@@ -54,64 +53,17 @@ async function loadUnit(name: string): Promise<{ text: string; unit: Unit }> {
   return { text, unit: parseUnit(text) };
 }
 
-function findSystemdAnalyze(): string {
-  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/bin', '/bin', '/usr/sbin'];
-  for (const dir of dirs.filter(Boolean)) {
-    const candidate = path.join(dir, 'systemd-analyze');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  assert.fail(
-    'systemd-analyze is not installed, so the unit files cannot be verified. Install it ' +
-      '(Debian/Ubuntu: apt-get install systemd); this test fails rather than skips so that CI never ' +
-      'ships unverified units.',
-  );
-}
-
-/**
- * Runs `systemd-analyze verify` on a copy of the unit. verify insists that ExecStart's binary
- * exists and is executable, and --root= needs a whole systemd tree, so the copy's Exec* commands
- * point at stub executables in a temp dir instead. No running systemd (PID 1) is needed.
- */
+/** Verifies the unit with its Exec* binaries replaced by stub executables in a temp dir. */
 async function verify(t: TestContext, name: string): Promise<{ status: number | null; output: string }> {
-  const analyze = findSystemdAnalyze();
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'mlfleet-units-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const stubs = path.join(dir, 'bin');
-  await mkdir(stubs);
+  const stubs = await mkdtemp(path.join(os.tmpdir(), 'mlfleet-stubs-'));
+  t.after(() => rm(stubs, { recursive: true, force: true }));
   const { text } = await loadUnit(name);
-  const rewritten: string[] = [];
-  for (const line of text.split('\n')) {
-    // Exec lines: ExecStart=[-@:+!]/path args…; only the binary path is replaced.
-    const exec = /^(Exec[A-Za-z]*=[-@:+!]*)(\/\S+)(.*)$/.exec(line);
-    if (!exec) {
-      rewritten.push(line);
-      continue;
-    }
-    const stub = path.join(stubs, path.basename(exec[2]!));
+  return verifyUnit(t, name, text, async (binary) => {
+    const stub = path.join(stubs, path.basename(binary));
     await writeFile(stub, '#!/bin/sh\nexit 0\n');
     await chmod(stub, 0o755);
-    rewritten.push(`${exec[1]}${stub}${exec[3]}`);
-  }
-  // The copy keeps the unit's file name: verify derives the unit's name and type from it.
-  const copy = path.join(dir, name);
-  await writeFile(copy, rewritten.join('\n'));
-  const result = spawnSync(analyze, ['verify', '--man=no', '--generators=no', '--recursive-errors=no', copy], {
-    encoding: 'utf8',
-    env: { ...process.env, SYSTEMD_LOG_COLOR: '0', SYSTEMD_PAGER: 'cat' },
+    return stub;
   });
-  if (result.error) throw result.error;
-  // Only what concerns this unit counts: verify also loads dependencies (docker.service,
-  // network-online.target), whose own warnings on a CI host are not this project's.
-  const output = `${result.stdout}${result.stderr}`
-    .split('\n')
-    .filter((l) => l.includes(name))
-    .join('\n');
-  return { status: result.status, output };
 }
 
 describe('mlfleet-agent.service', () => {
