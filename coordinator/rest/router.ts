@@ -55,7 +55,8 @@ export function restRoutes(deps: RestDeps): RestRoutes {
     try {
       await serve(deps, req, res, url, secure);
     } catch (err) {
-      if (!(err instanceof RestError) && !('code' in (err as object))) deps.log.error({ err, path: url.pathname }, 'unexpected error in REST route');
+      const known = err instanceof RestError || (typeof err === 'object' && err !== null && 'code' in err);
+      if (!known) deps.log.error({ err, path: url.pathname }, 'unexpected error in REST route');
       sendError(res, err);
     }
     return true;
@@ -70,10 +71,14 @@ async function serve(deps: RestDeps, req: http.IncomingMessage, res: http.Server
   const { route, params } = match;
   if (route.kind === 'openapi') return sendJson(res, 200, openApiDocument());
   if (deps.tls && !secure) throw new RestError(403, 'PERMISSION_DENIED', 'use https: this coordinator has TLS, and tokens never travel in plain text');
-  if (route.rpc && !RULES[route.rpc]?.anyCoordinator && !deps.isLeader()) return redirectToLeader(deps, req, res);
   const metadata = new grpc.Metadata();
   const authorization = req.headers.authorization;
   if (authorization) metadata.set('authorization', authorization);
+  if (route.rpc && !RULES[route.rpc]?.anyCoordinator && !deps.isLeader()) {
+    // As the gRPC edge does: who may not call at all learns nothing of where the leader is.
+    deps.tokens.authenticate(metadata);
+    return redirectToLeader(deps, req, res);
+  }
   if (route.kind === 'whoami') {
     const principal = deps.tokens.authenticate(metadata);
     return sendJson(res, 200, { role: principal.role, tenant: principal.tenant, tokenId: principal.tokenId });

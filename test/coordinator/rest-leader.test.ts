@@ -30,6 +30,10 @@ test('a follower redirects writes and leader-only reads to the leader (307 + Loc
   const nodes = await rest(followerBase, 'GET', '/api/v1/nodes', { token });
   assert.equal(nodes.status, 307);
   assert.equal(nodes.headers.get('location'), `http://${leader.http}/api/v1/nodes`);
+  // A caller without a valid token is refused, not told where the leader is.
+  const anonymous = await rest(followerBase, 'POST', '/api/v1/tenants', { body: { name: 'nobody' } });
+  assert.equal(anonymous.status, 401);
+  assert.equal(anonymous.headers.get('location'), null);
   const status = await rest(followerBase, 'GET', '/api/v1/cluster', { token });
   assert.equal(status.status, 200);
   assert.equal((status.json as { leader: string }).leader, leader.grpc);
