@@ -221,10 +221,20 @@ class Invocation extends EventEmitter {
     private readonly rpc: string,
     readonly metadata: grpc.Metadata,
     private readonly peer: string,
-    readonly request: unknown,
+    private readonly message: unknown,
   ) {
     super();
     this.on('error', () => undefined);
+  }
+
+  /**
+   * The edge reads the request to validate it once the caller is authenticated, authorized and
+   * admitted (coordinator/api/rpc.ts): from then on only the request's own validity (answered
+   * at once) or the handler can fail the call, so a stream's head may go out ('checked').
+   */
+  get request(): unknown {
+    this.emit('checked');
+    return this.message;
   }
 
   getPeer(): string {
@@ -281,8 +291,10 @@ class Invocation extends EventEmitter {
 
 /**
  * A response that streams: its head (200 and `headers`) goes out with the first bytes, or once
- * the call has got past the edge's checks without an error (they run before the handler's first
- * await), so that a refused call is still answered with its status and JSON error.
+ * the call has got past the edge's checks (`Invocation` 'checked', then a turn of the event loop
+ * for the request's validation), so that a refused call is still answered with its status and
+ * JSON error (a call shed for its caller's share is answered a second late: it must not get a
+ * 200 meanwhile).
  */
 class StreamedResponse extends EventEmitter {
   private started = false;
@@ -296,7 +308,11 @@ class StreamedResponse extends EventEmitter {
     res.on('close', () => {
       if (!res.writableFinished) this.emit('cancel');
     });
-    setImmediate(() => this.start());
+  }
+
+  /** Sends the head once `invocation` is past the edge's checks. */
+  startWhenChecked(invocation: Invocation): void {
+    invocation.once('checked', () => setImmediate(() => this.start()));
   }
 
   get gone(): boolean {
@@ -338,6 +354,7 @@ function errorLine(err: unknown): string {
 /** Logs as text/plain: each source's bytes (several: each line prefixed), until all end. */
 async function streamLogs(res: http.ServerResponse, sources: Array<{ invocation: Invocation; prefix: string }>): Promise<void> {
   const out = new StreamedResponse(res, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  for (const { invocation } of sources) out.startWhenChecked(invocation);
   try {
     await Promise.all(
       sources.map(({ invocation, prefix }) => {
@@ -418,6 +435,7 @@ async function streamEvents(deps: RestDeps, req: http.IncomingMessage, res: http
   const replay = after !== undefined ? MAX_REPLAY : queryNumber(input.query, 'replay', 0, 0, MAX_REPLAY);
   const invocation = call(() => ({ tenant: input.query.get('tenant') ?? '', object: input.query.get('object') ?? '', replay, follow }));
   const out = new StreamedResponse(res, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+  out.startWhenChecked(invocation);
   const heartbeat = setInterval(() => out.write(': keep-alive\n\n'), deps.heartbeatMs ?? SSE_HEARTBEAT_MS);
   out.once('cancel', () => clearInterval(heartbeat));
   try {

@@ -272,3 +272,34 @@ test('events arrive in order as Server-Sent Events, each with its id, and a stre
   assert.equal([...since.text.matchAll(/^id: (\d+)$/gm)][0]?.[1], String(events[1]!.id));
   assert.equal((await rest(base, 'GET', '/api/v1/events', { token: cluster.developers.own, headers: { 'last-event-id': 'abc' } })).status, 400);
 });
+
+test("event streams hold their caller's share only while the client is there: over it is a 429 with Retry-After, and a closed stream gives its place back", async (t) => {
+  const cluster = await setUp(t);
+  const base = `http://${cluster.coordinator.httpAddress}`;
+  const token = cluster.tokens.consumer!;
+  const open = async (signal: AbortSignal) => fetch(`${base}/api/v1/events`, { headers: { authorization: `Bearer ${token}` }, signal });
+  const controllers: AbortController[] = [];
+  t.after(() => controllers.forEach((c) => c.abort()));
+  // A consumer may hold 32 streams at once (coordinator/api/admission.ts).
+  for (let i = 0; i < 32; i++) {
+    const controller = new AbortController();
+    controllers.push(controller);
+    assert.equal((await open(controller.signal)).status, 200, `stream ${i + 1}`);
+  }
+  const refused = await rest(base, 'GET', '/api/v1/events', { token });
+  assert.equal(refused.status, 429, refused.text);
+  assert.equal((refused.json as { error: { code: string } }).error.code, 'RESOURCE_EXHAUSTED');
+  assert.match(refused.headers.get('retry-after') ?? '', /^\d+$/);
+  // The clients go: their streams end, and the share is free again.
+  for (const controller of controllers) controller.abort();
+  let again: Response | undefined;
+  const extra = new AbortController();
+  controllers.push(extra);
+  for (let i = 0; i < 50; i++) {
+    again = await open(extra.signal);
+    if (again.status === 200) break;
+    await again.body?.cancel();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(again?.status, 200);
+});
