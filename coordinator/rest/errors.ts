@@ -1,7 +1,7 @@
 // How the REST API (coordinator/rest/) answers an error: the gRPC status the edge gave it,
 // as grpc-gateway maps statuses to HTTP, with a body `{"error": {"code", "message"}}`.
 import * as grpc from '@grpc/grpc-js';
-import { RETRY_AFTER_METADATA_KEY } from '../../shared/errors.js';
+import { MlfleetError, RETRY_AFTER_METADATA_KEY, toGrpcError } from '../../shared/errors.js';
 
 const HTTP_STATUS: Readonly<Record<string, number>> = {
   OK: 200,
@@ -59,7 +59,8 @@ export function codeName(code: number | undefined): string {
  */
 export function errorAnswer(err: unknown): { status: number; headers: Record<string, string>; body: ErrorBody } {
   if (err instanceof RestError) return { status: err.status, headers: err.headers, body: { error: { code: err.code, message: err.message } } };
-  const e = err as Partial<grpc.ServiceError>;
+  // An error of ours thrown outside a handler (a token checked here, a bad query) reads as the edge would send it.
+  const e = (MlfleetError.is(err) ? toGrpcError(err) : err) as Partial<grpc.ServiceError>;
   const code = codeName(typeof e.code === 'number' ? e.code : undefined);
   const message = e.details || (err instanceof Error ? err.message : String(err));
   const headers: Record<string, string> = {};

@@ -9,8 +9,8 @@ import * as shapes from './shapes.js';
 
 type Json = Record<string, unknown>;
 
-/** The error statuses every route that takes a token may answer. */
-const COMMON_ERRORS = [400, 401, 403, 429, 500, 503];
+/** The error statuses every route that takes a token may answer (404: a tenant or object not found). */
+const COMMON_ERRORS = [400, 401, 403, 404, 429, 500, 503];
 
 const ERROR_WORDS: Record<number, string> = {
   307: 'a follower: the same request to the leader (Location)',

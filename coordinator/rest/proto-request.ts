@@ -3,15 +3,18 @@
 // default, exactly as the edge's schemas expect. Whatever the encoding would have changed
 // silently (a string where a number goes, -1 for a uint32, a field the message lacks) is an
 // INVALID_ARGUMENT naming the field instead.
-import type * as grpc from '@grpc/grpc-js';
 import { InvalidArgumentError } from '../../shared/errors.js';
 
-type Method = Pick<grpc.MethodDefinition<unknown, unknown>, 'requestSerialize' | 'requestDeserialize'>;
+/** A method's request (de)serializers (declared as methods: any method definition fits). */
+interface Method {
+  requestSerialize(value: never): Buffer;
+  requestDeserialize(bytes: Buffer): unknown;
+}
 
 export function protoRequest(method: Method, request: Record<string, unknown>): unknown {
   let decoded: unknown;
   try {
-    decoded = method.requestDeserialize(method.requestSerialize(request));
+    decoded = method.requestDeserialize(method.requestSerialize(request as never));
   } catch (err) {
     throw new InvalidArgumentError(`the request does not fit the API's message: ${(err as Error).message}`);
   }

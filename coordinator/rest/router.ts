@@ -55,7 +55,8 @@ export function restRoutes(deps: RestDeps): RestRoutes {
     try {
       await serve(deps, req, res, url, secure);
     } catch (err) {
-      if (!(err instanceof RestError) && !('code' in (err as object))) deps.log.error({ err, path: url.pathname }, 'unexpected error in REST route');
+      const known = err instanceof RestError || (typeof err === 'object' && err !== null && 'code' in err);
+      if (!known) deps.log.error({ err, path: url.pathname }, 'unexpected error in REST route');
       sendError(res, err);
     }
     return true;
@@ -70,10 +71,14 @@ async function serve(deps: RestDeps, req: http.IncomingMessage, res: http.Server
   const { route, params } = match;
   if (route.kind === 'openapi') return sendJson(res, 200, openApiDocument());
   if (deps.tls && !secure) throw new RestError(403, 'PERMISSION_DENIED', 'use https: this coordinator has TLS, and tokens never travel in plain text');
-  if (route.rpc && !RULES[route.rpc]?.anyCoordinator && !deps.isLeader()) return redirectToLeader(deps, req, res);
   const metadata = new grpc.Metadata();
   const authorization = req.headers.authorization;
   if (authorization) metadata.set('authorization', authorization);
+  if (route.rpc && !RULES[route.rpc]?.anyCoordinator && !deps.isLeader()) {
+    // As the gRPC edge does: who may not call at all learns nothing of where the leader is.
+    deps.tokens.authenticate(metadata);
+    return redirectToLeader(deps, req, res);
+  }
   if (route.kind === 'whoami') {
     const principal = deps.tokens.authenticate(metadata);
     return sendJson(res, 200, { role: principal.role, tenant: principal.tenant, tokenId: principal.tokenId });
@@ -216,10 +221,20 @@ class Invocation extends EventEmitter {
     private readonly rpc: string,
     readonly metadata: grpc.Metadata,
     private readonly peer: string,
-    readonly request: unknown,
+    private readonly message: unknown,
   ) {
     super();
     this.on('error', () => undefined);
+  }
+
+  /**
+   * The edge reads the request to validate it once the caller is authenticated, authorized and
+   * admitted (coordinator/api/rpc.ts): from then on only the request's own validity (answered
+   * at once) or the handler can fail the call, so a stream's head may go out ('checked').
+   */
+  get request(): unknown {
+    this.emit('checked');
+    return this.message;
   }
 
   getPeer(): string {
@@ -276,8 +291,10 @@ class Invocation extends EventEmitter {
 
 /**
  * A response that streams: its head (200 and `headers`) goes out with the first bytes, or once
- * the call has got past the edge's checks without an error (they run before the handler's first
- * await), so that a refused call is still answered with its status and JSON error.
+ * the call has got past the edge's checks (`Invocation` 'checked', then a turn of the event loop
+ * for the request's validation), so that a refused call is still answered with its status and
+ * JSON error (a call shed for its caller's share is answered a second late: it must not get a
+ * 200 meanwhile).
  */
 class StreamedResponse extends EventEmitter {
   private started = false;
@@ -291,7 +308,11 @@ class StreamedResponse extends EventEmitter {
     res.on('close', () => {
       if (!res.writableFinished) this.emit('cancel');
     });
-    setImmediate(() => this.start());
+  }
+
+  /** Sends the head once `invocation` is past the edge's checks. */
+  startWhenChecked(invocation: Invocation): void {
+    invocation.once('checked', () => setImmediate(() => this.start()));
   }
 
   get gone(): boolean {
@@ -333,6 +354,7 @@ function errorLine(err: unknown): string {
 /** Logs as text/plain: each source's bytes (several: each line prefixed), until all end. */
 async function streamLogs(res: http.ServerResponse, sources: Array<{ invocation: Invocation; prefix: string }>): Promise<void> {
   const out = new StreamedResponse(res, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  for (const { invocation } of sources) out.startWhenChecked(invocation);
   try {
     await Promise.all(
       sources.map(({ invocation, prefix }) => {
@@ -413,6 +435,7 @@ async function streamEvents(deps: RestDeps, req: http.IncomingMessage, res: http
   const replay = after !== undefined ? MAX_REPLAY : queryNumber(input.query, 'replay', 0, 0, MAX_REPLAY);
   const invocation = call(() => ({ tenant: input.query.get('tenant') ?? '', object: input.query.get('object') ?? '', replay, follow }));
   const out = new StreamedResponse(res, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+  out.startWhenChecked(invocation);
   const heartbeat = setInterval(() => out.write(': keep-alive\n\n'), deps.heartbeatMs ?? SSE_HEARTBEAT_MS);
   out.once('cancel', () => clearInterval(heartbeat));
   try {
