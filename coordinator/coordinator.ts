@@ -12,6 +12,7 @@ import { NotLeaderError } from '../shared/errors.js';
 import { startOpsServer, type ExtraRoutes, type OpsServer } from '../shared/http-server.js';
 import { blobRoutes } from './delivery/blob-routes.js';
 import { dashboardRoutes } from './dashboard/static.js';
+import { restRoutes, type RegisteredMethod } from './rest/router.js';
 import { pushHandlers } from './delivery/delivery-service.js';
 import { PieceManifests } from './delivery/manifests.js';
 import { Uploads } from './delivery/uploads.js';
@@ -112,6 +113,8 @@ export interface CoordinatorDeps {
 interface LeaderMember {
   id: string;
   address: string;
+  /** The base URL of its HTTP listener (the REST API redirects writes there); absent from older coordinators. */
+  http?: string;
 }
 
 type Role =
@@ -131,6 +134,8 @@ export class Coordinator {
   readonly manifests: PieceManifests;
   /** The blob and upload routes of the HTTP listener, set by register(). */
   private blobRoutes: ExtraRoutes | undefined;
+  /** The REST API (coordinator/rest/), set by register(). */
+  private restRoutes: ExtraRoutes | undefined;
 
   private constructor(
     readonly id: string,
@@ -203,7 +208,8 @@ export class Coordinator {
       const dashboard = dashboardRoutes();
       ops = await startOpsServer(options.httpListen, () => self!.health(), metrics.registry, {
         tls: options.tls,
-        routes: async (req, res, secure) => ((self?.blobRoutes ? await self.blobRoutes(req, res, secure) : false) || dashboard(req, res, secure)),
+        routes: async (req, res, secure) =>
+          (self?.blobRoutes ? (await self.restRoutes!(req, res, secure)) || (await self.blobRoutes(req, res, secure)) : false) || dashboard(req, res, secure),
       });
       const election = new Election(store, keys.electionPrefix, { clock, log });
       const tokens = await TokenRegistry.load(store, clock, log.child({ component: 'tokens' }));
@@ -294,8 +300,15 @@ export class Coordinator {
       onRejected: (role) => this.metrics.rejectedCalls.inc({ role }),
     });
     this.metrics.openCalls = () => edge.admission.inFlight();
-    const serve = (service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) =>
+    // Each method is kept by name too: the REST API calls the same handlers.
+    const methods = new Map<string, RegisteredMethod>();
+    const serve = (service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) => {
+      for (const [name, definition] of Object.entries(service)) {
+        const handler = implementation[name];
+        if (handler) methods.set(`${definition.path.split('/')[1]!.split('.').pop()!}.${name}`, { definition, handler });
+      }
       this.server.addService(withMalformedRequests(service), implementation);
+    };
     serve(
       v1.AgentService.service,
       {
@@ -371,6 +384,14 @@ export class Coordinator {
     serve(v1.StackService.service, stackService({ edge, stacks: () => this.leaderRole().stacks, stackUser: (stack) => workloads().stackUser(stack) }));
     serve(v1.SourceService.service, sourceService({ edge, store, clock: this.clock, credentials: this.options.sourceCredentials ?? new Map(), writer, poller: () => this.leaderRole().sources }));
     serve(v1.SelectionService.service, selectionService({ edge, workloads, artifacts: this.artifacts, latencyOf: (tenant, name) => this.deploymentLatency(tenant, name) }));
+    this.restRoutes = restRoutes({
+      methods,
+      tokens,
+      isLeader: () => this.isLeader,
+      leaderHttp: () => this.leader?.http,
+      tls: this.options.tls !== undefined,
+      log: this.log.child({ component: 'rest' }),
+    });
   }
 
   /**
@@ -425,7 +446,7 @@ export class Coordinator {
    * shutdown hands leadership over at once instead of after the lease TTL.
    */
   private async campaignLoop(signal: AbortSignal): Promise<void> {
-    const member: LeaderMember = { id: this.id, address: this.address };
+    const member: LeaderMember = { id: this.id, address: this.address, http: this.blobBaseUrl };
     let failures = 0;
     while (!signal.aborted) {
       let lease: Lease | undefined;
@@ -553,7 +574,7 @@ export class Coordinator {
     this.role = { kind: 'leader', leadership, registry, writer, workloads, events, routes, stacks, clusterId, tracker: new FetchTracker(this.random), autoscaler, sources, retention };
     registry.open();
     this.uploads.startSweeping();
-    this.leader = { id: this.id, address: this.address };
+    this.leader = { id: this.id, address: this.address, http: this.blobBaseUrl };
     this.metrics.isLeader.set(1);
     this.log.info({ address: this.address }, 'elected leader');
   }

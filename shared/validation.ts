@@ -10,8 +10,16 @@ export { z };
 /** Set by the server's deserializer when the request bytes are not a valid message. */
 export const MALFORMED = Symbol.for('mlfleet.malformed');
 
+/**
+ * Set instead of a request by a transport that found the request invalid before it became a
+ * message (the REST API: bad JSON, a field of the wrong type), so that the edge answers
+ * INVALID_ARGUMENT with these words after it has authenticated and authorized the caller.
+ */
+export const INVALID = Symbol.for('mlfleet.invalid');
+
 /** Throws INVALID_ARGUMENT when the server could not decode the message's bytes. */
 export function assertWellFormed(value: unknown, what: string): void {
+  if (value && typeof value === 'object' && INVALID in value) throw new InvalidArgumentError(String((value as Record<symbol, unknown>)[INVALID]));
   if (value && typeof value === 'object' && MALFORMED in value) {
     throw new InvalidArgumentError(`${what}: not a valid protobuf message (${String((value as Record<symbol, unknown>)[MALFORMED])})`);
   }

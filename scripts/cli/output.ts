@@ -60,11 +60,6 @@ export function indent(text: string, by = 2): string {
     .join('\n');
 }
 
-/** Epoch milliseconds → ISO-8601, or null for 0 ("never"). */
-export function isoOrNull(ms: number): string | null {
-  return ms > 0 ? new Date(ms).toISOString() : null;
-}
-
 /** "3s ago", "2m5s ago"; "never" for 0. */
 export function ago(ms: number, now = Date.now()): string {
   if (ms <= 0) return 'never';
@@ -77,7 +72,4 @@ export function formatLabels(labels: Record<string, string>): string {
   return entries.length === 0 ? '<none>' : entries.map(([k, v]) => `${k}=${v}`).join(',');
 }
 
-/** A copy with keys sorted, so JSON and YAML output does not depend on map order. */
-export function sortedRecord(record: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(record).sort(([a], [b]) => a.localeCompare(b)));
-}
+export { isoOrNull, sortedRecord } from '../../shared/views/json.js';

@@ -2,110 +2,16 @@
 // users touch": `models show -o json` is `name`, `versions`, `aliases`) and their tables. Both
 // kinds share every view; only the words differ.
 import type { ArtifactKind } from '../../../shared/artifact-ref.js';
-import type { Artifact, ArtifactMetadata, ArtifactSummary, ArtifactVersion } from '../../../shared/proto.js';
+import type { Artifact, ArtifactSummary, ArtifactVersion } from '../../../shared/proto.js';
 import { formatBytes } from '../../../shared/units.js';
-import { ago, formatLabels, isoOrNull, keyValues, sortedRecord, table, type Printable } from '../output.js';
+import { ago, formatLabels, isoOrNull, keyValues, table, type Printable } from '../output.js';
+import { artifactJson, artifactSummaryJson, artifactVersionJson, modelDescriptionJson, type ArtifactJson, type ArtifactMetadataJson, type ArtifactSummaryJson, type ArtifactVersionJson, type ModelDescriptionJson, metadataJson, sortedAliases } from '../../../shared/views/artifacts.js';
 
-/** What a model is, as its metadata describes it (and as a job's output model will be). */
-export interface ModelDescriptionJson {
-  type: string;
-  inputFormat: string;
-  outputFormat: string;
-  /** 0 when unknown. */
-  accuracy: number;
-  labels: Record<string, string>;
-}
-
-export interface ArtifactMetadataJson extends ModelDescriptionJson {
-  /** Lineage of a version a job pushed: "job/NAME" and the dataset versions it read ("name:3"); '' and [] otherwise. */
-  sourceJob: string;
-  sourceDatasets: string[];
-}
-
-export interface ArtifactVersionJson {
-  name: string;
-  version: number;
-  /** sha256:<hex> */
-  digest: string;
-  sizeBytes: number;
-  format: string;
-  /** The content is a directory (stored as a tar; `pull` unpacks it). */
-  directory: boolean;
-  /** ISO-8601; null when the coordinator did not say. */
-  createdAt: string | null;
-  metadata: ArtifactMetadataJson;
-}
-
-export interface ArtifactJson {
-  name: string;
-  /** Oldest first. */
-  versions: Omit<ArtifactVersionJson, 'name'>[];
-  /** alias → version */
-  aliases: Record<string, number>;
-  /** Models: how many versions are kept; null when every version is. */
-  retention?: { keep: number; keepAliased: boolean } | null;
-}
-
-export interface ArtifactSummaryJson {
-  name: string;
-  latestVersion: number;
-  versions: number;
-  totalBytes: number;
-  aliases: Record<string, number>;
-  updatedAt: string | null;
-}
+export { artifactJson, artifactVersionJson, modelDescriptionJson, type ArtifactJson, type ArtifactMetadataJson, type ArtifactSummaryJson, type ArtifactVersionJson, type ModelDescriptionJson };
 
 /** "97.8MiB": sizes people read, in binary units. */
 export function humanBytes(bytes: number): string {
   return `${formatBytes(bytes)}B`;
-}
-
-export function modelDescriptionJson(metadata: ArtifactMetadata | null | undefined): ModelDescriptionJson {
-  return {
-    type: metadata?.type ?? '',
-    inputFormat: metadata?.inputFormat ?? '',
-    outputFormat: metadata?.outputFormat ?? '',
-    accuracy: metadata?.accuracy ?? 0,
-    labels: sortedRecord(metadata?.labels ?? {}),
-  };
-}
-
-function metadataJson(metadata: ArtifactMetadata | null): ArtifactMetadataJson {
-  return {
-    ...modelDescriptionJson(metadata),
-    sourceJob: metadata?.sourceJob ?? '',
-    sourceDatasets: [...(metadata?.sourceDatasets ?? [])],
-  };
-}
-
-export function artifactVersionJson(version: ArtifactVersion): ArtifactVersionJson {
-  return {
-    name: version.name,
-    version: version.version,
-    digest: version.digest,
-    sizeBytes: version.sizeBytes,
-    format: version.format,
-    directory: version.directory,
-    createdAt: isoOrNull(version.createdAtMs),
-    metadata: metadataJson(version.metadata),
-  };
-}
-
-function sortedAliases(aliases: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(aliases).sort(([a], [b]) => a.localeCompare(b)));
-}
-
-/** Models carry their retention (null: every version kept); datasets have none. */
-export function artifactJson(artifact: Artifact, kind?: ArtifactKind): ArtifactJson {
-  return {
-    name: artifact.name,
-    versions: artifact.versions.map((v) => {
-      const { name: _name, ...rest } = artifactVersionJson(v);
-      return rest;
-    }),
-    aliases: sortedAliases(artifact.aliases ?? {}),
-    ...(kind === 'model' ? { retention: artifact.retention ? { keep: artifact.retention.keep, keepAliased: artifact.retention.keepAliased } : null } : {}),
-  };
 }
 
 /** "keep 5 newest (aliased kept besides)", or "keep all". */
@@ -128,14 +34,7 @@ function shortDigest(digest: string): string {
 
 /** `models ls`: a JSON array, or one row per name. */
 export function artifactListView(artifacts: readonly ArtifactSummary[], now = Date.now()): Printable {
-  const list: ArtifactSummaryJson[] = artifacts.map((a) => ({
-    name: a.name,
-    latestVersion: a.latestVersion,
-    versions: a.versions,
-    totalBytes: a.totalBytes,
-    aliases: sortedAliases(a.aliases ?? {}),
-    updatedAt: isoOrNull(a.updatedAtMs),
-  }));
+  const list: ArtifactSummaryJson[] = artifacts.map(artifactSummaryJson);
   return {
     data: list,
     table: () =>

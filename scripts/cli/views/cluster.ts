@@ -1,23 +1,9 @@
 // The cluster as `mlfleetctl cluster status` shows it: the stable -o json shape and a table.
 import type { ClusterStatus } from '../../../shared/proto.js';
 import { keyValues, table, type Printable } from '../output.js';
+import { clusterStatusJson, type ClusterStatusJson } from '../../../shared/views/cluster.js';
 
-export interface ClusterStatusJson {
-  /** The leader's advertised address; null while an election is on. */
-  leader: string | null;
-  coordinators: { address: string; role: string }[];
-  store: string;
-  revision: number;
-}
-
-export function clusterStatusJson(status: ClusterStatus): ClusterStatusJson {
-  return {
-    leader: status.leader || null,
-    coordinators: status.coordinators.map((c) => ({ address: c.address, role: c.role })),
-    store: status.store,
-    revision: status.revision,
-  };
-}
+export { clusterStatusJson, type ClusterStatusJson };
 
 export function clusterStatusView(status: ClusterStatus): Printable {
   const s = clusterStatusJson(status);

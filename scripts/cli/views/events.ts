@@ -4,39 +4,10 @@
 // widest value of a list that never ends), or one compact JSON object per line with -o json.
 import YAML from 'yaml';
 import type { AuditEvent, WorkloadEvent } from '../../../shared/proto.js';
-import { isoOrNull, render, table, type OutputFormat, type Printable } from '../output.js';
+import { render, table, type OutputFormat, type Printable } from '../output.js';
+import { auditEventJson, workloadEventJson, type AuditEventJson, type WorkloadEventJson } from '../../../shared/views/events.js';
 
-export interface AuditEventJson {
-  id: number;
-  time: string | null;
-  tokenId: string;
-  role: string;
-  tenant: string;
-  /** "NodeService.CordonNode" */
-  method: string;
-  /** "node/gpu-1" */
-  target: string;
-  /** "OK" or the gRPC status name. */
-  result: string;
-  /** Why it failed; '' when it did not. */
-  message: string;
-  peer: string;
-}
-
-export function auditEventJson(event: AuditEvent): AuditEventJson {
-  return {
-    id: event.id,
-    time: isoOrNull(event.timeMs),
-    tokenId: event.tokenId,
-    role: event.role,
-    tenant: event.tenant,
-    method: event.method,
-    target: event.target,
-    result: event.result,
-    message: event.message,
-    peer: event.peer,
-  };
-}
+export { auditEventJson, workloadEventJson, type AuditEventJson, type WorkloadEventJson };
 
 /** `events --audit`: a JSON array, or one row per event. */
 export function auditEventListView(events: readonly AuditEvent[]): Printable {
@@ -73,35 +44,6 @@ export function auditEventWriter(format: OutputFormat, write: (text: string) => 
       else if (count === 0) write(format === 'json' ? '[]\n' : YAML.stringify([]));
       else if (format === 'json') write('\n]\n');
     },
-  };
-}
-
-export interface WorkloadEventJson {
-  /** Increasing. */
-  id: number;
-  time: string | null;
-  /** '' for node events. */
-  tenant: string;
-  /** "deployment/NAME", "job/NAME" or "node/NAME" */
-  object: string;
-  /** The allocation concerned; '' when none. */
-  allocation: string;
-  node: string;
-  /** Scheduled, Pending, Started, Ready, Failed, Completed, Preempted, Stopped, Retrying, … */
-  type: string;
-  message: string;
-}
-
-export function workloadEventJson(event: WorkloadEvent): WorkloadEventJson {
-  return {
-    id: event.id,
-    time: isoOrNull(event.timeMs),
-    tenant: event.tenant,
-    object: event.object,
-    allocation: event.allocation,
-    node: event.node,
-    type: event.type,
-    message: event.message,
   };
 }
 

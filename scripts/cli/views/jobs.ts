@@ -4,94 +4,11 @@
 // workers.
 import type { Job } from '../../../shared/proto.js';
 import { formatDuration } from '../../../shared/units.js';
-import { formatLabels, indent, isoOrNull, keyValues, sortedRecord, table, type KeyValue, type Printable } from '../output.js';
-import { age, allocationJson, formatResources, resourcesJson, workerTable, type AllocationJson, type ResourcesJson } from './allocations.js';
-import { modelDescriptionJson, type ModelDescriptionJson } from './artifacts.js';
+import { formatLabels, indent, keyValues, table, type KeyValue, type Printable } from '../output.js';
+import { age, formatResources, workerTable } from './allocations.js';
+import { jobJson, type JobJson } from '../../../shared/views/jobs.js';
 
-export interface JobJson {
-  name: string;
-  tenant: string;
-  /** pending | running | succeeded | failed | cancelled */
-  status: string;
-  /** Attempts started so far. */
-  attempts: number;
-  /** Why it is pending, or how it ended. */
-  message: string;
-  /** The model version the job pushed, when it did; '' otherwise. */
-  outputModel: string;
-  /** The dataset version made from the partitions' outputs ("name:3"), once it succeeded; '' otherwise. */
-  outputDataset: string;
-  /**
-   * Where the job's output goes when it succeeds, as YAML's `output:` says it: rank 0's /output
-   * as a model (--output-model), or the partitions' /output as a dataset (--output-dataset);
-   * null: nowhere.
-   */
-  output: ModelOutputJson | { dataset: string } | null;
-  /** 0: not partitioned; K: K workers, one per partition. */
-  partitions: number;
-  stack: string;
-  image: string;
-  command: string[];
-  env: Record<string, string>;
-  datasets: string[];
-  /** Per worker. */
-  resources: ResourcesJson;
-  workers: number;
-  maxRetries: number;
-  retryBackoffMs: number;
-  /** 0: none. */
-  deadlineMs: number;
-  constraints: Record<string, string>;
-  priority: number;
-  /** The current (or last) attempt's workers. */
-  allocations: AllocationJson[];
-  createdAt: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-
-interface ModelOutputJson extends ModelDescriptionJson {
-  model: string;
-  format: string;
-}
-
-function outputJson(spec: Job['spec']): JobJson['output'] {
-  if (spec?.outputDataset) return { dataset: spec.outputDataset };
-  if (!spec?.output) return null;
-  const { model, format, metadata } = spec.output;
-  return { model, format, ...modelDescriptionJson(metadata) };
-}
-
-export function jobJson(job: Job): JobJson {
-  const spec = job.spec;
-  return {
-    name: spec?.name ?? '',
-    tenant: job.tenant,
-    status: job.status,
-    attempts: job.attempts,
-    message: job.message,
-    outputModel: job.outputModel,
-    outputDataset: job.outputDataset,
-    output: outputJson(spec),
-    partitions: spec?.partitions ?? 0,
-    stack: spec?.stack ?? '',
-    image: spec?.image ?? '',
-    command: [...(spec?.command ?? [])],
-    env: sortedRecord(spec?.env ?? {}),
-    datasets: [...(spec?.datasets ?? [])],
-    resources: resourcesJson(spec?.resources ?? null),
-    workers: spec?.workers ?? 0,
-    maxRetries: spec?.maxRetries ?? 0,
-    retryBackoffMs: spec?.retryBackoffMs ?? 0,
-    deadlineMs: spec?.deadlineMs ?? 0,
-    constraints: sortedRecord(spec?.constraints ?? {}),
-    priority: spec?.priority ?? 0,
-    allocations: job.allocations.map(allocationJson),
-    createdAt: isoOrNull(job.createdAtMs),
-    startedAt: isoOrNull(job.startedAtMs),
-    finishedAt: isoOrNull(job.finishedAtMs),
-  };
-}
+export { jobJson, type JobJson };
 
 /** "4: 2 completed, 1 running, 1 waiting for capacity" — the current attempt's partitions by state. */
 function partitionsLine(j: JobJson): string {

@@ -2,57 +2,10 @@
 // units; a limit of 0 means none) and the table, where each resource reads "used / limit".
 import type { Tenant } from '../../../shared/proto.js';
 import { formatBytes, formatCpuMillis } from '../../../shared/units.js';
-import { ago, isoOrNull, keyValues, table, type Printable } from '../output.js';
+import { ago, keyValues, table, type Printable } from '../output.js';
+import { tenantJson, type TenantJson } from '../../../shared/views/tenants.js';
 
-export interface TenantJson {
-  name: string;
-  description: string;
-  /** 0 is "no limit". */
-  quota: {
-    cpuMillis: number;
-    memoryBytes: number;
-    gpus: number;
-    gpuMemoryBytes: number;
-    storageBytes: number;
-    maxDeployments: number;
-  };
-  usage: {
-    cpuMillis: number;
-    memoryBytes: number;
-    gpus: number;
-    gpuMemoryBytes: number;
-    storageBytes: number;
-    deployments: number;
-  };
-  /** ISO-8601; null when the coordinator did not say. */
-  createdAt: string | null;
-}
-
-export function tenantJson(tenant: Tenant): TenantJson {
-  const quota = tenant.quota;
-  const usage = tenant.usage;
-  return {
-    name: tenant.name,
-    description: tenant.description,
-    quota: {
-      cpuMillis: quota?.cpuMillis ?? 0,
-      memoryBytes: quota?.memoryBytes ?? 0,
-      gpus: quota?.gpus ?? 0,
-      gpuMemoryBytes: quota?.gpuMemoryBytes ?? 0,
-      storageBytes: quota?.storageBytes ?? 0,
-      maxDeployments: quota?.maxDeployments ?? 0,
-    },
-    usage: {
-      cpuMillis: usage?.cpuMillis ?? 0,
-      memoryBytes: usage?.memoryBytes ?? 0,
-      gpus: usage?.gpus ?? 0,
-      gpuMemoryBytes: usage?.gpuMemoryBytes ?? 0,
-      storageBytes: usage?.storageBytes ?? 0,
-      deployments: usage?.deployments ?? 0,
-    },
-    createdAt: isoOrNull(tenant.createdAtMs),
-  };
-}
+export { tenantJson, type TenantJson };
 
 /** "4 / 64", "16Gi / 512Gi", "0 / unlimited". */
 function usedOf(used: number, limit: number, format: (n: number) => string): string {
