@@ -21,7 +21,7 @@ export function Events() {
       while (!abort.signal.aborted) {
         try {
           await stream(
-            '/events',
+            '/events?replay=200',
             (chunk) =>
               parser.push(chunk, (e) => {
                 if (e.event !== 'message' && e.event !== 'event') return;
