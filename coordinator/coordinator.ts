@@ -11,6 +11,7 @@ import { formatHostPort, parseHostPort } from '../shared/config.js';
 import { NotLeaderError } from '../shared/errors.js';
 import { startOpsServer, type ExtraRoutes, type OpsServer } from '../shared/http-server.js';
 import { blobRoutes } from './delivery/blob-routes.js';
+import { dashboardRoutes } from './dashboard/static.js';
 import { restRoutes, type RegisteredMethod } from './rest/router.js';
 import { pushHandlers } from './delivery/delivery-service.js';
 import { PieceManifests } from './delivery/manifests.js';
@@ -203,9 +204,12 @@ export class Coordinator {
       const wildcard = host === '0.0.0.0' || host === '::';
       const address = options.advertise ?? (wildcard ? `${os.hostname()}:${port}` : formatHostPort(host, port));
       let self: Coordinator | undefined;
+      // The dashboard answers last: every path no other route claims (coordinator/dashboard/static.ts).
+      const dashboard = dashboardRoutes();
       ops = await startOpsServer(options.httpListen, () => self!.health(), metrics.registry, {
         tls: options.tls,
-        routes: async (req, res, secure) => (self?.blobRoutes ? (await self.restRoutes!(req, res, secure)) || self.blobRoutes(req, res, secure) : false),
+        routes: async (req, res, secure) =>
+          (self?.blobRoutes ? (await self.restRoutes!(req, res, secure)) || (await self.blobRoutes(req, res, secure)) : false) || dashboard(req, res, secure),
       });
       const election = new Election(store, keys.electionPrefix, { clock, log });
       const tokens = await TokenRegistry.load(store, clock, log.child({ component: 'tokens' }));

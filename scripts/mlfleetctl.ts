@@ -26,6 +26,7 @@ import { registerStackCommands } from './cli/commands/stacks.js';
 import { registerSourceCommands } from './cli/commands/sources.js';
 import { registerSelectCommand } from './cli/commands/select.js';
 import { registerInferCommand } from './cli/commands/infer.js';
+import { registerDashboardCommand } from './cli/commands/dashboard.js';
 import { deliverInterrupt, InterruptedError } from './cli/interrupt.js';
 
 const EXIT_OK = 0;
@@ -67,6 +68,7 @@ function buildProgram(): Command {
   registerSourceCommands(program);
   registerSelectCommand(program);
   registerInferCommand(program);
+  registerDashboardCommand(program);
   return program;
 }
 

@@ -120,6 +120,7 @@ export async function startAgent(t: TestContext, name: string, coordinators: str
     // Tasks run as this test's own user, as before --task-user: the isolation it brings is tested in process-driver.test.ts.
     '--task-user', os.userInfo().username, ...extra,
   ], env);
-  await daemon.waitForMessage('agent started');
+  // A loaded CI host (several suites, Chromium) takes well over the default 15 s to start an agent.
+  await daemon.waitForMessage('agent started', 60_000);
   return daemon;
 }

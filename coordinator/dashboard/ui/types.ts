@@ -1,0 +1,21 @@
+// The JSON shapes the REST API answers with: those of `mlfleetctl … -o json`, from the one
+// copy in shared/views/ (type-only imports: nothing of them is bundled).
+export type { AllocationJson } from '../../../shared/views/allocations.js';
+export type { ArtifactJson, ArtifactSummaryJson } from '../../../shared/views/artifacts.js';
+import type { DeploymentJson as DeploymentShape } from '../../../shared/views/deployments.js';
+export type { WorkloadEventJson } from '../../../shared/views/events.js';
+export type { JobJson } from '../../../shared/views/jobs.js';
+export type { TenantJson } from '../../../shared/views/tenants.js';
+import type { NodeDetailJson } from '../../../shared/views/nodes.js';
+
+/** GET /api/v1/whoami */
+export interface Whoami {
+  role: string;
+  tenant: string;
+}
+
+/** GET /api/v1/nodes items carry no cache; GET /api/v1/nodes/{name} does. */
+export type NodeJson = Omit<NodeDetailJson, 'cache' | 'delivery'> & Partial<Pick<NodeDetailJson, 'cache'>>;
+
+/** The gateways' request rate and p50 are not in the API's deployment yet; shown when they come. */
+export type DeploymentJson = DeploymentShape & { requestRate?: number; p50Ms?: number };
