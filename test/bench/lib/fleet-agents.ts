@@ -1,15 +1,18 @@
 // One process of simulated agents for test/bench/fleet.ts: COUNT real agent sessions
 // (agent/session.ts, each on its own gRPC connection) that say hello with a synthetic 8-GPU
 // capacity and heartbeat at the interval the leader asks for. Prints "ready N" once every
-// session has been welcomed, then runs until SIGTERM.
+// session has been welcomed, then runs until SIGTERM. JOIN_TOKEN may be a comma-separated list:
+// session i joins with the (i mod n)th, since each join token is admitted two joins at a time
+// (coordinator/api/admission.ts) and one token makes 5,000 joins take minutes.
 import { setMaxListeners } from 'node:events';
 import { systemClock } from '../../../shared/clock.js';
 import { silentLogger } from '../../../shared/log.js';
 import { CoordinatorSession } from '../../../agent/session.js';
 import type { Usage } from '../../../shared/proto.js';
 
-const [address, prefix, countText, joinToken] = process.argv.slice(2);
+const [address, prefix, countText, joinTokens] = process.argv.slice(2);
 const count = Number(countText);
+const tokens = joinTokens!.split(',');
 const abort = new AbortController();
 // Every simulated session listens on this one signal.
 setMaxListeners(0, abort.signal);
@@ -26,7 +29,7 @@ const sessions = Array.from({ length: count }, (_, i) => {
     log: silentLogger(),
     usage: () => usage,
     onDesired: () => undefined,
-    token: () => credential ?? joinToken,
+    token: () => credential ?? tokens[i % tokens.length]!,
     onCredential: (issued) => void (credential = issued),
     channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
     hello: () => ({
