@@ -45,7 +45,8 @@ test('an autoscaled deployment starts at max(min, 1); a resize changes its size 
   await until('autoscaled() counts the ready replicas', () => c.controller().autoscaled()[0]!.readyReplicas === 3);
   const autoscaledEvents = async () => (await c.api.events('deployment/web')).filter((e) => e.type === 'Autoscaled');
   assert.deepEqual((await autoscaledEvents()).map((e) => e.message), ['scaled 1 → 3: 10.2 in flight / target 4']);
-  assert.equal(grown.autoscaler, null, 'no view until the autoscaler gives one');
+  // (Whether `grown` already has the running autoscaler's view depends on its 500 ms tick, so
+  // the view is checked below with one the test gives.)
   c.controller().useAutoscalerViews((tenant, name) => (tenant === 'default' && name === 'web' ? { desiredReplicas: 3, inFlight: 10.2, waiting: 0, requestRate: 5, stableConcurrency: 9, panicConcurrency: 10.2, panicking: false, lastDecision: 'scaled 1 → 3: 10.2 in flight / target 4', lastDecisionAtMs: 1, idleSinceMs: 0, blocked: '' } : undefined));
   const shown = await get(c, 'web');
   assert.equal(shown.autoscaler?.desiredReplicas, 3);
