@@ -111,6 +111,16 @@ export class TokenRegistry {
     }
   }
 
+  /**
+   * Whether `node` holds a node credential that is not revoked. Asked on every join, so one
+   * pass over the records, without the copy and sort of list() (a fleet joining 5,000 nodes
+   * sorted 5,000 records per join).
+   */
+  hasNodeCredential(node: string): boolean {
+    for (const record of this.tokens.values()) if (record.role === 'node' && record.node === node && record.revokedAtMs === 0) return true;
+    return false;
+  }
+
   list(): TokenRecord[] {
     return [...this.tokens.values()].sort((a, b) => a.createdAtMs - b.createdAtMs || a.id.localeCompare(b.id));
   }
