@@ -553,6 +553,7 @@ export class Coordinator {
     // Automatic rollback judges a rollout by what the gateways measure of its replicas.
     workloads.rollouts.trafficOf = (allocations) => routes.trafficOf(allocations);
     workloads.rollouts.countsOf = (allocation) => routes.countsOf(allocation);
+    workloads.useTrafficViews((allocations) => routes.deploymentTraffic(allocations));
     autoscaler.start();
     // Model sources follow their buckets (docs/sources.md).
     const sources = new SourcePoller({

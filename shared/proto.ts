@@ -98,6 +98,7 @@ export type { ResourceRequest__Output as ResourceRequest } from './gen/mlfleet/v
 export type { DeploymentSpec__Output as DeploymentSpec } from './gen/mlfleet/v1/DeploymentSpec.js';
 export type { Deployment__Output as Deployment } from './gen/mlfleet/v1/Deployment.js';
 export type { AutoscalerView__Output as AutoscalerView } from './gen/mlfleet/v1/AutoscalerView.js';
+export type { DeploymentTraffic__Output as DeploymentTraffic } from './gen/mlfleet/v1/DeploymentTraffic.js';
 export type { GatewayLoad__Output as GatewayLoad } from './gen/mlfleet/v1/GatewayLoad.js';
 export type { DeploymentLoad__Output as DeploymentLoad } from './gen/mlfleet/v1/DeploymentLoad.js';
 export type { StartPhase__Output as StartPhase } from './gen/mlfleet/v1/StartPhase.js';

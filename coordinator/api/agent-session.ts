@@ -209,7 +209,7 @@ class AgentSession implements SessionHandle {
     if (message.msg === 'heartbeat') {
       validate(heartbeatSchema, message.heartbeat, 'heartbeat');
       this.registry.heartbeat(this.nodeName, this, message.heartbeat!);
-      if (message.heartbeat!.latencies.length > 0) this.deps.routes().record(this.nodeName, message.heartbeat!.latencies);
+      this.deps.routes().record(this.nodeName, message.heartbeat!.latencies);
     } else if (message.msg === 'status') {
       validate(statusReportSchema, message.status, 'status report');
       this.registry.reportCache(this.nodeName, this, message.status!.cache);

@@ -26,6 +26,8 @@ export const node = z
     capacity: z.object({ cpuMillis: z.number(), memoryBytes: z.number(), gpus: z.array(z.object({ index: z.number(), uuid: z.string(), model: z.string(), memoryBytes: z.number() })), nics: z.array(z.unknown()) }).passthrough(),
     allocated: z.object({ cpuMillis: z.number(), memoryBytes: z.number(), gpus: z.number(), gpuMemoryBytes: z.number(), nicMbps: z.number() }).passthrough(),
     lastHeartbeat: iso,
+    cacheEntries: z.number().describe("how many artifacts the agent's cache holds"),
+    cacheBytes: z.number().describe('their size together'),
   })
   .passthrough();
 
@@ -58,7 +60,11 @@ export const allocation = z
   .passthrough();
 
 export const deployment = z
-  .object({ name: z.string(), tenant: z.string(), model: z.string(), resolvedVersion: z.number(), image: z.string(), replicas: z.number(), readyReplicas: z.number(), status: z.string(), message: z.string(), generation: z.number(), allocations: z.array(allocation), createdAt: iso, updatedAt: iso })
+  .object({ name: z.string(), tenant: z.string(), model: z.string(), resolvedVersion: z.number(), image: z.string(), replicas: z.number(), readyReplicas: z.number(), status: z.string(), message: z.string(), generation: z.number(), allocations: z.array(allocation), createdAt: iso, updatedAt: iso,
+    traffic: z
+      .object({ requestRate: z.number().describe('requests per second'), p50Ms: z.number(), p99Ms: z.number(), errorRate: z.number().describe('the share of requests that failed, 0-1'), measuredAt: iso })
+      .nullable()
+      .describe("what the gateways measure of its replicas, fleet-wide; null before any reported lately") })
   .passthrough();
 
 export const job = z

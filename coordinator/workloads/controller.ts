@@ -12,7 +12,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError } from '../../shared
 import { KeyedMutex } from '../../shared/keyed-mutex.js';
 import { keys } from '../../shared/keys.js';
 import type { Logger } from '../../shared/log.js';
-import type { Allocation, AllocationStatus, Deployment, DeploymentSpec, Job, JobSpec, Resources } from '../../shared/proto.js';
+import type { Allocation, AllocationStatus, Deployment, DeploymentSpec, DeploymentTraffic, Job, JobSpec, Resources } from '../../shared/proto.js';
 import type { Op, Store } from '../../shared/store/store.js';
 import { formatHostPort, parseHostPort } from '../../shared/config.js';
 import { ALLOCATION_STATES, TERMINAL_STATES, type AllocationState } from '../../shared/workloads.js';
@@ -237,6 +237,11 @@ export class WorkloadController implements AutoscaleTarget {
   /** Sets an autoscaled deployment's size: no generation bump, `reason` as its event, a pass kicked (AutoscaleTarget). */
   resizeDeployment(tenant: string, name: string, replicas: number, reason: string): Promise<void> {
     return this.autoscaledPart.resizeDeployment(tenant, name, replicas, reason);
+  }
+
+  /** Where each deployment's view gets its `traffic` (the leader's RouteBook). */
+  useTrafficViews(trafficOf: ((allocations: string[]) => DeploymentTraffic | null) | undefined): void {
+    this.deploymentPart.trafficOf = trafficOf;
   }
 
   /** Where each autoscaled deployment's view gets its `autoscaler` (the leader's autoscaler). */

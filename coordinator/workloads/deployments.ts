@@ -7,7 +7,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { ResourceExhaustedError } from '../../shared/errors.js';
 import { appliedReplicas, boundsText, isAutoscaled, refuseScale, type AutoscalerViews } from './autoscaled.js';
 import { keys } from '../../shared/keys.js';
-import type { Deployment, DeploymentSpec } from '../../shared/proto.js';
+import type { Deployment, DeploymentSpec, DeploymentTraffic } from '../../shared/proto.js';
 import type { DeploymentStatus } from '../../shared/workloads.js';
 import { findTenant } from '../tenants.js';
 import { found, listed, newAllocation, newAllocationId, withDefaults, type PendingAsk, type Stored, type WorkloadCore } from './core.js';
@@ -26,6 +26,8 @@ export class DeploymentWorkloads {
 
   /** Fills each view's `autoscaler` (set by the leader once its autoscaler runs). */
   autoscalerViews: AutoscalerViews | undefined;
+  /** Fills each view's `traffic`: what the gateways measured of these replicas (the leader's RouteBook). */
+  trafficOf: ((allocations: string[]) => DeploymentTraffic | null) | undefined;
 
   constructor(private readonly core: WorkloadCore) {}
 
@@ -181,6 +183,7 @@ export class DeploymentWorkloads {
         : '';
     const view = toProtoDeployment(record, mine, { status, message });
     if (isAutoscaled(record.spec)) view.autoscaler = this.autoscalerViews?.(record.tenant, record.spec.name) ?? null;
+    view.traffic = this.trafficOf?.(mine.map((a) => a.id)) ?? null;
     return view;
   }
 

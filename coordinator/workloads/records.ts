@@ -202,6 +202,7 @@ export function toProtoDeployment(
     createdAtMs: record.createdAtMs,
     updatedAtMs: record.updatedAtMs,
     autoscaler: null,
+    traffic: null,
     lastGoodVersion: record.lastGood?.resolvedVersion ?? 0,
     pinned: record.pinned ?? false,
     canaryReplicas: record.canaryOf === undefined ? 0 : live.filter((a) => a.desired === 'run' && a.status === 'ready' && a.generation === record.generation).length,

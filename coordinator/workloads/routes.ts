@@ -12,6 +12,8 @@ import type { RouteTable__Output as RouteTable } from '../../shared/gen/mlfleet/
 import type { ArtifactMetadata } from '../../shared/proto.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
 import { isAutoscaled } from './autoscaled.js';
+import { summarizeTraffic, type TrafficReport } from './traffic.js';
+import type { DeploymentTraffic } from '../../shared/proto.js';
 import type { AllocationRecord, DeploymentRecord } from './records.js';
 
 /** Latency reports older than this no longer count. */
@@ -28,6 +30,9 @@ interface Measured {
   count: number;
   errors: number;
   atMs: number;
+  gateway: string;
+  /** Since the gateway's previous heartbeat; 0: its first. */
+  intervalMs: number;
 }
 
 /** What the gateways measured for a set of replicas (rollout-guard.ts's Traffic). */
@@ -42,6 +47,10 @@ export class RouteBook {
   private readonly latencies = new Map<string, Measured>();
   /** Requests and errors per replica summed over every report since it was first measured (rollout-guard.ts); pruned as replicas leave the table. */
   private readonly totals = new Map<string, { count: number; errors: number }>();
+  /** Each gateway's latest heartbeat: when, and since its previous one (traffic.ts's request rate). */
+  private readonly beats = new Map<string, { atMs: number; intervalMs: number }>();
+  /** The reports by replica, rebuilt on demand after a heartbeat (deploymentTraffic). */
+  private byAllocation: Map<string, Measured[]> | undefined;
   private readonly metadata = new Map<string, ArtifactMetadata | undefined>();
   private current: RouteTable = { revision: 0, models: [] };
   private signature = '';
@@ -61,13 +70,17 @@ export class RouteBook {
   /** A gateway's report (from the heartbeat of node `gateway`). */
   record(gateway: string, samples: LatencySample[]): void {
     const now = this.clock.now();
+    const previous = this.beats.get(gateway);
+    const intervalMs = previous && now > previous.atMs ? now - previous.atMs : 0;
+    this.beats.set(gateway, { atMs: now, intervalMs });
+    if (samples.length > 0) this.byAllocation = undefined;
     for (const s of samples) {
       if (s.count === 0 || !(s.p50Ms >= 0)) continue;
       const total = this.totals.get(s.allocation) ?? { count: 0, errors: 0 };
       total.count += s.count;
       total.errors += s.errors || 0;
       this.totals.set(s.allocation, total);
-      this.latencies.set(`${gateway}\u0000${s.allocation}`, { tenant: s.tenant, model: s.model, allocation: s.allocation, p50Ms: s.p50Ms, p99Ms: s.p99Ms || 0, count: s.count, errors: s.errors || 0, atMs: now });
+      this.latencies.set(`${gateway}\u0000${s.allocation}`, { tenant: s.tenant, model: s.model, allocation: s.allocation, p50Ms: s.p50Ms, p99Ms: s.p99Ms || 0, count: s.count, errors: s.errors || 0, atMs: now, gateway, intervalMs });
     }
   }
 
@@ -100,6 +113,23 @@ export class RouteBook {
       traffic.p99Ms = Math.max(traffic.p99Ms, m.p99Ms);
     }
     return traffic;
+  }
+
+  /** What the gateways measured of one deployment's replicas (Deployment.traffic); null: nothing lately. */
+  deploymentTraffic(allocations: Iterable<string>): DeploymentTraffic | null {
+    const now = this.clock.now();
+    if (!this.byAllocation) {
+      this.byAllocation = new Map();
+      for (const m of this.latencies.values()) {
+        if (now - m.atMs > LATENCY_WINDOW_MS) continue;
+        const list = this.byAllocation.get(m.allocation);
+        if (list) list.push(m);
+        else this.byAllocation.set(m.allocation, [m]);
+      }
+    }
+    const reports: TrafficReport[] = [];
+    for (const id of allocations) for (const m of this.byAllocation.get(id) ?? []) reports.push({ ...m, beatAtMs: this.beats.get(m.gateway)?.atMs ?? m.atMs });
+    return summarizeTraffic(reports, now, LATENCY_WINDOW_MS);
   }
 
   /** One replica's requests and errors summed since it was first measured (a copy); undefined: never measured or gone. */

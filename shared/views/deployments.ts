@@ -2,7 +2,7 @@
 // Moved from scripts/cli/views/deployments.ts, which keeps the table and detail renderings.
 import { ROLLOUT_DEFAULTS as guardDefaults } from '../rollout-spec.js';
 import { DEFAULT_TARGET_CONCURRENCY, isAutoscaled } from '../autoscale-spec.js';
-import type { AutoscalerView, Deployment } from '../proto.js';
+import type { AutoscalerView, Deployment, DeploymentTraffic } from '../proto.js';
 import { isoOrNull, sortedRecord } from './json.js';
 import { allocationJson, resourcesJson, type AllocationJson, type ResourcesJson } from './allocations.js';
 
@@ -44,6 +44,8 @@ export interface DeploymentJson {
   autoscaling: AutoscalingJson | null;
   /** What the leader's autoscaler sees and last decided; null for a fixed size (or before it has looked). */
   autoscaler: AutoscalerJson | null;
+  /** What the gateways measure of its replicas, fleet-wide; null before any gateway reported lately. */
+  traffic: TrafficJson | null;
   /** Changes roll out as canaries of this share (1–99); null: plain rolling updates. */
   canary: { percent: number; readyReplicas: number } | null;
   /** Automatic rollback's thresholds, defaults filled in; null: off. */
@@ -80,6 +82,20 @@ export interface AutoscalerJson {
   idleSince: string | null;
   /** Why it cannot grow; '' when it can. */
   blocked: string;
+}
+
+export interface TrafficJson {
+  /** Requests per second. */
+  requestRate: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** The share of requests that failed, 0-1. */
+  errorRate: number;
+  measuredAt: string | null;
+}
+
+function trafficJson(t: DeploymentTraffic): TrafficJson {
+  return { requestRate: t.requestRate, p50Ms: t.p50Ms, p99Ms: t.p99Ms, errorRate: t.errorRate, measuredAt: isoOrNull(Number(t.measuredAtMs)) };
 }
 
 function autoscalerJson(v: AutoscalerView): AutoscalerJson {
@@ -133,6 +149,7 @@ export function deploymentJson(d: Deployment): DeploymentJson {
         }
       : null,
     autoscaler: isAutoscaled(spec) && d.autoscaler ? autoscalerJson(d.autoscaler) : null,
+    traffic: d.traffic ? trafficJson(d.traffic) : null,
     canary: (spec?.rollout?.canaryPercent ?? 0) > 0 ? { percent: spec!.rollout!.canaryPercent, readyReplicas: d.canaryReplicas } : null,
     autoRollback: spec?.rollout?.autoRollbackOff
       ? null

@@ -24,6 +24,9 @@ export interface NodeJson {
   };
   /** ISO-8601; null when this leader has not heard from the agent. */
   lastHeartbeat: string | null;
+  /** What the agent's cache holds, in short (`nodes show` lists it): how many artifacts, how many bytes. */
+  cacheEntries: number;
+  cacheBytes: number;
 }
 
 export function nodeJson(node: Node): NodeJson {
@@ -49,6 +52,8 @@ export function nodeJson(node: Node): NodeJson {
       nicMbps: allocated?.nicMbps ?? 0,
     },
     lastHeartbeat: isoOrNull(node.lastHeartbeatMs),
+    cacheEntries: node.cache?.length ?? 0,
+    cacheBytes: (node.cache ?? []).reduce((sum, entry) => sum + Number(entry.sizeBytes), 0),
   };
 }
 

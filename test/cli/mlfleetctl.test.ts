@@ -15,7 +15,14 @@ const heartbeat = Date.parse('2024-05-01T12:00:00.000Z');
 
 function fleet() {
   return [
-    sampleNode('gpu-1', { lastHeartbeatMs: heartbeat, labels: { zone: 'a', gpu: 'h100' } }),
+    sampleNode('gpu-1', {
+      lastHeartbeatMs: heartbeat,
+      labels: { zone: 'a', gpu: 'h100' },
+      cache: [
+        { digest: `sha256:${'1'.repeat(64)}`, sizeBytes: 3 * 2 ** 30, inUse: true },
+        { digest: `sha256:${'2'.repeat(64)}`, sizeBytes: 512, inUse: false },
+      ],
+    }),
     sampleNode('cpu-1', {
       lastHeartbeatMs: 0,
       status: 'down',
@@ -51,6 +58,8 @@ test('nodes ls -o json prints the stable fields as an array', async (t) => {
     },
     allocated: { cpuMillis: 4_000, memoryBytes: 16 * 2 ** 30, gpus: 1, gpuMemoryBytes: 80 * 2 ** 30, nicMbps: 0 },
     lastHeartbeat: '2024-05-01T12:00:00.000Z',
+    cacheEntries: 2,
+    cacheBytes: 3 * 2 ** 30 + 512,
   });
   assert.deepEqual(nodes[1], {
     name: 'cpu-1',
@@ -61,6 +70,8 @@ test('nodes ls -o json prints the stable fields as an array', async (t) => {
     capacity: { cpuMillis: 8_000, memoryBytes: 32 * 2 ** 30, gpus: [], nics: [] },
     allocated: { cpuMillis: 0, memoryBytes: 0, gpus: 0, gpuMemoryBytes: 0, nicMbps: 0 },
     lastHeartbeat: null,
+    cacheEntries: 0,
+    cacheBytes: 0,
   });
 });
 

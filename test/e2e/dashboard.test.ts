@@ -37,12 +37,13 @@ function ok(run: Run, what: string): string {
 async function cluster(t: TestContext) {
   const dir = tempDir(t);
   const { coordinator, admin, join } = await startLeader(t, { workloads: { tickMs: 200 } });
-  await startAgent(t, 'dash-node', [coordinator.address], dir, ['--join-token', join]);
+  const agent = await startAgent(t, 'dash-node', [coordinator.address], dir, ['--join-token', join]);
+  const gateway = (await agent.waitForMessage('agent started')).gateway as string;
   const env = { MLFLEET_COORDINATOR: coordinator.address, HOME: await homeWithToken(t, admin) };
   const ctl = async (...args: string[]) => ok(await mlfleetctl(t, args, env), args.slice(0, 2).join(' '));
   await eventually('the agent is a ready node', 20_000, async () => (JSON.parse(await ctl('nodes', 'ls', '-o', 'json')) as Array<{ status: string }>).some((n) => n.status === 'ready') || undefined);
   const browser = await openBrowser(t);
-  return { dir, coordinator, admin, join, env, ctl, browser, base: `http://${coordinator.httpAddress}` };
+  return { dir, coordinator, admin, join, env, ctl, browser, gateway, base: `http://${coordinator.httpAddress}` };
 }
 
 test('sign in by form and by link; the overview lists the real nodes; cordon from the page shows in mlfleetctl nodes ls', async (t) => {
@@ -81,6 +82,7 @@ test('sign in by form and by link; the overview lists the real nodes; cordon fro
   const row = '[data-testid=node-row][data-node=dash-node]';
   assert.match(await linked.page.$eval(row, (el) => el.textContent ?? ''), /CPU \S+\/16/);
   assert.equal((await linked.page.$$(`${row} .gpus .bar`)).length, 2);
+  assert.equal(await linked.page.$eval(`${row} .cache`, (el) => el.getAttribute('data-cache')), '0', 'nothing cached yet');
 
   // Cordon from the page.
   await confirmAction(linked.page, `${row} button[data-action=cordon]`);
@@ -97,7 +99,7 @@ test('sign in by form and by link; the overview lists the real nodes; cordon fro
 });
 
 test('a CLI deployment appears and becomes ready on the page without a reload; a job’s logs follow live', async (t) => {
-  const { dir, ctl, admin, browser, base } = await cluster(t);
+  const { dir, ctl, admin, browser, base, gateway } = await cluster(t);
   const { page } = await signIn(browser, base, admin, '/deployments');
   await page.waitForSelector('main h2');
   await page.evaluate('window.marker = 42');
@@ -110,6 +112,23 @@ test('a CLI deployment appears and becomes ready on the page without a reload; a
   await page.waitForSelector('tr[data-deployment=web][data-status=available] [data-ready="1/1"]', { timeout: 60_000 });
   assert.match(await page.$eval('tr[data-deployment=web]', (el) => el.textContent ?? ''), /dash-node · ready/);
   assert.equal(await page.evaluate('window.marker'), 42, 'the page was not reloaded');
+
+  // Requests through the agent's gateway: the row shows the rate and p50 the gateway measured,
+  // and so does deployments show.
+  let sending = true;
+  const load = (async () => {
+    while (sending) {
+      const res = await fetch(`http://${gateway}/v2/models/m/infer`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: '{"inputs":[]}' });
+      await res.arrayBuffer();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  t.after(() => (sending = false));
+  await page.waitForSelector('tr[data-deployment=web] td[data-p50]:not([data-p50=""])', { timeout: 30_000 });
+  await page.waitForFunction(`Number(document.querySelector('tr[data-deployment=web] td[data-rate]')?.getAttribute('data-rate')) > 0`, { timeout: 30_000 });
+  assert.match(await ctl('deployments', 'show', 'web'), /Traffic:?\s+[\d.]+ req\/s, p50 [\d.]+ ms, p99 [\d.]+ ms, 0% errors/);
+  sending = false;
+  await load;
 
   await ctl('jobs', 'run', 'ticker', '--image', 'unused', '--cpu', '500m', '--memory', '128Mi', '--', process.execPath, '-e', TICKER);
   await page.click('header nav a[href="/jobs"]');

@@ -2,7 +2,6 @@
 // copy in shared/views/ (type-only imports: nothing of them is bundled).
 export type { AllocationJson } from '../../../shared/views/allocations.js';
 export type { ArtifactJson, ArtifactSummaryJson } from '../../../shared/views/artifacts.js';
-import type { DeploymentJson as DeploymentShape } from '../../../shared/views/deployments.js';
 export type { WorkloadEventJson } from '../../../shared/views/events.js';
 export type { JobJson } from '../../../shared/views/jobs.js';
 export type { TenantJson } from '../../../shared/views/tenants.js';
@@ -14,8 +13,7 @@ export interface Whoami {
   tenant: string;
 }
 
-/** GET /api/v1/nodes items carry no cache; GET /api/v1/nodes/{name} does. */
+/** GET /api/v1/nodes items carry the cache in short (cacheEntries, cacheBytes); GET /api/v1/nodes/{name} lists it. */
 export type NodeJson = Omit<NodeDetailJson, 'cache' | 'delivery'> & Partial<Pick<NodeDetailJson, 'cache'>>;
 
-/** The gateways' request rate and p50 are not in the API's deployment yet; shown when they come. */
-export type DeploymentJson = DeploymentShape & { requestRate?: number; p50Ms?: number };
+export type { DeploymentJson } from '../../../shared/views/deployments.js';

@@ -45,6 +45,14 @@ function autoscaleLines(d: DeploymentJson, now: number): KeyValue[] {
   return lines;
 }
 
+/** The Traffic line of `deployments show`: what the gateways measure of its replicas. */
+function trafficLine(d: DeploymentJson, now: number): string {
+  const t = d.traffic;
+  if (!t) return 'none measured lately';
+  const at = t.measuredAt ? ` (${ago(Date.parse(t.measuredAt), now)})` : '';
+  return `${decimal(t.requestRate)} req/s, p50 ${decimal(t.p50Ms)} ms, p99 ${decimal(t.p99Ms)} ms, ${decimal(t.errorRate * 100)}% errors${at}`;
+}
+
 /** `deployments ls`: a JSON array, or one row per deployment. */
 export function deploymentListView(deployments: readonly Deployment[], now = Date.now()): Printable {
   const list = deployments.map(deploymentJson);
@@ -88,6 +96,7 @@ function detailTable(deployment: Deployment, now: number): string {
     ['Status', d.status || '-'],
     ['Replicas', `${d.readyReplicas} ready of ${d.replicas}${d.autoscaling ? ' (autoscaled)' : ''}`],
     ...autoscaleLines(d, now),
+    ['Traffic', trafficLine(d, now)],
     ['Generation', String(d.generation)],
     ['Resources', `${formatResources(d.resources)} per replica`],
     ['Constraints', formatLabels(d.constraints)],

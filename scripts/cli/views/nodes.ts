@@ -75,7 +75,7 @@ export function nodeDetailView(node: Node, now = Date.now()): Printable {
           ),
         );
       }
-      const cacheBytes = n.cache.reduce((sum, entry) => sum + entry.sizeBytes, 0);
+      const cacheBytes = n.cacheBytes;
       const cacheLine: KeyValue[] = [['Cache', n.cache.length === 0 ? '<empty>' : `${n.cache.length} blobs, ${formatBytes(cacheBytes)}`]];
       blocks.push(keyValues(cacheLine, head));
       if (n.cache.length > 0) {

@@ -89,7 +89,7 @@ export function Deployments() {
         </thead>
         <tbody>
           {list.data.map((d) => {
-            const rate = d.requestRate ?? d.autoscaler?.requestRate;
+            const t = d.traffic;
             return (
               <tr key={d.name} data-deployment={d.name} data-status={d.status}>
                 <td>{d.name}</td>
@@ -109,8 +109,12 @@ export function Deployments() {
                 <td>
                   <Rollout d={d} />
                 </td>
-                <td>{rate === undefined ? '-' : rate.toFixed(1)}</td>
-                <td>{d.p50Ms === undefined ? '-' : `${d.p50Ms.toFixed(1)} ms`}</td>
+                <td data-rate={t ? t.requestRate.toFixed(1) : ''} title={t ? `${(t.errorRate * 100).toFixed(1)}% errors` : 'no gateway measured it lately'}>
+                  {t ? t.requestRate.toFixed(1) : '-'}
+                </td>
+                <td data-p50={t ? t.p50Ms.toFixed(1) : ''} title={t ? `p99 ${t.p99Ms.toFixed(1)} ms` : ''}>
+                  {t ? `${t.p50Ms.toFixed(1)} ms` : '-'}
+                </td>
                 <td>
                   <Autoscaling d={d} />
                 </td>

@@ -80,7 +80,9 @@ function NodeRow(props: { node: NodeJson; gpus: Map<number, number> | undefined;
       <Bar used={node.allocated.cpuMillis} total={node.capacity.cpuMillis} label={`CPU ${cpu(node.allocated.cpuMillis)}/${cpu(node.capacity.cpuMillis)}`} />
       <Bar used={node.allocated.memoryBytes} total={node.capacity.memoryBytes} label={`Mem ${bytes(node.allocated.memoryBytes)}/${bytes(node.capacity.memoryBytes)}`} />
       <GpuBars node={node} used={props.gpus} />
-      <span class="muted cache">{node.cache ? `${node.cache.length} cached` : ''}</span>
+      <span class="muted cache" data-cache={node.cacheEntries} title={`${node.cacheEntries} artifacts cached, ${bytes(node.cacheBytes)}`}>
+        {node.cacheEntries > 0 ? `${node.cacheEntries} cached · ${bytes(node.cacheBytes)}` : 'nothing cached'}
+      </span>
       <span class="actions">{isAdmin(who) && <NodeActions node={node} done={props.reload} />}</span>
     </div>
   );
