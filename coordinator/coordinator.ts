@@ -49,6 +49,7 @@ import { AuditLog } from './audit-log.js';
 import { NodeAdmission } from './auth/node-admission.js';
 import { TokenRegistry, type Principal } from './auth/token-registry.js';
 import { tokenChange, tokenTablePieces } from './auth/gateway-tokens.js';
+import { TokenBroadcast } from './auth/token-broadcast.js';
 import { LIMITS } from '../shared/limits.js';
 import { bootstrap, ensureClusterId, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
@@ -129,6 +130,8 @@ export class Coordinator {
   private closing: Promise<void> | undefined;
   private readonly logs = new LogRelay();
   private readonly admission: NodeAdmission;
+  /** Token changes on their way to every gateway, a burst of them in few messages. */
+  private readonly tokenBroadcast: TokenBroadcast;
   /** The leader's unfinished resumable uploads (dropped when it steps down). */
   private readonly uploads: Uploads;
   readonly manifests: PieceManifests;
@@ -166,11 +169,15 @@ export class Coordinator {
     tokens.onRevoked((record) => {
       if ((record.role === 'node' || record.role === 'join') && this.role.kind === 'leader') this.role.registry.closeSessionsOf(record.id);
     });
-    // A token created or revoked reaches every gateway at once (revocation within the session's latency).
+    // A token created or revoked reaches every gateway (a revocation at once, within the
+    // session's latency; additions in a burst of joins together, token-broadcast.ts).
+    this.tokenBroadcast = new TokenBroadcast(clock, (change) => {
+      if (this.role.kind === 'leader') this.role.registry.broadcastTokens(change);
+    });
     tokens.onChange((record) => {
       if (this.role.kind !== 'leader') return;
       const change = tokenChange(record, this.clock.now());
-      if (change) this.role.registry.broadcastTokens(change);
+      if (change) this.tokenBroadcast.change(change);
     });
   }
 
@@ -318,7 +325,7 @@ export class Coordinator {
           workloads,
           logs: this.logs,
           routes: () => this.leaderRole().routes,
-          tokenTable: () => tokenTablePieces(this.tokens.list(), this.clock.now()),
+          tokenTable: () => tokenTablePieces(this.tokens.records(), this.clock.now()),
           admit: (nodeName, principal) => this.admitNode(nodeName, principal),
           abandon: async (credentialId) => void (await this.tokens.revoke(writer(), credentialId)),
           coordinatorId: this.id,
@@ -588,6 +595,7 @@ export class Coordinator {
     this.role.retention.close();
     this.role.workloads.close();
     this.role.registry.close();
+    this.tokenBroadcast.stop();
     void this.uploads.close().catch((err: unknown) => this.log.warn({ err }, 'could not drop unfinished uploads'));
     this.role = { kind: 'follower' };
     if (this.leader?.id === this.id) this.leader = undefined;

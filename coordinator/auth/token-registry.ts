@@ -121,6 +121,11 @@ export class TokenRegistry {
     return false;
   }
 
+  /** Every record, in no order: for a pass over all of them on a hot path (a session's welcome). */
+  records(): Iterable<TokenRecord> {
+    return this.tokens.values();
+  }
+
   list(): TokenRecord[] {
     return [...this.tokens.values()].sort((a, b) => a.createdAtMs - b.createdAtMs || a.id.localeCompare(b.id));
   }
