@@ -62,6 +62,8 @@ const MAX_CAS_ATTEMPTS = 5;
 
 export class NodeRegistry {
   private readonly nodes = new Map<string, NodeView>();
+  /** The nodes' names in list() order; undefined once a node comes or goes. */
+  private sortedNames: string[] | undefined;
   private readonly sessions = new Map<string, SessionHandle>();
   /** Digests the leader told each node to prefetch: a node credential may download them. */
   private readonly prefetched = new Map<string, Set<string>>();
@@ -107,8 +109,10 @@ export class NodeRegistry {
     return registry;
   }
 
+  /** Every node by name. The order is kept between calls: the controller lists the nodes on every pass. */
   list(): NodeView[] {
-    return [...this.nodes.values()].sort((a, b) => a.record.name.localeCompare(b.record.name));
+    this.sortedNames ??= [...this.nodes.keys()].sort((a, b) => a.localeCompare(b));
+    return this.sortedNames.map((name) => this.nodes.get(name)!);
   }
 
   /** The node's view, or undefined when there is no such node. */
@@ -203,6 +207,7 @@ export class NodeRegistry {
       const result = await this.deps.writer.txn([{ key, target: 'modRevision', op: '=', value: view.modRevision }], [{ type: 'delete', key }]);
       if (!result.succeeded) throw new ConflictError(`node "${name}" changed while being removed; try again`);
       this.nodes.delete(name);
+      this.sortedNames = undefined;
       this.prefetched.delete(name);
       const session = this.sessions.get(name);
       this.sessions.delete(name);
@@ -313,7 +318,10 @@ export class NodeRegistry {
         }
         const latest = result.results[0];
         if (latest?.type === 'get' && latest.kv) this.apply(name, JSON.parse(latest.kv.value) as NodeRecord, latest.kv.modRevision, view);
-        else this.nodes.delete(name);
+        else {
+          this.nodes.delete(name);
+          this.sortedNames = undefined;
+        }
       }
       throw new ConflictError(`node "${name}" kept changing while being updated; try again`);
     };
@@ -330,6 +338,7 @@ export class NodeRegistry {
     queueMicrotask(() => {
       for (const listener of this.listeners) listener(change);
     });
+    if (!this.nodes.has(name)) this.sortedNames = undefined;
     this.nodes.set(name, {
       record,
       modRevision,
