@@ -1,7 +1,7 @@
 // NodeService: the leader's node view, and the operator actions on nodes.
 import type * as grpc from '@grpc/grpc-js';
 import type { Node, Resources } from '../../shared/proto.js';
-import { displayStatus, toProtoNode } from '../node-record.js';
+import { displayStatus, toProtoNode, type NodeView } from '../node-record.js';
 import type { FencedWriter, NodeRegistry } from '../node-registry.js';
 import type { TokenRegistry } from '../auth/token-registry.js';
 import { randomUUID } from 'node:crypto';
@@ -37,16 +37,17 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
     );
 
   return {
-    ListNodes: edge.unary('NodeService.ListNodes', listNodesSchema, async ({ status, selector }) => {
+    ListNodes: edge.unary('NodeService.ListNodes', listNodesSchema, async ({ status, selector, limit, after }) => {
       const registry = deps.registry();
       const revision = await deps.revision();
       const allocated = deps.allocated();
-      const nodes = registry
+      const chosen = registry
         .list()
         .filter((view) => !status || displayStatus(view.record) === status)
-        .filter((view) => Object.entries(selector).every(([k, v]) => view.record.labels[k] === v))
-        .map((view) => toProtoNode(view, allocated.get(view.record.name)));
-      return { nodes, revision };
+        .filter((view) => Object.entries(selector).every(([k, v]) => view.record.labels[k] === v));
+      // A page is cut before the nodes are shaped: a first page of 200 out of 5,000 shapes 200.
+      const { page, more } = limit === 0 && after === '' ? { page: chosen, more: false } : pageByName(chosen, limit, after);
+      return { nodes: page.map((view) => toProtoNode(view, allocated.get(view.record.name))), revision, more };
     }),
     GetNode: edge.unary('NodeService.GetNode', nodeNameRequestSchema, async ({ name }) => toProtoNode(deps.registry().get(name), deps.allocated().get(name))),
     CordonNode: action('CordonNode', (registry, name) => registry.cordon(name)),
@@ -86,4 +87,12 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
       ({ node, ref }) => `node/${node} model/${ref}`,
     ),
   };
+}
+
+/** Up to `limit` (0: no limit) of the nodes named after `after`, in byte order of their names. */
+export function pageByName(views: readonly NodeView[], limit: number, after: string): { page: NodeView[]; more: boolean } {
+  const named = (view: NodeView) => view.record.name;
+  const sorted = views.filter((view) => named(view) > after).sort((a, b) => (named(a) < named(b) ? -1 : 1));
+  const page = limit === 0 ? sorted : sorted.slice(0, limit);
+  return { page, more: page.length < sorted.length };
 }

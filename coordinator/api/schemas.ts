@@ -65,9 +65,14 @@ export const heartbeatSchema = z.object({
 
 export const getClusterStatusSchema = z.object({});
 
+/** The most nodes one page of ListNodes may ask for. */
+export const MAX_NODE_PAGE = 5_000;
+
 export const listNodesSchema = z.object({
   status: z.enum(['', 'ready', 'down', 'draining'], { errorMap: () => ({ message: 'must be ready, down or draining (or empty for all)' }) }),
   selector: labelMap,
+  limit: z.number().int().min(0).max(MAX_NODE_PAGE, `must be at most ${MAX_NODE_PAGE} (0 for every node)`),
+  after: z.string().max(253, 'must be a node name (at most 253 characters)'),
 });
 
 export const nodeNameRequestSchema = z.object({ name: nodeName });

@@ -17,7 +17,7 @@ import { RULES } from '../auth/rules.js';
 import { errorAnswer, RestError } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { protoRequest } from './proto-request.js';
-import { API_PREFIX, matchRoute, page, queryFlag, queryNumber, type Route, type RouteInput } from './routes.js';
+import { API_PREFIX, matchRoute, queryFlag, queryNumber, type Route, type RouteInput } from './routes.js';
 
 /** A JSON body larger than this is refused (413) before it is read further. */
 export const MAX_JSON_BODY_BYTES = 1 << 20;
@@ -25,7 +25,6 @@ export const MAX_JSON_BODY_BYTES = 1 << 20;
 export const SSE_HEARTBEAT_MS = 15_000;
 /** Events a resumed stream (Last-Event-ID) replays at most, as WatchEvents allows. */
 const MAX_REPLAY = 1000;
-const NODE_PAGE = { fallback: 500, max: 5000 };
 
 /** A gRPC method as the coordinator registered it: its definition and its (edge-wrapped) handler. */
 export interface RegisteredMethod {
@@ -153,8 +152,9 @@ function answerUnary(res: http.ServerResponse, route: Route, input: RouteInput, 
   if (route.kind === 'list') {
     const items = shaped as unknown[];
     if (route.pagedBy) {
-      const limit = queryNumber(input.query, 'limit', NODE_PAGE.fallback, 1, NODE_PAGE.max);
-      return sendJson(res, 200, page(items as never[], route.pagedBy, limit, input.query.get('cursor') ?? ''));
+      // The RPC cut the page (its request's limit and after); `more` says whether one follows.
+      const more = (message as { more?: boolean }).more === true;
+      return sendJson(res, 200, { items, nextCursor: more && items.length > 0 ? route.pagedBy(items[items.length - 1] as never) : null });
     }
     return sendJson(res, 200, { items, nextCursor: null });
   }

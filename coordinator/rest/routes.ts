@@ -81,6 +81,9 @@ export function queryFlag(query: URLSearchParams, name: string, fallback = false
 }
 
 /** A whole-number query parameter within [min, max]. */
+/** Nodes per page of GET /api/v1/nodes: unless asked, and at most. */
+export const NODE_PAGE = { fallback: 500, max: 5000 };
+
 export function queryNumber(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
   const value = query.get(name);
   if (value === null || value === '') return fallback;
@@ -231,7 +234,13 @@ export const ROUTES: readonly Route[] = [
     tag: 'nodes',
     summary: 'the nodes, by name, a page at a time',
     query: { status: 'only nodes of this status: ready | down | draining', selector: 'only nodes carrying these labels: k=v,k2=v2', limit: 'at most this many (1-5000, default 500)', cursor: "the previous page's nextCursor" },
-    request: (i) => ({ status: i.query.get('status') ?? '', selector: labelSelector(i.query.get('selector') ?? '') }),
+    // The page is cut by the RPC, before the nodes are shaped (ListNodesRequest.limit/after).
+    request: (i) => ({
+      status: i.query.get('status') ?? '',
+      selector: labelSelector(i.query.get('selector') ?? ''),
+      limit: queryNumber(i.query, 'limit', NODE_PAGE.fallback, 1, NODE_PAGE.max),
+      after: i.query.get('cursor') ?? '',
+    }),
     response: (m: { nodes: Node[] }) => m.nodes.map(nodeJson),
     pagedBy: (n: { name: string }) => n.name,
     schema: shapes.node,
@@ -403,10 +412,3 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
-/** One page of items ordered by `key`: those after `cursor`, at most `limit`. */
-export function page<T>(items: readonly T[], key: (item: T) => string, limit: number, cursor: string): Page<T> {
-  const sorted = [...items].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
-  const after = cursor === '' ? sorted : sorted.filter((item) => key(item) > cursor);
-  const items_ = after.slice(0, limit);
-  return { items: items_, nextCursor: after.length > limit ? key(items_[items_.length - 1]!) : null };
-}

@@ -9,7 +9,9 @@ import { errorAnswer, httpStatusOf } from '../../coordinator/rest/errors.js';
 import { openApiDocument, operationId } from '../../coordinator/rest/openapi.js';
 import { protoRequest } from '../../coordinator/rest/proto-request.js';
 import { prefixer, resumeAfter, sseEvent } from '../../coordinator/rest/router.js';
-import { labelSelector, matchRoute, page, queryFlag, ROUTES, versionRef, workloadFromBody } from '../../coordinator/rest/routes.js';
+import { labelSelector, matchRoute, queryFlag, ROUTES, versionRef, workloadFromBody } from '../../coordinator/rest/routes.js';
+import { pageByName } from '../../coordinator/api/node-service.js';
+import type { NodeView } from '../../coordinator/node-record.js';
 import { ResourceExhaustedError, toGrpcError } from '../../shared/errors.js';
 import { mlfleetV1 } from '../../shared/proto.js';
 
@@ -40,15 +42,14 @@ test('paths match with their parameters decoded; a known path with another metho
   assert.ok(head && 'route' in head && head.route.method === 'GET');
 });
 
-test('pages follow the cursor in key order and end with a null cursor', () => {
-  const items = ['c', 'a', 'e', 'b', 'd'].map((name) => ({ name }));
-  const first = page(items, (i) => i.name, 2, '');
-  assert.deepEqual(first, { items: [{ name: 'a' }, { name: 'b' }], nextCursor: 'b' });
-  const second = page(items, (i) => i.name, 2, first.nextCursor!);
-  assert.deepEqual(second.items.map((i) => i.name), ['c', 'd']);
-  const last = page(items, (i) => i.name, 2, second.nextCursor!);
-  assert.deepEqual(last, { items: [{ name: 'e' }], nextCursor: null });
-  assert.deepEqual(page(items, (i) => i.name, 5, ''), { items: [...items].sort((a, b) => a.name.localeCompare(b.name)), nextCursor: null });
+test('node pages follow the cursor in byte order of the names and say whether more follow', () => {
+  const views = ['c', 'a', 'e', 'b', 'd'].map((name) => ({ record: { name } }) as unknown as NodeView);
+  const names = (r: { page: NodeView[]; more: boolean }) => ({ names: r.page.map((v) => v.record.name), more: r.more });
+  assert.deepEqual(names(pageByName(views, 2, '')), { names: ['a', 'b'], more: true });
+  assert.deepEqual(names(pageByName(views, 2, 'b')), { names: ['c', 'd'], more: true });
+  assert.deepEqual(names(pageByName(views, 2, 'd')), { names: ['e'], more: false });
+  assert.deepEqual(names(pageByName(views, 5, '')), { names: ['a', 'b', 'c', 'd', 'e'], more: false });
+  assert.deepEqual(names(pageByName(views, 0, 'bb')), { names: ['c', 'd', 'e'], more: false }, 'no limit: all after the cursor');
 });
 
 test('a request is the message as the proto decodes it, every field defaulted; what the encoding would change silently is refused by name', () => {
