@@ -49,7 +49,7 @@ import { AuditLog } from './audit-log.js';
 import { NodeAdmission } from './auth/node-admission.js';
 import { TokenRegistry, type Principal } from './auth/token-registry.js';
 import { tokenChange, tokenTablePieces } from './auth/gateway-tokens.js';
-import { TokenBroadcast } from './auth/token-broadcast.js';
+import { broadcastWindowMs, TokenBroadcast } from './auth/token-broadcast.js';
 import { LIMITS } from '../shared/limits.js';
 import { bootstrap, ensureClusterId, type BootstrapTokens } from './bootstrap.js';
 import { CoordinatorMetrics } from './metrics.js';
@@ -171,9 +171,13 @@ export class Coordinator {
     });
     // A token created or revoked reaches every gateway (a revocation at once, within the
     // session's latency; additions in a burst of joins together, token-broadcast.ts).
-    this.tokenBroadcast = new TokenBroadcast(clock, (change) => {
-      if (this.role.kind === 'leader') this.role.registry.broadcastTokens(change);
-    });
+    this.tokenBroadcast = new TokenBroadcast(
+      clock,
+      (change) => {
+        if (this.role.kind === 'leader') this.role.registry.broadcastTokens(change);
+      },
+      () => broadcastWindowMs(this.role.kind === 'leader' ? this.role.registry.sessionCount() : 0),
+    );
     tokens.onChange((record) => {
       if (this.role.kind !== 'leader') return;
       const change = tokenChange(record, this.clock.now());

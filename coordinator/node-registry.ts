@@ -250,6 +250,11 @@ export class NodeRegistry {
     for (const session of this.sessions.values()) session.routes(table);
   }
 
+  /** How many agents hold a session with this leader. */
+  sessionCount(): number {
+    return this.sessions.size;
+  }
+
   /** Sends every connected agent's gateway a change of the tokens it checks. */
   broadcastTokens(table: TokenTable): void {
     for (const session of this.sessions.values()) session.tokens(table);

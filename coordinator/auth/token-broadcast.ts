@@ -1,15 +1,19 @@
 // How token changes reach the gateways: every change at once when changes are rare, and at most
 // one message per window while they come in a burst. A fleet enrolling thousands of hosts
 // creates a node credential per join, and each credential goes to every gateway: one message per
-// change and session would be a message per pair of nodes (12.5 million for 5,000 joins). A
-// revocation is never held back: it goes out at once, with whatever additions were waiting, so
-// that a revoked token stops working within a session's latency (DESIGN principle 11).
+// change and session would be a message per pair of nodes (12.5 million for 5,000 joins). The
+// window grows with the number of sessions a message goes to (what one costs): 50 ms for a few
+// agents, a second for 5,000 and more. A revocation is never held back: it goes out at once, with
+// whatever additions were waiting, so that a revoked token stops working within a session's
+// latency (DESIGN principle 11).
 import type { Clock, Timer } from '../../shared/clock.js';
 import type { GatewayToken__Output as GatewayToken } from '../../shared/gen/mlfleet/v1/GatewayToken.js';
 import type { TokenTable__Output as TokenTable } from '../../shared/gen/mlfleet/v1/TokenTable.js';
 
-/** Additions that follow one another closer than this are sent together, at the window's end. */
-export const TOKEN_BROADCAST_WINDOW_MS = 1000;
+/** The window for `sessions` sessions: additions closer together than this go out together. */
+export function broadcastWindowMs(sessions: number): number {
+  return Math.min(1_000, Math.max(50, sessions / 5));
+}
 
 export class TokenBroadcast {
   private readonly pending = new Map<string, GatewayToken>();
@@ -19,7 +23,7 @@ export class TokenBroadcast {
   constructor(
     private readonly clock: Clock,
     private readonly send: (change: TokenTable) => void,
-    private readonly windowMs = TOKEN_BROADCAST_WINDOW_MS,
+    private readonly windowMs: () => number,
   ) {}
 
   /** One record's change, as tokenChange() gives it. */
@@ -31,7 +35,7 @@ export class TokenBroadcast {
       return;
     }
     if (this.timer) return;
-    const wait = this.lastSentMs + this.windowMs - this.clock.now();
+    const wait = this.lastSentMs + this.windowMs() - this.clock.now();
     if (wait <= 0) this.flush([]);
     else this.timer = this.clock.setTimeout(() => this.flush([]), wait);
   }

@@ -2,7 +2,7 @@
 // window in a burst (a fleet enrolling), and a revocation never held back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { TokenBroadcast } from '../../coordinator/auth/token-broadcast.js';
+import { broadcastWindowMs, TokenBroadcast } from '../../coordinator/auth/token-broadcast.js';
 import type { TokenTable__Output as TokenTable } from '../../shared/gen/mlfleet/v1/TokenTable.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
@@ -13,7 +13,7 @@ const removed = (id: string): TokenTable => ({ reset: false, complete: true, tok
 function setup() {
   const clock = new FakeClock();
   const sent: TokenTable[] = [];
-  const broadcast = new TokenBroadcast(clock, (change) => sent.push(change), 100);
+  const broadcast = new TokenBroadcast(clock, (change) => sent.push(change), () => 100);
   const summary = () => sent.map((m) => `+${m.tokens.map((t) => t.id).join(',')} -${m.removed.join(',')}`);
   return { clock, sent, broadcast, summary };
 }
@@ -67,4 +67,11 @@ test('stop drops what waits', () => {
   broadcast.stop();
   clock.advance(500);
   assert.deepEqual(summary(), ['+a -']);
+});
+
+test('the window grows with the sessions a message goes to, from 50 ms to a second', () => {
+  assert.equal(broadcastWindowMs(1), 50);
+  assert.equal(broadcastWindowMs(1_000), 200);
+  assert.equal(broadcastWindowMs(5_000), 1_000);
+  assert.equal(broadcastWindowMs(50_000), 1_000);
 });
