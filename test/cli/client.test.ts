@@ -194,7 +194,7 @@ test('list filters reach the coordinator', async (t) => {
 
   assert.deepEqual((await c.listNodes({ selector: { zone: 'y' } })).nodes.map((n) => n.name), ['b']);
   assert.deepEqual((await c.listNodes({ status: 'ready' })).nodes.map((n) => n.name), ['a']);
-  assert.deepEqual(leader.callsTo('ListNodes')[1]?.request, { status: 'ready', selector: {} });
+  assert.deepEqual(leader.callsTo('ListNodes')[1]?.request, { status: 'ready', selector: {}, limit: 0, after: '' });
 });
 
 test('an aborted call stops at once', async (t) => {

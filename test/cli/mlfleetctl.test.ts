@@ -108,7 +108,7 @@ test('nodes ls passes --status and --selector to the coordinator', async (t) => 
     (JSON.parse(run.stdout) as { name: string }[]).map((n) => n.name),
     ['gpu-1'],
   );
-  assert.deepEqual(leader.callsTo('ListNodes')[0]?.request, { status: 'ready', selector: { zone: 'a', gpu: 'h100' } });
+  assert.deepEqual(leader.callsTo('ListNodes')[0]?.request, { status: 'ready', selector: { zone: 'a', gpu: 'h100' }, limit: 0, after: '' });
 });
 
 test('nodes show prints a key: value block with GPUs and NICs', async (t) => {
