@@ -95,5 +95,9 @@ function runPhase(phase) {
 }
 
 let status = 0;
-for (const phase of phases) status ||= await runPhase(phase);
+for (const phase of phases) {
+  // Every phase runs, whatever the one before gave.
+  const code = await runPhase(phase);
+  status ||= code;
+}
 process.exit(status);
