@@ -106,6 +106,8 @@ export class ArtifactRegistry {
 
   /** Serializes, per digest, publishing a version against deleting its blob (leader only). */
   private readonly digestLocks = new KeyedMutex();
+  /** Where each digest was last seen, per key prefix asked (findByDigest). */
+  private readonly digestHints = new DigestHints();
 
   constructor(
     private readonly store: Store,
@@ -141,13 +143,29 @@ export class ArtifactRegistry {
   /** A version whose content is `digest`, in `tenant` (or any tenant when undefined). */
   async findByDigest(kind: ArtifactKind, digest: string, tenant?: string): Promise<Resolved | undefined> {
     const prefix = tenant === undefined ? keys.artifactsPrefix(kind) : keys.tenantArtifactsPrefix(kind, tenant);
+    // The record that last held this digest is read first, and taken only if it still does: a
+    // hint, never an answer. Agents Locate every few seconds while they pull and every blob GET
+    // asks; without it each read every artifact record.
+    const hinted = this.digestHints.get(prefix, digest);
+    if (hinted !== undefined) {
+      const kv = await this.store.get(hinted);
+      const record = kv ? (JSON.parse(kv.value) as ArtifactRecord) : undefined;
+      const version = record?.versions.find((v) => v.digest === digest);
+      if (record && version) return { record, version };
+    }
     const { kvs } = await this.store.range(prefix);
+    let found: Resolved | undefined;
+    const seen = new Set<string>();
     for (const kv of kvs) {
       const record = JSON.parse(kv.value) as ArtifactRecord;
-      const version = record.versions.find((v) => v.digest === digest);
-      if (version) return { record, version };
+      for (const version of record.versions) {
+        // The first record in the scan's order, the one a scan returns.
+        if (!seen.has(version.digest)) this.digestHints.note(prefix, version.digest, kv.key);
+        seen.add(version.digest);
+        if (!found && version.digest === digest) found = { record, version };
+      }
     }
-    return undefined;
+    return found;
   }
 
   /** Bytes a tenant's model and dataset versions take, each version counted in full. */
@@ -406,4 +424,23 @@ export class ArtifactRegistry {
 async function abortWritten(content: PushContent, err: unknown): Promise<never> {
   if ('written' in content) await content.written.abort();
   throw err;
+}
+
+/**
+ * Digest → the store key of a record that held it, per prefix searched; bounded (forgotten all
+ * at once past `max` entries). Only hints: findByDigest reads the record and checks.
+ */
+export class DigestHints {
+  private readonly keys = new Map<string, string>();
+
+  constructor(private readonly max = 100_000) {}
+
+  get(prefix: string, digest: string): string | undefined {
+    return this.keys.get(`${prefix}\0${digest}`);
+  }
+
+  note(prefix: string, digest: string, key: string): void {
+    if (this.keys.size >= this.max) this.keys.clear();
+    this.keys.set(`${prefix}\0${digest}`, key);
+  }
 }
