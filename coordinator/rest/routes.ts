@@ -81,6 +81,13 @@ export function queryFlag(query: URLSearchParams, name: string, fallback = false
 }
 
 /** A whole-number query parameter within [min, max]. */
+/** `?cursor=`: the name of the last node of the page before (a node name is at most 253 characters). */
+export function nodeCursor(query: URLSearchParams): string {
+  const cursor = query.get('cursor') ?? '';
+  if (cursor.length > 253) throw new InvalidArgumentError(`query cursor: expected the nextCursor of the page before (a node name), got ${cursor.length} characters`);
+  return cursor;
+}
+
 /** Nodes per page of GET /api/v1/nodes: unless asked, and at most. */
 export const NODE_PAGE = { fallback: 500, max: 5000 };
 
@@ -239,7 +246,7 @@ export const ROUTES: readonly Route[] = [
       status: i.query.get('status') ?? '',
       selector: labelSelector(i.query.get('selector') ?? ''),
       limit: queryNumber(i.query, 'limit', NODE_PAGE.fallback, 1, NODE_PAGE.max),
-      after: i.query.get('cursor') ?? '',
+      after: nodeCursor(i.query),
     }),
     response: (m: { nodes: Node[] }) => m.nodes.map(nodeJson),
     pagedBy: (n: { name: string }) => n.name,

@@ -9,7 +9,7 @@ import { errorAnswer, httpStatusOf } from '../../coordinator/rest/errors.js';
 import { openApiDocument, operationId } from '../../coordinator/rest/openapi.js';
 import { protoRequest } from '../../coordinator/rest/proto-request.js';
 import { prefixer, resumeAfter, sseEvent } from '../../coordinator/rest/router.js';
-import { labelSelector, matchRoute, queryFlag, ROUTES, versionRef, workloadFromBody } from '../../coordinator/rest/routes.js';
+import { labelSelector, matchRoute, nodeCursor, queryFlag, ROUTES, versionRef, workloadFromBody } from '../../coordinator/rest/routes.js';
 import { pageByName } from '../../coordinator/api/node-service.js';
 import type { NodeView } from '../../coordinator/node-record.js';
 import { ResourceExhaustedError, toGrpcError } from '../../shared/errors.js';
@@ -50,6 +50,8 @@ test('node pages follow the cursor in byte order of the names and say whether mo
   assert.deepEqual(names(pageByName(views, 2, 'd')), { names: ['e'], more: false });
   assert.deepEqual(names(pageByName(views, 5, '')), { names: ['a', 'b', 'c', 'd', 'e'], more: false });
   assert.deepEqual(names(pageByName(views, 0, 'bb')), { names: ['c', 'd', 'e'], more: false }, 'no limit: all after the cursor');
+  assert.equal(nodeCursor(new URLSearchParams('cursor=sim0-00199')), 'sim0-00199');
+  assert.throws(() => nodeCursor(new URLSearchParams(`cursor=${'x'.repeat(300)}`)), /query cursor: expected the nextCursor/);
 });
 
 test('a request is the message as the proto decodes it, every field defaulted; what the encoding would change silently is refused by name', () => {
