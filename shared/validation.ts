@@ -42,11 +42,14 @@ export function validate<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: 
   throw new InvalidArgumentError(`invalid ${what}: ${problems.join('; ')}`);
 }
 
+/** The longest node name (a DNS name). */
+export const MAX_NODE_NAME_CHARS = 253;
+
 /** A node name: a lowercase DNS subdomain, as Kubernetes and Nomad accept. */
 export const nodeName = z
   .string()
   .min(1, 'is required')
-  .max(253, 'must be at most 253 characters')
+  .max(MAX_NODE_NAME_CHARS, `must be at most ${MAX_NODE_NAME_CHARS} characters`)
   .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, 'must be lowercase letters, digits, "." and "-", starting and ending with a letter or digit');
 
 export const labelMap = z

@@ -1,7 +1,7 @@
 // One schema per request message (DESIGN principle 8). Handlers receive the parsed result.
 import { ARTIFACT_NAME, NAME_RULE, parseRef } from '../../shared/artifact-ref.js';
 import { QUOTA_NAMES } from '../../shared/quota.js';
-import { labelMap, nodeName, withinJsonBytes, z } from '../../shared/validation.js';
+import { labelMap, MAX_NODE_NAME_CHARS, nodeName, withinJsonBytes, z } from '../../shared/validation.js';
 import { LIMITS } from '../../shared/limits.js';
 import { PAGE_TOKEN } from '../audit-log.js';
 import { MAX_RETAINED_VERSIONS } from '../registry/retention.js';
@@ -72,7 +72,7 @@ export const listNodesSchema = z.object({
   status: z.enum(['', 'ready', 'down', 'draining'], { errorMap: () => ({ message: 'must be ready, down or draining (or empty for all)' }) }),
   selector: labelMap,
   limit: z.number().int().min(0).max(MAX_NODE_PAGE, `must be at most ${MAX_NODE_PAGE} (0 for every node)`),
-  after: z.string().max(253, 'must be a node name (at most 253 characters)'),
+  after: z.string().max(MAX_NODE_NAME_CHARS, `must be a node name (at most ${MAX_NODE_NAME_CHARS} characters)`),
 });
 
 export const nodeNameRequestSchema = z.object({ name: nodeName });

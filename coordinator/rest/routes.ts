@@ -7,6 +7,8 @@
 import { z } from 'zod';
 import type { ArtifactKind } from '../../shared/artifact-ref.js';
 import { InvalidArgumentError } from '../../shared/errors.js';
+import { MAX_NODE_NAME_CHARS } from '../../shared/validation.js';
+import { MAX_NODE_PAGE } from '../api/schemas.js';
 import type { AllocationInfo, Artifact, ArtifactSummary, ArtifactVersion, ClusterStatus, Deployment, Job, Node, SelectResponse, Tenant, PushTicket } from '../../shared/proto.js';
 import { parseWorkloadFile, WorkloadFileError, type WorkloadKind, type WorkloadObject } from '../../shared/workload-spec.js';
 import { allocationJson } from '../../shared/views/allocations.js';
@@ -80,17 +82,17 @@ export function queryFlag(query: URLSearchParams, name: string, fallback = false
   throw new InvalidArgumentError(`query ${name}: expected 1 or 0 (true or false), got ${JSON.stringify(value)}`);
 }
 
-/** A whole-number query parameter within [min, max]. */
-/** `?cursor=`: the name of the last node of the page before (a node name is at most 253 characters). */
+/** `?cursor=`: the name of the last node of the page before. */
 export function nodeCursor(query: URLSearchParams): string {
   const cursor = query.get('cursor') ?? '';
-  if (cursor.length > 253) throw new InvalidArgumentError(`query cursor: expected the nextCursor of the page before (a node name), got ${cursor.length} characters`);
+  if (cursor.length > MAX_NODE_NAME_CHARS) throw new InvalidArgumentError(`query cursor: expected the nextCursor of the page before (a node name), got ${cursor.length} characters`);
   return cursor;
 }
 
 /** Nodes per page of GET /api/v1/nodes: unless asked, and at most. */
-export const NODE_PAGE = { fallback: 500, max: 5000 };
+export const NODE_PAGE = { fallback: 500, max: MAX_NODE_PAGE };
 
+/** A whole-number query parameter within [min, max]. */
 export function queryNumber(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
   const value = query.get(name);
   if (value === null || value === '') return fallback;
@@ -412,10 +414,3 @@ export function matchRoute(method: string, path: string, routes: readonly Route[
   }
   return allowed.length > 0 ? { allowed } : undefined;
 }
-
-export interface Page<T> {
-  items: T[];
-  /** Pass as ?cursor= for the next page; null after the last. */
-  nextCursor: string | null;
-}
-
