@@ -63,9 +63,7 @@ export function nodeService(deps: NodeServiceDeps): grpc.UntypedServiceImplement
         const writer = deps.writer();
         const view = registry.get(name);
         const allocated = deps.allocated().get(name);
-        for (const token of deps.tokens.list()) {
-          if (token.role === 'node' && token.node === name && token.revokedAtMs === 0) await deps.tokens.revoke(writer, token.id);
-        }
+        for (const token of deps.tokens.nodeCredentials(name)) await deps.tokens.revoke(writer, token.id);
         await registry.remove(name);
         return toProtoNode(view, allocated);
       },

@@ -40,7 +40,7 @@ export class NodeAdmission {
       const joinKey = keys.token(join.tokenId);
       const nodeKey = keys.node(nodeName);
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const held = this.tokens.hasNodeCredential(nodeName);
+        const held = this.tokens.nodeCredentials(nodeName).length > 0;
         if (known() || held || (await this.store.get(nodeKey))) throw nodeExists(nodeName);
         const kv = await this.store.get(joinKey);
         if (!kv) throw new UnauthenticatedError('the token is not valid');

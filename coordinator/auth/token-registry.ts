@@ -112,13 +112,14 @@ export class TokenRegistry {
   }
 
   /**
-   * Whether `node` holds a node credential that is not revoked. Asked on every join, so one
-   * pass over the records, without the copy and sort of list() (a fleet joining 5,000 nodes
-   * sorted 5,000 records per join).
+   * The node credentials of `node` that are not revoked. Asked on every join, so one pass over
+   * the records, without the copy and sort of list() (a fleet joining 5,000 nodes sorted 5,000
+   * records per join).
    */
-  hasNodeCredential(node: string): boolean {
-    for (const record of this.tokens.values()) if (record.role === 'node' && record.node === node && record.revokedAtMs === 0) return true;
-    return false;
+  nodeCredentials(node: string): TokenRecord[] {
+    const held: TokenRecord[] = [];
+    for (const record of this.tokens.values()) if (record.role === 'node' && record.node === node && record.revokedAtMs === 0) held.push(record);
+    return held;
   }
 
   /** Every record, in no order: for a pass over all of them on a hot path (a session's welcome). */
