@@ -165,6 +165,8 @@ export class ArtifactRegistry {
         if (!found && version.digest === digest) found = { record, version };
       }
     }
+    // A digest no record holds any more keeps no hint (which would cost a read before each scan).
+    if (!found) this.digestHints.forget(prefix, digest);
     return found;
   }
 
@@ -442,5 +444,9 @@ export class DigestHints {
   note(prefix: string, digest: string, key: string): void {
     if (this.keys.size >= this.max) this.keys.clear();
     this.keys.set(`${prefix}\0${digest}`, key);
+  }
+
+  forget(prefix: string, digest: string): void {
+    this.keys.delete(`${prefix}\0${digest}`);
   }
 }
