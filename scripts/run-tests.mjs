@@ -57,6 +57,8 @@ const phases = [
 // Every test process loads the reaper: a file the runner ends at its timeout takes the processes
 // it started with it, instead of leaving them to hold the runner's pipes open.
 const reaper = path.join(testDir, 'helpers', 'reaper.js');
+/** Ctrl-C or SIGTERM to this script: the phase running ends, and no other starts. */
+let interrupted = false;
 
 /**
  * One phase's runner, in a process group of its own. Should it outlive what its files may take
@@ -76,7 +78,10 @@ function runPhase(phase) {
       // The group is gone.
     }
   };
-  const stop = () => killGroup('SIGTERM');
+  const stop = () => {
+    interrupted = true;
+    killGroup('SIGTERM');
+  };
   process.once('SIGINT', stop).once('SIGTERM', stop);
   return new Promise((resolve) => {
     const watchdog = setTimeout(() => {
@@ -96,8 +101,9 @@ function runPhase(phase) {
 
 let status = 0;
 for (const phase of phases) {
-  // Every phase runs, whatever the one before gave.
+  // Every phase runs, whatever the one before gave, unless the run was interrupted.
   const code = await runPhase(phase);
   status ||= code;
+  if (interrupted) process.exit(130);
 }
 process.exit(status);
