@@ -18,6 +18,7 @@ import { CorruptBlobError, type BlobSource, type PullRequest } from '../model-ca
 import type { DeliveryCounters, DeliverySourceKind } from './counters.js';
 import { WholeDigest, type HashPool } from './hash-pool.js';
 import { planNextPiece, type PlanSource } from './piece-plan.js';
+import { RangeClient, type RangeResponse } from './range-client.js';
 
 /** Where a blob's bytes are: what the leader's Locate answers, in the fetcher's terms. */
 export interface Location {
@@ -177,6 +178,8 @@ export class PieceFetcher implements BlobSource {
   /** @internal */
   readonly buffers = new PieceBuffers(PIECE_BUFFERS);
   private readonly pools = new Map<string, Pool>();
+  /** Pieces over plain http: read straight into the piece buffer (see range-client.ts). */
+  private readonly ranges = new RangeClient();
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly log: Logger;
@@ -198,6 +201,7 @@ export class PieceFetcher implements BlobSource {
   }
 
   async close(): Promise<void> {
+    this.ranges.close();
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((pool) => pool.close().catch(() => undefined)));
@@ -227,6 +231,39 @@ export class PieceFetcher implements BlobSource {
 
   /** @internal The GET of `url` (+ Range), with the credentials its kind takes. */
   async get(source: LocatedSource, url: URL, range: { start: number; end: number } | undefined, grant: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    const target = this.target(source, url);
+    return this.pool(target).request({ method: 'GET', path: `${target.pathname}${target.search}`, headers: this.headers(source, range, grant), signal, highWaterMark: READ_BYTES });
+  }
+
+  /**
+   * @internal The GET of a piece's range of `url` into `into` (its length is the most taken);
+   * `onData` is told of bytes as they arrive. Plain http reads straight into `into`; https goes
+   * through undici, chunk by chunk.
+   */
+  async getInto(source: LocatedSource, url: URL, range: { start: number; end: number }, grant: string, signal: AbortSignal, into: Buffer, onData: (bytes: number) => void): Promise<RangeResponse> {
+    const target = this.target(source, url);
+    const headers = this.headers(source, range, grant);
+    if (target.protocol === 'http:') return this.ranges.get(target, headers, into, signal, onData);
+    const response = await this.pool(target).request({ method: 'GET', path: `${target.pathname}${target.search}`, headers, signal, highWaterMark: READ_BYTES });
+    try {
+      if (response.statusCode < 200 || response.statusCode >= 300) {
+        const text = (await response.body.text().catch(() => '')).slice(0, 200);
+        return { statusCode: response.statusCode, headers: flatHeaders(response.headers), received: 0, text };
+      }
+      let received = 0;
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        if (received + chunk.length > into.length) throw new Error(`sent more than the ${into.length} bytes asked for`);
+        chunk.copy(into, received);
+        received += chunk.length;
+        onData(chunk.length);
+      }
+      return { statusCode: response.statusCode, headers: flatHeaders(response.headers), received, text: '' };
+    } finally {
+      if (!response.body.destroyed) response.body.destroy();
+    }
+  }
+
+  private headers(source: LocatedSource, range: { start: number; end: number } | undefined, grant: string): Record<string, string> {
     const headers: Record<string, string> = {};
     if (range) headers.range = `bytes=${range.start}-${range.end - 1}`;
     if (source.kind !== 's3') {
@@ -234,11 +271,13 @@ export class PieceFetcher implements BlobSource {
       if (token) headers.authorization = `Bearer ${token}`;
       if (source.kind === 'peer' && grant) headers[GRANT_HEADER] = grant;
     }
-    // A peer's gateway takes TLS and plain text on one port; agents with a certificate of their
-    // own speak mutual TLS to it, as the gateway hop does (the leader lists peers as http://).
+    return headers;
+  }
+
+  /** A peer's gateway takes TLS and plain text on one port; agents with a certificate of their own speak mutual TLS to it, as the gateway hop does (the leader lists peers as http://). */
+  private target(source: LocatedSource, url: URL): URL {
     const tls = this.options.tls;
-    const target = source.kind === 'peer' && url.protocol === 'http:' && tls?.cert && tls.key ? new URL(`https://${url.host}${url.pathname}${url.search}`) : url;
-    return this.pool(target).request({ method: 'GET', path: `${target.pathname}${target.search}`, headers, signal, highWaterMark: READ_BYTES });
+    return source.kind === 'peer' && url.protocol === 'http:' && tls?.cert && tls.key ? new URL(`https://${url.host}${url.pathname}${url.search}`) : url;
   }
 
   private pool(url: URL): Pool {
@@ -505,30 +544,26 @@ class Pull {
 
   private async fetchInto(piece: number, source: SourceState, range: { start: number; end: number }, held: { bytes: Buffer }): Promise<void> {
     const length = held.bytes.length;
-    const response = await this.fetcher.get(source.located, new URL(source.located.url), range, this.location.grant, this.controller.signal);
     const bytes = held.bytes;
-    let received = 0;
+    const count = (n: number) => this.settings.counters.received(source.kind, n);
+    let response: RangeResponse;
     try {
-      if (response.statusCode !== 206 && !(response.statusCode === 200 && length === this.manifest.sizeBytes)) {
-        const text = (await response.body.text().catch(() => '')).slice(0, 200);
-        const message = `${source.kind} ${source.located.node ?? source.located.url.split('?')[0]} answered ${response.statusCode} for piece ${piece}: ${text}`;
-        const refused = response.statusCode === 401 || response.statusCode === 403;
-        // A presigned URL that expired: ask the leader for fresh ones at once.
-        if (source.kind === 's3' && refused && this.sources.includes(source)) this.location = { ...this.location, refreshAtMs: 1 };
-        const fatal =
-          source.kind === 's3' ? undefined : response.statusCode === 404 ? new NotFoundError(`${this.manifest.digest}: ${message}`) : refused ? new FailedPreconditionError(message) : undefined;
-        throw new PieceRequestError(message, fatal);
-      }
-      if (source.kind === 'peer') this.learnPieces(source, response.headers);
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        if (received + chunk.length > length) throw new PieceRequestError(`${source.kind} sent more than the ${length} bytes of piece ${piece}`);
-        chunk.copy(bytes, received);
-        received += chunk.length;
-        this.settings.counters.received(source.kind, chunk.length);
-      }
-    } finally {
-      if (!response.body.destroyed) response.body.destroy();
+      response = await this.fetcher.getInto(source.located, new URL(source.located.url), range, this.location.grant, this.controller.signal, bytes, count);
+    } catch (err) {
+      throw new PieceRequestError(`${source.kind} ${source.located.node ?? source.located.url.split('?')[0]}, piece ${piece}: ${(err as Error).message}`);
     }
+    const received = response.received;
+    if (response.statusCode !== 206 && !(response.statusCode === 200 && length === this.manifest.sizeBytes)) {
+      const text = response.text.slice(0, 200);
+      const message = `${source.kind} ${source.located.node ?? source.located.url.split('?')[0]} answered ${response.statusCode} for piece ${piece}: ${text}`;
+      const refused = response.statusCode === 401 || response.statusCode === 403;
+      // A presigned URL that expired: ask the leader for fresh ones at once.
+      if (source.kind === 's3' && refused && this.sources.includes(source)) this.location = { ...this.location, refreshAtMs: 1 };
+      const fatal =
+        source.kind === 's3' ? undefined : response.statusCode === 404 ? new NotFoundError(`${this.manifest.digest}: ${message}`) : refused ? new FailedPreconditionError(message) : undefined;
+      throw new PieceRequestError(message, fatal);
+    }
+    if (source.kind === 'peer') this.learnPieces(source, response.headers);
     if (received !== length) throw new PieceRequestError(`${source.kind} sent ${received} of the ${length} bytes of piece ${piece}`);
     const hashed = await this.whole.hash(bytes, piece, pieceHash(this.manifest, piece));
     held.bytes = hashed.bytes;
@@ -619,7 +654,7 @@ class Pull {
   }
 
   /** A peer's answer says which pieces it holds now: as good as a poll. */
-  private learnPieces(source: SourceState, headers: Dispatcher.ResponseData['headers']): void {
+  private learnPieces(source: SourceState, headers: Record<string, string>): void {
     const text = headers[PIECES_HEADER];
     if (typeof text !== 'string' || headers[PIECE_BYTES_HEADER] !== String(this.manifest.pieceBytes) || source.pieces === 'complete') return;
     try {
@@ -669,4 +704,11 @@ async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Pr
     const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset);
     offset += bytesWritten;
   }
+}
+
+/** undici's headers with each value one string, as the range client gives them. */
+function flatHeaders(headers: Dispatcher.ResponseData['headers']): Record<string, string> {
+  const flat: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(', ') : value;
+  return flat;
 }
