@@ -52,6 +52,8 @@ interface RunResult {
   cpuSeconds: Record<string, number>;
   systemSeconds: Record<string, number>;
   phasesMs: Record<string, number>;
+  pushCpuSeconds: Record<string, number>;
+  pushSystemSeconds: Record<string, number>;
 }
 
 function node(script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
@@ -125,12 +127,20 @@ async function run(model: string, round: number): Promise<RunResult> {
   await exited(status);
   const cliStartSeconds = Number(process.hrtime.bigint() - c0) / 1e9;
   const u0 = process.hrtime.bigint();
+  const pushCoordinatorCpu0 = cpuTimes(coordinator.pid!);
   const push = start(path.join(root, 'dist/scripts/mlfleetctl.js'), ['--coordinator', started.grpc, '-o', 'json', 'models', 'push', 'bench', model], { MLFLEET_TOKEN: admin });
+  let pushCliCpu = { user: 0, system: 0 };
+  const pushSampler = setInterval(() => {
+    const now = cpuTimes(push.pid!);
+    if (now.user + now.system > pushCliCpu.user + pushCliCpu.system) pushCliCpu = now;
+  }, 20);
   let pushed = '';
   push.stdout!.on('data', (d: Buffer) => (pushed += d));
   push.stderr!.resume();
   if ((await exited(push)) !== 0) throw new Error('models push failed');
   const pushSeconds = Number(process.hrtime.bigint() - u0) / 1e9;
+  clearInterval(pushSampler);
+  const pushCoordinatorCpu = since(pushCoordinatorCpu0, cpuTimes(coordinator.pid!));
   const digest = (JSON.parse(pushed) as { digest: string }).digest;
 
   const inventory = path.join(runDir, 'inventory.json');
@@ -194,8 +204,11 @@ async function run(model: string, round: number): Promise<RunResult> {
     // Of those, the seconds spent in the kernel: copying into the page cache, socket writes.
     systemSeconds: { baselineServer: round2(serverCpu.system), baselineClient: round2(fetchCpu.system), coordinator: round2(coordinatorCpu.system), agent: round2(agentCpu.system) },
     phasesMs: { command: startedMs - p0Ms, transfer: cachedMs - startedMs, report: seenMs - cachedMs },
+    // The push's CPU seconds (and of them, in the kernel): the CLI (sampled, its start included) and the coordinator.
+    pushCpuSeconds: { cli: total(pushCliCpu), coordinator: total(pushCoordinatorCpu) },
+    pushSystemSeconds: { cli: round2(pushCliCpu.system), coordinator: round2(pushCoordinatorCpu.system) },
   };
-  console.log(`run ${round}: baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); push ${result.pushMiBps} MiB/s (ratio ${result.pushRatio}; ${result.pushLessStartMiBps} MiB/s, ratio ${result.pushLessStartRatio} less the CLI's start); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; cpu s ${JSON.stringify(result.cpuSeconds)}, system ${JSON.stringify(result.systemSeconds)}`);
+  console.log(`run ${round}: baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); push ${result.pushMiBps} MiB/s (ratio ${result.pushRatio}; ${result.pushLessStartMiBps} MiB/s, ratio ${result.pushLessStartRatio} less the CLI's start); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; cpu s ${JSON.stringify(result.cpuSeconds)}, system ${JSON.stringify(result.systemSeconds)}; push cpu s ${JSON.stringify(result.pushCpuSeconds)}, system ${JSON.stringify(result.pushSystemSeconds)}`);
   await stopAll();
   rmSync(runDir, { recursive: true, force: true });
   return { ...result, peakRssBytes: peakRss };
