@@ -7,16 +7,17 @@
 // - `/pieces`: the bitfield of the pieces held verified, `mlfleet-piece-bytes` its piece size;
 //   404 when nothing of the blob is held;
 // - a blob's bytes: one Range inside held pieces (206), or the whole blob once complete (200);
-//   416 otherwise. Sent in MiB reads through the agent's UploadLimiter and counted in its
-//   DeliveryCounters. With sharing off (--peer-upload-mbps 0) nothing is served (404).
+//   416 otherwise. Sent in MiB reads (buffers from one pool, shared/blob-send.ts) through the
+//   agent's UploadLimiter and counted in its DeliveryCounters. With sharing off (--peer-upload-mbps 0) nothing is served (404).
 // These requests are neither proxied to replicas nor measured as inference.
 import type http from 'node:http';
 import type { FileHandle } from 'node:fs/promises';
 import { GRANT_HEADER, PIECES_HEADER, PIECE_BYTES_HEADER, parseBlobPath, parseRange, verifyGrant } from '../../shared/blob-http.js';
+import { BufferPool, sendRange } from '../../shared/blob-send.js';
 import type { Clock } from '../../shared/clock.js';
 import { InvalidArgumentError, PermissionDeniedError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import { MiB, type Bitfield } from '../../shared/pieces.js';
+import type { Bitfield } from '../../shared/pieces.js';
 import { AccessError, type Sender } from '../gateway/access.js';
 import type { DeliveryCounters } from './counters.js';
 import type { UploadLimiter } from './upload-limiter.js';
@@ -45,14 +46,15 @@ export interface PeerRoutesOptions {
   log: Logger;
 }
 
-/** One read of the blob's file, and one write to the socket, at most. */
-const READ_BYTES = MiB;
+/** MiB buffers all peer responses share (each holds at most two): the most of blob bytes in this agent's hands for peers. */
+const PEER_SEND_BUFFERS = 8;
 
 /** Grants remembered as checked. */
 const VERIFIED_GRANTS = 1024;
 
 export class PeerRoutes {
   private readonly verified = new Map<string, { node: string; digest: string; expiresAtMs: number; key: Buffer }>();
+  private readonly pool = new BufferPool(PEER_SEND_BUFFERS);
 
   constructor(private readonly options: PeerRoutesOptions) {}
 
@@ -127,13 +129,9 @@ export class PeerRoutes {
     return { ...range, partial: true };
   }
 
-  /** Writes [start, end) in MiB reads, each after the limiter allows it and the socket drained the last. */
+  /** Writes [start, end) in MiB reads from the shared pool, each after the limiter allows it, one read ahead of the socket. */
   private async send(req: http.IncomingMessage, res: http.ServerResponse, held: HeldPieces, range: { start: number; end: number; partial: boolean }): Promise<void> {
     const limiter = this.options.limiter!;
-    const gone = new AbortController();
-    const onClose = () => gone.abort(new Error('the peer went away'));
-    res.on('close', onClose);
-    if (res.destroyed) gone.abort(new Error('the peer went away'));
     const file = await held.open();
     try {
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'content-length': range.end - range.start };
@@ -141,34 +139,22 @@ export class PeerRoutes {
       headers[PIECES_HEADER] = Buffer.from(held.bitfield.bytes).toString('base64');
       headers[PIECE_BYTES_HEADER] = String(held.pieceBytes);
       res.writeHead(range.partial ? 206 : 200, headers);
-      const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, range.end - range.start));
       let at = range.start;
-      while (at < range.end) {
-        if (gone.signal.aborted) throw gone.signal.reason as Error;
-        const want = Math.min(buffer.length, range.end - at);
-        await limiter.take(want, gone.signal);
-        const { bytesRead } = await file.read(buffer, 0, want, at);
-        if (bytesRead !== want) throw new Error(`the blob's file ended at ${at + bytesRead} of ${held.sizeBytes} bytes`);
-        // write() copies nothing: the next read waits until this buffer has gone to the socket
-        // (or the peer has gone, whose pending write may never call back).
-        await new Promise<void>((resolve, reject) => {
-          const onGone = () => reject(gone.signal.reason as Error);
-          gone.signal.addEventListener('abort', onGone, { once: true });
-          res.write(buffer.subarray(0, want), (err) => {
-            gone.signal.removeEventListener('abort', onGone);
-            if (err) reject(err);
-            else resolve();
-          });
-        });
-        this.options.counters.sentToPeer(want);
-        at += want;
-      }
-      res.end();
+      const reader = {
+        read: async (buffer: Buffer, offset: number, length: number) => {
+          const { bytesRead } = await file.read(buffer, offset, length, at);
+          at += bytesRead;
+          return bytesRead;
+        },
+      };
+      await sendRange(this.pool, reader, range.end - range.start, res, {
+        beforeRead: (bytes, signal) => limiter.take(bytes, signal),
+        onSent: (bytes) => this.options.counters.sentToPeer(bytes),
+      });
     } catch (err) {
-      if (!gone.signal.aborted) this.options.log.warn({ err: (err as Error).message, url: req.url }, 'sending pieces to a peer failed');
+      this.options.log.warn({ err: (err as Error).message, url: req.url }, 'sending pieces to a peer failed');
       res.destroy();
     } finally {
-      res.off('close', onClose);
       await file.close();
     }
   }

@@ -11,20 +11,17 @@ import type { Counter } from 'prom-client';
 import { AUTHORIZATION } from '../../shared/auth.js';
 import { BLOBS_PATH, UPLOADS_PATH, UPLOAD_OFFSET_HEADER, parseBlobPath, parseRange } from '../../shared/blob-http.js';
 import { MlfleetError, NotFoundError, NotLeaderError } from '../../shared/errors.js';
+import { BufferPool, sendRange } from '../../shared/blob-send.js';
 import type { ExtraRoutes } from '../../shared/http-server.js';
 import type { Logger } from '../../shared/log.js';
 import type { Principal, TokenRegistry } from '../auth/token-registry.js';
 import type { ArtifactRegistry } from '../registry/artifact-registry.js';
 import { OffsetMismatchError, TooLargeError, type Uploads } from './uploads.js';
 
-/** Bytes per read and per write of a GET. */
-export const BLOB_BUFFER_BYTES = 1 << 20;
 /** Buffers all GETs share: at most this many MiB of blob bytes are in the coordinator's hands. */
 export const BLOB_BUFFERS = 32;
 /** A GET whose client takes nothing for this long is closed. */
 const STALLED_GET_MS = 30_000;
-/** Buffers one GET holds at once: one being written while the next is read. */
-const BUFFERS_PER_GET = 2;
 
 export interface BlobRoutesDeps {
   tokens: TokenRegistry;
@@ -52,7 +49,7 @@ class HttpError extends Error {
 }
 
 export function blobRoutes(deps: BlobRoutesDeps): ExtraRoutes {
-  const pool = new BufferPool(BLOB_BUFFERS, BLOB_BUFFER_BYTES);
+  const pool = new BufferPool(BLOB_BUFFERS);
   return async (req, res, secure) => {
     const pathname = (req.url ?? '/').split('?')[0] ?? '/';
     const blob = parseBlobPath(pathname);
@@ -125,63 +122,10 @@ async function serveBlob(deps: BlobRoutesDeps, pool: BufferPool, principal: Prin
   res.setTimeout(STALLED_GET_MS, () => res.destroy());
   res.writeHead(range ? 206 : 200, headers);
   try {
-    await sendRange(pool, reader, end - start, res, deps.sentBytes);
+    await sendRange(pool, reader, end - start, res, { onSent: (n) => deps.sentBytes.inc(n) });
   } finally {
     await reader.close();
   }
-}
-
-/** Writes `length` bytes of the reader to `res`, each MiB in a pooled buffer given back once written. */
-async function sendRange(pool: BufferPool, reader: { read(b: Buffer, at: number, n: number): Promise<number> }, length: number, res: http.ServerResponse, sent: Counter): Promise<void> {
-  const held = new Set<Buffer>();
-  const giveBack = (buffer: Buffer) => {
-    if (held.delete(buffer)) pool.release(buffer);
-  };
-  let closed = false;
-  const onClose = () => {
-    closed = true;
-    for (const buffer of [...held]) giveBack(buffer);
-    pool.wakeAll();
-  };
-  res.once('close', onClose);
-  try {
-    let left = length;
-    while (left > 0 && !closed) {
-      while (held.size >= BUFFERS_PER_GET && !closed) await once(res, 'drain-buffer');
-      if (closed) break;
-      const buffer = await pool.acquire(() => closed);
-      if (!buffer) break;
-      held.add(buffer);
-      const n = await reader.read(buffer, 0, Math.min(BLOB_BUFFER_BYTES, left));
-      if (n === 0 || closed) {
-        giveBack(buffer);
-        break;
-      }
-      left -= n;
-      const flowing = res.write(buffer.subarray(0, n), () => {
-        sent.inc(n);
-        giveBack(buffer);
-        res.emit('drain-buffer');
-      });
-      if (!flowing && !closed) await once(res, 'drain');
-    }
-    if (!closed) res.end();
-  } finally {
-    res.off('close', onClose);
-    if (closed) for (const buffer of [...held]) giveBack(buffer);
-  }
-}
-
-function once(emitter: NodeJS.EventEmitter, event: string): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      emitter.off(event, done);
-      emitter.off('close', done);
-      resolve();
-    };
-    emitter.on(event, done);
-    emitter.on('close', done);
-  });
 }
 
 async function serveUpload(deps: BlobRoutesDeps, principal: Principal, id: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -255,40 +199,4 @@ function answerError(res: http.ServerResponse, err: unknown, log: Logger): void 
   }
   // The body of a refused PUT is not read: the connection is not reused.
   res.writeHead(status, { 'content-type': 'text/plain', connection: 'close', ...headers }).end(`${message}\n`);
-}
-
-/** Fixed MiB buffers shared by every GET; a GET waits for one when all are in use. */
-class BufferPool {
-  private readonly free: Buffer[] = [];
-  private readonly waiters: Array<() => void> = [];
-  private made = 0;
-
-  constructor(
-    private readonly count: number,
-    private readonly bytes: number,
-  ) {}
-
-  /** A free buffer (made on first need, up to `count`), or undefined once `gone()` holds (the GET's client went away). */
-  async acquire(gone: () => boolean): Promise<Buffer | undefined> {
-    for (;;) {
-      if (gone()) return undefined;
-      const buffer = this.free.pop();
-      if (buffer) return buffer;
-      if (this.made < this.count) {
-        this.made += 1;
-        return Buffer.allocUnsafeSlow(this.bytes);
-      }
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
-  }
-
-  release(buffer: Buffer): void {
-    this.free.push(buffer);
-    this.waiters.shift()?.();
-  }
-
-  /** Wakes every waiter (one of them lost its client and must stop waiting). */
-  wakeAll(): void {
-    for (const wake of this.waiters.splice(0)) wake();
-  }
 }

@@ -1,0 +1,113 @@
+// sendRange and its BufferPool (shared/blob-send.ts), which both the coordinator's blob routes and
+// the agents' peer routes send with: real HTTP responses, a reader over a buffer.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import { BufferPool, SEND_BUFFER_BYTES, sendRange } from '../../shared/blob-send.js';
+
+const blob = randomBytes(5 * SEND_BUFFER_BYTES + 777);
+
+/** A reader over `bytes` from `start`, that may end early (a file cut short). */
+function reader(bytes: Buffer, start: number, endAt = bytes.length) {
+  let at = start;
+  return {
+    read: async (buffer: Buffer, offset: number, length: number) => {
+      const n = Math.max(0, Math.min(length, endAt - at));
+      bytes.copy(buffer, offset, at, at + n);
+      at += n;
+      return n;
+    },
+  };
+}
+
+describe('sendRange', () => {
+  let server: http.Server;
+  let base: string;
+  const pool = new BufferPool(3);
+  const events: string[] = [];
+  let sent = 0;
+  let failures: string[] = [];
+
+  before(async () => {
+    server = http.createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      const start = Number(url.searchParams.get('start') ?? 0);
+      const end = Number(url.searchParams.get('end') ?? blob.length);
+      const cut = url.searchParams.get('cut') ? start + Number(url.searchParams.get('cut')) : blob.length;
+      res.writeHead(200, { 'content-length': end - start });
+      sendRange(pool, reader(blob, start, cut), end - start, res, {
+        onSent: (n) => (sent += n),
+        beforeRead: async (n) => {
+          events.push(`read ${n}`);
+        },
+      }).catch((err: Error) => {
+        failures.push(err.message);
+        res.destroy();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  it('sends the range in MiB reads, each after beforeRead, and counts what the socket took', async () => {
+    events.length = 0;
+    sent = 0;
+    const res = await request(`${base}/?start=100&end=${3 * SEND_BUFFER_BYTES + 50}`);
+    const body = Buffer.from(await res.body.arrayBuffer());
+    assert.ok(body.equals(blob.subarray(100, 3 * SEND_BUFFER_BYTES + 50)));
+    assert.deepEqual(events, [`read ${SEND_BUFFER_BYTES}`, `read ${SEND_BUFFER_BYTES}`, `read ${SEND_BUFFER_BYTES - 50}`]);
+    assert.equal(sent, body.length);
+  });
+
+  it('serves more responses at once than the pool has buffers, and they all complete', async () => {
+    const bodies = await Promise.all(
+      Array.from({ length: 8 }, async () => Buffer.from(await (await request(`${base}/`)).body.arrayBuffer())),
+    );
+    for (const body of bodies) assert.ok(body.equals(blob));
+  });
+
+  it('cuts a response whose file ends short, rather than ending it as if whole', async () => {
+    failures = [];
+    const res = await request(`${base}/?cut=${SEND_BUFFER_BYTES + 10}`);
+    await assert.rejects(res.body.arrayBuffer());
+    assert.match(failures[0] ?? '', /ended \d+ bytes short/);
+  });
+
+  it('gives its buffers back when the client goes away mid-body', async () => {
+    // Clients that read nothing and leave: afterwards the three buffers serve whole bodies again.
+    for (let i = 0; i < 4; i++) {
+      const res = await request(`${base}/`);
+      res.body.destroy();
+    }
+    const bodies = await Promise.all(Array.from({ length: 3 }, async () => Buffer.from(await (await request(`${base}/`)).body.arrayBuffer())));
+    for (const body of bodies) assert.ok(body.equals(blob));
+  });
+});
+
+describe('BufferPool', () => {
+  it('makes at most its count of buffers; a taker waits for one given back, or stops once its client is gone', async () => {
+    const pool = new BufferPool(2);
+    const a = (await pool.acquire(() => false))!;
+    const b = (await pool.acquire(() => false))!;
+    assert.equal(a.length, SEND_BUFFER_BYTES);
+    let gone = false;
+    const waiting = pool.acquire(() => gone);
+    const later = pool.acquire(() => false);
+    pool.release(a);
+    assert.equal(await waiting, a, 'the first waiter takes the buffer given back');
+    gone = true;
+    pool.release(b);
+    assert.equal(await later, b);
+    const stopped = pool.acquire(() => gone);
+    pool.wakeAll();
+    assert.equal(await stopped, undefined);
+  });
+});
