@@ -101,6 +101,16 @@ export function signGrant(keys: GrantKeys, grant: Grant): string {
 /** Grants longer than this are not even parsed. */
 const MAX_GRANT_CHARS = 1024;
 
+/** The last key grants were checked with, parsed: a key stays the same for as long as its leader's line does. */
+let lastKey: { der: Buffer; key: KeyObject } | undefined;
+
+function grantKeyObject(publicKeyDer: Buffer): KeyObject {
+  if (lastKey?.der.equals(publicKeyDer)) return lastKey.key;
+  const key = createPublicKey({ key: publicKeyDer, format: 'der', type: 'spki' });
+  lastKey = { der: Buffer.from(publicKeyDer), key };
+  return key;
+}
+
 /**
  * The grant, when `publicKeyDer` signed it, it has not expired, and it names `node` and
  * `digest`; PermissionDeniedError otherwise (saying why, for the peer's log).
@@ -113,7 +123,7 @@ export function verifyGrant(publicKeyDer: Buffer, token: string | undefined, exp
   const payload = Buffer.from(payloadText, 'base64url');
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: publicKeyDer, format: 'der', type: 'spki' });
+    key = grantKeyObject(publicKeyDer);
   } catch {
     throw new PermissionDeniedError('this agent has no key to check grants with yet');
   }

@@ -24,6 +24,8 @@ import type { FetchTracker, TrackerNode } from './tracker.js';
 
 /** How long a grant lets a node read a blob from peers. */
 export const GRANT_TTL_MS = 10 * 60_000;
+/** Grant expiries are whole minutes (see locate()). */
+const GRANT_ROUND_MS = 60_000;
 /** Ask again this soon while others fetch the blob or peers have it (fresh peers and bitfields)… */
 export const REFRESH_BUSY_MS = 2_000;
 /** …else this soon: well within the tracker's expiry (15 s), so a long fetch stays recorded. */
@@ -128,7 +130,9 @@ async function locateForNode(deps: LocateDeps, request: LocateRequest, node: str
   } else {
     sources.push(coordinatorSource(deps, digest));
   }
-  const grantExpiresAtMs = now + GRANT_TTL_MS;
+  // Rounded up to the minute: Ed25519 signatures are deterministic, so every Locate of this node
+  // and digest within a minute hands out the same grant, which peers then check only once.
+  const grantExpiresAtMs = Math.ceil((now + GRANT_TTL_MS) / GRANT_ROUND_MS) * GRANT_ROUND_MS;
   const busy = decision.fetchers > 1 || decision.peers.length > 0;
   return {
     ...base,

@@ -75,6 +75,10 @@ test('a node locates the blob its allocation uses: manifest, peers holding it (n
   const now = Date.now();
   assert.ok(Number(location.refreshAtMs) > now && Number(location.refreshAtMs) <= now + 3_000, 'asks again soon while a peer has it');
   assert.ok(Number(location.grantExpiresAtMs) > now + 9 * 60_000);
+  // Expiries are whole minutes: Locates within one minute hand out the same grant (peers check it once).
+  assert.equal(Number(location.grantExpiresAtMs) % 60_000, 0);
+  const again = (await c.locate(a.credential, { digest: c.digest })).response!;
+  if (again.grantExpiresAtMs === location.grantExpiresAtMs) assert.equal(again.grant, location.grant);
 
   // The grant verifies with the Welcome's key, for node-a and this digest only.
   assert.ok(a.grantPublicKey && a.grantPublicKey.length > 0, 'the welcome carries the grant key');
