@@ -18,6 +18,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { callUnary, method } from '../helpers/raw-grpc.js';
+import { cpuTimes, since, type CpuTimes } from './lib/proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -49,6 +50,7 @@ interface ModeResult {
   delivery: Delivery;
   fromCoordinatorMiB: number[];
   cpuSeconds: number;
+  cpuSplit: { coordinator: { total: number; system: number }; agents: { total: number; system: number } };
   /** Seconds from the prefetches until each agent had the model, slowest last. */
   perAgentSeconds: number[];
 }
@@ -104,6 +106,10 @@ async function coordinatorEgress(httpAddress: string): Promise<number | null> {
   }
 }
 
+function cpuSplit(times: CpuTimes): { total: number; system: number } {
+  return { total: round3(times.user + times.system), system: round3(times.system) };
+}
+
 async function fanout(model: string, sharing: boolean): Promise<ModeResult> {
   const runDir = mkdtempSync(path.join(dir, sharing ? 'on-' : 'off-'));
   const coordinator = start(path.join(root, 'dist/coordinator/main.js'), [
@@ -137,6 +143,8 @@ async function fanout(model: string, sharing: boolean): Promise<ModeResult> {
   const getNode = method('NodeService.GetNode');
   const t0 = process.hrtime.bigint();
   const busy0 = busyCpuSeconds();
+  const coordinatorCpu0 = cpuTimes(coordinator.pid!);
+  const agentCpu0 = agents.map((agent) => cpuTimes(agent.pid!));
   const asked = await Promise.all(names.map((node) => callUnary(started.grpc, method('NodeService.PrefetchModel'), { node, ref: 'bench:1' }, admin)));
   const refused = asked.findIndex((a) => a.answer !== 'OK');
   if (refused >= 0) throw new Error(`prefetch on ${names[refused]}: ${asked[refused]!.answer} ${asked[refused]!.details}`);
@@ -159,6 +167,11 @@ async function fanout(model: string, sharing: boolean): Promise<ModeResult> {
   // The machine's CPU seconds (all processes) until the last agent had it: on one host both
   // modes share the same cores, so this says what sharing costs in work, apart from waiting.
   const cpuSeconds = round3(busyCpuSeconds() - busy0);
+  const coordinatorCpu = since(coordinatorCpu0, cpuTimes(coordinator.pid!));
+  const agentCpu = agents.map((agent, i) => since(agentCpu0[i]!, cpuTimes(agent.pid!)));
+  const sum = (times: CpuTimes[]) => ({ user: times.reduce((n, t) => n + t.user, 0), system: times.reduce((n, t) => n + t.system, 0) });
+  // Of those, the coordinator's and the agents' (all together), and of each the kernel's part.
+  const split = { coordinator: cpuSplit(coordinatorCpu), agents: cpuSplit(sum(agentCpu)) };
   const egress1 = await coordinatorEgress(started.http);
   // The counters arrive with heartbeats (1 s apart by default): one more beat before reading them.
   await sleep(1_500);
@@ -179,10 +192,11 @@ async function fanout(model: string, sharing: boolean): Promise<ModeResult> {
     delivery,
     fromCoordinatorMiB,
     cpuSeconds,
+    cpuSplit: split,
     perAgentSeconds: [...doneAt.values()].sort((a, b) => a - b).map(round3),
   };
   console.log(
-    `sharing ${sharing ? 'on ' : 'off'}: last of ${agentCount} agents had the model after ${result.seconds} s; coordinator egress ${egressBytes === null ? 'unknown (no mlfleet_coordinator_blob_sent_bytes_total)' : `${(egressBytes / 2 ** 20).toFixed(0)} MiB (${result.egressRatio} x the model)`}; received ${JSON.stringify(delivery)}`,
+    `sharing ${sharing ? 'on ' : 'off'}: last of ${agentCount} agents had the model after ${result.seconds} s; coordinator egress ${egressBytes === null ? 'unknown (no mlfleet_coordinator_blob_sent_bytes_total)' : `${(egressBytes / 2 ** 20).toFixed(0)} MiB (${result.egressRatio} x the model)`}; received ${JSON.stringify(delivery)}; cpu s ${JSON.stringify(split)}`,
   );
   await stopAll();
   rmSync(runDir, { recursive: true, force: true });
