@@ -49,14 +49,18 @@ export function sqliteBackend(): StoreBackend {
   };
 }
 
-/** etcd (shared or spawned, see test/helpers/etcd.ts) with a key namespace per case. */
+/**
+ * etcd with a key namespace per case: spawned for this file alone (test/helpers/etcd.ts), not the
+ * shared one, because the conformance cases compact, and a compaction is cluster-wide: on the
+ * shared etcd it broke other files' watches resuming from before it (a CI run failed so).
+ */
 export function etcdBackend(): StoreBackend {
   let etcd: TestEtcd | undefined;
   let namespaces = 0;
   return {
     name: 'etcd',
     async setup(t) {
-      etcd = await startEtcd(t);
+      etcd = await startEtcd(t, { dedicated: true });
     },
     async open(t) {
       const prefix = `${etcd!.prefix}case-${++namespaces}/`;
