@@ -470,7 +470,7 @@ class Pull {
       const { next, waiting } = planNextPiece({
         pieceCount: this.count,
         held: this.held,
-        inFlight: new Set(this.inFlight.keys()),
+        inFlight: this.inFlight,
         sources: this.sources,
         rank: this.share.rank,
         fetchers: this.share.fetchers,

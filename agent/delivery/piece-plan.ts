@@ -43,7 +43,7 @@ export interface PlanInput {
   /** Pieces verified and written. */
   held: Bitfield;
   /** Pieces being fetched now. */
-  inFlight: ReadonlySet<number>;
+  inFlight: Pick<ReadonlySet<number>, 'has' | 'size'>;
   /** Peers first, then the seeds, best first. */
   sources: readonly PlanSource[];
   rank: number;
@@ -119,15 +119,28 @@ export function planNextPiece(input: PlanInput): PlanResult {
       break;
     }
   }
+  // The shares whose owner is listed among the peers (piece % fetchers): asked once, not per piece.
+  const liveOwners = new Set<number>();
+  for (const peer of peers) if (peer.rank !== undefined) liveOwners.add(peer.rank % fetchers);
+  // Runs every tick and after every piece, over every missing piece and every peer: it counts
+  // holders without making arrays, and gathers the free ones only for a piece that has some.
   for (let step = 0; step < input.pieceCount; step += 1) {
     const piece = (start + step) % input.pieceCount;
     if (input.held.has(piece) || input.inFlight.has(piece)) continue;
     const corrupt = input.corruptFrom.get(piece);
     const allowed = (source: PlanSource) => !corrupt?.has(source.id);
 
-    const holders = peers.filter((peer) => allowed(peer) && holds(peer, piece));
-    const freeHolders = holders.filter((peer) => peer.inFlight < peer.limit);
-    if (freeHolders.length > 0) return { next: { piece, source: leastBusy(freeHolders, input.random).id }, waiting };
+    let holders = 0;
+    let free = 0;
+    for (const peer of peers) {
+      if (!allowed(peer) || !holds(peer, piece)) continue;
+      holders += 1;
+      if (peer.inFlight < peer.limit) free += 1;
+    }
+    if (free > 0) {
+      const freeHolders = peers.filter((peer) => allowed(peer) && holds(peer, piece) && peer.inFlight < peer.limit);
+      return { next: { piece, source: leastBusy(freeHolders, input.random).id }, waiting };
+    }
 
     const since = input.waitingSince.get(piece);
     const waited = since === undefined ? 0 : input.now - since;
@@ -135,13 +148,15 @@ export function planNextPiece(input: PlanInput): PlanResult {
     // Peers hold it but are busy: wait for them, longer than for a piece nobody has.
     // Nobody holds it: its owner brings it; while the owner is listed (and answering) it is
     // only slow, and is given longer before others take its piece over.
-    const ownerLive = peers.some((peer) => peer.rank !== undefined && peer.rank % fetchers === piece % fetchers);
+    const ownerLive = liveOwners.has(piece % fetchers);
     const seedMay =
-      holders.length > 0
+      holders > 0
         ? turn(piece, waited, BUSY_STALLS * input.stallMs)
         : alone || (ours && !unknown && !input.settling) || turn(piece, waited, (ownerLive ? OWNER_STALLS : 1) * input.stallMs);
-    const seed = seeds.find(allowed);
-    if (seedMay && seed) return { next: { piece, source: seed.id }, waiting };
+    if (seedMay) {
+      const seed = seeds.find(allowed);
+      if (seed) return { next: { piece, source: seed.id }, waiting };
+    }
     if (waiting.length < MAX_WAITING) waiting.push(piece);
   }
   return { next: undefined, waiting };
