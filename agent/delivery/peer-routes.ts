@@ -8,7 +8,9 @@
 //   404 when nothing of the blob is held;
 // - a blob's bytes: one Range inside held pieces (206), or the whole blob once complete (200);
 //   416 otherwise. Sent in MiB reads (buffers from one pool, shared/blob-send.ts) through the
-//   agent's UploadLimiter and counted in its DeliveryCounters. With sharing off (--peer-upload-mbps 0) nothing is served (404).
+//   agent's UploadLimiter and counted in its DeliveryCounters; a peer that takes nothing for
+//   30 s is cut off, so that it holds no pooled buffer for long. With sharing off
+//   (--peer-upload-mbps 0) nothing is served (404).
 // These requests are neither proxied to replicas nor measured as inference.
 import type http from 'node:http';
 import type { FileHandle } from 'node:fs/promises';
@@ -48,6 +50,9 @@ export interface PeerRoutesOptions {
 
 /** MiB buffers all peer responses share (each holds at most two): the most of blob bytes in this agent's hands for peers. */
 const PEER_SEND_BUFFERS = 8;
+
+/** A peer whose response takes nothing for this long is cut off (its buffers go back to the pool). */
+const STALLED_PEER_MS = 30_000;
 
 /** Grants remembered as checked. */
 const VERIFIED_GRANTS = 1024;
@@ -138,6 +143,7 @@ export class PeerRoutes {
       if (range.partial) headers['content-range'] = `bytes ${range.start}-${range.end - 1}/${held.sizeBytes}`;
       headers[PIECES_HEADER] = Buffer.from(held.bitfield.bytes).toString('base64');
       headers[PIECE_BYTES_HEADER] = String(held.pieceBytes);
+      res.setTimeout(STALLED_PEER_MS, () => res.destroy());
       res.writeHead(range.partial ? 206 : 200, headers);
       let at = range.start;
       const reader = {
