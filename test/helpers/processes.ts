@@ -1,7 +1,7 @@
 // Real mlfleet daemons as child processes for integration tests: spawned from dist/, their
 // JSON log lines parsed for the addresses they bound (port 0), killed and reaped in t.after().
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -120,7 +120,29 @@ export async function startAgent(t: TestContext, name: string, coordinators: str
     // Tasks run as this test's own user, as before --task-user: the isolation it brings is tested in process-driver.test.ts.
     '--task-user', os.userInfo().username, ...extra,
   ], env);
+  // The process driver's task supervisors outlive their agent by design (a restarted agent adopts
+  // them): once the test is over, they and their replicas go too, or they pile up on the host.
+  t.after(() => killTasksUnder(path.join(dataDir, name)));
   // A loaded CI host (several suites, Chromium) takes well over the default 15 s to start an agent.
   await daemon.waitForMessage('agent started', 60_000);
   return daemon;
+}
+
+/** SIGKILLs the process group of every task supervisor whose task directory lies under `dataDir`. */
+export function killTasksUnder(dataDir: string): void {
+  const tasks = `${path.resolve(dataDir)}/tasks/`;
+  for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (!argv.some((arg) => arg.endsWith('process-supervisor.js')) || !argv.some((arg) => arg.startsWith(tasks))) continue;
+    try {
+      process.kill(-Number(pid), 'SIGKILL'); // it leads its task's process group
+    } catch {
+      // already gone
+    }
+  }
 }
