@@ -32,11 +32,16 @@ export async function sendRange(pool: BufferPool, reader: RangeReader, length: n
   const giveBack = (buffer: Buffer) => {
     if (held.delete(buffer)) pool.release(buffer);
   };
+  /** The buffer a read is filling: it goes back once the read ends, never while the read may still write into it. */
+  let reading: Buffer | undefined;
   const gone = new AbortController();
   const closed = () => gone.signal.aborted;
+  const giveBackIdle = () => {
+    for (const buffer of [...held]) if (buffer !== reading) giveBack(buffer);
+  };
   const onClose = () => {
     gone.abort(new Error('the client went away'));
-    for (const buffer of [...held]) giveBack(buffer);
+    giveBackIdle();
     pool.wakeAll();
   };
   res.once('close', onClose);
@@ -59,11 +64,14 @@ export async function sendRange(pool: BufferPool, reader: RangeReader, length: n
       if (!buffer) break;
       held.add(buffer);
       let n: number;
+      reading = buffer;
       try {
         n = await reader.read(buffer, 0, want);
       } catch (err) {
         giveBack(buffer);
         throw err;
+      } finally {
+        reading = undefined;
       }
       if (closed()) {
         giveBack(buffer);
@@ -84,7 +92,7 @@ export async function sendRange(pool: BufferPool, reader: RangeReader, length: n
     if (!closed()) res.end();
   } finally {
     res.off('close', onClose);
-    if (closed()) for (const buffer of [...held]) giveBack(buffer);
+    if (closed()) giveBackIdle();
   }
 }
 

@@ -92,6 +92,56 @@ describe('sendRange', () => {
   });
 });
 
+describe('sendRange with a read still filling a buffer when its client goes', () => {
+  it('keeps that buffer until the read ends, so no other response gets bytes written into it late', async () => {
+    const pool = new BufferPool(1);
+    let finishSlowRead: (() => void) | undefined;
+    const server = http.createServer((req, res) => {
+      const slow = req.url === '/slow';
+      const fill = slow ? 0xaa : 0xbb;
+      res.writeHead(200, { 'content-length': 1024 });
+      const reader = {
+        read: (buffer: Buffer, offset: number, length: number) =>
+          new Promise<number>((resolve) => {
+            const done = () => {
+              buffer.fill(fill, offset, offset + length); // as a file read lands in the buffer
+              resolve(length);
+            };
+            if (slow) finishSlowRead = done;
+            else done();
+          }),
+      };
+      void sendRange(pool, reader, 1024, res, { onSent: () => undefined }).catch(() => res.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      // The head goes out with the first bytes, which the slow read holds back: the client leaves first.
+      const leave = new AbortController();
+      const slow = request(`${base}/slow`, { signal: leave.signal }).catch(() => undefined);
+      while (!finishSlowRead) await new Promise((resolve) => setTimeout(resolve, 5));
+      leave.abort();
+      await slow;
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the server sees the client go
+      let answered = false;
+      const other = request(`${base}/other`).then(async (res) => {
+        const bytes = Buffer.from(await res.body.arrayBuffer());
+        answered = true;
+        return bytes;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(answered, false, 'the only buffer is still being read into: the other response waits for it');
+      finishSlowRead(); // the slow read lands only now
+      const body = await other;
+      assert.equal(body.length, 1024);
+      assert.ok(body.every((b) => b === 0xbb), 'the other response sent only its own bytes');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
+
 describe('BufferPool', () => {
   it('makes at most its count of buffers; a taker waits for one given back, or stops once its client is gone', async () => {
     const pool = new BufferPool(2);
