@@ -123,7 +123,7 @@ export function planNextPiece(input: PlanInput): PlanResult {
   const liveOwners = new Set<number>();
   for (const peer of peers) if (peer.rank !== undefined) liveOwners.add(peer.rank % fetchers);
   // Runs every tick and after every piece, over every missing piece and every peer: it counts
-  // holders without making arrays, and gathers the free ones only for a piece that has some.
+  // holders without making arrays, and makes one only for a piece with a free holder.
   for (let step = 0; step < input.pieceCount; step += 1) {
     const piece = (start + step) % input.pieceCount;
     if (input.held.has(piece) || input.inFlight.has(piece)) continue;
@@ -131,16 +131,13 @@ export function planNextPiece(input: PlanInput): PlanResult {
     const allowed = (source: PlanSource) => !corrupt?.has(source.id);
 
     let holders = 0;
-    let free = 0;
+    let freeHolders: PlanSource[] | undefined;
     for (const peer of peers) {
       if (!allowed(peer) || !holds(peer, piece)) continue;
       holders += 1;
-      if (peer.inFlight < peer.limit) free += 1;
+      if (peer.inFlight < peer.limit) (freeHolders ??= []).push(peer);
     }
-    if (free > 0) {
-      const freeHolders = peers.filter((peer) => allowed(peer) && holds(peer, piece) && peer.inFlight < peer.limit);
-      return { next: { piece, source: leastBusy(freeHolders, input.random).id }, waiting };
-    }
+    if (freeHolders) return { next: { piece, source: leastBusy(freeHolders, input.random).id }, waiting };
 
     const since = input.waitingSince.get(piece);
     const waited = since === undefined ? 0 : input.now - since;

@@ -68,7 +68,7 @@ function chunkedEnd(exchange: Exchange): boolean {
 }
 
 /** The text of a chunked body (what of it arrived), for an error message. */
-export function dechunk(raw: Buffer): string {
+function dechunk(raw: Buffer): string {
   const parts: Buffer[] = [];
   for (let at = 0; at < raw.length; ) {
     const eol = raw.indexOf('\r\n', at);
@@ -83,8 +83,8 @@ export function dechunk(raw: Buffer): string {
 
 interface Exchange {
   into: Buffer;
-  head: Buffer[];
-  headBytes: number;
+  /** The response head so far (until its blank line arrives). */
+  head: Buffer;
   response: ResponseHead | undefined;
   /** Where the body goes: the caller's buffer (2xx) or a small buffer of its own (an error's text). */
   body: Buffer | undefined;
@@ -103,7 +103,6 @@ class Connection {
   readonly socket: net.Socket;
   private exchange: Exchange | undefined;
   private readonly scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
-  closed = false;
   /** Requests this connection carried. */
   uses = 0;
 
@@ -128,7 +127,6 @@ class Connection {
     this.socket.on('error', (err) => this.fail(err));
     this.socket.on('end', () => this.endOrFail(new Error('the server closed the connection before the answer was complete')));
     this.socket.on('close', () => {
-      this.closed = true;
       this.endOrFail(new Error('the connection closed before the answer was complete'));
       this.onClosed(this);
     });
@@ -184,13 +182,12 @@ class Connection {
   }
 
   private readHead(exchange: Exchange, bytes: Buffer): void {
-    exchange.head.push(Buffer.from(bytes));
-    exchange.headBytes += bytes.length;
-    const all = exchange.head.length === 1 ? exchange.head[0]! : Buffer.concat(exchange.head);
+    // Copied: `bytes` lies in the scratch, which the next read fills.
+    const all = Buffer.concat([exchange.head, bytes]);
     const end = all.indexOf('\r\n\r\n');
     if (end < 0) {
-      if (exchange.headBytes > MAX_HEAD_BYTES) this.fail(new Error(`a response head over ${MAX_HEAD_BYTES} bytes`));
-      else exchange.head = [all];
+      if (all.length > MAX_HEAD_BYTES) this.fail(new Error(`a response head over ${MAX_HEAD_BYTES} bytes`));
+      else exchange.head = all;
       return;
     }
     let head: ResponseHead;
@@ -296,8 +293,7 @@ export class RangeClient {
       const done = () => signal.removeEventListener('abort', onAbort);
       connection.send(`${url.pathname}${url.search}`, url.host, headers, {
         into,
-        head: [],
-        headBytes: 0,
+        head: Buffer.alloc(0),
         response: undefined,
         body: undefined,
         bodyLength: 0,
@@ -320,7 +316,7 @@ export class RangeClient {
   private connection(url: URL, fresh: boolean): Connection {
     const list = fresh ? undefined : this.idle.get(url.origin);
     for (let connection = list?.pop(); connection; connection = list?.pop()) {
-      if (!connection.closed && !connection.socket.destroyed) return connection;
+      if (!connection.socket.destroyed) return connection;
     }
     const connection = new Connection(
       url,
