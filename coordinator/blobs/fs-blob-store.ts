@@ -230,7 +230,7 @@ class FsBlobWriter extends HashingBlobWriter {
       throw this.failure;
     }
     this.unsynced += chunk.length;
-    if (this.unsynced >= this.store.writebackBytes && !this.writeback) this.startWriteback();
+    if (this.unsynced >= this.store.writebackBytes && !this.writeback && this.failure === undefined) this.startWriteback();
   }
 
   /**

@@ -93,6 +93,7 @@ export async function pushArtifact(conn: Connection, kind: ArtifactKind, name: s
       header: pushed,
       uploadKey: uploadKey({ path: path.resolve(file), sizeBytes: source.sizeBytes, mtimeMs: source.mtimeMs, coordinator: conn.coordinator, kind, name, digest: source.digest }),
       open: (start) => source.openFrom(start),
+      file: source.directory ? undefined : file,
       token: conn.token,
       tls: conn.tls,
       signal,

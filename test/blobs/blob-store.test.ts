@@ -380,8 +380,9 @@ test('fs: a full disk fails the upload with RESOURCE_EXHAUSTED and leaves nothin
 });
 
 test('fs: an upload is sent to the disk while it goes on, and a failed writeback fails it', async (t) => {
-  // Every 100 KB written, a datasync starts in the background; the fourth one fails as a disk
-  // that lost a write does (EIO), and the kernel would not tell the commit's fsync again.
+  // Every 100 KB written, a datasync starts in the background (when none is under way); then
+  // one fails as a disk that lost a write does (EIO), which the kernel would not tell the
+  // commit's fsync again.
   const root = tempDir(t, 'blobs');
   let syncs = 0;
   let failOn = 0;
@@ -403,11 +404,11 @@ test('fs: an upload is sent to the disk while it goes on, and a failed writeback
 
   const bytes = pattern(1_000_000);
   const { digest } = await (await upload(store, bytes)).commit();
-  assert.ok(syncs >= 3, `writebacks during a 1 MB upload: ${syncs}`);
+  assert.ok(syncs >= 1, 'a writeback began during the upload');
   assert.ok((await readAll(await store.read(digest))).equals(bytes));
 
   syncs = 0;
-  failOn = 4;
+  failOn = 1;
   const writer = await store.create();
   const failed = async () => {
     for (let at = 0; at < bytes.length; at += 50_000) await writer.write(bytes.subarray(at, at + 50_000));
@@ -415,7 +416,7 @@ test('fs: an upload is sent to the disk while it goes on, and a failed writeback
   };
   await assert.rejects(failed(), /EIO/);
   await writer.abort();
-  assert.equal(syncs, 4, 'no writeback after the failed one');
+  assert.equal(syncs, 1, 'no writeback after the failed one');
   assert.deepEqual(await filesUnder(path.join(root, 'tmp')), [], 'the failed upload is gone');
   assert.deepEqual(await filesUnder(root), [storedAs('fs', digest)], 'only the first upload is stored');
 });

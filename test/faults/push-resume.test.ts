@@ -70,3 +70,35 @@ test('a push killed with SIGKILL at ~90% resumes from the coordinator’s offset
   assert.ok(resent < 0.2 * SIZE, `the second run sent ${resent} bytes of ${SIZE}`);
   assert.ok(received > 0 && received < 0.2 * SIZE, `the coordinator received ${received} bytes the second time`);
 });
+
+test('a PUT whose connection is cut half way goes on from the coordinator’s offset in the same run', { timeout: 60_000 }, async (t) => {
+  const proxyPort = await freePort();
+  let httpPort = 0;
+  const relay = await proxy(proxyPort, () => httpPort);
+  t.after(() => relay.close());
+  const { coordinator, admin } = await startLeader(t, { electionTtlMs: 15_000, httpAdvertise: `127.0.0.1:${proxyPort}` });
+  httpPort = Number(coordinator.httpAddress.split(':').at(-1));
+
+  const dir = tempDir(t);
+  const file = path.join(dir, 'model.onnx');
+  const bytes = randomBytes(SIZE);
+  await writeFile(file, bytes);
+  const home = await tempHome(t);
+  relay.state.bytesPerSecond = 24 * MiB;
+  const pushing = mlfleetctl(t, ['--coordinator', coordinator.address, '--token', admin, '-o', 'json', 'models', 'push', 'cut', file], { HOME: home });
+  const deadline = Date.now() + 30_000;
+  while (relay.state.upstreamBytes < 0.5 * SIZE) {
+    assert.ok(Date.now() < deadline, `the push did not reach half way in 30 s (${relay.state.upstreamBytes} bytes)`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  for (const socket of relay.state.sockets) socket.destroy();
+  relay.state.bytesPerSecond = 0;
+
+  const pushed = await pushing;
+  assert.equal(pushed.code, 0, pushed.stderr);
+  const version = JSON.parse(pushed.stdout) as { digest: string };
+  assert.equal(version.digest, `sha256:${createHash('sha256').update(bytes).digest('hex')}`);
+  // What the coordinator kept was not sent again: about one copy went through the proxy.
+  assert.ok(relay.state.upstreamBytes < 1.2 * SIZE, `${relay.state.upstreamBytes} bytes went through the proxy for ${SIZE}`);
+  assert.equal(await receivedBytes(coordinator.httpAddress), SIZE);
+});
