@@ -3,9 +3,9 @@
 // CommitPush. The PUT goes through node:http, whose write callback says when a chunk has left
 // for the kernel: a file's bytes are read into a few MiB buffers used again and again (a
 // createReadStream's fresh MiB per read cost 0.77 CPU-s per GiB on the bench machine, reused
-// buffers 0.13), which undici's streamed bodies cannot tell it is safe to do. An interrupted push (Ctrl-C, kill -9, a dropped connection) run again with
-// the same upload key resumes from the bytes the coordinator kept. Used by `mlfleetctl models
-// push` / `datasets push`.
+// buffers 0.13), which undici's streamed bodies cannot tell it is safe to do. An interrupted
+// push (Ctrl-C, kill -9, a dropped connection) run again with the same upload key resumes from
+// the bytes the coordinator kept. Used by `mlfleetctl models push` / `datasets push`.
 // With the S3 blob store the ticket carries presigned part URLs instead (pushParts): the parts go
 // straight to the bucket, a few at once, and their ETags to CommitPush. The ETags of parts sent
 // are kept in a small file per upload key (uploadStateDir()), so that a push run again sends
@@ -18,7 +18,9 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+// undici only for the bucket's parts, loaded then: it takes ~110 ms to load, a sixth of every
+// mlfleetctl command's start.
+import type { Dispatcher } from 'undici';
 import type { ArtifactKind } from './artifact-ref.js';
 import { AUTHORIZATION } from './auth.js';
 import { UPLOAD_OFFSET_HEADER } from './blob-http.js';
@@ -157,6 +159,7 @@ async function pushParts(upload: ResumableUpload, ticket: PushTicket): Promise<A
   upload.onProgress?.(held);
   const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !etags.has(i));
   if (missing.length > 0) {
+    const { Agent } = await import('undici');
     const dispatcher = new Agent({ bodyTimeout: 60_000, headersTimeout: 60_000, connections: PARTS_IN_FLIGHT });
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
@@ -231,6 +234,7 @@ async function putPart(dispatcher: Dispatcher, upload: ResumableUpload, url: str
   for (let attempt = 1; ; attempt++) {
     let answer: Dispatcher.ResponseData;
     try {
+      const { request } = await import('undici');
       answer = await request(url, { method: 'PUT', body: bytes, headers: { 'content-length': String(bytes.length) }, dispatcher, signal: upload.signal });
     } catch (err) {
       if (upload.signal?.aborted || attempt >= MAX_PUT_ATTEMPTS) throw err;
@@ -397,6 +401,7 @@ function drained(req: http.ClientRequest): Promise<void> {
     };
     req.on('drain', done);
     req.on('close', done);
+    if (req.destroyed) done();
   });
 }
 
