@@ -26,6 +26,8 @@ export const MAX_UPLOADS_PER_CALLER = 8;
 export const SWEEP_EVERY_MS = 60_000;
 /** Bytes gathered from a PUT before they are written and hashed. */
 const WRITE_BYTES = 1 << 20;
+/** A staging buffer: a write's MiB and the network read that took it past the MiB. */
+const STAGING_BYTES = WRITE_BYTES + 256 * 1024;
 
 interface UploadSession {
   readonly id: string;
@@ -221,7 +223,11 @@ export class Uploads {
     const flush = async () => {
       await writing;
       if (stagedBytes === 0) return;
-      const bytes = Buffer.concat(staged, stagedBytes); // its own memory, handed to the piece hasher after the write
+      // Gathered into a buffer the piece hasher gave back (or a new one), handed to it after the write.
+      const into = upload.hasher.take(stagedBytes) ?? Buffer.allocUnsafeSlow(Math.max(stagedBytes, STAGING_BYTES));
+      let at = 0;
+      for (const chunk of staged) at += chunk.copy(into, at);
+      const bytes = into.subarray(0, at);
       staged = [];
       stagedBytes = 0;
       const length = bytes.length;
