@@ -1,8 +1,9 @@
 // SHA-256 of pieces in a worker thread, so hashing 8 MiB pieces does not hold the agent's event
 // loop, which also runs its session and inference gateway; and, in the same pass over a piece's
 // buffer, the download's whole digest (see WholeDigest), so that no byte is read back from disk
-// only to be hashed a second time. A piece's buffer is transferred to the worker and back, not
-// copied. One worker: it keeps each download's whole-digest state and takes the messages in
+// only to be hashed a second time. A piece's buffer is shared with the worker (a
+// SharedArrayBuffer, as the piece fetcher's are: the fetcher writes the piece to its file while
+// the worker hashes it) or else transferred to it and back; never copied. One worker: it keeps each download's whole-digest state and takes the messages in
 // order, which is what lets a piece enter that digest from its buffer (a second worker would
 // cost another V8 isolate, several MiB, and the ordering). It starts when pieces arrive and stops
 // after a while without any, so an idle agent holds none; its heap is kept small (it holds
@@ -21,7 +22,7 @@ const SLICE = 256 * 1024;
 const streams = new Map();
 let readBuffer;
 function piece(m) {
-  const bytes = new Uint8Array(m.buffer, 0, m.length);
+  const bytes = new Uint8Array(m.buffer, m.offset, m.length);
   const stream = m.stream === undefined ? undefined : streams.get(m.stream);
   const own = createHash('sha256');
   const whole = stream && m.expected && stream.at === m.piece ? stream.hash.copy() : undefined;
@@ -37,7 +38,8 @@ function piece(m) {
     stream.at += 1;
     fed = true;
   }
-  parentPort.postMessage({ id: m.id, buffer: m.buffer, hash, fed }, [m.buffer]);
+  if (m.shared) parentPort.postMessage({ id: m.id, hash, fed });
+  else parentPort.postMessage({ id: m.id, buffer: m.buffer, hash, fed }, [m.buffer]);
 }
 function read(m) {
   const stream = streams.get(m.stream);
@@ -68,7 +70,7 @@ parentPort.on('message', (m) => {
   } catch (err) {
     if (m.op === 'read') streams.delete(m.stream);
     const reply = { id: m.id, error: String(err && err.message || err) };
-    if (m.op === 'piece') parentPort.postMessage({ ...reply, buffer: m.buffer }, [m.buffer]);
+    if (m.op === 'piece' && !m.shared) parentPort.postMessage({ ...reply, buffer: m.buffer }, [m.buffer]);
     else parentPort.postMessage(reply);
   }
 });
@@ -158,22 +160,29 @@ export class HashPool {
   }
 
   /**
-   * The SHA-256 of `bytes`, and the bytes back (the buffer travels to the worker: do not touch
-   * `bytes` until this resolves). `bytes` must own its ArrayBuffer (Buffer.allocUnsafeSlow).
+   * The SHA-256 of `bytes`, and the bytes back. In a SharedArrayBuffer they stay where they are
+   * (they may be read meanwhile, not changed); else their ArrayBuffer, which they must own
+   * (Buffer.allocUnsafeSlow), travels to the worker: do not touch `bytes` until this resolves.
    * With `into`, the piece also enters that whole digest if it is the next piece in order and
    * its hash is `into.expected` (see WholeDigest.hash, which is how to ask for that).
    */
   async hash(bytes: Buffer, into?: { stream: number; worker: Worker; piece: number; expected: Buffer }): Promise<Hashed> {
-    if (this.closed || bytes.byteOffset !== 0) {
-      // A closed pool, or a view into a shared buffer that cannot be transferred: hash here.
+    const shared = bytes.buffer instanceof SharedArrayBuffer;
+    if (this.closed || (!shared && bytes.byteOffset !== 0)) {
+      // A closed pool, or a view into a buffer that cannot be transferred: hash here.
       return { bytes, hash: createHash('sha256').update(bytes).digest(), fed: false };
     }
     const running = this.running ?? this.start();
     // A whole digest lives in the worker that opened it; another worker (the first stopped) cannot take the piece into it.
     const whole = into && into.worker === running.worker ? { stream: into.stream, piece: into.piece, expected: new Uint8Array(into.expected) } : {};
+    const length = bytes.length; // a transferred `bytes` is empty once its memory has gone
+    if (shared) {
+      const reply = await this.send({ op: 'piece', buffer: bytes.buffer, offset: bytes.byteOffset, length, shared: true, ...whole }, [], running);
+      if (reply.error !== undefined) throw new UnavailableError(`hashing a piece failed: ${reply.error}`);
+      return { bytes, hash: Buffer.from(reply.hash!), fed: reply.fed === true };
+    }
     const arrayBuffer = bytes.buffer as ArrayBuffer;
-    const length = bytes.length; // `bytes` is empty once its memory is transferred
-    const reply = await this.send({ op: 'piece', buffer: arrayBuffer, length, ...whole }, [arrayBuffer], running);
+    const reply = await this.send({ op: 'piece', buffer: arrayBuffer, offset: 0, length, ...whole }, [arrayBuffer], running);
     const back = Buffer.from(reply.buffer!, 0, length);
     if (reply.error !== undefined) throw new UnavailableError(`hashing a piece failed: ${reply.error}`);
     return { bytes: back, hash: Buffer.from(reply.hash!), fed: reply.fed === true };

@@ -16,7 +16,7 @@ import { Bitfield, checkManifest, pieceCount, pieceHash, pieceRange, type PieceM
 import type { TlsMaterial } from '../../shared/tls.js';
 import { CorruptBlobError, type BlobSource, type PullRequest } from '../model-cache.js';
 import type { DeliveryCounters, DeliverySourceKind } from './counters.js';
-import { WholeDigest, type HashPool } from './hash-pool.js';
+import { WholeDigest, type Hashed, type HashPool } from './hash-pool.js';
 import { planNextPiece, type PlanSource } from './piece-plan.js';
 import { RangeClient, type RangeResponse } from './range-client.js';
 
@@ -120,7 +120,8 @@ class FileError extends Error {
 /**
  * Piece buffers, reused: at most `limit` exist at once across every pull of the agent (a piece
  * waits for one), so a pull's memory is bounded and steady instead of a new 8 MiB buffer per
- * piece for the collector to find.
+ * piece for the collector to find. They are SharedArrayBuffers: the hashing worker reads a
+ * piece where it lies while the piece is written to the file.
  */
 class PieceBuffers {
   private readonly free = new Map<number, Buffer[]>();
@@ -136,7 +137,7 @@ class PieceBuffers {
       if (spare) return spare;
       if (this.made < this.limit) {
         this.made += 1;
-        return Buffer.allocUnsafeSlow(size);
+        return Buffer.from(new SharedArrayBuffer(size));
       }
       // Buffers of another size (another blob's pieces) make room when nothing waits for them.
       const other = [...this.free.entries()].find(([, list]) => list.length > 0);
@@ -565,17 +566,28 @@ class Pull {
     }
     if (source.kind === 'peer') this.learnPieces(source, response.headers);
     if (received !== length) throw new PieceRequestError(`${source.kind} sent ${received} of the ${length} bytes of piece ${piece}`);
-    const hashed = await this.whole.hash(bytes, piece, pieceHash(this.manifest, piece));
+    // Written while it is hashed (the buffer is shared with the hashing worker): a piece that
+    // turns out corrupt leaves bytes in the file that no bitfield claims, and its next copy
+    // overwrites them. Per piece this saves the write's time (~25 ms for 8 MiB on the bench
+    // machine), a third of a piece's way through the agent.
+    const writing = writeAll(this.request.handle, bytes, range.start).then(
+      () => undefined,
+      (err: unknown) => new FileError(err),
+    );
+    let hashed: Hashed;
+    try {
+      hashed = await this.whole.hash(bytes, piece, pieceHash(this.manifest, piece));
+    } finally {
+      // The buffer goes back to the pool only once the write has let go of it.
+      await writing;
+    }
     held.bytes = hashed.bytes;
     if (!hashed.hash.equals(pieceHash(this.manifest, piece))) {
       this.corrupt(piece, source);
       throw new PieceRequestError(`piece ${piece} from ${source.kind} ${source.located.node ?? ''} does not match its hash`, undefined, true);
     }
-    try {
-      await writeAll(this.request.handle, held.bytes, range.start);
-    } catch (err) {
-      throw new FileError(err);
-    }
+    const failed = await writing;
+    if (failed) throw failed;
     if (!hashed.fed) this.whole.written(piece);
     this.held.set(piece);
     if (source.kind === 'peer') this.peerPieces += 1;

@@ -37,8 +37,20 @@ async function setup(t: TestContext, pieces: number, tail = 1000) {
     }
     return hashed;
   };
+  /** As the fetcher does now: a piece in a shared buffer (at `offset` in it), written while it is hashed. */
+  const arriveShared = async (piece: number, offset = 0, data = pieceOf(piece)) => {
+    const buffer = Buffer.from(new SharedArrayBuffer(offset + PIECE), offset, data.length);
+    data.copy(buffer);
+    const writing = handle.write(buffer, 0, buffer.length, piece * PIECE);
+    const hashed = await whole.hash(buffer, piece, expected(piece));
+    await writing;
+    assert.equal(hashed.bytes, buffer, 'the same memory, not moved');
+    assert.ok(buffer.equals(data), 'nor changed');
+    if (hashed.hash.equals(expected(piece)) && !hashed.fed) whole.written(piece);
+    return hashed;
+  };
   const sha = createHash('sha256').update(bytes).digest('hex');
-  return { whole, arrive, sha, handle, pieceOf };
+  return { whole, arrive, arriveShared, sha, handle, pieceOf };
 }
 
 test('pieces in order: the digest is the file\'s, and no piece is read back', async (t) => {
@@ -55,6 +67,19 @@ test('pieces out of order and several at once: those ahead are read back, the di
   await Promise.all([arrive(4), arrive(7)]);
   assert.equal(await whole.finish(), sha);
   assert.ok(whole.piecesReadBack > 0);
+});
+
+test('pieces in shared buffers are hashed where they lie, written meanwhile; a corrupt one stays out of the digest', async (t) => {
+  const { whole, arriveShared, sha, pieceOf } = await setup(t, 6);
+  assert.equal((await arriveShared(0)).fed, true);
+  assert.equal((await arriveShared(1, 4096)).fed, true, 'a view into the middle of a shared buffer');
+  await Promise.all([arriveShared(3), arriveShared(2)]);
+  const bad = Buffer.from(pieceOf(4));
+  bad[7] = bad[7]! ^ 1;
+  const corrupt = await arriveShared(4, 0, bad);
+  assert.equal(corrupt.fed, false);
+  await Promise.all([arriveShared(5), arriveShared(4)]);
+  assert.equal(await whole.finish(), sha);
 });
 
 test('a resume: recorded pieces are read back from the file, new ones come from their buffers', async (t) => {
