@@ -2,13 +2,14 @@
 // coordinator through a loopback proxy that throttles the upload (so the kill lands mid-body),
 // is killed once ~90% of the bytes went through, and the same command run again sends only the
 // rest (asserted on the bytes the proxy carried and on the coordinator's received-bytes
-// counter), says it resumed, and makes a version with the file's digest.
+// counter), says it resumed, and makes a version with the file's digest. And a PUT whose
+// connection is cut half way asks the coordinator where it stands and goes on from there.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { request } from 'undici';
 import { startLeader } from '../helpers/coordinator.js';
 import { CLI, mlfleetctl, tempHome } from '../helpers/mlfleetctl.js';
@@ -23,19 +24,22 @@ async function receivedBytes(httpAddress: string): Promise<number> {
   return Number(/^mlfleet_coordinator_upload_received_bytes_total (\d+)/m.exec(text)?.[1] ?? NaN);
 }
 
-test('a push killed with SIGKILL at ~90% resumes from the coordinator’s offset when run again', { timeout: 60_000 }, async (t) => {
+/** A coordinator whose upload URLs lead through a throttling proxy, a SIZE file of random bytes, and a HOME. */
+async function setup(t: TestContext) {
   const proxyPort = await freePort();
   let httpPort = 0;
   const relay = await proxy(proxyPort, () => httpPort);
   t.after(() => relay.close());
   const { coordinator, admin } = await startLeader(t, { electionTtlMs: 15_000, httpAdvertise: `127.0.0.1:${proxyPort}` });
   httpPort = Number(coordinator.httpAddress.split(':').at(-1));
-
-  const dir = tempDir(t);
-  const file = path.join(dir, 'model.onnx');
+  const file = path.join(tempDir(t), 'model.onnx');
   const bytes = randomBytes(SIZE);
   await writeFile(file, bytes);
-  const home = await tempHome(t);
+  return { relay, coordinator, admin, file, bytes, home: await tempHome(t) };
+}
+
+test('a push killed with SIGKILL at ~90% resumes from the coordinator’s offset when run again', { timeout: 60_000 }, async (t) => {
+  const { relay, coordinator, admin, file, bytes, home } = await setup(t);
   const args = ['--coordinator', coordinator.address, '--token', admin, '-o', 'json', 'models', 'push', 'big', file];
 
   // First run: throttled to ~24 MiB/s, killed once ~90% of the file went through the proxy.
@@ -72,18 +76,7 @@ test('a push killed with SIGKILL at ~90% resumes from the coordinator’s offset
 });
 
 test('a PUT whose connection is cut half way goes on from the coordinator’s offset in the same run', { timeout: 60_000 }, async (t) => {
-  const proxyPort = await freePort();
-  let httpPort = 0;
-  const relay = await proxy(proxyPort, () => httpPort);
-  t.after(() => relay.close());
-  const { coordinator, admin } = await startLeader(t, { electionTtlMs: 15_000, httpAdvertise: `127.0.0.1:${proxyPort}` });
-  httpPort = Number(coordinator.httpAddress.split(':').at(-1));
-
-  const dir = tempDir(t);
-  const file = path.join(dir, 'model.onnx');
-  const bytes = randomBytes(SIZE);
-  await writeFile(file, bytes);
-  const home = await tempHome(t);
+  const { relay, coordinator, admin, file, bytes, home } = await setup(t);
   relay.state.bytesPerSecond = 24 * MiB;
   const pushing = mlfleetctl(t, ['--coordinator', coordinator.address, '--token', admin, '-o', 'json', 'models', 'push', 'cut', file], { HOME: home });
   const deadline = Date.now() + 30_000;
