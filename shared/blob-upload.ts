@@ -320,9 +320,10 @@ function streamBody(source: Readable | AsyncIterable<Buffer>): BodySource {
 function coordinatorRequest(upload: ResumableUpload, url: URL, method: string, headers: Record<string, string>): http.ClientRequest {
   if (upload.token) headers[AUTHORIZATION] = `Bearer ${upload.token}`;
   const options: https.RequestOptions = { method, headers, signal: upload.signal, agent: false };
-  if (url.protocol === 'https:') return https.request(url, { ...options, ca: upload.tls?.ca, cert: upload.tls?.cert, key: upload.tls?.key });
-  if (url.protocol !== 'http:') throw new FailedPreconditionError(`the coordinator gave an upload URL that is not http(s): ${url.protocol}`);
-  return http.request(url, options);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new FailedPreconditionError(`the coordinator gave an upload URL that is not http(s): ${url.protocol}`);
+  const req = url.protocol === 'https:' ? https.request(url, { ...options, ca: upload.tls?.ca, cert: upload.tls?.cert, key: upload.tls?.key }) : http.request(url, options);
+  req.setTimeout(PUT_IDLE_MS, () => req.destroy(new UnavailableError(`the coordinator's HTTP listener (${url.host}) moved no bytes for ${PUT_IDLE_MS / 1000} s`)));
+  return req;
 }
 
 /** The answer to `req` (sent already or being sent) and its text; rejects when the exchange fails before an answer. */
@@ -351,7 +352,9 @@ function answerOf(req: http.ClientRequest): Promise<{ status: number; headers: h
 async function putFrom(upload: ResumableUpload, url: URL, offset: number, size: number): Promise<number> {
   const body = upload.file ? await fileBody(upload.file, offset, size) : streamBody(upload.open(offset));
   const req = coordinatorRequest(upload, url, 'PUT', { [UPLOAD_OFFSET_HEADER]: String(offset), 'content-length': String(size - offset), 'content-type': 'application/octet-stream' });
-  req.setTimeout(PUT_IDLE_MS, () => req.destroy(new UnavailableError(`the coordinator took no bytes for ${PUT_IDLE_MS / 1000} s`)));
+  // An answer before the body is all sent (a refusal, another PUT running) ends the sending.
+  let answeredEarly = false;
+  req.once('response', () => (answeredEarly = true));
   const answer = answerOf(req);
   answer.catch(() => undefined); // awaited below, or the body's failure is the one reported
   let sent = offset;
@@ -361,7 +364,7 @@ async function putFrom(upload: ResumableUpload, url: URL, offset: number, size: 
     let draining: Promise<void> | undefined;
     for (let chunk = await body.next(); chunk !== undefined; chunk = await body.next()) {
       await draining;
-      if (req.destroyed) break; // an answer came early, or the connection failed: see below
+      if (req.destroyed || answeredEarly) break; // the answer, or the connection's failure, is seen below
       if (sent + chunk.length > size) throw new InvalidArgumentError(`the content grew past the ${size} bytes declared while it was pushed; push again`);
       sent += chunk.length;
       upload.onProgress?.(sent);
@@ -369,7 +372,7 @@ async function putFrom(upload: ResumableUpload, url: URL, offset: number, size: 
       draining = req.write(taken, () => body.sent(taken)) ? undefined : drained(req);
     }
     await draining;
-    if (!req.destroyed) req.end();
+    if (!answeredEarly && !req.destroyed) req.end();
   } catch (err) {
     failed = err;
     req.destroy();
@@ -384,6 +387,9 @@ async function putFrom(upload: ResumableUpload, url: URL, offset: number, size: 
     if (upload.signal?.aborted) throw err;
     // The connection dropped: the coordinator kept what arrived; ask where it stands.
     throw new ResumeFrom(await headOffset(upload, url), err);
+  } finally {
+    // Answered before the body was all sent: the rest will not go on this connection.
+    if (!req.writableEnded) req.destroy();
   }
   const at = Number(result.headers[UPLOAD_OFFSET_HEADER]);
   if (result.status === 204) return at;
@@ -391,16 +397,15 @@ async function putFrom(upload: ResumableUpload, url: URL, offset: number, size: 
   throw httpError(result.status, result.text);
 }
 
-/** Resolves once `req` can take more, or has ended (its failure is seen through its answer). */
+/** Resolves once `req` can take more, has been answered, or has ended (its failure is seen through its answer). */
 function drained(req: http.ClientRequest): Promise<void> {
   return new Promise((resolve) => {
+    const events = ['drain', 'response', 'close'];
     const done = () => {
-      req.off('drain', done);
-      req.off('close', done);
+      for (const event of events) req.off(event, done);
       resolve();
     };
-    req.on('drain', done);
-    req.on('close', done);
+    for (const event of events) req.on(event, done);
     if (req.destroyed) done();
   });
 }
