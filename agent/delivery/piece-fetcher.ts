@@ -543,6 +543,12 @@ class Pull {
     }
   }
 
+  /**
+   * Pieces are written one after another: writes into one file take turns on its inode's lock
+   * anyway, and three at once spent ~0.2 CPU-s per GiB more spinning on it (bench machine).
+   */
+  private lastWrite: Promise<void> = Promise.resolve();
+
   private async fetchInto(piece: number, source: SourceState, range: { start: number; end: number }, held: { bytes: Buffer }): Promise<void> {
     const length = held.bytes.length;
     const bytes = held.bytes;
@@ -570,7 +576,9 @@ class Pull {
     // turns out corrupt leaves bytes in the file that no bitfield claims, and its next copy
     // overwrites them. Per piece this saves the write's time (~25 ms for 8 MiB on the bench
     // machine), a third of a piece's way through the agent.
-    const writing = writeAll(this.request.handle, bytes, range.start).then(
+    const write = this.lastWrite.then(() => writeAll(this.request.handle, bytes, range.start));
+    this.lastWrite = write.catch(() => undefined);
+    const writing = write.then(
       () => undefined,
       (err: unknown) => new FileError(err),
     );
