@@ -319,6 +319,10 @@ function streamBody(source: Readable | AsyncIterable<Buffer>): BodySource {
 /** A request to the coordinator's HTTP listener, with the client's TLS material and token. */
 function coordinatorRequest(upload: ResumableUpload, url: URL, method: string, headers: Record<string, string>): http.ClientRequest {
   if (upload.token) headers[AUTHORIZATION] = `Bearer ${upload.token}`;
+  // Not `connection: close` (node:http's default without an agent): a server told so closes the
+  // moment it has answered, and a refusal's answer is then reset by the bytes still on their
+  // way. The caller closes the connection once it has the answer.
+  headers.connection = 'keep-alive';
   const options: https.RequestOptions = { method, headers, signal: upload.signal, agent: false };
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new FailedPreconditionError(`the coordinator gave an upload URL that is not http(s): ${url.protocol}`);
   const req = url.protocol === 'https:' ? https.request(url, { ...options, ca: upload.tls?.ca, cert: upload.tls?.cert, key: upload.tls?.key }) : http.request(url, options);
@@ -326,20 +330,27 @@ function coordinatorRequest(upload: ResumableUpload, url: URL, method: string, h
   return req;
 }
 
-/** The answer to `req` (sent already or being sent) and its text; rejects when the exchange fails before an answer. */
+/**
+ * The answer to `req` (sent already or being sent) and its text; rejects when the exchange fails
+ * before an answer. An answer whose text is cut (a refusal whose connection closed under it)
+ * counts, with what of the text arrived.
+ */
 function answerOf(req: http.ClientRequest): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
   return new Promise((resolve, reject) => {
-    req.on('error', reject); // every error, not just the first: a second would be thrown
+    let answered: (() => void) | undefined;
+    req.on('error', (err) => (answered ? answered() : reject(err))); // every error: a second would be thrown
     req.once('response', (res: http.IncomingMessage) => {
       const parts: Buffer[] = [];
       let length = 0;
+      answered = () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(parts).toString('utf8') });
       res.on('data', (chunk: Buffer) => {
         // An answer's text is a line or two; past 64 KiB it is not read further.
         if (length < 65_536) parts.push(chunk);
         length += chunk.length;
       });
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(parts).toString('utf8') }));
-      res.once('error', reject);
+      res.once('end', answered);
+      res.once('error', answered);
+      res.once('close', answered);
     });
   });
 }
@@ -388,8 +399,7 @@ async function putFrom(upload: ResumableUpload, url: URL, offset: number, size: 
     // The connection dropped: the coordinator kept what arrived; ask where it stands.
     throw new ResumeFrom(await headOffset(upload, url), err);
   } finally {
-    // Answered before the body was all sent: the rest will not go on this connection.
-    if (!req.writableEnded) req.destroy();
+    req.destroy(); // one request per connection (see coordinatorRequest)
   }
   const at = Number(result.headers[UPLOAD_OFFSET_HEADER]);
   if (result.status === 204) return at;
@@ -414,7 +424,7 @@ async function headOffset(upload: ResumableUpload, url: URL): Promise<number> {
   const req = coordinatorRequest(upload, url, 'HEAD', {});
   const answer = answerOf(req);
   req.end();
-  const { status, headers } = await answer;
+  const { status, headers } = await answer.finally(() => req.destroy());
   const at = Number(headers[UPLOAD_OFFSET_HEADER]);
   if (status !== 200 || !Number.isSafeInteger(at)) throw httpError(status, '');
   return at;

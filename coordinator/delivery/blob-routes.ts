@@ -68,7 +68,10 @@ export function blobRoutes(deps: BlobRoutesDeps): ExtraRoutes {
         await serveUpload(deps, principal, uploadId!, req, res);
       }
     } catch (err) {
-      answerError(res, err, deps.log);
+      // A body not read (a refused PUT): see lingerThenClose.
+      const unread = !req.complete;
+      answerError(res, err, deps.log, unread);
+      if (unread) lingerThenClose(req);
     }
     return true;
   };
@@ -172,7 +175,33 @@ const STATUS_BY_CODE: Record<string, number> = {
   UNAVAILABLE: 503,
 };
 
-function answerError(res: http.ServerResponse, err: unknown, log: Logger): void {
+/** What of a refused PUT's body is read and dropped, at most, before its connection closes. */
+const LINGER_BYTES = 256 * 1024 * 1024;
+const LINGER_MS = 2_000;
+
+/**
+ * A refused request whose body was not read: what is on its way is read and dropped for a
+ * moment before the connection closes (as nginx's lingering close does), so that the close does
+ * not reset the connection before the client has read the answer. A client that keeps sending
+ * past LINGER_BYTES or LINGER_MS is cut off.
+ */
+function lingerThenClose(req: http.IncomingMessage): void {
+  let dropped = 0;
+  const close = () => {
+    clearTimeout(timer);
+    req.socket.destroy();
+  };
+  const timer = setTimeout(close, LINGER_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_BYTES) close();
+  });
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
+}
+
+function answerError(res: http.ServerResponse, err: unknown, log: Logger, unread: boolean): void {
   let status = 500;
   let headers: Record<string, string> = {};
   let message = 'internal error';
@@ -197,6 +226,9 @@ function answerError(res: http.ServerResponse, err: unknown, log: Logger): void 
     res.destroy();
     return;
   }
-  // The body of a refused PUT is not read: the connection is not reused.
-  res.writeHead(status, { 'content-type': 'text/plain', connection: 'close', ...headers }).end(`${message}\n`);
+  // The connection is not reused. With a body unread, `connection: close` would have Node close
+  // it the moment the answer is written, and the bytes still arriving reset it under the answer:
+  // lingerThenClose closes it instead.
+  if (!unread) headers.connection = 'close';
+  res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(`${message}\n`);
 }

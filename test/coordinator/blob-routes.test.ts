@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,6 +15,9 @@ import { test, type TestContext } from 'node:test';
 import { Agent, request } from 'undici';
 import { CoordinatorClient, inChunks } from '../../shared/client.js';
 import { readBlobRange } from '../../shared/blob-download.js';
+import { pushResumable } from '../../shared/blob-upload.js';
+import { NotFoundError } from '../../shared/errors.js';
+import type { PushHeader } from '../../shared/proto.js';
 import { UPLOAD_OFFSET_HEADER } from '../../shared/blob-http.js';
 import { decodeManifest } from '../../shared/pieces.js';
 import { channelCredentials, loadTls } from '../../shared/tls.js';
@@ -254,4 +257,42 @@ test('resumable uploads: protocol errors change nothing, a cut PUT keeps its byt
   await assert.rejects(dev.beginPush('model', { ...header, name: 'n9' }, ''), { code: 'RESOURCE_EXHAUSTED' });
   // A consumer may not push at all.
   await assert.rejects(client(await token('consumer', 'alpha')).beginPush('model', header, ''), { code: 'PERMISSION_DENIED' });
+});
+
+test('a PUT refused before its body is read: the pushing client gets the answer, not a reset, and the connection closes', async (t) => {
+  // The coordinator answers at once and reads nothing of the body; the client is still sending
+  // its 48 MiB. Closing at once would reset the connection under the answer (Node 22 lost it
+  // that way): the coordinator drops what arrives for a moment first.
+  const { client, token } = await setUp(t);
+  const developer = await token('developer', 'alpha');
+  const stranger = await token('developer', 'beta');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-refused-put-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'model.bin');
+  writeFileSync(file, randomBytes(48 * MiB));
+  const header: PushHeader = { name: 'refused', format: 'onnx', directory: false, sizeBytes: 48 * MiB, digest: '', metadata: { type: '', inputFormat: '', outputFormat: '', accuracy: 0, labels: {} } };
+  for (let round = 0; round < 5; round += 1) {
+    let sent = 0;
+    const started = Date.now();
+    // BeginPush as the developer; the PUT with another tenant's token: that upload is not theirs (404).
+    const push = pushResumable({
+      client: client(developer),
+      kind: 'model',
+      header,
+      uploadKey: `refused-${round}`,
+      open: () => {
+        throw new Error('the file is read by the PUT');
+      },
+      file,
+      token: stranger,
+      onProgress: (bytes) => (sent = bytes),
+    });
+    await assert.rejects(push, (err: unknown) => {
+      assert.ok(err instanceof NotFoundError, String(err));
+      assert.match(err.message, /upload [0-9a-f]+ not found; begin the push again/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 5_000, `round ${round}: ${Date.now() - started} ms`);
+    assert.ok(sent < 48 * MiB, `round ${round}: the whole file went after the refusal`);
+  }
 });
