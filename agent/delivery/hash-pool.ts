@@ -1,13 +1,14 @@
 // SHA-256 of pieces in a worker thread, so hashing 8 MiB pieces does not hold the agent's event
 // loop, which also runs its session and inference gateway; and, in the same pass over a piece's
 // buffer, the download's whole digest (see WholeDigest), so that no byte is read back from disk
-// only to be hashed a second time. A piece's buffer is shared with the worker (a
-// SharedArrayBuffer, as the piece fetcher's are: the fetcher writes the piece to its file while
-// the worker hashes it) or else transferred to it and back; never copied. One worker: it keeps each download's whole-digest state and takes the messages in
-// order, which is what lets a piece enter that digest from its buffer (a second worker would
-// cost another V8 isolate, several MiB, and the ordering). It starts when pieces arrive and stops
-// after a while without any, so an idle agent holds none; its heap is kept small (it holds
-// hash states and, while reading back, one 1 MiB buffer; piece buffers are outside the heap).
+// only to be hashed a second time. A piece lies in a SharedArrayBuffer (the piece fetcher's
+// buffers), which the worker reads where it is, neither copied nor moved: the fetcher writes the
+// piece to its file meanwhile. One worker: it keeps each download's whole-digest state and takes
+// the messages in order, which is what lets a piece enter that digest from its buffer (a second
+// worker would cost another V8 isolate, several MiB, and the ordering). It starts when pieces
+// arrive and stops after a while without any, so an idle agent holds none; its heap is kept
+// small (it holds hash states and, while reading back, one 1 MiB buffer; piece buffers are
+// outside the heap).
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { UnavailableError } from '../../shared/errors.js';
@@ -38,8 +39,7 @@ function piece(m) {
     stream.at += 1;
     fed = true;
   }
-  if (m.shared) parentPort.postMessage({ id: m.id, hash, fed });
-  else parentPort.postMessage({ id: m.id, buffer: m.buffer, hash, fed }, [m.buffer]);
+  parentPort.postMessage({ id: m.id, hash, fed });
 }
 function read(m) {
   const stream = streams.get(m.stream);
@@ -69,16 +69,13 @@ parentPort.on('message', (m) => {
     parentPort.postMessage({ id: m.id });
   } catch (err) {
     if (m.op === 'read') streams.delete(m.stream);
-    const reply = { id: m.id, error: String(err && err.message || err) };
-    if (m.op === 'piece' && !m.shared) parentPort.postMessage({ ...reply, buffer: m.buffer }, [m.buffer]);
-    else parentPort.postMessage(reply);
+    parentPort.postMessage({ id: m.id, error: String(err && err.message || err) });
   }
 });
 `;
 
 interface Reply {
   id: number;
-  buffer?: ArrayBuffer;
   hash?: Uint8Array;
   fed?: boolean;
   hex?: string;
@@ -95,9 +92,8 @@ interface Running {
   jobs: Map<number, Job>;
 }
 
-/** What hash() answers: the piece's bytes back (the same memory), their SHA-256, and whether they entered a whole digest. */
+/** What hash() answers: the piece's SHA-256, and whether it entered a whole digest. */
 export interface Hashed {
-  bytes: Buffer;
   hash: Buffer;
   fed: boolean;
 }
@@ -149,43 +145,31 @@ export class HashPool {
     this.idleTimer.unref();
   }
 
-  private send(message: Record<string, unknown>, transfer: ArrayBuffer[] = [], running = this.running ?? this.start()): Promise<Reply> {
+  private send(message: Record<string, unknown>, running = this.running ?? this.start()): Promise<Reply> {
     clearTimeout(this.idleTimer);
     const id = this.ids++;
     return new Promise<Reply>((resolve, reject) => {
       running.jobs.set(id, { resolve, reject });
       if (running.jobs.size === 1) running.worker.ref();
-      running.worker.postMessage({ ...message, id }, transfer);
+      running.worker.postMessage({ ...message, id });
     });
   }
 
   /**
-   * The SHA-256 of `bytes`, and the bytes back. In a SharedArrayBuffer they stay where they are
-   * (they may be read meanwhile, not changed); else their ArrayBuffer, which they must own
-   * (Buffer.allocUnsafeSlow), travels to the worker: do not touch `bytes` until this resolves.
-   * With `into`, the piece also enters that whole digest if it is the next piece in order and
-   * its hash is `into.expected` (see WholeDigest.hash, which is how to ask for that).
+   * The SHA-256 of `bytes`, which must not change until this resolves (they may be read). In a
+   * SharedArrayBuffer the worker hashes them where they lie; other bytes, or any once the pool
+   * is closed, are hashed here. With `into`, the piece also enters that whole digest if it is
+   * the next piece in order and its hash is `into.expected` (see WholeDigest.hash, which is how
+   * to ask for that).
    */
   async hash(bytes: Buffer, into?: { stream: number; worker: Worker; piece: number; expected: Buffer }): Promise<Hashed> {
-    const shared = bytes.buffer instanceof SharedArrayBuffer;
-    if (this.closed || (!shared && bytes.byteOffset !== 0)) {
-      // A closed pool, or a view into a buffer that cannot be transferred: hash here.
-      return { bytes, hash: createHash('sha256').update(bytes).digest(), fed: false };
-    }
+    if (this.closed || !(bytes.buffer instanceof SharedArrayBuffer)) return { hash: createHash('sha256').update(bytes).digest(), fed: false };
     const running = this.running ?? this.start();
     // A whole digest lives in the worker that opened it; another worker (the first stopped) cannot take the piece into it.
     const whole = into && into.worker === running.worker ? { stream: into.stream, piece: into.piece, expected: new Uint8Array(into.expected) } : {};
-    const length = bytes.length; // a transferred `bytes` is empty once its memory has gone
-    if (shared) {
-      const reply = await this.send({ op: 'piece', buffer: bytes.buffer, offset: bytes.byteOffset, length, shared: true, ...whole }, [], running);
-      if (reply.error !== undefined) throw new UnavailableError(`hashing a piece failed: ${reply.error}`);
-      return { bytes, hash: Buffer.from(reply.hash!), fed: reply.fed === true };
-    }
-    const arrayBuffer = bytes.buffer as ArrayBuffer;
-    const reply = await this.send({ op: 'piece', buffer: arrayBuffer, offset: 0, length, ...whole }, [arrayBuffer], running);
-    const back = Buffer.from(reply.buffer!, 0, length);
+    const reply = await this.send({ op: 'piece', buffer: bytes.buffer, offset: bytes.byteOffset, length: bytes.length, ...whole }, running);
     if (reply.error !== undefined) throw new UnavailableError(`hashing a piece failed: ${reply.error}`);
-    return { bytes: back, hash: Buffer.from(reply.hash!), fed: reply.fed === true };
+    return { hash: Buffer.from(reply.hash!), fed: reply.fed === true };
   }
 
   /** @internal For WholeDigest. */
@@ -195,7 +179,7 @@ export class HashPool {
     const stream = this.streams++;
     this.openStreams += 1;
     try {
-      await this.send({ op: 'open', stream }, [], running);
+      await this.send({ op: 'open', stream }, running);
     } catch (err) {
       this.openStreams -= 1;
       throw err;
@@ -207,7 +191,7 @@ export class HashPool {
   async readStream(opened: { stream: number; worker: Worker }, fd: number, range: ReadBack, start: number, end: number): Promise<void> {
     const running = this.running;
     if (!running || running.worker !== opened.worker) throw new UnavailableError('the hashing worker stopped');
-    const reply = await this.send({ op: 'read', stream: opened.stream, fd, from: range.from, to: range.to, start, end }, [], running);
+    const reply = await this.send({ op: 'read', stream: opened.stream, fd, from: range.from, to: range.to, start, end }, running);
     if (reply.error !== undefined) throw new UnavailableError(`reading pieces back for the whole digest failed: ${reply.error}`);
   }
 
@@ -220,7 +204,7 @@ export class HashPool {
         if (finish) throw new UnavailableError('the hashing worker stopped');
         return undefined;
       }
-      const reply = await this.send({ op: finish ? 'finish' : 'close', stream: opened.stream }, [], running);
+      const reply = await this.send({ op: finish ? 'finish' : 'close', stream: opened.stream }, running);
       if (reply.error !== undefined) throw new UnavailableError(`the whole digest failed: ${reply.error}`);
       return reply.hex;
     } finally {
