@@ -1,9 +1,10 @@
 // The blob store on the local filesystem (the default, under <data-dir>/blobs). An upload goes
 // to tmp/<random> and is hashed as it is written; commit fsyncs it and renames it to
-// sha256/<first two hex>/<hex>. The disk writes begin while the upload goes on (a datasync in
-// the background every WRITEBACK_BYTES), so that the commit's fsync finds little left to write:
-// for 1 GiB that fsync took ~0.7 s on the bench machine, a sixth of the push, and ~20 ms this way. The rename is atomic because tmp/ and sha256/ share the
-// filesystem, so a blob is either absent or complete, never half there. The root belongs to
+// sha256/<first two hex>/<hex>. The rename is atomic because tmp/ and sha256/ share the
+// filesystem, so a blob is either absent or complete, never half there. The disk writes begin
+// while the upload goes on (a datasync in the background every WRITEBACK_BYTES), so that the
+// commit's fsync finds little left to write: for 1 GiB that fsync took ~0.7 s on the bench
+// machine, a sixth of the push, and ~20 ms this way. The root belongs to
 // one store at a time: whatever is in tmp/ when a store opens was left by a crash and goes.
 import { syncDirectory } from '../../shared/durable-files.js';
 import { randomBytes } from 'node:crypto';
@@ -27,7 +28,7 @@ export interface FsBlobStoreOptions {
 }
 
 /** An upload's bytes are sent to the disk in the background every this many bytes written. */
-export const WRITEBACK_BYTES = 64 * 1024 * 1024;
+const WRITEBACK_BYTES = 64 * 1024 * 1024;
 
 /** Errors that mean the filesystem, or the quota on it, is full. */
 const OUT_OF_SPACE = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
