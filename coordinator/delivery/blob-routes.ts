@@ -68,8 +68,9 @@ export function blobRoutes(deps: BlobRoutesDeps): ExtraRoutes {
         await serveUpload(deps, principal, uploadId!, req, res);
       }
     } catch (err) {
-      // A body not read (a refused PUT): see lingerThenClose.
-      const unread = !req.complete;
+      // A body not read (a refused PUT): see lingerThenClose. A GET has none, though Node marks
+      // it complete only after its handler has begun.
+      const unread = !req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
       answerError(res, err, deps.log, unread);
       if (unread) lingerThenClose(req);
     }
