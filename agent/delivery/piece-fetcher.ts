@@ -347,6 +347,8 @@ class Pull {
   /** Pieces this pull took from the seed (in order), and how many from peers: said when it ends. */
   private readonly seedPieces: number[] = [];
   private peerPieces = 0;
+  /** Peers' bitfields asked for (GET …/pieces): said when it ends. */
+  private polls = 0;
   /** The whole digest, taken from the pieces as they are verified (from run() on). */
   private whole!: WholeDigest;
 
@@ -413,7 +415,7 @@ class Pull {
     this.finished = true;
     if (!err) {
       this.settings.log.info(
-        { digest: this.manifest.digest, pieces: this.count, fromPeers: this.peerPieces, fromSeed: this.seedPieces.length, seedPieces: this.seedPieces.slice(0, 64), rank: this.share.rank, fetchers: this.share.fetchers },
+        { digest: this.manifest.digest, pieces: this.count, fromPeers: this.peerPieces, fromSeed: this.seedPieces.length, seedPieces: this.seedPieces.slice(0, 64), rank: this.share.rank, fetchers: this.share.fetchers, polls: this.polls },
         'pulled',
       );
     }
@@ -459,7 +461,6 @@ class Pull {
       return;
     }
     this.maybeRelocate(now);
-    for (const source of this.sources) this.maybePoll(source, now);
     if (this.unsynced.length > 0 && now - this.lastCheckpointAt >= this.settings.checkpointMs) void this.checkpoint(false).catch((err: unknown) => this.finish(err));
     const failed = new Set(this.sources.filter((source) => source.failedUntil > now).map((source) => source.id));
     for (;;) {
@@ -485,6 +486,9 @@ class Pull {
       const source = this.sources.find((candidate) => candidate.id === next.source)!;
       this.start(next.piece, source);
     }
+    // Slots left free: the plan found nothing to fetch, and newer bitfields may show some.
+    const starved = this.inFlight.size < this.settings.maxInFlight;
+    for (const source of this.sources) this.maybePoll(source, now, starved);
   }
 
   /** How long the oldest piece in flight has been on its way (this agent's pieces are no faster than others'). */
@@ -677,14 +681,20 @@ class Pull {
     }
   }
 
-  /** Asks an incomplete peer for its bitfield, every pollMs. */
-  private maybePoll(source: SourceState, now: number): void {
+  /**
+   * Asks an incomplete peer for its bitfield: at once when it is not known, then every pollMs
+   * while the pull is `starved` (has slots no piece could fill). A pull with every slot busy
+   * has no use for news yet, and each piece a peer sends carries its bitfield anyway.
+   */
+  private maybePoll(source: SourceState, now: number, starved: boolean): void {
     // Each peer is asked every pollMs while there are a few, less often when there are many: an
     // agent asks about four peers per pollMs at most (their answers to pieces also tell).
     const every = this.settings.pollMs * Math.max(1, Math.ceil(this.sources.length / POLLS_PER_INTERVAL));
-    if (source.kind !== 'peer' || source.pieces === 'complete' || source.polling || now - source.polledAt < every || source.failedUntil > now) return;
+    if (source.kind !== 'peer' || source.pieces === 'complete' || source.polling || source.failedUntil > now) return;
+    if (source.pieces !== undefined && (!starved || now - source.polledAt < every)) return;
     source.polling = true;
     source.polledAt = now;
+    this.polls += 1;
     const url = new URL(source.located.url);
     url.pathname += PIECES_SUFFIX;
     (async () => {

@@ -46,12 +46,12 @@ interface Puller {
   logged: { msg: string; piecesReadBack?: number }[];
 }
 
-function openPuller(t: TestContext, dataDir: string, location: Location, options: { stallMs?: number } = {}): Puller {
+function openPuller(t: TestContext, dataDir: string, location: Location, options: { stallMs?: number; pollMs?: number; maxInFlight?: number } = {}): Puller {
   const counters = new DeliveryCounters();
   const hashPool = new HashPool();
   const logged: Puller['logged'] = [];
   const log = createLogger({ level: 'debug', destination: { write: (line: string) => void logged.push(JSON.parse(line) as Puller['logged'][number]) } });
-  const fetcher = new PieceFetcher({ locate: async () => location, token: () => TOKEN, counters, hashPool, stallMs: options.stallMs, log });
+  const fetcher = new PieceFetcher({ locate: async () => location, token: () => TOKEN, counters, hashPool, log, ...options });
   const state = LocalState.open(dataDir);
   const cache = ModelCache.open({ dir: path.join(dataDir, 'cache'), db: state.database, maxBytes: 1024 ** 3, source: fetcher });
   t.after(async () => {
@@ -196,4 +196,54 @@ test('a presigned URL the bucket refuses (expired) makes the fetcher locate agai
   assert.ok(bucket.refused >= 1, 'the expired URL was refused');
   assert.equal(counters.receivedBytes.s3, sizeBytes);
   lease.release();
+});
+
+test('a peer\'s bitfield is asked for again while the pull has nothing to fetch, and not while every slot is busy', async (t) => {
+  const sizeBytes = 16 * MiB;
+  const pieceBytes = MiB;
+  const { file, digest } = await randomBlob(t, sizeBytes);
+  const manifest = await manifestOf(file, pieceBytes);
+  const count = pieceCount(sizeBytes, pieceBytes);
+  const pollMs = 100;
+
+  // Busy: alone with a slow seed, both slots always full for ~2 s; the peer listed holds nothing.
+  {
+    const peer = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'peer', token: TOKEN, grant: GRANT });
+    peer.pieces = new Bitfield(count);
+    const seed = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'coordinator', token: TOKEN });
+    seed.bytesPerSecond = 8 * MiB;
+    const location: Location = {
+      digest, sizeBytes, pieceBytes, pieceHashes: manifest.hashes, grant: GRANT, rank: 0, fetchers: 1, refreshAtMs: 0,
+      sources: [{ kind: 'peer', url: peer.url, node: 'peer-a', complete: false }, { kind: 'coordinator', url: seed.url }],
+    };
+    const { cache } = openPuller(t, tempDir(t), location, { pollMs, maxInFlight: 2 });
+    const lease = await cache.acquire({ digest, sizeBytes, directory: false });
+    assert.ok(await sameBytes(lease.path, file));
+    lease.release();
+    // Once when first listed; again only in the last moments, when fewer pieces are left than slots.
+    assert.ok(peer.polls >= 1 && peer.polls <= 3, `asked ${peer.polls} times for its bitfield during a ~2 s pull with every slot busy (asked every ${pollMs} ms, it would be 10 or more)`);
+  }
+
+  // Starved: half the pieces are the peer's share, which it brings after a while: asked until then.
+  {
+    const peer = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'peer', token: TOKEN, grant: GRANT });
+    peer.pieces = new Bitfield(count);
+    const seed = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'coordinator', token: TOKEN });
+    const location: Location = {
+      digest, sizeBytes, pieceBytes, pieceHashes: manifest.hashes, grant: GRANT, rank: 0, fetchers: 2, refreshAtMs: 0,
+      sources: [{ kind: 'peer', url: peer.url, node: 'peer-a', complete: false, rank: 1 }, { kind: 'coordinator', url: seed.url }],
+    };
+    const { cache } = openPuller(t, tempDir(t), location, { pollMs, stallMs: 60_000 });
+    setTimeout(() => {
+      const held = new Bitfield(count);
+      for (let piece = 1; piece < count; piece += 2) held.set(piece);
+      peer.pieces = held;
+    }, 800).unref();
+    const lease = await cache.acquire({ digest, sizeBytes, directory: false });
+    assert.ok(await sameBytes(lease.path, file));
+    lease.release();
+    assert.ok(peer.polls >= 4, `asked only ${peer.polls} times while the pull waited for its pieces`);
+    assert.deepEqual(peer.ranges.map((range) => range.start / pieceBytes).sort((a, b) => a - b), [1, 3, 5, 7, 9, 11, 13, 15], 'the peer\'s share came from the peer, once it said it held it');
+    for (const range of seed.ranges) assert.equal((range.start / pieceBytes) % 2, 0, 'the seed sent only this agent\'s share');
+  }
 });

@@ -40,12 +40,14 @@ export interface RangeServer {
   corrupt: Set<number>;
   /** Peers: the bitfield /pieces answers (undefined: 404). */
   pieces: Bitfield | undefined;
+  /** Peers: /pieces requests answered. */
+  polls: number;
 }
 
 export async function startRangeServer(t: TestContext, options: RangeServerOptions): Promise<RangeServer> {
   const handle: FileHandle = await open(options.file, 'r');
   const path = `/v1/blobs/${options.digest}`;
-  const state: RangeServer = { url: '', sentBytes: 0, ranges: [], refused: 0, bytesPerSecond: 0, corrupt: new Set(), pieces: undefined };
+  const state: RangeServer = { url: '', sentBytes: 0, ranges: [], refused: 0, bytesPerSecond: 0, corrupt: new Set(), pieces: undefined, polls: 0 };
   const server = http.createServer((req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -60,6 +62,7 @@ export async function startRangeServer(t: TestContext, options: RangeServerOptio
         return;
       }
       if (options.kind === 'peer' && url.pathname === `${path}${PIECES_SUFFIX}`) {
+        state.polls += 1;
         if (!state.pieces) return void res.writeHead(404).end();
         res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.from(state.pieces.bytes));
         return;
