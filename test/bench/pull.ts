@@ -148,8 +148,8 @@ async function run(model: string, round: number): Promise<RunResult> {
   const agent = start(path.join(root, 'dist/agent/main.js'), [
     '--name', 'bench-node', '--coordinator', started.grpc, '--data-dir', `${runDir}/agent`, '--http-listen', '127.0.0.1:0',
     '--join-token-file', `${runDir}/coordinator/join-token`, '--inventory-file', inventory, '--driver', 'process', '--cache-max-bytes', '8Gi',
-      // It runs no task: any user will do, and the bench needs no system user made for it.
-      '--task-user', os.userInfo().username,
+    // It runs no task: any user will do, and the bench needs no system user made for it.
+    '--task-user', os.userInfo().username,
   ]);
   await line(agent, 'stderr', (l) => l.includes('connected to the leader'));
   // The agent's own log times split the pull into phases: the command reaching it, the transfer
