@@ -40,6 +40,7 @@ if (!Number.isInteger(agentCount) || agentCount < 1 || agentCount > 64) throw ne
 const warm = process.argv.includes('--warm');
 const logsFlag = process.argv.indexOf('--logs');
 const logsDir = logsFlag >= 0 ? path.resolve(process.argv[logsFlag + 1] ?? '') : undefined;
+if (logsFlag >= 0 && !process.argv[logsFlag + 1]) throw new Error('--logs takes a directory');
 const roundsFlag = process.argv.indexOf('--rounds');
 const rounds = roundsFlag >= 0 ? Number(process.argv[roundsFlag + 1]) : 1;
 if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9) throw new Error('--rounds takes a whole number from 1 to 9');
@@ -214,7 +215,6 @@ async function fanout(sharing: boolean, label = ''): Promise<ModeResult> {
 
   const egress0 = await coordinatorEgress(started.http);
   const getNode = method('NodeService.GetNode');
-  const t0 = process.hrtime.bigint();
   const busy0 = busyCpuSeconds();
   const coordinatorCpu0 = cpuTimes(coordinator.pid!);
   const agentCpu0 = agents.map((agent) => cpuTimes(agent.pid!));
