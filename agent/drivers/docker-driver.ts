@@ -75,6 +75,10 @@ export const LOG_MAX_FILES = 2;
 const TAIL_BYTES_PER_LINE = 64;
 // Docker reports times it does not know as year 1.
 const ZERO_TIME = /^0001-/;
+/** How many times a start looks up or makes a tenant's network that other agents remove meanwhile. */
+const NETWORK_ATTEMPTS = 4;
+/** The engine's word for a container's network removed before the container was made or started. */
+const NETWORK_GONE = /\bnetwork \S+ not found/i;
 
 export function containerName(allocationId: string): string {
   return `mlfleet-${allocationId}`;
@@ -250,14 +254,41 @@ export class DockerDriver implements Driver {
     const existing = await this.find(task.allocationId);
     if (existing) {
       // Created but never started: the agent stopped between the two calls. Finish the job.
-      if (existing.State === 'created') await this.startContainer(this.docker.getContainer(existing.Id), task);
-      log.debug({ container: existing.Id, state: existing.State }, 'container already exists; leaving it');
-      return;
+      const resumed = existing.State === 'created' ? this.startContainer(this.docker.getContainer(existing.Id), task) : Promise.resolve();
+      // One whose network went away has been removed by startContainer: it is made anew below.
+      const gone = await resumed.then(
+        () => false,
+        (err: unknown) => {
+          if (NETWORK_GONE.test((err as Error).message)) return true;
+          throw err;
+        },
+      );
+      if (!gone) {
+        log.debug({ container: existing.Id, state: existing.State }, 'container already exists; leaving it');
+        return;
+      }
     }
     const cluster = this.clusterOf?.();
     if (this.clusterOf && !cluster) {
       throw new UnavailableError(`node ${this.node} does not know its cluster's id yet (it has not reached a leader since it was upgraded); allocation ${task.allocationId} starts once it has`);
     }
+    // Another agent of the cluster on this engine may remove the tenant's network between its
+    // lookup and the container's start (it released it, or kept an older copy made at the same
+    // moment): make or find it again, a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const container = await this.createAndStart(task, cluster, hooks);
+        if (container) log.info({ container: container.id, image: task.spec.image, hostPort: task.hostPort, gpus: task.gpuIndexes }, 'container started');
+        return;
+      } catch (err) {
+        if (attempt >= NETWORK_ATTEMPTS || !NETWORK_GONE.test((err as Error).message)) throw err;
+        log.info({ attempt, err: (err as Error).message }, "the tenant's network went away meanwhile; starting again on a fresh lookup");
+      }
+    }
+  }
+
+  /** The created and started container, or none when another call of this agent made it meanwhile. */
+  private async createAndStart(task: Task, cluster: string | undefined, hooks: StartHooks | undefined): Promise<Docker.Container | undefined> {
     let container: Docker.Container;
     try {
       container = await this.createContainer(task, cluster);
@@ -270,7 +301,7 @@ export class DockerDriver implements Driver {
       }
       if (status === 409) {
         // Another call created it in between, or a stranger holds the name.
-        if (await this.find(task.allocationId)) return;
+        if (await this.find(task.allocationId)) return undefined;
         throw new AlreadyExistsError(
           `a container named ${containerName(task.allocationId)} exists but is not node ${this.node}'s task for this allocation; remove it (docker rm -f ${containerName(task.allocationId)})`,
         );
@@ -279,7 +310,7 @@ export class DockerDriver implements Driver {
     }
     hooks?.created?.();
     await this.startContainer(container, task);
-    log.info({ container: container.id, image: task.spec.image, hostPort: task.hostPort, gpus: task.gpuIndexes }, 'container started');
+    return container;
   }
 
   async stop(allocationId: string, graceMs: number): Promise<void> {
@@ -430,32 +461,37 @@ export class DockerDriver implements Driver {
     const cluster = this.clusterOf?.();
     const name = tenantNetworkName(tenant, cluster);
     const labels: Record<string, string> = { [LABELS.network]: 'tenant', [LABELS.tenant]: tenant, ...(cluster ? { [LABELS.cluster]: cluster } : {}) };
-    let found = await this.networksNamed(name);
-    if (found.length === 0) {
-      try {
-        await this.docker.createNetwork({
-          Name: name,
-          Driver: 'bridge',
-          CheckDuplicate: true,
-          Labels: labels,
-        });
-        this.log.info({ network: name, tenant }, "created the tenant's network");
-      } catch (err) {
-        if (statusCode(err) !== 409) throw err; // 409: another agent made it meanwhile
+    for (let attempt = 1; ; attempt++) {
+      let found = await this.networksNamed(name);
+      if (found.length === 0) {
+        try {
+          await this.docker.createNetwork({
+            Name: name,
+            Driver: 'bridge',
+            CheckDuplicate: true,
+            Labels: labels,
+          });
+          this.log.info({ network: name, tenant }, "created the tenant's network");
+        } catch (err) {
+          if (statusCode(err) !== 409) throw err; // 409: another agent made it meanwhile
+        }
+        found = await this.networksNamed(name);
       }
-      found = await this.networksNamed(name);
+      const foreign = found.find((n) => Object.entries(labels).some(([key, value]) => n.Labels?.[key] !== value) || n.Driver !== 'bridge');
+      if (foreign) {
+        const wanted = Object.entries(labels).map(([key, value]) => `${key}=${value}`).join(', ');
+        throw new FailedPreconditionError(
+          `Docker network ${name} exists but is not mlfleet's network for tenant ${tenant} (labels ${wanted}); remove it (docker network rm ${name})`,
+        );
+      }
+      const [kept, ...extra] = found.sort((x, y) => x.Created.localeCompare(y.Created) || x.Id.localeCompare(y.Id));
+      if (kept) {
+        for (const network of extra) await this.docker.getNetwork(network.Id).remove().catch(() => undefined);
+        return kept.Id;
+      }
+      // Made, then removed by another agent before the list: look again.
+      if (attempt >= NETWORK_ATTEMPTS) throw new UnavailableError(`Docker network ${name} was created but cannot be found (removed again ${attempt} times)`);
     }
-    const foreign = found.find((n) => Object.entries(labels).some(([key, value]) => n.Labels?.[key] !== value) || n.Driver !== 'bridge');
-    if (foreign) {
-      const wanted = Object.entries(labels).map(([key, value]) => `${key}=${value}`).join(', ');
-      throw new FailedPreconditionError(
-        `Docker network ${name} exists but is not mlfleet's network for tenant ${tenant} (labels ${wanted}); remove it (docker network rm ${name})`,
-      );
-    }
-    const [kept, ...extra] = found.sort((x, y) => x.Created.localeCompare(y.Created) || x.Id.localeCompare(y.Id));
-    if (!kept) throw new UnavailableError(`Docker network ${name} was created but cannot be found`);
-    for (const network of extra) await this.docker.getNetwork(network.Id).remove().catch(() => undefined);
-    return kept.Id;
   }
 
   private async networksNamed(name: string): Promise<Docker.NetworkInspectInfo[]> {

@@ -376,6 +376,43 @@ describe('two clusters on one engine', () => {
     await driver.remove(third.allocationId, 0);
   });
 
+  it("starts the task when another agent removes the tenant's network before the list, the create or the start", async () => {
+    const [a] = clusters;
+    const network = tenantNetworkName('acme', a);
+    const named = async () => (await docker.listNetworks({ filters: { name: [network] } })).filter((n) => n.Name === network);
+    const removeIt = async () => {
+      for (const n of await named()) await docker.getNetwork(n.Id).remove();
+    };
+    // The same engine, but the network is removed once at one step, as a neighbour's release
+    // (or its keeping of an older copy) does when it lands between this agent's calls.
+    const racing = (step: 'createNetwork' | 'createContainer' | 'start'): Docker => {
+      const engine = Object.create(docker) as Docker;
+      let raced = false;
+      const once = async () => {
+        if (raced) return;
+        raced = true;
+        await removeIt();
+      };
+      if (step === 'createNetwork') engine.createNetwork = async (options) => docker.createNetwork(options).then(async (made) => (await once(), made));
+      if (step === 'createContainer') engine.createContainer = async (options) => (await once(), docker.createContainer(options));
+      if (step === 'start') engine.createContainer = async (options) => docker.createContainer(options).then(async (made) => (await once(), made));
+      return engine;
+    };
+    for (const step of ['createNetwork', 'createContainer', 'start'] as const) {
+      await removeIt();
+      const driver = await DockerDriver.create({ node: NODE, log: silentLogger(), docker: racing(step), cluster: () => a, ownsUnlabelled: () => false, networkGraceMs: 0 });
+      const started = task({ spec: spec({ command: node('setInterval(() => {}, 1000)') }) });
+      await driver.start(started);
+      const [container] = await containersOf(started.allocationId);
+      assert.equal(container?.State, 'running', `removed before ${step}: the task runs`);
+      const networks = await named();
+      assert.equal(networks.length, 1, `removed before ${step}: one network again`);
+      assert.deepEqual(Object.values((await docker.getContainer(container.Id).inspect()).NetworkSettings.Networks).map((n) => n.NetworkID), [networks[0]!.Id]);
+      await driver.remove(started.allocationId, 0);
+      assert.deepEqual(await containersOf(started.allocationId), [], 'nothing left behind');
+    }
+  });
+
   it("keeps a tenant's network for its grace after the last container, so a replica back at once reuses it; then releases it", async () => {
     const [a] = clusters;
     const network = tenantNetworkName('acme', a);
