@@ -29,6 +29,7 @@ import { FailedPreconditionError, InvalidArgumentError, MlfleetError, ResourceEx
 import { KeyedMutex } from '../shared/keyed-mutex.js';
 import { silentLogger, type Logger } from '../shared/log.js';
 import { Bitfield, pieceBytesFor, pieceCount } from '../shared/pieces.js';
+import { openDirect } from './delivery/direct-io.js';
 import { PrefixHasher } from './delivery/prefix-hasher.js';
 import { unpackTar } from '../shared/tar.js';
 import { CacheIndex, type IndexedEntry, type Manifest, type PartialDownload } from './cache-index.js';
@@ -46,6 +47,8 @@ export interface PullRequest {
   sizeBytes: number;
   /** partial/<hex>, open for reading and writing, `sizeBytes` long: pieces go at their offsets. */
   handle: FileHandle;
+  /** The same file opened for O_DIRECT writes, where its file system takes them (agent/delivery/direct-io.ts). */
+  direct?: FileHandle;
   /** The pieces recorded at the last checkpoint (verified and durable), if any. */
   resume: PieceProgress | undefined;
   /** Each time a piece is verified and written (not yet durable): peers may be served it. */
@@ -430,6 +433,10 @@ export class ModelCache {
     flight.progress = resume && { pieceBytes: resume.pieceBytes, bitfield: copyOf(resume.bitfield) };
 
     const handle = await fs.open(file, exists ? 'r+' : 'wx+', 0o600); // read too: pieces verified out of order are read back for the whole digest
+    const direct = await openDirect(file).catch(async (err: unknown) => {
+      await handle.close();
+      throw err;
+    });
     // The whole digest comes from the source, taken with the pieces; or, from a source that
     // does not take it, is hashed here as the contiguous prefix of written pieces grows.
     const hasher = this.source.hashesWhole ? undefined : new PrefixHasher(file);
@@ -449,6 +456,7 @@ export class ModelCache {
           digest,
           sizeBytes,
           handle,
+          ...(direct ? { direct } : {}),
           resume,
           signal,
           onProgress: (progress) => {
@@ -471,6 +479,7 @@ export class ModelCache {
       }
       throw signal.aborted ? signal.reason : err;
     } finally {
+      await direct?.close().catch(() => undefined);
       await handle.close().catch(() => undefined);
     }
 

@@ -2,9 +2,9 @@
 // loop, which also runs its session and inference gateway; and, in the same pass over a piece's
 // buffer, the download's whole digest (see WholeDigest), so that no byte is read back from disk
 // only to be hashed a second time. A piece lies in a SharedArrayBuffer (the piece fetcher's
-// buffers), which the worker reads where it is, neither copied nor moved: the fetcher writes the
-// piece to its file meanwhile. One worker: it keeps each download's whole-digest state and takes
-// the messages in order, which is what lets a piece enter that digest from its buffer (a second
+// buffers), which the worker reads where it is, neither copied nor moved. One worker
+// (hash-worker.ts): it keeps each download's whole-digest state and takes the messages in
+// order, which is what lets a piece enter that digest from its buffer (a second
 // worker would cost another V8 isolate, several MiB, and the ordering). It starts when pieces
 // arrive and stops after a while without any, so an idle agent holds none; its heap is kept
 // small (it holds hash states and, while reading back, one 1 MiB buffer; piece buffers are
@@ -12,75 +12,7 @@
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { UnavailableError } from '../../shared/errors.js';
-import { DigestOrder, type ReadBack } from './digest-order.js';
-
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const fs = require('node:fs');
-const { createHash } = require('node:crypto');
-// Both hashes take a piece a slice at a time, so the slice is still in the CPU cache for the second.
-const SLICE = 256 * 1024;
-const streams = new Map();
-let readBuffer;
-function piece(m) {
-  const bytes = new Uint8Array(m.buffer, m.offset, m.length);
-  const stream = m.stream === undefined ? undefined : streams.get(m.stream);
-  const own = createHash('sha256');
-  const whole = stream && m.expected && stream.at === m.piece ? stream.hash.copy() : undefined;
-  for (let at = 0; at < m.length; at += SLICE) {
-    const slice = bytes.subarray(at, Math.min(m.length, at + SLICE));
-    own.update(slice);
-    if (whole) whole.update(slice);
-  }
-  const hash = own.digest();
-  let fed = false;
-  if (whole && Buffer.compare(hash, m.expected) === 0) {
-    stream.hash = whole;
-    stream.at += 1;
-    fed = true;
-  }
-  parentPort.postMessage({ id: m.id, hash, fed });
-}
-function read(m) {
-  const stream = streams.get(m.stream);
-  if (!stream) throw new Error('no whole digest is open for this download');
-  if (stream.at !== m.from) throw new Error('read back from piece ' + m.from + ' while piece ' + stream.at + ' is next');
-  readBuffer ??= Buffer.allocUnsafe(1 << 20);
-  for (let at = m.start; at < m.end; ) {
-    const n = fs.readSync(m.fd, readBuffer, 0, Math.min(readBuffer.length, m.end - at), at);
-    if (n === 0) throw new Error('the partial file ended at ' + at + ' bytes, before ' + m.end);
-    stream.hash.update(readBuffer.subarray(0, n));
-    at += n;
-  }
-  stream.at = m.to;
-  parentPort.postMessage({ id: m.id });
-}
-parentPort.on('message', (m) => {
-  try {
-    if (m.op === 'piece') return piece(m);
-    if (m.op === 'open') streams.set(m.stream, { hash: createHash('sha256'), at: 0 });
-    else if (m.op === 'read') return read(m);
-    else if (m.op === 'finish') {
-      const stream = streams.get(m.stream);
-      streams.delete(m.stream);
-      if (!stream) throw new Error('no whole digest is open for this download');
-      return parentPort.postMessage({ id: m.id, hex: stream.hash.digest('hex') });
-    } else if (m.op === 'close') streams.delete(m.stream);
-    parentPort.postMessage({ id: m.id });
-  } catch (err) {
-    if (m.op === 'read') streams.delete(m.stream);
-    parentPort.postMessage({ id: m.id, error: String(err && err.message || err) });
-  }
-});
-`;
-
-interface Reply {
-  id: number;
-  hash?: Uint8Array;
-  fed?: boolean;
-  hex?: string;
-  error?: string;
-}
+import type { HashMessage, HashReply as Reply } from './hash-worker.js';
 
 interface Job {
   resolve: (reply: Reply) => void;
@@ -112,7 +44,7 @@ export class HashPool {
   private idleTimer: NodeJS.Timeout | undefined;
 
   private start(): Running {
-    const worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: WORKER_LIMITS });
+    const worker = new Worker(new URL('./hash-worker.js', import.meta.url), { resourceLimits: WORKER_LIMITS });
     const running: Running = { worker, jobs: new Map() };
     worker.unref();
     worker.on('message', (reply: Reply) => {
@@ -145,13 +77,13 @@ export class HashPool {
     this.idleTimer.unref();
   }
 
-  private send(message: Record<string, unknown>, running = this.running ?? this.start()): Promise<Reply> {
+  private send(message: DistributiveOmit<HashMessage, 'id'>, running = this.running ?? this.start()): Promise<Reply> {
     clearTimeout(this.idleTimer);
     const id = this.ids++;
     return new Promise<Reply>((resolve, reject) => {
       running.jobs.set(id, { resolve, reject });
       if (running.jobs.size === 1) running.worker.ref();
-      running.worker.postMessage({ ...message, id });
+      running.worker.postMessage({ ...message, id } as HashMessage);
     });
   }
 
@@ -162,7 +94,7 @@ export class HashPool {
    * the next piece in order and its hash is `into.expected` (see WholeDigest.hash, which is how
    * to ask for that).
    */
-  async hash(bytes: Buffer, into?: { stream: number; worker: Worker; piece: number; expected: Buffer }): Promise<Hashed> {
+  async hash(bytes: Buffer, into?: OpenStream & { piece: number; expected: Buffer }): Promise<Hashed> {
     if (this.closed || !(bytes.buffer instanceof SharedArrayBuffer)) return { hash: createHash('sha256').update(bytes).digest(), fed: false };
     const running = this.running ?? this.start();
     // A whole digest lives in the worker that opened it; another worker (the first stopped) cannot take the piece into it.
@@ -172,14 +104,14 @@ export class HashPool {
     return { hash: Buffer.from(reply.hash!), fed: reply.fed === true };
   }
 
-  /** @internal For WholeDigest. */
-  async openStream(): Promise<{ stream: number; worker: Worker } | undefined> {
+  /** @internal For WholeDigest: a whole digest of the file, in the worker that is running now. */
+  async openStream(file: WholeFile): Promise<OpenStream | undefined> {
     if (this.closed) return undefined;
     const running = this.running ?? this.start();
     const stream = this.streams++;
     this.openStreams += 1;
     try {
-      await this.send({ op: 'open', stream }, running);
+      await this.send({ op: 'open', stream, ...file }, running);
     } catch (err) {
       this.openStreams -= 1;
       throw err;
@@ -187,26 +119,26 @@ export class HashPool {
     return { stream, worker: running.worker };
   }
 
-  /** @internal For WholeDigest: reads bytes [start, end) of `fd` into the stream, pieces [from, to). */
-  async readStream(opened: { stream: number; worker: Worker }, fd: number, range: ReadBack, start: number, end: number): Promise<void> {
+  /** @internal For WholeDigest: pieces held at a resume, to take into the stream in their turn. */
+  async resumed(opened: OpenStream, pieces: number[]): Promise<void> {
     const running = this.running;
     if (!running || running.worker !== opened.worker) throw new UnavailableError('the hashing worker stopped');
-    const reply = await this.send({ op: 'read', stream: opened.stream, fd, from: range.from, to: range.to, start, end }, running);
-    if (reply.error !== undefined) throw new UnavailableError(`reading pieces back for the whole digest failed: ${reply.error}`);
+    const reply = await this.send({ op: 'resumed', stream: opened.stream, pieces }, running);
+    if (reply.error !== undefined) throw new UnavailableError(`the whole digest failed: ${reply.error}`);
   }
 
-  /** @internal For WholeDigest: the stream's SHA-256 (hex), and the stream is gone; `finish: false` only drops it. */
-  async endStream(opened: { stream: number; worker: Worker }, finish: boolean): Promise<string | undefined> {
+  /** @internal For WholeDigest: the stream's end (`finish: false` only drops it). */
+  async endStream(opened: OpenStream, finish: boolean): Promise<{ hex?: string; piecesReadBack?: number; failure?: string }> {
     this.openStreams -= 1;
     const running = this.running;
     try {
       if (!running || running.worker !== opened.worker) {
         if (finish) throw new UnavailableError('the hashing worker stopped');
-        return undefined;
+        return {};
       }
       const reply = await this.send({ op: finish ? 'finish' : 'close', stream: opened.stream }, running);
       if (reply.error !== undefined) throw new UnavailableError(`the whole digest failed: ${reply.error}`);
-      return reply.hex;
+      return reply;
     } finally {
       this.settle();
     }
@@ -227,71 +159,78 @@ export class HashPool {
   }
 }
 
+/** A file whose whole digest is taken: its pieces are read back from `fd` when the order says. */
+interface WholeFile {
+  fd: number;
+  sizeBytes: number;
+  pieceBytes: number;
+  pieceCount: number;
+}
+
+interface OpenStream {
+  stream: number;
+  worker: Worker;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
 /**
  * A download's whole digest (SHA-256 of the file), taken from its pieces as they are verified:
  * from the piece's buffer when it is the next in order, else read back from the file once the
- * pieces before it are in (DigestOrder decides). Anything amiss (the worker stopped, a read
- * failed) makes finish() answer undefined, and the caller hashes the file instead: slower,
- * never wrong.
+ * pieces before it are in (the worker keeps the order: hash-worker.ts). Anything amiss (the
+ * worker stopped, a read failed) makes finish() answer undefined, and the caller hashes the
+ * file instead: slower, never wrong.
  */
 export class WholeDigest {
-  private readonly order: DigestOrder;
-  private readonly opened: Promise<{ stream: number; worker: Worker } | undefined>;
-  /** What `opened` resolved to: read-backs are sent synchronously with it, so they queue before any piece sent after them. */
-  private stream: { stream: number; worker: Worker } | undefined;
-  /** The last message to the worker about this digest that the next must follow (reads are sent in order). */
-  private reads: Promise<void> = Promise.resolve();
+  private readonly opened: Promise<OpenStream | undefined>;
   private ended = false;
-  /** Pieces read back from the file rather than taken from their buffers (a resume's included). */
+  /** Why there is no digest, when the worker could not be reached. */
+  private broken: string | undefined;
+  /** Pieces read back from the file rather than taken from their buffers (a resume's included): known at finish(). */
   piecesReadBack = 0;
+  /** Why finish() answered undefined, if it did (for the log). */
+  failure: string | undefined;
 
   constructor(
     private readonly pool: HashPool,
-    private readonly file: { fd: number; sizeBytes: number; pieceBytes: number; pieceCount: number },
+    private readonly file: WholeFile,
   ) {
-    this.order = new DigestOrder(file.pieceCount);
-    this.opened = pool.openStream().then(
-      (opened) => (this.stream = opened),
-      (err: unknown) => {
-        this.order.fail((err as Error).message);
-        return undefined;
-      },
-    );
+    this.opened = pool.openStream(file).catch((err: unknown) => {
+      this.broken = (err as Error).message;
+      return undefined;
+    });
   }
 
-  /** Pieces already verified on disk (a resume). Call once, before any hash(). */
+  /** Pieces already verified on disk (a resume). Call once, and before any hash(). */
   async resumed(held: (piece: number) => boolean): Promise<void> {
-    await this.opened;
-    this.readBack(this.order.resumed(held));
+    const opened = await this.opened;
+    const pieces = [];
+    for (let piece = 0; piece < this.file.pieceCount; piece += 1) if (held(piece)) pieces.push(piece);
+    if (opened && pieces.length > 0) await this.pool.resumed(opened, pieces).catch((err: unknown) => this.break(err));
   }
 
   /**
-   * Hashes a piece (see HashPool.hash), taking it into this whole digest when it is the next in
-   * order and matches `expected`. A piece that matches but was not taken (`fed` false) must be
-   * reported with written() once it is in the file, to be read back from there in its turn.
+   * Hashes a piece already written to the file (see HashPool.hash), taking it into this whole
+   * digest when it matches `expected`: from its buffer when it is the next in order (`fed`),
+   * else read back from the file in its turn.
    */
   async hash(bytes: Buffer, piece: number, expected: Buffer): Promise<Hashed> {
     const opened = await this.opened;
-    const hashed = await this.pool.hash(bytes, opened && !this.ended ? { ...opened, piece, expected } : undefined);
-    // Taken: said at once, since what is read back next starts after it.
-    if (hashed.fed && !this.ended) this.readBack(this.order.verified(piece, true));
-    return hashed;
-  }
-
-  /** A verified piece that hash() did not take (`fed` false) is written in the file: it can be read back. */
-  written(piece: number): void {
-    if (!this.ended) this.readBack(this.order.verified(piece, false));
+    return this.pool.hash(bytes, opened && !this.ended ? { ...opened, piece, expected } : undefined);
   }
 
   /** The SHA-256 (hex) of the whole file, once every piece is verified; undefined if it could not be followed. */
   async finish(): Promise<string | undefined> {
     const opened = await this.opened;
-    await this.reads;
-    if (this.ended || !opened) return undefined;
+    if (this.ended || !opened) {
+      this.failure = this.broken ?? 'the whole digest was not open';
+      return undefined;
+    }
     this.ended = true;
-    const complete = this.order.complete;
-    const hex = await this.pool.endStream(opened, complete).catch(() => undefined);
-    return complete ? hex : undefined;
+    const end = await this.pool.endStream(opened, true).catch((err: unknown) => ({ failure: (err as Error).message }) as { hex?: string; piecesReadBack?: number; failure?: string });
+    this.piecesReadBack = end.piecesReadBack ?? 0;
+    this.failure = this.broken ?? end.failure;
+    return this.broken === undefined ? end.hex : undefined;
   }
 
   /** Drops the digest (a pull that failed). */
@@ -299,26 +238,10 @@ export class WholeDigest {
     const opened = await this.opened;
     if (this.ended || !opened) return;
     this.ended = true;
-    await this.reads;
     await this.pool.endStream(opened, false).catch(() => undefined);
   }
 
-  /** Why finish() answers undefined, if it does (for the log). */
-  get failure(): string | undefined {
-    return this.order.failure ?? (this.order.complete ? undefined : `${this.order.next} of ${this.file.pieceCount} pieces in the whole digest`);
-  }
-
-  private readBack(range: ReadBack | undefined): void {
-    if (!range) return;
-    this.piecesReadBack += range.to - range.from;
-    const { fd, sizeBytes, pieceBytes } = this.file;
-    const start = range.from * pieceBytes;
-    const end = Math.min(range.to * pieceBytes, sizeBytes);
-    // Sent now, so that it is in the worker's queue before any piece sent after this point.
-    const sent = this.stream ? this.pool.readStream(this.stream, fd, range, start, end) : Promise.reject(new Error('no whole digest is open'));
-    sent.catch(() => undefined);
-    this.reads = this.reads.then(() => sent).catch((err: unknown) => {
-      this.order.fail((err as Error).message);
-    });
+  private break(err: unknown): void {
+    this.broken ??= (err as Error).message;
   }
 }

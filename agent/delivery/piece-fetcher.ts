@@ -16,7 +16,8 @@ import { Bitfield, checkManifest, pieceCount, pieceHash, pieceRange, type PieceM
 import type { TlsMaterial } from '../../shared/tls.js';
 import { CorruptBlobError, type BlobSource, type PullRequest } from '../model-cache.js';
 import type { DeliveryCounters, DeliverySourceKind } from './counters.js';
-import { WholeDigest, type Hashed, type HashPool } from './hash-pool.js';
+import { alignedBuffer, PieceWriter } from './direct-io.js';
+import { WholeDigest, type HashPool } from './hash-pool.js';
 import { planNextPiece, type PlanSource } from './piece-plan.js';
 import { RangeClient, type RangeResponse } from './range-client.js';
 
@@ -120,8 +121,9 @@ class FileError extends Error {
 /**
  * Piece buffers, reused: at most `limit` exist at once across every pull of the agent (a piece
  * waits for one), so a pull's memory is bounded and steady instead of a new 8 MiB buffer per
- * piece for the collector to find. They are SharedArrayBuffers: the hashing worker reads a
- * piece where it lies while the piece is written to the file.
+ * piece for the collector to find. They are shared memory: the hashing worker reads a piece
+ * where it lies while the piece is written to the file; and page-aligned, so that the file can
+ * take it direct (direct-io.ts).
  */
 class PieceBuffers {
   private readonly free = new Map<number, Buffer[]>();
@@ -137,7 +139,7 @@ class PieceBuffers {
       if (spare) return spare;
       if (this.made < this.limit) {
         this.made += 1;
-        return Buffer.from(new SharedArrayBuffer(size));
+        return alignedBuffer(size);
       }
       // Buffers of another size (another blob's pieces) make room when nothing waits for them.
       const other = [...this.free.entries()].find(([, list]) => list.length > 0);
@@ -357,6 +359,7 @@ class Pull {
    * on it (bench machine). Never rejects: a failure is its FileError.
    */
   private lastWrite: Promise<FileError | undefined> = Promise.resolve(undefined);
+  private readonly writer: PieceWriter;
 
   constructor(
     private readonly fetcher: PieceFetcher,
@@ -375,6 +378,7 @@ class Pull {
     this.startedAt = this.settings.clock.now();
     this.count = pieceCount(manifest.sizeBytes, manifest.pieceBytes);
     const resume = request.resume?.pieceBytes === manifest.pieceBytes && request.resume.bitfield.size === this.count ? request.resume.bitfield : undefined;
+    this.writer = new PieceWriter(request.handle, request.direct);
     this.held = new Bitfield(this.count, resume?.bytes);
     this.durable = new Bitfield(this.count, resume?.bytes);
     this.lastCheckpointAt = this.settings.clock.now();
@@ -403,7 +407,7 @@ class Pull {
       wholeHex = await this.whole.finish();
       const { failure, piecesReadBack } = this.whole;
       if (wholeHex === undefined) this.settings.log.warn({ digest: this.manifest.digest, reason: failure }, 'the whole digest could not follow the pieces; the file is hashed again');
-      else this.settings.log.debug({ digest: this.manifest.digest, piecesReadBack }, 'whole digest taken with the pieces');
+      else this.settings.log.info({ digest: this.manifest.digest, piecesReadBack }, 'whole digest taken with the pieces');
     } finally {
       clearInterval(ticker);
       signal.removeEventListener('abort', onAbort);
@@ -421,7 +425,7 @@ class Pull {
     this.finished = true;
     if (!err) {
       this.settings.log.info(
-        { digest: this.manifest.digest, pieces: this.count, fromPeers: this.peerPieces, fromSeed: this.seedPieces.length, seedPieces: this.seedPieces.slice(0, 64), rank: this.share.rank, fetchers: this.share.fetchers, polls: this.polls },
+        { digest: this.manifest.digest, pieces: this.count, fromPeers: this.peerPieces, fromSeed: this.seedPieces.length, seedPieces: this.seedPieces.slice(0, 64), rank: this.share.rank, fetchers: this.share.fetchers, polls: this.polls, writtenDirect: this.writer.directBytes, writtenBuffered: this.writer.bufferedBytes },
         'pulled',
       );
     }
@@ -569,29 +573,23 @@ class Pull {
     }
     if (source.kind === 'peer') this.learnPieces(source, response.headers);
     if (received !== length) throw new PieceRequestError(`${source.kind} sent ${received} of the ${length} bytes of piece ${piece}`);
-    // Written while it is hashed (the buffer is shared with the hashing worker): a piece that
-    // turns out corrupt leaves bytes in the file that no bitfield claims, and its next copy
-    // overwrites them. Per piece this saves the write's time (~25 ms for 8 MiB on the bench
-    // machine), a third of a piece's way through the agent.
-    const writing = this.lastWrite.then(() => writeAll(this.request.handle, bytes, range.start)).then(
+    // Written, then hashed: the hashing worker then knows, as it takes each piece, that the piece
+    // is in the file, and can leave one that is not next in order there, to read back in its
+    // turn, without a word from this thread lagging behind (hash-worker.ts). A piece that turns
+    // out corrupt leaves bytes in the file that no bitfield claims; its next copy overwrites them.
+    // The write of one piece overlaps the hashing of the one before.
+    const writing = this.lastWrite.then(() => this.writer.write(bytes, range.start)).then(
       () => undefined,
       (err: unknown) => new FileError(err),
     );
     this.lastWrite = writing;
-    let hashed: Hashed;
-    let failed: FileError | undefined;
-    try {
-      hashed = await this.whole.hash(bytes, piece, pieceHash(this.manifest, piece));
-    } finally {
-      // The buffer goes back to the pool only once the write has let go of it.
-      failed = await writing;
-    }
+    const failed = await writing;
+    if (failed) throw failed;
+    const hashed = await this.whole.hash(bytes, piece, pieceHash(this.manifest, piece));
     if (!hashed.hash.equals(pieceHash(this.manifest, piece))) {
       this.corrupt(piece, source);
       throw new PieceRequestError(`piece ${piece} from ${source.kind} ${source.located.node ?? ''} does not match its hash`, undefined, true);
     }
-    if (failed) throw failed;
-    if (!hashed.fed) this.whole.written(piece);
     this.held.set(piece);
     if (source.kind === 'peer') this.peerPieces += 1;
     else this.seedPieces.push(piece);
@@ -716,14 +714,6 @@ class Pull {
       source.polling = false;
       this.pump();
     });
-  }
-}
-
-async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset);
-    offset += bytesWritten;
   }
 }
 

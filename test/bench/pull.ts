@@ -52,6 +52,9 @@ interface RunResult {
   cpuSeconds: Record<string, number>;
   systemSeconds: Record<string, number>;
   phasesMs: Record<string, number>;
+  /** How the agent wrote the pieces: past the page cache (O_DIRECT) or through it; and how many it read back for the whole digest. */
+  writtenMiB: { direct: number; buffered: number };
+  piecesReadBack: number;
   pushCpuSeconds: Record<string, number>;
   pushSystemSeconds: Record<string, number>;
 }
@@ -154,11 +157,16 @@ async function run(model: string, round: number): Promise<RunResult> {
   await line(agent, 'stderr', (l) => l.includes('connected to the leader'));
   // The agent's own log times split the pull into phases: the command reaching it, the transfer
   // (fetch, hash, write, verify, publish) and the cache report reaching GetNode.
+  // Its log says how the pieces went to the file (direct or through the page cache) and how many
+  // it read back for the whole digest.
   const agentLog = new Map<string, number>();
+  let written = { direct: 0, buffered: 0, readBack: 0 };
   createInterface({ input: agent.stderr! }).on('line', (l) => {
     try {
-      const entry = JSON.parse(l) as { msg?: string; time?: string };
+      const entry = JSON.parse(l) as { msg?: string; time?: string; writtenDirect?: number; writtenBuffered?: number; piecesReadBack?: number };
       if (entry.msg && entry.time && !agentLog.has(entry.msg)) agentLog.set(entry.msg, Date.parse(entry.time));
+      if (entry.msg === 'pulled') written = { ...written, direct: entry.writtenDirect ?? 0, buffered: entry.writtenBuffered ?? 0 };
+      if (entry.msg === 'whole digest taken with the pieces') written = { ...written, readBack: entry.piecesReadBack ?? 0 };
     } catch {
       // not a log line
     }
@@ -206,11 +214,13 @@ async function run(model: string, round: number): Promise<RunResult> {
     // Of those, the seconds spent in the kernel: copying into the page cache, socket writes.
     systemSeconds: { baselineServer: round2(serverCpu.system), baselineClient: round2(fetchCpu.system), coordinator: round2(coordinatorCpu.system), agent: round2(agentCpu.system) },
     phasesMs: { command: startedMs - p0Ms, transfer: cachedMs - startedMs, report: seenMs - cachedMs },
+    writtenMiB: { direct: Math.round(written.direct / 2 ** 20), buffered: Math.round(written.buffered / 2 ** 20) },
+    piecesReadBack: written.readBack,
     // The push's CPU seconds (and of them, in the kernel): the CLI (sampled, its start included) and the coordinator.
     pushCpuSeconds: { cli: total(pushCliCpu), coordinator: total(pushCoordinatorCpu) },
     pushSystemSeconds: { cli: round2(pushCliCpu.system), coordinator: round2(pushCoordinatorCpu.system) },
   };
-  console.log(`run ${round}: baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); push ${result.pushMiBps} MiB/s (ratio ${result.pushRatio}; ${result.pushLessStartMiBps} MiB/s, ratio ${result.pushLessStartRatio} less the CLI's start); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; cpu s ${JSON.stringify(result.cpuSeconds)}, system ${JSON.stringify(result.systemSeconds)}; push cpu s ${JSON.stringify(result.pushCpuSeconds)}, system ${JSON.stringify(result.pushSystemSeconds)}`);
+  console.log(`run ${round}: baseline ${result.baselineMiBps} MiB/s, verified pull into the agent cache ${result.pullMiBps} MiB/s (ratio ${result.ratio}); push ${result.pushMiBps} MiB/s (ratio ${result.pushRatio}; ${result.pushLessStartMiBps} MiB/s, ratio ${result.pushLessStartRatio} less the CLI's start); agent RSS peak ${result.agentPeakRssMiB} MiB; phases ${JSON.stringify(result.phasesMs)}; written MiB ${JSON.stringify(result.writtenMiB)}, pieces read back ${result.piecesReadBack}; cpu s ${JSON.stringify(result.cpuSeconds)}, system ${JSON.stringify(result.systemSeconds)}; push cpu s ${JSON.stringify(result.pushCpuSeconds)}, system ${JSON.stringify(result.pushSystemSeconds)}`);
   await stopAll();
   rmSync(runDir, { recursive: true, force: true });
   return { ...result, peakRssBytes: peakRss };

@@ -1,4 +1,4 @@
-// The whole digest taken with the pieces (agent/delivery/hash-pool.ts WholeDigest): a real
+// The whole digest taken with the pieces (agent/delivery/hash-pool.ts WholeDigest, hash-worker.ts): a real
 // hashing worker and a real partial file, pieces arriving in and out of order, a resume, a
 // corrupt piece; the answer is always the SHA-256 of the file, or undefined (never a wrong one).
 import assert from 'node:assert/strict';
@@ -26,19 +26,20 @@ async function setup(t: TestContext, pieces: number, tail = 1000) {
   const pieceOf = (piece: number) => bytes.subarray(piece * PIECE, Math.min(bytes.length, (piece + 1) * PIECE));
   const expected = (piece: number) => createHash('sha256').update(pieceOf(piece)).digest();
   const whole = new WholeDigest(pool, { fd: handle.fd, sizeBytes: bytes.length, pieceBytes: PIECE, pieceCount: pieces });
-  /** As the fetcher does: a piece in a shared buffer (at `offset` in it), written while it is hashed. */
-  const arrive = async (piece: number, data = pieceOf(piece), offset = 0) => {
+  /** As the fetcher does: a piece in a shared buffer (at `offset` in it), written; then hash() hashes it. */
+  const place = async (piece: number, data = pieceOf(piece), offset = 0) => {
     const buffer = Buffer.from(new SharedArrayBuffer(offset + PIECE), offset, data.length);
     data.copy(buffer);
-    const writing = handle.write(buffer, 0, buffer.length, piece * PIECE);
-    const hashed = await whole.hash(buffer, piece, expected(piece));
-    await writing;
-    assert.ok(buffer.equals(data), 'hashed where it lies, not changed');
-    if (hashed.hash.equals(expected(piece)) && !hashed.fed) whole.written(piece);
-    return hashed;
+    await handle.write(buffer, 0, buffer.length, piece * PIECE);
+    return async () => {
+      const hashed = await whole.hash(buffer, piece, expected(piece));
+      assert.ok(buffer.equals(data), 'hashed where it lies, not changed');
+      return hashed;
+    };
   };
+  const arrive = async (piece: number, data = pieceOf(piece), offset = 0) => (await place(piece, data, offset))();
   const sha = createHash('sha256').update(bytes).digest('hex');
-  return { whole, arrive, sha, handle, pieceOf };
+  return { whole, place, arrive, sha, handle, pieceOf };
 }
 
 test('pieces in order: the digest is the file\'s, and no piece is read back', async (t) => {
@@ -68,6 +69,21 @@ test('pieces in shared buffers are hashed where they lie, written meanwhile; a c
   assert.equal(corrupt.fed, false);
   await Promise.all([arrive(5), arrive(4)]);
   assert.equal(await whole.finish(), sha);
+});
+
+test('a piece sent while the one before it waits on disk is still taken from its buffer: the worker reads that one back first', async (t) => {
+  const { whole, place, arrive, sha } = await setup(t, 6);
+  assert.equal((await arrive(1)).fed, false, 'ahead of piece 0: left in the file, to be read back');
+  // Piece 2 reaches the worker right behind piece 0, before anything the agent could send on hearing that piece 0 went in.
+  const [zero, two] = [await place(0), await place(2)];
+  const [first, second] = await Promise.all([zero(), two()]);
+  assert.deepEqual([first.fed, second.fed], [true, true]);
+  assert.equal((await arrive(4)).fed, false);
+  const [three, five] = [await place(3), await place(5)];
+  const [third, fifth] = await Promise.all([three(), five()]);
+  assert.deepEqual([third.fed, fifth.fed], [true, true]);
+  assert.equal(await whole.finish(), sha);
+  assert.equal(whole.piecesReadBack, 2, 'pieces 1 and 4 only');
 });
 
 test('a resume: recorded pieces are read back from the file, new ones come from their buffers', async (t) => {
