@@ -1,10 +1,11 @@
 // The worker side of WorkerPieceHasher (shared/worker-piece-hasher.ts): piece hashes of the
-// bytes it is sent, in order, with StreamingPieceHasher; each buffer goes back once hashed, for
-// the sender to fill again.
+// bytes it is sent, in order, with StreamingPieceHasher, and their whole digest when asked;
+// each buffer goes back once hashed, for the sender to fill again.
 import { parentPort, workerData } from 'node:worker_threads';
 import { StreamingPieceHasher } from './pieces.js';
 
-const hasher = new StreamingPieceHasher((workerData as { pieceBytes: number }).pieceBytes, { whole: false });
+const { pieceBytes, whole } = workerData as { pieceBytes: number; whole: boolean };
+const hasher = new StreamingPieceHasher(pieceBytes, { whole });
 parentPort!.on('message', (message: { bytes?: Uint8Array; finish?: true }) => {
   if (message.bytes) {
     hasher.update(Buffer.from(message.bytes.buffer, message.bytes.byteOffset, message.bytes.byteLength));
@@ -13,6 +14,6 @@ parentPort!.on('message', (message: { bytes?: Uint8Array; finish?: true }) => {
   }
   if (message.finish) {
     const manifest = hasher.finish();
-    parentPort!.postMessage({ sizeBytes: manifest.sizeBytes, hashes: manifest.hashes });
+    parentPort!.postMessage({ sizeBytes: manifest.sizeBytes, hashes: manifest.hashes, digest: manifest.digest });
   }
 });

@@ -9,6 +9,11 @@ import { formatBytes } from '../../shared/units.js';
 /** "sha256:<64 hex>" */
 export type Digest = string;
 
+export interface CreateOptions {
+  /** The SHA-256 of every byte written ("sha256:<hex>"), once all are; undefined until then. */
+  digestOfBytes?: () => Digest | undefined;
+}
+
 export interface BlobWriter {
   /** Appends bytes, hashing them. A full disk rejects with ResourceExhaustedError. */
   write(chunk: Buffer): Promise<void>;
@@ -25,7 +30,11 @@ export interface BlobWriter {
 
 export interface BlobStore {
   readonly kind: 'fs' | 's3';
-  create(): Promise<BlobWriter>;
+  /**
+   * A writer for a new blob. With `digestOfBytes` the caller hashes what it writes (off the
+   * event loop, say) and says the digest at commit; the writer then hashes nothing itself.
+   */
+  create(options?: CreateOptions): Promise<BlobWriter>;
   stat(digest: Digest): Promise<{ sizeBytes: number } | undefined>;
   /** The blob's bytes from `offset`; NotFoundError when it is not stored. */
   read(digest: Digest, offset?: number): Promise<Readable>;

@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { FailedPreconditionError, NotFoundError, ResourceExhaustedError } from '../../shared/errors.js';
 import { HashingBlobWriter } from './hashing-writer.js';
-import { checkOffset, hexOf, type BlobReader, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
+import { checkOffset, hexOf, type BlobReader, type BlobStore, type BlobWriter, type CreateOptions, type Digest } from './blob-store.js';
 
 export interface FsBlobStoreOptions {
   /** The store's directory; tmp/ and sha256/ are made under it. */
@@ -65,7 +65,7 @@ export class FsBlobStore implements BlobStore {
     return path.join(this.root, 'sha256', hex.slice(0, 2), hex);
   }
 
-  async create(): Promise<BlobWriter> {
+  async create(options: CreateOptions = {}): Promise<BlobWriter> {
     if (this.closed) throw new FailedPreconditionError('the blob store is closed');
     const temp = path.join(this.tmpDir, randomBytes(12).toString('hex'));
     let handle: FileHandle;
@@ -74,7 +74,7 @@ export class FsBlobStore implements BlobStore {
     } catch (err) {
       throw this.mapError(err);
     }
-    const writer = new FsBlobWriter(this, temp, handle, () => this.writers.delete(writer));
+    const writer = new FsBlobWriter(this, temp, handle, () => this.writers.delete(writer), options.digestOfBytes);
     this.writers.add(writer);
     return writer;
   }
@@ -217,8 +217,9 @@ class FsBlobWriter extends HashingBlobWriter {
     private readonly temp: string,
     private readonly handle: FileHandle,
     forget: () => void,
+    digestOfBytes: CreateOptions['digestOfBytes'],
   ) {
-    super(forget);
+    super(forget, digestOfBytes);
   }
 
   protected async append(chunk: Buffer): Promise<void> {

@@ -1,15 +1,16 @@
 // The part of a BlobWriter that does not depend on where bytes go: the sha256 computed as
-// they arrive, writes applied strictly in call order, the open → committing → committed
+// they arrive (or told at commit by a caller that hashes them itself: CreateOptions), writes applied strictly in call order, the open → committing → committed
 // (or aborted / failed) life, the expected-digest check, and clean-up on every failure path.
 // A backend supplies how bytes are appended, published under their digest, and discarded.
 import { createHash, type Hash } from 'node:crypto';
 import { FailedPreconditionError, InvalidArgumentError } from '../../shared/errors.js';
-import { describeMismatch, type BlobWriter, type Digest } from './blob-store.js';
+import { describeMismatch, type BlobWriter, type CreateOptions, type Digest } from './blob-store.js';
 
 type WriterState = 'open' | 'committing' | 'committed' | 'aborted' | 'failed';
 
 export abstract class HashingBlobWriter implements BlobWriter {
-  private readonly hash: Hash = createHash('sha256');
+  /** Undefined when the caller hashes the bytes (digestOfBytes). */
+  private readonly hash: Hash | undefined;
   protected state: WriterState = 'open';
   private written = 0;
   /** Writes run one after another, in call order, so the hash and the stored bytes agree. */
@@ -19,7 +20,12 @@ export abstract class HashingBlobWriter implements BlobWriter {
   private committing: Promise<unknown> | undefined;
   private aborting: Promise<void> | undefined;
 
-  constructor(private readonly forget: () => void) {}
+  constructor(
+    private readonly forget: () => void,
+    private readonly digestOfBytes?: CreateOptions['digestOfBytes'],
+  ) {
+    this.hash = digestOfBytes ? undefined : createHash('sha256');
+  }
 
   /** Stores the next bytes (after every earlier append has finished). */
   protected abstract append(chunk: Buffer): Promise<void>;
@@ -36,7 +42,7 @@ export abstract class HashingBlobWriter implements BlobWriter {
 
   write(chunk: Buffer): Promise<void> {
     if (this.state !== 'open') return Promise.reject(this.failure ?? new FailedPreconditionError(`cannot write to an upload that is ${this.state}`));
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.written += chunk.length;
     const write = this.tail.then(async () => {
       this.throwIfFailed();
@@ -87,7 +93,8 @@ export abstract class HashingBlobWriter implements BlobWriter {
     try {
       await this.tail;
       this.throwIfFailed();
-      const digest = `sha256:${this.hash.digest('hex')}`;
+      const digest = this.hash ? `sha256:${this.hash.digest('hex')}` : this.digestOfBytes?.();
+      if (digest === undefined) throw new FailedPreconditionError('the bytes written were not all hashed; push again');
       const sizeBytes = this.written;
       const mismatch = describeMismatch({ digest, sizeBytes }, expected);
       if (mismatch) throw new InvalidArgumentError(mismatch);

@@ -38,7 +38,7 @@ import {
 } from '../../shared/errors.js';
 import { silentLogger, type Logger } from '../../shared/log.js';
 import { formatBytes } from '../../shared/units.js';
-import { checkOffset, hexOf, streamReader, type BlobReader, type BlobStore, type BlobWriter, type Digest } from './blob-store.js';
+import { checkOffset, hexOf, streamReader, type BlobReader, type BlobStore, type BlobWriter, type CreateOptions, type Digest } from './blob-store.js';
 import { HashingBlobWriter } from './hashing-writer.js';
 
 const MiB = 1024 * 1024;
@@ -123,9 +123,9 @@ export class S3BlobStore implements BlobStore {
     return `${this.options.prefix}tmp/`;
   }
 
-  async create(): Promise<BlobWriter> {
+  async create(options: CreateOptions = {}): Promise<BlobWriter> {
     if (this.closed) throw new FailedPreconditionError('the blob store is closed');
-    const writer = new S3BlobWriter(this, () => this.writers.delete(writer));
+    const writer = new S3BlobWriter(this, () => this.writers.delete(writer), options.digestOfBytes);
     this.writers.add(writer);
     return writer;
   }
@@ -344,8 +344,9 @@ class S3BlobWriter extends HashingBlobWriter {  /** The part being filled; parts
   constructor(
     private readonly store: S3BlobStore,
     forget: () => void,
+    digestOfBytes: CreateOptions['digestOfBytes'],
   ) {
-    super(forget);
+    super(forget, digestOfBytes);
   }
 
   protected mapError(err: unknown): unknown {

@@ -145,7 +145,7 @@ export function pushHandlers(deps: PushServiceDeps): Record<string, grpc.Untyped
     };
     const version = await publishPush(upload.kind, deps, writer, context, upload.header, { written });
     committed.set(uploadId, context.target ?? '');
-    // The pieces were hashed from the very bytes the blob writer hashed into the published
+    // The pieces were hashed with the very bytes the blob writer committed under the published
     // digest (a repeated job-output push may answer with an earlier version's other content).
     if (stored !== undefined && version.digest === stored) {
       await deps.manifests.save({ ...manifest, digest: version.digest });

@@ -1,8 +1,8 @@
 // The leader's unfinished resumable uploads (docs/delivery.md "Uploads"): begun by
 // DeliveryService.BeginPush, fed by PUT /v1/uploads/<id> from where they stand, published by
 // CommitPush. They live in memory only (a new leader starts them over); one without bytes for
-// an hour is dropped with its temporary data. The bytes are hashed as they arrive, whole (by
-// the blob writer) and per piece, so CommitPush reads nothing back.
+// an hour is dropped with its temporary data. The bytes are hashed as they arrive, whole and
+// per piece, in a worker thread, so CommitPush reads nothing back.
 // With the S3 blob store an upload is instead a direct multipart upload to the bucket
 // (coordinator/blobs/s3-direct.ts): the leader keeps its S3 upload id beside the push's header
 // and key, signs fresh part URLs when the same key comes again, and aborts it when it expires or
@@ -51,8 +51,10 @@ export interface DirectUploadSession extends UploadSession {
 export interface Upload extends UploadSession {
   readonly via: 'coordinator';
   readonly blob: BlobWriter;
-  /** Piece hashes, in a worker thread (the blob writer hashes the whole digest here). */
+  /** Piece hashes and the whole digest, in a worker thread. */
   readonly hasher: WorkerPieceHasher;
+  /** The whole digest, once every byte is in (take()); the blob writer commits under it. */
+  digest?: string;
   /** Bytes held: the next PUT starts here. */
   offset: number;
 }
@@ -102,9 +104,9 @@ export class Uploads {
       kind,
       header,
       uploadKey,
-      blob: await this.blobs.create(),
-      // The blob writer hashes the whole digest; this only the pieces (the manifest takes the digest at commit).
-      hasher: new WorkerPieceHasher(pieceBytesFor(header.sizeBytes)),
+      // Both hashes in a worker: the blob writer is told the whole digest at commit (take()).
+      blob: await this.blobs.create({ digestOfBytes: () => upload.digest }),
+      hasher: new WorkerPieceHasher(pieceBytesFor(header.sizeBytes), { whole: true }),
       offset: 0,
       lastActivityMs: this.clock.now(),
       busy: false,
@@ -274,7 +276,8 @@ export class Uploads {
       throw new FailedPreconditionError(`the upload holds ${upload.offset} of ${upload.header.sizeBytes} bytes; PUT the rest (from byte ${upload.offset}) before committing`);
     }
     this.uploads.delete(id);
-    const { sizeBytes, hashes } = await upload.hasher.finish();
+    const { sizeBytes, hashes, digest } = await upload.hasher.finish();
+    upload.digest = digest;
     return { upload, manifest: { digest: '', sizeBytes, pieceBytes: upload.hasher.pieceBytes, hashes } };
   }
 

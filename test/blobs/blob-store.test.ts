@@ -167,6 +167,24 @@ spec('a reader fills the buffers it is given from an offset, fewer bytes only at
   await assert.rejects(store.openReader(digestOf(Buffer.from('never stored'))), NotFoundError);
 });
 
+spec('a writer whose caller hashes the bytes commits under the digest it is told, refuses without one, and keeps nothing then', async ({ store, leftovers }, backend) => {
+  const bytes = pattern(200_000, 3);
+  let told: string | undefined;
+  const writer = await store.create({ digestOfBytes: () => told });
+  for (let offset = 0; offset < bytes.length; offset += 64 * 1024) await writer.write(bytes.subarray(offset, offset + 64 * 1024));
+  told = digestOf(bytes);
+  assert.deepEqual(await writer.commit({ digest: digestOf(bytes) }), { digest: digestOf(bytes), sizeBytes: bytes.length });
+  assert.ok((await readAll(await store.read(digestOf(bytes)))).equals(bytes));
+
+  const unhashed = await store.create({ digestOfBytes: () => undefined });
+  await unhashed.write(pattern(1000, 4));
+  await assert.rejects(unhashed.commit(), (err: Error) => err instanceof FailedPreconditionError && /not all hashed/.test(err.message));
+  const mismatched = await store.create({ digestOfBytes: () => digestOf(Buffer.from('other bytes')) });
+  await mismatched.write(pattern(1000, 5));
+  await assert.rejects(mismatched.commit({ digest: digestOf(pattern(1000, 5)) }), InvalidArgumentError);
+  assert.deepEqual(await leftovers(), [storedAs(backend.name, digestOf(bytes))], 'nothing of the refused two');
+});
+
 spec('an empty blob is a blob', async ({ store }) => {
   const { digest, sizeBytes } = await (await store.create()).commit();
   assert.equal(digest, digestOf(Buffer.alloc(0)));

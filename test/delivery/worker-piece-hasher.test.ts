@@ -55,3 +55,16 @@ test('bytes in the middle of a buffer are copied: the rest of the buffer stays t
   assert.equal(sizeBytes, 2 * PIECE - 10);
   assert.ok(hashes.equals(expectedHashes(kept.subarray(10, 2 * PIECE))));
 });
+
+test('asked for the whole digest, the worker takes it too; otherwise it says none', async (t) => {
+  const content = randomBytes(2 * PIECE + 77);
+  const whole = new WorkerPieceHasher(PIECE, { whole: true });
+  const pieces = new WorkerPieceHasher(PIECE);
+  t.after(() => Promise.all([whole.close(), pieces.close()]));
+  for (const hasher of [whole, pieces]) for (let at = 0; at < content.length; at += 50_000) hasher.update(Buffer.from(content.subarray(at, at + 50_000)));
+  const [withWhole, withoutWhole] = await Promise.all([whole.finish(), pieces.finish()]);
+  assert.equal(withWhole.digest, `sha256:${createHash('sha256').update(content).digest('hex')}`);
+  assert.ok(withWhole.hashes.equals(expectedHashes(content)));
+  assert.equal(withoutWhole.digest, '');
+  assert.ok(withoutWhole.hashes.equals(withWhole.hashes));
+});
