@@ -77,8 +77,8 @@ export interface HeldPieces {
   pieceBytes: number;
   /** A copy: the pieces verified and written at the time of the call. */
   bitfield: Bitfield;
-  /** The file holding them (partial/<hex>, or blobs/<hex> once published); the caller closes it. */
-  open(): Promise<FileHandle>;
+  /** The file holding them (partial/<hex>, or blobs/<hex> once published), opened with `flags`; the caller closes it. */
+  open(flags: number): Promise<FileHandle>;
 }
 
 /** What an allocation (or a prefetch command) names: a version's content. */
@@ -506,7 +506,7 @@ export class ModelCache {
     if (entry) {
       if (entry.kind !== 'file') return undefined;
       const pieceBytes = pieceBytesFor(entry.sizeBytes);
-      return { sizeBytes: entry.sizeBytes, pieceBytes, bitfield: Bitfield.full(pieceCount(entry.sizeBytes, pieceBytes)), open: () => fs.open(this.blobPath(hex), 'r') };
+      return { sizeBytes: entry.sizeBytes, pieceBytes, bitfield: Bitfield.full(pieceCount(entry.sizeBytes, pieceBytes)), open: (flags) => fs.open(this.blobPath(hex), flags) };
     }
     const flight = this.flights.get(hex);
     if (!flight?.progress || flight.blob.directory) return undefined;
@@ -516,9 +516,9 @@ export class ModelCache {
       pieceBytes,
       bitfield: copyOf(bitfield),
       // Published meanwhile: the same bytes under blobs/.
-      open: () => fs.open(this.partialPath(hex), 'r').catch((err: NodeJS.ErrnoException) => {
+      open: (flags) => fs.open(this.partialPath(hex), flags).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
-        return fs.open(this.blobPath(hex), 'r');
+        return fs.open(this.blobPath(hex), flags);
       }),
     };
   }

@@ -114,7 +114,11 @@ export class BufferPool {
   private readonly waiters: Array<() => void> = [];
   private made = 0;
 
-  constructor(private readonly count: number) {}
+  /** `allocate`: how a buffer is made (the agents' are page-aligned, for reads past the page cache). */
+  constructor(
+    private readonly count: number,
+    private readonly allocate: (bytes: number) => Buffer = (bytes) => Buffer.allocUnsafeSlow(bytes),
+  ) {}
 
   /** A free buffer (made on first need, up to `count`), or undefined once `gone()` holds (the client went away). */
   async acquire(gone: () => boolean): Promise<Buffer | undefined> {
@@ -124,7 +128,7 @@ export class BufferPool {
       if (buffer) return buffer;
       if (this.made < this.count) {
         this.made += 1;
-        return Buffer.allocUnsafeSlow(SEND_BUFFER_BYTES);
+        return this.allocate(SEND_BUFFER_BYTES);
       }
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }

@@ -7,7 +7,9 @@
 // to the device's block: piece buffers are page-aligned (alignedBuffer), pieces start at MiB
 // offsets, and a piece of another length (a blob's last) is written through the page cache. A
 // file system that refuses O_DIRECT (tmpfs, some network ones) gets every piece buffered.
-import { constants } from 'node:fs';
+// Pieces sent to peers are read back the same way (PieceReader): through the page cache they
+// would cost the fresh pages the writes saved, for bytes the cache does not hold anyway.
+import { constants, readSync } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 
 /** The alignment O_DIRECT needs on every Linux block device (4 KiB logical blocks at most). */
@@ -30,10 +32,10 @@ export function alignedBuffer(size: number): Buffer {
   return Buffer.from(memory.buffer);
 }
 
-/** The file opened for O_DIRECT writes, or undefined where its file system refuses them. */
+/** The file opened for O_DIRECT writes and reads, or undefined where its file system refuses them. */
 export async function openDirect(file: string): Promise<FileHandle | undefined> {
   try {
-    return await fs.open(file, constants.O_WRONLY | constants.O_DIRECT);
+    return await fs.open(file, constants.O_RDWR | constants.O_DIRECT);
   } catch (err) {
     if (refusesDirect(err)) return undefined;
     throw err;
@@ -68,9 +70,76 @@ export class PieceWriter {
   }
 }
 
+/**
+ * Reads a held blob's file for peers: direct where the position and the buffer are aligned (the
+ * buffer's room rounded up to a block, which a read at the end of the file needs), through the
+ * page cache otherwise, or once the file refuses.
+ */
+export class PieceReader {
+  private buffered: FileHandle | undefined;
+
+  private constructor(
+    private readonly open: (flags: number) => Promise<FileHandle>,
+    private direct: FileHandle | undefined,
+  ) {}
+
+  /** `open` opens the file with the flags given (O_RDONLY, with O_DIRECT or not). */
+  static async open(open: (flags: number) => Promise<FileHandle>): Promise<PieceReader> {
+    try {
+      return new PieceReader(open, await open(constants.O_RDONLY | constants.O_DIRECT));
+    } catch (err) {
+      if (!refusesDirect(err)) throw err;
+      const reader = new PieceReader(open, undefined);
+      reader.buffered = await open(constants.O_RDONLY);
+      return reader;
+    }
+  }
+
+  /** Up to `length` bytes at `position` into the start of `buffer`; fewer only at the end of the file. */
+  async read(buffer: Buffer, length: number, position: number): Promise<number> {
+    const rounded = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
+    if (this.direct && position % DIRECT_ALIGN === 0 && buffer.byteOffset % DIRECT_ALIGN === 0 && buffer.length >= rounded) {
+      try {
+        const { bytesRead } = await this.direct.read(buffer, 0, rounded, position);
+        return Math.min(bytesRead, length);
+      } catch (err) {
+        if (!refusesDirect(err)) throw err;
+        await this.direct.close().catch(() => undefined);
+        this.direct = undefined;
+      }
+    }
+    this.buffered ??= await this.open(constants.O_RDONLY);
+    const { bytesRead } = await this.buffered.read(buffer, 0, length, position);
+    return bytesRead;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.direct?.close(), this.buffered?.close()]);
+  }
+}
+
 function aligned(bytes: Uint8Array, position: number): boolean {
   // byteOffset counts from the start of the memory, which is page-aligned for alignedBuffer's.
   return bytes.length % DIRECT_ALIGN === 0 && position % DIRECT_ALIGN === 0 && bytes.byteOffset % DIRECT_ALIGN === 0 && bytes.length > 0;
+}
+
+/**
+ * readSync of `length` bytes at `position` into the start of `buffer`: from `directFd` when
+ * there is one and the read is aligned (the buffer's room rounded up to a block), else from
+ * `fd`. Answers the bytes read and whether `directFd` refused (then not to be used again).
+ */
+export function readAtSync(fds: { fd: number; directFd?: number | undefined }, buffer: Buffer, length: number, position: number): { bytesRead: number; refused: boolean } {
+  const rounded = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
+  let refused = false;
+  if (fds.directFd !== undefined && position % DIRECT_ALIGN === 0 && buffer.byteOffset % DIRECT_ALIGN === 0 && buffer.length >= rounded) {
+    try {
+      return { bytesRead: Math.min(readSync(fds.directFd, buffer, 0, rounded, position), length), refused };
+    } catch (err) {
+      if (!refusesDirect(err)) throw err;
+      refused = true;
+    }
+  }
+  return { bytesRead: readSync(fds.fd, buffer, 0, length, position), refused };
 }
 
 function refusesDirect(err: unknown): boolean {

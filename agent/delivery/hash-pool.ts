@@ -162,6 +162,8 @@ export class HashPool {
 /** A file whose whole digest is taken: its pieces are read back from `fd` when the order says. */
 interface WholeFile {
   fd: number;
+  /** The same file opened O_DIRECT, where the file system takes it. */
+  directFd?: number;
   sizeBytes: number;
   pieceBytes: number;
   pieceCount: number;

@@ -6,9 +6,9 @@
 // loop, they would lag behind pieces already sent; each of those would miss its turn and be read
 // back too, and so on to the end of the download (seen: 127 of 128 pieces read back).
 import { createHash, type Hash } from 'node:crypto';
-import { readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { DigestOrder, type ReadBack } from './digest-order.js';
+import { alignedBuffer, readAtSync } from './direct-io.js';
 
 /** Both hashes take a piece a slice at a time, so the slice is still in the CPU cache for the second. */
 const SLICE = 256 * 1024;
@@ -16,7 +16,7 @@ const READ_BYTES = 1 << 20;
 
 export type HashMessage = { id: number } & (
   | { op: 'piece'; buffer: SharedArrayBuffer; offset: number; length: number; stream?: number; piece?: number; expected?: Uint8Array }
-  | { op: 'open'; stream: number; fd: number; sizeBytes: number; pieceBytes: number; pieceCount: number }
+  | { op: 'open'; stream: number; fd: number; directFd?: number; sizeBytes: number; pieceBytes: number; pieceCount: number }
   | { op: 'resumed'; stream: number; pieces: number[] }
   | { op: 'finish' | 'close'; stream: number }
 );
@@ -37,6 +37,8 @@ interface Stream {
   hash: Hash;
   order: DigestOrder;
   fd: number;
+  /** The same file opened O_DIRECT: pieces read back past the page cache, as they were written. */
+  directFd: number | undefined;
   sizeBytes: number;
   pieceBytes: number;
   piecesReadBack: number;
@@ -71,9 +73,10 @@ function readBack(stream: Stream, range: ReadBack | undefined): void {
   const start = range.from * stream.pieceBytes;
   const end = Math.min(range.to * stream.pieceBytes, stream.sizeBytes);
   try {
-    readBuffer ??= Buffer.allocUnsafe(READ_BYTES);
+    readBuffer ??= alignedBuffer(READ_BYTES);
     for (let at = start; at < end; ) {
-      const n = readSync(stream.fd, readBuffer, 0, Math.min(readBuffer.length, end - at), at);
+      const { bytesRead: n, refused } = readAtSync(stream, readBuffer, Math.min(readBuffer.length, end - at), at);
+      if (refused) stream.directFd = undefined;
       if (n === 0) throw new Error(`the partial file ended at ${at} bytes, before ${end}`);
       stream.hash.update(readBuffer.subarray(0, n));
       at += n;
@@ -87,7 +90,7 @@ function readBack(stream: Stream, range: ReadBack | undefined): void {
 function handle(m: HashMessage): HashReply {
   if (m.op === 'piece') return piece(m);
   if (m.op === 'open') {
-    streams.set(m.stream, { hash: createHash('sha256'), order: new DigestOrder(m.pieceCount), fd: m.fd, sizeBytes: m.sizeBytes, pieceBytes: m.pieceBytes, piecesReadBack: 0 });
+    streams.set(m.stream, { hash: createHash('sha256'), order: new DigestOrder(m.pieceCount), fd: m.fd, directFd: m.directFd, sizeBytes: m.sizeBytes, pieceBytes: m.pieceBytes, piecesReadBack: 0 });
     return { id: m.id };
   }
   const stream = streams.get(m.stream);

@@ -22,6 +22,7 @@ import type { Logger } from '../../shared/log.js';
 import type { Bitfield } from '../../shared/pieces.js';
 import { AccessError, type Sender } from '../gateway/access.js';
 import type { DeliveryCounters } from './counters.js';
+import { alignedBuffer, PieceReader } from './direct-io.js';
 import type { UploadLimiter } from './upload-limiter.js';
 
 /** What this agent holds of one blob (ModelCache.heldPieces): finished entries and downloads in progress. */
@@ -30,7 +31,8 @@ export interface HeldPieces {
   pieceBytes: number;
   /** The pieces held verified, which stay where they are while the handle is open. */
   bitfield: Bitfield;
-  open(): Promise<FileHandle>;
+  /** The file, opened with `flags` (read-only, past the page cache or not). */
+  open(flags: number): Promise<FileHandle>;
 }
 
 export interface PieceHolder {
@@ -59,7 +61,7 @@ const VERIFIED_GRANTS = 1024;
 
 export class PeerRoutes {
   private readonly verified = new Map<string, { node: string; digest: string; expiresAtMs: number; key: Buffer }>();
-  private readonly pool = new BufferPool(PEER_SEND_BUFFERS);
+  private readonly pool = new BufferPool(PEER_SEND_BUFFERS, alignedBuffer);
 
   constructor(private readonly options: PeerRoutesOptions) {}
 
@@ -137,7 +139,7 @@ export class PeerRoutes {
   /** Writes [start, end) in MiB reads from the shared pool, each after the limiter allows it, one read ahead of the socket. */
   private async send(req: http.IncomingMessage, res: http.ServerResponse, held: HeldPieces, range: { start: number; end: number; partial: boolean }): Promise<void> {
     const limiter = this.options.limiter!;
-    const file = await held.open();
+    const file = await PieceReader.open((flags) => held.open(flags));
     try {
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'content-length': range.end - range.start };
       if (range.partial) headers['content-range'] = `bytes ${range.start}-${range.end - 1}/${held.sizeBytes}`;
@@ -148,7 +150,7 @@ export class PeerRoutes {
       let at = range.start;
       const reader = {
         read: async (buffer: Buffer, offset: number, length: number) => {
-          const { bytesRead } = await file.read(buffer, offset, length, at);
+          const bytesRead = await file.read(offset === 0 ? buffer : buffer.subarray(offset), length, at);
           at += bytesRead;
           return bytesRead;
         },

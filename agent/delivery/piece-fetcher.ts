@@ -390,7 +390,7 @@ class Pull {
     signal.throwIfAborted();
     let wholeHex: string | undefined;
     const { manifest } = this;
-    this.whole = new WholeDigest(this.settings.hashPool, { fd: this.request.handle.fd, sizeBytes: manifest.sizeBytes, pieceBytes: manifest.pieceBytes, pieceCount: this.count });
+    this.whole = new WholeDigest(this.settings.hashPool, { fd: this.request.handle.fd, ...(this.request.direct ? { directFd: this.request.direct.fd } : {}), sizeBytes: manifest.sizeBytes, pieceBytes: manifest.pieceBytes, pieceCount: this.count });
     const done = new Promise<void>((resolve, reject) => {
       this.settle = (err) => (err === undefined ? resolve() : reject(err));
     });

@@ -4,7 +4,7 @@
 // the bytes already on disk.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -544,7 +544,7 @@ test('heldPieces tells the peer routes what a download has so far, then the whol
   assert.equal(partial.pieceBytes, PIECE);
   assert.equal(partial.sizeBytes, content.length);
   assert.deepEqual([0, 1, 2, 3, 4].map((piece) => partial.bitfield.has(piece)), [true, true, false, false, false]);
-  const early = await partial.open();
+  const early = await partial.open(constants.O_RDONLY);
   const firstTwo = Buffer.alloc(2 * PIECE);
   await early.read(firstTwo, 0, firstTwo.length, 0);
   assert.ok(firstTwo.equals(content.subarray(0, 2 * PIECE)));
@@ -558,7 +558,7 @@ test('heldPieces tells the peer routes what a download has so far, then the whol
   const whole = cache.heldPieces(blob.digest);
   assert.ok(whole && whole.bitfield.complete());
   assert.equal(whole.pieceBytes, 8 * 1024 * 1024, 'a finished entry is cut at the delivery piece size');
-  const handle = await whole.open();
+  const handle = await whole.open(constants.O_RDONLY);
   assert.ok((await handle.readFile()).equals(content));
   await handle.close();
   lease.release();

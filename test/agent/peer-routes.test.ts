@@ -41,7 +41,7 @@ async function setup(t: TestContext, options: { held?: number[]; sharing?: boole
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
   const bitfield = new Bitfield(5);
   for (const i of options.held ?? [0, 1, 2, 3, 4]) bitfield.set(i);
-  const held: HeldPieces = { sizeBytes: SIZE, pieceBytes: PIECE, bitfield, open: () => open(file, 'r') };
+  const held: HeldPieces = { sizeBytes: SIZE, pieceBytes: PIECE, bitfield, open: (flags: number) => open(file, flags) };
   const keys = loadGrantKeys(generateGrantKeys().privateKeyDer);
   const foreign = loadGrantKeys(generateGrantKeys().privateKeyDer);
   const counters = new DeliveryCounters();

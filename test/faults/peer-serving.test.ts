@@ -36,7 +36,7 @@ async function serving(t: TestContext) {
   const keys = loadGrantKeys(generateGrantKeys().privateKeyDer);
   const peer = mintGatewayToken('node', '', { node: 'peer' });
   const counters = new DeliveryCounters();
-  const held = { sizeBytes: SIZE, pieceBytes: PIECE, bitfield: Bitfield.full(SIZE / PIECE), open: () => open(file, 'r') };
+  const held = { sizeBytes: SIZE, pieceBytes: PIECE, bitfield: Bitfield.full(SIZE / PIECE), open: (flags: number) => open(file, flags) };
   const gateway = await Gateway.start({
     listen: '127.0.0.1:0',
     node: 'here',

@@ -3,11 +3,11 @@
 // all buffered, and the bytes on disk are right in every case.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import test from 'node:test';
-import { alignedBuffer, DIRECT_ALIGN, openDirect, PieceWriter } from '../../../agent/delivery/direct-io.js';
+import { alignedBuffer, DIRECT_ALIGN, openDirect, PieceReader, PieceWriter, readAtSync } from '../../../agent/delivery/direct-io.js';
 import { tempDir } from '../../helpers/processes.js';
 
 const MiB = 1024 * 1024;
@@ -81,4 +81,28 @@ test('a file that refuses direct writes at the first one gets that piece and eve
     },
   } as unknown as FileHandle);
   await assert.rejects(failing.write(alignedBuffer(MiB), 0), /ENOSPC/);
+});
+
+test('reads past the page cache: whole blocks and a short tail at the end of the file, each byte right; unaligned reads go buffered', async (t) => {
+  const file = path.join(tempDir(t), 'blob');
+  const content = randomBytes(MiB + 1234);
+  writeFileSync(file, content);
+  const direct = await openDirect(file);
+  const buffered = await fs.open(file, 'r');
+  const reader = await PieceReader.open((flags) => fs.open(file, flags));
+  t.after(async () => {
+    await Promise.all([direct?.close(), buffered.close(), reader.close()]);
+  });
+  assert.ok(direct);
+  const buffer = alignedBuffer(MiB);
+  for (const [position, length] of [[0, MiB], [MiB, 1234], [MiB, MiB], [4096, 100], [100, 5000]] as const) {
+    const expected = content.subarray(position, Math.min(content.length, position + length));
+    const sync = readAtSync({ fd: buffered.fd, directFd: direct.fd }, buffer, length, position);
+    assert.equal(sync.refused, false);
+    assert.ok(buffer.subarray(0, sync.bytesRead).equals(expected), `readAtSync ${position}+${length}`);
+    const n = await reader.read(buffer, length, position);
+    assert.ok(buffer.subarray(0, n).equals(expected), `PieceReader ${position}+${length}`);
+  }
+  // A bad descriptor is the read's error, not a reason to go buffered.
+  assert.throws(() => readAtSync({ fd: buffered.fd, directFd: 987654 }, buffer, 4096, 0), /EBADF/);
 });

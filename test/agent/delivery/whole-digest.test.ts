@@ -8,24 +8,29 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type TestContext } from 'node:test';
+import { openDirect } from '../../../agent/delivery/direct-io.js';
 import { HashPool, WholeDigest } from '../../../agent/delivery/hash-pool.js';
 
 const PIECE = 64 * 1024;
 
-async function setup(t: TestContext, pieces: number, tail = 1000) {
+/** `direct`: pieces are read back past the page cache, as the agent does (agent/delivery/direct-io.ts). */
+async function setup(t: TestContext, pieces: number, tail = 1000, options: { direct?: boolean } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mlfleet-whole-'));
   const bytes = randomBytes(pieces * PIECE - (pieces > 0 ? PIECE - tail : 0));
   const handle = await fs.open(path.join(dir, 'partial'), 'w+');
   await handle.truncate(bytes.length);
+  const direct = options.direct ? await openDirect(path.join(dir, 'partial')) : undefined;
+  if (options.direct) assert.ok(direct, 'this file system takes O_DIRECT');
   const pool = new HashPool();
   t.after(async () => {
     await pool.close();
+    await direct?.close();
     await handle.close();
     rmSync(dir, { recursive: true, force: true });
   });
   const pieceOf = (piece: number) => bytes.subarray(piece * PIECE, Math.min(bytes.length, (piece + 1) * PIECE));
   const expected = (piece: number) => createHash('sha256').update(pieceOf(piece)).digest();
-  const whole = new WholeDigest(pool, { fd: handle.fd, sizeBytes: bytes.length, pieceBytes: PIECE, pieceCount: pieces });
+  const whole = new WholeDigest(pool, { fd: handle.fd, ...(direct ? { directFd: direct.fd } : {}), sizeBytes: bytes.length, pieceBytes: PIECE, pieceCount: pieces });
   /** As the fetcher does: a piece in a shared buffer (at `offset` in it), written; then hash() hashes it. */
   const place = async (piece: number, data = pieceOf(piece), offset = 0) => {
     const buffer = Buffer.from(new SharedArrayBuffer(offset + PIECE), offset, data.length);
@@ -49,14 +54,16 @@ test('pieces in order: the digest is the file\'s, and no piece is read back', as
   assert.equal(whole.piecesReadBack, 0);
 });
 
-test('pieces out of order and several at once: those ahead are read back, the digest is the file\'s', async (t) => {
-  const { whole, arrive, sha } = await setup(t, 8);
-  await Promise.all([arrive(2), arrive(1), arrive(3)]);
-  await Promise.all([arrive(0), arrive(6), arrive(5)]);
-  await Promise.all([arrive(4), arrive(7)]);
-  assert.equal(await whole.finish(), sha);
-  assert.ok(whole.piecesReadBack > 0);
-});
+for (const direct of [false, true]) {
+  test(`pieces out of order and several at once: those ahead are read back${direct ? ' past the page cache' : ''}, the digest is the file's`, async (t) => {
+    const { whole, arrive, sha } = await setup(t, 8, 1000, { direct });
+    await Promise.all([arrive(2), arrive(1), arrive(3)]);
+    await Promise.all([arrive(0), arrive(6), arrive(5)]);
+    await Promise.all([arrive(4), arrive(7)]);
+    assert.equal(await whole.finish(), sha);
+    assert.ok(whole.piecesReadBack > 0);
+  });
+}
 
 test('pieces in shared buffers are hashed where they lie, written meanwhile; a corrupt one stays out of the digest', async (t) => {
   const { whole, arrive, sha, pieceOf } = await setup(t, 6);
