@@ -5,7 +5,7 @@
 // socket while the next is read.
 import type http from 'node:http';
 
-/** Bytes per read and per write. */
+/** Bytes per read and per write, unless the pool says otherwise (BufferPool.bufferBytes). */
 export const SEND_BUFFER_BYTES = 1 << 20;
 /** Buffers one response holds at once: one being written while the next is read. */
 const BUFFERS_PER_RESPONSE = 2;
@@ -51,7 +51,7 @@ export async function sendRange(pool: BufferPool, reader: RangeReader, length: n
     while (left > 0 && !closed()) {
       while (held.size >= BUFFERS_PER_RESPONSE && !closed()) await once(res, 'drain-buffer');
       if (closed()) break;
-      const want = Math.min(SEND_BUFFER_BYTES, left);
+      const want = Math.min(pool.bufferBytes, left);
       if (options.beforeRead) {
         try {
           await options.beforeRead(want, gone.signal);
@@ -118,6 +118,7 @@ export class BufferPool {
   constructor(
     private readonly count: number,
     private readonly allocate: (bytes: number) => Buffer = (bytes) => Buffer.allocUnsafeSlow(bytes),
+    readonly bufferBytes = SEND_BUFFER_BYTES,
   ) {}
 
   /** A free buffer (made on first need, up to `count`), or undefined once `gone()` holds (the client went away). */
@@ -128,7 +129,7 @@ export class BufferPool {
       if (buffer) return buffer;
       if (this.made < this.count) {
         this.made += 1;
-        return this.allocate(SEND_BUFFER_BYTES);
+        return this.allocate(this.bufferBytes);
       }
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }

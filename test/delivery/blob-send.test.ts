@@ -67,6 +67,27 @@ describe('sendRange', () => {
     assert.equal(sent, body.length);
   });
 
+  it("reads and writes in the pool's buffer size, made by its allocator", async () => {
+    const made: number[] = [];
+    const big = new BufferPool(2, (bytes) => (made.push(bytes), Buffer.alloc(bytes)), 2 * SEND_BUFFER_BYTES);
+    const reads: number[] = [];
+    const one = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-length': blob.length });
+      void sendRange(big, reader(blob, 0), blob.length, res, { onSent: () => undefined, beforeRead: async (n) => void reads.push(n) });
+    });
+    await new Promise<void>((resolve) => one.listen(0, '127.0.0.1', resolve));
+    try {
+      const res = await request(`http://127.0.0.1:${(one.address() as AddressInfo).port}/`);
+      assert.ok(Buffer.from(await res.body.arrayBuffer()).equals(blob));
+    } finally {
+      one.closeAllConnections();
+      one.close();
+    }
+    assert.deepEqual(reads, [2 * SEND_BUFFER_BYTES, 2 * SEND_BUFFER_BYTES, SEND_BUFFER_BYTES + 777]);
+    assert.ok(made.length >= 1 && made.length <= 2, `${made.length} buffers made for a pool of 2`);
+    assert.ok(made.every((bytes) => bytes === 2 * SEND_BUFFER_BYTES));
+  });
+
   it('serves more responses at once than the pool has buffers, and they all complete', async () => {
     const bodies = await Promise.all(
       Array.from({ length: 8 }, async () => Buffer.from(await (await request(`${base}/`)).body.arrayBuffer())),
