@@ -934,7 +934,8 @@ async function removePath(target: string): Promise<void> {
   await fs.rm(target, { recursive: true, force: true });
 }
 
+/** The disk is full: a write of the cache's bytes, or of its index (agent.db, on the same disk: SQLITE_FULL), found no room. */
 function isDiskFull(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
 }
