@@ -24,16 +24,29 @@ const CLOSED_WITHIN_MS = HEADERS_TIMEOUT_MS + 5_000;
 
 interface Loris {
   closedAfterMs: Promise<number>;
+  /**
+   * Resolves Infinity `ms` after the connection was accepted (the same start as closedAfterMs:
+   * on a loaded machine a connection may be accepted seconds after it was opened), or
+   * NEVER_CONNECTED_MS after it was opened if it never is.
+   */
+  deadline(ms: number): Promise<number>;
   socket: net.Socket;
 }
+
+/** A connection the kernel has not accepted within this long counts as never closed. */
+const NEVER_CONNECTED_MS = 60_000;
 
 /** A connection that sends a request head one byte a second and never finishes it (or, silent, nothing). */
 function loris(address: string, silent: boolean): Loris {
   const { host, port } = splitHostPort(address);
   let opened = Date.now();
+  let connected = false;
   const socket = net.connect(Number(port), host);
   // Counted from the connection's acceptance: a SYN the loaded kernel dropped and resent is not the server's time.
-  socket.once('connect', () => (opened = Date.now()));
+  socket.once('connect', () => {
+    opened = Date.now();
+    connected = true;
+  });
   socket.on('error', () => {});
   const head = 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(60);
   let sent = 0;
@@ -47,7 +60,17 @@ function loris(address: string, silent: boolean): Loris {
       resolve(Date.now() - opened);
     }),
   );
-  return { closedAfterMs, socket };
+  const deadline = (ms: number) =>
+    new Promise<number>((resolve) => {
+      const never = setTimeout(() => resolve(Infinity), NEVER_CONNECTED_MS).unref();
+      const arm = () => {
+        clearTimeout(never);
+        setTimeout(() => resolve(Infinity), Math.max(0, opened + ms - Date.now())).unref();
+      };
+      if (connected) arm();
+      else socket.once('connect', arm);
+    });
+  return { closedAfterMs, deadline, socket };
 }
 
 async function healthy(address: string): Promise<number> {
@@ -92,7 +115,7 @@ test('slowloris connections to every HTTP listener are closed within the header 
   assert.match(cut[0]!.details, /the push sent nothing for 2000 ms; it was ended/);
   await eventually('no temporary file is left', 5_000, async () => (readdirSync(path.join(dir, 'blobs', 'tmp')).length === 0 ? true : undefined));
 
-  const closed = await Promise.all(all.map(async (c) => ({ ...c, ms: await Promise.race([c.loris.closedAfterMs, new Promise<number>((r) => setTimeout(() => r(Infinity), CLOSED_WITHIN_MS + 5_000))]) })));
+  const closed = await Promise.all(all.map(async (c) => ({ ...c, ms: await Promise.race([c.loris.closedAfterMs, c.loris.deadline(CLOSED_WITHIN_MS + 5_000)]) })));
   const worst: Record<string, number> = {};
   for (const c of closed) worst[`${c.listener}${c.silent ? ' (silent)' : ''}`] = Math.max(worst[`${c.listener}${c.silent ? ' (silent)' : ''}`] ?? 0, c.ms);
   t.diagnostic(`worst time to close a slowloris connection, ms: ${JSON.stringify(worst)}`);
