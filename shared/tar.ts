@@ -10,6 +10,7 @@ import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import tar, { type Extract, type Header, type Pack } from 'tar-stream';
+import { writeAll } from './durable-files.js';
 import { InvalidArgumentError, MlfleetError } from './errors.js';
 
 /** The size of each read from a file being packed. */
@@ -341,10 +342,3 @@ function safeRelativePath(name: string): string {
   return segments.join('/');
 }
 
-async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-    offset += bytesWritten;
-  }
-}

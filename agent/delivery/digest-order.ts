@@ -2,11 +2,9 @@
 // hashing worker takes a verified piece into the whole digest straight from its buffer when the
 // piece is the next one in file order; a piece verified out of order is written and left, and
 // once the pieces before it are in, it is read back from the file (a resumed download's
-// recorded pieces too). Pure: this says what to read back, the worker does it.
-//
-// The worker handles its messages one at a time, in the order they were sent; so does this, with
-// the worker's replies. `next` is the count of leading pieces in the whole digest once every
-// read-back returned so far has been done by the worker.
+// recorded pieces too). Pure: this says what to read back, the worker (hash-worker.ts), which
+// keeps one per download, does it at once. `next` is the count of leading pieces in the whole
+// digest once every read-back asked for so far is done.
 
 /** Pieces [from, to) to read back from the file into the whole digest, in order. */
 export interface ReadBack {

@@ -11,6 +11,7 @@
 // would cost the fresh pages the writes saved, for bytes the cache does not hold anyway.
 import { constants, readSync } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
+import { writeAll } from '../../shared/durable-files.js';
 
 /** The alignment O_DIRECT needs on every Linux block device (4 KiB logical blocks at most). */
 export const DIRECT_ALIGN = 4096;
@@ -97,8 +98,8 @@ export class PieceReader {
 
   /** Up to `length` bytes at `position` into the start of `buffer`; fewer only at the end of the file. */
   async read(buffer: Buffer, length: number, position: number): Promise<number> {
-    const rounded = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
-    if (this.direct && position % DIRECT_ALIGN === 0 && buffer.byteOffset % DIRECT_ALIGN === 0 && buffer.length >= rounded) {
+    const rounded = directReadLength(buffer, length, position);
+    if (this.direct && rounded !== undefined) {
       try {
         const { bytesRead } = await this.direct.read(buffer, 0, rounded, position);
         return Math.min(bytesRead, length);
@@ -118,6 +119,12 @@ export class PieceReader {
   }
 }
 
+/** What to ask a direct read for: `length` rounded up to a block (a read at the end of the file needs room for it); undefined when the read cannot be direct. */
+function directReadLength(buffer: Buffer, length: number, position: number): number | undefined {
+  const rounded = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
+  return position % DIRECT_ALIGN === 0 && buffer.byteOffset % DIRECT_ALIGN === 0 && buffer.length >= rounded ? rounded : undefined;
+}
+
 function aligned(bytes: Uint8Array, position: number): boolean {
   // byteOffset counts from the start of the memory, which is page-aligned for alignedBuffer's.
   return bytes.length % DIRECT_ALIGN === 0 && position % DIRECT_ALIGN === 0 && bytes.byteOffset % DIRECT_ALIGN === 0 && bytes.length > 0;
@@ -129,9 +136,9 @@ function aligned(bytes: Uint8Array, position: number): boolean {
  * `fd`. Answers the bytes read and whether `directFd` refused (then not to be used again).
  */
 export function readAtSync(fds: { fd: number; directFd?: number | undefined }, buffer: Buffer, length: number, position: number): { bytesRead: number; refused: boolean } {
-  const rounded = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
+  const rounded = directReadLength(buffer, length, position);
   let refused = false;
-  if (fds.directFd !== undefined && position % DIRECT_ALIGN === 0 && buffer.byteOffset % DIRECT_ALIGN === 0 && buffer.length >= rounded) {
+  if (fds.directFd !== undefined && rounded !== undefined) {
     try {
       return { bytesRead: Math.min(readSync(fds.directFd, buffer, 0, rounded, position), length), refused };
     } catch (err) {
@@ -145,12 +152,4 @@ export function readAtSync(fds: { fd: number; directFd?: number | undefined }, b
 function refusesDirect(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'EINVAL' || code === 'EOPNOTSUPP' || code === 'ENOTSUP';
-}
-
-async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset);
-    offset += bytesWritten;
-  }
 }

@@ -128,7 +128,7 @@ export class HashPool {
   }
 
   /** @internal For WholeDigest: the stream's end (`finish: false` only drops it). */
-  async endStream(opened: OpenStream, finish: boolean): Promise<{ hex?: string; piecesReadBack?: number; failure?: string }> {
+  async endStream(opened: OpenStream, finish: boolean): Promise<StreamEnd> {
     this.openStreams -= 1;
     const running = this.running;
     try {
@@ -168,6 +168,9 @@ interface WholeFile {
   pieceBytes: number;
   pieceCount: number;
 }
+
+/** What the worker says of a whole digest at its end (see HashReply). */
+type StreamEnd = Pick<Reply, 'hex' | 'piecesReadBack' | 'failure'>;
 
 interface OpenStream {
   stream: number;
@@ -229,7 +232,7 @@ export class WholeDigest {
       return undefined;
     }
     this.ended = true;
-    const end = await this.pool.endStream(opened, true).catch((err: unknown) => ({ failure: (err as Error).message }) as { hex?: string; piecesReadBack?: number; failure?: string });
+    const end = await this.pool.endStream(opened, true).catch((err: unknown): StreamEnd => ({ failure: (err as Error).message }));
     this.piecesReadBack = end.piecesReadBack ?? 0;
     this.failure = this.broken ?? end.failure;
     return this.broken === undefined ? end.hex : undefined;

@@ -253,19 +253,14 @@ export class DockerDriver implements Driver {
     const log = this.log.child({ allocation: task.allocationId });
     const existing = await this.find(task.allocationId);
     if (existing) {
-      // Created but never started: the agent stopped between the two calls. Finish the job.
-      const resumed = existing.State === 'created' ? this.startContainer(this.docker.getContainer(existing.Id), task) : Promise.resolve();
-      // One whose network went away has been removed by startContainer: it is made anew below.
-      const gone = await resumed.then(
-        () => false,
-        (err: unknown) => {
-          if (NETWORK_GONE.test((err as Error).message)) return true;
-          throw err;
-        },
-      );
-      if (!gone) {
+      try {
+        // Created but never started: the agent stopped between the two calls. Finish the job.
+        if (existing.State === 'created') await this.startContainer(this.docker.getContainer(existing.Id), task);
         log.debug({ container: existing.Id, state: existing.State }, 'container already exists; leaving it');
         return;
+      } catch (err) {
+        // One whose network went away has been removed by startContainer: it is made anew below.
+        if (!NETWORK_GONE.test((err as Error).message)) throw err;
       }
     }
     const cluster = this.clusterOf?.();

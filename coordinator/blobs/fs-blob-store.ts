@@ -6,7 +6,7 @@
 // commit's fsync finds little left to write: for 1 GiB that fsync took ~0.7 s on the bench
 // machine, a sixth of the push, and ~20 ms this way. The root belongs to
 // one store at a time: whatever is in tmp/ when a store opens was left by a crash and goes.
-import { syncDirectory } from '../../shared/durable-files.js';
+import { syncDirectory, writeAll } from '../../shared/durable-files.js';
 import { randomBytes } from 'node:crypto';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -277,14 +277,6 @@ class FsBlobWriter extends HashingBlobWriter {
     if (this.handleClosed) return;
     this.handleClosed = true;
     await this.handle.close();
-  }
-}
-
-async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-    offset += bytesWritten;
   }
 }
 

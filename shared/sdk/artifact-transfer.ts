@@ -15,11 +15,12 @@
 // its end (the whole file is re-hashed, so a partial from other content is caught).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import fs, { type FileHandle } from 'node:fs/promises';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ArtifactKind } from '../artifact-ref.js';
 import { FORMAT_BY_EXTENSION, inferPathFormat } from '../artifact-ref.js';
+import { writeAll } from '../durable-files.js';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import { InterruptedError } from '../interrupted-error.js';
 import type { ArtifactVersion } from '../proto.js';
@@ -228,10 +229,3 @@ export async function placePulled(plan: PullPlan): Promise<void> {
   await fs.rm(plan.partial, { force: true });
 }
 
-async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset);
-    offset += bytesWritten;
-  }
-}
