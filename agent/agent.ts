@@ -299,6 +299,7 @@ export class Agent {
           grantKey: () => session.grantPublicKey,
           limiter: uploadMbps > 0 ? new UploadLimiter(uploadMbps, clock) : undefined,
           counters,
+          memory: delivery.fetcher.memory,
           clock,
           log: log.child({ component: 'peer-routes' }),
         }),

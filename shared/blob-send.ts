@@ -13,6 +13,12 @@ const BUFFERS_PER_RESPONSE = 2;
 /** Where the bytes come from: each read continues where the last ended. */
 export interface RangeReader {
   read(buffer: Buffer, offset: number, length: number): Promise<number>;
+  /**
+   * Bytes already in memory: the next `length` of them, sent where they lie, with no pooled
+   * buffer and no copy. sendRange returns only once the socket is done with every one (or the
+   * client has gone), so the caller may reuse the memory then.
+   */
+  view?(length: number): Buffer;
 }
 
 export interface SendOptions {
@@ -30,7 +36,7 @@ export interface SendOptions {
 export async function sendRange(pool: BufferPool, reader: RangeReader, length: number, res: http.ServerResponse, options: SendOptions): Promise<void> {
   const held = new Set<Buffer>();
   const giveBack = (buffer: Buffer) => {
-    if (held.delete(buffer)) pool.release(buffer);
+    if (held.delete(buffer) && !reader.view) pool.release(buffer);
   };
   /** The buffer a read is filling: it goes back once the read ends, never while the read may still write into it. */
   let reading: Buffer | undefined;
@@ -60,13 +66,13 @@ export async function sendRange(pool: BufferPool, reader: RangeReader, length: n
           throw err;
         }
       }
-      const buffer = await pool.acquire(closed);
+      const buffer = reader.view ? reader.view(want) : await pool.acquire(closed);
       if (!buffer) break;
       held.add(buffer);
       let n: number;
       reading = buffer;
       try {
-        n = await reader.read(buffer, 0, want);
+        n = reader.view ? buffer.length : await reader.read(buffer, 0, want);
       } catch (err) {
         giveBack(buffer);
         throw err;
@@ -90,6 +96,8 @@ export async function sendRange(pool: BufferPool, reader: RangeReader, length: n
       if (!flowing && !closed()) await once(res, 'drain');
     }
     if (!closed()) res.end();
+    // Views are the caller's memory: every write must be done with it (or the socket gone) first.
+    while (reader.view && held.size > 0 && !closed()) await once(res, 'drain-buffer');
   } finally {
     res.off('close', onClose);
     if (closed()) giveBackIdle();

@@ -28,6 +28,10 @@ interface Running {
 export interface Hashed {
   hash: Buffer;
   fed: boolean;
+  /** The worker keeps the piece's buffer for its turn in the whole digest (it was asked to hold it): leave the buffer as it is until a `released` names the piece. */
+  held: boolean;
+  /** Pieces of the same whole digest whose held buffers the worker has let go. */
+  released: number[];
 }
 
 /** The worker stops after this long without work (and with no whole digest open). */
@@ -92,16 +96,17 @@ export class HashPool {
    * SharedArrayBuffer the worker hashes them where they lie; other bytes, or any once the pool
    * is closed, are hashed here. With `into`, the piece also enters that whole digest if it is
    * the next piece in order and its hash is `into.expected` (see WholeDigest.hash, which is how
-   * to ask for that).
+   * to ask for that); with `into.hold`, a matching piece that is not next may stay in its buffer
+   * for its turn (Hashed.held).
    */
-  async hash(bytes: Buffer, into?: OpenStream & { piece: number; expected: Buffer }): Promise<Hashed> {
-    if (this.closed || !(bytes.buffer instanceof SharedArrayBuffer)) return { hash: createHash('sha256').update(bytes).digest(), fed: false };
+  async hash(bytes: Buffer, into?: OpenStream & { piece: number; expected: Buffer; hold?: boolean }): Promise<Hashed> {
+    if (this.closed || !(bytes.buffer instanceof SharedArrayBuffer)) return { hash: createHash('sha256').update(bytes).digest(), fed: false, held: false, released: [] };
     const running = this.running ?? this.start();
     // A whole digest lives in the worker that opened it; another worker (the first stopped) cannot take the piece into it.
-    const whole = into && into.worker === running.worker ? { stream: into.stream, piece: into.piece, expected: new Uint8Array(into.expected) } : {};
+    const whole = into && into.worker === running.worker ? { stream: into.stream, piece: into.piece, expected: new Uint8Array(into.expected), hold: into.hold === true } : {};
     const reply = await this.send({ op: 'piece', buffer: bytes.buffer, offset: bytes.byteOffset, length: bytes.length, ...whole }, running);
     if (reply.error !== undefined) throw new UnavailableError(`hashing a piece failed: ${reply.error}`);
-    return { hash: Buffer.from(reply.hash!), fed: reply.fed === true };
+    return { hash: Buffer.from(reply.hash!), fed: reply.fed === true, held: reply.held === true, released: reply.released ?? [] };
   }
 
   /** @internal For WholeDigest: a whole digest of the file, in the worker that is running now. */
@@ -170,7 +175,7 @@ interface WholeFile {
 }
 
 /** What the worker says of a whole digest at its end (see HashReply). */
-type StreamEnd = Pick<Reply, 'hex' | 'piecesReadBack' | 'failure'>;
+type StreamEnd = Pick<Reply, 'hex' | 'piecesReadBack' | 'failure' | 'released'>;
 
 interface OpenStream {
   stream: number;
@@ -216,12 +221,13 @@ export class WholeDigest {
 
   /**
    * Hashes a piece already written to the file (see HashPool.hash), taking it into this whole
-   * digest when it matches `expected`: from its buffer when it is the next in order (`fed`),
-   * else read back from the file in its turn.
+   * digest when it matches `expected`: from its buffer when it is the next in order (`fed`);
+   * else, with `hold`, from its buffer in its turn (the caller leaves the buffer alone until a
+   * reply's `released` names the piece, or the digest ends), or else read back from the file.
    */
-  async hash(bytes: Buffer, piece: number, expected: Buffer): Promise<Hashed> {
+  async hash(bytes: Buffer, piece: number, expected: Buffer, hold = false): Promise<Hashed> {
     const opened = await this.opened;
-    return this.pool.hash(bytes, opened && !this.ended ? { ...opened, piece, expected } : undefined);
+    return this.pool.hash(bytes, opened && !this.ended ? { ...opened, piece, expected, hold } : undefined);
   }
 
   /** The SHA-256 (hex) of the whole file, once every piece is verified; undefined if it could not be followed. */

@@ -5,6 +5,9 @@
 // once, before its next message. Were the writes or the reads reported by the agent's event
 // loop, they would lag behind pieces already sent; each of those would miss its turn and be read
 // back too, and so on to the end of the download (seen: 127 of 128 pieces read back).
+// A piece sent with `hold` stays in its buffer instead (the fetcher keeps the buffer as it is
+// until the worker lets it go): its turn takes it from there, not from the disk. Among peers,
+// where pieces arrive out of order, that spares the disk a read of most of the blob.
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { DigestOrder, type ReadBack } from './digest-order.js';
@@ -15,7 +18,7 @@ const SLICE = 256 * 1024;
 const READ_BYTES = 1 << 20;
 
 export type HashMessage = { id: number } & (
-  | { op: 'piece'; buffer: SharedArrayBuffer; offset: number; length: number; stream?: number; piece?: number; expected?: Uint8Array }
+  | { op: 'piece'; buffer: SharedArrayBuffer; offset: number; length: number; stream?: number; piece?: number; expected?: Uint8Array; hold?: boolean }
   | { op: 'open'; stream: number; fd: number; directFd?: number; sizeBytes: number; pieceBytes: number; pieceCount: number }
   | { op: 'resumed'; stream: number; pieces: number[] }
   | { op: 'finish' | 'close'; stream: number }
@@ -25,6 +28,10 @@ export interface HashReply {
   id: number;
   hash?: Uint8Array;
   fed?: boolean;
+  /** The piece matched, is not next, and its buffer is kept for its turn (it was sent with `hold`). */
+  held?: boolean;
+  /** Pieces held earlier whose buffers the worker no longer needs (taken in their turn, or the stream ended). */
+  released?: number[];
   /** finish: the whole digest, when every piece is in it. */
   hex?: string;
   /** finish: pieces read back from the file, and why there is no digest if there is none. */
@@ -42,6 +49,8 @@ interface Stream {
   sizeBytes: number;
   pieceBytes: number;
   piecesReadBack: number;
+  /** Pieces verified out of order and kept in their buffers (sent with `hold`), by piece. */
+  held: Map<number, Uint8Array>;
 }
 
 const streams = new Map<number, Stream>();
@@ -59,54 +68,84 @@ function piece(m: Extract<HashMessage, { op: 'piece' }>): HashReply {
   }
   const hash = own.digest();
   let fed = false;
+  let held = false;
+  const released: number[] = [];
   if (stream && m.expected && Buffer.compare(hash, m.expected) === 0) {
     if (whole) stream.hash = whole;
     fed = whole !== undefined;
-    readBack(stream, stream.order.verified(m.piece!, fed));
+    held = !fed && m.hold === true && stream.order.failure === undefined;
+    if (held) stream.held.set(m.piece!, bytes);
+    readBack(stream, stream.order.verified(m.piece!, fed), released);
+    // The digest failed (the file cannot be followed): nothing is worth holding.
+    if (stream.order.failure !== undefined) released.push(...releaseAll(stream));
+    // Taken in its turn at once, or let go: the fetcher may have its buffer back.
+    if (held && released.includes(m.piece!)) held = false;
   }
-  return { id: m.id, hash, fed };
+  return { id: m.id, hash, fed, held, released };
 }
 
-/** Pieces [from, to) into the whole digest, from the file; a failed read leaves the digest failed. */
-function readBack(stream: Stream, range: ReadBack | undefined): void {
+/**
+ * Pieces [from, to) into the whole digest: each from its held buffer, or else from the file.
+ * Held pieces taken are added to `released`; a failed read leaves the digest failed.
+ */
+function readBack(stream: Stream, range: ReadBack | undefined, released: number[]): void {
   if (!range) return;
-  const start = range.from * stream.pieceBytes;
-  const end = Math.min(range.to * stream.pieceBytes, stream.sizeBytes);
-  try {
-    readBuffer ??= alignedBuffer(READ_BYTES);
-    for (let at = start; at < end; ) {
-      const { bytesRead: n, refused } = readAtSync(stream, readBuffer, Math.min(readBuffer.length, end - at), at);
-      if (refused) stream.directFd = undefined;
-      if (n === 0) throw new Error(`the partial file ended at ${at} bytes, before ${end}`);
-      stream.hash.update(readBuffer.subarray(0, n));
-      at += n;
+  for (let piece = range.from; piece < range.to; piece += 1) {
+    const bytes = stream.held.get(piece);
+    if (bytes) {
+      stream.held.delete(piece);
+      released.push(piece);
+      if (stream.order.failure === undefined) stream.hash.update(bytes);
+      continue;
     }
-    stream.piecesReadBack += range.to - range.from;
-  } catch (err) {
-    stream.order.fail(`reading pieces ${range.from}-${range.to - 1} back: ${(err as Error).message}`);
+    if (stream.order.failure !== undefined) continue;
+    const start = piece * stream.pieceBytes;
+    const end = Math.min(start + stream.pieceBytes, stream.sizeBytes);
+    try {
+      readBuffer ??= alignedBuffer(READ_BYTES);
+      for (let at = start; at < end; ) {
+        const { bytesRead: n, refused } = readAtSync(stream, readBuffer, Math.min(readBuffer.length, end - at), at);
+        if (refused) stream.directFd = undefined;
+        if (n === 0) throw new Error(`the partial file ended at ${at} bytes, before ${end}`);
+        stream.hash.update(readBuffer.subarray(0, n));
+        at += n;
+      }
+      stream.piecesReadBack += 1;
+    } catch (err) {
+      stream.order.fail(`reading piece ${piece} back: ${(err as Error).message}`);
+    }
   }
+}
+
+/** Lets go of every buffer the stream holds (it ended, or its digest failed). */
+function releaseAll(stream: Stream): number[] {
+  const released = [...stream.held.keys()];
+  stream.held.clear();
+  return released;
 }
 
 function handle(m: HashMessage): HashReply {
   if (m.op === 'piece') return piece(m);
   if (m.op === 'open') {
-    streams.set(m.stream, { hash: createHash('sha256'), order: new DigestOrder(m.pieceCount), fd: m.fd, directFd: m.directFd, sizeBytes: m.sizeBytes, pieceBytes: m.pieceBytes, piecesReadBack: 0 });
+    streams.set(m.stream, { hash: createHash('sha256'), order: new DigestOrder(m.pieceCount), fd: m.fd, directFd: m.directFd, sizeBytes: m.sizeBytes, pieceBytes: m.pieceBytes, piecesReadBack: 0, held: new Map() });
     return { id: m.id };
   }
   const stream = streams.get(m.stream);
   if (!stream) throw new Error('no whole digest is open for this download');
   if (m.op === 'resumed') {
     const held = new Set(m.pieces);
-    readBack(stream, stream.order.resumed((p) => held.has(p)));
-  } else {
-    streams.delete(m.stream);
-    if (m.op === 'finish') {
-      const { order, piecesReadBack } = stream;
-      if (order.complete) return { id: m.id, hex: stream.hash.digest('hex'), piecesReadBack };
-      return { id: m.id, piecesReadBack, failure: order.failure ?? `${order.next} of ${order.pieceCount} pieces in the whole digest` };
-    }
+    const released: number[] = [];
+    readBack(stream, stream.order.resumed((p) => held.has(p)), released);
+    return { id: m.id, released };
   }
-  return { id: m.id };
+  streams.delete(m.stream);
+  const released = releaseAll(stream);
+  if (m.op === 'finish') {
+    const { order, piecesReadBack } = stream;
+    if (order.complete) return { id: m.id, hex: stream.hash.digest('hex'), piecesReadBack, released };
+    return { id: m.id, piecesReadBack, released, failure: order.failure ?? `${order.next} of ${order.pieceCount} pieces in the whole digest` };
+  }
+  return { id: m.id, released };
 }
 
 parentPort!.on('message', (m: HashMessage) => {

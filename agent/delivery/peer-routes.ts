@@ -7,7 +7,8 @@
 // - `/pieces`: the bitfield of the pieces held verified, `mlfleet-piece-bytes` its piece size;
 //   404 when nothing of the blob is held;
 // - a blob's bytes: one Range inside held pieces (206), or the whole blob once complete (200);
-//   416 otherwise. Sent in MiB reads (buffers from one pool, shared/blob-send.ts) through the
+//   416 otherwise. A range inside one piece still kept in memory (piece-memory.ts) is sent from
+//   there, not read from the disk. Sent in MiB reads (buffers from one pool, shared/blob-send.ts) through the
 //   agent's UploadLimiter and counted in its DeliveryCounters; a peer that takes nothing for
 //   30 s is cut off, so that it holds no pooled buffer for long. With sharing off
 //   (--peer-upload-mbps 0) nothing is served (404).
@@ -15,7 +16,7 @@
 import type http from 'node:http';
 import type { FileHandle } from 'node:fs/promises';
 import { GRANT_HEADER, PIECES_HEADER, PIECE_BYTES_HEADER, parseBlobPath, parseRange, verifyGrant } from '../../shared/blob-http.js';
-import { BufferPool, sendRange } from '../../shared/blob-send.js';
+import { BufferPool, sendRange, type RangeReader } from '../../shared/blob-send.js';
 import type { Clock } from '../../shared/clock.js';
 import { InvalidArgumentError, PermissionDeniedError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
@@ -23,6 +24,7 @@ import type { Bitfield } from '../../shared/pieces.js';
 import { AccessError, type Sender } from '../gateway/access.js';
 import type { DeliveryCounters } from './counters.js';
 import { alignedBuffer, PieceReader } from './direct-io.js';
+import type { PieceMemory } from './piece-memory.js';
 import type { UploadLimiter } from './upload-limiter.js';
 
 /** What this agent holds of one blob (ModelCache.heldPieces): finished entries and downloads in progress. */
@@ -46,6 +48,8 @@ export interface PeerRoutesOptions {
   /** Shared by every peer response; undefined: sharing is off (--peer-upload-mbps 0). */
   limiter: UploadLimiter | undefined;
   counters: DeliveryCounters;
+  /** Verified pieces kept in memory (the piece fetcher's), sent from there when a range lies in one. */
+  memory?: Pick<PieceMemory, 'pin'>;
   clock: Clock;
   log: Logger;
 }
@@ -90,7 +94,7 @@ export class PeerRoutes {
       return;
     }
     const range = this.rangeOf(req, res, held);
-    await this.send(req, res, held, range);
+    await this.send(req, res, blob.digest, held, range);
   }
 
   /** A node credential and that node's grant for this digest; 401/403 otherwise. */
@@ -143,9 +147,17 @@ export class PeerRoutes {
   }
 
   /** Writes [start, end) in MiB reads from the shared pool, each after the limiter allows it, one read ahead of the socket. */
-  private async send(req: http.IncomingMessage, res: http.ServerResponse, held: HeldPieces, range: { start: number; end: number; partial: boolean }): Promise<void> {
+  private async send(req: http.IncomingMessage, res: http.ServerResponse, digest: string, held: HeldPieces, range: { start: number; end: number; partial: boolean }): Promise<void> {
     const limiter = this.options.limiter!;
-    const file = await PieceReader.open((flags) => held.open(flags));
+    const piece = Math.floor(range.start / held.pieceBytes);
+    const kept = range.end - 1 < (piece + 1) * held.pieceBytes ? this.options.memory?.pin(digest, piece) : undefined;
+    let file: RangeSource;
+    try {
+      file = kept ? new MemoryRange(kept.bytes, piece * held.pieceBytes) : await PieceReader.open((flags) => held.open(flags));
+    } catch (err) {
+      kept?.unpin();
+      throw err;
+    }
     try {
       const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', 'content-length': range.end - range.start };
       if (range.partial) headers['content-range'] = `bytes ${range.start}-${range.end - 1}/${held.sizeBytes}`;
@@ -154,13 +166,21 @@ export class PeerRoutes {
       res.setTimeout(STALLED_PEER_MS, () => res.destroy());
       res.writeHead(range.partial ? 206 : 200, headers);
       let at = range.start;
-      const reader = {
+      const reader: RangeReader = {
         read: async (buffer: Buffer, offset: number, length: number) => {
           const bytesRead = await file.read(offset === 0 ? buffer : buffer.subarray(offset), length, at);
           at += bytesRead;
           return bytesRead;
         },
       };
+      if (file.view) {
+        const source = file.view.bind(file);
+        reader.view = (length) => {
+          const bytes = source(length, at);
+          at += bytes.length;
+          return bytes;
+        };
+      }
       await sendRange(this.pool, reader, range.end - range.start, res, {
         beforeRead: (bytes, signal) => limiter.take(bytes, signal),
         onSent: (bytes) => this.options.counters.sentToPeer(bytes),
@@ -169,7 +189,34 @@ export class PeerRoutes {
       this.options.log.warn({ err: (err as Error).message, url: req.url }, 'sending pieces to a peer failed');
       res.destroy();
     } finally {
+      kept?.unpin();
       await file.close();
     }
   }
+}
+
+/** Where a response's bytes are read from: the file, or a piece kept in memory (sent where it lies). */
+interface RangeSource {
+  read(buffer: Buffer, length: number, position: number): Promise<number>;
+  view?(length: number, position: number): Buffer;
+  close(): Promise<void>;
+}
+
+/** A kept piece's bytes, which start at `offset` in the blob. */
+class MemoryRange implements RangeSource {
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly offset: number,
+  ) {}
+
+  async read(buffer: Buffer, length: number, position: number): Promise<number> {
+    return this.view(length, position).copy(buffer, 0);
+  }
+
+  view(length: number, position: number): Buffer {
+    const from = position - this.offset;
+    return this.bytes.subarray(from, Math.min(this.bytes.length, from + length));
+  }
+
+  async close(): Promise<void> {}
 }

@@ -16,8 +16,9 @@ import { Bitfield, checkManifest, pieceCount, pieceHash, pieceRange, type PieceM
 import type { TlsMaterial } from '../../shared/tls.js';
 import { CorruptBlobError, type BlobSource, type PullRequest } from '../model-cache.js';
 import type { DeliveryCounters, DeliverySourceKind } from './counters.js';
-import { alignedBuffer, PieceWriter } from './direct-io.js';
-import { WholeDigest, type HashPool } from './hash-pool.js';
+import { PieceWriter } from './direct-io.js';
+import { KEPT_PIECES, PieceMemory, type KeptSlot } from './piece-memory.js';
+import { WholeDigest, type Hashed, type HashPool } from './hash-pool.js';
 import { planNextPiece, type PlanSource } from './piece-plan.js';
 import { RangeClient, type RangeResponse } from './range-client.js';
 
@@ -58,7 +59,7 @@ export interface PieceFetcherOptions {
   clock?: Clock;
   random?: () => number;
   log?: Logger;
-  /** Pieces in flight for one blob. Default 4 (each holds a piece buffer: see PIECE_BUFFERS). */
+  /** Pieces in flight for one blob. Default 4 (each holds a working buffer: see piece-memory.ts). */
   maxInFlight?: number;
   /** Pieces in flight from one peer. Default 2. */
   perPeer?: number;
@@ -81,7 +82,7 @@ const MAX_SETTLE_MS = 3_000;
 /** Peers' bitfields asked for per pollMs, at most. */
 const POLLS_PER_INTERVAL = 4;
 /** A pull locates again this soon after it starts, to learn of agents that started with it. */
-const FIRST_RELOCATE_MS = 500;
+const FIRST_RELOCATE_MS = 250;
 /** A source that failed is left alone this long. */
 const FAILED_MS = 2_000;
 /** Failed piece requests in a row, with no piece arriving, before the pull gives up (retryable). */
@@ -118,63 +119,12 @@ class FileError extends Error {
   }
 }
 
-/**
- * Piece buffers, reused: at most `limit` exist at once across every pull of the agent (a piece
- * waits for one), so a pull's memory is bounded and steady instead of a new 8 MiB buffer per
- * piece for the collector to find. They are shared memory: the hashing worker reads a piece
- * where it lies while the piece is written to the file; and page-aligned, so that the file can
- * take it direct (direct-io.ts).
- */
-class PieceBuffers {
-  private readonly free = new Map<number, Buffer[]>();
-  private made = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly limit: number) {}
-
-  async take(size: number, signal: AbortSignal): Promise<Buffer> {
-    for (;;) {
-      signal.throwIfAborted();
-      const spare = this.free.get(size)?.pop();
-      if (spare) return spare;
-      if (this.made < this.limit) {
-        this.made += 1;
-        return alignedBuffer(size);
-      }
-      // Buffers of another size (another blob's pieces) make room when nothing waits for them.
-      const other = [...this.free.entries()].find(([, list]) => list.length > 0);
-      if (other) {
-        other[1].pop();
-        this.made -= 1;
-        continue;
-      }
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          signal.removeEventListener('abort', wake);
-          resolve();
-        };
-        this.waiting.push(wake);
-        signal.addEventListener('abort', wake, { once: true });
-      });
-    }
-  }
-
-  /** Returns a buffer taken. */
-  give(buffer: Buffer): void {
-    const whole = Buffer.from(buffer.buffer, 0, buffer.buffer.byteLength);
-    const list = this.free.get(whole.length) ?? [];
-    list.push(whole);
-    this.free.set(whole.length, list);
-    this.waiting.shift()?.();
-  }
-}
-
-/** Piece buffers an agent holds at most, all pulls together. */
-const PIECE_BUFFERS = 4;
+/** A blob's pieces kept in memory stay this long after its pull ends, for peers still fetching it. */
+const KEPT_AFTER_PULL_MS = 10_000;
 
 export class PieceFetcher implements BlobSource {
-  /** @internal */
-  readonly buffers = new PieceBuffers(PIECE_BUFFERS);
+  /** Piece buffers, and the verified pieces kept in them, which peers are served from (peer-routes.ts). */
+  readonly memory = new PieceMemory();
   private readonly pools = new Map<string, Pool>();
   /** Pieces over plain http: read straight into the piece buffer (see range-client.ts). */
   private readonly ranges = new RangeClient();
@@ -360,6 +310,8 @@ class Pull {
    */
   private lastWrite: Promise<FileError | undefined> = Promise.resolve(undefined);
   private readonly writer: PieceWriter;
+  /** Pieces whose kept buffers the hashing worker holds for their turn in the whole digest. */
+  private readonly heldByWorker = new Map<number, KeptSlot>();
 
   constructor(
     private readonly fetcher: PieceFetcher,
@@ -415,6 +367,10 @@ class Pull {
       // Reads under way hold buffers and the file: let them end before the handle closes.
       while (this.inFlight.size > 0 || this.checkpointing) await new Promise((resolve) => setTimeout(resolve, 5));
       if (wholeHex === undefined) await this.whole.close();
+      // The worker's digest has ended (or the worker has): it holds no buffer any more.
+      for (const slot of this.heldByWorker.values()) slot.unpin();
+      this.heldByWorker.clear();
+      this.fetcher.memory.forget(this.manifest.digest, KEPT_AFTER_PULL_MS);
     }
     return wholeHex;
   }
@@ -488,6 +444,7 @@ class Pull {
         corruptFrom: this.corruptFrom,
         failed,
         maxInFlight: this.settings.maxInFlight,
+        window: this.window,
         settling: this.settling && this.share.fetchers > 1,
         random: this.settings.random,
       });
@@ -543,12 +500,30 @@ class Pull {
   private async fetchPiece(piece: number, source: SourceState): Promise<void> {
     const range = pieceRange(piece, this.manifest.sizeBytes, this.manifest.pieceBytes);
     const length = range.end - range.start;
-    const bytes = (await this.fetcher.buffers.take(this.manifest.pieceBytes, this.controller.signal)).subarray(0, length);
+    const { memory } = this.fetcher;
+    const bytes = (await memory.take(this.manifest.pieceBytes, this.controller.signal)).subarray(0, length);
+    // Once the piece is in the file, its buffer may become a kept one (keep()), no longer a working one.
+    const buffer = { working: true };
     try {
       await this.fetchInto(piece, source, range, bytes);
+      await this.verify(piece, source, bytes, buffer);
     } finally {
-      this.fetcher.buffers.give(bytes);
+      if (buffer.working) memory.give(bytes);
     }
+  }
+
+  /**
+   * Among peers, pieces are kept in memory once verified (piece-memory.ts): the hashing worker
+   * may hold one for its turn in the whole digest, and peers fetching it are sent it from there.
+   * Alone, nobody would ask, and pieces come in order.
+   */
+  private keepsPieces(): boolean {
+    return this.sources.some((source) => source.kind === 'peer');
+  }
+
+  /** Pieces among peers are fetched in this window from the first missing (PlanInput.window): as many as can wait in memory. */
+  private get window(): number | undefined {
+    return this.keepsPieces() ? KEPT_PIECES + this.settings.maxInFlight : undefined;
   }
 
   private async fetchInto(piece: number, source: SourceState, range: { start: number; end: number }, bytes: Buffer): Promise<void> {
@@ -585,10 +560,34 @@ class Pull {
     this.lastWrite = writing;
     const failed = await writing;
     if (failed) throw failed;
-    const hashed = await this.whole.hash(bytes, piece, pieceHash(this.manifest, piece));
+  }
+
+  /**
+   * Hashes a piece written to the file and records it held. Among peers its buffer becomes a
+   * kept one first (`buffer.working` false): published for peers once it matches, held by the
+   * hashing worker when it waits for its turn in the whole digest.
+   */
+  private async verify(piece: number, source: SourceState, bytes: Buffer, buffer: { working: boolean }): Promise<void> {
+    const slot = this.keepsPieces() ? this.fetcher.memory.reserve(bytes) : undefined;
+    if (slot) buffer.working = false;
+    let hashed: Hashed;
+    try {
+      hashed = await this.whole.hash(bytes, piece, pieceHash(this.manifest, piece), slot !== undefined);
+    } catch (err) {
+      slot?.discard();
+      throw err;
+    }
+    for (const released of hashed.released) this.heldByWorker.get(released)?.unpin();
+    for (const released of hashed.released) this.heldByWorker.delete(released);
     if (!hashed.hash.equals(pieceHash(this.manifest, piece))) {
+      slot?.discard();
       this.corrupt(piece, source);
       throw new PieceRequestError(`piece ${piece} from ${source.kind} ${source.located.node ?? ''} does not match its hash`, undefined, true);
+    }
+    if (slot) {
+      slot.publish(this.manifest.digest, piece);
+      if (hashed.held) this.heldByWorker.set(piece, slot);
+      else slot.unpin();
     }
     this.held.set(piece);
     if (source.kind === 'peer') this.peerPieces += 1;

@@ -16,7 +16,12 @@
 //    a busy peer frees up long before the seed would be the better source.
 //  - Alone, an agent takes pieces in order (the whole-digest check then follows the download);
 //    among others, each starts at its own place (its rank's share of the blob) and wraps, so
-//    that N agents do not all ask the same peers for the same first pieces.
+//    that N agents do not all ask the same peers for the same first pieces. Given a `window`
+//    (the fetcher can keep that many pieces in memory), an agent among others instead takes only
+//    the `window` pieces from its first missing one, in order: its shares of the seed there
+//    first, then what peers hold. The agents then move through the blob together, and each piece
+//    is asked of a peer while that peer still has it in memory, and waits in memory for its turn
+//    in the whole digest (piece-memory.ts): nothing is read back from the disk.
 //  - A source that sent a corrupt copy of a piece is not asked for that piece again; a source
 //    that failed recently is not asked at all.
 //  - At most `maxInFlight` pieces at once, at most `source.limit` from one source.
@@ -64,6 +69,8 @@ export interface PlanInput {
    * be cut from a count that is about to change.
    */
   settling?: boolean;
+  /** Among others: fetch only this many pieces from the first missing one, in order (see above). */
+  window?: number | undefined;
   /** In [0, 1): which of equally busy peers. Injected, for tests. */
   random: () => number;
 }
@@ -96,7 +103,10 @@ export function planNextPiece(input: PlanInput): PlanResult {
   const alone = input.fetchers <= 1 || listed.length === 0;
   const fetchers = Math.max(1, input.fetchers);
 
-  const start = alone ? 0 : Math.floor(((input.rank % fetchers) * input.pieceCount) / fetchers);
+  const windowed = !alone && input.window !== undefined;
+  const start = alone ? 0 : windowed ? firstMissing(input.held) : Math.floor(((input.rank % fetchers) * input.pieceCount) / fetchers);
+  // Pieces looked at, from `start` (wrapping when not windowed).
+  const span = windowed ? Math.max(0, Math.min(Math.max(1, input.window!), input.pieceCount - start)) : input.pieceCount;
   const unknown = peers.some((peer) => peer.pieces === undefined);
   // A stalled piece passes from agent to agent, one stall period each (the next rank after its
   // owner's first, and so on), instead of every waiting agent asking the seed for it at once;
@@ -109,7 +119,7 @@ export function planNextPiece(input: PlanInput): PlanResult {
   };
   if (!alone && !unknown && !input.settling) {
     // This agent's share, first: the pieces no peer holds yet that the others wait for it to bring.
-    for (let step = 0; step < input.pieceCount; step += 1) {
+    for (let step = 0; step < span; step += 1) {
       const piece = (start + step) % input.pieceCount;
       if (piece % fetchers !== input.rank % fetchers || input.held.has(piece) || input.inFlight.has(piece)) continue;
       const corrupt = input.corruptFrom.get(piece);
@@ -120,11 +130,17 @@ export function planNextPiece(input: PlanInput): PlanResult {
     }
   }
   // The shares whose owner is listed among the peers (piece % fetchers): asked once, not per piece.
-  const liveOwners = new Set<number>();
-  for (const peer of peers) if (peer.rank !== undefined) liveOwners.add(peer.rank % fetchers);
+  // Windowed, an owner brings its share only as its own window reaches it: one far behind (its
+  // first missing piece a window or more before the piece) is not waited for as a live one.
+  const liveOwners = new Map<number, number>();
+  for (const peer of peers) {
+    if (peer.rank === undefined) continue;
+    const reach = !windowed || peer.pieces === undefined || peer.pieces === 'complete' ? input.pieceCount : firstMissing(peer.pieces) + input.window!;
+    liveOwners.set(peer.rank % fetchers, Math.max(reach, liveOwners.get(peer.rank % fetchers) ?? 0));
+  }
   // Runs every tick and after every piece, over every missing piece and every peer: it counts
   // holders without making arrays, and makes one only for a piece with a free holder.
-  for (let step = 0; step < input.pieceCount; step += 1) {
+  for (let step = 0; step < span; step += 1) {
     const piece = (start + step) % input.pieceCount;
     if (input.held.has(piece) || input.inFlight.has(piece)) continue;
     const corrupt = input.corruptFrom.get(piece);
@@ -145,7 +161,7 @@ export function planNextPiece(input: PlanInput): PlanResult {
     // Peers hold it but are busy: wait for them, longer than for a piece nobody has.
     // Nobody holds it: its owner brings it; while the owner is listed (and answering) it is
     // only slow, and is given longer before others take its piece over.
-    const ownerLive = liveOwners.has(piece % fetchers);
+    const ownerLive = (liveOwners.get(piece % fetchers) ?? -1) > piece;
     const seedMay =
       holders > 0
         ? turn(piece, waited, BUSY_STALLS * input.stallMs)
@@ -157,6 +173,12 @@ export function planNextPiece(input: PlanInput): PlanResult {
     if (waiting.length < MAX_WAITING) waiting.push(piece);
   }
   return { next: undefined, waiting };
+}
+
+/** The first piece not held (the count when all are). */
+function firstMissing(held: Bitfield): number {
+  for (let piece = 0; piece < held.size; piece += 1) if (!held.has(piece)) return piece;
+  return held.size;
 }
 
 function holds(peer: PlanSource, piece: number): boolean {

@@ -30,6 +30,8 @@ describe('sendRange', () => {
   const events: string[] = [];
   let sent = 0;
   let failures: string[] = [];
+  /** For each view response: whether, when sendRange returned, the socket was done with every byte. */
+  const viewsDone: Promise<boolean>[] = [];
 
   before(async () => {
     server = http.createServer((req, res) => {
@@ -38,12 +40,26 @@ describe('sendRange', () => {
       const end = Number(url.searchParams.get('end') ?? blob.length);
       const cut = url.searchParams.get('cut') ? start + Number(url.searchParams.get('cut')) : blob.length;
       res.writeHead(200, { 'content-length': end - start });
-      sendRange(pool, reader(blob, start, cut), end - start, res, {
+      const source = reader(blob, start, cut);
+      // view=1: the bytes are sent where they lie (a piece kept in memory), no pooled buffer.
+      if (url.searchParams.get('view')) {
+        let at = start;
+        Object.assign(source, {
+          view: (length: number) => {
+            const bytes = blob.subarray(at, Math.min(at + length, cut));
+            at += bytes.length;
+            return bytes;
+          },
+        });
+      }
+      const sending = sendRange(pool, source, end - start, res, {
         onSent: (n) => (sent += n),
         beforeRead: async (n) => {
           events.push(`read ${n}`);
         },
-      }).catch((err: Error) => {
+      });
+      if (url.searchParams.get('view')) viewsDone.push(sending.then(() => res.writableFinished || res.destroyed));
+      sending.catch((err: Error) => {
         failures.push(err.message);
         res.destroy();
       });
@@ -65,6 +81,21 @@ describe('sendRange', () => {
     assert.ok(body.equals(blob.subarray(100, 3 * SEND_BUFFER_BYTES + 50)));
     assert.deepEqual(events, [`read ${SEND_BUFFER_BYTES}`, `read ${SEND_BUFFER_BYTES}`, `read ${SEND_BUFFER_BYTES - 50}`]);
     assert.equal(sent, body.length);
+  });
+
+  it('sends bytes already in memory where they lie, and returns only once the socket is done with them (or the client has gone)', async () => {
+    sent = 0;
+    viewsDone.length = 0;
+    const res = await request(`${base}/?view=1&start=7&end=${4 * SEND_BUFFER_BYTES}`);
+    const body = Buffer.from(await res.body.arrayBuffer());
+    assert.ok(body.equals(blob.subarray(7, 4 * SEND_BUFFER_BYTES)));
+    assert.equal(sent, body.length);
+    assert.deepEqual(await Promise.all(viewsDone), [true], 'every write was done when it returned');
+    // A client that reads a little and goes away: sendRange still returns.
+    const gone = await request(`${base}/?view=1`);
+    for await (const chunk of gone.body) if ((chunk as Buffer).length > 0) break;
+    gone.body.destroy();
+    assert.equal((await Promise.all(viewsDone)).length, 2);
   });
 
   it("reads and writes in the pool's buffer size, made by its allocator", async () => {

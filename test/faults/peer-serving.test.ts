@@ -2,7 +2,7 @@
 // real gateway, over real loopback sockets): one that stops reading holds no more than socket
 // buffers of the agent's memory and sends nothing more; one that goes away mid-transfer frees
 // its file handle and its share of the upload cap; many at once share the one cap, which holds
-// over wall time.
+// over wall time. A piece kept in memory is sent from there, and stays pinned only while sent.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, writeFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { DeliveryCounters } from '../../agent/delivery/counters.js';
 import { PeerRoutes } from '../../agent/delivery/peer-routes.js';
+import { PieceMemory } from '../../agent/delivery/piece-memory.js';
 import { UploadLimiter } from '../../agent/delivery/upload-limiter.js';
 import { Gateway } from '../../agent/gateway/gateway.js';
 import { GRANT_HEADER, generateGrantKeys, loadGrantKeys, signGrant } from '../../shared/blob-http.js';
@@ -27,7 +28,7 @@ const PIECE = 8 * MiB;
 /** 100 MB/s. */
 const MBPS = 800;
 
-async function serving(t: TestContext) {
+async function serving(t: TestContext, memory?: PieceMemory) {
   const dir = tempDir(t, 'mlfleet-peer-faults-');
   const bytes = randomBytes(SIZE);
   const file = path.join(dir, 'blob');
@@ -36,13 +37,22 @@ async function serving(t: TestContext) {
   const keys = loadGrantKeys(generateGrantKeys().privateKeyDer);
   const peer = mintGatewayToken('node', '', { node: 'peer' });
   const counters = new DeliveryCounters();
-  const held = { sizeBytes: SIZE, pieceBytes: PIECE, bitfield: Bitfield.full(SIZE / PIECE), open: (flags: number) => open(file, flags) };
+  const opened = { count: 0 };
+  const held = {
+    sizeBytes: SIZE,
+    pieceBytes: PIECE,
+    bitfield: Bitfield.full(SIZE / PIECE),
+    open: (flags: number) => {
+      opened.count += 1;
+      return open(file, flags);
+    },
+  };
   const gateway = await Gateway.start({
     listen: '127.0.0.1:0',
     node: 'here',
     credential: () => undefined,
     log: silentLogger(),
-    peers: new PeerRoutes({ holder: { heldPieces: (d) => (d === digest ? held : undefined) }, grantKey: () => keys.publicKeyDer, limiter: new UploadLimiter(MBPS, systemClock), counters, clock: systemClock, log: silentLogger() }),
+    peers: new PeerRoutes({ holder: { heldPieces: (d) => (d === digest ? held : undefined) }, grantKey: () => keys.publicKeyDer, limiter: new UploadLimiter(MBPS, systemClock), counters, ...(memory ? { memory } : {}), clock: systemClock, log: silentLogger() }),
   });
   t.after(() => gateway.close());
   gateway.setTokens(tokenTable(peer));
@@ -60,7 +70,7 @@ async function serving(t: TestContext) {
     for await (const chunk of res) chunks.push(chunk as Buffer);
     return { status: res.statusCode, body: Buffer.concat(chunks) };
   };
-  return { bytes, counters, request, read };
+  return { bytes, digest, counters, request, read, opened };
 }
 
 const openFiles = () => readdirSync('/proc/self/fd').length;
@@ -100,4 +110,30 @@ test('eight peers at once share the one cap: 64 MiB at 100 MB/s takes over half 
   const floorMs = ((SIZE - 25_000_000) / 100_000_000) * 1000;
   assert.ok(elapsedMs >= floorMs * 0.95, `64 MiB went in ${elapsedMs} ms, faster than the cap allows (${floorMs.toFixed(0)} ms)`);
   assert.equal(s.counters.peerSentBytes, SIZE);
+});
+
+test('a piece kept in memory is sent from there, not the file; a range across two pieces comes from the file; a peer that goes away unpins it', async (t) => {
+  const memory = new PieceMemory({ working: 4, kept: 1 });
+  const s = await serving(t, memory);
+  const slot = memory.reserve(Buffer.from(s.bytes.subarray(PIECE, 2 * PIECE)))!;
+  slot.publish(s.digest, 1);
+  slot.unpin();
+  const within = await s.read(`bytes=${PIECE + 100}-${2 * PIECE - 1}`);
+  assert.equal(within.status, 206);
+  assert.ok(within.body.equals(s.bytes.subarray(PIECE + 100, 2 * PIECE)));
+  assert.equal(s.opened.count, 0, 'the file was not opened');
+  const across = await s.read(`bytes=${PIECE - 10}-${PIECE + 10}`);
+  assert.ok(across.body.equals(s.bytes.subarray(PIECE - 10, PIECE + 11)));
+  assert.ok(s.opened.count > 0, 'a range across pieces is read from the file');
+  // A peer that stops reading and goes away: the piece is unpinned, so room can be made.
+  const stalled = await s.request(`bytes=${PIECE}-${2 * PIECE - 1}`);
+  stalled.pause();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(memory.reserve(Buffer.alloc(16)), undefined, 'piece 1 is pinned while it is sent: it cannot make room');
+  stalled.req.destroy();
+  await eventually('the piece is unpinned once the peer has gone', 5_000, async () => {
+    const room = memory.reserve(Buffer.alloc(16));
+    room?.discard();
+    return room;
+  });
 });

@@ -168,3 +168,34 @@ test('a piece whose owner is a listed fetcher waits four stall times for it; an 
   waitingSince.set(4, 10_000 - 1_500);
   assert.deepEqual(planNextPiece(input({ held, rank: 1, fetchers: 2, sources: [stranger, SEED], waitingSince })).next, { piece: 4, source: 'coord' }, 'its owner is gone');
 });
+
+test('windowed, an agent among others takes only the pieces from its first missing one to the window\'s end, in order: its share of the seed there first, then what peers hold', () => {
+  // Rank 1 of 4 over 16 pieces, holding 0 and 2: its window of 6 is pieces 1 to 6.
+  const held = new Bitfield(16);
+  held.set(0);
+  held.set(2);
+  const plan = (holds: number[], over: Partial<PlanInput> = {}) =>
+    planNextPiece(input({ pieceCount: 16, held, rank: 1, fetchers: 4, sources: [peer('a', holds, 16), peer('b', [], 16), SEED], window: 6, ...over }));
+  assert.deepEqual(plan([0, 1, 3, 4, 9, 10]).next, { piece: 5, source: 'coord' }, 'its share in the window nobody holds (5) comes first');
+  const everyShareHeld = [0, 1, 3, 4, 5, 9, 10, 13];
+  assert.deepEqual(plan(everyShareHeld).next, { piece: 1, source: 'a' }, 'then the first missing piece a peer holds');
+  const full = plan(everyShareHeld, { inFlight: new Set([1, 3, 4, 5]), maxInFlight: 8 });
+  assert.equal(full.next, undefined, 'nothing past the window: not 9 or 10, which a peer holds');
+  assert.deepEqual(full.waiting, [6], 'piece 6 waits for its owner');
+  // Without a window: from its own place in the blob (piece 4), over the whole blob.
+  assert.deepEqual(plan(everyShareHeld, { window: undefined }).next, { piece: 4, source: 'a' });
+  // Alone, a window changes nothing: every piece from the seed, in order.
+  assert.deepEqual(planNextPiece(input({ pieceCount: 16, held, window: 2 })).next, { piece: 1, source: 'coord' });
+});
+
+test('windowed, an owner a window or more behind the piece is not waited for as a live one: its piece is taken over after one stall time', () => {
+  // Piece 6 of 16 is rank 2's share (of 4); this agent (rank 1) holds 0 to 5.
+  const held = new Bitfield(16);
+  for (let piece = 0; piece < 6; piece += 1) held.set(piece);
+  // Three stall times: rank 1's turn (after ranks 3 and 0) to take over a piece of rank 2's.
+  const waitingSince = new Map([[6, 10_000 - 3 * 1_500]]);
+  const plan = (ownerHolds: number[]) =>
+    planNextPiece(input({ pieceCount: 16, held, rank: 1, fetchers: 4, sources: [{ ...peer('owner', ownerHolds, 16), rank: 2 }, SEED], window: 4, waitingSince, inFlight: new Set([7, 8, 9]), maxInFlight: 8 })).next;
+  assert.equal(plan([0, 1, 2, 3]), undefined, 'its owner misses piece 4: piece 6 is in its window, it is only slow (four stall times)');
+  assert.deepEqual(plan([0, 1]), { piece: 6, source: 'coord' }, 'its owner misses piece 2: piece 6 is past its window');
+});

@@ -31,20 +31,25 @@ async function setup(t: TestContext, pieces: number, tail = 1000, options: { dir
   const pieceOf = (piece: number) => bytes.subarray(piece * PIECE, Math.min(bytes.length, (piece + 1) * PIECE));
   const expected = (piece: number) => createHash('sha256').update(pieceOf(piece)).digest();
   const whole = new WholeDigest(pool, { fd: handle.fd, ...(direct ? { directFd: direct.fd } : {}), sizeBytes: bytes.length, pieceBytes: PIECE, pieceCount: pieces });
-  /** As the fetcher does: a piece in a shared buffer (at `offset` in it), written; then hash() hashes it. */
-  const place = async (piece: number, data = pieceOf(piece), offset = 0) => {
+  /**
+   * As the fetcher does: a piece in a shared buffer (at `offset` in it), written; then hash()
+   * hashes it. `hold`: it may stay in its buffer for its turn, and is then not written at all,
+   * so that a digest that still comes out right took it from the buffer.
+   */
+  const place = async (piece: number, data = pieceOf(piece), offset = 0, hold = false) => {
     const buffer = Buffer.from(new SharedArrayBuffer(offset + PIECE), offset, data.length);
     data.copy(buffer);
-    await handle.write(buffer, 0, buffer.length, piece * PIECE);
+    if (!hold) await handle.write(buffer, 0, buffer.length, piece * PIECE);
     return async () => {
-      const hashed = await whole.hash(buffer, piece, expected(piece));
+      const hashed = await whole.hash(buffer, piece, expected(piece), hold);
       assert.ok(buffer.equals(data), 'hashed where it lies, not changed');
       return hashed;
     };
   };
   const arrive = async (piece: number, data = pieceOf(piece), offset = 0) => (await place(piece, data, offset))();
+  const hold = async (piece: number) => (await place(piece, pieceOf(piece), 0, true))();
   const sha = createHash('sha256').update(bytes).digest('hex');
-  return { whole, place, arrive, sha, handle, pieceOf };
+  return { whole, place, arrive, hold, sha, handle, pieceOf };
 }
 
 test('pieces in order: the digest is the file\'s, and no piece is read back', async (t) => {
@@ -91,6 +96,31 @@ test('a piece sent while the one before it waits on disk is still taken from its
   assert.deepEqual([third.fed, fifth.fed], [true, true]);
   assert.equal(await whole.finish(), sha);
   assert.equal(whole.piecesReadBack, 2, 'pieces 1 and 4 only');
+});
+
+test('pieces held in their buffers are taken from there in their turn, never read back, and each is released once taken', async (t) => {
+  const { whole, arrive, hold, sha, pieceOf } = await setup(t, 7);
+  const released: number[] = [];
+  // Pieces 2, 3 and 5 come ahead of their turn: held, and never written to the file.
+  for (const piece of [2, 3, 5]) {
+    const hashed = await hold(piece);
+    assert.deepEqual([hashed.fed, hashed.held], [false, true]);
+    released.push(...hashed.released);
+  }
+  assert.deepEqual(released, [], 'nothing is taken before its turn');
+  assert.equal((await arrive(0)).fed, true);
+  const one = await arrive(1);
+  assert.equal(one.fed, true);
+  assert.deepEqual(one.released.sort(), [2, 3], 'piece 1 lets 2 and 3 in, from their buffers');
+  assert.deepEqual((await arrive(4)).released, [5]);
+  await arrive(6);
+  assert.equal(await whole.finish(), sha, 'the held pieces were never in the file: they came from their buffers');
+  assert.equal(whole.piecesReadBack, 0);
+  // A corrupt copy is never held.
+  const other = await setup(t, 3);
+  const bad = Buffer.from(pieceOf(0)).subarray(0, other.pieceOf(2).length);
+  const corrupt = await (await other.place(2, bad, 0, true))();
+  assert.deepEqual([corrupt.fed, corrupt.held], [false, false]);
 });
 
 test('a resume: recorded pieces are read back from the file, new ones come from their buffers', async (t) => {
