@@ -71,7 +71,7 @@ export interface PieceFetcherOptions {
   checkpointMs?: number;
   /** ...or once this many pieces wait for one. Default 8. */
   checkpointPieces?: number;
-  /** How often an incomplete peer's bitfield is asked for (each piece it sends also carries it). Default 1000 ms. */
+  /** How often an incomplete peer's bitfield is asked for while the pull is starved (each piece it sends also carries it). Default 500 ms. */
   pollMs?: number;
 }
 
@@ -79,8 +79,12 @@ export interface PieceFetcherOptions {
 const STALL_PIECE_TIMES = 4;
 /** Settling (see PlanInput.settling) ends after this long whatever the counts say. */
 const MAX_SETTLE_MS = 3_000;
-/** Peers' bitfields asked for per pollMs, at most. */
-const POLLS_PER_INTERVAL = 4;
+/**
+ * Peers' bitfields asked for per pollMs, at most: every peer the leader lists (16 at most). A
+ * starved pull (slots no piece could fill) learns of peers' new pieces no sooner than this: with
+ * 4 per 1000 ms, the 16-agent fanout sat half idle for its first seconds.
+ */
+const POLLS_PER_INTERVAL = 16;
 /** A pull locates again this soon after it starts, to learn of agents that started with it. */
 const FIRST_RELOCATE_MS = 250;
 /** A source that failed is left alone this long. */
@@ -167,7 +171,7 @@ export class PieceFetcher implements BlobSource {
       stallMs: o.stallMs ?? 3_000,
       checkpointMs: o.checkpointMs ?? 1_000,
       checkpointPieces: o.checkpointPieces ?? 8,
-      pollMs: o.pollMs ?? 1_000,
+      pollMs: o.pollMs ?? 500,
       clock: this.clock,
       random: this.random,
       log: this.log,
@@ -685,7 +689,7 @@ class Pull {
    */
   private maybePoll(source: SourceState, now: number, starved: boolean): void {
     // Each peer is asked every pollMs while there are a few, less often when there are many: an
-    // agent asks about four peers per pollMs at most (their answers to pieces also tell).
+    // agent asks POLLS_PER_INTERVAL peers per pollMs at most (their answers to pieces also tell).
     const every = this.settings.pollMs * Math.max(1, Math.ceil(this.sources.length / POLLS_PER_INTERVAL));
     if (source.kind !== 'peer' || source.pieces === 'complete' || source.polling || source.failedUntil > now) return;
     if (source.pieces !== undefined && (!starved || now - source.polledAt < every)) return;
