@@ -300,6 +300,7 @@ export class Agent {
           limiter: uploadMbps > 0 ? new UploadLimiter(uploadMbps, clock) : undefined,
           counters,
           memory: delivery.fetcher.memory,
+          onPeerPieces: (digest, node, headers) => delivery.fetcher.learnPeerPieces(digest, node, headers),
           clock,
           log: log.child({ component: 'peer-routes' }),
         }),

@@ -17,10 +17,11 @@ export const UPLOAD_OFFSET_HEADER = 'upload-offset';
 export const GRANT_HEADER = 'mlfleet-grant';
 /**
  * Answer header on a peer's piece: the bitfield of the pieces it holds now (base64), so a fetcher
- * learns of new pieces with every piece it gets instead of asking /pieces as often.
+ * learns of new pieces with every piece it gets instead of asking /pieces as often. On a request
+ * to a peer (with PIECE_BYTES_HEADER): the asking agent's own, which the peer learns the same way.
  */
 export const PIECES_HEADER = 'mlfleet-pieces';
-/** Answer header on a peer's pieces: the piece size its bitfield counts in. */
+/** Header beside PIECES_HEADER: the piece size its bitfield counts in. */
 export const PIECE_BYTES_HEADER = 'mlfleet-piece-bytes';
 
 export const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;

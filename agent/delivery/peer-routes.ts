@@ -12,6 +12,8 @@
 //   agent's UploadLimiter and counted in its DeliveryCounters; a peer that takes nothing for
 //   30 s is cut off, so that it holds no pooled buffer for long. With sharing off
 //   (--peer-upload-mbps 0) nothing is served (404).
+// - a request may say which pieces the asking peer holds (its own `mlfleet-pieces`): this
+//   agent's pull of the same blob learns them as from a poll (onPeerPieces).
 // These requests are neither proxied to replicas nor measured as inference.
 import type http from 'node:http';
 import type { FileHandle } from 'node:fs/promises';
@@ -50,6 +52,11 @@ export interface PeerRoutesOptions {
   counters: DeliveryCounters;
   /** Verified pieces kept in memory (the piece fetcher's), sent from there when a range lies in one. */
   memory?: Pick<PieceMemory, 'pin'>;
+  /**
+   * Told of the pieces a peer fetching `digest` says it holds (its request's PIECES_HEADER and
+   * PIECE_BYTES_HEADER): the piece fetcher's pull of the same blob learns them as from a poll.
+   */
+  onPeerPieces?(digest: string, node: string, headers: Record<string, string>): void;
   clock: Clock;
   log: Logger;
 }
@@ -84,6 +91,7 @@ export class PeerRoutes {
       throw new AccessError(405, `peers fetch blobs with GET, not ${req.method}`);
     }
     this.authorize(req, sender, blob.digest);
+    this.learn(req, sender, blob.digest);
     if (!this.options.limiter) throw new AccessError(404, 'this agent shares no pieces with peers (--peer-upload-mbps 0)');
     const held = this.options.holder.heldPieces(blob.digest);
     if (!held || held.bitfield.count() === 0) throw new AccessError(404, `this agent holds no piece of ${blob.digest}`);
@@ -95,6 +103,17 @@ export class PeerRoutes {
     }
     const range = this.rangeOf(req, res, held);
     await this.send(req, res, blob.digest, held, range);
+  }
+
+  /** Passes on the pieces an authorized peer says it holds (a bitfield of the blob's, or nothing). */
+  private learn(req: http.IncomingMessage, sender: Sender, digest: string): void {
+    const pieces = req.headers[PIECES_HEADER];
+    const pieceBytes = req.headers[PIECE_BYTES_HEADER];
+    const node = sender.anonymous ? undefined : sender.caller.node;
+    if (!this.options.onPeerPieces || !node || typeof pieces !== 'string' || typeof pieceBytes !== 'string') return;
+    // A bitfield of 10,000 pieces (the most a blob has before its pieces grow) is 1,668 characters.
+    if (pieces.length > 4096) return;
+    this.options.onPeerPieces(digest, node, { [PIECES_HEADER]: pieces, [PIECE_BYTES_HEADER]: pieceBytes });
   }
 
   /** A node credential and that node's grant for this digest; 401/403 otherwise. */

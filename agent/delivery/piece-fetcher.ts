@@ -96,6 +96,12 @@ const MAX_CORRUPT_COPIES = 3;
 const TICK_MS = 100;
 const READ_BYTES = 1024 * 1024;
 
+/** What a request to a peer shows it: the grant, and the pieces this agent holds (it learns them as from a poll). */
+interface AsPeer {
+  grant: string;
+  pieces?: { bitfield: string; pieceBytes: number } | undefined;
+}
+
 interface SourceState extends PlanSource {
   located: LocatedSource;
   failedUntil: number;
@@ -130,6 +136,8 @@ export class PieceFetcher implements BlobSource {
   /** Piece buffers, and the verified pieces kept in them, which peers are served from (peer-routes.ts). */
   readonly memory = new PieceMemory();
   private readonly pools = new Map<string, Pool>();
+  /** Pulls under way, by digest (one per digest: the cache runs one download per digest). */
+  private readonly pulls = new Map<string, Pull>();
   /** Pieces over plain http: read straight into the piece buffer (see range-client.ts). */
   private readonly ranges = new RangeClient();
   private readonly clock: Clock;
@@ -149,7 +157,13 @@ export class PieceFetcher implements BlobSource {
   async pull(request: PullRequest): Promise<string | undefined> {
     const location = await this.options.locate(request.digest, request.signal);
     const manifest = checkLocation(location, request);
-    return new Pull(this, request, location, manifest).run();
+    const pull = new Pull(this, request, location, manifest);
+    this.pulls.set(request.digest, pull);
+    try {
+      return await pull.run();
+    } finally {
+      if (this.pulls.get(request.digest) === pull) this.pulls.delete(request.digest);
+    }
   }
 
   async close(): Promise<void> {
@@ -182,9 +196,9 @@ export class PieceFetcher implements BlobSource {
   }
 
   /** @internal The GET of `url` (+ Range), with the credentials its kind takes. */
-  async get(source: LocatedSource, url: URL, range: { start: number; end: number } | undefined, grant: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async get(source: LocatedSource, url: URL, range: { start: number; end: number } | undefined, asPeer: AsPeer, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
     const target = this.target(source, url);
-    return this.pool(target).request({ method: 'GET', path: `${target.pathname}${target.search}`, headers: this.headers(source, range, grant), signal, highWaterMark: READ_BYTES });
+    return this.pool(target).request({ method: 'GET', path: `${target.pathname}${target.search}`, headers: this.headers(source, range, asPeer), signal, highWaterMark: READ_BYTES });
   }
 
   /**
@@ -192,9 +206,9 @@ export class PieceFetcher implements BlobSource {
    * `onData` is told of bytes as they arrive. Plain http reads straight into `into`; https goes
    * through undici, chunk by chunk.
    */
-  async getInto(source: LocatedSource, url: URL, range: { start: number; end: number }, grant: string, signal: AbortSignal, into: Buffer, onData: (bytes: number) => void): Promise<RangeResponse> {
+  async getInto(source: LocatedSource, url: URL, range: { start: number; end: number }, asPeer: AsPeer, signal: AbortSignal, into: Buffer, onData: (bytes: number) => void): Promise<RangeResponse> {
     const target = this.target(source, url);
-    const headers = this.headers(source, range, grant);
+    const headers = this.headers(source, range, asPeer);
     if (target.protocol === 'http:') return this.ranges.get(target, headers, into, signal, onData);
     const response = await this.pool(target).request({ method: 'GET', path: `${target.pathname}${target.search}`, headers, signal, highWaterMark: READ_BYTES });
     try {
@@ -215,15 +229,29 @@ export class PieceFetcher implements BlobSource {
     }
   }
 
-  private headers(source: LocatedSource, range: { start: number; end: number } | undefined, grant: string): Record<string, string> {
+  private headers(source: LocatedSource, range: { start: number; end: number } | undefined, asPeer: AsPeer): Record<string, string> {
     const headers: Record<string, string> = {};
     if (range) headers.range = `bytes=${range.start}-${range.end - 1}`;
     if (source.kind !== 's3') {
       const token = this.options.token();
       if (token) headers.authorization = `Bearer ${token}`;
-      if (source.kind === 'peer' && grant) headers[GRANT_HEADER] = grant;
+    }
+    if (source.kind === 'peer') {
+      if (asPeer.grant) headers[GRANT_HEADER] = asPeer.grant;
+      if (asPeer.pieces) {
+        headers[PIECES_HEADER] = asPeer.pieces.bitfield;
+        headers[PIECE_BYTES_HEADER] = String(asPeer.pieces.pieceBytes);
+      }
     }
     return headers;
+  }
+
+  /**
+   * A peer fetching `digest` said which pieces it holds (PIECES_HEADER on its request to this
+   * agent's peer routes): as good as a poll of it, for this agent's pull of the same blob.
+   */
+  learnPeerPieces(digest: string, node: string, headers: Record<string, string>): void {
+    this.pulls.get(digest)?.learnFromPeer(node, headers);
   }
 
   /** A peer's gateway takes TLS and plain text on one port; agents with a certificate of their own speak mutual TLS to it, as the gateway hop does (the leader lists peers as http://). */
@@ -433,6 +461,7 @@ class Pull {
     this.maybeRelocate(now);
     if (this.unsynced.length > 0 && now - this.lastCheckpointAt >= this.settings.checkpointMs) void this.checkpoint(false).catch((err: unknown) => this.finish(err));
     const failed = new Set(this.sources.filter((source) => source.failedUntil > now).map((source) => source.id));
+    let waitingNow: number[] = [];
     for (;;) {
       const { next, waiting } = planNextPiece({
         pieceCount: this.count,
@@ -453,12 +482,14 @@ class Pull {
         random: this.settings.random,
       });
       for (const piece of waiting) if (!this.waitingSince.has(piece)) this.waitingSince.set(piece, now);
+      waitingNow = waiting;
       if (!next) break;
       const source = this.sources.find((candidate) => candidate.id === next.source)!;
       this.start(next.piece, source);
     }
-    // Slots left free: the plan found nothing to fetch, and newer bitfields may show some.
-    const starved = this.inFlight.size < this.settings.maxInFlight;
+    // Slots left free, and a piece waits that no peer is known to hold: newer bitfields may show
+    // who has it. (One that peers hold waits for them to be free; asking again tells nothing.)
+    const starved = this.inFlight.size < this.settings.maxInFlight && waitingNow.some((piece) => !this.sources.some((source) => source.kind === 'peer' && holds(source, piece)));
     for (const source of this.sources) this.maybePoll(source, now, starved);
   }
 
@@ -535,7 +566,7 @@ class Pull {
     const count = (n: number) => this.settings.counters.received(source.kind, n);
     let response: RangeResponse;
     try {
-      response = await this.fetcher.getInto(source.located, new URL(source.located.url), range, this.location.grant, this.controller.signal, bytes, count);
+      response = await this.fetcher.getInto(source.located, new URL(source.located.url), range, this.asPeer(), this.controller.signal, bytes, count);
     } catch (err) {
       throw new PieceRequestError(`${source.kind} ${source.located.node ?? source.located.url.split('?')[0]}, piece ${piece}: ${(err as Error).message}`);
     }
@@ -669,6 +700,21 @@ class Pull {
     });
   }
 
+  /** What a request to a peer shows it: the grant and, when this agent holds any piece, its bitfield. */
+  private asPeer(): AsPeer {
+    const grant = this.location.grant;
+    return this.held.count() === 0 ? { grant } : { grant, pieces: { bitfield: Buffer.from(this.held.bytes).toString('base64'), pieceBytes: this.manifest.pieceBytes } };
+  }
+
+  /** A peer fetching this blob from this agent said which pieces it holds (PieceFetcher.learnPeerPieces). */
+  learnFromPeer(node: string, headers: Record<string, string>): void {
+    const source = this.sources.find((candidate) => candidate.kind === 'peer' && candidate.located.node === node);
+    if (!source || this.finished) return;
+    const before = source.pieces;
+    this.learnPieces(source, headers);
+    if (source.pieces !== before) this.pump();
+  }
+
   /** A peer's answer says which pieces it holds now: as good as a poll. */
   private learnPieces(source: SourceState, headers: Record<string, string>): void {
     const text = headers[PIECES_HEADER];
@@ -699,7 +745,7 @@ class Pull {
     const url = new URL(source.located.url);
     url.pathname += PIECES_SUFFIX;
     (async () => {
-      const response = await this.fetcher.get(source.located, url, undefined, this.location.grant, this.controller.signal);
+      const response = await this.fetcher.get(source.located, url, undefined, this.asPeer(), this.controller.signal);
       const body = Buffer.from(await response.body.arrayBuffer());
       if (response.statusCode === 404) {
         source.pieces = new Bitfield(this.count);
@@ -718,6 +764,10 @@ class Pull {
       this.pump();
     });
   }
+}
+
+function holds(source: SourceState, piece: number): boolean {
+  return source.pieces === 'complete' || (source.pieces !== undefined && source.pieces.has(piece));
 }
 
 /** undici's headers with each value one string, as the range client gives them. */
