@@ -12,7 +12,7 @@ import { DeliveryCounters } from '../../agent/delivery/counters.js';
 import { PeerRoutes, type HeldPieces } from '../../agent/delivery/peer-routes.js';
 import { UploadLimiter } from '../../agent/delivery/upload-limiter.js';
 import { Gateway } from '../../agent/gateway/gateway.js';
-import { GRANT_HEADER, PIECE_BYTES_HEADER, generateGrantKeys, loadGrantKeys, signGrant } from '../../shared/blob-http.js';
+import { GRANT_HEADER, PIECES_HEADER, PIECE_BYTES_HEADER, generateGrantKeys, loadGrantKeys, signGrant } from '../../shared/blob-http.js';
 import { systemClock } from '../../shared/clock.js';
 import { silentLogger } from '../../shared/log.js';
 import { Bitfield } from '../../shared/pieces.js';
@@ -33,7 +33,7 @@ interface Setup {
   grant(options?: { node?: string; digest?: string; expiresAtMs?: number; foreign?: boolean }): string;
 }
 
-async function setup(t: TestContext, options: { held?: number[]; sharing?: boolean } = {}): Promise<Setup> {
+async function setup(t: TestContext, options: { held?: number[]; sharing?: boolean; onPeerPieces?: (digest: string, node: string, headers: Record<string, string>) => void } = {}): Promise<Setup> {
   const dir = tempDir(t, 'mlfleet-peer-routes-');
   const bytes = randomBytes(SIZE);
   const file = path.join(dir, 'blob');
@@ -57,6 +57,7 @@ async function setup(t: TestContext, options: { held?: number[]; sharing?: boole
     grantKey: () => keys.publicKeyDer,
     limiter: options.sharing === false ? undefined : new UploadLimiter(10_000, systemClock),
     counters,
+    ...(options.onPeerPieces ? { onPeerPieces: options.onPeerPieces } : {}),
     clock: systemClock,
     log: silentLogger(),
   });
@@ -167,4 +168,21 @@ test('with sharing off (--peer-upload-mbps 0) nothing is served, even with a val
   const res = await get(on, on.digest, { ...auth(on.tokens.peer, on.grant()), range: 'bytes=0-9', 'mlfleet-replica': 'alloc-1' });
   assert.equal(res.status, 206);
   assert.ok(res.body.equals(on.bytes.subarray(0, 10)));
+});
+
+test("a peer's request may say which pieces it holds: passed on with its node, only once its credential and grant are checked", async (t) => {
+  const told: Array<{ digest: string; node: string; headers: Record<string, string> }> = [];
+  const s = await setup(t, { onPeerPieces: (digest, node, headers) => told.push({ digest, node, headers }) });
+  const mine = Buffer.from([0b1010_0000]).toString('base64');
+  const asking = { [PIECES_HEADER]: mine, [PIECE_BYTES_HEADER]: String(PIECE) };
+  assert.equal((await get(s, `${s.digest}/pieces`, { authorization: `Bearer ${s.tokens.peer}`, [GRANT_HEADER]: s.grant(), ...asking })).status, 200);
+  assert.equal((await get(s, s.digest, { authorization: `Bearer ${s.tokens.peer}`, [GRANT_HEADER]: s.grant(), range: 'bytes=0-9', ...asking })).status, 206);
+  assert.deepEqual(told, [
+    { digest: s.digest, node: 'peer', headers: asking },
+    { digest: s.digest, node: 'peer', headers: asking },
+  ]);
+  // Refused requests tell nothing: another node's grant, no credential.
+  assert.equal((await get(s, `${s.digest}/pieces`, { authorization: `Bearer ${s.tokens.other}`, [GRANT_HEADER]: s.grant(), ...asking })).status, 403);
+  assert.equal((await get(s, `${s.digest}/pieces`, { ...asking })).status, 401);
+  assert.equal(told.length, 2);
 });

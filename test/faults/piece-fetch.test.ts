@@ -14,6 +14,7 @@ import { HashPool } from '../../agent/delivery/hash-pool.js';
 import { PieceFetcher, type Location } from '../../agent/delivery/piece-fetcher.js';
 import { LocalState } from '../../agent/local-state.js';
 import { ModelCache } from '../../agent/model-cache.js';
+import { PIECES_HEADER, PIECE_BYTES_HEADER } from '../../shared/blob-http.js';
 import { createLogger } from '../../shared/log.js';
 import { Bitfield, MiB, pieceCount } from '../../shared/pieces.js';
 import { manifestOf, startRangeServer } from '../helpers/blob-range-server.js';
@@ -40,6 +41,7 @@ async function randomBlob(t: TestContext, sizeBytes: number): Promise<{ file: st
 
 interface Puller {
   cache: ModelCache;
+  fetcher: PieceFetcher;
   counters: DeliveryCounters;
   state: LocalState;
   /** What the fetcher logged. */
@@ -60,7 +62,7 @@ function openPuller(t: TestContext, dataDir: string, location: Location, options
     await hashPool.close();
     state.close();
   });
-  return { cache, counters, state, logged };
+  return { cache, fetcher, counters, state, logged };
 }
 
 /** The whole digest came with the pieces (recorded ones read back from the file), not from hashing the file again. */
@@ -246,4 +248,38 @@ test('a peer\'s bitfield is asked for again while the pull has nothing to fetch,
     assert.deepEqual(peer.ranges.map((range) => range.start / pieceBytes).sort((a, b) => a - b), [1, 3, 5, 7, 9, 11, 13, 15], 'the peer\'s share came from the peer, once it said it held it');
     for (const range of seed.ranges) assert.equal((range.start / pieceBytes) % 2, 0, 'the seed sent only this agent\'s share');
   }
+});
+
+test("a peer's own request saying which pieces it holds is as good as a poll: the starved pull fetches them at once, and its requests say what it holds", async (t) => {
+  const sizeBytes = 16 * MiB;
+  const pieceBytes = MiB;
+  const { file, digest } = await randomBlob(t, sizeBytes);
+  const manifest = await manifestOf(file, pieceBytes);
+  const count = pieceCount(sizeBytes, pieceBytes);
+  // Half the pieces are the peer's share; polls and stalls would take a minute.
+  const peer = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'peer', token: TOKEN, grant: GRANT });
+  peer.pieces = new Bitfield(count);
+  const seed = await startRangeServer(t, { file, digest, sizeBytes, pieceBytes, kind: 'coordinator', token: TOKEN });
+  const location: Location = {
+    digest, sizeBytes, pieceBytes, pieceHashes: manifest.hashes, grant: GRANT, rank: 0, fetchers: 2, refreshAtMs: 0,
+    sources: [{ kind: 'peer', url: peer.url, node: 'peer-a', complete: false, rank: 1 }, { kind: 'coordinator', url: seed.url }],
+  };
+  const { cache, fetcher } = openPuller(t, tempDir(t), location, { pollMs: 60_000, stallMs: 60_000 });
+  const pulled = cache.acquire({ digest, sizeBytes, directory: false });
+  await new Promise((resolve) => setTimeout(resolve, 800));
+  const held = new Bitfield(count);
+  for (let piece = 1; piece < count; piece += 2) held.set(piece);
+  peer.pieces = held;
+  // As PeerRoutes passes on a request of peer-a's to this agent (another node's name tells nothing).
+  fetcher.learnPeerPieces(digest, 'peer-b', { [PIECES_HEADER]: Buffer.from(held.bytes).toString('base64'), [PIECE_BYTES_HEADER]: String(pieceBytes) });
+  fetcher.learnPeerPieces(digest, 'peer-a', { [PIECES_HEADER]: Buffer.from(held.bytes).toString('base64'), [PIECE_BYTES_HEADER]: String(pieceBytes) });
+  const lease = await Promise.race([pulled, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the pull did not learn of the peer\'s pieces')), 10_000))]);
+  assert.ok(await sameBytes(lease.path, file));
+  lease.release();
+  assert.equal(peer.polls, 1, 'asked once, when first listed');
+  assert.deepEqual(peer.ranges.map((range) => range.start / pieceBytes).sort((a, b) => a - b), [1, 3, 5, 7, 9, 11, 13, 15]);
+  // Its requests for pieces said what it held by then: all of its own share, at least.
+  const told = peer.told.filter((text) => text !== '').map((text) => new Bitfield(count, Buffer.from(text, 'base64')));
+  assert.ok(told.length >= 8, `${told.length} requests said what the pull held`);
+  for (const bitfield of told) for (let piece = 0; piece < count; piece += 2) assert.ok(bitfield.has(piece), `piece ${piece} held and said`);
 });

@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GRANT_HEADER, PIECES_SUFFIX, parseRange } from '../../shared/blob-http.js';
+import { GRANT_HEADER, PIECES_HEADER, PIECES_SUFFIX, parseRange } from '../../shared/blob-http.js';
 import { Bitfield, StreamingPieceHasher, type PieceManifest } from '../../shared/pieces.js';
 import { createReadStream } from 'node:fs';
 
@@ -42,12 +42,14 @@ export interface RangeServer {
   pieces: Bitfield | undefined;
   /** Peers: /pieces requests answered. */
   polls: number;
+  /** Peers: what each request said of the asking agent's pieces (its mlfleet-pieces header; '' when none). */
+  told: string[];
 }
 
 export async function startRangeServer(t: TestContext, options: RangeServerOptions): Promise<RangeServer> {
   const handle: FileHandle = await open(options.file, 'r');
   const path = `/v1/blobs/${options.digest}`;
-  const state: RangeServer = { url: '', sentBytes: 0, ranges: [], refused: 0, bytesPerSecond: 0, corrupt: new Set(), pieces: undefined, polls: 0 };
+  const state: RangeServer = { url: '', sentBytes: 0, ranges: [], refused: 0, bytesPerSecond: 0, corrupt: new Set(), pieces: undefined, polls: 0, told: [] };
   const server = http.createServer((req, res) => {
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -61,6 +63,7 @@ export async function startRangeServer(t: TestContext, options: RangeServerOptio
         res.writeHead(401).end('refused');
         return;
       }
+      if (options.kind === 'peer') state.told.push(String(req.headers[PIECES_HEADER] ?? ''));
       if (options.kind === 'peer' && url.pathname === `${path}${PIECES_SUFFIX}`) {
         state.polls += 1;
         if (!state.pieces) return void res.writeHead(404).end();
