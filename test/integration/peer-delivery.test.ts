@@ -89,3 +89,42 @@ test('a second agent takes the pieces from the first instead of the coordinator;
   assert.equal(c.fromPeersBytes, 0);
   assert.equal(await sent(), afterFirst + SIZE);
 });
+
+test('three agents pulling at once share the pieces while they fetch them: the coordinator sends about one copy, and every agent verifies the whole', async (t) => {
+  const dir = tempDir(t);
+  const coordinator = await startCoordinator(t, 'c1', ['--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/c1`]);
+  const tokens = await bootstrapTokens([`${dir}/c1`]);
+  const ctl = (...args: string[]) => runScript(t, CLI, ['--coordinator', coordinator.grpc, ...args], { MLFLEET_TOKEN: tokens.admin });
+  const client = new CoordinatorClient([coordinator.grpc], { token: tokens.admin });
+  t.after(() => client.close());
+  // 12 pieces of 8 MiB: each agent's share of the seed is a third; the rest come from the others.
+  const size = 96 * MiB;
+  const model = path.join(dir, 'model.onnx');
+  writeFileSync(model, randomBytes(size));
+  const pushed = await ctl('-o', 'json', 'models', 'push', 'together', model);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  const { digest } = JSON.parse(pushed.stdout) as { digest: string };
+  const names = ['swarm-a', 'swarm-b', 'swarm-c'];
+  const agents = [];
+  for (const name of names) agents.push(await startAgent(t, name, [coordinator.grpc], dir, ['--join-token-file', tokens.joinFile, '--cache-max-bytes', '1Gi']));
+  await eventually('three ready nodes', 15_000, async () => ((await client.listNodes({ status: 'ready' })).nodes.length === 3 ? true : undefined));
+  const before = await metricValue(coordinator.http, 'mlfleet_coordinator_blob_sent_bytes_total');
+
+  const prefetched = await Promise.all(names.map((name) => ctl('nodes', 'prefetch', name, 'together')));
+  for (const result of prefetched) assert.equal(result.code, 0, result.stderr);
+  for (const name of names) {
+    await eventually(`${name} to cache the model`, 60_000, async () => ((await client.getNode(name)).cache.some((e) => e.digest === digest) ? true : undefined));
+  }
+  const sent = (await metricValue(coordinator.http, 'mlfleet_coordinator_blob_sent_bytes_total')) - before;
+  assert.ok(sent < 2 * size, `the coordinator sent ${(sent / size).toFixed(2)} copies for three agents pulling at once`);
+  let fromPeers = 0;
+  for (const agent of agents) {
+    const agentHttp = (await agent.waitForMessage('agent started')).http as string;
+    fromPeers += await metricValue(agentHttp, 'mlfleet_agent_blob_received_bytes_total', 'source="peer"');
+    // Each verified the whole digest as it went (in order, from its kept pieces), not by hashing the file again.
+    const whole = await agent.waitForMessage('whole digest taken with the pieces');
+    assert.equal(whole.digest, digest);
+    assert.equal(agent.lines.some((line) => String(line.msg).startsWith('the whole digest could not follow')), false);
+  }
+  assert.ok(fromPeers >= size, `${fromPeers} bytes came from peers`);
+});
