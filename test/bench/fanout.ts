@@ -88,11 +88,25 @@ interface ModeResult {
 }
 
 let logCount = 0;
+/** The last lines each process logged, by its log name: said when a fanout times out, with or without --logs. */
+const tails = new Map<string, string[]>();
+const TAIL_LINES = 12;
 
-/** `log`: the name its log is kept under (--logs). */
+/** `log`: the name its log is kept under (--logs), and its tail under. */
 function start(program: string, args: string[], env: Record<string, string> = {}, log?: string): ChildProcess {
   const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(child);
+  if (log) {
+    const tail: string[] = [];
+    tails.set(log, tail);
+    let partial = '';
+    child.stderr!.on('data', (data: Buffer) => {
+      const lines = (partial + data.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      tail.push(...lines.map((l) => l.slice(0, 600)));
+      tail.splice(0, Math.max(0, tail.length - TAIL_LINES));
+    });
+  }
   if (logsDir && log) {
     logCount += 1;
     mkdirSync(logsDir, { recursive: true });
@@ -161,7 +175,8 @@ async function pushModel(grpc: string, admin: string, name: string, file: string
 }
 
 /** Asks every agent at once to prefetch `ref`; resolves with the seconds until each had `digest` in its cache. */
-async function prefetchAll(grpc: string, admin: string, names: string[], ref: string, digest: string): Promise<Map<string, number>> {
+/** `logOf`: an agent's (or 'coordinator') log name, whose tail a timeout prints. */
+async function prefetchAll(grpc: string, admin: string, names: string[], ref: string, digest: string, logOf: (name: string) => string): Promise<Map<string, number>> {
   const getNode = method('NodeService.GetNode');
   const t0 = process.hrtime.bigint();
   const asked = await Promise.all(names.map((node) => callUnary(grpc, method('NodeService.PrefetchModel'), { node, ref }, admin)));
@@ -170,7 +185,11 @@ async function prefetchAll(grpc: string, admin: string, names: string[], ref: st
   const doneAt = new Map<string, number>();
   const deadline = Date.now() + FANOUT_TIMEOUT_MS;
   while (doneAt.size < names.length) {
-    if (Date.now() > deadline) throw new Error(`after ${FANOUT_TIMEOUT_MS / 1000} s these agents still lack ${ref}: ${names.filter((n) => !doneAt.has(n)).join(', ')}`);
+    if (Date.now() > deadline) {
+      const lacking = names.filter((n) => !doneAt.has(n));
+      for (const name of ['coordinator', ...lacking]) console.error(`--- last lines of ${name}:\n${(tails.get(logOf(name)) ?? []).join('\n')}`);
+      throw new Error(`after ${FANOUT_TIMEOUT_MS / 1000} s these agents still lack ${ref}: ${lacking.join(', ')}`);
+    }
     await Promise.all(
       names
         .filter((n) => !doneAt.has(n))
@@ -211,14 +230,15 @@ async function fanout(sharing: boolean, label = ''): Promise<ModeResult> {
   );
   await Promise.all(agents.map((agent) => line(agent, 'stderr', (l) => l.includes('connected to the leader'))));
   await sleep(500);
-  if (warmDigest) await prefetchAll(started.grpc, admin, names, 'warm:1', warmDigest);
+  const logOf = (name: string) => `${path.basename(runDir)}-${name}`;
+  if (warmDigest) await prefetchAll(started.grpc, admin, names, 'warm:1', warmDigest, logOf);
 
   const egress0 = await coordinatorEgress(started.http);
   const getNode = method('NodeService.GetNode');
   const busy0 = busyCpuSeconds();
   const coordinatorCpu0 = cpuTimes(coordinator.pid!);
   const agentCpu0 = agents.map((agent) => cpuTimes(agent.pid!));
-  const doneAt = await prefetchAll(started.grpc, admin, names, 'bench:1', digest);
+  const doneAt = await prefetchAll(started.grpc, admin, names, 'bench:1', digest, logOf);
   const seconds = Math.max(...doneAt.values());
   // The machine's CPU seconds (all processes) until the last agent had it: on one host both
   // modes share the same cores, so this says what sharing costs in work, apart from waiting.
