@@ -67,11 +67,17 @@ export class PieceMemory {
       }
       await new Promise<void>((resolve) => {
         const wake = () => {
-          signal.removeEventListener('abort', wake);
+          signal.removeEventListener('abort', aborted);
+          resolve();
+        };
+        // An aborted wait leaves the queue: a give() must wake a taker still waiting, not spend itself on it.
+        const aborted = () => {
+          const at = this.waiting.indexOf(wake);
+          if (at >= 0) this.waiting.splice(at, 1);
           resolve();
         };
         this.waiting.push(wake);
-        signal.addEventListener('abort', wake, { once: true });
+        signal.addEventListener('abort', aborted, { once: true });
       });
     }
   }

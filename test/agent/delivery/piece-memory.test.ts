@@ -38,6 +38,20 @@ test('working buffers are bounded: a take waits until one is given back, and giv
   await assert.rejects(aborted, /the pull ended/);
 });
 
+test('a take whose wait was aborted leaves the queue: the next buffer given back goes to a taker still waiting', async () => {
+  const { pieces } = memory({ working: 1, kept: 1 });
+  const first = await pieces.take(16, new AbortController().signal);
+  const gone = new AbortController();
+  const abandoned = pieces.take(16, gone.signal);
+  let got: Buffer | undefined;
+  const waiting = pieces.take(16, new AbortController().signal).then((buffer) => (got = buffer));
+  gone.abort(new Error('that pull ended'));
+  await assert.rejects(abandoned, /that pull ended/);
+  pieces.give(first);
+  await Promise.race([waiting, sleep(500)]);
+  assert.ok(got, 'the waiting take got the buffer');
+});
+
 test('a reserved piece frees its working slot; peers see it only once published, and a discarded one is gone', async () => {
   const { pieces } = memory();
   const signal = new AbortController().signal;
