@@ -17,6 +17,7 @@
 //    prefetch cut by a restart or a lost leader finishes without anyone asking again.
 // Leases (reference counts) live in memory, since they belong to this process; the index lives
 // in the agent's SQLite (cache-index.ts) and survives restarts.
+import { Slots } from './slots.js';
 import { syncDirectory } from '../shared/durable-files.js';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, type Dirent } from 'node:fs';
@@ -817,44 +818,6 @@ function recordedPieces(partial: PartialDownload | undefined, sizeBytes: number)
 
 function copyOf(bitfield: Bitfield): Bitfield {
   return new Bitfield(bitfield.size, bitfield.bytes);
-}
-
-/** At most N holders at once; the others wait in order (or until their signal aborts). */
-class Slots {
-  private free: number;
-  private readonly queue: (() => void)[] = [];
-
-  constructor(size: number) {
-    this.free = size;
-  }
-
-  async run<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> {
-    signal.throwIfAborted();
-    if (this.free > 0) {
-      this.free -= 1;
-    } else {
-      await new Promise<void>((resolve, reject) => {
-        const take = () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        };
-        const onAbort = () => {
-          const at = this.queue.indexOf(take);
-          if (at >= 0) this.queue.splice(at, 1);
-          reject(signal.reason);
-        };
-        this.queue.push(take);
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
-    }
-    try {
-      return await work();
-    } finally {
-      const next = this.queue.shift();
-      if (next) next();
-      else this.free += 1;
-    }
-  }
 }
 
 /** The file's sha256, in hex. */

@@ -1,5 +1,5 @@
 // The agent's piece buffers (docs/delivery.md, "Pulling into an agent's cache"), and the
-// verified pieces kept in them for a while. A fetch takes a working buffer (at most WORKING at
+// verified pieces kept in them for a while. A fetch takes a working buffer (at most WORKING_BUFFERS at
 // once, all pulls together: a pull's memory is bounded and steady, with no new 8 MiB buffer per
 // piece for the collector to chase). Among peers, a verified piece may then stay in its buffer
 // (at most KEPT pieces): the hashing worker takes it from there in its turn in the whole digest,
@@ -10,6 +10,7 @@
 // oldest first, when room is needed, and a blob's go a while after its pull ends.
 // Buffers are page-aligned shared memory (alignedBuffer): the worker reads a piece where it lies,
 // and the file takes it direct.
+import { Slots } from '../slots.js';
 import { alignedBuffer } from './direct-io.js';
 
 /** Working buffers, all pulls together: pieces in flight (and being written and hashed). */
@@ -39,18 +40,20 @@ export interface KeptSlot {
 
 export class PieceMemory {
   private readonly free = new Map<number, Buffer[]>();
-  private working = 0;
+  /** Working buffers out (the limit's slots). */
+  private readonly working: Slots;
   /** Kept pieces by key; a Map's order is their age (publish moves one to the end). */
   private readonly kept = new Map<string, Kept>();
   /** Kept and not yet published (reserved): keyed by a counter. */
   private reservations = 0;
-  private readonly waiting: (() => void)[] = [];
   private readonly timers = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private readonly limits: { working: number; kept: number } = { working: WORKING_BUFFERS, kept: KEPT_PIECES },
     private readonly allocate: (size: number) => Buffer = alignedBuffer,
-  ) {}
+  ) {
+    this.working = new Slots(limits.working);
+  }
 
   /** Pieces kept now (for tests and the log). */
   get keptCount(): number {
@@ -59,34 +62,14 @@ export class PieceMemory {
 
   /** A working buffer of `size` bytes; waits while every working buffer is out. */
   async take(size: number, signal: AbortSignal): Promise<Buffer> {
-    for (;;) {
-      signal.throwIfAborted();
-      if (this.working < this.limits.working) {
-        this.working += 1;
-        return this.free.get(size)?.pop() ?? this.allocate(size);
-      }
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          signal.removeEventListener('abort', aborted);
-          resolve();
-        };
-        // An aborted wait leaves the queue: a give() must wake a taker still waiting, not spend itself on it.
-        const aborted = () => {
-          const at = this.waiting.indexOf(wake);
-          if (at >= 0) this.waiting.splice(at, 1);
-          resolve();
-        };
-        this.waiting.push(wake);
-        signal.addEventListener('abort', aborted, { once: true });
-      });
-    }
+    await this.working.acquire(signal);
+    return this.free.get(size)?.pop() ?? this.allocate(size);
   }
 
   /** A working buffer back, unkept. */
   give(buffer: Buffer): void {
-    this.working -= 1;
     this.recycle(buffer);
-    this.waiting.shift()?.();
+    this.working.release();
   }
 
   /**
@@ -98,8 +81,7 @@ export class PieceMemory {
     if (this.kept.size >= this.limits.kept && !this.evictOne()) return undefined;
     const entry: Kept = { key: `reserved:${this.reservations++}`, bytes, pins: 1, published: false };
     this.kept.set(entry.key, entry);
-    this.working -= 1;
-    this.waiting.shift()?.();
+    this.working.release();
     return {
       publish: (digest, piece) => {
         if (entry.published || !this.kept.has(entry.key)) return;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { CoordinatorClient } from '../../shared/client.js';
 import { eventually } from '../helpers/eventually.js';
 import { metricValue } from '../helpers/metrics.js';
@@ -24,13 +24,19 @@ interface Delivery {
   corruptPieces: number;
 }
 
-test('a second agent takes the pieces from the first instead of the coordinator; a cordoned holder is no source', async (t) => {
+/** A coordinator on SQLite with its tokens, the CLI as its admin, and a client. */
+async function cluster(t: TestContext) {
   const dir = tempDir(t);
   const coordinator = await startCoordinator(t, 'c1', ['--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/c1`]);
   const tokens = await bootstrapTokens([`${dir}/c1`]);
   const ctl = (...args: string[]) => runScript(t, CLI, ['--coordinator', coordinator.grpc, ...args], { MLFLEET_TOKEN: tokens.admin });
   const client = new CoordinatorClient([coordinator.grpc], { token: tokens.admin });
   t.after(() => client.close());
+  return { dir, coordinator, tokens, ctl, client };
+}
+
+test('a second agent takes the pieces from the first instead of the coordinator; a cordoned holder is no source', async (t) => {
+  const { dir, coordinator, tokens, ctl, client } = await cluster(t);
 
   const model = path.join(dir, 'model.onnx');
   writeFileSync(model, randomBytes(SIZE));
@@ -91,12 +97,7 @@ test('a second agent takes the pieces from the first instead of the coordinator;
 });
 
 test('three agents pulling at once share the pieces while they fetch them: the coordinator sends about one copy, and every agent verifies the whole', async (t) => {
-  const dir = tempDir(t);
-  const coordinator = await startCoordinator(t, 'c1', ['--store', `sqlite:${dir}/c.db`, '--data-dir', `${dir}/c1`]);
-  const tokens = await bootstrapTokens([`${dir}/c1`]);
-  const ctl = (...args: string[]) => runScript(t, CLI, ['--coordinator', coordinator.grpc, ...args], { MLFLEET_TOKEN: tokens.admin });
-  const client = new CoordinatorClient([coordinator.grpc], { token: tokens.admin });
-  t.after(() => client.close());
+  const { dir, coordinator, tokens, ctl, client } = await cluster(t);
   // 12 pieces of 8 MiB: each agent's share of the seed is a third; the rest come from the others.
   const size = 96 * MiB;
   const model = path.join(dir, 'model.onnx');
